@@ -1,0 +1,54 @@
+# engine — build, rootfs, tests, kernel module, benchmarks, demo.
+# Every target installs what it needs (Debian packages) so a fresh machine works.
+SHELL      := /bin/bash
+ROOT       := $(CURDIR)
+BUILD      := $(ROOT)/build
+ENGINE     := $(ROOT)/target/release/engine
+ROOTFS     := $(ROOT)/rootfs
+WORKLOADS  := cpu_hog io_pulse memory_hog
+CARGO      ?= cargo
+
+.PHONY: all build workloads rootfs deps test unit-test integration-test leak-check demo clean
+
+all: build workloads
+
+build:
+	$(CARGO) build --release
+
+# Debian packages the build and the tests need; apt-get update runs once per machine.
+deps:
+	@bash scripts/apt-install.sh busybox-static
+
+include mk/workloads.mk
+include mk/vm.mk
+include mk/bench.mk
+
+rootfs: $(ROOTFS)/.stamp
+
+$(ROOTFS)/.stamp: scripts/mkrootfs.sh $(WORKLOAD_BINS)
+	@bash scripts/apt-install.sh busybox-static
+	bash scripts/mkrootfs.sh $(ROOTFS) $(WORKLOAD_DIR)
+	touch $@
+
+unit-test:
+	$(CARGO) test --release --lib
+
+# Integration tests start real containers: root, the rootfs and the workloads are required.
+integration-test: build rootfs
+	ENGINE_TEST_ROOTFS=$(ROOTFS) $(CARGO) test --release --test '*'
+
+leak-check:
+	bash tests/leak-check.sh
+
+test: deps build rootfs
+	ENGINE_TEST_ROOTFS=$(ROOTFS) $(CARGO) test --release
+	$(MAKE) vm-test
+	bash tests/leak-check.sh
+
+demo: build rootfs
+	bash scripts/demo.sh
+
+clean:
+	$(CARGO) clean
+	rm -rf $(BUILD) $(ROOTFS)
+	$(MAKE) -C workloads clean
