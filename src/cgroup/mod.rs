@@ -1,0 +1,218 @@
+//! Resource limits through cgroups: v2 and v1 behind one small trait.
+//!
+//! A container's group is `<parent>/<name>` (parent "engine" by default) in the v2
+//! hierarchy, or in each v1 controller hierarchy it needs. The caller creates the group,
+//! adds the child's pid before releasing it, reads stats, and removes the group when the
+//! container ends; `cleanup_stale` removes groups left by a crashed supervisor.
+
+mod error;
+mod fs;
+mod layout;
+mod limits;
+mod parse;
+mod v1;
+mod v2;
+
+pub use error::CgroupError;
+pub use limits::{Limits, Stats};
+pub use parse::{format_cpuset, parse_cpus, parse_cpuset, parse_size};
+
+use layout::Layout;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Parent of the containers' groups in each hierarchy.
+pub const DEFAULT_PARENT: &str = "engine";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Version {
+    V1,
+    V2,
+}
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Version::V1 => "cgroup v1",
+            Version::V2 => "cgroup v2",
+        })
+    }
+}
+
+/// What differs between v1 and v2 once a group exists.
+trait Backend: Send + Sync {
+    fn version(&self) -> Version;
+    fn paths(&self) -> Vec<PathBuf>;
+    fn add_pid(&self, pid: i32) -> Result<(), CgroupError>;
+    fn stats(&self) -> Result<Stats, CgroupError>;
+    fn oom_killed(&self) -> bool;
+    /// Kills what is left, removes the directories; every error met, not just the first.
+    fn remove(self: Box<Self>) -> Vec<CgroupError>;
+}
+
+/// One container's group (one directory on v2, one per controller on v1).
+/// Dropping it leaves the group in place; `remove` takes it away.
+pub struct Cgroup {
+    name: String,
+    backend: Box<dyn Backend>,
+}
+
+impl std::fmt::Debug for Cgroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cgroup")
+            .field("name", &self.name)
+            .field("version", &self.version())
+            .field("paths", &self.paths())
+            .finish()
+    }
+}
+
+impl Cgroup {
+    pub fn detect() -> Result<Version, CgroupError> {
+        Ok(match layout::detect()? {
+            Layout::V1 { .. } => Version::V1,
+            Layout::V2 { .. } => Version::V2,
+        })
+    }
+
+    pub fn create(name: &str, limits: &Limits) -> Result<Cgroup, CgroupError> {
+        Self::create_in(DEFAULT_PARENT, name, limits)
+    }
+
+    /// Like `create` under another parent (tests use their own, to run side by side).
+    /// Limits are checked before anything is made; on a failure, what was made is removed.
+    /// An existing group of that name is refused, not adopted.
+    pub fn create_in(parent: &str, name: &str, limits: &Limits) -> Result<Cgroup, CgroupError> {
+        check_parent(parent)?;
+        check_name(name)?;
+        let checked = limits::check(limits)?;
+        let backend: Box<dyn Backend> = match layout::detect()? {
+            Layout::V2 { mount } => Box::new(v2::V2::create(&mount, parent, name, &checked)?),
+            Layout::V1 { mounts } => Box::new(v1::V1::create(&mounts, parent, name, &checked)?),
+        };
+        Ok(Cgroup { name: name.to_string(), backend })
+    }
+
+    /// The existing group of a container (after a supervisor restart), if any.
+    pub fn open(name: &str) -> Option<Cgroup> {
+        Self::open_in(DEFAULT_PARENT, name)
+    }
+
+    pub fn open_in(parent: &str, name: &str) -> Option<Cgroup> {
+        check_parent(parent).ok()?;
+        check_name(name).ok()?;
+        let backend: Box<dyn Backend> = match layout::detect().ok()? {
+            Layout::V2 { mount } => Box::new(v2::V2::open(&mount, parent, name)?),
+            Layout::V1 { mounts } => Box::new(v1::V1::open(&mounts, parent, name)?),
+        };
+        Some(Cgroup { name: name.to_string(), backend })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn version(&self) -> Version {
+        self.backend.version()
+    }
+
+    /// The group's directories (one on v2, one per mounted hierarchy joined on v1).
+    pub fn paths(&self) -> Vec<PathBuf> {
+        self.backend.paths()
+    }
+
+    /// Moves a process (with its threads) into the group in every hierarchy.
+    pub fn add_pid(&self, pid: i32) -> Result<(), CgroupError> {
+        self.backend.add_pid(pid)
+    }
+
+    pub fn stats(&self) -> Result<Stats, CgroupError> {
+        self.backend.stats()
+    }
+
+    /// Whether the kernel's OOM killer killed a process of this group.
+    pub fn oom_killed(&self) -> bool {
+        self.backend.oom_killed()
+    }
+
+    /// SIGKILLs any process still inside, waits for them to leave, removes the directories.
+    /// Keeps going past a failure and returns every error together.
+    pub fn remove(self) -> Result<(), CgroupError> {
+        let errors = self.backend.remove();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(CgroupError::Teardown { name: self.name, errors })
+        }
+    }
+
+    /// Removes every group under "engine" for which `keep(name)` is false (left by a crash).
+    /// Returns the names removed; failures are reported on stderr, since the supervisor
+    /// starts anyway and the next start tries again.
+    pub fn cleanup_stale(keep: &dyn Fn(&str) -> bool) -> Vec<String> {
+        Self::cleanup_stale_in(DEFAULT_PARENT, keep)
+    }
+
+    pub fn cleanup_stale_in(parent: &str, keep: &dyn Fn(&str) -> bool) -> Vec<String> {
+        if check_parent(parent).is_err() {
+            return Vec::new();
+        }
+        let mut names: Vec<String> = match layout::detect() {
+            Ok(Layout::V2 { mount }) => fs::subdirs(&mount.join(parent)),
+            Ok(Layout::V1 { mounts }) => mounts.values().flat_map(|m| fs::subdirs(&m.join(parent))).collect(),
+            Err(_) => Vec::new(),
+        };
+        names.sort();
+        names.dedup();
+        let mut removed = Vec::new();
+        for name in names.into_iter().filter(|n| check_name(n).is_ok() && !keep(n)) {
+            if let Some(cg) = Self::open_in(parent, &name) {
+                match cg.remove() {
+                    Ok(()) => removed.push(name),
+                    Err(e) => eprintln!("engine: stale cgroup not removed: {e}"),
+                }
+            }
+        }
+        removed
+    }
+}
+
+/// Container names as the caller validates them: [a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}.
+/// Checked here too, because the name becomes a path.
+fn check_name(name: &str) -> Result<(), CgroupError> {
+    let b = name.as_bytes();
+    let ok = !b.is_empty()
+        && b.len() <= 64
+        && b[0].is_ascii_alphanumeric()
+        && b.iter().all(|&c| c.is_ascii_alphanumeric() || b"_.-".contains(&c));
+    if ok {
+        Ok(())
+    } else {
+        Err(CgroupError::InvalidName(name.to_string()))
+    }
+}
+
+/// A parent is one or more valid names joined by '/'.
+fn check_parent(parent: &str) -> Result<(), CgroupError> {
+    parent.split('/').try_for_each(check_name).map_err(|_| CgroupError::InvalidName(parent.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        for ok in ["a", "web-1", "A.b_c", &"x".repeat(64)] {
+            check_name(ok).unwrap();
+        }
+        for bad in ["", ".", "..", "-a", "_a", "a/b", "a b", "é", &"x".repeat(65)] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+        check_parent("engine").unwrap();
+        check_parent("engine-test/x").unwrap();
+        for bad in ["", "/engine", "engine/", "engine/../x", "a//b"] {
+            assert!(check_parent(bad).is_err(), "{bad:?}");
+        }
+    }
+}

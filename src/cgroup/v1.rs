@@ -1,0 +1,185 @@
+//! cgroup v1: one directory per container in each controller's own hierarchy
+//! (<mount>/<parent>/<name>), the process added to every one of them.
+
+use super::limits::{self, write_limit, Checked, Stats, CPU_PERIOD_US};
+use super::{fs, Backend, CgroupError, Version};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub struct V1 {
+    /// Controller → the container's directory in that controller's hierarchy.
+    dirs: BTreeMap<String, PathBuf>,
+}
+
+/// Joined without a limit when mounted: they give the stats and the OOM count.
+const FOR_STATS: &[&str] = &["memory", "cpuacct", "pids"];
+
+
+/// A new v1 cpuset group starts with empty cpus and mems and refuses tasks until both
+/// are set: copy them from the parent.
+fn init_cpuset(dir: &Path) -> Result<(), CgroupError> {
+    let parent = dir.parent().expect("a cgroup below the mount has a parent");
+    for file in ["cpuset.cpus", "cpuset.mems"] {
+        let mine = fs::read(&dir.join(file))?;
+        if mine.trim().is_empty() {
+            let theirs = fs::read(&parent.join(file))?;
+            fs::write(&dir.join(file), theirs.trim())?;
+        }
+    }
+    Ok(())
+}
+
+impl V1 {
+    pub fn create(
+        mounts: &BTreeMap<String, PathBuf>,
+        parent: &str,
+        name: &str,
+        c: &Checked,
+    ) -> Result<V1, CgroupError> {
+        for (ctrl, flag) in c.controllers() {
+            if !mounts.contains_key(ctrl) {
+                let have: Vec<&str> = mounts.keys().map(|k| k.as_str()).collect();
+                return Err(CgroupError::Unsupported {
+                    flag,
+                    reason: format!("no {ctrl} controller on this host (cgroup v1 controllers mounted: {have:?})"),
+                });
+            }
+        }
+        let mut ctrls: Vec<&str> = c.controllers().into_iter().map(|(ctrl, _)| ctrl).collect();
+        ctrls.extend(FOR_STATS.iter().copied().filter(|ctrl| mounts.contains_key(*ctrl)));
+        ctrls.sort_unstable();
+        ctrls.dedup();
+
+        let mut cg = V1 { dirs: BTreeMap::new() };
+        let mut made: Vec<PathBuf> = Vec::new();
+        let result = (|| {
+            for ctrl in &ctrls {
+                let mount = &mounts[*ctrl];
+                let dir = mount.join(parent).join(name);
+                // Co-mounted controllers (cpu,cpuacct) share one directory.
+                if !made.contains(&dir) {
+                    let cpuset = mounts.get("cpuset") == Some(mount);
+                    let init = |d: &Path| if cpuset { init_cpuset(d) } else { Ok(()) };
+                    fs::mkdir_parents(mount, &dir.parent().unwrap().to_path_buf(), init)?;
+                    fs::mkdir(&dir)?;
+                    made.push(dir.clone());
+                    if cpuset {
+                        init_cpuset(&dir)?;
+                    }
+                }
+                cg.dirs.insert(ctrl.to_string(), dir);
+            }
+            cg.apply(c)
+        })();
+        match result {
+            Ok(()) => Ok(cg),
+            Err(e) => {
+                // Only what this call made, never a group that already existed.
+                for d in made.iter().rev() {
+                    let _ = fs::rmdir(d);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn apply(&self, c: &Checked) -> Result<(), CgroupError> {
+        if let Some(max) = c.memory_max {
+            let d = &self.dirs["memory"];
+            write_limit(d, "memory.limit_in_bytes", &max.to_string(), limits::FLAG_MEMORY)?;
+            // memory+swap capped at the same value: no swapping past the limit. The file
+            // exists only with swap accounting; it must be written after limit_in_bytes,
+            // which the kernel keeps <= memsw.
+            if d.join("memory.memsw.limit_in_bytes").exists() {
+                write_limit(d, "memory.memsw.limit_in_bytes", &max.to_string(), limits::FLAG_MEMORY)?;
+            }
+        }
+        if let Some(high) = c.memory_high {
+            let d = &self.dirs["memory"];
+            write_limit(d, "memory.soft_limit_in_bytes", &high.to_string(), limits::FLAG_MEMORY_HIGH)?;
+        }
+        if let Some(q) = c.cpu_quota_us {
+            let d = &self.dirs["cpu"];
+            write_limit(d, "cpu.cfs_period_us", &CPU_PERIOD_US.to_string(), limits::FLAG_CPUS)?;
+            write_limit(d, "cpu.cfs_quota_us", &q.to_string(), limits::FLAG_CPUS)?;
+        }
+        if let Some(p) = c.pids_max {
+            write_limit(&self.dirs["pids"], "pids.max", &p.to_string(), limits::FLAG_PIDS)?;
+        }
+        if let Some(cpus) = &c.cpuset {
+            write_limit(&self.dirs["cpuset"], "cpuset.cpus", cpus, limits::FLAG_CPUSET)?;
+        }
+        Ok(())
+    }
+
+    pub fn open(mounts: &BTreeMap<String, PathBuf>, parent: &str, name: &str) -> Option<V1> {
+        let dirs: BTreeMap<String, PathBuf> = mounts
+            .iter()
+            .map(|(ctrl, m)| (ctrl.clone(), m.join(parent).join(name)))
+            .filter(|(_, d)| d.is_dir())
+            .collect();
+        (!dirs.is_empty()).then_some(V1 { dirs })
+    }
+
+    /// Each directory once, although co-mounted controllers share one.
+    fn unique_dirs(&self) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = self.dirs.values().cloned().collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+}
+
+impl Backend for V1 {
+    fn version(&self) -> Version {
+        Version::V1
+    }
+
+    fn paths(&self) -> Vec<PathBuf> {
+        self.unique_dirs()
+    }
+
+    fn add_pid(&self, pid: i32) -> Result<(), CgroupError> {
+        for d in self.unique_dirs() {
+            fs::write(&d.join("cgroup.procs"), &pid.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn stats(&self) -> Result<Stats, CgroupError> {
+        let mut s = Stats::default();
+        if let Some(d) = self.dirs.get("memory") {
+            s.memory_current = fs::read_u64(&d.join("memory.usage_in_bytes"))?;
+            s.memory_peak = fs::read_u64_opt(&d.join("memory.max_usage_in_bytes"))?;
+        }
+        if let Some(d) = self.dirs.get("cpuacct") {
+            s.cpu_usage_ns = fs::read_u64(&d.join("cpuacct.usage"))?;
+        }
+        s.pids_current = match self.dirs.get("pids") {
+            Some(d) => fs::read_u64(&d.join("pids.current"))?,
+            None => match self.unique_dirs().first() {
+                Some(d) => fs::count_lines(&d.join("tasks"))?,
+                None => 0,
+            },
+        };
+        Ok(s)
+    }
+
+    fn oom_killed(&self) -> bool {
+        // The oom_kill counter exists since Linux 4.13.
+        let Some(d) = self.dirs.get("memory") else { return false };
+        matches!(fs::read_key(&d.join("memory.oom_control"), "oom_kill"), Ok(Some(n)) if n > 0)
+    }
+
+    fn remove(self: Box<Self>) -> Vec<CgroupError> {
+        let mut errors = Vec::new();
+        let dirs = self.unique_dirs();
+        fs::kill_all(&dirs, None, &mut errors);
+        for d in &dirs {
+            if let Err(e) = fs::rmdir(d) {
+                errors.push(e);
+            }
+        }
+        errors
+    }
+}
