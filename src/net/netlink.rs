@@ -1,0 +1,332 @@
+//! A small synchronous rtnetlink client: one socket per network namespace,
+//! one short method per operation. Every request carries a fresh sequence
+//! number, every reply is checked against it, requests that change state ask
+//! for an ACK, and each method states how many answers it expects.
+
+use std::io;
+use std::net::Ipv4Addr;
+use std::os::fd::RawFd;
+
+use netlink_packet_core::{
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP,
+    NLM_F_DUMP_INTR, NLM_F_EXCL, NLM_F_REQUEST,
+};
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+
+use super::error::NetError;
+
+/// `RT_TABLE_MAIN` from <linux/rtnetlink.h>.
+const RT_TABLE_MAIN: u8 = 254;
+
+pub(crate) struct Netlink {
+    socket: Socket,
+    seq: u32,
+}
+
+/// What a request expects back before its ACK / DONE.
+enum Expect {
+    /// Exactly this many messages (0 for plain change requests).
+    Exactly(usize),
+    /// A dump: any number, terminated by NLMSG_DONE.
+    Dump,
+}
+
+impl Netlink {
+    /// Opens a route-netlink socket in the calling thread's network namespace.
+    pub(crate) fn open() -> Result<Netlink, NetError> {
+        let mut socket =
+            Socket::new(NETLINK_ROUTE).map_err(|e| NetError::netlink("open socket", e))?;
+        socket.bind_auto().map_err(|e| NetError::netlink("bind socket", e))?;
+        socket
+            .connect(&SocketAddr::new(0, 0))
+            .map_err(|e| NetError::netlink("connect socket", e))?;
+        Ok(Netlink { socket, seq: 0 })
+    }
+
+    // ----- links -------------------------------------------------------------
+
+    /// The link called `name`, or None when there is none.
+    pub(crate) fn link_by_name(&mut self, name: &str) -> Result<Option<LinkMessage>, NetError> {
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        let op = format!("get link {name}");
+        match self.request(&op, RouteNetlinkMessage::GetLink(msg), 0, Expect::Exactly(1)) {
+            Ok(mut replies) => match replies.pop() {
+                Some(RouteNetlinkMessage::NewLink(link)) => Ok(Some(link)),
+                other => Err(NetError::protocol(op, format!("unexpected reply {other:?}"))),
+            },
+            Err(e) if e.errno() == Some(libc::ENODEV) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every link of this namespace.
+    pub(crate) fn links(&mut self) -> Result<Vec<LinkMessage>, NetError> {
+        let replies = self.request(
+            "dump links",
+            RouteNetlinkMessage::GetLink(LinkMessage::default()),
+            NLM_F_DUMP,
+            Expect::Dump,
+        )?;
+        replies
+            .into_iter()
+            .map(|m| match m {
+                RouteNetlinkMessage::NewLink(link) => Ok(link),
+                other => Err(NetError::protocol("dump links", format!("unexpected reply {other:?}"))),
+            })
+            .collect()
+    }
+
+    /// Creates a bridge with a fixed MAC, so its address never changes as
+    /// ports come and go (containers keep a valid ARP entry for the gateway).
+    pub(crate) fn create_bridge(&mut self, name: &str, mac: [u8; 6]) -> Result<(), NetError> {
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
+        msg.attributes.push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Bridge)]));
+        self.change(
+            format!("create bridge {name}"),
+            RouteNetlinkMessage::NewLink(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )
+    }
+
+    /// Creates a veth pair: `host` stays here, the peer is created directly
+    /// inside the namespace `peer_netns` as `peer`.
+    pub(crate) fn create_veth(
+        &mut self,
+        host: &str,
+        peer: &str,
+        peer_mac: [u8; 6],
+        peer_netns: RawFd,
+    ) -> Result<(), NetError> {
+        let mut peer_msg = LinkMessage::default();
+        peer_msg.attributes.push(LinkAttribute::IfName(peer.to_string()));
+        peer_msg.attributes.push(LinkAttribute::Address(peer_mac.to_vec()));
+        peer_msg.attributes.push(LinkAttribute::NetNsFd(peer_netns));
+
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(host.to_string()));
+        msg.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::Kind(InfoKind::Veth),
+            LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_msg))),
+        ]));
+        self.change(
+            format!("create veth pair {host}/{peer}"),
+            RouteNetlinkMessage::NewLink(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )
+    }
+
+    pub(crate) fn set_alias(&mut self, index: u32, alias: &str) -> Result<(), NetError> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes.push(LinkAttribute::IfAlias(alias.to_string()));
+        self.change(format!("set alias of link #{index}"), RouteNetlinkMessage::SetLink(msg), 0)
+    }
+
+    pub(crate) fn set_master(&mut self, index: u32, master: u32) -> Result<(), NetError> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes.push(LinkAttribute::Controller(master));
+        self.change(
+            format!("attach link #{index} to bridge #{master}"),
+            RouteNetlinkMessage::SetLink(msg),
+            0,
+        )
+    }
+
+    pub(crate) fn set_up(&mut self, index: u32) -> Result<(), NetError> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.header.flags = LinkFlags::Up;
+        msg.header.change_mask = LinkFlags::Up;
+        self.change(format!("set link #{index} up"), RouteNetlinkMessage::SetLink(msg), 0)
+    }
+
+    /// Deletes the link called `name`; Ok(false) when there was none.
+    pub(crate) fn delete_link(&mut self, name: &str) -> Result<bool, NetError> {
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        match self.change(format!("delete link {name}"), RouteNetlinkMessage::DelLink(msg), 0) {
+            Ok(()) => Ok(true),
+            Err(e) if e.errno() == Some(libc::ENODEV) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    // ----- addresses and routes ---------------------------------------------
+
+    /// Adds `ip/prefix` (with its broadcast address) to link `index`.
+    pub(crate) fn add_address(
+        &mut self,
+        index: u32,
+        ip: Ipv4Addr,
+        prefix: u8,
+        broadcast: Ipv4Addr,
+    ) -> Result<(), NetError> {
+        let mut msg = AddressMessage::default();
+        msg.header.family = AddressFamily::Inet;
+        msg.header.prefix_len = prefix;
+        msg.header.index = index;
+        msg.attributes.push(AddressAttribute::Local(ip.into()));
+        msg.attributes.push(AddressAttribute::Address(ip.into()));
+        msg.attributes.push(AddressAttribute::Broadcast(broadcast));
+        self.change(
+            format!("add address {ip}/{prefix} to link #{index}"),
+            RouteNetlinkMessage::NewAddress(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )
+    }
+
+    /// Adds `default via gateway dev #oif` to the main table.
+    pub(crate) fn add_default_route(&mut self, gateway: Ipv4Addr, oif: u32) -> Result<(), NetError> {
+        let mut msg = RouteMessage::default();
+        msg.header.address_family = AddressFamily::Inet;
+        msg.header.destination_prefix_length = 0;
+        msg.header.table = RT_TABLE_MAIN;
+        msg.header.protocol = RouteProtocol::Boot;
+        msg.header.scope = RouteScope::Universe;
+        msg.header.kind = RouteType::Unicast;
+        msg.attributes.push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
+        msg.attributes.push(RouteAttribute::Oif(oif));
+        self.change(
+            format!("add default route via {gateway}"),
+            RouteNetlinkMessage::NewRoute(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+        )
+    }
+
+    // ----- transport ---------------------------------------------------------
+
+    /// A request that changes state: no data back, just the ACK.
+    fn change(&mut self, op: String, msg: RouteNetlinkMessage, flags: u16) -> Result<(), NetError> {
+        self.request(&op, msg, flags, Expect::Exactly(0)).map(|_| ())
+    }
+
+    fn request(
+        &mut self,
+        op: &str,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+        expect: Expect,
+    ) -> Result<Vec<RouteNetlinkMessage>, NetError> {
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        let dump = matches!(expect, Expect::Dump);
+
+        let mut header = NetlinkHeader::default();
+        // Dumps end with NLMSG_DONE; everything else ends with an ACK.
+        header.flags = NLM_F_REQUEST | flags | if dump { 0 } else { NLM_F_ACK };
+        header.sequence_number = seq;
+        let mut packet = NetlinkMessage::new(header, NetlinkPayload::from(msg));
+        packet.finalize();
+        let mut buf = vec![0u8; packet.buffer_len()];
+        packet.serialize(&mut buf);
+        let sent = self.socket.send(&buf, 0).map_err(|e| NetError::netlink(op, e))?;
+        if sent != buf.len() {
+            return Err(NetError::protocol(op, format!("short send ({sent} of {} bytes)", buf.len())));
+        }
+
+        let mut replies = Vec::new();
+        loop {
+            let (data, _) =
+                self.socket.recv_from_full().map_err(|e| NetError::netlink(op, e))?;
+            let mut offset = 0;
+            while offset < data.len() {
+                let reply: NetlinkMessage<RouteNetlinkMessage> =
+                    NetlinkMessage::deserialize(&data[offset..])
+                        .map_err(|e| NetError::protocol(op, format!("undecodable reply: {e}")))?;
+                let len = reply.header.length as usize;
+                if reply.header.sequence_number != seq {
+                    return Err(NetError::protocol(
+                        op,
+                        format!(
+                            "sequence number out of sync (got {}, want {seq})",
+                            reply.header.sequence_number
+                        ),
+                    ));
+                }
+                if reply.header.flags & NLM_F_DUMP_INTR != 0 {
+                    return Err(NetError::netlink(
+                        op,
+                        io::Error::new(io::ErrorKind::Interrupted, "dump interrupted by a change"),
+                    ));
+                }
+                match reply.payload {
+                    NetlinkPayload::InnerMessage(m) => replies.push(m),
+                    NetlinkPayload::Error(e) => {
+                        if let Some(code) = e.code {
+                            return Err(NetError::netlink(
+                                op,
+                                io::Error::from_raw_os_error(-code.get()),
+                            ));
+                        }
+                        // A plain ACK ends a non-dump request.
+                        return self.check_count(op, replies, &expect);
+                    }
+                    NetlinkPayload::Done(_) => return self.check_count(op, replies, &expect),
+                    NetlinkPayload::Noop => {}
+                    NetlinkPayload::Overrun(_) => {
+                        return Err(NetError::protocol(op, "receive buffer overrun"))
+                    }
+                    _ => return Err(NetError::protocol(op, "unknown netlink payload")),
+                }
+                if len == 0 {
+                    break;
+                }
+                // Messages are 4-byte aligned inside one datagram.
+                offset += (len + 3) & !3;
+            }
+        }
+    }
+
+    fn check_count(
+        &self,
+        op: &str,
+        replies: Vec<RouteNetlinkMessage>,
+        expect: &Expect,
+    ) -> Result<Vec<RouteNetlinkMessage>, NetError> {
+        match expect {
+            Expect::Exactly(n) if replies.len() != *n => Err(NetError::protocol(
+                op,
+                format!("expected {n} repl{}, got {}", if *n == 1 { "y" } else { "ies" }, replies.len()),
+            )),
+            _ => Ok(replies),
+        }
+    }
+}
+
+// ----- reading link messages --------------------------------------------------
+
+pub(crate) fn link_name(link: &LinkMessage) -> Option<&str> {
+    link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::IfName(n) => Some(n.as_str()),
+        _ => None,
+    })
+}
+
+pub(crate) fn link_alias(link: &LinkMessage) -> Option<&str> {
+    link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::IfAlias(n) => Some(n.as_str()),
+        _ => None,
+    })
+}
+
+pub(crate) fn link_kind(link: &LinkMessage) -> Option<&InfoKind> {
+    link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
+            LinkInfo::Kind(k) => Some(k),
+            _ => None,
+        }),
+        _ => None,
+    })
+}
