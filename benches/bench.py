@@ -1,0 +1,381 @@
+#!/usr/bin/env python3
+"""`make bench`: engine next to crun, runc, bubblewrap and bare unshare+chroot, in one run.
+
+Sections (all by default; --only picks some):
+  startup  /bin/true on the same busybox rootfs, N timed runs each with hyperfine
+  logs     a container writing 1 GB to stdout vs `cat` through a pipe into a file
+  scale    1,000 sleeping containers through one supervisor
+  dd       1 GB written with dd inside a container vs on the host
+Writes benches/results/bench.md (+ startup.svg) and prints the tables. A section that cannot be
+measured (engine not built, a command failing) is reported as FAILED with the reason and makes
+the script exit 1; the other sections still run.
+"""
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import (BUILD, ENGINE, ROOTFS, RESULTS, BenchError, Supervisor, dump_json, fmt,
+                    host_info, log, md_table, mounts, plot, proc_stat, processes_matching,
+                    require_root, rss_kib, run, summary, write_report)
+
+# crun refuses the hybrid cgroup layout (v1 controllers + an empty v2 tree at
+# /sys/fs/cgroup/unified); inside a private mount namespace without that mount it takes v1.
+PRIVATE_NS = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+              'umount /sys/fs/cgroup/unified 2>/dev/null; exec "$@"', "sh"]
+
+
+# --- startup --------------------------------------------------------------------------------
+
+def oci_bundle(workdir):
+    """An OCI bundle for crun and runc: `crun spec` defaults (pid, net, ipc, uts, mount
+    namespaces, like engine), no terminal, our rootfs read-only, /bin/true."""
+    import json
+    bundle = os.path.join(workdir, "bundle")
+    os.makedirs(bundle)
+    run(["crun", "spec"], cwd=bundle)
+    path = os.path.join(bundle, "config.json")
+    with open(path) as f:
+        spec = json.load(f)
+    spec["process"]["terminal"] = False
+    spec["process"]["args"] = ["/bin/true"]
+    spec["root"] = {"path": ROOTFS, "readonly": True}
+    with open(path, "w") as f:
+        json.dump(spec, f)
+    return bundle
+
+
+def hyperfine(cmd, runs, workdir):
+    """Wall times (ms) of `runs` runs of cmd, after 3 warm-ups, in the private mount namespace."""
+    out = os.path.join(workdir, "hyperfine.json")
+    run(PRIVATE_NS + ["hyperfine", "-N", "--style", "none", "--warmup", "3", "--runs", str(runs),
+                      "--export-json", out, " ".join(cmd)])
+    import json
+    with open(out) as f:
+        return [t * 1000 for t in json.load(f)["results"][0]["times"]]
+
+
+def bench_startup(args, report):
+    runs = args.runs
+    workdir = tempfile.mkdtemp(prefix="bench-startup-", dir=BUILD)
+    rows, data = [], {}
+    try:
+        bundle = oci_bundle(workdir)
+        peers = [
+            ("crun", ["crun", "--root", f"{workdir}/crun", "run", "--bundle", bundle, "bench-crun"]),
+            ("runc", ["runc", "--root", f"{workdir}/runc", "run", "--bundle", bundle, "bench-runc"]),
+            ("bwrap", ["bwrap", "--unshare-all", "--ro-bind", ROOTFS, "/", "--proc", "/proc",
+                       "--dev", "/dev", "/bin/true"]),
+            ("unshare+chroot", ["unshare", "--pid", "--uts", "--mount", "--ipc", "--net", "--fork",
+                                "chroot", ROOTFS, "/bin/true"]),
+        ]
+        measured = []
+        try:
+            with Supervisor() as sup:
+                cmd = sup.cli("run", "--rm", "bench-true", ROOTFS, "/bin/true")
+                measured.append(("engine run", cmd, measure(cmd, runs, workdir)))
+                leftover = sup.engine("ps", "-a", check=False).stdout.strip().splitlines()[1:]
+                if leftover:
+                    log(f"bench: `engine run --rm` left containers behind: {leftover}")
+        except BenchError as e:
+            measured.append(("engine run", [ENGINE, "run", "--rm", "bench-true", ROOTFS, "/bin/true"], e))
+        for name, cmd in peers:
+            measured.append((name, cmd, measure(cmd, runs, workdir)))
+    finally:
+        run(["rm", "-rf", workdir])
+
+    crun = next((r for n, _, r in measured if n == "crun" and isinstance(r, dict)), None)
+    for name, cmd, r in measured:
+        if isinstance(r, BenchError):
+            rows.append([name, "FAILED", "", "", "", f"{r}"])
+            report.failed.append(f"startup/{name}: {r}")
+            continue
+        data[name] = r
+        ratio = r["median"] / crun["median"] if crun else None
+        rows.append([name, fmt(r["median"]), fmt(r["p10"]), fmt(r["p90"]), fmt(ratio), show(cmd, workdir)])
+
+    text = [f"## Startup: `/bin/true` on the busybox rootfs ({runs} runs each, 3 warm-ups, hyperfine -N)",
+            "",
+            md_table(["runtime", "median ms", "p10 ms", "p90 ms", "× crun", "command"], rows),
+            "",
+            "Every command ran in a private mount namespace with `/sys/fs/cgroup/unified` unmounted: "
+            "crun refuses this host's hybrid cgroup layout (v1 controllers plus a v2 mount) and takes "
+            "plain v1 without it. crun and runc also create and remove a cgroup per container; the "
+            "engine supervisor itself runs in the host mount namespace, the CLI in the private one."]
+    if "engine run" in data and "unshare+chroot" in data:
+        e, u = data["engine run"]["median"], data["unshare+chroot"]["median"]
+        text += ["", f"engine run median {e:.2f} ms vs unshare+chroot {u:.2f} ms: ratio {e / u:.2f}."]
+    report.add("\n".join(text))
+    if data:
+        names = [n for n, _, r in measured if isinstance(r, dict)]
+        plot(os.path.join(RESULTS, "startup.svg"), f"Startup of /bin/true (median, p10-p90, {runs} runs)",
+             "milliseconds", ["runtime", "ms", "ms_lo", "ms_hi"],
+             [[n, f"{data[n]['median']:.3f}", f"{data[n]['p10']:.3f}", f"{data[n]['p90']:.3f}"] for n in names])
+        report.plots.append("startup.svg")
+    report.data["startup"] = data
+
+
+def show(cmd, workdir=None):
+    """A command line for the report: temporary and checkout paths shortened."""
+    text = " ".join(cmd)
+    if workdir:
+        text = text.replace(workdir, "$TMP")
+    return "`" + text.replace(ROOTFS, "rootfs").replace(ENGINE, "engine") + "`"
+
+
+def measure(cmd, runs, workdir):
+    try:
+        return summary(hyperfine(cmd, runs, workdir))
+    except BenchError as e:
+        return e
+
+
+# --- log throughput -------------------------------------------------------------------------
+
+LINE = "engine log throughput 0123456789 abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ 0123456789"
+
+
+def md5_and_size(cmd):
+    """md5 and byte count of a command's stdout, streamed (never held in memory)."""
+    import hashlib
+    h, n = hashlib.md5(), 0
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    for chunk in iter(lambda: p.stdout.read(1 << 20), b""):
+        h.update(chunk)
+        n += len(chunk)
+    err = p.stderr.read().decode().strip()
+    if p.wait() != 0:
+        raise BenchError(f"`{' '.join(cmd)}` exited {p.returncode}: {err}")
+    return h.hexdigest(), n
+
+
+def bench_logs(args, report):
+    size = args.log_bytes
+    gen = f"yes '{LINE}' | head -c {size}"
+    want = md5_and_size(["sh", "-c", gen])
+    rows = []
+
+    out = os.path.join(BUILD, f"bench-cat-{os.getpid()}.out")
+    try:
+        t0 = time.monotonic()
+        run(["sh", "-c", f"{gen} | cat > {out}"])
+        host_s = time.monotonic() - t0
+        ok = md5_and_size(["cat", out]) == want
+    finally:
+        if os.path.exists(out):
+            os.unlink(out)
+    rows.append(["host: generator | cat > file", fmt(size / host_s / 1e6, 0), fmt(host_s), "yes" if ok else "NO",
+                 f"`sh -c \"{gen} | cat > FILE\"`"])
+
+    engine_row = ["engine: container stdout → log", "FAILED", "", "", ""]
+    try:
+        with Supervisor() as sup:
+            t0 = time.monotonic()
+            sup.engine("start", "logflood", ROOTFS, "/bin/sh", "-c", gen)
+            sup.engine("wait", "logflood")
+            eng_s = time.monotonic() - t0
+            got = md5_and_size(sup.cli("logs", "logflood"))
+            logfile = os.path.join(sup.root, "logs", "logflood.log")
+            on_disk = os.path.getsize(logfile) if os.path.exists(logfile) else None
+            sup.engine("rm", "logflood")
+        identical = got == want
+        if not identical:
+            report.failed.append(f"logs: payload differs: want md5/bytes {want}, got {got}")
+        engine_row = ["engine: container stdout → log", fmt(size / eng_s / 1e6, 0), fmt(eng_s),
+                      "yes" if identical else f"NO ({got[1]} bytes)",
+                      f"`engine start logflood rootfs /bin/sh -c \"{gen}\"; engine wait logflood` "
+                      f"(log file {on_disk / 1e6:.0f} MB on disk)" if on_disk else "(log file missing)"]
+        ratio = (size / eng_s) / (size / host_s)
+    except BenchError as e:
+        report.failed.append(f"logs/engine: {e}")
+        engine_row[-1] = str(e)
+        ratio = None
+    rows.append(engine_row)
+    report.add("\n".join([
+        f"## Log throughput: {size / 1e9:g} GB of text lines to stdout",
+        "",
+        md_table(["path", "MB/s", "seconds", "byte-identical", "command"], rows),
+        "",
+        f"Payload: `{gen}` (md5 {want[0]}). The engine time runs from `start` until `wait` returns; "
+        "identity is checked on `engine logs` output, which strips the CRI prefixes."
+        + (f" engine / host throughput: {ratio:.2f}." if ratio else "")]))
+
+
+# --- scale ----------------------------------------------------------------------------------
+
+def bench_scale(args, report):
+    n = args.scale
+    # A sleep length no other process on the host uses, to find leftovers by command line.
+    marker = str(90000000 + os.getpid())
+    text = [f"## Scale: {n} sleeping containers through one supervisor", ""]
+    try:
+        sup = Supervisor().__enter__()
+        try:
+            start_ms = []
+            t0 = time.monotonic()
+            cpu0 = proc_stat(sup.pid())[1]
+            for i in range(n):
+                t = time.monotonic()
+                sup.engine("start", f"s{i}", ROOTFS, "/bin/sleep", marker)
+                start_ms.append((time.monotonic() - t) * 1000)
+            start_all = time.monotonic() - t0
+            start_cpu = proc_stat(sup.pid())[1] - cpu0
+
+            ps_ms = []
+            for _ in range(10):
+                t = time.monotonic()
+                out = sup.engine("ps").stdout
+                ps_ms.append((time.monotonic() - t) * 1000)
+            running = sum(1 for line in out.splitlines()[1:] if "running" in line)
+            alive = len(processes_matching(marker))
+
+            # The supervisor's own cost with n containers up and idle, over 10 s.
+            cpu0, t = proc_stat(sup.pid())[1], time.monotonic()
+            time.sleep(10)
+            idle_cpu = (proc_stat(sup.pid())[1] - cpu0) / (time.monotonic() - t) * 100
+            rss = rss_kib(sup.pid())
+            with open("/proc/meminfo") as f:
+                mem_total = int(f.readline().split()[1])
+        finally:
+            # SIGTERM to the supervisor stops every container (that is what it promises).
+            t = time.monotonic()
+            sup.__exit__(None, None, None)
+            stop_all = time.monotonic() - t
+        left = processes_matching(marker)
+        left_mounts = [m for m in mounts() if ROOTFS in m or sup.dir in m]
+        s, p = summary(start_ms), summary(ps_ms)
+        rows = [
+            [f"start {n} containers (sequential `engine start`)", f"{start_all:.2f} s total, "
+             f"median {s['median']:.1f} ms, p90 {s['p90']:.1f} ms per start"],
+            ["containers running (ps / host processes)", f"{running} / {alive}"],
+            [f"`engine ps` with {n} present (10 runs)", f"median {p['median']:.1f} ms, p90 {p['p90']:.1f} ms"],
+            ["supervisor CPU while starting them", f"{start_cpu:.2f} s ({start_cpu / start_all * 100:.1f} %CPU)"],
+            ["supervisor %CPU, idle with them running (10 s)", f"{idle_cpu:.2f} %"],
+            ["supervisor RSS (%MEM)", f"{rss / 1024:.1f} MiB ({rss / mem_total * 100:.2f} %)"],
+            ["stop all (SIGTERM to supervisor until it exited)", f"{stop_all:.2f} s"],
+            ["left behind: processes / mounts", f"{len(left)} / {len(left_mounts)}"],
+        ]
+        if running != n or alive != n or left or left_mounts:
+            report.failed.append(f"scale: running {running}, alive {alive} of {n}; left {left} {left_mounts}")
+        text.append(md_table(["measure", "value"], rows))
+        text += ["", f"Each container: `engine start sI rootfs /bin/sleep {marker}`."]
+    except BenchError as e:
+        report.failed.append(f"scale: {e}")
+        left = processes_matching(marker)
+        text.append(f"FAILED: {e} (left behind: {len(left)} processes)")
+    report.add("\n".join(text))
+
+
+# --- dd ---------------------------------------------------------------------------------------
+
+DD_SECONDS = re.compile(r"copied, ([\d.]+) s")
+
+
+def dd_rate(output, mib):
+    m = DD_SECONDS.search(output)
+    if not m:
+        raise BenchError(f"no dd summary in: {output.strip()[-200:]!r}")
+    return mib * 1048576 / float(m.group(1)) / 1e6
+
+
+def bench_dd(args, report):
+    mib, reps = args.dd_mib, 3
+    dd = f"dd if=/dev/zero of=/tmp/.bench-dd bs=1M count={mib} conv=fsync"
+    host_file = os.path.join(ROOTFS, "tmp", ".bench-dd-host")
+    host, inside, fstype = [], [], "?"
+    try:
+        sup = None
+        try:
+            sup = Supervisor().__enter__()
+        except BenchError as e:
+            report.failed.append(f"dd/engine: {e}")
+        for i in range(reps):  # alternate, so drift in the disk affects both sides alike
+            p = run(["dd", "if=/dev/zero", f"of={host_file}", "bs=1M", f"count={mib}", "conv=fsync"])
+            os.unlink(host_file)
+            host.append(dd_rate(p.stderr, mib))
+            if sup:
+                try:
+                    p = sup.engine("run", "--rm", f"dd{i}", ROOTFS, "/bin/sh", "-c",
+                                   f"stat -f -c 'fs=%T' /tmp; {dd}; r=$?; rm -f /tmp/.bench-dd; exit $r",
+                                   stderr=subprocess.STDOUT)
+                    inside.append(dd_rate(p.stdout, mib))
+                    fstype = (re.search(r"fs=(\S+)", p.stdout) or [None, "?"])[1]
+                except BenchError as e:
+                    report.failed.append(f"dd/engine: {e}")
+                    sup.__exit__(None, None, None)
+                    sup = None
+    finally:
+        if sup:
+            sup.__exit__(None, None, None)
+        if os.path.exists(host_file):
+            os.unlink(host_file)
+    rows = [["host", fmt(statistics.median(host), 0), ", ".join(f"{x:.0f}" for x in host),
+             f"`dd if=/dev/zero of=ROOTFS/tmp/FILE bs=1M count={mib} conv=fsync` (coreutils)"]]
+    if inside:
+        r = statistics.median(inside)
+        rows.append(["engine container", fmt(r, 0), ", ".join(f"{x:.0f}" for x in inside),
+                     f"`engine run --rm ddI rootfs /bin/sh -c '{dd}'` (busybox; /tmp is {fstype})"])
+    else:
+        rows.append(["engine container", "FAILED", "", ""])
+    report.add("\n".join([f"## Disk: dd of {mib} MiB with fsync, {reps} runs each (median MB/s)", "",
+                          md_table(["where", "MB/s", "runs", "command"], rows)]))
+
+
+# --- driver -----------------------------------------------------------------------------------
+
+class Report:
+    def __init__(self):
+        self.sections, self.failed, self.plots, self.data = [], [], [], {}
+
+    def add(self, text):
+        self.sections.append(text)
+        print(text + "\n", flush=True)
+
+
+SECTIONS = {"startup": bench_startup, "logs": bench_logs, "scale": bench_scale, "dd": bench_dd}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
+    ap.add_argument("--runs", type=int, default=int(os.environ.get("BENCH_RUNS", 50)))
+    ap.add_argument("--log-bytes", type=int, default=int(os.environ.get("BENCH_LOG_BYTES", 10**9)))
+    ap.add_argument("--scale", type=int, default=int(os.environ.get("BENCH_SCALE", 1000)))
+    ap.add_argument("--dd-mib", type=int, default=int(os.environ.get("BENCH_DD_MIB", 1024)))
+    ap.add_argument("--name", default="bench", help="report name: benches/results/NAME.md")
+    args = ap.parse_args()
+    require_root()
+    os.makedirs(BUILD, exist_ok=True)
+    os.makedirs(RESULTS, exist_ok=True)
+    report = Report()
+    for name in args.only.split(","):
+        if name not in SECTIONS:
+            sys.exit(f"bench: unknown section {name!r} (known: {', '.join(SECTIONS)})")
+        log(f"bench: {name} ...")
+        try:
+            SECTIONS[name](args, report)
+        except BenchError as e:
+            report.failed.append(f"{name}: {e}")
+            report.add(f"## {name}\n\nFAILED: {e}")
+    head = [f"# engine benchmarks ({args.name})", "", f"Host: {host_info()}.",
+            f"Produced by `make bench` (`python3 benches/bench.py --only {args.only}`).", ""]
+    head += [f"![{p}]({p})\n" for p in report.plots]
+    tail = ["## Not measured", "",
+            "- Network round trip (engine bridge vs a bare veth pair): waits for the networking issue."]
+    if report.failed:
+        tail += ["", "## Failures", ""] + [f"- {f}" for f in report.failed]
+    path = write_report(f"{args.name}.md", "\n".join(head + report.sections + tail) + "\n")
+    dump_json(os.path.join(RESULTS, f"{args.name}.json"), report.data)
+    log(f"bench: wrote {path}")
+    if report.failed:
+        log("bench: FAILED:\n  " + "\n  ".join(report.failed))
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,15 @@
+# Benchmarks and scheduling experiments (issue 5). Not part of `make test`: they measure, they
+# do not gate. Both start their own supervisor on a temporary --root and clean up after.
+BENCH_DEPS := crun runc bubblewrap hyperfine
+BENCH_ENV  := ENGINE=$(ENGINE) ROOTFS=$(ROOTFS) BUILD=$(BUILD)
+
+.PHONY: bench experiments
+
+# benches/results/bench.md + startup.svg; BENCH_ARGS passes options (e.g. --only startup --runs 20).
+bench: build rootfs
+	@bash scripts/apt-install.sh $(BENCH_DEPS)
+	$(BENCH_ENV) python3 benches/bench.py $(BENCH_ARGS)
+
+# benches/results/experiments.md + nice.svg
+experiments: build rootfs
+	$(BENCH_ENV) python3 benches/experiments.py $(EXPERIMENT_ARGS)
