@@ -183,3 +183,40 @@ impl Backend for V1 {
         errors
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fake_mounts(ctrls: &[&str]) -> (tempfile::TempDir, BTreeMap<String, PathBuf>) {
+        let t = tempfile::tempdir().unwrap();
+        let mut m = BTreeMap::new();
+        for c in ctrls {
+            let d = t.path().join(c);
+            std::fs::create_dir(&d).unwrap();
+            m.insert(c.to_string(), d);
+        }
+        (t, m)
+    }
+
+    #[test]
+    fn a_missing_controller_is_refused_by_flag_before_anything_is_made() {
+        let (t, m) = fake_mounts(&["memory"]);
+        let c = Checked { cpu_quota_us: Some(20_000), ..Default::default() };
+        let msg = V1::create(&m, "engine", "x", &c).err().expect("must refuse").to_string();
+        assert!(msg.starts_with("--cpus: no cpu controller on this host"), "{msg}");
+        assert!(!t.path().join("memory/engine").exists());
+    }
+
+    #[test]
+    fn a_failure_removes_the_groups_made_in_every_hierarchy() {
+        // Plain directories: pids.max is absent, as when the kernel lacks the feature.
+        let (t, m) = fake_mounts(&["memory", "pids"]);
+        let c = Checked { pids_max: Some(5), ..Default::default() };
+        let msg = V1::create(&m, "engine", "x", &c).err().expect("must refuse").to_string();
+        assert!(msg.starts_with("--pids-limit:") && msg.contains("pids.max does not exist"), "{msg}");
+        assert!(t.path().join("memory/engine").is_dir());
+        assert!(!t.path().join("memory/engine/x").exists());
+        assert!(!t.path().join("pids/engine/x").exists());
+    }
+}

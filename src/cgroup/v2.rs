@@ -136,3 +136,81 @@ impl Backend for V2 {
         errors
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::layout::parse_mountinfo;
+    use super::*;
+
+    /// A directory that looks like a cgroup2 root with the given controllers.
+    fn fake_mount(ctrls: &str) -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("cgroup.controllers"), ctrls).unwrap();
+        std::fs::write(t.path().join("cgroup.subtree_control"), "").unwrap();
+        t
+    }
+
+    #[test]
+    fn a_missing_controller_is_refused_by_flag_before_anything_is_made() {
+        let t = fake_mount("memory cpu\n");
+        let c = Checked { pids_max: Some(5), ..Default::default() };
+        let e = V2::create(t.path(), "engine", "x", &c).err().expect("must refuse");
+        let msg = e.to_string();
+        assert!(msg.starts_with("--pids-limit: no pids controller"), "{msg}");
+        assert!(!t.path().join("engine").exists());
+    }
+
+    #[test]
+    fn a_missing_limit_file_is_refused_and_the_group_removed() {
+        // A plain directory tree: mkdir makes no interface files, so memory.max is absent,
+        // as on a kernel that lacks the feature.
+        let t = fake_mount("memory pids\n");
+        std::fs::create_dir(t.path().join("engine")).unwrap();
+        std::fs::write(t.path().join("engine/cgroup.subtree_control"), "").unwrap();
+        let c = Checked { memory_max: Some(1 << 20), ..Default::default() };
+        let msg = V2::create(t.path(), "engine", "x", &c).err().expect("must refuse").to_string();
+        assert!(msg.starts_with("--memory/--hard-mib:") && msg.contains("memory.max does not exist"), "{msg}");
+        assert!(!t.path().join("engine/x").exists(), "the half-made group must be removed");
+        assert!(!std::fs::read_to_string(t.path().join("engine/cgroup.subtree_control")).unwrap().is_empty());
+    }
+
+    /// The build host is hybrid: v1 controllers plus a cgroup2 mount with none. That still
+    /// exercises v2 group creation, cgroup.procs, cpu.stat, cgroup.kill and rmdir for real.
+    /// Skipped where the cgroup2 mount has controllers (there the integration tests run v2).
+    #[test]
+    fn controller_less_cgroup2_mount_on_this_host() {
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: not root");
+            return;
+        }
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let Some(mount) = parse_mountinfo(&info).1.into_iter().next() else {
+            eprintln!("skipped: no cgroup2 mount");
+            return;
+        };
+        if !fs::read(&mount.join("cgroup.controllers")).unwrap().trim().is_empty() {
+            eprintln!("skipped: {} has controllers; the integration tests cover v2", mount.display());
+            return;
+        }
+        let parent = format!("engine-unit-{}", std::process::id());
+        let limited = Checked { memory_max: Some(1 << 20), ..Default::default() };
+        let msg = V2::create(&mount, &parent, "g", &limited).err().expect("no memory controller").to_string();
+        assert!(msg.contains("no memory controller"), "{msg}");
+
+        let cg = Box::new(V2::create(&mount, &parent, "g", &Checked::default()).unwrap());
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        cg.add_pid(child.id() as i32).unwrap();
+        let s = cg.stats().unwrap();
+        assert_eq!(s.pids_current, 1, "{s:?}");
+        assert_eq!(s.memory_current, 0);
+        assert!(!cg.oom_killed());
+        let dir = cg.paths()[0].clone();
+        let errors = cg.remove();
+        let status = child.wait().unwrap();
+        let _ = std::fs::remove_dir(mount.join(&parent));
+        assert!(errors.is_empty(), "{errors:?}");
+        assert!(!dir.exists());
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
+    }
+}
