@@ -52,6 +52,8 @@ fn is_cgroup2(path: &Path) -> Result<bool, CgroupError> {
         }
         return Err(CgroupError::Statfs { path: path.into(), source });
     }
+    // f_type's integer type differs between libcs and architectures.
+    #[allow(clippy::unnecessary_cast)]
     Ok(buf.f_type as i64 == libc::CGROUP2_SUPER_MAGIC as i64)
 }
 

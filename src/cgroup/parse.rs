@@ -12,7 +12,7 @@ const MAX_CPU_INDEX: usize = 8191;
 /// ("10m", "10MB", "10MiB", "1.5g", "1024b", "1048576"). Units are powers of 1024.
 pub fn parse_size(s: &str) -> Result<u64, CgroupError> {
     let bad = |reason: &str| CgroupError::InvalidValue {
-        flag: "size",
+        flag: "--memory",
         value: s.to_string(),
         reason: reason.to_string(),
     };

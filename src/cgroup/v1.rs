@@ -60,7 +60,7 @@ impl V1 {
                 if !made.contains(&dir) {
                     let cpuset = mounts.get("cpuset") == Some(mount);
                     let init = |d: &Path| if cpuset { init_cpuset(d) } else { Ok(()) };
-                    fs::mkdir_parents(mount, &dir.parent().unwrap().to_path_buf(), init)?;
+                    fs::mkdir_parents(mount, dir.parent().unwrap(), init)?;
                     fs::mkdir(&dir)?;
                     made.push(dir.clone());
                     if cpuset {
