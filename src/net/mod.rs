@@ -151,7 +151,7 @@ fn plug(
     nl.set_up(host_index)?;
 
     let (prefix, broadcast, gateway) = (cfg.subnet.prefix(), cfg.subnet.broadcast(), cfg.gateway);
-    netns::run_in(pid, ns, move || veth::configure_inside(ip, prefix, broadcast, gateway))?;
+    netns::run_in(pid, ns, move || veth::configure_inside(ip, prefix, broadcast, gateway))??;
 
     Ok(Attachment {
         ip,

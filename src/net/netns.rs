@@ -36,11 +36,13 @@ pub(crate) fn open(pid: i32) -> Result<File, NetError> {
 }
 
 /// Runs `f` on a new thread inside the network namespace of `pid` and
-/// returns its result. The thread exits when `f` returns.
+/// returns what it returned. The thread exits when `f` returns; sockets it
+/// created stay in that namespace (a listener made here can be used from
+/// any thread afterwards).
 pub fn run_in_netns<T, F>(pid: i32, f: F) -> Result<T, NetError>
 where
     T: Send,
-    F: FnOnce() -> Result<T, NetError> + Send,
+    F: FnOnce() -> T + Send,
 {
     let ns = open(pid)?;
     run_in(pid, &ns, f)
@@ -50,7 +52,7 @@ where
 pub(crate) fn run_in<T, F>(pid: i32, ns: &File, f: F) -> Result<T, NetError>
 where
     T: Send,
-    F: FnOnce() -> Result<T, NetError> + Send,
+    F: FnOnce() -> T + Send,
 {
     std::thread::scope(|s| {
         let worker = std::thread::Builder::new()
@@ -61,7 +63,7 @@ where
                     step: "setns",
                     source: e.into(),
                 })?;
-                f()
+                Ok(f())
             })
             .map_err(|e| NetError::Namespace { pid, step: "spawn thread", source: e })?;
         worker.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
