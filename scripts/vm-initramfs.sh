@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Packs the test VM's initramfs:
+#   bash scripts/vm-initramfs.sh OUT.cpio RUN_SCRIPT [EXTRA_FILE...]
+# RUN_SCRIPT becomes /vm/run, which the guest /init runs; EXTRA_FILEs go to /vm/ too.
+# Inputs come from the environment (mk/vm.mk sets them):
+#   VM_DIR        holds kernel.env (scripts/vm-kernel.sh) with the guest's MODDIR
+#   MONITOR_KO    monitor.ko built against the guest kernel
+#   VM_TOOLS      folder with the static cm_test and vm-exit
+#   WORKLOAD_DIR  static workloads (memory_hog, ...)
+#   ROOTFS        busybox rootfs for containers (scripts/mkrootfs.sh)
+#   ENGINE_BIN    static engine; may be missing: the engine checks then fail, the rest runs
+# The host has no cpio: busybox packs it (newc, uncompressed: fastest to boot).
+set -euo pipefail
+
+out=$(realpath -m "${1:?usage: $0 OUT.cpio RUN_SCRIPT [EXTRA...]}")
+run=${2:?usage: $0 OUT.cpio RUN_SCRIPT [EXTRA...]}
+shift 2
+here=$(cd "$(dirname "$0")/.." && pwd)
+: "${VM_DIR:?}" "${MONITOR_KO:?}" "${VM_TOOLS:?}" "${WORKLOAD_DIR:?}" "${ROOTFS:?}"
+# shellcheck source=/dev/null
+. "$VM_DIR/kernel.env"
+busybox=/bin/busybox
+
+stage="$out.d"
+rm -rf "$stage"
+mkdir -p "$stage"/{bin,sbin,dev,proc,sys,tmp,run,etc,modules,vm,root}
+install -m 0755 "$here/tests/vm/init" "$stage/init"
+install -m 0755 "$busybox" "$stage/bin/busybox"
+ln -s busybox "$stage/bin/sh"
+install -m 0755 "$VM_TOOLS/cm_test" "$VM_TOOLS/vm-exit" "$stage/bin/"
+for w in "$WORKLOAD_DIR"/*; do
+  [ -f "$w" ] && [ -x "$w" ] && install -m 0755 "$w" "$stage/bin/"
+done
+if [ -n "${ENGINE_BIN:-}" ] && [ -x "$ENGINE_BIN" ]; then
+  install -m 0755 "$ENGINE_BIN" "$stage/bin/engine"
+fi
+install -m 0644 "$MONITOR_KO" "$stage/modules/monitor.ko"
+for m in drivers/net/veth net/llc/llc net/802/stp net/bridge/bridge; do
+  install -m 0644 "$MODDIR/kernel/$m.ko" "$stage/modules/"
+done
+cp -a "$ROOTFS" "$stage/rootfs"
+install -m 0755 "$run" "$stage/vm/run"
+for f in "$here"/tests/vm/*.sh "$@"; do
+  [ -f "$f" ] && install -m 0755 "$f" "$stage/vm/"
+done
+# The kernel opens /dev/console for init before anything is mounted.
+mknod -m 0600 "$stage/dev/console" c 5 1
+printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' > "$stage/etc/passwd"
+printf 'root:x:0:\nnogroup:x:65534:\n' > "$stage/etc/group"
+
+(cd "$stage" && find . -mindepth 1 -print0 | LC_ALL=C sort -z |
+  "$busybox" cpio -0 -o -H newc -R 0:0 > "$out.tmp" 2>/dev/null)
+mv "$out.tmp" "$out"
+rm -rf "$stage"
+echo "vm-initramfs: $out ($(du -h "$out" | cut -f1))"

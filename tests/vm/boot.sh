@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Host side of the test VM: boots the Debian cloud kernel with an initramfs under QEMU and
+# judges what comes back on the serial port.
+#   bash tests/vm/boot.sh test  INITRD LOG EXPECTED...   # vm-test: every expected check must PASS
+#   bash tests/vm/boot.sh run   INITRD LOG               # vm-run / bench: print the guest's output
+# Environment: VM_DIR (kernel.env), VM_ACCEL (tcg|kvm), VM_MEM (MiB), VM_TIMEOUT (s),
+# VM_APPEND (extra kernel command line).
+set -uo pipefail
+
+mode=${1:?usage}
+initrd=${2:?usage}
+log=${3:?usage}
+shift 3
+# shellcheck source=/dev/null
+. "${VM_DIR:?}/kernel.env"
+accel=${VM_ACCEL:-tcg}
+mem=${VM_MEM:-1024}
+tmo=${VM_TIMEOUT:-600}
+
+start=$(date +%s)
+echo "vm: booting $KVER (accel=$accel, ${mem} MiB, timeout ${tmo}s); serial log: $log"
+# The guest's own exit code reaches us as (code << 1) | 1 via isa-debug-exit.
+timeout --foreground -k 10 "$tmo" qemu-system-x86_64 -accel "$accel" -M pc -m "$mem" -smp 2 \
+  -nodefaults -no-user-config -nographic -serial stdio \
+  -kernel "$VMLINUZ" -initrd "$initrd" \
+  -append "console=ttyS0 quiet panic=-1 ${VM_APPEND:-}" -no-reboot \
+  -device isa-debug-exit,iobase=0xf4,iosize=0x04 </dev/null 2>&1 | tr -d '\r' > "$log"
+qrc=${PIPESTATUS[0]}
+echo "vm: qemu exited with $qrc after $(($(date +%s) - start)) s"
+
+case $qrc in
+  124|137) guest="timed out after ${tmo}s" ;;
+  1) guest=ok ;;
+  *) if [ $((qrc & 1)) = 1 ]; then guest="guest script exited $((qrc >> 1))"; else guest="qemu/kernel failure ($qrc)"; fi ;;
+esac
+
+print_dmesg() {
+  echo "----- guest dmesg -----"
+  if grep -q '^=== DMESG BEGIN ===' "$log"; then
+    sed -n '/^=== DMESG BEGIN ===/,/^=== DMESG END ===/p' "$log" | sed '1d;$d'
+  else
+    echo "(the guest did not get to print dmesg; last 60 lines of the serial log)"
+    tail -n 60 "$log"
+  fi
+  echo "-----------------------"
+}
+
+if [ "$mode" = run ]; then
+  # The script's output: everything between READY and the dmesg dump.
+  sed -n '/=== VM READY/,/^=== DMESG BEGIN ===/p' "$log" | sed '1d;$d'
+  if [ "$guest" != ok ]; then
+    echo "vm: $guest"
+    print_dmesg
+    exit 1
+  fi
+  exit 0
+fi
+
+# test mode: each expected check must have a PASS line; any FAIL line fails.
+passed=0
+failed=0
+for f in "$@"; do
+  while read -r name; do
+    case $name in ''|'#'*) continue ;; esac
+    line=$(grep -m1 -E "^(PASS|FAIL) $name(:|$)" "$log")
+    if [ "${line%% *}" = PASS ]; then
+      echo "$line"
+      passed=$((passed + 1))
+    elif [ -n "$line" ]; then
+      echo "$line"
+      failed=$((failed + 1))
+    else
+      echo "FAIL $name: missing (the guest never reported it)"
+      failed=$((failed + 1))
+    fi
+  done < "$f"
+done
+# FAIL lines for checks not in the expected lists still count.
+while read -r line; do
+  name=${line#FAIL }
+  name=${name%%:*}
+  if ! cat "$@" | grep -qx "$name"; then
+    echo "$line"
+    failed=$((failed + 1))
+  fi
+done < <(grep '^FAIL ' "$log")
+if [ "$guest" != ok ]; then
+  echo "FAIL vm_guest_completed: $guest"
+  failed=$((failed + 1))
+fi
+echo "vm-test: $passed passed, $failed failed"
+if [ "$failed" -gt 0 ]; then
+  echo "----- guest output (non-check lines) -----"
+  sed -n '/=== VM READY/,/^=== DMESG BEGIN ===/p' "$log" | grep -v '^PASS ' | sed '1d;$d' | tail -n 80
+  print_dmesg
+  exit 1
+fi
+exit 0

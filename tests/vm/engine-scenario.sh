@@ -1,0 +1,80 @@
+#!/bin/sh
+# vm-test part (b): the engine with the monitor, written to the engine CLI contract:
+#   engine supervisor --root DIR --socket PATH --detach
+#   engine start NAME ROOTFS CMD... [--soft-mib N --hard-mib M]
+#   engine ps -a  (NAME STATE PID STARTED EXIT; STATE may be "killed (hard limit)")
+#   engine inspect NAME  (JSON)
+# Every check that cannot run reports FAIL, never PASS.
+. /vm/lib.sh
+cd /
+ENGINE_CHECKS="engine_supervisor_started engine_demo_soft_then_hard engine_demo_ps_killed_hard_limit
+engine_demo_inspect_peak engine_under_limits_running engine_shell_child_killed
+engine_cgroup_v2_fallback_killed"
+
+if [ ! -x /bin/engine ]; then
+	for c in $ENGINE_CHECKS; do fail "$c" "no static engine in the initramfs (make engine-static failed)"; done
+	exit 0
+fi
+export ENGINE_SOCKET=/run/engine/engine.sock
+mkdir -p /run/engine /var/lib/engine
+
+state() { engine ps -a 2>/dev/null | awk -v n="$1" '$1 == n { $1 = ""; print }'; }
+killed_hard() { state "$1" | grep -q 'killed (hard limit)'; }
+running() { state "$1" | grep -q 'running'; }
+start_supervisor() {
+	engine supervisor --root /var/lib/engine --socket "$ENGINE_SOCKET" --detach >/tmp/supervisor.out 2>&1 &&
+		wait_for 10 test -S "$ENGINE_SOCKET"
+}
+
+insmod /modules/monitor.ko 2>/dev/null
+check engine_supervisor_started start_supervisor
+
+# The user's demo from the issue, verbatim apart from the path.
+engine start memtest rootfs /memory_hog 1 500 --soft-mib 3 --hard-mib 6 >/tmp/memtest.out 2>&1
+if wait_for 30 killed_hard memtest; then
+	pass engine_demo_ps_killed_hard_limit
+else
+	fail engine_demo_ps_killed_hard_limit "state '$(state memtest)': $(cat /tmp/memtest.out)"
+fi
+soft=$(dmesg | grep -n 'SOFT LIMIT container=memtest ' | head -n1 | cut -d: -f1)
+hard=$(dmesg | grep -n 'HARD LIMIT container=memtest ' | head -n1 | cut -d: -f1)
+if [ -n "$soft" ] && [ -n "$hard" ] && [ "$soft" -lt "$hard" ]; then
+	pass engine_demo_soft_then_hard
+else
+	fail engine_demo_soft_then_hard "dmesg: $(dmesg | grep memtest | tr '\n' '|')"
+fi
+engine inspect memtest >/tmp/inspect.out 2>&1
+grep -qi 'peak' /tmp/inspect.out && grep -q 'hard' /tmp/inspect.out &&
+	pass engine_demo_inspect_peak || fail engine_demo_inspect_peak "$(head -c 300 /tmp/inspect.out)"
+
+# Under its limits: left alone.
+engine start calm rootfs /memory_hog 1 50 2 --soft-mib 8 --hard-mib 16 >/tmp/calm.out 2>&1
+sleep 3
+running calm && pass engine_under_limits_running ||
+	fail engine_under_limits_running "state '$(state calm)': $(cat /tmp/calm.out)"
+
+# A shell whose child allocates: the container is killed as a whole.
+engine start shellhog rootfs /bin/sh -c '/memory_hog 1 20 & wait' --soft-mib 4 --hard-mib 12 >/tmp/shellhog.out 2>&1
+if wait_for 30 killed_hard shellhog &&
+	dmesg | grep -q 'HARD LIMIT container=shellhog .* killing procs=[2-9]'; then
+	pass engine_shell_child_killed
+else
+	fail engine_shell_child_killed "state '$(state shellhog)': $(dmesg | grep shellhog | tr '\n' '|')"
+fi
+
+# Without the module: cgroup v2 memory.max enforces the hard limit.
+engine ps -a >/tmp/ps.out 2>&1
+kill "$(pidof engine)" 2>/dev/null
+wait_for 10 sh -c '! pidof engine'
+rmmod monitor
+rm -f "$ENGINE_SOCKET"
+if start_supervisor; then
+	engine start cgmem rootfs /memory_hog 1 10 --hard-mib 8 >/tmp/cgmem.out 2>&1
+	wait_for 30 killed_hard cgmem && pass engine_cgroup_v2_fallback_killed ||
+		fail engine_cgroup_v2_fallback_killed "state '$(state cgmem)': $(cat /tmp/cgmem.out)"
+else
+	fail engine_cgroup_v2_fallback_killed "supervisor did not restart: $(cat /tmp/supervisor.out)"
+fi
+echo "--- engine ps -a"
+cat /tmp/ps.out
+engine ps -a

@@ -1,0 +1,58 @@
+#!/bin/sh
+# vm-test scenario for the container memory monitor (issue 3).
+# Part (a): the module, driven by cm_test. Part (b): the engine (engine-scenario.sh),
+# run when the kernel command line says engine_checks=1.
+. /vm/lib.sh
+cd /
+
+echo "--- module: load"
+check insmod insmod /modules/monitor.ko
+check device_node test -c /dev/container_monitor
+mode=$(stat -c %a /dev/container_monitor 2>/dev/null)
+[ "$mode" = 600 ] && pass device_mode_0600 || fail device_mode_0600 "mode is '$mode'"
+grep -q '^1000$' /sys/module/monitor/parameters/interval_ms &&
+	pass param_interval_default_1000 || fail param_interval_default_1000 "$(cat /sys/module/monitor/parameters/interval_ms)"
+
+echo "--- module: invalid requests"
+cm_test errors
+
+echo "--- module: limits"
+cm_test idle
+cm_test soft
+n=$(dmesg | grep -c 'container_monitor: SOFT LIMIT container=softtest pid=[0-9]* rss=[0-9]* soft=16777216$')
+[ "$n" = 2 ] && pass dmesg_soft_line_per_crossing || fail dmesg_soft_line_per_crossing "$n lines, want 2"
+cm_test shell
+dmesg | grep -q 'container_monitor: HARD LIMIT container=shelltest pid=[0-9]* rss=[0-9]* hard=25165824 killing procs=[2-9]' &&
+	pass dmesg_hard_line_whole_container || fail dmesg_hard_line_whole_container "$(dmesg | grep shelltest | tail -n 3)"
+cm_test hog 64 20
+
+echo "--- module: 200 containers"
+cm_test many 200
+cm_test stats 0 no_entries_left
+
+echo "--- module: rmmod with live entries"
+cm_test hold 5 > /tmp/hold.out
+grep '^PASS\|^FAIL' /tmp/hold.out
+check rmmod_live_entries rmmod monitor
+dmesg | grep -q 'container_monitor: unloaded, 5 entries released' &&
+	pass rmmod_released_every_entry || fail rmmod_released_every_entry "$(dmesg | grep unloaded)"
+check device_removed test ! -e /dev/container_monitor
+check reinsmod insmod /modules/monitor.ko
+cm_test stats 0 fresh_after_reinsmod
+cm_test hold 1 > /tmp/hold2.out
+grep -q '^PASS hold_registered' /tmp/hold2.out && pass register_after_reinsmod ||
+	fail register_after_reinsmod "$(cat /tmp/hold2.out)"
+for p in $(grep '^[0-9]' /tmp/hold.out /tmp/hold2.out | cut -d: -f2); do kill -9 "$p"; done
+check no_entries_after_kill wait_for 5 sh -c 'cm_test stats 0 | grep -q "^PASS"'
+
+if grep -q 'engine_checks=1' /proc/cmdline; then
+	echo "--- engine"
+	sh /vm/engine-scenario.sh
+else
+	echo "--- engine checks not run (VM_ENGINE_CHECKS=0)"
+fi
+
+# Anything the kernel complained about is a failure, whichever check caused it.
+bad=$(dmesg | grep -E 'BUG:|WARNING:|Oops|general protection|list_del corruption|refcount_t:|UBSAN|KASAN|INFO: task .* blocked')
+[ -z "$bad" ] && pass no_kernel_warnings || fail no_kernel_warnings "$(echo "$bad" | head -n 3)"
+exit 0
