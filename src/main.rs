@@ -1,3 +1,9 @@
+//! `engine`: parses the command line and calls into the library. Re-exec'd as `engine-init`, the
+//! same binary is a container's PID 1 (see container::init).
 fn main() {
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    if argv0 == engine::container::spawn::INIT_ARGV0 {
+        std::process::exit(engine::container::init::main());
+    }
     std::process::exit(engine::cli::main());
 }

@@ -1,0 +1,77 @@
+//! The CLI's side of the socket: one connection per request, then the supervisor's responses.
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use super::CliError;
+use crate::protocol::{read_frame, write_frame, Envelope, Request, Response, Stream, PROTOCOL_VERSION};
+
+pub struct Client {
+    socket: PathBuf,
+}
+
+pub struct Connection {
+    stream: UnixStream,
+}
+
+impl Client {
+    pub fn new(socket: PathBuf) -> Client {
+        Client { socket }
+    }
+
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    pub fn send(&self, request: Request) -> Result<Connection, CliError> {
+        let mut stream = UnixStream::connect(&self.socket).map_err(|e| {
+            CliError::from(format!(
+                "cannot reach the supervisor at {} ({e}); is `engine supervisor` running?",
+                self.socket.display()
+            ))
+        })?;
+        write_frame(&mut stream, &Envelope { version: PROTOCOL_VERSION, request }, b"")?;
+        Ok(Connection { stream })
+    }
+
+    /// A request answered by exactly one response; an `Error` response becomes a `CliError`.
+    pub fn call(&self, request: Request) -> Result<Response, CliError> {
+        self.send(request)?.next()
+    }
+}
+
+impl Connection {
+    /// The next response; `Error` responses and a closed connection are errors.
+    pub fn next(&mut self) -> Result<Response, CliError> {
+        Ok(self.next_with_payload()?.0)
+    }
+
+    pub fn next_with_payload(&mut self) -> Result<(Response, Vec<u8>), CliError> {
+        match read_frame::<_, Response>(&mut self.stream)? {
+            Some((Response::Error { message, exit_code }, _)) => Err(CliError { message, exit_code }),
+            Some(frame) => Ok(frame),
+            None => Err("the supervisor closed the connection".into()),
+        }
+    }
+
+    /// Copies `Output` frames to stdout/stderr until another response arrives, and returns it.
+    pub fn print_output(&mut self) -> Result<Response, CliError> {
+        let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
+        loop {
+            match self.next_with_payload()? {
+                (Response::Output { stream }, bytes) => {
+                    let w: &mut dyn Write = if stream == Stream::Stdout { &mut out } else { &mut err };
+                    // A closed stdout (`engine logs x | head`) ends the command quietly.
+                    if w.write_all(&bytes).and_then(|()| w.flush()).is_err() {
+                        return Ok(Response::Done);
+                    }
+                }
+                (other, _) => return Ok(other),
+            }
+        }
+    }
+}
+
+pub fn unexpected(resp: Response) -> CliError {
+    CliError::from(format!("unexpected response from the supervisor: {resp:?}"))
+}

@@ -1,0 +1,147 @@
+//! What `start` and `run` share: the container options, and reading them after the command too.
+use std::path::PathBuf;
+
+use clap::{Args, Parser};
+
+use super::CliError;
+use crate::container::spec::ContainerSpec;
+
+#[derive(Args, Clone, Debug, Default)]
+pub struct CreateOptions {
+    /// Host name inside the container (default: the container name)
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Set an environment variable (repeatable)
+    #[arg(long = "env", short = 'e', value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Working directory of the command inside the container
+    #[arg(long, short = 'w', value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// Scheduling niceness of the command (-20..19)
+    #[arg(long, allow_negative_numbers = true, value_name = "N")]
+    pub nice: Option<i32>,
+    /// RSS in MiB above which the kernel monitor warns
+    #[arg(long, value_name = "MIB")]
+    pub soft_mib: Option<u64>,
+    /// RSS in MiB above which the container is killed
+    #[arg(long, value_name = "MIB")]
+    pub hard_mib: Option<u64>,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct Target {
+    /// Container name: [a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}
+    pub name: String,
+    /// Root filesystem directory
+    pub rootfs: PathBuf,
+    /// The command and its arguments
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+impl CreateOptions {
+    pub fn into_spec(self, target: Target) -> Result<ContainerSpec, CliError> {
+        crate::container::spec::validate_name(&target.name)?;
+        // The supervisor runs elsewhere: hand it an absolute path, and name a missing rootfs here.
+        let rootfs = std::fs::canonicalize(&target.rootfs)
+            .map_err(|e| CliError::from(format!("rootfs {}: {e}", target.rootfs.display())))?;
+        let spec = ContainerSpec {
+            name: target.name,
+            rootfs,
+            command: target.command,
+            hostname: self.hostname,
+            env: self.env,
+            workdir: self.workdir,
+            nice: self.nice,
+            soft_mib: self.soft_mib,
+            hard_mib: self.hard_mib,
+        };
+        spec.validate()?;
+        Ok(spec)
+    }
+}
+
+/// Options that may follow the command (`engine start m rootfs /memory_hog 1 500 --hard-mib 6`).
+#[derive(Parser, Debug)]
+#[command(no_binary_name = true)]
+struct TrailingOptions {
+    #[command(flatten)]
+    options: CreateOptions,
+    #[arg(long)]
+    rm: bool,
+}
+
+/// Docker's order is options, NAME, ROOTFS, CMD...; users also put engine's own options after
+/// the command. When the arguments of `start`/`run` end with a run of engine options (and no
+/// `--` protects the command), they are moved before the name, so clap sees Docker's order.
+pub fn hoist_trailing_options(argv: &[String]) -> Vec<String> {
+    let Some(sub) = subcommand_index(argv) else { return argv.to_vec() };
+    let verb = argv[sub].as_str();
+    if !matches!(verb, "start" | "run") || argv[sub + 1..].iter().any(|a| a == "--") {
+        return argv.to_vec();
+    }
+    for j in sub + 2..argv.len() {
+        if !argv[j].starts_with("--") {
+            continue;
+        }
+        let Ok(trailing) = TrailingOptions::try_parse_from(&argv[j..]) else { continue };
+        if trailing.rm && verb != "run" {
+            continue;
+        }
+        // The part before must still be a whole command (name, rootfs and a command).
+        if super::Cli::try_parse_from(&argv[..j]).is_err() {
+            continue;
+        }
+        let mut out = argv[..=sub].to_vec();
+        out.extend_from_slice(&argv[j..]);
+        out.extend_from_slice(&argv[sub + 1..j]);
+        return out;
+    }
+    argv.to_vec()
+}
+
+/// Position of the verb: the first argument that is not the global `--socket` option.
+fn subcommand_index(argv: &[String]) -> Option<usize> {
+    let mut i = 1;
+    while i < argv.len() {
+        match argv[i].as_str() {
+            "--socket" => i += 2,
+            a if a.starts_with("--socket=") => i += 1,
+            _ => return Some(i),
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hoist(args: &str) -> String {
+        let argv: Vec<String> = args.split(' ').map(String::from).collect();
+        hoist_trailing_options(&argv).join(" ")
+    }
+
+    #[test]
+    fn trailing_engine_options_move_before_the_name() {
+        assert_eq!(
+            hoist("engine start m rootfs /memory_hog 1 500 --soft-mib 3 --hard-mib 6"),
+            "engine start --soft-mib 3 --hard-mib 6 m rootfs /memory_hog 1 500"
+        );
+        assert_eq!(hoist("engine --socket s run x r /bin/true --rm"), "engine --socket s run --rm x r /bin/true");
+    }
+
+    #[test]
+    fn commands_keep_their_own_options() {
+        for args in [
+            "engine start m rootfs /bin/ls --color",
+            "engine start m rootfs -- /bin/prog --nice 5",
+            "engine start m rootfs /bin/sh -c --env",
+            "engine start --nice 5 m rootfs /bin/true",
+            "engine start m rootfs /bin/true --rm",
+            "engine ps -a",
+        ] {
+            assert_eq!(hoist(args), args);
+        }
+    }
+}

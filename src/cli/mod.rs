@@ -1,0 +1,103 @@
+//! The `engine` command line: one file per verb, each with its arguments and what it asks the
+//! supervisor. Errors are one line on stderr and a non-zero exit (125 for engine errors, as Docker).
+mod client;
+mod create;
+mod inspect;
+mod logs;
+mod ps;
+mod rm;
+mod run;
+mod start;
+mod stop;
+mod supervisor;
+mod wait;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+pub use client::Client;
+
+pub const EXIT_ENGINE_ERROR: i32 = 125;
+
+#[derive(Parser)]
+#[command(name = "engine", version, about = "A small, fast, Docker-like container runtime")]
+struct Cli {
+    /// Supervisor socket (default: $ENGINE_SOCKET, else /run/engine/engine.sock)
+    #[arg(long, global = true, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon that owns every container
+    Supervisor(supervisor::Args),
+    /// Start a container in the background
+    Start(start::Args),
+    /// Run a container in the foreground and return its exit code
+    Run(run::Args),
+    /// Stop a container: SIGTERM, then SIGKILL after the timeout
+    Stop(stop::Args),
+    /// List containers
+    Ps(ps::Args),
+    /// Print a container's output
+    Logs(logs::Args),
+    /// Print everything engine knows about a container, as JSON
+    Inspect(inspect::Args),
+    /// Remove a finished container and its log
+    Rm(rm::Args),
+    /// Block until a container ends and print its exit code
+    Wait(wait::Args),
+}
+
+/// A command's failure: the line for stderr and the exit code.
+pub struct CliError {
+    pub message: String,
+    pub exit_code: i32,
+}
+
+impl<E: std::fmt::Display> From<E> for CliError {
+    fn from(e: E) -> CliError {
+        CliError { message: e.to_string(), exit_code: EXIT_ENGINE_ERROR }
+    }
+}
+
+pub type CliResult = Result<i32, CliError>;
+
+/// Parses the command line and runs it; returns the process exit code.
+pub fn main() -> i32 {
+    let argv: Vec<String> = std::env::args().collect();
+    let cli = match Cli::try_parse_from(create::hoist_trailing_options(&argv)) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_ENGINE_ERROR } else { 0 };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let socket = cli
+        .socket
+        .or_else(|| std::env::var_os("ENGINE_SOCKET").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(crate::supervisor::DEFAULT_SOCKET));
+    let client = Client::new(socket);
+    let result = match cli.command {
+        Command::Supervisor(a) => supervisor::execute(a, client.socket()),
+        Command::Start(a) => start::execute(a, &client),
+        Command::Run(a) => run::execute(a, &client),
+        Command::Stop(a) => stop::execute(a, &client),
+        Command::Ps(a) => ps::execute(a, &client),
+        Command::Logs(a) => logs::execute(a, &client),
+        Command::Inspect(a) => inspect::execute(a, &client),
+        Command::Rm(a) => rm::execute(a, &client),
+        Command::Wait(a) => wait::execute(a, &client),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("engine: {}", e.message);
+            e.exit_code
+        }
+    }
+}

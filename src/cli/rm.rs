@@ -1,0 +1,22 @@
+//! `engine rm [-f] NAME`: remove a finished container's record and log (-f kills it first).
+use super::client::unexpected;
+use super::{CliResult, Client};
+use crate::protocol::{Request, Response};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Kill the container first if it is running
+    #[arg(short, long)]
+    force: bool,
+    name: String,
+}
+
+pub fn execute(args: Args, client: &Client) -> CliResult {
+    match client.call(Request::Rm { name: args.name.clone(), force: args.force })? {
+        Response::Done => {
+            println!("{}", args.name);
+            Ok(0)
+        }
+        other => Err(unexpected(other)),
+    }
+}

@@ -1,0 +1,46 @@
+//! `engine run [--rm] [OPTIONS] NAME ROOTFS CMD...`: run in the foreground, stream the output
+//! live, and exit with the container's exit code (128+N for signal N). Ctrl-C and SIGTERM are
+//! passed on to the container's command, like `docker run`.
+use signal_hook::consts::{SIGINT, SIGTERM};
+
+use super::client::unexpected;
+use super::create::{CreateOptions, Target};
+use super::{CliResult, Client};
+use crate::protocol::{Request, Response};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Remove the container and its log when it ends
+    #[arg(long)]
+    rm: bool,
+    #[command(flatten)]
+    options: CreateOptions,
+    #[command(flatten)]
+    target: Target,
+}
+
+pub fn execute(args: Args, client: &Client) -> CliResult {
+    let spec = args.options.into_spec(args.target)?;
+    let name = spec.name.clone();
+    let mut conn = client.send(Request::Run { spec, remove: args.rm })?;
+    match conn.next()? {
+        Response::Started { .. } => {}
+        other => return Err(unexpected(other)),
+    }
+    forward_signals(client.socket().to_path_buf(), name)?;
+    match conn.print_output()? {
+        Response::Exited { code } => Ok(code),
+        other => Err(unexpected(other)),
+    }
+}
+
+fn forward_signals(socket: std::path::PathBuf, name: String) -> Result<(), super::CliError> {
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    std::thread::spawn(move || {
+        let client = Client::new(socket);
+        for signal in signals.forever() {
+            let _ = client.call(Request::Kill { name: name.clone(), signal });
+        }
+    });
+    Ok(())
+}

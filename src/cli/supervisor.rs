@@ -1,0 +1,82 @@
+//! `engine supervisor [--root DIR] [--socket PATH] [--detach]`: the daemon.
+use std::cell::RefCell;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::OFlag;
+use nix::unistd::{fork, pipe2, setsid, ForkResult};
+
+use super::CliResult;
+use crate::supervisor::{self, Config, DEFAULT_ROOT};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Where container records and logs live
+    #[arg(long, default_value = DEFAULT_ROOT, value_name = "DIR")]
+    root: PathBuf,
+    /// Run in the background once the socket accepts requests; output goes to ROOT/supervisor.log
+    #[arg(long)]
+    detach: bool,
+}
+
+pub fn execute(args: Args, socket: &Path) -> CliResult {
+    let config = Config { root: args.root, socket: socket.to_path_buf() };
+    if !args.detach {
+        supervisor::run(config, || {})?;
+        return Ok(0);
+    }
+    // Fork before any thread exists; the parent returns once the daemon is ready or has failed.
+    let (status_r, status_w) = pipe2(OFlag::O_CLOEXEC)?;
+    // SAFETY: single-threaded here; the child continues as the daemon.
+    match unsafe { fork() }? {
+        ForkResult::Parent { .. } => {
+            drop(status_w);
+            let mut answer = String::new();
+            std::fs::File::from(status_r).read_to_string(&mut answer)?;
+            match answer.as_str() {
+                "ok" => Ok(0),
+                "" => Err("the supervisor exited before it was ready".into()),
+                msg => Err(msg.into()),
+            }
+        }
+        ForkResult::Child => {
+            drop(status_r);
+            std::process::exit(daemon(config, status_w));
+        }
+    }
+}
+
+/// The daemon's life; its exit code. Until it is ready, errors go to the waiting parent.
+fn daemon(config: Config, status: OwnedFd) -> i32 {
+    let status = RefCell::new(Some(std::fs::File::from(status)));
+    let result = detach_stdio(&config.root).and_then(|()| {
+        supervisor::run(config, || {
+            if let Some(mut f) = status.borrow_mut().take() {
+                let _ = f.write_all(b"ok");
+            }
+        })
+    });
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            match status.borrow_mut().take() {
+                Some(mut f) => drop(f.write_all(format!("{e:#}").as_bytes())),
+                None => eprintln!("engine: {e:#}"),
+            }
+            1
+        }
+    }
+}
+
+/// A daemon keeps no terminal: new session, stdin from /dev/null, output to ROOT/supervisor.log.
+fn detach_stdio(root: &Path) -> anyhow::Result<()> {
+    setsid()?;
+    std::fs::create_dir_all(root)?;
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(root.join("supervisor.log"))?;
+    let null = std::fs::File::open("/dev/null")?;
+    nix::unistd::dup2(null.as_raw_fd(), 0)?;
+    nix::unistd::dup2(log.as_raw_fd(), 1)?;
+    nix::unistd::dup2(log.as_raw_fd(), 2)?;
+    Ok(())
+}

@@ -1,0 +1,188 @@
+//! The container's init: `engine` re-exec'd as `engine-init` inside the new namespaces.
+//!
+//! It waits for the supervisor's go-ahead, builds the container's view of the system (rootfs,
+//! /proc, /dev, hostname, loopback, workdir, nice), starts the command as its child and stays as
+//! PID 1: it forwards signals to the command, reaps orphans (what `docker --init` adds), and reports
+//! how the command ended before exiting with the same code.
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use nix::sys::signal::{kill, sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use super::channel::{FromInit, InitChannel, ToInit};
+use super::rootfs;
+use super::spawn::INIT_CHANNEL_FD;
+use super::spec::ContainerSpec;
+use super::state::Termination;
+
+/// Docker's exit codes for a container that never ran its command.
+pub const EXIT_ENGINE_ERROR: i32 = 125;
+pub const EXIT_NOT_EXECUTABLE: i32 = 126;
+pub const EXIT_NOT_FOUND: i32 = 127;
+
+/// A failure before the command runs: the step, a sentence, and the exit code for the user.
+#[derive(Debug)]
+pub struct SetupError {
+    pub step: &'static str,
+    pub message: String,
+    pub exit_code: i32,
+}
+
+impl SetupError {
+    pub fn new(step: &'static str, message: String) -> SetupError {
+        SetupError { step, message, exit_code: EXIT_ENGINE_ERROR }
+    }
+}
+
+/// Entry point of `engine-init`; the return value is the process exit code.
+pub fn main() -> i32 {
+    // Whatever the supervisor's threads had open when it cloned must not reach the command
+    // (the class of leak behind CVE-2024-21626): everything above stderr becomes close-on-exec.
+    mark_fds_cloexec_from(3);
+    // SAFETY: fd 3 is the init channel, placed there by spawn::exec_init.
+    let chan = unsafe { InitChannel::from_raw_fd(INIT_CHANNEL_FD) };
+    let spec = match chan.recv::<ToInit>() {
+        Ok(Some(ToInit::Go(spec))) => spec,
+        // The supervisor gave up on this container before releasing it.
+        _ => return EXIT_ENGINE_ERROR,
+    };
+    let signals = forwarded_signals();
+    let child = match prepare(&spec).and_then(|()| start_command(&spec, &signals)) {
+        Ok(child) => child,
+        Err(e) => {
+            let _ = chan.send(&FromInit::Failed { step: e.step.into(), message: e.message, exit_code: e.exit_code });
+            return e.exit_code;
+        }
+    };
+    let _ = chan.send(&FromInit::Started { pid: child.as_raw() });
+    let how = supervise(child, &signals);
+    let _ = chan.send(&FromInit::Exited(how));
+    match how {
+        Termination::Code(c) => c,
+        Termination::Signal(s) => 128 + s,
+    }
+}
+
+fn mark_fds_cloexec_from(first: u32) {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: close_range only changes fd flags.
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) };
+    if rc != 0 {
+        // Kernels before 5.11: walk the fd table instead.
+        if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+            let fds: Vec<i32> = dir.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect();
+            for fd in fds.into_iter().filter(|&fd| fd >= first as i32) {
+                // SAFETY: setting FD_CLOEXEC on an fd number is harmless even if it is stale.
+                unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+            }
+        }
+    }
+}
+
+/// Namespaced system state, in the order the design gives: mounts, pivot_root, hostname, ...
+fn prepare(spec: &ContainerSpec) -> Result<(), SetupError> {
+    rootfs::enter(&spec.rootfs)?;
+    nix::unistd::sethostname(spec.hostname()).map_err(|e| SetupError::new("hostname", format!("sethostname: {e}")))?;
+    loopback_up().map_err(|e| SetupError::new("network", format!("bringing up lo: {e}")))?;
+    let workdir = spec.workdir.as_deref().unwrap_or("/");
+    nix::unistd::chdir(workdir)
+        .map_err(|e| SetupError::new("workdir", format!("cannot use working directory {workdir}: {e}")))?;
+    if let Some(n) = spec.nice {
+        // SAFETY: plain syscall; errno is read right after.
+        if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, n) } != 0 {
+            return Err(SetupError::new("nice", format!("setpriority({n}): {}", io::Error::last_os_error())));
+        }
+    }
+    Ok(())
+}
+
+/// The new network namespace has only `lo`, and it is down.
+fn loopback_up() -> io::Result<()> {
+    // SAFETY: a zeroed ifreq is valid; the socket is closed by OwnedFd.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let _guard = <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd);
+        let mut ifr: libc::ifreq = std::mem::zeroed();
+        for (dst, src) in ifr.ifr_name.iter_mut().zip(b"lo\0") {
+            *dst = *src as libc::c_char;
+        }
+        if libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut ifr) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        if libc::ioctl(fd, libc::SIOCSIFFLAGS, &ifr) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Every signal the init passes on to the command. PID 1 of a namespace only receives signals it
+/// has a handler for, so each gets a no-op handler and stays blocked; `sigwait` picks them up.
+fn forwarded_signals() -> SigSet {
+    let mut set = SigSet::all();
+    for s in [Signal::SIGKILL, Signal::SIGSTOP, Signal::SIGSEGV, Signal::SIGBUS, Signal::SIGFPE, Signal::SIGILL] {
+        set.remove(s);
+    }
+    set
+}
+
+extern "C" fn ignore(_: libc::c_int) {}
+
+fn start_command(spec: &ContainerSpec, signals: &SigSet) -> Result<Pid, SetupError> {
+    // Blocked before the fork, so no signal is lost between spawn and the wait loop; the Rust
+    // runtime resets the child's mask and SIGPIPE to defaults, and exec drops the handlers.
+    signals.thread_block().map_err(|e| SetupError::new("signals", format!("blocking signals: {e}")))?;
+    let action = SigAction::new(SigHandler::Handler(ignore), SaFlags::SA_RESTART, SigSet::empty());
+    for sig in signals.iter() {
+        // SAFETY: the handler does nothing; failures (SIGKILL-like) are harmless.
+        let _ = unsafe { sigaction(sig, &action) };
+    }
+    let mut cmd = Command::new(&spec.command[0]);
+    cmd.args(&spec.command[1..]).env_clear().envs(spec.environment()).arg0(&spec.command[0]);
+    match cmd.spawn() {
+        Ok(child) => Ok(Pid::from_raw(child.id() as i32)),
+        Err(e) => Err(exec_error(&spec.command[0], e)),
+    }
+}
+
+fn exec_error(program: &str, e: io::Error) -> SetupError {
+    let (exit_code, what) = match e.kind() {
+        io::ErrorKind::NotFound => (EXIT_NOT_FOUND, "not found"),
+        io::ErrorKind::PermissionDenied => (EXIT_NOT_EXECUTABLE, "permission denied"),
+        _ => (EXIT_NOT_EXECUTABLE, "cannot be executed"),
+    };
+    SetupError { step: "exec", message: format!("{program}: {what} ({e})"), exit_code }
+}
+
+/// Forward signals to the command and reap every child until the command itself has ended.
+fn supervise(child: Pid, signals: &SigSet) -> Termination {
+    loop {
+        let sig = match signals.wait() {
+            Ok(s) => s,
+            Err(_) => continue,
+        };
+        if sig != Signal::SIGCHLD {
+            let _ = kill(child, sig);
+            continue;
+        }
+        let mut ended = None;
+        loop {
+            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) if pid == child => ended = Some(Termination::Code(code)),
+                Ok(WaitStatus::Signaled(pid, s, _)) if pid == child => ended = Some(Termination::Signal(s as i32)),
+                Ok(WaitStatus::StillAlive) | Err(_) => break,
+                Ok(_) => {} // an orphan reaped
+            }
+        }
+        if let Some(how) = ended {
+            return how;
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! Creating a container: what to run (spec), the parent side (spawn), the child side (init,
+//! rootfs), the messages between them (channel) and the lifecycle states (state).
+pub mod channel;
+pub mod init;
+pub mod rootfs;
+pub mod spawn;
+pub mod spec;
+pub mod state;

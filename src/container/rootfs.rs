@@ -1,0 +1,101 @@
+//! Child side, before exec: make the rootfs the container's `/` with its own /proc and a minimal
+//! /dev, so nothing of the host's mount tree is visible or affected.
+use std::fs;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::Path;
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+use nix::unistd::{chdir, pivot_root};
+
+use super::init::SetupError;
+
+/// Character devices every container gets: (name, major, minor), all mode 0666 like Docker's.
+const DEVICES: &[(&str, u64, u64)] =
+    &[("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)];
+
+const DEV_LINKS: &[(&str, &str)] = &[
+    ("/proc/self/fd", "fd"),
+    ("/proc/self/fd/0", "stdin"),
+    ("/proc/self/fd/1", "stdout"),
+    ("/proc/self/fd/2", "stderr"),
+    ("pts/ptmx", "ptmx"),
+];
+
+fn step(what: &'static str) -> impl Fn(nix::Error) -> SetupError {
+    move |e| SetupError::new("mounts", format!("{what}: {e}"))
+}
+
+/// Everything from the private mount tree to the pivot; on return `/` is the rootfs.
+pub fn enter(rootfs: &Path) -> Result<(), SetupError> {
+    // Private first: nothing below may propagate back into the host's mount namespace.
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+        .map_err(step("making / private"))?;
+    // pivot_root needs the new root to be a mount point.
+    mount(Some(rootfs), rootfs, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+        .map_err(step("bind-mounting the rootfs"))?;
+    mount_proc(rootfs)?;
+    mount_dev(&rootfs.join("dev"))?;
+    pivot(rootfs)
+}
+
+fn ensure_dir(path: &Path) -> Result<(), SetupError> {
+    fs::create_dir_all(path).map_err(|e| SetupError::new("mounts", format!("creating {}: {e}", path.display())))
+}
+
+fn mount_proc(rootfs: &Path) -> Result<(), SetupError> {
+    let target = rootfs.join("proc");
+    ensure_dir(&target)?;
+    // A fresh proc for the new PID namespace: `ps` sees only the container.
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
+    mount(Some("proc"), &target, Some("proc"), flags, None::<&str>).map_err(step("mounting /proc"))
+}
+
+fn mount_dev(dev: &Path) -> Result<(), SetupError> {
+    ensure_dir(dev)?;
+    let nosuid = MsFlags::MS_NOSUID;
+    mount(Some("tmpfs"), dev, Some("tmpfs"), nosuid | MsFlags::MS_STRICTATIME, Some("mode=755,size=65536k"))
+        .map_err(step("mounting /dev"))?;
+    for &(name, major, minor) in DEVICES {
+        let path = dev.join(name);
+        mknod(&path, SFlag::S_IFCHR, Mode::from_bits_truncate(0o666), makedev(major, minor))
+            .map_err(step("creating a device node"))?;
+        // mknod applies the umask; the mode must be exactly 0666.
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o666))
+            .map_err(|e| SetupError::new("mounts", format!("chmod {}: {e}", path.display())))?;
+    }
+    let pts = dev.join("pts");
+    ensure_dir(&pts)?;
+    mount(
+        Some("devpts"),
+        &pts,
+        Some("devpts"),
+        nosuid | MsFlags::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620"),
+    )
+    .map_err(step("mounting /dev/pts"))?;
+    let shm = dev.join("shm");
+    ensure_dir(&shm)?;
+    mount(
+        Some("shm"),
+        &shm,
+        Some("tmpfs"),
+        nosuid | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV,
+        Some("mode=1777,size=65536k"),
+    )
+    .map_err(step("mounting /dev/shm"))?;
+    for &(target, name) in DEV_LINKS {
+        symlink(target, dev.join(name))
+            .map_err(|e| SetupError::new("mounts", format!("linking /dev/{name}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// pivot_root(".", ".") stacks the old root on top of the new one; detaching it leaves only the
+/// rootfs, with no directory in it to reach the host through (runc's approach).
+fn pivot(rootfs: &Path) -> Result<(), SetupError> {
+    chdir(rootfs).map_err(step("entering the rootfs"))?;
+    pivot_root(".", ".").map_err(step("pivot_root"))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(step("detaching the old root"))?;
+    chdir("/").map_err(step("chdir to the new root"))
+}

@@ -1,0 +1,183 @@
+//! What to run: the container's description as the CLI sends it and the supervisor validates it.
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ContainerSpec {
+    pub name: String,
+    /// Absolute path of the root filesystem directory (the CLI resolves it).
+    pub rootfs: PathBuf,
+    pub command: Vec<String>,
+    pub hostname: Option<String>,
+    /// `KEY=VALUE` entries added to (and overriding) the default environment.
+    pub env: Vec<String>,
+    pub workdir: Option<String>,
+    pub nice: Option<i32>,
+    /// Memory limits for the kernel monitor (or the cgroup fallback), in MiB.
+    pub soft_mib: Option<u64>,
+    pub hard_mib: Option<u64>,
+}
+
+/// A spec that cannot be run, with the sentence the user sees.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidSpec(pub String);
+
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Docker's container-name rule: `[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}`.
+pub fn validate_name(name: &str) -> Result<(), InvalidSpec> {
+    let bytes = name.as_bytes();
+    let ok = !bytes.is_empty()
+        && bytes.len() <= 64
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes[1..].iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(InvalidSpec(format!("invalid container name {name:?}: must match [a-zA-Z0-9][a-zA-Z0-9_.-]{{0,63}}")))
+    }
+}
+
+/// RFC 1123 host name: dot-separated labels of letters, digits and inner hyphens, at most 64 bytes
+/// (the kernel's limit for a UTS host name).
+fn validate_hostname(host: &str) -> Result<(), InvalidSpec> {
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if host.len() <= 64 && host.split('.').all(label_ok) {
+        Ok(())
+    } else {
+        Err(InvalidSpec(format!("invalid hostname {host:?}")))
+    }
+}
+
+impl ContainerSpec {
+    pub fn validate(&self) -> Result<(), InvalidSpec> {
+        validate_name(&self.name)?;
+        if self.command.is_empty() || self.command[0].is_empty() {
+            return Err(InvalidSpec("no command given".into()));
+        }
+        if self.command.iter().any(|a| a.contains('\0')) {
+            return Err(InvalidSpec("command arguments must not contain NUL bytes".into()));
+        }
+        if !self.rootfs.is_absolute() {
+            return Err(InvalidSpec(format!("rootfs {} is not an absolute path", self.rootfs.display())));
+        }
+        match std::fs::metadata(&self.rootfs) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(InvalidSpec(format!("rootfs {} is not a directory", self.rootfs.display()))),
+            Err(e) => return Err(InvalidSpec(format!("rootfs {}: {e}", self.rootfs.display()))),
+        }
+        if let Some(h) = &self.hostname {
+            validate_hostname(h)?;
+        }
+        for kv in &self.env {
+            let key = kv.split_once('=').map(|(k, _)| k).unwrap_or("");
+            let key_ok = !key.is_empty()
+                && !key.as_bytes()[0].is_ascii_digit()
+                && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            if !key_ok || kv.contains('\0') {
+                return Err(InvalidSpec(format!("invalid --env {kv:?}: expected KEY=VALUE")));
+            }
+        }
+        if let Some(w) = &self.workdir {
+            if !w.starts_with('/') {
+                return Err(InvalidSpec(format!("--workdir {w:?} must be an absolute path")));
+            }
+        }
+        if let Some(n) = self.nice {
+            if !(-20..=19).contains(&n) {
+                return Err(InvalidSpec(format!("--nice {n} is out of range (-20..19)")));
+            }
+        }
+        match (self.soft_mib, self.hard_mib) {
+            (_, Some(0)) => return Err(InvalidSpec("--hard-mib must be greater than 0".into())),
+            (Some(s), Some(h)) if s > h => {
+                return Err(InvalidSpec(format!("--soft-mib {s} is above --hard-mib {h}")));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    pub fn hostname(&self) -> &str {
+        self.hostname.as_deref().unwrap_or(&self.name)
+    }
+
+    /// The command's environment: defaults first, then `--env` entries overriding by key.
+    pub fn environment(&self) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = vec![
+            ("PATH".into(), DEFAULT_PATH.into()),
+            ("HOSTNAME".into(), self.hostname().into()),
+            ("HOME".into(), "/root".into()),
+        ];
+        for kv in &self.env {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            match env.iter_mut().find(|(key, _)| key == k) {
+                Some(slot) => slot.1 = v.to_string(),
+                None => env.push((k.to_string(), v.to_string())),
+            }
+        }
+        env
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> ContainerSpec {
+        ContainerSpec { name: "a".into(), rootfs: "/".into(), command: vec!["/bin/true".into()], ..Default::default() }
+    }
+
+    #[test]
+    fn names_follow_docker_rule() {
+        for good in ["a", "A9", "web-1.db_2", &"x".repeat(64)] {
+            assert!(validate_name(good).is_ok(), "{good}");
+        }
+        for bad in ["", "-a", ".a", "a b", "a/b", &"x".repeat(65), "é"] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn env_overrides_defaults_by_key() {
+        let mut s = spec();
+        s.env = vec!["PATH=/x".into(), "FOO=bar=baz".into()];
+        let env = s.environment();
+        assert_eq!(env[0], ("PATH".into(), "/x".into()));
+        assert!(env.contains(&("FOO".into(), "bar=baz".into())));
+        assert!(env.contains(&("HOSTNAME".into(), "a".into())));
+    }
+
+    #[test]
+    fn bad_specs_are_refused() {
+        let cases: Vec<fn(&mut ContainerSpec)> = vec![
+            |s| s.command.clear(),
+            |s| s.rootfs = "relative".into(),
+            |s| s.rootfs = "/nonexistent-rootfs".into(),
+            |s| s.env = vec!["=x".into()],
+            |s| s.env = vec!["NOEQUALS".into()],
+            |s| s.workdir = Some("rel".into()),
+            |s| s.nice = Some(20),
+            |s| s.hostname = Some("bad_host".into()),
+            |s| {
+                s.soft_mib = Some(10);
+                s.hard_mib = Some(5)
+            },
+        ];
+        for (i, f) in cases.into_iter().enumerate() {
+            let mut s = spec();
+            f(&mut s);
+            assert!(s.validate().is_err(), "case {i}");
+        }
+        assert!(spec().validate().is_ok());
+    }
+}

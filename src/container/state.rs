@@ -1,0 +1,148 @@
+//! A container's lifecycle state and the record kept for it (on disk and on the wire).
+//!
+//! created → running → exited(code) | stopped (by `stop`) | killed(signal or limit, not asked for);
+//! `lost` is a container whose supervisor died while it ran. The supervisor's registry is the only
+//! place that moves a container between states; [`State::after_exit`] is the rule it applies.
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::spec::ContainerSpec;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KillReason {
+    /// A signal nobody asked engine for (`kill -9` from the host, a crash, ...).
+    Signal,
+    /// The kernel monitor or the cgroup hard limit for `--hard-mib`.
+    HardLimit,
+    /// The cgroup OOM killer for `--memory`.
+    Oom,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum State {
+    Created,
+    Running,
+    Exited { code: i32 },
+    Stopped { code: Option<i32>, signal: Option<i32> },
+    Killed { signal: i32, reason: KillReason },
+    Lost,
+}
+
+/// How the container's command ended, as its init reported it (or as waitpid saw the init).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Termination {
+    Code(i32),
+    Signal(i32),
+}
+
+impl State {
+    pub fn is_terminal(&self) -> bool {
+        !matches!(self, State::Created | State::Running)
+    }
+
+    /// The state a running container moves to when it ends.
+    pub fn after_exit(how: Termination, stop_requested: bool, kill_reason: Option<KillReason>) -> State {
+        match (how, stop_requested) {
+            (_, _) if kill_reason.is_some_and(|r| r != KillReason::Signal) => State::Killed {
+                signal: match how {
+                    Termination::Signal(s) => s,
+                    Termination::Code(_) => libc::SIGKILL,
+                },
+                reason: kill_reason.unwrap(),
+            },
+            (Termination::Code(c), true) => State::Stopped { code: Some(c), signal: None },
+            (Termination::Signal(s), true) => State::Stopped { code: None, signal: Some(s) },
+            (Termination::Code(c), false) => State::Exited { code: c },
+            (Termination::Signal(s), false) => State::Killed { signal: s, reason: KillReason::Signal },
+        }
+    }
+
+    /// The exit code a shell would report: the code, or 128+N for signal N.
+    pub fn exit_code(&self) -> Option<i32> {
+        match self {
+            State::Exited { code } => Some(*code),
+            State::Stopped { code: Some(c), .. } => Some(*c),
+            State::Stopped { signal: Some(s), .. } => Some(128 + s),
+            State::Stopped { .. } => None,
+            State::Killed { signal, .. } => Some(128 + signal),
+            State::Created | State::Running | State::Lost => None,
+        }
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            State::Created => write!(f, "created"),
+            State::Running => write!(f, "running"),
+            State::Exited { code } => write!(f, "exited ({code})"),
+            State::Stopped { .. } => write!(f, "stopped"),
+            State::Killed { reason: KillReason::HardLimit, .. } => write!(f, "killed (hard limit)"),
+            State::Killed { reason: KillReason::Oom, .. } => write!(f, "killed (oom)"),
+            State::Killed { signal, .. } => write!(f, "killed ({})", signal_name(*signal)),
+            State::Lost => write!(f, "lost (supervisor died while it ran)"),
+        }
+    }
+}
+
+pub fn signal_name(sig: i32) -> String {
+    nix::sys::signal::Signal::try_from(sig).map(|s| s.as_str().to_string()).unwrap_or_else(|_| format!("signal {sig}"))
+}
+
+/// Everything engine knows about one container; one JSON file per container on disk.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    pub spec: ContainerSpec,
+    pub state: State,
+    /// Host PID of the container's init (PID 1 inside), while it runs.
+    pub pid: Option<i32>,
+    /// The init's start time in clock ticks since boot (/proc/PID/stat field 22): tells a live
+    /// container from an unrelated process that reused its PID after a supervisor crash.
+    pub pid_start_ticks: Option<u64>,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub exit_code: Option<i32>,
+    pub log_path: std::path::PathBuf,
+    /// What enforces `--soft-mib/--hard-mib` ("kernel monitor", "cgroup v1", ...), if asked for.
+    #[serde(default)]
+    pub memory_enforcement: Option<String>,
+    /// Peak RSS seen by the enforcing mechanism, in bytes.
+    #[serde(default)]
+    pub peak_rss_bytes: Option<u64>,
+    /// Limit events seen for this container (soft warnings, hard kills), newest last.
+    #[serde(default)]
+    pub events: Vec<String>,
+}
+
+impl ContainerRecord {
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_rules() {
+        assert_eq!(State::after_exit(Termination::Code(3), false, None), State::Exited { code: 3 });
+        assert_eq!(
+            State::after_exit(Termination::Signal(9), false, None),
+            State::Killed { signal: 9, reason: KillReason::Signal }
+        );
+        assert_eq!(
+            State::after_exit(Termination::Signal(15), true, None),
+            State::Stopped { code: None, signal: Some(15) }
+        );
+        let hard = State::after_exit(Termination::Signal(9), false, Some(KillReason::HardLimit));
+        assert_eq!(hard.to_string(), "killed (hard limit)");
+        assert_eq!(hard.exit_code(), Some(137));
+        assert_eq!(State::Exited { code: 0 }.to_string(), "exited (0)");
+        assert_eq!(State::Killed { signal: 9, reason: KillReason::Signal }.to_string(), "killed (SIGKILL)");
+    }
+}

@@ -1,0 +1,105 @@
+//! One function per request. Each writes its responses to the connection and returns a
+//! [`Failure`] for the dispatcher to report.
+use std::io;
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use super::launch::{self, Failure};
+use super::logs::follow;
+use super::Supervisor;
+use crate::container::spec::ContainerSpec;
+use crate::protocol::{write_frame, Response};
+
+type Reply = Result<(), Failure>;
+
+fn send(conn: &mut UnixStream, resp: &Response) -> Reply {
+    write_frame(conn, resp, b"").map_err(|e| Failure::engine(format!("client went away: {e}")))
+}
+
+pub fn start(sup: &Supervisor, conn: &mut UnixStream, spec: ContainerSpec) -> Reply {
+    let name = spec.name.clone();
+    let pid = launch::start(sup, spec)?;
+    send(conn, &Response::Started { name, pid })
+}
+
+/// Start, stream the output live, then the exit code. The container outlives a client that goes
+/// away; `--rm` still removes it when it ends.
+pub fn run(sup: &Supervisor, conn: &mut UnixStream, spec: ContainerSpec, remove: bool) -> Reply {
+    let name = spec.name.clone();
+    let pid = launch::start(sup, spec)?;
+    let _ = send(conn, &Response::Started { name: name.clone(), pid });
+    let (path, live) = sup.registry.log_of(&name)?;
+    let opts = follow::Options { follow: true, ..Default::default() };
+    let streamed = follow::stream(&path, live.as_deref(), opts, &mut |stream, bytes| {
+        write_frame(conn, &Response::Output { stream }, bytes)
+    });
+    let record = sup.registry.wait_terminal(&name, None)?.expect("no timeout");
+    let code = record.exit_code.unwrap_or(crate::container::init::EXIT_ENGINE_ERROR);
+    if remove {
+        remove_container(sup, &name)?;
+    }
+    if streamed.is_ok() {
+        send(conn, &Response::Exited { code })?;
+    }
+    Ok(())
+}
+
+pub fn stop(sup: &Supervisor, conn: &mut UnixStream, name: &str, timeout_secs: u64) -> Reply {
+    sup.registry.get(name)?;
+    launch::stop(sup, name, Duration::from_secs(timeout_secs))?;
+    send(conn, &Response::Done)
+}
+
+pub fn kill(sup: &Supervisor, conn: &mut UnixStream, name: &str, signal: i32) -> Reply {
+    if nix::sys::signal::Signal::try_from(signal).is_err() {
+        return Err(Failure::engine(format!("invalid signal {signal}")));
+    }
+    if !sup.registry.signal(name, signal, |_| {})? {
+        return Err(Failure::engine(format!("container {name} is not running")));
+    }
+    send(conn, &Response::Done)
+}
+
+pub fn ps(sup: &Supervisor, conn: &mut UnixStream, all: bool) -> Reply {
+    let containers = sup.registry.list().into_iter().filter(|r| all || !r.state.is_terminal()).collect();
+    send(conn, &Response::List { containers })
+}
+
+pub fn logs(sup: &Supervisor, conn: &mut UnixStream, name: &str, opts: follow::Options) -> Reply {
+    let (path, live) = sup.registry.log_of(name)?;
+    follow::stream(&path, live.as_deref(), opts, &mut |stream, bytes| {
+        write_frame(conn, &Response::Output { stream }, bytes)
+    })
+    .map_err(|e| Failure::engine(format!("reading log of {name}: {e}")))?;
+    send(conn, &Response::Done)
+}
+
+pub fn inspect(sup: &Supervisor, conn: &mut UnixStream, name: &str) -> Reply {
+    let container = Box::new(sup.registry.get(name)?);
+    send(conn, &Response::Record { container })
+}
+
+pub fn rm(sup: &Supervisor, conn: &mut UnixStream, name: &str, force: bool) -> Reply {
+    let record = sup.registry.get(name)?;
+    if force && !record.state.is_terminal() {
+        launch::stop(sup, name, Duration::ZERO)?;
+    }
+    remove_container(sup, name)?;
+    send(conn, &Response::Done)
+}
+
+fn remove_container(sup: &Supervisor, name: &str) -> Reply {
+    let record = sup.registry.remove(name)?;
+    match std::fs::remove_file(&record.log_path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            Err(Failure::engine(format!("removing {}: {e}", record.log_path.display())))
+        }
+        _ => Ok(()),
+    }
+}
+
+pub fn wait(sup: &Supervisor, conn: &mut UnixStream, name: &str) -> Reply {
+    let record = sup.registry.wait_terminal(name, None)?.expect("no timeout");
+    let code = record.exit_code.unwrap_or(crate::container::init::EXIT_ENGINE_ERROR);
+    send(conn, &Response::Exited { code })
+}

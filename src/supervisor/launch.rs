@@ -1,0 +1,97 @@
+//! Starting and stopping one container: the supervisor's half of the parent/child handshake.
+use std::time::Duration;
+
+use super::logs::LogFile;
+use super::Supervisor;
+use crate::container::channel::{FromInit, ToInit};
+use crate::container::init::EXIT_ENGINE_ERROR;
+use crate::container::spawn::spawn_init;
+use crate::container::spec::ContainerSpec;
+
+/// How long an init may take from go-ahead to running its command before we give up on it.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A failed request: the sentence for the user and the exit code for the CLI.
+#[derive(Debug)]
+pub struct Failure {
+    pub message: String,
+    pub exit_code: i32,
+}
+
+impl Failure {
+    pub fn engine(message: impl std::fmt::Display) -> Failure {
+        Failure { message: message.to_string(), exit_code: EXIT_ENGINE_ERROR }
+    }
+}
+
+impl From<super::registry::RegistryError> for Failure {
+    fn from(e: super::registry::RegistryError) -> Failure {
+        Failure::engine(e)
+    }
+}
+
+/// Creates the container and returns once its command runs (its host PID), or fails leaving
+/// nothing behind: no record, no log file, no process.
+pub fn start(sup: &Supervisor, spec: ContainerSpec) -> Result<i32, Failure> {
+    spec.validate().map_err(Failure::engine)?;
+    let name = spec.name.clone();
+    let log_path = sup.logs_dir().join(format!("{name}.log"));
+    sup.registry.reserve(&spec, log_path.clone())?;
+    let started = launch(sup, spec, &log_path);
+    if started.is_err() {
+        sup.registry.kill_init(&name);
+        sup.registry.abandon(&name);
+        let _ = std::fs::remove_file(&log_path);
+    }
+    started
+}
+
+fn launch(sup: &Supervisor, spec: ContainerSpec, log_path: &std::path::Path) -> Result<i32, Failure> {
+    let name = spec.name.clone();
+    let child = spawn_init().map_err(Failure::engine)?;
+    let pid = child.pid.as_raw();
+    let pidfd = super::registry::pidfd_open(pid).map_err(|e| Failure::engine(format!("pidfd_open: {e}")))?;
+    let log = LogFile::new(log_path.to_path_buf());
+    sup.logs
+        .attach(&log, child.stdout, child.stderr)
+        .map_err(|e| Failure::engine(format!("creating log {}: {e}", log_path.display())))?;
+    // From here the registry holds the init's pidfd, so a failure can kill it.
+    sup.registry.set_spawned(&name, pid, pidfd, log);
+
+    // Parent-side setup that must precede the workload goes here (cgroup, monitor, network).
+
+    let channel = child.channel;
+    let reply = (|| {
+        channel.send(&ToInit::Go(Box::new(spec)))?;
+        channel.set_timeout(Some(START_TIMEOUT))?;
+        let reply = channel.recv::<FromInit>();
+        channel.set_timeout(None)?;
+        reply
+    })();
+    match reply {
+        Ok(Some(FromInit::Started { .. })) => {
+            sup.registry.mark_running(&name, channel)?;
+            Ok(pid)
+        }
+        Ok(Some(FromInit::Failed { step, message, exit_code })) => {
+            Err(Failure { message: format!("cannot start {name}: {message} (during {step})"), exit_code })
+        }
+        Ok(Some(other)) => Err(Failure::engine(format!("unexpected message from container init: {other:?}"))),
+        Ok(None) => Err(Failure::engine(format!("container init of {name} exited before starting the command"))),
+        Err(e) => Err(Failure::engine(format!("waiting for container init of {name}: {e}"))),
+    }
+}
+
+/// SIGTERM (forwarded by the init to the command), then SIGKILL to the whole container after
+/// `grace`. Returns once the container is reaped.
+pub fn stop(sup: &Supervisor, name: &str, grace: Duration) -> Result<(), Failure> {
+    let first = if grace.is_zero() { libc::SIGKILL } else { libc::SIGTERM };
+    if !sup.registry.signal(name, first, |live| live.stop_requested = true)? {
+        return Ok(());
+    }
+    if sup.registry.wait_terminal(name, Some(grace))?.is_none() {
+        sup.registry.signal(name, libc::SIGKILL, |_| {})?;
+        sup.registry.wait_terminal(name, None)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,142 @@
+//! The daemon that owns every container: it accepts CLI requests on a UNIX socket, spawns and
+//! reaps containers, captures their output and keeps their records.
+pub mod handlers;
+pub mod launch;
+pub mod logs;
+mod reaper;
+pub mod registry;
+mod server;
+pub mod store;
+
+use std::fs;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+pub const DEFAULT_ROOT: &str = "/var/lib/engine";
+pub const DEFAULT_SOCKET: &str = "/run/engine/engine.sock";
+/// Grace between SIGTERM and SIGKILL when the supervisor itself is asked to stop.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+pub struct Config {
+    pub root: PathBuf,
+    pub socket: PathBuf,
+}
+
+pub struct Supervisor {
+    pub root: PathBuf,
+    pub socket: PathBuf,
+    pub registry: registry::Registry,
+    pub logs: logs::LogPipeline,
+    shutting_down: AtomicBool,
+    /// Held for the daemon's lifetime: one supervisor per root.
+    _lock: nix::fcntl::Flock<fs::File>,
+}
+
+impl Supervisor {
+    pub fn logs_dir(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+
+    /// Stops every container (SIGTERM, SIGKILL after the grace time), waits until they are reaped
+    /// and their logs are on disk, removes the socket and exits 0.
+    fn shutdown(self: Arc<Self>) {
+        let stoppers: Vec<_> = self
+            .registry
+            .active()
+            .into_iter()
+            .map(|name| {
+                let sup = self.clone();
+                std::thread::spawn(move || {
+                    let _ = launch::stop(&sup, &name, SHUTDOWN_GRACE);
+                    if let Ok((_, Some(log))) = sup.registry.log_of(&name) {
+                        log.wait_done();
+                    }
+                })
+            })
+            .collect();
+        for s in stoppers {
+            let _ = s.join();
+        }
+        let _ = fs::remove_file(&self.socket);
+        eprintln!("engine: supervisor stopped");
+        std::process::exit(0);
+    }
+}
+
+/// Makes fds 0-2 valid: container spawning relies on every fd it hands out being >= 3.
+fn ensure_std_fds() {
+    for fd in 0..3 {
+        // SAFETY: F_GETFD only queries; /dev/null is opened onto the free slot.
+        unsafe {
+            if libc::fcntl(fd, libc::F_GETFD) == -1 {
+                libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+            }
+        }
+    }
+}
+
+fn lock_root(root: &Path) -> anyhow::Result<nix::fcntl::Flock<fs::File>> {
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(root.join("supervisor.lock"))
+        .with_context(|| format!("opening {}/supervisor.lock", root.display()))?;
+    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(lock),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => bail!("another supervisor is already using {}", root.display()),
+        Err((_, e)) => bail!("locking {}: {e}", root.display()),
+    }
+}
+
+/// Binds the socket (0600 in a 0700 directory), refusing if a live supervisor answers on it and
+/// replacing a stale one.
+fn bind_socket(path: &Path) -> anyhow::Result<std::os::unix::net::UnixListener> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).with_context(|| format!("creating {}", dir.display()))?;
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            bail!("a supervisor is already running on {}", path.display());
+        }
+        fs::remove_file(path).with_context(|| format!("removing stale socket {}", path.display()))?;
+    }
+    let listener =
+        std::os::unix::net::UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Runs the supervisor until SIGINT/SIGTERM. `ready` is called once requests are accepted.
+pub fn run(config: Config, ready: impl FnOnce()) -> anyhow::Result<()> {
+    ensure_std_fds();
+    if !nix::unistd::geteuid().is_root() {
+        bail!("the supervisor must run as root");
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(config.root.join("logs"))
+        .with_context(|| format!("creating {}", config.root.display()))?;
+    let root = config.root.canonicalize()?;
+    let lock = lock_root(&root)?;
+    let listener = bind_socket(&config.socket)?;
+    let store = store::Store::open(&root)?;
+    let registry = registry::Registry::load(store).context("loading container records")?;
+    let sup = Arc::new(Supervisor {
+        root,
+        socket: config.socket,
+        registry,
+        logs: logs::LogPipeline::start()?,
+        shutting_down: AtomicBool::new(false),
+        _lock: lock,
+    });
+    reaper::spawn(sup.clone())?;
+    ready();
+    server::serve(sup, listener);
+    Ok(())
+}

@@ -1,0 +1,44 @@
+//! SIGCHLD drives a waitpid loop; SIGINT/SIGTERM start an orderly shutdown.
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use signal_hook::consts::{SIGCHLD, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use super::Supervisor;
+
+/// Registers the handlers now (before any container exists, so no exit is missed) and handles
+/// them on a thread of their own.
+pub fn spawn(sup: Arc<Supervisor>) -> std::io::Result<()> {
+    let mut signals = Signals::new([SIGCHLD, SIGINT, SIGTERM])?;
+    std::thread::Builder::new().name("reaper".into()).spawn(move || {
+        for sig in signals.forever() {
+            match sig {
+                SIGCHLD => reap_all(&sup),
+                _ => {
+                    if !sup.shutting_down.swap(true, Ordering::SeqCst) {
+                        let sup = sup.clone();
+                        // Shutdown waits for exits, which this thread must keep reaping meanwhile.
+                        std::thread::spawn(move || sup.shutdown());
+                    }
+                }
+            }
+        }
+    })?;
+    Ok(())
+}
+
+/// SIGCHLDs coalesce: one signal may stand for many exits, so drain every waitable child.
+fn reap_all(sup: &Supervisor) {
+    loop {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(_) => return,
+            Ok(status) => {
+                if let Some(pid) = status.pid() {
+                    sup.registry.on_exit(pid.as_raw(), status);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,310 @@
+//! Every container the supervisor knows, and the only place their state changes.
+//!
+//! Transitions: `reserve` (created, in memory only) → `mark_running` (persisted) → `on_exit`
+//! (exited | stopped | killed, persisted); `abandon` drops a container whose start failed, so a
+//! failed start leaves nothing behind. A record is written to disk on every persisted transition.
+use std::collections::{BTreeMap, HashMap};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::wait::WaitStatus;
+use parking_lot::{Condvar, Mutex};
+
+use super::logs::LogFile;
+use super::store::Store;
+use crate::container::channel::{FromInit, InitChannel};
+use crate::container::spec::ContainerSpec;
+use crate::container::state::{ContainerRecord, KillReason, State, Termination};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("no such container: {0}")]
+    NotFound(String),
+    #[error("container name {0:?} is already in use")]
+    Exists(String),
+    #[error("container {0} is running: stop it first or use rm -f")]
+    Running(String),
+    #[error("saving the record of {name}: {source}")]
+    Store { name: String, source: std::io::Error },
+}
+
+/// What exists only while the container's processes do.
+pub struct Live {
+    /// A pidfd of the container's init: signals go to this process even if its PID is reused.
+    pub pidfd: OwnedFd,
+    /// Handed over by `mark_running`; the init's last message (how the command ended) is read
+    /// from it when the init is reaped.
+    channel: Option<InitChannel>,
+    pub log: Arc<LogFile>,
+    pub stop_requested: bool,
+    pub kill_reason: Option<KillReason>,
+    /// The init was reaped before the start finished; applied by `mark_running`.
+    early_exit: Option<WaitStatus>,
+}
+
+struct Entry {
+    record: ContainerRecord,
+    live: Option<Live>,
+    /// Output of a finished container that followers may still be reading.
+    log: Option<Arc<LogFile>>,
+}
+
+#[derive(Default)]
+struct Inner {
+    containers: BTreeMap<String, Entry>,
+    by_pid: HashMap<i32, String>,
+}
+
+pub struct Registry {
+    inner: Mutex<Inner>,
+    changed: Condvar,
+    store: Store,
+}
+
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+impl Registry {
+    /// Loads the records of earlier supervisors. A container that was running when its supervisor
+    /// died cannot be re-adopted (its pipes died with that supervisor): if it is still alive it
+    /// is killed, and it is recorded as lost.
+    pub fn load(store: Store) -> std::io::Result<Registry> {
+        let mut inner = Inner::default();
+        for mut record in store.load_all()? {
+            if !record.state.is_terminal() {
+                if let (Some(pid), Some(ticks)) = (record.pid, record.pid_start_ticks) {
+                    if process_start_ticks(pid) == Some(ticks) {
+                        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+                    }
+                }
+                record.state = State::Lost;
+                record.finished_at = Some(now());
+                record.pid = None;
+                store.save(&record)?;
+            }
+            inner.containers.insert(record.name().to_string(), Entry { record, live: None, log: None });
+        }
+        Ok(Registry { inner: Mutex::new(inner), changed: Condvar::new(), store })
+    }
+
+    pub fn reserve(&self, spec: &ContainerSpec, log_path: std::path::PathBuf) -> Result<(), RegistryError> {
+        let mut inner = self.inner.lock();
+        if inner.containers.contains_key(&spec.name) {
+            return Err(RegistryError::Exists(spec.name.clone()));
+        }
+        let record = ContainerRecord {
+            spec: spec.clone(),
+            state: State::Created,
+            pid: None,
+            pid_start_ticks: None,
+            created_at: now(),
+            started_at: None,
+            finished_at: None,
+            exit_code: None,
+            log_path,
+            memory_enforcement: None,
+            peak_rss_bytes: None,
+            events: Vec::new(),
+        };
+        inner.containers.insert(spec.name.clone(), Entry { record, live: None, log: None });
+        Ok(())
+    }
+
+    /// The container's init exists (still waiting for its go-ahead).
+    pub fn set_spawned(&self, name: &str, pid: i32, pidfd: OwnedFd, log: Arc<LogFile>) {
+        let mut inner = self.inner.lock();
+        inner.by_pid.insert(pid, name.to_string());
+        if let Some(e) = inner.containers.get_mut(name) {
+            e.record.pid = Some(pid);
+            e.record.pid_start_ticks = process_start_ticks(pid);
+            e.live = Some(Live { pidfd, channel: None, log, stop_requested: false, kill_reason: None, early_exit: None });
+        }
+    }
+
+    pub fn update<R>(&self, name: &str, f: impl FnOnce(&mut ContainerRecord) -> R) -> Option<R> {
+        self.inner.lock().containers.get_mut(name).map(|e| f(&mut e.record))
+    }
+
+    /// The command runs: persist, and apply an exit that raced ahead of us.
+    pub fn mark_running(&self, name: &str, channel: InitChannel) -> Result<(), RegistryError> {
+        let mut inner = self.inner.lock();
+        let entry = inner.containers.get_mut(name).ok_or_else(|| RegistryError::NotFound(name.into()))?;
+        entry.record.state = State::Running;
+        entry.record.started_at = Some(now());
+        let early = entry.live.as_mut().and_then(|l| {
+            l.channel = Some(channel);
+            l.early_exit.take()
+        });
+        match early {
+            Some(status) => self.finish(&mut inner, name, status),
+            None => self.persist(&inner.containers[name].record),
+        }
+    }
+
+    /// A start failed: forget the container entirely.
+    pub fn abandon(&self, name: &str) {
+        let mut inner = self.inner.lock();
+        if let Some(e) = inner.containers.remove(name) {
+            if let Some(pid) = e.record.pid {
+                inner.by_pid.remove(&pid);
+            }
+        }
+        self.changed.notify_all();
+    }
+
+    /// The reaper saw `pid` end.
+    pub fn on_exit(&self, pid: i32, status: WaitStatus) {
+        let mut inner = self.inner.lock();
+        let Some(name) = inner.by_pid.get(&pid).cloned() else { return };
+        let entry = inner.containers.get_mut(&name).expect("by_pid points at a container");
+        if entry.record.state == State::Created {
+            if let Some(live) = entry.live.as_mut() {
+                live.early_exit = Some(status);
+            }
+            inner.by_pid.remove(&pid);
+            self.changed.notify_all();
+            return;
+        }
+        if let Err(e) = self.finish(&mut inner, &name, status) {
+            eprintln!("engine: {e}");
+        }
+    }
+
+    fn finish(&self, inner: &mut Inner, name: &str, status: WaitStatus) -> Result<(), RegistryError> {
+        let entry = inner.containers.get_mut(name).expect("finish on a known container");
+        let pid = entry.record.pid.take();
+        let live = entry.live.take();
+        // The init reports how the command ended; if it was killed itself, waitpid tells.
+        let mut how = match status {
+            WaitStatus::Signaled(_, s, _) => Termination::Signal(s as i32),
+            WaitStatus::Exited(_, c) => Termination::Code(c),
+            _ => Termination::Code(crate::container::init::EXIT_ENGINE_ERROR),
+        };
+        let (stop_requested, kill_reason) = match &live {
+            Some(l) => {
+                while let Some(Ok(Some(msg))) = l.channel.as_ref().map(|c| c.try_recv::<FromInit>()) {
+                    if let FromInit::Exited(t) = msg {
+                        how = t;
+                    }
+                }
+                (l.stop_requested, l.kill_reason)
+            }
+            None => (false, None),
+        };
+        entry.record.state = State::after_exit(how, stop_requested, kill_reason);
+        entry.record.exit_code = entry.record.state.exit_code();
+        entry.record.finished_at = Some(now());
+        entry.log = live.map(|l| l.log);
+        if let Some(pid) = pid {
+            inner.by_pid.remove(&pid);
+        }
+        let result = self.persist(&inner.containers[name].record);
+        self.changed.notify_all();
+        result
+    }
+
+    fn persist(&self, record: &ContainerRecord) -> Result<(), RegistryError> {
+        self.store.save(record).map_err(|source| RegistryError::Store { name: record.name().into(), source })
+    }
+
+    pub fn get(&self, name: &str) -> Result<ContainerRecord, RegistryError> {
+        let inner = self.inner.lock();
+        inner.containers.get(name).map(|e| e.record.clone()).ok_or_else(|| RegistryError::NotFound(name.into()))
+    }
+
+    pub fn list(&self) -> Vec<ContainerRecord> {
+        self.inner.lock().containers.values().map(|e| e.record.clone()).collect()
+    }
+
+    /// The log of a container, and its live progress while output may still arrive.
+    pub fn log_of(&self, name: &str) -> Result<(std::path::PathBuf, Option<Arc<LogFile>>), RegistryError> {
+        let inner = self.inner.lock();
+        let e = inner.containers.get(name).ok_or_else(|| RegistryError::NotFound(name.into()))?;
+        let live = e.live.as_ref().map(|l| l.log.clone()).or_else(|| e.log.clone());
+        Ok((e.record.log_path.clone(), live))
+    }
+
+    /// Sends `signal` to the container's init; `Ok(false)` if it is not running.
+    pub fn signal(&self, name: &str, signal: i32, mark: impl FnOnce(&mut Live)) -> Result<bool, RegistryError> {
+        let mut inner = self.inner.lock();
+        let e = inner.containers.get_mut(name).ok_or_else(|| RegistryError::NotFound(name.into()))?;
+        match (&e.record.state, e.live.as_mut()) {
+            (State::Running, Some(live)) => {
+                mark(live);
+                pidfd_send_signal(&live.pidfd, signal);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// SIGKILL to the init of a container in any live state (used to undo a failed start).
+    pub fn kill_init(&self, name: &str) {
+        if let Some(live) = self.inner.lock().containers.get(name).and_then(|e| e.live.as_ref()) {
+            pidfd_send_signal(&live.pidfd, libc::SIGKILL);
+        }
+    }
+
+    /// Blocks until the container is in a final state, or until `timeout`; `None` on timeout.
+    pub fn wait_terminal(&self, name: &str, timeout: Option<Duration>) -> Result<Option<ContainerRecord>, RegistryError> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut inner = self.inner.lock();
+        loop {
+            let e = inner.containers.get(name).ok_or_else(|| RegistryError::NotFound(name.into()))?;
+            if e.record.state.is_terminal() {
+                return Ok(Some(e.record.clone()));
+            }
+            match deadline {
+                Some(d) => {
+                    if self.changed.wait_until(&mut inner, d).timed_out() {
+                        return Ok(None);
+                    }
+                }
+                None => self.changed.wait(&mut inner),
+            }
+        }
+    }
+
+    /// Deletes a finished container's record; its log file is the caller's to delete.
+    pub fn remove(&self, name: &str) -> Result<ContainerRecord, RegistryError> {
+        let mut inner = self.inner.lock();
+        let e = inner.containers.get(name).ok_or_else(|| RegistryError::NotFound(name.into()))?;
+        if !e.record.state.is_terminal() {
+            return Err(RegistryError::Running(name.into()));
+        }
+        self.store.remove(name).map_err(|source| RegistryError::Store { name: name.into(), source })?;
+        Ok(inner.containers.remove(name).expect("checked above").record)
+    }
+
+    /// Names of containers that are being started or running.
+    pub fn active(&self) -> Vec<String> {
+        let inner = self.inner.lock();
+        inner.containers.values().filter(|e| !e.record.state.is_terminal()).map(|e| e.record.name().to_string()).collect()
+    }
+}
+
+/// A pidfd for a child that cannot have been reaped yet (it is blocked on its init channel).
+pub fn pidfd_open(pid: i32) -> std::io::Result<OwnedFd> {
+    // SAFETY: plain syscall returning a new fd (close-on-exec by definition).
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the fd was just returned to us.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+fn pidfd_send_signal(pidfd: &OwnedFd, signal: i32) {
+    // SAFETY: plain syscall on an fd we own.
+    unsafe { libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), signal, std::ptr::null::<u8>(), 0) };
+}
+
+/// Field 22 of /proc/PID/stat: when the process started, in clock ticks since boot.
+pub fn process_start_ticks(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces and ')': fields resume after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split(' ').nth(19)?.parse().ok()
+}
