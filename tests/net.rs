@@ -395,6 +395,18 @@ fn failed_attach_is_undone() {
     assert!(net::leases(&wrong).unwrap().is_empty(), "lease kept after a failed attach");
     assert!(!link_exists(&net::host_veth_name(&wrong, "c2")), "veth kept after a failed attach");
     assert!(net::remove_bridge(&att.host_veth).is_err(), "remove_bridge must refuse a veth");
+
+    // A failure after the pair exists: c1 already has an eth0, so a second
+    // network cannot rename its peer to eth0. Pair and lease must go.
+    let other = TestNet::new(60);
+    let e = net::attach(&other.cfg, "c1-again", c1.pid(), None).unwrap_err();
+    assert_eq!(e.errno(), Some(libc::EEXIST), "{e}");
+    assert!(!link_exists(&net::host_veth_name(&other.cfg, "c1-again")), "veth kept after a failed attach");
+    assert!(net::leases(&other.cfg).unwrap().is_empty(), "lease kept after a failed attach");
+    // c1 itself is untouched.
+    let (addr, server) = echo_server(c1.pid(), att.ip);
+    echo_roundtrip(TcpStream::connect_timeout(&addr, TIMEOUT).unwrap());
+    server.join().unwrap();
 }
 
 #[test]

@@ -140,7 +140,10 @@ fn plug(
     let bridge_index = bridge::ensure(&mut nl, &cfg.bridge, cfg.subnet, cfg.gateway)?;
 
     let mac = bridge::mac_for(ip);
-    nl.create_veth(host_veth, veth::CONTAINER_IFNAME, mac, ns.as_raw_fd())?;
+    // The peer is born inside the container's namespace under a temporary
+    // name and renamed to eth0 there.
+    let peer = veth::peer_name(host_veth);
+    nl.create_veth(host_veth, &peer, mac, ns.as_raw_fd())?;
     *veth_created = true;
     let host_index = nl
         .link_by_name(host_veth)?
@@ -151,7 +154,7 @@ fn plug(
     nl.set_up(host_index)?;
 
     let (prefix, broadcast, gateway) = (cfg.subnet.prefix(), cfg.subnet.broadcast(), cfg.gateway);
-    netns::run_in(pid, ns, move || veth::configure_inside(ip, prefix, broadcast, gateway))??;
+    netns::run_in(pid, ns, move || veth::configure_inside(&peer, ip, prefix, broadcast, gateway))??;
 
     Ok(Attachment {
         ip,

@@ -152,6 +152,13 @@ impl Netlink {
         self.change(format!("set link #{index} up"), RouteNetlinkMessage::SetLink(msg), 0)
     }
 
+    pub(crate) fn set_name(&mut self, index: u32, name: &str) -> Result<(), NetError> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        self.change(format!("rename link #{index} to {name}"), RouteNetlinkMessage::SetLink(msg), 0)
+    }
+
     /// Deletes the link called `name`; Ok(false) when there was none.
     pub(crate) fn delete_link(&mut self, name: &str) -> Result<bool, NetError> {
         let mut msg = LinkMessage::default();

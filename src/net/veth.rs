@@ -22,6 +22,12 @@ pub(crate) fn host_name(bridge: &str, container: &str) -> String {
     format!("ve-{:012x}", h & 0xffff_ffff_ffff)
 }
 
+/// Temporary name of the container end, until it is renamed to eth0
+/// inside the namespace: "vc-" + the same hash as the host end.
+pub(crate) fn peer_name(host_name: &str) -> String {
+    format!("vc-{}", &host_name[3..])
+}
+
 /// The alias stamped on the host end: says which network and container own
 /// it, so cleanup after a crash finds it even without a lease.
 pub(crate) fn alias(bridge: &str, container: &str) -> String {
@@ -33,9 +39,10 @@ pub(crate) fn container_of_alias<'a>(bridge: &str, alias: &'a str) -> Option<&'a
     alias.strip_prefix("engine:")?.strip_prefix(bridge)?.strip_prefix(':')
 }
 
-/// Runs inside the container's namespace: loopback up, address on eth0,
-/// eth0 up, default route via the gateway.
+/// Runs inside the container's namespace: the peer renamed to eth0,
+/// loopback up, address on eth0, eth0 up, default route via the gateway.
 pub(crate) fn configure_inside(
+    peer: &str,
     ip: Ipv4Addr,
     prefix: u8,
     broadcast: Ipv4Addr,
@@ -49,7 +56,8 @@ pub(crate) fn configure_inside(
     };
     let lo = index_of(&mut nl, "lo")?;
     nl.set_up(lo)?;
-    let eth = index_of(&mut nl, CONTAINER_IFNAME)?;
+    let eth = index_of(&mut nl, peer)?;
+    nl.set_name(eth, CONTAINER_IFNAME)?;
     nl.add_address(eth, ip, prefix, broadcast)?;
     nl.set_up(eth)?;
     nl.add_default_route(gateway, eth)
