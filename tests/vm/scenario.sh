@@ -25,6 +25,7 @@ cm_test shell
 dmesg | grep -q 'container_monitor: HARD LIMIT container=shelltest pid=[0-9]* rss=[0-9]* hard=25165824 killing procs=[2-9]' &&
 	pass dmesg_hard_line_whole_container || fail dmesg_hard_line_whole_container "$(dmesg | grep shelltest | tail -n 3)"
 cm_test hog 64 20
+cm_test hog 64 20 memory_hog | sed "s/^\(PASS\|FAIL\) hog_/\1 memory_hog_/"
 
 echo "--- module: 200 containers"
 cm_test many 200
