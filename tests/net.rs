@@ -325,9 +325,16 @@ fn static_assigned_and_refused_addresses() {
 fn detach_removes_veth_and_lease() {
     let tn = TestNet::new(4);
     let cfg = &tn.cfg;
+    // Keeps the bridge's carrier up, so the host keeps its ARP entries.
+    let keeper = Sandbox::new();
+    net::attach(cfg, "keeper", keeper.pid(), None).unwrap();
     let c1 = Sandbox::new();
     let att = net::attach(cfg, "c1", c1.pid(), None).unwrap();
     assert!(link_exists(&att.host_veth));
+    // Talk to it, so the host caches its MAC for the address.
+    let (addr, server) = echo_server(c1.pid(), att.ip);
+    echo_roundtrip(TcpStream::connect_timeout(&addr, TIMEOUT).unwrap());
+    server.join().unwrap();
 
     net::detach(cfg, "c1").unwrap();
     assert!(!link_exists(&att.host_veth), "host veth left after detach");
@@ -335,7 +342,8 @@ fn detach_removes_veth_and_lease() {
     net::detach(cfg, "c1").expect("detach is idempotent");
     net::detach(cfg, "never-attached").expect("detach of an unknown container");
 
-    // The freed address goes to the next container, and it works.
+    // The freed address goes to the next container, and it works at once
+    // (same MAC for the same address: the host's ARP entry stays right).
     let c2 = Sandbox::new();
     let att2 = net::attach(cfg, "c2", c2.pid(), None).unwrap();
     assert_eq!(att2.ip, att.ip);
@@ -348,6 +356,8 @@ fn detach_removes_veth_and_lease() {
     drop(c2);
     net::detach(cfg, "c2").unwrap();
     assert!(!link_exists(&att2.host_veth));
+    assert_eq!(lease_names(cfg), ["keeper"]);
+    net::detach(cfg, "keeper").unwrap();
     assert!(net::leases(cfg).unwrap().is_empty());
 
     // The bridge goes away by netlink too.
