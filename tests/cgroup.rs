@@ -256,21 +256,18 @@ fn assert_gone(paths: &[PathBuf]) {
 #[test]
 fn memory_limit_oom_kills_and_is_reported() {
     let g = Guard::new("mem");
-    let cg = g
-        .create("hungry", &Limits { memory_max: Some(20 * MIB), memory_high: Some(10 * MIB), ..Default::default() })
-        .unwrap();
+    let cg = g.create("hungry", &Limits { memory_max: Some(20 * MIB), ..Default::default() }).unwrap();
     assert_eq!(cg.version(), Cgroup::detect().unwrap());
+    // Swap is included: memory+swap capped at the same 20 MiB where swap is accounted.
     match cg.version() {
         Version::V1 => {
             assert_eq!(read(&cg, "memory.limit_in_bytes"), (20 * MIB).to_string());
-            assert_eq!(read(&cg, "memory.soft_limit_in_bytes"), (10 * MIB).to_string());
             if file_of(&cg, "memory.limit_in_bytes").with_file_name("memory.memsw.limit_in_bytes").exists() {
                 assert_eq!(read(&cg, "memory.memsw.limit_in_bytes"), (20 * MIB).to_string());
             }
         }
         Version::V2 => {
             assert_eq!(read(&cg, "memory.max"), (20 * MIB).to_string());
-            assert_eq!(read(&cg, "memory.high"), (10 * MIB).to_string());
             if file_of(&cg, "memory.max").with_file_name("memory.swap.max").exists() {
                 assert_eq!(read(&cg, "memory.swap.max"), "0");
             }
@@ -301,6 +298,25 @@ fn under_the_memory_limit_nothing_is_killed() {
     child.release();
     assert!(matches!(child.wait().0, Exit::Code(0)));
     assert!(!cg.oom_killed());
+    cg.remove().unwrap();
+}
+
+/// Only the setting is checked: v1 reclaims above the soft limit only under host memory
+/// pressure, and v2 throttles above memory.high (an allocation past it crawls).
+#[test]
+fn soft_memory_limit_is_set() {
+    let g = Guard::new("soft");
+    let cg = g
+        .create("soft", &Limits { memory_max: Some(64 * MIB), memory_high: Some(48 * MIB), ..Default::default() })
+        .unwrap();
+    let file = match cg.version() {
+        Version::V1 => "memory.soft_limit_in_bytes",
+        Version::V2 => "memory.high",
+    };
+    assert_eq!(read(&cg, file), (48 * MIB).to_string());
+    let only_soft = g.create("only-soft", &Limits { memory_high: Some(MIB), ..Default::default() }).unwrap();
+    assert_eq!(read(&only_soft, file), MIB.to_string());
+    only_soft.remove().unwrap();
     cg.remove().unwrap();
 }
 
@@ -455,6 +471,20 @@ fn bad_limits_are_refused_and_leave_nothing() {
         assert!(matches!(g.create(name, &Limits::default()), Err(CgroupError::InvalidName(_))), "{name:?}");
     }
     assert!(g.leftovers().is_empty(), "left: {:?}", g.leftovers());
+}
+
+#[test]
+fn this_host_has_every_controller_the_flags_need() {
+    // Both the build host (v1) and the QEMU guest (v2) have memory, cpu, pids and cpuset.
+    let all = Limits {
+        memory_max: Some(64 * MIB),
+        memory_high: Some(32 * MIB),
+        cpus: Some(1.0),
+        pids_max: Some(10),
+        cpuset_cpus: Some("0".into()),
+    };
+    assert_eq!(Cgroup::unsupported(&all).unwrap(), Vec::<&str>::new());
+    assert!(Cgroup::unsupported(&Limits { cpus: Some(0.0), ..Default::default() }).is_err());
 }
 
 #[test]

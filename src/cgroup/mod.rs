@@ -93,6 +93,25 @@ impl Cgroup {
         Ok(Cgroup { name: name.to_string(), backend })
     }
 
+    /// The flags among `limits` whose controller this host lacks; `create` refuses them.
+    /// A caller with another way to enforce one (sched_setaffinity for --cpuset-cpus) can
+    /// drop it from the limits first and say which mechanism enforces it.
+    pub fn unsupported(limits: &Limits) -> Result<Vec<&'static str>, CgroupError> {
+        let checked = limits::check(limits)?;
+        let layout = layout::detect()?;
+        let mut flags: Vec<&'static str> = checked
+            .controllers()
+            .into_iter()
+            .filter(|(ctrl, _)| match &layout {
+                Layout::V2 { mount } => !layout::has_controller(mount, ctrl),
+                Layout::V1 { mounts } => !mounts.contains_key(*ctrl),
+            })
+            .map(|(_, flag)| flag)
+            .collect();
+        flags.dedup();
+        Ok(flags)
+    }
+
     /// The existing group of a container (after a supervisor restart), if any.
     pub fn open(name: &str) -> Option<Cgroup> {
         Self::open_in(DEFAULT_PARENT, name)
