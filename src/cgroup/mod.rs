@@ -4,6 +4,14 @@
 //! hierarchy, or in each v1 controller hierarchy it needs. The caller creates the group,
 //! adds the child's pid before releasing it, reads stats, and removes the group when the
 //! container ends; `cleanup_stale` removes groups left by a crashed supervisor.
+//!
+//! ```ignore
+//! let cg = Cgroup::create(name, &Limits { memory_max: Some(parse_size("10m")?), ..Default::default() })?;
+//! cg.add_pid(child_pid)?;            // before the child is released
+//! // ... the container runs; cg.stats() for `engine stats` ...
+//! let oom = cg.oom_killed();         // after it exited: "killed (oom)"
+//! cg.remove()?;
+//! ```
 
 mod error;
 mod fs;
