@@ -1,5 +1,5 @@
 //! cgroup v1: one directory per container in each controller's own hierarchy
-//! (<mount>/<parent>/<name>), the process added to every one of them.
+//! (`<mount>/<parent>/<name>`), the process added to every one of them.
 
 use super::limits::{self, write_limit, Checked, Stats, CPU_PERIOD_US};
 use super::{fs, Backend, CgroupError, Version};
