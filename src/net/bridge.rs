@@ -29,12 +29,18 @@ pub(crate) fn ensure(
                 Err(e) => return Err(e),
             }
             nl.link_by_name(name)?.ok_or_else(|| {
-                NetError::protocol(format!("create bridge {name}"), "bridge vanished after creation")
+                NetError::protocol(
+                    format!("create bridge {name}"),
+                    "bridge vanished after creation",
+                )
             })?
         }
     };
     if link_kind(&link) != Some(&InfoKind::Bridge) {
-        return Err(NetError::WrongLinkKind { name: name.to_string(), expected: "bridge" });
+        return Err(NetError::WrongLinkKind {
+            name: name.to_string(),
+            expected: "bridge",
+        });
     }
     let index = link.header.index;
     match nl.add_address(index, gateway, subnet.prefix(), subnet.broadcast()) {
@@ -53,9 +59,10 @@ pub fn remove_bridge(name: &str) -> Result<bool, NetError> {
     let mut nl = Netlink::open()?;
     match nl.link_by_name(name)? {
         None => Ok(false),
-        Some(link) if link_kind(&link) != Some(&InfoKind::Bridge) => {
-            Err(NetError::WrongLinkKind { name: name.to_string(), expected: "bridge" })
-        }
+        Some(link) if link_kind(&link) != Some(&InfoKind::Bridge) => Err(NetError::WrongLinkKind {
+            name: name.to_string(),
+            expected: "bridge",
+        }),
         Some(_) => nl.delete_link(name),
     }
 }
@@ -69,5 +76,8 @@ pub(crate) fn mac_for(ip: Ipv4Addr) -> [u8; 6] {
 }
 
 pub(crate) fn format_mac(mac: [u8; 6]) -> String {
-    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }

@@ -101,7 +101,10 @@ pub fn attach(
         cfg.subnet,
         cfg.gateway,
         requested,
-        Lease { container: container.to_string(), host_veth: host_veth.clone() },
+        Lease {
+            container: container.to_string(),
+            host_veth: host_veth.clone(),
+        },
     )?;
     // The lease lock is released here; the links are set up without it so
     // several containers can be attached at once.
@@ -120,7 +123,11 @@ pub fn attach(
             if let Err(e) = Leases::open(&cfg.state_dir).and_then(|mut l| l.release(container)) {
                 errors.push(e);
             }
-            Err(if errors.len() == 1 { errors.remove(0) } else { NetError::Multiple(errors) })
+            Err(if errors.len() == 1 {
+                errors.remove(0)
+            } else {
+                NetError::Multiple(errors)
+            })
         }
     }
 }
@@ -148,13 +155,17 @@ fn plug(
     let host_index = nl
         .link_by_name(host_veth)?
         .map(|l| l.header.index)
-        .ok_or_else(|| NetError::protocol(format!("find {host_veth}"), "veth vanished after creation"))?;
+        .ok_or_else(|| {
+            NetError::protocol(format!("find {host_veth}"), "veth vanished after creation")
+        })?;
     nl.set_alias(host_index, &veth::alias(&cfg.bridge, container))?;
     nl.set_master(host_index, bridge_index)?;
     nl.set_up(host_index)?;
 
     let (prefix, broadcast, gateway) = (cfg.subnet.prefix(), cfg.subnet.broadcast(), cfg.gateway);
-    netns::run_in(pid, ns, move || veth::configure_inside(&peer, ip, prefix, broadcast, gateway))??;
+    netns::run_in(pid, ns, move || {
+        veth::configure_inside(&peer, ip, prefix, broadcast, gateway)
+    })??;
 
     Ok(Attachment {
         ip,
@@ -231,7 +242,9 @@ pub fn try_cleanup_stale(
         Ok(links) => {
             for link in &links {
                 let name = link_name(link).unwrap_or_default();
-                if let Some(c) = link_alias(link).and_then(|a| veth::container_of_alias(&cfg.bridge, a)) {
+                if let Some(c) =
+                    link_alias(link).and_then(|a| veth::container_of_alias(&cfg.bridge, a))
+                {
                     // Only our own naming scheme, so a foreign link that
                     // happens to carry such an alias is never touched.
                     if name == veth::host_name(&cfg.bridge, c) {
@@ -257,12 +270,17 @@ pub fn try_cleanup_stale(
 
 /// The address leased to `container`, if any.
 pub fn lease_of(cfg: &NetConfig, container: &str) -> Result<Option<Ipv4Addr>, NetError> {
-    Ok(Leases::open(&cfg.state_dir)?.of(container).map(|(ip, _)| ip))
+    Ok(Leases::open(&cfg.state_dir)?
+        .of(container)
+        .map(|(ip, _)| ip))
 }
 
 /// Every lease: (address, container), ordered by address.
 pub fn leases(cfg: &NetConfig) -> Result<Vec<(Ipv4Addr, String)>, NetError> {
-    Ok(Leases::open(&cfg.state_dir)?.all().map(|(ip, l)| (ip, l.container.clone())).collect())
+    Ok(Leases::open(&cfg.state_dir)?
+        .all()
+        .map(|(ip, l)| (ip, l.container.clone()))
+        .collect())
 }
 
 /// The host end name [`attach`] uses for `container` on this network.
@@ -286,18 +304,29 @@ pub fn etc_hosts(name: &str, ip: impl Into<Option<Ipv4Addr>>) -> String {
 }
 
 fn check_ifname(name: &str) -> Result<(), NetError> {
-    let bad = |reason: &str| NetError::InvalidName { name: name.to_string(), reason: reason.into() };
+    let bad = |reason: &str| NetError::InvalidName {
+        name: name.to_string(),
+        reason: reason.into(),
+    };
     if name.is_empty() || name.len() > 15 {
         return Err(bad("interface names are 1 to 15 bytes"));
     }
-    if name == "." || name == ".." || name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace()) {
+    if name == "."
+        || name == ".."
+        || name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace())
+    {
         return Err(bad("interface names cannot contain '/', ':' or spaces"));
     }
     Ok(())
 }
 
 fn check_container_name(name: &str) -> Result<(), NetError> {
-    let bad = |reason: &str| NetError::InvalidName { name: name.to_string(), reason: reason.into() };
+    let bad = |reason: &str| NetError::InvalidName {
+        name: name.to_string(),
+        reason: reason.into(),
+    };
     if name.is_empty() {
         return Err(bad("the name is empty"));
     }

@@ -44,7 +44,9 @@ impl Netlink {
     pub(crate) fn open() -> Result<Netlink, NetError> {
         let mut socket =
             Socket::new(NETLINK_ROUTE).map_err(|e| NetError::netlink("open socket", e))?;
-        socket.bind_auto().map_err(|e| NetError::netlink("bind socket", e))?;
+        socket
+            .bind_auto()
+            .map_err(|e| NetError::netlink("bind socket", e))?;
         socket
             .connect(&SocketAddr::new(0, 0))
             .map_err(|e| NetError::netlink("connect socket", e))?;
@@ -58,10 +60,18 @@ impl Netlink {
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
         let op = format!("get link {name}");
-        match self.request(&op, RouteNetlinkMessage::GetLink(msg), 0, Expect::Exactly(1)) {
+        match self.request(
+            &op,
+            RouteNetlinkMessage::GetLink(msg),
+            0,
+            Expect::Exactly(1),
+        ) {
             Ok(mut replies) => match replies.pop() {
                 Some(RouteNetlinkMessage::NewLink(link)) => Ok(Some(link)),
-                other => Err(NetError::protocol(op, format!("unexpected reply {other:?}"))),
+                other => Err(NetError::protocol(
+                    op,
+                    format!("unexpected reply {other:?}"),
+                )),
             },
             Err(e) if e.errno() == Some(libc::ENODEV) => Ok(None),
             Err(e) => Err(e),
@@ -80,7 +90,10 @@ impl Netlink {
             .into_iter()
             .map(|m| match m {
                 RouteNetlinkMessage::NewLink(link) => Ok(link),
-                other => Err(NetError::protocol("dump links", format!("unexpected reply {other:?}"))),
+                other => Err(NetError::protocol(
+                    "dump links",
+                    format!("unexpected reply {other:?}"),
+                )),
             })
             .collect()
     }
@@ -91,7 +104,10 @@ impl Netlink {
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
         msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
-        msg.attributes.push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Bridge)]));
+        msg.attributes
+            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
+                InfoKind::Bridge,
+            )]));
         self.change(
             format!("create bridge {name}"),
             RouteNetlinkMessage::NewLink(msg),
@@ -109,8 +125,12 @@ impl Netlink {
         peer_netns: RawFd,
     ) -> Result<(), NetError> {
         let mut peer_msg = LinkMessage::default();
-        peer_msg.attributes.push(LinkAttribute::IfName(peer.to_string()));
-        peer_msg.attributes.push(LinkAttribute::Address(peer_mac.to_vec()));
+        peer_msg
+            .attributes
+            .push(LinkAttribute::IfName(peer.to_string()));
+        peer_msg
+            .attributes
+            .push(LinkAttribute::Address(peer_mac.to_vec()));
         peer_msg.attributes.push(LinkAttribute::NetNsFd(peer_netns));
 
         let mut msg = LinkMessage::default();
@@ -129,8 +149,13 @@ impl Netlink {
     pub(crate) fn set_alias(&mut self, index: u32, alias: &str) -> Result<(), NetError> {
         let mut msg = LinkMessage::default();
         msg.header.index = index;
-        msg.attributes.push(LinkAttribute::IfAlias(alias.to_string()));
-        self.change(format!("set alias of link #{index}"), RouteNetlinkMessage::SetLink(msg), 0)
+        msg.attributes
+            .push(LinkAttribute::IfAlias(alias.to_string()));
+        self.change(
+            format!("set alias of link #{index}"),
+            RouteNetlinkMessage::SetLink(msg),
+            0,
+        )
     }
 
     pub(crate) fn set_master(&mut self, index: u32, master: u32) -> Result<(), NetError> {
@@ -149,21 +174,33 @@ impl Netlink {
         msg.header.index = index;
         msg.header.flags = LinkFlags::Up;
         msg.header.change_mask = LinkFlags::Up;
-        self.change(format!("set link #{index} up"), RouteNetlinkMessage::SetLink(msg), 0)
+        self.change(
+            format!("set link #{index} up"),
+            RouteNetlinkMessage::SetLink(msg),
+            0,
+        )
     }
 
     pub(crate) fn set_name(&mut self, index: u32, name: &str) -> Result<(), NetError> {
         let mut msg = LinkMessage::default();
         msg.header.index = index;
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
-        self.change(format!("rename link #{index} to {name}"), RouteNetlinkMessage::SetLink(msg), 0)
+        self.change(
+            format!("rename link #{index} to {name}"),
+            RouteNetlinkMessage::SetLink(msg),
+            0,
+        )
     }
 
     /// Deletes the link called `name`; Ok(false) when there was none.
     pub(crate) fn delete_link(&mut self, name: &str) -> Result<bool, NetError> {
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
-        match self.change(format!("delete link {name}"), RouteNetlinkMessage::DelLink(msg), 0) {
+        match self.change(
+            format!("delete link {name}"),
+            RouteNetlinkMessage::DelLink(msg),
+            0,
+        ) {
             Ok(()) => Ok(true),
             Err(e) if e.errno() == Some(libc::ENODEV) => Ok(false),
             Err(e) => Err(e),
@@ -195,7 +232,11 @@ impl Netlink {
     }
 
     /// Adds `default via gateway dev #oif` to the main table.
-    pub(crate) fn add_default_route(&mut self, gateway: Ipv4Addr, oif: u32) -> Result<(), NetError> {
+    pub(crate) fn add_default_route(
+        &mut self,
+        gateway: Ipv4Addr,
+        oif: u32,
+    ) -> Result<(), NetError> {
         let mut msg = RouteMessage::default();
         msg.header.address_family = AddressFamily::Inet;
         msg.header.destination_prefix_length = 0;
@@ -203,7 +244,8 @@ impl Netlink {
         msg.header.protocol = RouteProtocol::Boot;
         msg.header.scope = RouteScope::Universe;
         msg.header.kind = RouteType::Unicast;
-        msg.attributes.push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
+        msg.attributes
+            .push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
         msg.attributes.push(RouteAttribute::Oif(oif));
         self.change(
             format!("add default route via {gateway}"),
@@ -216,7 +258,8 @@ impl Netlink {
 
     /// A request that changes state: no data back, just the ACK.
     fn change(&mut self, op: String, msg: RouteNetlinkMessage, flags: u16) -> Result<(), NetError> {
-        self.request(&op, msg, flags, Expect::Exactly(0)).map(|_| ())
+        self.request(&op, msg, flags, Expect::Exactly(0))
+            .map(|_| ())
     }
 
     fn request(
@@ -238,15 +281,23 @@ impl Netlink {
         packet.finalize();
         let mut buf = vec![0u8; packet.buffer_len()];
         packet.serialize(&mut buf);
-        let sent = self.socket.send(&buf, 0).map_err(|e| NetError::netlink(op, e))?;
+        let sent = self
+            .socket
+            .send(&buf, 0)
+            .map_err(|e| NetError::netlink(op, e))?;
         if sent != buf.len() {
-            return Err(NetError::protocol(op, format!("short send ({sent} of {} bytes)", buf.len())));
+            return Err(NetError::protocol(
+                op,
+                format!("short send ({sent} of {} bytes)", buf.len()),
+            ));
         }
 
         let mut replies = Vec::new();
         loop {
-            let (data, _) =
-                self.socket.recv_from_full().map_err(|e| NetError::netlink(op, e))?;
+            let (data, _) = self
+                .socket
+                .recv_from_full()
+                .map_err(|e| NetError::netlink(op, e))?;
             let mut offset = 0;
             while offset < data.len() {
                 let reply: NetlinkMessage<RouteNetlinkMessage> =
@@ -305,7 +356,11 @@ impl Netlink {
         match expect {
             Expect::Exactly(n) if replies.len() != *n => Err(NetError::protocol(
                 op,
-                format!("expected {n} repl{}, got {}", if *n == 1 { "y" } else { "ies" }, replies.len()),
+                format!(
+                    "expected {n} repl{}, got {}",
+                    if *n == 1 { "y" } else { "ies" },
+                    replies.len()
+                ),
             )),
             _ => Ok(replies),
         }

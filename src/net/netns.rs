@@ -65,7 +65,13 @@ where
                 })?;
                 Ok(f())
             })
-            .map_err(|e| NetError::Namespace { pid, step: "spawn thread", source: e })?;
-        worker.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            .map_err(|e| NetError::Namespace {
+                pid,
+                step: "spawn thread",
+                source: e,
+            })?;
+        worker
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     })
 }
