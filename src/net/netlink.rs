@@ -80,12 +80,20 @@ impl Netlink {
 
     /// Every link of this namespace.
     pub(crate) fn links(&mut self) -> Result<Vec<LinkMessage>, NetError> {
-        let replies = self.request(
-            "dump links",
-            RouteNetlinkMessage::GetLink(LinkMessage::default()),
-            NLM_F_DUMP,
-            Expect::Dump,
-        )?;
+        // A dump that raced with a change is inconsistent: ask again.
+        let mut attempts = 0;
+        let replies = loop {
+            attempts += 1;
+            match self.request(
+                "dump links",
+                RouteNetlinkMessage::GetLink(LinkMessage::default()),
+                NLM_F_DUMP,
+                Expect::Dump,
+            ) {
+                Err(e) if attempts < 5 && interrupted(&e) => continue,
+                result => break result?,
+            }
+        };
         replies
             .into_iter()
             .map(|m| match m {
@@ -281,10 +289,13 @@ impl Netlink {
         packet.finalize();
         let mut buf = vec![0u8; packet.buffer_len()];
         packet.serialize(&mut buf);
-        let sent = self
-            .socket
-            .send(&buf, 0)
-            .map_err(|e| NetError::netlink(op, e))?;
+        let sent = loop {
+            match self.socket.send(&buf, 0) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(NetError::netlink(op, e)),
+            }
+        };
         if sent != buf.len() {
             return Err(NetError::protocol(
                 op,
@@ -293,11 +304,14 @@ impl Netlink {
         }
 
         let mut replies = Vec::new();
+        let mut dump_interrupted = false;
         loop {
-            let (data, _) = self
-                .socket
-                .recv_from_full()
-                .map_err(|e| NetError::netlink(op, e))?;
+            let (data, _) = match self.socket.recv_from_full() {
+                Ok(d) => d,
+                // A signal (SIGCHLD in the supervisor) is not a failure.
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(NetError::netlink(op, e)),
+            };
             let mut offset = 0;
             while offset < data.len() {
                 let reply: NetlinkMessage<RouteNetlinkMessage> =
@@ -313,12 +327,9 @@ impl Netlink {
                         ),
                     ));
                 }
-                if reply.header.flags & NLM_F_DUMP_INTR != 0 {
-                    return Err(NetError::netlink(
-                        op,
-                        io::Error::new(io::ErrorKind::Interrupted, "dump interrupted by a change"),
-                    ));
-                }
+                // Read the dump to its end (so the socket stays in sync),
+                // then report it as interrupted.
+                dump_interrupted |= reply.header.flags & NLM_F_DUMP_INTR != 0;
                 match reply.payload {
                     NetlinkPayload::InnerMessage(m) => replies.push(m),
                     NetlinkPayload::Error(e) => {
@@ -330,6 +341,15 @@ impl Netlink {
                         }
                         // A plain ACK ends a non-dump request.
                         return self.check_count(op, replies, &expect);
+                    }
+                    NetlinkPayload::Done(_) if dump_interrupted => {
+                        return Err(NetError::netlink(
+                            op,
+                            io::Error::new(
+                                io::ErrorKind::Interrupted,
+                                "dump interrupted by a change",
+                            ),
+                        ))
                     }
                     NetlinkPayload::Done(_) => return self.check_count(op, replies, &expect),
                     NetlinkPayload::Noop => {}
@@ -365,6 +385,10 @@ impl Netlink {
             _ => Ok(replies),
         }
     }
+}
+
+fn interrupted(e: &NetError) -> bool {
+    matches!(e, NetError::Netlink { source, .. } if source.kind() == io::ErrorKind::Interrupted)
 }
 
 // ----- reading link messages --------------------------------------------------
