@@ -1,0 +1,155 @@
+//! A private supervisor per test (own --root and socket under /tmp/engine-test-*), and helpers to
+//! run the real `engine` binary against it. Requires root and the rootfs from `make rootfs`.
+#![allow(dead_code)]
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const ENGINE: &str = env!("CARGO_BIN_EXE_engine");
+
+pub fn rootfs() -> PathBuf {
+    let path = std::env::var_os("ENGINE_TEST_ROOTFS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("rootfs"));
+    assert!(path.join("bin/busybox").exists(), "no rootfs at {}: run `make rootfs` first", path.display());
+    path
+}
+
+pub struct Supervisor {
+    pub dir: tempfile::TempDir,
+    pub root: PathBuf,
+    pub socket: PathBuf,
+    pub child: Option<Child>,
+}
+
+impl Supervisor {
+    pub fn start() -> Supervisor {
+        let dir = tempfile::Builder::new().prefix("engine-test-").tempdir_in("/tmp").unwrap();
+        let root = dir.path().join("root");
+        let socket = dir.path().join("run/engine.sock");
+        let mut sup = Supervisor { dir, root, socket, child: None };
+        sup.spawn();
+        sup
+    }
+
+    /// (Re)starts the daemon on this supervisor's root and socket and waits until it answers.
+    pub fn spawn(&mut self) {
+        let child = Command::new(ENGINE)
+            .args(["supervisor", "--root"])
+            .arg(&self.root)
+            .arg("--socket")
+            .arg(&self.socket)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawning the supervisor");
+        self.child = Some(child);
+        wait_until(Duration::from_secs(10), || UnixStream::connect(&self.socket).is_ok());
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    /// Sends `signal` to the daemon and waits for it to exit; its exit status.
+    pub fn signal_and_wait(&mut self, signal: i32) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("supervisor running");
+        unsafe { libc::kill(child.id() as i32, signal) };
+        child.wait().unwrap()
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(ENGINE);
+        c.arg("--socket").arg(&self.socket).args(args).stdin(Stdio::null());
+        c
+    }
+
+    pub fn engine(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    /// Runs engine and asserts success; its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.engine(args);
+        assert!(out.status.success(), "engine {args:?} failed: {}", describe(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `engine run NAME rootfs CMD...`; returns (exit code, stdout, stderr).
+    pub fn run(&self, name: &str, command: &[&str]) -> (i32, String, String) {
+        let rootfs = rootfs();
+        let mut args = vec!["run", name, rootfs.to_str().unwrap()];
+        args.extend_from_slice(command);
+        let out = self.engine(&args);
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    pub fn start_container(&self, name: &str, command: &[&str]) {
+        let rootfs = rootfs();
+        let mut args = vec!["start", name, rootfs.to_str().unwrap()];
+        args.extend_from_slice(command);
+        self.ok(&args);
+    }
+
+    pub fn state(&self, name: &str) -> serde_json::Value {
+        let out = self.ok(&["inspect", name]);
+        serde_json::from_str(&out).unwrap()
+    }
+
+    pub fn status(&self, name: &str) -> String {
+        self.state(name)["state"]["status"].as_str().unwrap().to_string()
+    }
+
+    pub fn wait_exit(&self, name: &str) -> i32 {
+        self.ok(&["wait", name]).trim().parse().unwrap()
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn describe(out: &Output) -> String {
+    format!(
+        "status {:?}, stdout {:?}, stderr {:?}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "condition not met within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn process_exists(pid: i32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Host PIDs of processes whose command line contains `needle`.
+pub fn pids_matching(needle: &str) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        if let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) {
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains(needle) {
+                pids.push(pid);
+            }
+        }
+    }
+    pids
+}

@@ -1,0 +1,216 @@
+//! Containers as a user meets them: isolation seen from inside, exit codes, stop, CLI rules.
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+#[test]
+fn inside_the_container_nothing_of_the_host_shows() {
+    let sup = Supervisor::start();
+    let mounts_before = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let script = "echo host=$(hostname); echo pids=$(ls /proc | grep -E '^[0-9]+$' | tr '\\n' ' '); \
+                  echo net=$(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '); \
+                  echo lo=$(cat /proc/net/if_inet6 2>/dev/null | grep -c lo); echo root=$(ls / | tr '\\n' ' '); \
+                  echo env=$HOME:$HOSTNAME:$PATH; echo dev=$(ls /dev | tr '\\n' ' ')";
+    let (code, out, err) = sup.run("iso1", &["/bin/sh", "-c", script]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("host=iso1\n"), "{out}");
+    // PID 1 is engine-init, 2 the shell, plus the short-lived ls/grep of the pipeline.
+    let pids: Vec<u32> = out.lines().find(|l| l.starts_with("pids=")).unwrap()[5..]
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert!(pids.contains(&1) && pids.iter().all(|&p| p < 20), "host PIDs visible: {pids:?}");
+    assert!(out.contains("net=lo\n"), "network devices: {out}");
+    assert!(out.contains("env=/root:iso1:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"), "{out}");
+    assert!(out.contains("cpu_hog") && !out.contains("root=boot"), "not the rootfs: {out}");
+    for dev in ["null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "fd", "stdin", "stdout", "stderr", "ptmx"] {
+        assert!(out.lines().any(|l| l.starts_with("dev=") && l.split_whitespace().any(|d| d.trim_start_matches("dev=") == dev)), "/dev/{dev} missing: {out}");
+    }
+    let mounts_after = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert_eq!(mounts_before, mounts_after, "the host mount table changed");
+}
+
+#[test]
+fn the_command_starts_with_only_stdin_stdout_stderr() {
+    let sup = Supervisor::start();
+    sup.start_container("fds", &["/bin/sleep", "30"]);
+    let init = sup.state("fds")["pid"].as_i64().unwrap();
+    let children = std::fs::read_to_string(format!("/proc/{init}/task/{init}/children")).unwrap();
+    let cmd: i32 = children.split_whitespace().next().expect("the command runs").parse().unwrap();
+    let mut fds: Vec<String> =
+        std::fs::read_dir(format!("/proc/{cmd}/fd")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    fds.sort();
+    assert_eq!(fds, ["0", "1", "2"]);
+    // stdin is /dev/null, stdout and stderr are the supervisor's pipes.
+    assert_eq!(std::fs::read_link(format!("/proc/{cmd}/fd/0")).unwrap().to_str().unwrap(), "/dev/null");
+    assert!(std::fs::read_link(format!("/proc/{cmd}/fd/1")).unwrap().to_str().unwrap().starts_with("pipe:"));
+    sup.ok(&["rm", "-f", "fds"]);
+}
+
+#[test]
+fn ps_inside_sees_only_the_container_and_loopback_is_up() {
+    let sup = Supervisor::start();
+    let (code, out, _) = sup.run("iso2", &["/bin/sh", "-c", "ps -o pid,comm; ping -c 1 -W 1 127.0.0.1 >/dev/null && echo ping-ok"]);
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0].split_whitespace().collect::<Vec<_>>(), ["PID", "COMMAND"]);
+    let procs: Vec<&str> = lines[1..].iter().filter(|l| !l.contains("ping")).copied().collect();
+    assert_eq!(procs.len(), 3, "expected init, sh and ps: {out}");
+    assert!(procs[0].trim().starts_with("1 "), "{out}");
+    assert!(out.contains("ping-ok"), "loopback down: {out}");
+}
+
+#[test]
+fn options_hostname_env_workdir_nice() {
+    let sup = Supervisor::start();
+    let rootfs = rootfs();
+    let out = sup.ok(&[
+        "run", "--hostname", "host-1", "--env", "FOO=bar baz", "-e", "HOME=/tmp", "--workdir", "/etc", "--nice", "7",
+        "opts", rootfs.to_str().unwrap(), "/bin/sh", "-c", "hostname; echo $FOO; echo $HOME; pwd; cut -d' ' -f19 /proc/self/stat",
+    ]);
+    assert_eq!(out, "host-1\nbar baz\n/tmp\n/etc\n7\n");
+}
+
+#[test]
+fn options_after_the_command_and_double_dash() {
+    let sup = Supervisor::start();
+    let rootfs = rootfs();
+    let r = rootfs.to_str().unwrap();
+    let out = sup.ok(&["run", "t1", r, "/bin/sh", "-c", "echo $FOO $(hostname)", "--env", "FOO=x", "--hostname", "h2"]);
+    assert_eq!(out, "x h2\n");
+    let out = sup.ok(&["run", "t2", r, "--", "/bin/echo", "--env", "FOO=x"]);
+    assert_eq!(out, "--env FOO=x\n");
+    let out = sup.ok(&["run", "t3", r, "/bin/echo", "--nice"]);
+    assert_eq!(out, "--nice\n");
+}
+
+#[test]
+fn exit_codes_follow_docker() {
+    let sup = Supervisor::start();
+    assert_eq!(sup.run("c0", &["/bin/true"]).0, 0);
+    assert_eq!(sup.run("c1", &["/bin/false"]).0, 1);
+    assert_eq!(sup.run("c42", &["/bin/sh", "-c", "exit 42"]).0, 42);
+    let (code, _, err) = sup.run("c127", &["/no/such/program"]);
+    assert_eq!(code, 127);
+    assert_eq!(err.lines().count(), 1, "one clear line: {err}");
+    assert!(err.contains("/no/such/program") && err.contains("No such file"), "{err}");
+    assert_eq!(sup.run("c127b", &["nosuchcommand"]).0, 127);
+    let (code, _, err) = sup.run("c126", &["/etc/passwd"]);
+    assert_eq!(code, 126, "{err}");
+    assert!(err.contains("Permission denied"), "{err}");
+    let (code, _, err) = sup.run("c137", &["/bin/sh", "-c", "kill -9 $$"]);
+    assert_eq!(code, 137, "{err}");
+    assert_eq!(sup.status("c137"), "killed");
+    let rootfs = rootfs();
+    let out = sup.engine(&["run", "--workdir", "/nonexistent", "c125", rootfs.to_str().unwrap(), "/bin/true"]);
+    assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent"));
+    // Failed starts leave nothing: no record, no log.
+    let ps = sup.ok(&["ps", "-a"]);
+    for gone in ["c127", "c126", "c125"] {
+        assert!(!ps.contains(&format!("{gone} ")), "{gone} left a record: {ps}");
+        assert!(!sup.root.join(format!("logs/{gone}.log")).exists());
+    }
+    assert!(ps.contains("c42") && ps.contains("exited (42)"), "{ps}");
+}
+
+#[test]
+fn stop_uses_sigterm_then_sigkill_after_the_grace_time() {
+    let sup = Supervisor::start();
+    sup.start_container("polite", &["/bin/sh", "-c", "while true; do date; sleep 1; done"]);
+    let t = Instant::now();
+    sup.ok(&["stop", "polite"]);
+    assert!(t.elapsed() < Duration::from_secs(3), "SIGTERM was not delivered: {:?}", t.elapsed());
+    let st = sup.state("polite");
+    assert_eq!(st["state"]["status"], "stopped");
+    assert_eq!(st["state"]["signal"], 15);
+
+    sup.start_container("stubborn", &["/bin/sh", "-c", "trap '' TERM; while true; do sleep 0.1; done"]);
+    std::thread::sleep(Duration::from_millis(200));
+    let t = Instant::now();
+    sup.ok(&["stop", "-t", "1", "stubborn"]);
+    let took = t.elapsed();
+    assert!(took >= Duration::from_millis(950) && took < Duration::from_secs(4), "grace not honoured: {took:?}");
+    let st = sup.state("stubborn");
+    assert_eq!(st["state"]["status"], "stopped");
+    assert_eq!(st["exit_code"], 137);
+    let ps = sup.ok(&["ps"]);
+    assert_eq!(ps.lines().count(), 1, "still running: {ps}");
+}
+
+#[test]
+fn orphans_are_reaped_by_the_container_init() {
+    let sup = Supervisor::start();
+    // The subshell exits at once, orphaning its background sleeps onto PID 1, which must reap them.
+    let script = "(sleep 0.2 & sleep 0.2 &); sleep 1; grep -l zombie /proc/[0-9]*/status 2>/dev/null | wc -l; \
+                  grep -h State /proc/[0-9]*/status | grep -c Z";
+    let (code, out, err) = sup.run("orphans", &["/bin/sh", "-c", script]);
+    assert_eq!(code, 1, "grep -c found zombies: {out} {err}");
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["0", "0"], "zombies left: {out}");
+}
+
+#[test]
+fn run_streams_output_live_and_forwards_ctrl_c() {
+    let sup = Supervisor::start();
+    let rootfs = rootfs();
+    let mut child = sup
+        .cmd(&["run", "live", rootfs.to_str().unwrap(), "/bin/sh", "-c", "echo first; sleep 30; echo never"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "first");
+    assert!(t.elapsed() < Duration::from_secs(5), "output was not live");
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(128 + libc::SIGINT), "Ctrl-C not forwarded");
+    assert!(lines.next().is_none());
+    assert_eq!(sup.status("live"), "killed");
+}
+
+#[test]
+fn run_rm_removes_the_container() {
+    let sup = Supervisor::start();
+    let rootfs = rootfs();
+    let out = sup.ok(&["run", "--rm", "gone", rootfs.to_str().unwrap(), "/bin/echo", "hi"]);
+    assert_eq!(out, "hi\n");
+    assert!(!sup.ok(&["ps", "-a"]).contains("gone"));
+    assert!(!sup.root.join("logs/gone.log").exists());
+    assert!(!sup.root.join("containers/gone.json").exists());
+}
+
+#[test]
+fn rm_refuses_a_running_container_unless_forced() {
+    let sup = Supervisor::start();
+    sup.start_container("busy", &["/bin/sleep", "100"]);
+    let out = sup.engine(&["rm", "busy"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is running"));
+    let pid = sup.state("busy")["pid"].as_i64().unwrap() as i32;
+    sup.ok(&["rm", "-f", "busy"]);
+    assert!(!process_exists(pid) || std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap().contains(" Z "));
+    assert!(!sup.ok(&["ps", "-a"]).contains("busy"));
+}
+
+#[test]
+fn wait_ps_and_inspect() {
+    let sup = Supervisor::start();
+    sup.start_container("w", &["/bin/sh", "-c", "sleep 0.3; exit 5"]);
+    let ps = sup.ok(&["ps"]);
+    let header: Vec<&str> = ps.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "STATE", "PID", "STARTED", "EXIT"]);
+    assert!(ps.lines().nth(1).unwrap().starts_with("w "), "{ps}");
+    assert!(ps.contains("running"));
+    assert_eq!(sup.wait_exit("w"), 5);
+    assert_eq!(sup.ok(&["ps"]).lines().count(), 1);
+    let all: serde_json::Value = serde_json::from_str(&sup.ok(&["ps", "-a", "--json"])).unwrap();
+    assert_eq!(all[0]["spec"]["name"], "w");
+    assert_eq!(all[0]["state"]["status"], "exited");
+    assert_eq!(all[0]["exit_code"], 5);
+    assert!(sup.ok(&["ps", "-a"]).contains("exited (5)"));
+}
