@@ -259,12 +259,12 @@ static unsigned long cm_next_delay(const struct cm_entry *e)
 }
 
 /*
- * Measure @e and act on its limits.  Returns false if @e was gone and has
- * been freed.  Called with cm_lock held.
+ * Measure @e and act on its limits; @now is ktime_get_ns() of the caller, read
+ * once per run (clock reads are not free, especially in a VM).  Returns false
+ * if @e was gone and has been freed.  Called with cm_lock held.
  */
-static bool cm_check(struct cm_entry *e)
+static bool cm_check(struct cm_entry *e, u64 now)
 {
-	u64 now = ktime_get_ns();
 	u64 rss, dt;
 	u32 nr_procs;
 
@@ -346,7 +346,7 @@ static void cm_work_fn(struct work_struct *work)
 	list_for_each_entry_safe(e, tmp, &cm_entries, node) {
 		if (!time_before(now, e->next_check)) {
 			checks++;
-			if (!cm_check(e))
+			if (!cm_check(e, start))
 				continue;	/* gone, freed */
 		}
 		if (time_before(e->next_check, next))
@@ -447,7 +447,7 @@ static long cm_ioctl_register(void __user *arg)
 		goto err_unlock;
 	}
 	if (old)	/* same number, dead process: drop it now */
-		cm_check(old);
+		cm_check(old, ktime_get_ns());
 	if (cm_nr_entries >= CM_MAX_ENTRIES) {
 		ret = -ENOSPC;
 		goto err_unlock;
@@ -458,7 +458,7 @@ static long cm_ioctl_register(void __user *arg)
 		e->name, e->nr, e->soft, e->hard,
 		e->pidns ? " pidns" : "");
 	/* First measurement now: a container already over its limit dies now. */
-	if (!cm_check(e)) {
+	if (!cm_check(e, ktime_get_ns())) {
 		mutex_unlock(&cm_lock);
 		return -ESRCH;
 	}
@@ -517,7 +517,7 @@ static long cm_ioctl_query(void __user *arg)
 	mutex_lock(&cm_lock);
 	e = cm_find(nr);
 	/* A query is a check: its figures are current, a dead container goes. */
-	if (!e || !cm_check(e)) {
+	if (!e || !cm_check(e, ktime_get_ns())) {
 		mutex_unlock(&cm_lock);
 		return -ENOENT;
 	}
