@@ -232,7 +232,7 @@ def bench_scale(args, report):
                 out = sup.engine("ps").stdout
                 ps_ms.append((time.monotonic() - t) * 1000)
             running = sum(1 for line in out.splitlines()[1:] if "running" in line)
-            alive = len(processes_matching(marker))
+            alive = len(processes_matching(marker, "sleep"))
 
             # The supervisor's own cost with n containers up and idle, over 10 s.
             cpu0, t = proc_stat(sup.pid())[1], time.monotonic()

@@ -34,6 +34,9 @@ def log(msg):
 def require_root():
     if os.geteuid() != 0:
         sys.exit("bench: must run as root (containers need namespaces and mounts)")
+    # SIGTERM (timeout, make interrupted) becomes an exception, so the `finally` clean-ups still
+    # stop the supervisor and remove temporary directories.
+    signal.signal(signal.SIGTERM, lambda sig, frame: sys.exit(f"bench: terminated by signal {sig}"))
 
 
 def run(cmd, check=True, **kw):
@@ -175,17 +178,24 @@ def rss_kib(pid):
     return 0
 
 
-def processes_matching(needle):
-    """Host pids whose command line contains needle (to prove a bench left nothing running)."""
+def argv_of(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().decode(errors="replace").split("\0")
+    except OSError:
+        return [""]
+
+
+def processes_matching(needle, program=None):
+    """Host pids whose command line contains needle (to find our workloads and prove a bench
+    left nothing running); with program, only those whose argv[0] ends with it, so wrappers
+    (a container's init, the CLI, taskset) are not counted."""
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit() and int(entry) != os.getpid():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    if needle.encode() in f.read():
-                        found.append(int(entry))
-            except OSError:
-                pass
+            argv = argv_of(entry)
+            if needle in "\0".join(argv) and (program is None or argv[0].endswith(program)):
+                found.append(int(entry))
     return found
 
 

@@ -36,20 +36,12 @@ def pin(pids):
         os.sched_setaffinity(pid, {int(CPU)})
 
 
-def argv_of(pid):
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().decode(errors="replace").split("\0")
-    except OSError:
-        return []
-
-
 def find(marker, count=1, timeout=10):
     """Host pids of the cpu_hog processes whose arguments hold marker, waiting until count exist
     (argv[0] is checked so a wrapper such as a container init is not taken for the hog)."""
     deadline = time.monotonic() + timeout
     while True:
-        pids = [p for p in processes_matching(marker) if argv_of(p)[0].endswith("cpu_hog")]
+        pids = processes_matching(marker, "cpu_hog")
         if len(pids) >= count:
             return pids
         if time.monotonic() > deadline:
@@ -167,7 +159,10 @@ def nice_sweep(runner, window, warmup):
             "same_cgroup": facts[0]["cpu_cgroup"] == facts[1]["cpu_cgroup"],
         })
         log(f"experiments: {runner.label} nice {n}: measured {d_nice / total:.3f} predicted {predicted:.3f}")
-    leftovers = processes_matching(f"3600.{os.getpid()}")
+    # Killed processes take a moment to be reaped; give them 5 s before calling them leftovers.
+    deadline = time.monotonic() + 5
+    while (leftovers := processes_matching(f"3600.{os.getpid()}", "cpu_hog")) and time.monotonic() < deadline:
+        time.sleep(0.1)
     if leftovers:
         for pid in leftovers:
             os.kill(pid, signal.SIGKILL)
