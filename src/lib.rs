@@ -1,5 +1,7 @@
 //! engine: a small, fast, Docker-like container runtime for Linux.
+pub mod cgroup;
 pub mod cli;
 pub mod container;
+pub mod net;
 pub mod protocol;
 pub mod supervisor;

@@ -71,10 +71,16 @@ pub fn main() -> i32 {
     let argv: Vec<String> = std::env::args().collect();
     let cli = match Cli::try_parse_from(create::hoist_trailing_options(&argv)) {
         Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print(); // --help, --version
+            return 0;
+        }
         Err(e) => {
-            let code = if e.use_stderr() { EXIT_ENGINE_ERROR } else { 0 };
-            let _ = e.print();
-            return code;
+            // clap's first line says what is wrong; its usage block would bury it.
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
+            eprintln!("engine: {first} (see `engine --help`)");
+            return EXIT_ENGINE_ERROR;
         }
     };
     let socket = cli

@@ -25,8 +25,8 @@ pub enum ToInit {
 pub enum FromInit {
     /// The command runs; its PID inside the container.
     Started { pid: i32 },
-    /// Setup or exec failed: which step, why, and the exit code the user gets.
-    Failed { step: String, message: String, exit_code: i32 },
+    /// Setup or exec failed: what went wrong, and the exit code the user gets.
+    Failed { message: String, exit_code: i32 },
     Exited(Termination),
 }
 

@@ -23,17 +23,16 @@ pub const EXIT_ENGINE_ERROR: i32 = 125;
 pub const EXIT_NOT_EXECUTABLE: i32 = 126;
 pub const EXIT_NOT_FOUND: i32 = 127;
 
-/// A failure before the command runs: the step, a sentence, and the exit code for the user.
+/// A failure before the command runs: a sentence naming the step, and the user's exit code.
 #[derive(Debug)]
 pub struct SetupError {
-    pub step: &'static str,
     pub message: String,
     pub exit_code: i32,
 }
 
 impl SetupError {
-    pub fn new(step: &'static str, message: String) -> SetupError {
-        SetupError { step, message, exit_code: EXIT_ENGINE_ERROR }
+    pub fn new(message: String) -> SetupError {
+        SetupError { message, exit_code: EXIT_ENGINE_ERROR }
     }
 }
 
@@ -53,7 +52,7 @@ pub fn main() -> i32 {
     let child = match prepare(&spec).and_then(|()| start_command(&spec, &signals)) {
         Ok(child) => child,
         Err(e) => {
-            let _ = chan.send(&FromInit::Failed { step: e.step.into(), message: e.message, exit_code: e.exit_code });
+            let _ = chan.send(&FromInit::Failed { message: e.message, exit_code: e.exit_code });
             return e.exit_code;
         }
     };
@@ -85,15 +84,15 @@ fn mark_fds_cloexec_from(first: u32) {
 /// Namespaced system state, in the order the design gives: mounts, pivot_root, hostname, ...
 fn prepare(spec: &ContainerSpec) -> Result<(), SetupError> {
     rootfs::enter(&spec.rootfs)?;
-    nix::unistd::sethostname(spec.hostname()).map_err(|e| SetupError::new("hostname", format!("sethostname: {e}")))?;
-    loopback_up().map_err(|e| SetupError::new("network", format!("bringing up lo: {e}")))?;
+    nix::unistd::sethostname(spec.hostname()).map_err(|e| SetupError::new(format!("sethostname: {e}")))?;
+    loopback_up().map_err(|e| SetupError::new(format!("bringing up lo: {e}")))?;
     let workdir = spec.workdir.as_deref().unwrap_or("/");
     nix::unistd::chdir(workdir)
-        .map_err(|e| SetupError::new("workdir", format!("cannot use working directory {workdir}: {e}")))?;
+        .map_err(|e| SetupError::new(format!("cannot use working directory {workdir}: {e}")))?;
     if let Some(n) = spec.nice {
         // SAFETY: plain syscall; errno is read right after.
         if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, n) } != 0 {
-            return Err(SetupError::new("nice", format!("setpriority({n}): {}", io::Error::last_os_error())));
+            return Err(SetupError::new(format!("setpriority({n}): {}", io::Error::last_os_error())));
         }
     }
     Ok(())
@@ -136,9 +135,9 @@ fn forwarded_signals() -> SigSet {
 extern "C" fn ignore(_: libc::c_int) {}
 
 fn start_command(spec: &ContainerSpec, signals: &SigSet) -> Result<Pid, SetupError> {
-    // Blocked before the fork, so no signal is lost between spawn and the wait loop; the Rust
-    // runtime resets the child's mask and SIGPIPE to defaults, and exec drops the handlers.
-    signals.thread_block().map_err(|e| SetupError::new("signals", format!("blocking signals: {e}")))?;
+    // Blocked before the fork, so no signal is lost between spawn and the wait loop. The child
+    // unblocks them again before exec (the mask survives exec; the handlers do not).
+    signals.thread_block().map_err(|e| SetupError::new(format!("blocking signals: {e}")))?;
     let action = SigAction::new(SigHandler::Handler(ignore), SaFlags::SA_RESTART, SigSet::empty());
     for sig in signals.iter() {
         // SAFETY: the handler does nothing; failures (SIGKILL-like) are harmless.
@@ -146,6 +145,12 @@ fn start_command(spec: &ContainerSpec, signals: &SigSet) -> Result<Pid, SetupErr
     }
     let mut cmd = Command::new(&spec.command[0]);
     cmd.args(&spec.command[1..]).env_clear().envs(spec.environment()).arg0(&spec.command[0]);
+    // SAFETY: pthread_sigmask is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            SigSet::empty().thread_set_mask().map_err(io::Error::from)
+        });
+    }
     match cmd.spawn() {
         Ok(child) => Ok(Pid::from_raw(child.id() as i32)),
         Err(e) => Err(exec_error(&spec.command[0], e)),
@@ -153,12 +158,12 @@ fn start_command(spec: &ContainerSpec, signals: &SigSet) -> Result<Pid, SetupErr
 }
 
 fn exec_error(program: &str, e: io::Error) -> SetupError {
-    let (exit_code, what) = match e.kind() {
-        io::ErrorKind::NotFound => (EXIT_NOT_FOUND, "not found"),
-        io::ErrorKind::PermissionDenied => (EXIT_NOT_EXECUTABLE, "permission denied"),
-        _ => (EXIT_NOT_EXECUTABLE, "cannot be executed"),
+    let exit_code = match e.kind() {
+        io::ErrorKind::NotFound => EXIT_NOT_FOUND,
+        _ => EXIT_NOT_EXECUTABLE,
     };
-    SetupError { step: "exec", message: format!("{program}: {what} ({e})"), exit_code }
+    let why = nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)).desc();
+    SetupError { message: format!("exec {program}: {why}"), exit_code }
 }
 
 /// Forward signals to the command and reap every child until the command itself has ended.

@@ -23,7 +23,7 @@ const DEV_LINKS: &[(&str, &str)] = &[
 ];
 
 fn step(what: &'static str) -> impl Fn(nix::Error) -> SetupError {
-    move |e| SetupError::new("mounts", format!("{what}: {e}"))
+    move |e| SetupError::new(format!("{what}: {e}"))
 }
 
 /// Everything from the private mount tree to the pivot; on return `/` is the rootfs.
@@ -40,7 +40,7 @@ pub fn enter(rootfs: &Path) -> Result<(), SetupError> {
 }
 
 fn ensure_dir(path: &Path) -> Result<(), SetupError> {
-    fs::create_dir_all(path).map_err(|e| SetupError::new("mounts", format!("creating {}: {e}", path.display())))
+    fs::create_dir_all(path).map_err(|e| SetupError::new(format!("creating {}: {e}", path.display())))
 }
 
 fn mount_proc(rootfs: &Path) -> Result<(), SetupError> {
@@ -62,7 +62,7 @@ fn mount_dev(dev: &Path) -> Result<(), SetupError> {
             .map_err(step("creating a device node"))?;
         // mknod applies the umask; the mode must be exactly 0666.
         fs::set_permissions(&path, fs::Permissions::from_mode(0o666))
-            .map_err(|e| SetupError::new("mounts", format!("chmod {}: {e}", path.display())))?;
+            .map_err(|e| SetupError::new(format!("chmod {}: {e}", path.display())))?;
     }
     let pts = dev.join("pts");
     ensure_dir(&pts)?;
@@ -86,7 +86,7 @@ fn mount_dev(dev: &Path) -> Result<(), SetupError> {
     .map_err(step("mounting /dev/shm"))?;
     for &(target, name) in DEV_LINKS {
         symlink(target, dev.join(name))
-            .map_err(|e| SetupError::new("mounts", format!("linking /dev/{name}: {e}")))?;
+            .map_err(|e| SetupError::new(format!("linking /dev/{name}: {e}")))?;
     }
     Ok(())
 }

@@ -73,8 +73,8 @@ fn launch(sup: &Supervisor, spec: ContainerSpec, log_path: &std::path::Path) -> 
             sup.registry.mark_running(&name, channel)?;
             Ok(pid)
         }
-        Ok(Some(FromInit::Failed { step, message, exit_code })) => {
-            Err(Failure { message: format!("cannot start {name}: {message} (during {step})"), exit_code })
+        Ok(Some(FromInit::Failed { message, exit_code })) => {
+            Err(Failure { message: format!("cannot start {name}: {message}"), exit_code })
         }
         Ok(Some(other)) => Err(Failure::engine(format!("unexpected message from container init: {other:?}"))),
         Ok(None) => Err(Failure::engine(format!("container init of {name} exited before starting the command"))),

@@ -1,0 +1,147 @@
+//! Output capture: lossless under load, CRI format on disk, follow, tail, timestamps, many at once.
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn sha256_of_command(cmd: &mut Command) -> String {
+    let out = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    let sum = Command::new("sha256sum").stdin(out.stdout.unwrap()).output().unwrap();
+    String::from_utf8_lossy(&sum.stdout).split_whitespace().next().unwrap().to_string()
+}
+
+#[test]
+fn a_200_mb_flood_is_logged_byte_identical() {
+    let sup = Supervisor::start();
+    let rootfs = rootfs();
+    // Random bytes: every byte value, newlines at random places, long partial lines.
+    let name = format!("flood-{}.bin", std::process::id());
+    let host_file = rootfs.join("tmp").join(&name);
+    let status = Command::new("head").args(["-c", "200000000", "/dev/urandom"]).stdout(std::fs::File::create(&host_file).unwrap()).status().unwrap();
+    assert!(status.success());
+    let expected = sha256_of_command(Command::new("cat").arg(&host_file));
+
+    let t = Instant::now();
+    sup.start_container("flood", &["/bin/sh", "-c", &format!("cat /tmp/{name}; echo done >&2")]);
+    assert_eq!(sup.wait_exit("flood"), 0);
+    let elapsed = t.elapsed();
+    std::fs::remove_file(&host_file).unwrap();
+
+    let got = sha256_of_command(&mut sup.cmd(&["logs", "flood"]));
+    assert_eq!(got, expected, "stdout payload differs from what the container wrote");
+    let err = sup.engine(&["logs", "flood"]);
+    assert_eq!(String::from_utf8_lossy(&err.stderr), "done\n");
+    eprintln!("200 MB through the log pipeline in {elapsed:?}");
+
+    // The file on disk is CRI: timestamp, stream, P|F, text.
+    let log = std::fs::File::open(sup.root.join("logs/flood.log")).unwrap();
+    let mut reader = BufReader::new(log);
+    let mut line = Vec::new();
+    for _ in 0..100 {
+        line.clear();
+        reader.read_until(b'\n', &mut line).unwrap();
+        let mut parts = line.splitn(4, |&b| b == b' ');
+        let ts = std::str::from_utf8(parts.next().unwrap()).unwrap();
+        assert!(chrono::DateTime::parse_from_rfc3339(ts).is_ok(), "bad timestamp {ts}");
+        assert_eq!(parts.next().unwrap(), b"stdout");
+        assert!(matches!(parts.next().unwrap(), b"P" | b"F"));
+    }
+}
+
+#[test]
+fn fifty_containers_started_at_once_all_exit_zero_with_their_logs() {
+    let sup = Supervisor::start();
+    let rootfs = rootfs();
+    let r = rootfs.to_str().unwrap();
+    std::thread::scope(|s| {
+        for i in 0..50 {
+            let sup = &sup;
+            s.spawn(move || {
+                sup.ok(&["start", &format!("many{i}"), r, "/bin/sh", "-c", &format!("echo hello-{i}; echo err-{i} >&2")]);
+            });
+        }
+    });
+    for i in 0..50 {
+        let name = format!("many{i}");
+        assert_eq!(sup.wait_exit(&name), 0);
+        let out = sup.engine(&["logs", &name]);
+        assert_eq!(String::from_utf8_lossy(&out.stdout), format!("hello-{i}\n"));
+        assert_eq!(String::from_utf8_lossy(&out.stderr), format!("err-{i}\n"));
+    }
+    let ps = sup.ok(&["ps", "-a"]);
+    assert_eq!(ps.matches("exited (0)").count(), 50, "{ps}");
+}
+
+#[test]
+fn logs_follow_streams_until_the_container_ends() {
+    let sup = Supervisor::start();
+    sup.start_container("ticker", &["/bin/sh", "-c", "for i in 1 2 3 4; do echo tick $i; sleep 0.4; done; echo bye >&2"]);
+    let t = Instant::now();
+    let mut child = sup.cmd(&["logs", "-f", "ticker"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "tick 1");
+    let first = t.elapsed();
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    assert_eq!(rest, ["tick 2", "tick 3", "tick 4"]);
+    assert!(child.wait().unwrap().success());
+    assert!(first < Duration::from_millis(1000), "first line came late: {first:?}");
+    assert!(t.elapsed() >= Duration::from_millis(1000), "follow returned before the container ended");
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(err, "bye\n");
+}
+
+#[test]
+fn logs_while_a_request_streams_do_not_block_others() {
+    let sup = Supervisor::start();
+    sup.start_container("slow", &["/bin/sleep", "20"]);
+    let mut follower = sup.cmd(&["logs", "-f", "slow"]).stdout(Stdio::null()).spawn().unwrap();
+    let t = Instant::now();
+    sup.ok(&["ps"]);
+    sup.start_container("other", &["/bin/true"]);
+    assert!(t.elapsed() < Duration::from_secs(3));
+    sup.ok(&["stop", "slow"]);
+    assert!(follower.wait().unwrap().success());
+}
+
+#[test]
+fn tail_timestamps_and_partial_lines() {
+    let sup = Supervisor::start();
+    sup.start_container("lines", &["/bin/sh", "-c", "printf 'a\\nb\\nc'; sleep 0.2; printf 'd\\ne\\n'"]);
+    assert_eq!(sup.wait_exit("lines"), 0);
+    assert_eq!(sup.ok(&["logs", "lines"]), "a\nb\ncd\ne\n");
+    assert_eq!(sup.ok(&["logs", "--tail", "2", "lines"]), "cd\ne\n");
+    let stamped = sup.ok(&["logs", "--timestamps", "lines"]);
+    let lines: Vec<&str> = stamped.lines().collect();
+    assert_eq!(lines.len(), 4);
+    for (line, text) in lines.iter().zip(["a", "b", "cd", "e"]) {
+        let (ts, rest) = line.split_once(' ').unwrap();
+        assert!(chrono::DateTime::parse_from_rfc3339(ts).is_ok(), "{line}");
+        assert_eq!(rest, text);
+    }
+    let raw = std::fs::read_to_string(sup.root.join("logs/lines.log")).unwrap();
+    assert!(raw.contains(" stdout P c\n"), "partial line not marked P: {raw}");
+}
+
+#[test]
+fn a_reader_that_stops_reading_does_not_lose_output() {
+    // The client stops reading the run output for a while: the container blocks, then resumes.
+    let sup = Supervisor::start();
+    let rootfs = rootfs();
+    let mut child = sup
+        .cmd(&["run", "paced", rootfs.to_str().unwrap(), "/bin/sh", "-c", "seq 1 300000"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut all = String::new();
+    std::io::Read::read_to_string(&mut out, &mut all).unwrap();
+    assert!(child.wait().unwrap().success());
+    let expected: String = (1..=300000).map(|i| format!("{i}\n")).collect();
+    assert!(all == expected, "run output differs ({} vs {} bytes)", all.len(), expected.len());
+    assert_eq!(sup.ok(&["logs", "paced"]), expected);
+}
