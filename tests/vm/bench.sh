@@ -11,15 +11,11 @@ thp=/sys/kernel/mm/transparent_hugepage/enabled
 for mode in always madvise; do
 	echo $mode > $thp
 	echo "--- memory_hog 1 0 (full speed) against a 256 MiB hard limit, THP $(cat $thp)"
-	for i in 1 2 3; do
-		cm_test hog 256 20 memory_hog
-	done
+	cm_test hog 256 20 memory_hog 3
 done
 echo always > $thp
 echo "--- own allocator (small pages) against a 256 MiB hard limit"
-for i in 1 2 3; do
-	cm_test hog 256 20
-done
+cm_test hog 256 20 allocator 3
 echo "--- idle containers: cost of the periodic check"
 cm_test idlecost 1000 5 1024
 cm_test idlecost 1000 5 256

@@ -20,12 +20,15 @@ tmo=${VM_TIMEOUT:-600}
 start=$(date +%s)
 echo "vm: booting $KVER (accel=$accel, ${mem} MiB, timeout ${tmo}s); serial log: $log"
 # The guest's own exit code reaches us as (code << 1) | 1 via isa-debug-exit.
-timeout --foreground -k 10 "$tmo" qemu-system-x86_64 -accel "$accel" -M pc -m "$mem" -smp 2 \
-  -nodefaults -no-user-config -nographic -serial stdio \
+# The serial port goes straight to a file, so the log can be followed while the guest runs.
+rm -f "$log.raw"
+timeout -k 10 "$tmo" qemu-system-x86_64 -accel "$accel" -M pc -m "$mem" -smp 2 \
+  -nodefaults -no-user-config -display none -monitor none -serial "file:$log.raw" \
   -kernel "$VMLINUZ" -initrd "$initrd" \
   -append "console=ttyS0 quiet panic=-1 ${VM_APPEND:-}" -no-reboot \
-  -device isa-debug-exit,iobase=0xf4,iosize=0x04 </dev/null 2>&1 | tr -d '\r' > "$log"
-qrc=${PIPESTATUS[0]}
+  -device isa-debug-exit,iobase=0xf4,iosize=0x04 </dev/null
+qrc=$?
+tr -d '\r' < "$log.raw" > "$log"
 echo "vm: qemu exited with $qrc after $(($(date +%s) - start)) s"
 
 case $qrc in

@@ -7,7 +7,7 @@
  *   cm_test idle                a container under its limits is left alone
  *   cm_test soft                soft warning once per crossing, re-armed below
  *   cm_test shell               a shell whose child allocates is killed whole
- *   cm_test hog HARD_MIB MAX_DELAY_MS [memory_hog]
+ *   cm_test hog HARD_MIB MAX_DELAY_MS [memory_hog|allocator [RUNS]]
  *                               full-speed allocation (own allocator, or
  *                               /bin/memory_hog 1 0): detection delay
  *   cm_test many N              N containers at once; none stale after exit
@@ -84,6 +84,8 @@ static void msleep(unsigned int ms)
 
 static void open_dev(void)
 {
+	if (dev >= 0)
+		return;
 	dev = open(DEV, O_RDWR | O_NONBLOCK | O_CLOEXEC);
 	if (dev < 0) {
 		printf("FAIL open_device: %s\n", strerror(errno));
@@ -639,7 +641,8 @@ static void hog_child(void)
  * 16 MiB before the kill. As in the issue, detection delay = overshoot / rate,
  * where overshoot is the RSS at the kill minus the hard limit.
  */
-static void test_hog(unsigned int hard_mib, double max_delay_ms, int use_memory_hog)
+/* One run: returns the detection delay in ms, or -1 if there was no kill. */
+static double hog_run(unsigned int hard_mib, int use_memory_hog)
 {
 	static uint64_t t_at[8192];	/* t_at[m]: when "allocated=m MiB" arrived */
 	char *argv[] = { "/bin/memory_hog", "1", "0", NULL };
@@ -667,7 +670,8 @@ static void test_hog(unsigned int hard_mib, double max_delay_ms, int use_memory_
 	if (cm_register(c.pid, hard / 2, hard, "hogtest") || cm_query(c.pid, &q)) {
 		result(0, "hog_register", "%s", strerror(errno));
 		reap(&c, SIGKILL);
-		return;
+		close(out[0]);
+		return -1;
 	}
 	base = q.rss_bytes;
 	memset(t_at, 0, sizeof(t_at));
@@ -707,9 +711,10 @@ static void test_hog(unsigned int hard_mib, double max_delay_ms, int use_memory_
 	}
 	status = reap(&c, ok ? 0 : SIGKILL);
 	close(out[0]);
-	result(ok && killed_by_sigkill(status), "hog_killed", "event=%d status=%#x", ok, status);
-	if (!ok)
-		return;
+	if (!ok || !killed_by_sigkill(status)) {
+		printf("hog: no kill (event=%d status=%#x)\n", ok, status);
+		return -1;
+	}
 	/* Lines that arrived before the kill, over the last 16 MiB of them. */
 	while (last > 0 && (!t_at[last] || t_at[last] > ev.timestamp_ns))
 		last--;
@@ -717,8 +722,8 @@ static void test_hog(unsigned int hard_mib, double max_delay_ms, int use_memory_
 	while (first < last && !t_at[first])
 		first++;
 	if (last <= first) {
-		result(0, "hog_detection_delay", "too few progress lines (%ld)", last);
-		return;
+		printf("hog: too few progress lines (%ld)\n", last);
+		return -1;
 	}
 	rate = (double)(last - first) * MIB / ((t_at[last] - t_at[first]) / 1e9);
 	over = (double)ev.rss_bytes - (double)hard;
@@ -727,8 +732,39 @@ static void test_hog(unsigned int hard_mib, double max_delay_ms, int use_memory_
 	       "peak_rss=%.2f MiB overshoot=%.2f MiB detection_delay=%.2f ms\n",
 	       use_memory_hog ? "memory_hog" : "allocator", hard_mib, base / (double)MIB,
 	       rate / MIB, ev.rss_bytes / (double)MIB, over / MIB, delay_ms);
-	result(delay_ms <= max_delay_ms, "hog_detection_delay",
-	       "%.2f ms > %.2f ms", delay_ms, max_delay_ms);
+	return delay_ms;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+/*
+ * @runs full-speed runs; the gate is on the median, because on a TCG guest a
+ * host that is busy elsewhere can stall a virtual CPU for milliseconds.
+ */
+static void test_hog(unsigned int hard_mib, double max_delay_ms, int use_memory_hog, int runs)
+{
+	double d[16];
+	int i, killed = 0;
+
+	if (runs < 1 || runs > 16)
+		runs = 1;
+	for (i = 0; i < runs; i++) {
+		d[i] = hog_run(hard_mib, use_memory_hog);
+		killed += d[i] >= 0;
+	}
+	result(killed == runs, "hog_killed", "%d of %d runs killed", killed, runs);
+	if (killed != runs)
+		return;
+	qsort(d, runs, sizeof(d[0]), cmp_double);
+	printf("hog: %d runs, detection delay min %.2f median %.2f max %.2f ms\n",
+	       runs, d[0], d[runs / 2], d[runs - 1]);
+	result(d[runs / 2] <= max_delay_ms, "hog_detection_delay",
+	       "median %.2f ms > %.2f ms", d[runs / 2], max_delay_ms);
 }
 
 static void test_many(int n)
@@ -869,7 +905,8 @@ int main(int argc, char **argv)
 	else if (!strcmp(cmd, "shell"))
 		test_shell();
 	else if (!strcmp(cmd, "hog") && argc >= 4)
-		test_hog(atoi(argv[2]), atof(argv[3]), argc > 4 && !strcmp(argv[4], "memory_hog"));
+		test_hog(atoi(argv[2]), atof(argv[3]), argc > 4 && !strcmp(argv[4], "memory_hog"),
+			 argc > 5 ? atoi(argv[5]) : 1);
 	else if (!strcmp(cmd, "many") && argc == 3)
 		test_many(atoi(argv[2]));
 	else if (!strcmp(cmd, "hold") && argc == 3)
