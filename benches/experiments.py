@@ -300,7 +300,7 @@ def main():
     if sweeps:
         header = ["nice", "predicted"] + [f"{k} measured" for k in sweeps]
         plot(os.path.join(RESULTS, "nice.svg"), "CPU share of cpu_hog at nice N vs nice 0 (one CPU)",
-             "% of the CPU", header,
+             "% of the pair's CPU time", header,
              [[f"nice {r['nice']}", f"{r['predicted'] * 100:.2f}"] +
               [f"{sweeps[k][i]['measured'] * 100:.2f}" for k in sweeps]
               for i, r in enumerate(next(iter(sweeps.values())))])
