@@ -169,6 +169,8 @@ fn run_streams_output_live_and_forwards_ctrl_c() {
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(128 + libc::SIGINT), "Ctrl-C not forwarded");
+    // The whole job got it: the shell did not wait for its `sleep 30`.
+    assert!(t.elapsed() < Duration::from_secs(10), "SIGINT reached only the shell: {:?}", t.elapsed());
     assert!(lines.next().is_none());
     assert_eq!(sup.status("live"), "killed");
 }

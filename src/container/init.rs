@@ -144,7 +144,9 @@ fn start_command(spec: &ContainerSpec, signals: &SigSet) -> Result<Pid, SetupErr
         let _ = unsafe { sigaction(sig, &action) };
     }
     let mut cmd = Command::new(&spec.command[0]);
-    cmd.args(&spec.command[1..]).env_clear().envs(spec.environment()).arg0(&spec.command[0]);
+    // Its own process group, so a forwarded signal reaches the whole job, as Ctrl-C in a terminal
+    // would (`tini -g`): `sh -c 'a; b'` would otherwise wait for `a` before acting on SIGINT.
+    cmd.args(&spec.command[1..]).env_clear().envs(spec.environment()).arg0(&spec.command[0]).process_group(0);
     // SAFETY: pthread_sigmask is async-signal-safe.
     unsafe {
         cmd.pre_exec(|| {
@@ -174,7 +176,10 @@ fn supervise(child: Pid, signals: &SigSet) -> Termination {
             Err(_) => continue,
         };
         if sig != Signal::SIGCHLD {
-            let _ = kill(child, sig);
+            // The group first; if the command already left it, at least the command itself.
+            if kill(Pid::from_raw(-child.as_raw()), sig).is_err() {
+                let _ = kill(child, sig);
+            }
             continue;
         }
         let mut ended = None;
