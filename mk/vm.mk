@@ -34,7 +34,7 @@ VM_ENV = VM_DIR=$(VM_DIR) MONITOR_KO=$(VM_KMOD)/monitor.ko VM_TOOLS=$(VM_TOOLS) 
 .PHONY: kmod vm-deps vm-kernel vm-kmod vm-tools engine-static vm-test vm-run bench-monitor
 
 vm-deps:
-	@bash $(ROOT)/scripts/apt-install.sh qemu-system-x86 busybox-static gcc make libc6-dev libelf1
+	@bash $(ROOT)/scripts/apt-install.sh qemu-system-x86 busybox-static gcc gcc-12 make libc6-dev libelf1 zlib1g
 
 vm-kernel: vm-deps
 	@bash $(ROOT)/scripts/vm-kernel.sh $(VM_DIR)
