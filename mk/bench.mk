@@ -13,3 +13,8 @@ bench: build rootfs
 # benches/results/experiments.md + nice.svg
 experiments: build rootfs
 	$(BENCH_ENV) python3 benches/experiments.py $(EXPERIMENT_ARGS)
+
+# The echo server in a container on engine's bridge, the client on the host (issue 4's demo).
+.PHONY: demo-net
+demo-net: build rootfs workloads
+	$(BENCH_ENV) bash benches/demo-net.sh
