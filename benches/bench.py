@@ -12,6 +12,7 @@ measured (engine not built, a command failing) is reported as FAILED with the re
 the script exit 1; the other sections still run.
 """
 import argparse
+import json
 import os
 import re
 import statistics
@@ -36,7 +37,6 @@ PRIVATE_NS = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
 def oci_bundle(workdir):
     """An OCI bundle for crun and runc: `crun spec` defaults (pid, net, ipc, uts, mount
     namespaces, like engine), no terminal, our rootfs read-only, /bin/true."""
-    import json
     bundle = os.path.join(workdir, "bundle")
     os.makedirs(bundle)
     run(["crun", "spec"], cwd=bundle)
@@ -56,7 +56,6 @@ def hyperfine(cmd, runs, workdir):
     out = os.path.join(workdir, "hyperfine.json")
     run(PRIVATE_NS + ["hyperfine", "-N", "--style", "none", "--warmup", "3", "--runs", str(runs),
                       "--export-json", out, " ".join(cmd)])
-    import json
     with open(out) as f:
         return [t * 1000 for t in json.load(f)["results"][0]["times"]]
 
@@ -82,7 +81,7 @@ def bench_startup(args, report):
                 measured.append(("engine run", cmd, measure(cmd, runs, workdir)))
                 leftover = sup.engine("ps", "-a", check=False).stdout.strip().splitlines()[1:]
                 if leftover:
-                    log(f"bench: `engine run --rm` left containers behind: {leftover}")
+                    report.failed.append(f"startup: `engine run --rm` left containers behind: {leftover}")
         except BenchError as e:
             measured.append(("engine run", [ENGINE, "run", "--rm", "bench-true", ROOTFS, "/bin/true"], e))
         for name, cmd in peers:
