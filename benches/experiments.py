@@ -285,7 +285,9 @@ def main():
             f"Share of CPU {CPU} the niced hog got over {args.window:g} s (after {args.warmup:g} s warm-up), "
             "from utime+stime in /proc; predicted from the kernel weight table "
             "(sched_prio_to_weight: " + ", ".join(f"nice {n} = {w}" for n, w in WEIGHT.items()) +
-            ") as w(N) / (1024 + w(N)).", ""]
+            ") as w(N) / (1024 + w(N)). CPU busy is the two hogs' CPU time over the window: below "
+            f"100 % means other work ran on CPU {CPU} too (this machine is shared); the shares are "
+            "taken between the two hogs, so it does not skew them.", ""]
     for key, label in (("host", "Host processes (`taskset -c 0 nice -n N cpu_hog`)"),
                        ("engine", "engine containers (`engine start --nice N`, supervisor under `taskset -c 0`)")):
         if key in sweeps:
