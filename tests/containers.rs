@@ -45,6 +45,11 @@ fn the_command_starts_with_only_stdin_stdout_stderr() {
         std::fs::read_dir(format!("/proc/{cmd}/fd")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     fds.sort();
     assert_eq!(fds, ["0", "1", "2"]);
+    // The init keeps only stdio and its channel to the supervisor.
+    let mut init_fds: Vec<String> =
+        std::fs::read_dir(format!("/proc/{init}/fd")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    init_fds.sort();
+    assert_eq!(init_fds, ["0", "1", "2", "3"]);
     // stdin is /dev/null, stdout and stderr are the supervisor's pipes.
     assert_eq!(std::fs::read_link(format!("/proc/{cmd}/fd/0")).unwrap().to_str().unwrap(), "/dev/null");
     assert!(std::fs::read_link(format!("/proc/{cmd}/fd/1")).unwrap().to_str().unwrap().starts_with("pipe:"));

@@ -38,9 +38,13 @@ impl SetupError {
 
 /// Entry point of `engine-init`; the return value is the process exit code.
 pub fn main() -> i32 {
-    // Whatever the supervisor's threads had open when it cloned must not reach the command
-    // (the class of leak behind CVE-2024-21626): everything above stderr becomes close-on-exec.
-    mark_fds_cloexec_from(3);
+    // Whatever the supervisor had open must not reach the container (the class of leak behind
+    // CVE-2024-21626): close everything but stdio and the channel, and whatever the init opens
+    // itself from here on is close-on-exec.
+    close_fds_from(INIT_CHANNEL_FD as u32 + 1);
+    // The channel stays with the init; the command must not inherit it.
+    // SAFETY: sets a flag on an fd this process owns.
+    unsafe { libc::fcntl(INIT_CHANNEL_FD, libc::F_SETFD, libc::FD_CLOEXEC) };
     // SAFETY: fd 3 is the init channel, placed there by spawn::exec_init.
     let chan = unsafe { InitChannel::from_raw_fd(INIT_CHANNEL_FD) };
     let spec = match chan.recv::<ToInit>() {
@@ -65,18 +69,17 @@ pub fn main() -> i32 {
     }
 }
 
-fn mark_fds_cloexec_from(first: u32) {
-    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
-    // SAFETY: close_range only changes fd flags.
-    let rc = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) };
+fn close_fds_from(first: u32) {
+    // SAFETY: nothing in this fresh process owns an fd at or above `first` yet.
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0) };
     if rc != 0 {
         // Kernels before 5.11: walk the fd table instead.
-        if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
-            let fds: Vec<i32> = dir.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect();
-            for fd in fds.into_iter().filter(|&fd| fd >= first as i32) {
-                // SAFETY: setting FD_CLOEXEC on an fd number is harmless even if it is stale.
-                unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-            }
+        let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+            .map(|dir| dir.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect())
+            .unwrap_or_default();
+        for fd in fds.into_iter().filter(|&fd| fd >= first as i32) {
+            // SAFETY: as above; the directory's own fd may already be gone (EBADF is fine).
+            unsafe { libc::close(fd) };
         }
     }
 }

@@ -68,8 +68,12 @@ impl Supervisor {
     }
 }
 
-/// Makes fds 0-2 valid: container spawning relies on every fd it hands out being >= 3.
-fn ensure_std_fds() {
+/// Makes fds 0-2 valid (container spawning relies on every fd it hands out being >= 3), and fds
+/// inherited from whoever started us close-on-exec: they are not ours to pass on.
+fn sanitize_fds() {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: only changes fd flags.
+    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC) };
     for fd in 0..3 {
         // SAFETY: F_GETFD only queries; /dev/null is opened onto the free slot.
         unsafe {
@@ -113,7 +117,7 @@ fn bind_socket(path: &Path) -> anyhow::Result<std::os::unix::net::UnixListener> 
 
 /// Runs the supervisor until SIGINT/SIGTERM. `ready` is called once requests are accepted.
 pub fn run(config: Config, ready: impl FnOnce()) -> anyhow::Result<()> {
-    ensure_std_fds();
+    sanitize_fds();
     if !nix::unistd::geteuid().is_root() {
         bail!("the supervisor must run as root");
     }
