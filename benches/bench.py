@@ -242,6 +242,13 @@ def bench_scale(args, report):
             rss = rss_kib(sup.pid())
             with open("/proc/meminfo") as f:
                 mem_total = int(f.readline().split()[1])
+
+            # A few individual stops, to set the shutdown of the rest against.
+            stop_ms = []
+            for i in range(min(10, n)):
+                t = time.monotonic()
+                sup.engine("stop", f"s{i}")
+                stop_ms.append((time.monotonic() - t) * 1000)
         finally:
             # SIGTERM to the supervisor stops every container (that is what it promises).
             t = time.monotonic()
@@ -258,7 +265,9 @@ def bench_scale(args, report):
             ["supervisor CPU while starting them", f"{start_cpu:.2f} s ({start_cpu / start_all * 100:.1f} %CPU)"],
             ["supervisor %CPU, idle with them running (10 s)", f"{idle_cpu:.2f} %"],
             ["supervisor RSS (%MEM)", f"{rss / 1024:.1f} MiB ({rss / mem_total * 100:.2f} %)"],
-            ["stop all (SIGTERM to supervisor until it exited)", f"{stop_all:.2f} s"],
+            [f"`engine stop` of one container ({len(stop_ms)} of them, one by one)",
+             f"median {statistics.median(stop_ms):.1f} ms, max {max(stop_ms):.1f} ms"],
+            [f"stop the other {n - len(stop_ms)} (SIGTERM to the supervisor until it exited)", f"{stop_all:.2f} s"],
             ["left behind: processes / mounts", f"{len(left)} / {len(left_mounts)}"],
         ]
         if running != n or alive != n or left or left_mounts:
