@@ -35,9 +35,14 @@
  * (4 ms at HZ=250); an idle container with a lot of headroom is looked at
  * only every interval_ms (default 1000 ms).
  *
- * One self-re-arming delayed_work serves all entries: each run checks only
- * the entries whose next_check is due and re-arms itself for the earliest
- * next one; with no entries it is not armed at all.  It runs in process
+ * One self-re-arming delayed_work serves all entries: each run checks the
+ * entries whose next_check is due, or due within a quarter of their own
+ * interval (checking early never weakens the bound, and it lets one run serve
+ * many idle entries instead of waking up for each), and re-arms itself for the
+ * earliest next one; with no entries it is not armed at all.  Entries on a
+ * short interval are checked first, and one run checks at most CM_RUN_BUDGET
+ * of the others, so a thousand idle containers falling due together cannot
+ * hold up the check of one that is about to cross its limit.  It runs in process
  * context on a WQ_HIGHPRI workqueue, so a CPU-bound allocating container
  * cannot starve it, and may take cm_lock (a mutex).  RSS is read under
  * task_lock(), which pins task->mm, so no mm reference is taken or dropped.
@@ -83,6 +88,7 @@ MODULE_PARM_DESC(burst_mib_s, "Allocation rate a container is assumed capable of
 
 #define CM_MAX_ENTRIES	65536
 #define CM_QUEUE_LEN	256	/* events per reader */
+#define CM_RUN_BUDGET	128	/* idle checks per run before letting go */
 
 struct cm_entry {
 	struct list_head node;		/* cm_lock */
@@ -100,6 +106,8 @@ struct cm_entry {
 	u32 flags;			/* CM_FLAG_* */
 	u32 nr_procs;
 	unsigned long next_check;	/* jiffies */
+	unsigned long slack;		/* may be checked this early, jiffies */
+	bool urgent;			/* on a short interval: checked first */
 };
 
 struct cm_reader {
@@ -247,8 +255,9 @@ static unsigned long cm_next_delay(const struct cm_entry *e)
 	u64 rate = max_t(u64, (u64)burst_mib_s << 20, e->rate);
 	u64 headroom, ns;
 
+	/* Re-kill stragglers until the init is gone; SIGKILL is already pending. */
 	if (e->flags & CM_FLAG_HARD_KILLED)
-		return 1;	/* keep killing until the init is gone */
+		return max(msecs_to_jiffies(100), 1UL);
 	headroom = e->rss < e->hard ? e->hard - e->rss : 0;
 	ns = (u64)detect_ms * NSEC_PER_MSEC;
 	if (rate)
@@ -265,6 +274,7 @@ static unsigned long cm_next_delay(const struct cm_entry *e)
  */
 static bool cm_check(struct cm_entry *e, u64 now)
 {
+	unsigned long delay;
 	u64 rss, dt;
 	u32 nr_procs;
 
@@ -313,7 +323,11 @@ static bool cm_check(struct cm_entry *e, u64 now)
 		cm_kill(e);
 	}
 
-	e->next_check = jiffies + cm_next_delay(e);
+	delay = cm_next_delay(e);
+	e->next_check = jiffies + delay;
+	/* Checking early is always safe: lets one run serve many idle entries. */
+	e->slack = delay / 4;
+	e->urgent = delay <= msecs_to_jiffies(2 * detect_ms);
 	return true;
 }
 
@@ -334,24 +348,42 @@ static void cm_arm(unsigned long when)
 
 static void cm_work_fn(struct work_struct *work)
 {
-	struct cm_entry *e, *tmp;
 	unsigned long now, next;
+	struct cm_entry *e, *tmp;
 	u64 start, spent, checks = 0;
+	bool more = false;
+	int pass;
 
 	mutex_lock(&cm_lock);
 	start = ktime_get_ns();
 	cm_armed = false;
 	now = jiffies;
-	next = now + max(msecs_to_jiffies(interval_ms), 1UL);
-	list_for_each_entry_safe(e, tmp, &cm_entries, node) {
-		if (!time_before(now, e->next_check)) {
+	/*
+	 * Pass 0 checks the entries on a short interval (near their limit or
+	 * growing fast), so they never wait behind idle ones.  Pass 1 checks
+	 * the others, at most CM_RUN_BUDGET of them: with more due, the work
+	 * runs again at once, after cm_lock has been let go.
+	 */
+	for (pass = 0; pass < 2 && !more; pass++) {
+		list_for_each_entry_safe(e, tmp, &cm_entries, node) {
+			if (e->urgent != !pass ||
+			    time_before(now + e->slack, e->next_check))
+				continue;
+			if (pass && checks >= CM_RUN_BUDGET) {
+				more = true;
+				break;
+			}
 			checks++;
-			if (!cm_check(e, start))
-				continue;	/* gone, freed */
+			cm_check(e, start);	/* may free e */
 		}
+	}
+	next = now + max(msecs_to_jiffies(interval_ms), 1UL);
+	list_for_each_entry(e, &cm_entries, node)
 		if (time_before(e->next_check, next))
 			next = e->next_check;
-	}
+	if (more)
+		next = now;
+
 	spent = ktime_get_ns() - start;
 	cm_stats.runs++;
 	cm_stats.checks += checks;

@@ -776,7 +776,13 @@ static void test_many(int n)
 	int i, reg = 0, queried = 0, killed = 0, status, gone;
 
 	open_dev();
-	cm_get_stats(&s0);
+	/* Containers of earlier checks may still be on their way out. */
+	for (i = 0; i < 300; i++) {
+		cm_get_stats(&s0);
+		if (s0.nr_entries == 0)
+			break;
+		msleep(10);
+	}
 	for (i = 0; i < n; i++)
 		c[i] = spawn(CTR_SLEEP, NULL);
 	for (i = 0; i < n; i++) {
