@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser};
 
 use super::CliError;
-use crate::container::spec::ContainerSpec;
+use crate::container::spec::{ContainerSpec, NetMode};
 
 #[derive(Args, Clone, Debug, Default)]
 pub struct CreateOptions {
@@ -26,6 +26,36 @@ pub struct CreateOptions {
     /// RSS in MiB above which the container is killed
     #[arg(long, value_name = "MIB")]
     pub hard_mib: Option<u64>,
+    /// Memory limit (cgroup), Docker's forms: 10m, 1g, bytes
+    #[arg(long, short = 'm', value_name = "SIZE", value_parser = parse_size)]
+    pub memory: Option<u64>,
+    /// CPU quota in CPUs, e.g. 0.5
+    #[arg(long, value_name = "N.N", value_parser = parse_cpus)]
+    pub cpus: Option<f64>,
+    /// Maximum number of processes
+    #[arg(long, value_name = "N")]
+    pub pids_limit: Option<u64>,
+    /// CPUs the command may run on, e.g. 0-2,4
+    #[arg(long, value_name = "LIST")]
+    pub cpuset_cpus: Option<String>,
+    /// Network: a veth on the supervisor's bridge (default), or only loopback
+    #[arg(long, value_enum, default_value_t = NetMode::Bridge)]
+    pub net: NetMode,
+    /// Static address on the bridge (default: the next free one)
+    #[arg(long, value_name = "ADDR", value_parser = parse_ip)]
+    pub ip: Option<std::net::Ipv4Addr>,
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    crate::cgroup::parse_size(s).map_err(|e| e.to_string())
+}
+
+fn parse_cpus(s: &str) -> Result<f64, String> {
+    crate::cgroup::parse_cpus(s).map_err(|e| e.to_string())
+}
+
+fn parse_ip(s: &str) -> Result<std::net::Ipv4Addr, String> {
+    crate::net::parse_ip(s).map_err(|e| e.to_string())
 }
 
 #[derive(Args, Clone, Debug)]
@@ -55,6 +85,12 @@ impl CreateOptions {
             nice: self.nice,
             soft_mib: self.soft_mib,
             hard_mib: self.hard_mib,
+            memory: self.memory,
+            cpus: self.cpus,
+            pids_limit: self.pids_limit,
+            cpuset_cpus: self.cpuset_cpus,
+            net: self.net,
+            ip: self.ip,
         };
         spec.validate()?;
         Ok(spec)

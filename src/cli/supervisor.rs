@@ -18,10 +18,25 @@ pub struct Args {
     /// Run in the background once the socket accepts requests; output goes to ROOT/supervisor.log
     #[arg(long)]
     detach: bool,
+    /// Parent cgroup of the containers' groups
+    #[arg(long, default_value = "engine", value_name = "NAME")]
+    cgroup_parent: String,
+    /// Bridge that `--net bridge` containers are plugged into
+    #[arg(long, default_value = "engine0", value_name = "NAME")]
+    bridge: String,
+    /// The bridge's network; the bridge takes its first address
+    #[arg(long, default_value = "10.88.0.0/16", value_name = "CIDR")]
+    subnet: crate::net::Ipv4Net,
 }
 
 pub fn execute(args: Args, socket: &Path) -> CliResult {
-    let config = Config { root: args.root, socket: socket.to_path_buf() };
+    let config = Config {
+        root: args.root,
+        socket: socket.to_path_buf(),
+        cgroup_parent: args.cgroup_parent,
+        bridge: args.bridge,
+        subnet: args.subnet,
+    };
     if !args.detach {
         supervisor::run(config, || {})?;
         return Ok(0);

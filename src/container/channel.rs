@@ -18,7 +18,16 @@ const MAX_MESSAGE: usize = 64 * 1024;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ToInit {
-    Go(Box<ContainerSpec>),
+    Go { spec: Box<ContainerSpec>, files: Vec<BindFile> },
+}
+
+/// A file the supervisor prepared for this container (its /etc/hosts, /etc/hostname), bind-mounted
+/// over the rootfs's own so containers sharing a rootfs each see theirs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BindFile {
+    pub source: std::path::PathBuf,
+    /// Absolute path inside the container.
+    pub target: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

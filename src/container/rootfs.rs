@@ -8,6 +8,7 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::{makedev, mknod, Mode, SFlag};
 use nix::unistd::{chdir, pivot_root};
 
+use super::channel::BindFile;
 use super::init::SetupError;
 
 /// Character devices every container gets: (name, major, minor), all mode 0666 like Docker's.
@@ -27,7 +28,7 @@ fn step(what: &'static str) -> impl Fn(nix::Error) -> SetupError {
 }
 
 /// Everything from the private mount tree to the pivot; on return `/` is the rootfs.
-pub fn enter(rootfs: &Path) -> Result<(), SetupError> {
+pub fn enter(rootfs: &Path, files: &[BindFile]) -> Result<(), SetupError> {
     // Private first: nothing below may propagate back into the host's mount namespace.
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
         .map_err(step("making / private"))?;
@@ -36,7 +37,22 @@ pub fn enter(rootfs: &Path) -> Result<(), SetupError> {
         .map_err(step("bind-mounting the rootfs"))?;
     mount_proc(rootfs)?;
     mount_dev(&rootfs.join("dev"))?;
+    for f in files {
+        bind_file(rootfs, f)?;
+    }
     pivot(rootfs)
+}
+
+fn bind_file(rootfs: &Path, file: &BindFile) -> Result<(), SetupError> {
+    let target = rootfs.join(file.target.trim_start_matches('/'));
+    if !target.exists() {
+        if let Some(dir) = target.parent() {
+            ensure_dir(dir)?;
+        }
+        fs::File::create(&target).map_err(|e| SetupError::new(format!("creating {}: {e}", file.target)))?;
+    }
+    mount(Some(&file.source), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        .map_err(|e| SetupError::new(format!("bind-mounting {}: {e}", file.target)))
 }
 
 fn ensure_dir(path: &Path) -> Result<(), SetupError> {

@@ -18,6 +18,38 @@ pub struct ContainerSpec {
     /// Memory limits for the kernel monitor (or the cgroup fallback), in MiB.
     pub soft_mib: Option<u64>,
     pub hard_mib: Option<u64>,
+    /// cgroup limits (`--memory` in bytes, `--cpus`, `--pids-limit`, `--cpuset-cpus`).
+    pub memory: Option<u64>,
+    pub cpus: Option<f64>,
+    pub pids_limit: Option<u64>,
+    pub cpuset_cpus: Option<String>,
+    pub net: NetMode,
+    /// A static address on the bridge (`--ip`); the next free one otherwise.
+    pub ip: Option<std::net::Ipv4Addr>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum NetMode {
+    /// Only loopback.
+    None,
+    /// A veth pair into the supervisor's bridge (Docker's default).
+    #[default]
+    Bridge,
+}
+
+impl ContainerSpec {
+    /// The CPUs of `--cpuset-cpus`, also used for sched_setaffinity.
+    pub fn cpu_list(&self) -> Result<Option<Vec<usize>>, InvalidSpec> {
+        self.cpuset_cpus
+            .as_deref()
+            .map(|s| crate::cgroup::parse_cpuset(s).map_err(|e| InvalidSpec(format!("--cpuset-cpus {s:?}: {e}"))))
+            .transpose()
+    }
+
+    pub fn wants_cgroup(&self) -> bool {
+        self.memory.is_some() || self.cpus.is_some() || self.pids_limit.is_some() || self.cpuset_cpus.is_some()
+    }
 }
 
 /// A spec that cannot be run, with the sentence the user sees.
@@ -104,6 +136,16 @@ impl ContainerSpec {
             }
             _ => {}
         }
+        if self.ip.is_some() && self.net == NetMode::None {
+            return Err(InvalidSpec("--ip needs --net bridge".into()));
+        }
+        if self.cpus.is_some_and(|c| !(c.is_finite() && c > 0.0)) {
+            return Err(InvalidSpec("--cpus must be a positive number".into()));
+        }
+        if self.memory == Some(0) || self.pids_limit == Some(0) {
+            return Err(InvalidSpec("--memory and --pids-limit must be greater than 0".into()));
+        }
+        self.cpu_list()?;
         Ok(())
     }
 

@@ -116,6 +116,14 @@ pub struct ContainerRecord {
     /// Limit events seen for this container (soft warnings, hard kills), newest last.
     #[serde(default)]
     pub events: Vec<String>,
+    /// Its cgroup directories, while it has limits.
+    #[serde(default)]
+    pub cgroup: Vec<std::path::PathBuf>,
+    /// Memory, CPU and pids from its cgroup: live while it runs, the last reading after.
+    #[serde(default)]
+    pub stats: Option<crate::cgroup::Stats>,
+    #[serde(default)]
+    pub network: Option<crate::net::Attachment>,
 }
 
 impl ContainerRecord {

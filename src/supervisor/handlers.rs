@@ -75,7 +75,7 @@ pub fn logs(sup: &Supervisor, conn: &mut UnixStream, name: &str, opts: follow::O
 }
 
 pub fn inspect(sup: &Supervisor, conn: &mut UnixStream, name: &str) -> Reply {
-    let container = Box::new(sup.registry.get(name)?);
+    let container = Box::new(sup.registry.inspect(name, sup.monitor.as_ref())?);
     send(conn, &Response::Record { container })
 }
 
@@ -90,6 +90,7 @@ pub fn rm(sup: &Supervisor, conn: &mut UnixStream, name: &str, force: bool) -> R
 
 fn remove_container(sup: &Supervisor, name: &str) -> Reply {
     let record = sup.registry.remove(name)?;
+    let _ = std::fs::remove_dir_all(sup.etc_dir(name));
     match std::fs::remove_file(&record.log_path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => {
             Err(Failure::engine(format!("removing {}: {e}", record.log_path.display())))

@@ -2,6 +2,7 @@
 use std::time::Duration;
 
 use super::logs::LogFile;
+use super::resources::{self, Resources};
 use super::Supervisor;
 use crate::container::channel::{FromInit, ToInit};
 use crate::container::init::EXIT_ENGINE_ERROR;
@@ -40,10 +41,20 @@ pub fn start(sup: &Supervisor, spec: ContainerSpec) -> Result<i32, Failure> {
     let started = launch(sup, spec, &log_path);
     if started.is_err() {
         sup.registry.kill_init(&name);
-        sup.registry.abandon(&name);
+        if let Some(ended) = sup.registry.abandon(&name) {
+            release(sup, ended);
+        }
         let _ = std::fs::remove_file(&log_path);
+        let _ = std::fs::remove_dir_all(sup.etc_dir(&name));
     }
     started
+}
+
+/// Gives back what an ended container held, reporting (not stopping at) each failure.
+pub fn release(sup: &Supervisor, ended: super::registry::Ended) {
+    for e in super::resources::release(sup, &ended.name, ended.pid, ended.resources) {
+        eprintln!("engine: {e}");
+    }
 }
 
 fn launch(sup: &Supervisor, spec: ContainerSpec, log_path: &std::path::Path) -> Result<i32, Failure> {
@@ -58,11 +69,17 @@ fn launch(sup: &Supervisor, spec: ContainerSpec, log_path: &std::path::Path) -> 
     // From here the registry holds the init's pidfd, so a failure can kill it.
     sup.registry.set_spawned(&name, pid, pidfd, log);
 
-    // Parent-side setup that must precede the workload goes here (cgroup, monitor, network).
+    // Limits, monitor and network before the workload runs.
+    let mut resources = Resources::default();
+    let acquired = resources::acquire(sup, &spec, pid, &mut resources);
+    let files = resources::etc_files(sup, &spec, &resources);
+    sup.registry.set_resources(&name, resources, acquired.as_ref().ok().cloned().flatten());
+    acquired?;
+    let files = files.map_err(|e| Failure::engine(format!("writing /etc files for {name}: {e}")))?;
 
     let channel = child.channel;
     let reply = (|| {
-        channel.send(&ToInit::Go(Box::new(spec)))?;
+        channel.send(&ToInit::Go { spec: Box::new(spec), files })?;
         channel.set_timeout(Some(START_TIMEOUT))?;
         let reply = channel.recv::<FromInit>();
         channel.set_timeout(None)?;
@@ -70,7 +87,9 @@ fn launch(sup: &Supervisor, spec: ContainerSpec, log_path: &std::path::Path) -> 
     })();
     match reply {
         Ok(Some(FromInit::Started { .. })) => {
-            sup.registry.mark_running(&name, channel)?;
+            if let Some(ended) = sup.registry.mark_running(&name, channel)? {
+                release(sup, ended);
+            }
             Ok(pid)
         }
         Ok(Some(FromInit::Failed { message, exit_code })) => {

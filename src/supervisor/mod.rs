@@ -3,8 +3,10 @@
 pub mod handlers;
 pub mod launch;
 pub mod logs;
+mod monitor_events;
 mod reaper;
 pub mod registry;
+pub mod resources;
 mod server;
 pub mod store;
 
@@ -25,6 +27,11 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub struct Config {
     pub root: PathBuf,
     pub socket: PathBuf,
+    /// Containers' cgroups live in `<hierarchy>/<cgroup_parent>/<name>`.
+    pub cgroup_parent: String,
+    pub bridge: String,
+    /// The bridge's network; its first address is the gateway.
+    pub subnet: crate::net::Ipv4Net,
 }
 
 pub struct Supervisor {
@@ -32,6 +39,10 @@ pub struct Supervisor {
     pub socket: PathBuf,
     pub registry: registry::Registry,
     pub logs: logs::LogPipeline,
+    /// The kernel memory monitor, when its module is loaded.
+    pub monitor: Option<crate::monitor::MonitorDevice>,
+    pub cgroup_parent: String,
+    pub net: crate::net::NetConfig,
     shutting_down: AtomicBool,
     /// Held for the daemon's lifetime: one supervisor per root.
     _lock: nix::fcntl::Flock<fs::File>,
@@ -40,6 +51,24 @@ pub struct Supervisor {
 impl Supervisor {
     pub fn logs_dir(&self) -> PathBuf {
         self.root.join("logs")
+    }
+
+    /// The container's own /etc/hosts and /etc/hostname.
+    pub fn etc_dir(&self, name: &str) -> PathBuf {
+        self.root.join("containers").join(format!("{name}.etc"))
+    }
+
+    /// Applies every queued kernel monitor event to the registry.
+    pub fn drain_monitor_events(&self) {
+        let Some(dev) = &self.monitor else { return };
+        match dev.read_events() {
+            Ok(events) => {
+                for ev in events {
+                    self.registry.monitor_event(ev.pid, &ev);
+                }
+            }
+            Err(e) => eprintln!("engine: reading kernel monitor events: {e}"),
+        }
     }
 
     /// Stops every container (SIGTERM, SIGKILL after the grace time), waits until they are reaped
@@ -131,15 +160,46 @@ pub fn run(config: Config, ready: impl FnOnce()) -> anyhow::Result<()> {
     let listener = bind_socket(&config.socket)?;
     let store = store::Store::open(&root)?;
     let registry = registry::Registry::load(store).context("loading container records")?;
+    let net = crate::net::NetConfig {
+        bridge: config.bridge,
+        gateway: std::net::Ipv4Addr::from(u32::from(config.subnet.network()) + 1),
+        subnet: config.subnet,
+        state_dir: root.join("net"),
+    };
+    net.validate()?;
+    // No container runs yet: whatever an earlier supervisor left in our cgroup parent or on our
+    // bridge belongs to containers that are gone (or were just killed as lost).
+    for name in crate::cgroup::Cgroup::cleanup_stale_in(&config.cgroup_parent, &|_| false) {
+        eprintln!("engine: removed the stale cgroup of {name}");
+    }
+    for name in crate::net::cleanup_stale(&net, &|_| false) {
+        eprintln!("engine: removed the stale network attachment of {name}");
+    }
+    let monitor = match crate::monitor::MonitorDevice::open() {
+        Ok(dev) => {
+            eprintln!("engine: kernel memory monitor found: --soft-mib/--hard-mib use /dev/container_monitor");
+            Some(dev)
+        }
+        Err(e) => {
+            eprintln!("engine: no kernel memory monitor ({e}): --soft-mib/--hard-mib fall back to cgroup memory limits");
+            None
+        }
+    };
     let sup = Arc::new(Supervisor {
         root,
         socket: config.socket,
         registry,
         logs: logs::LogPipeline::start()?,
+        monitor,
+        cgroup_parent: config.cgroup_parent,
+        net,
         shutting_down: AtomicBool::new(false),
         _lock: lock,
     });
     reaper::spawn(sup.clone())?;
+    if sup.monitor.is_some() {
+        monitor_events::spawn(sup.clone())?;
+    }
     ready();
     server::serve(sup, listener);
     Ok(())

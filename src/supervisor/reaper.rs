@@ -6,7 +6,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use signal_hook::consts::{SIGCHLD, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use super::Supervisor;
+use super::{launch, Supervisor};
 
 /// Registers the handlers now (before any container exists, so no exit is missed) and handles
 /// them on a thread of their own.
@@ -30,13 +30,17 @@ pub fn spawn(sup: Arc<Supervisor>) -> std::io::Result<()> {
 }
 
 /// SIGCHLDs coalesce: one signal may stand for many exits, so drain every waitable child.
+/// Monitor events are read first: a hard-limit kill is queued before its victim can be reaped,
+/// so the exit is attributed to the limit.
 fn reap_all(sup: &Supervisor) {
+    sup.drain_monitor_events();
     loop {
         match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::StillAlive) | Err(_) => return,
             Ok(status) => {
-                if let Some(pid) = status.pid() {
-                    sup.registry.on_exit(pid.as_raw(), status);
+                let ended = status.pid().and_then(|pid| sup.registry.on_exit(pid.as_raw(), status));
+                if let Some(ended) = ended {
+                    launch::release(sup, ended);
                 }
             }
         }

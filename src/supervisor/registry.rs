@@ -12,6 +12,7 @@ use nix::sys::wait::WaitStatus;
 use parking_lot::{Condvar, Mutex};
 
 use super::logs::LogFile;
+use super::resources::Resources;
 use super::store::Store;
 use crate::container::channel::{FromInit, InitChannel};
 use crate::container::spec::ContainerSpec;
@@ -41,6 +42,15 @@ pub struct Live {
     pub kill_reason: Option<KillReason>,
     /// The init was reaped before the start finished; applied by `mark_running`.
     early_exit: Option<WaitStatus>,
+    /// Cgroup, monitor entry, network: given back by the reaper when the container ends.
+    pub resources: Resources,
+}
+
+/// A container that just ended, with what it held, for the caller to release outside the lock.
+pub struct Ended {
+    pub name: String,
+    pub pid: Option<i32>,
+    pub resources: Resources,
 }
 
 struct Entry {
@@ -107,6 +117,9 @@ impl Registry {
             memory_enforcement: None,
             peak_rss_bytes: None,
             events: Vec::new(),
+            cgroup: Vec::new(),
+            stats: None,
+            network: None,
         };
         inner.containers.insert(spec.name.clone(), Entry { record, live: None, log: None });
         Ok(())
@@ -119,7 +132,15 @@ impl Registry {
         if let Some(e) = inner.containers.get_mut(name) {
             e.record.pid = Some(pid);
             e.record.pid_start_ticks = process_start_ticks(pid);
-            e.live = Some(Live { pidfd, channel: None, log, stop_requested: false, kill_reason: None, early_exit: None });
+            e.live = Some(Live {
+                pidfd,
+                channel: None,
+                log,
+                stop_requested: false,
+                kill_reason: None,
+                early_exit: None,
+                resources: Resources::default(),
+            });
         }
     }
 
@@ -127,8 +148,64 @@ impl Registry {
         self.inner.lock().containers.get_mut(name).map(|e| f(&mut e.record))
     }
 
+    /// Hands the container's acquired resources to the registry (released when it ends).
+    pub fn set_resources(&self, name: &str, resources: Resources, memory_enforcement: Option<String>) {
+        let mut inner = self.inner.lock();
+        if let Some(e) = inner.containers.get_mut(name) {
+            e.record.memory_enforcement = memory_enforcement;
+            e.record.network = resources.network.clone();
+            e.record.cgroup = resources.cgroup.as_ref().map(|c| c.paths()).unwrap_or_default();
+            if let Some(live) = e.live.as_mut() {
+                live.resources = resources;
+            }
+        }
+    }
+
+    /// A kernel monitor event for the container whose init is `pid`.
+    pub fn monitor_event(&self, pid: i32, event: &crate::monitor::Event) {
+        use crate::monitor::EventKind;
+        let mut inner = self.inner.lock();
+        let Some(name) = inner.by_pid.get(&pid).cloned() else { return };
+        let Some(e) = inner.containers.get_mut(&name) else { return };
+        let what = match event.kind {
+            EventKind::SoftLimit => "soft limit exceeded",
+            EventKind::HardKill => "hard limit exceeded, killed",
+            EventKind::Gone => return,
+        };
+        e.record.events.push(format!(
+            "{} {what}: rss {} KiB, limit {} KiB",
+            now(),
+            event.rss_bytes >> 10,
+            event.limit_bytes >> 10
+        ));
+        e.record.peak_rss_bytes = e.record.peak_rss_bytes.max(Some(event.rss_bytes));
+        if event.kind == EventKind::HardKill {
+            if let Some(live) = e.live.as_mut() {
+                live.kill_reason = Some(KillReason::HardLimit);
+            }
+        }
+    }
+
+    /// The record as it is now, with live cgroup stats and monitor usage of a running container.
+    pub fn inspect(&self, name: &str, monitor: Option<&crate::monitor::MonitorDevice>) -> Result<ContainerRecord, RegistryError> {
+        let inner = self.inner.lock();
+        let e = inner.containers.get(name).ok_or_else(|| RegistryError::NotFound(name.into()))?;
+        let mut record = e.record.clone();
+        if let (Some(live), Some(pid)) = (&e.live, record.pid) {
+            if let Some(cg) = &live.resources.cgroup {
+                record.stats = cg.stats().ok();
+            }
+            if let (true, Some(dev)) = (live.resources.monitored, monitor) {
+                if let Ok(usage) = dev.query(pid) {
+                    record.peak_rss_bytes = record.peak_rss_bytes.max(Some(usage.peak_rss_bytes));
+                }
+            }
+        }
+        Ok(record)
+    }
+
     /// The command runs: persist, and apply an exit that raced ahead of us.
-    pub fn mark_running(&self, name: &str, channel: InitChannel) -> Result<(), RegistryError> {
+    pub fn mark_running(&self, name: &str, channel: InitChannel) -> Result<Option<Ended>, RegistryError> {
         let mut inner = self.inner.lock();
         let entry = inner.containers.get_mut(name).ok_or_else(|| RegistryError::NotFound(name.into()))?;
         entry.record.state = State::Running;
@@ -138,26 +215,26 @@ impl Registry {
             l.early_exit.take()
         });
         match early {
-            Some(status) => self.finish(&mut inner, name, status),
-            None => self.persist(&inner.containers[name].record),
+            Some(status) => Ok(Some(self.finish(&mut inner, name, status))),
+            None => self.persist(&inner.containers[name].record).map(|()| None),
         }
     }
 
-    /// A start failed: forget the container entirely.
-    pub fn abandon(&self, name: &str) {
+    /// A start failed: forget the container entirely; what it held is the caller's to release.
+    pub fn abandon(&self, name: &str) -> Option<Ended> {
         let mut inner = self.inner.lock();
-        if let Some(e) = inner.containers.remove(name) {
-            if let Some(pid) = e.record.pid {
-                inner.by_pid.remove(&pid);
-            }
+        let e = inner.containers.remove(name)?;
+        if let Some(pid) = e.record.pid {
+            inner.by_pid.remove(&pid);
         }
         self.changed.notify_all();
+        Some(Ended { name: name.into(), pid: e.record.pid, resources: e.live.map(|l| l.resources).unwrap_or_default() })
     }
 
-    /// The reaper saw `pid` end.
-    pub fn on_exit(&self, pid: i32, status: WaitStatus) {
+    /// The reaper saw `pid` end; what the container held, if it ended now.
+    pub fn on_exit(&self, pid: i32, status: WaitStatus) -> Option<Ended> {
         let mut inner = self.inner.lock();
-        let Some(name) = inner.by_pid.get(&pid).cloned() else { return };
+        let name = inner.by_pid.get(&pid).cloned()?;
         let entry = inner.containers.get_mut(&name).expect("by_pid points at a container");
         if entry.record.state == State::Created {
             if let Some(live) = entry.live.as_mut() {
@@ -165,14 +242,12 @@ impl Registry {
             }
             inner.by_pid.remove(&pid);
             self.changed.notify_all();
-            return;
+            return None;
         }
-        if let Err(e) = self.finish(&mut inner, &name, status) {
-            eprintln!("engine: {e}");
-        }
+        Some(self.finish(&mut inner, &name, status))
     }
 
-    fn finish(&self, inner: &mut Inner, name: &str, status: WaitStatus) -> Result<(), RegistryError> {
+    fn finish(&self, inner: &mut Inner, name: &str, status: WaitStatus) -> Ended {
         let entry = inner.containers.get_mut(name).expect("finish on a known container");
         let pid = entry.record.pid.take();
         let live = entry.live.take();
@@ -189,20 +264,35 @@ impl Registry {
                         how = t;
                     }
                 }
-                (l.stop_requested, l.kill_reason)
+                if let Some(cg) = &l.resources.cgroup {
+                    entry.record.stats = cg.stats().ok();
+                    let peak = entry.record.stats.as_ref().and_then(|s| s.memory_peak);
+                    entry.record.peak_rss_bytes = entry.record.peak_rss_bytes.max(peak);
+                }
+                (l.stop_requested, l.kill_reason.or_else(|| l.resources.kill_reason()))
             }
             None => (false, None),
         };
         entry.record.state = State::after_exit(how, stop_requested, kill_reason);
         entry.record.exit_code = entry.record.state.exit_code();
         entry.record.finished_at = Some(now());
-        entry.log = live.map(|l| l.log);
+        entry.record.cgroup.clear();
+        let resources = match live {
+            Some(l) => {
+                entry.log = Some(l.log);
+                l.resources
+            }
+            None => Resources::default(),
+        };
         if let Some(pid) = pid {
             inner.by_pid.remove(&pid);
         }
-        let result = self.persist(&inner.containers[name].record);
+        // A record that cannot be saved must not keep the container's resources from being freed.
+        if let Err(e) = self.persist(&inner.containers[name].record) {
+            eprintln!("engine: {e}");
+        }
         self.changed.notify_all();
-        result
+        Ended { name: name.into(), pid, resources }
     }
 
     fn persist(&self, record: &ContainerRecord) -> Result<(), RegistryError> {

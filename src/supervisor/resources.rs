@@ -1,0 +1,120 @@
+//! What a container holds outside its namespaces while it lives: a cgroup, an entry in the kernel
+//! memory monitor, a network attachment. Acquired between clone() and the go-ahead (so the
+//! workload never runs unlimited or unplugged), released when the container ends.
+use crate::cgroup::{Cgroup, Limits};
+use crate::container::spec::{ContainerSpec, NetMode};
+use crate::container::state::KillReason;
+use crate::net::{self, Attachment};
+
+use super::launch::Failure;
+use super::Supervisor;
+
+const MIB: u64 = 1 << 20;
+
+#[derive(Default)]
+pub struct Resources {
+    pub cgroup: Option<Cgroup>,
+    /// What an OOM kill inside the cgroup means: `--memory` (oom) or `--hard-mib` (hard limit).
+    oom_reason: Option<KillReason>,
+    /// Registered with /dev/container_monitor under the init's host pid.
+    pub monitored: bool,
+    pub network: Option<Attachment>,
+}
+
+impl Resources {
+    /// Whether the cgroup's OOM killer ended the container, and what that means.
+    pub fn kill_reason(&self) -> Option<KillReason> {
+        self.cgroup.as_ref().filter(|c| c.oom_killed()).and(self.oom_reason)
+    }
+}
+
+/// Puts the container (init `pid`, still waiting for its go-ahead) under its limits and on its
+/// network, filling `res` as it goes so the caller can release a partial acquisition. Returns
+/// which mechanism enforces `--soft-mib/--hard-mib`, if they were given.
+pub fn acquire(sup: &Supervisor, spec: &ContainerSpec, pid: i32, res: &mut Resources) -> Result<Option<String>, Failure> {
+    let mut limits = Limits {
+        memory_max: spec.memory,
+        memory_high: None,
+        cpus: spec.cpus,
+        pids_max: spec.pids_limit,
+        cpuset_cpus: spec.cpuset_cpus.clone(),
+    };
+    res.oom_reason = Some(KillReason::Oom);
+    let mut enforcement = None;
+    let (soft, hard) = (spec.soft_mib.map(|m| m * MIB), spec.hard_mib.map(|m| m * MIB));
+    if soft.is_some() || hard.is_some() {
+        match &sup.monitor {
+            Some(dev) => {
+                dev.register(pid, soft.unwrap_or(0), hard.unwrap_or(u64::MAX), &spec.name)
+                    .map_err(|e| Failure::engine(format!("registering {} with the kernel monitor: {e}", spec.name)))?;
+                res.monitored = true;
+                enforcement = Some("kernel monitor (/dev/container_monitor)".to_string());
+            }
+            None => {
+                // The second line of defence: the cgroup's own limits.
+                limits.memory_high = soft;
+                if let Some(h) = hard {
+                    if limits.memory_max.is_none_or(|m| h <= m) {
+                        limits.memory_max = Some(h);
+                        res.oom_reason = Some(KillReason::HardLimit);
+                    }
+                }
+                let version = Cgroup::detect().map_err(|e| Failure::engine(format!("--soft-mib/--hard-mib: {e}")))?;
+                enforcement = Some(format!("{version} memory (no /dev/container_monitor)"));
+            }
+        }
+    }
+    if limits != Limits::default() {
+        // sched_setaffinity in the init pins the command where no cpuset controller is delegated.
+        let unsupported = Cgroup::unsupported(&limits).map_err(Failure::engine)?;
+        if unsupported.contains(&"--cpuset-cpus") {
+            limits.cpuset_cpus = None;
+        }
+        let cg = Cgroup::create_in(&sup.cgroup_parent, &spec.name, &limits).map_err(Failure::engine)?;
+        let cg = res.cgroup.insert(cg);
+        cg.add_pid(pid).map_err(Failure::engine)?;
+    }
+    if spec.net == NetMode::Bridge {
+        let attachment = net::attach(&sup.net, &spec.name, pid, spec.ip).map_err(Failure::engine)?;
+        res.network = Some(attachment);
+    }
+    Ok(enforcement)
+}
+
+/// Gives everything back; keeps going past a failure and returns every error.
+pub fn release(sup: &Supervisor, name: &str, pid: Option<i32>, res: Resources) -> Vec<String> {
+    let mut errors = Vec::new();
+    if let (true, Some(dev), Some(pid)) = (res.monitored, &sup.monitor, pid) {
+        // The monitor drops a container whose init is gone by itself: ENOENT is the normal case.
+        if let Err(e) = dev.unregister(pid) {
+            if e.raw_os_error() != Some(libc::ENOENT) {
+                errors.push(format!("unregistering {name} from the kernel monitor: {e}"));
+            }
+        }
+    }
+    if let Some(cg) = res.cgroup {
+        if let Err(e) = cg.remove() {
+            errors.push(format!("removing the cgroup of {name}: {e}"));
+        }
+    }
+    if res.network.is_some() {
+        if let Err(e) = net::detach(&sup.net, name) {
+            errors.push(format!("detaching {name} from {}: {e}", sup.net.bridge));
+        }
+    }
+    errors
+}
+
+/// /etc/hosts and /etc/hostname for the container, written under the supervisor's root.
+pub fn etc_files(sup: &Supervisor, spec: &ContainerSpec, res: &Resources) -> std::io::Result<Vec<crate::container::channel::BindFile>> {
+    let dir = sup.root.join("containers").join(format!("{}.etc", spec.name));
+    std::fs::create_dir_all(&dir)?;
+    let hosts = dir.join("hosts");
+    std::fs::write(&hosts, net::etc_hosts(spec.hostname(), res.network.as_ref().map(|a| a.ip)))?;
+    let hostname = dir.join("hostname");
+    std::fs::write(&hostname, format!("{}\n", spec.hostname()))?;
+    Ok(vec![
+        crate::container::channel::BindFile { source: hosts, target: "/etc/hosts".into() },
+        crate::container::channel::BindFile { source: hostname, target: "/etc/hostname".into() },
+    ])
+}
