@@ -24,7 +24,9 @@ fn inside_the_container_nothing_of_the_host_shows() {
         .map(|p| p.parse().unwrap())
         .collect();
     assert!(pids.contains(&1) && pids.iter().all(|&p| p < 20), "host PIDs visible: {pids:?}");
-    assert!(out.contains("net=lo\n"), "network devices: {out}");
+    let mut devices: Vec<&str> = out.lines().find_map(|l| l.strip_prefix("net=")).unwrap().split_whitespace().collect();
+    devices.sort();
+    assert_eq!(devices, ["eth0", "lo"], "network devices: {out}");
     assert!(out.contains("env=/root:iso1:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"), "{out}");
     assert!(out.contains("cpu_hog") && !out.contains("root=boot"), "not the rootfs: {out}");
     for dev in ["null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "fd", "stdin", "stdout", "stderr", "ptmx"] {
@@ -67,6 +69,14 @@ fn ps_inside_sees_only_the_container_and_loopback_is_up() {
     assert_eq!(procs.len(), 3, "expected init, sh and ps: {out}");
     assert!(procs[0].trim().starts_with("1 "), "{out}");
     assert!(out.contains("ping-ok"), "loopback down: {out}");
+}
+
+#[test]
+fn net_none_has_only_loopback() {
+    let sup = Supervisor::start();
+    let rootfs = rootfs();
+    let out = sup.ok(&["run", "--net", "none", "nonet", rootfs.to_str().unwrap(), "/bin/sh", "-c", "ls /sys/class/net 2>/dev/null || tail -n +3 /proc/net/dev | cut -d: -f1"]);
+    assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["lo"]);
 }
 
 #[test]

@@ -14,6 +14,7 @@ for d in /tmp/engine-test-*; do [ -e "$d" ] && left+=("path $d"); done
 for d in /sys/fs/cgroup/*/engine-test-* /sys/fs/cgroup/engine-test-* /sys/fs/cgroup/unified/engine-test-*; do
   [ -e "$d" ] && left+=("cgroup $d")
 done
+for l in /sys/class/net/eb[0-9]*; do [ -e "$l" ] && left+=("test bridge ${l##*/}"); done
 for l in /sys/class/net/*; do
   alias=$(cat "$l/ifalias" 2>/dev/null)
   case "$alias" in engine:et*) left+=("veth ${l##*/} ($alias)") ;; esac

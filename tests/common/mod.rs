@@ -21,14 +21,30 @@ pub struct Supervisor {
     pub root: PathBuf,
     pub socket: PathBuf,
     pub child: Option<Child>,
+    /// Its own cgroup parent, bridge and subnet, so tests run side by side.
+    pub cgroup_parent: String,
+    pub bridge: String,
+    pub subnet_prefix: String,
 }
+
+static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 impl Supervisor {
     pub fn start() -> Supervisor {
         let dir = tempfile::Builder::new().prefix("engine-test-").tempdir_in("/tmp").unwrap();
         let root = dir.path().join("root");
         let socket = dir.path().join("run/engine.sock");
-        let mut sup = Supervisor { dir, root, socket, child: None };
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let tag = format!("{}x{n}", std::process::id() % 100_000);
+        let mut sup = Supervisor {
+            dir,
+            root,
+            socket,
+            child: None,
+            cgroup_parent: format!("engine-test-{tag}"),
+            bridge: format!("eb{tag}"),
+            subnet_prefix: format!("10.200.{}", n % 250),
+        };
         sup.spawn();
         sup
     }
@@ -40,6 +56,8 @@ impl Supervisor {
             .arg(&self.root)
             .arg("--socket")
             .arg(&self.socket)
+            .args(["--cgroup-parent", &self.cgroup_parent, "--bridge", &self.bridge])
+            .args(["--subnet", &format!("{}.0/24", self.subnet_prefix)])
             .stdin(Stdio::null())
             .spawn()
             .expect("spawning the supervisor");
@@ -114,6 +132,11 @@ impl Drop for Supervisor {
         if let Some(mut child) = self.child.take() {
             unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
             let _ = child.wait();
+        }
+        // The supervisor keeps its bridge (like docker0); a test's bridge goes with the test.
+        let _ = engine::net::remove_bridge(&self.bridge);
+        for ctrl in ["memory", "cpu", "cpuacct", "pids", "cpuset", "blkio", "unified", ""] {
+            let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(ctrl).join(&self.cgroup_parent));
         }
     }
 }
