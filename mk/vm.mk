@@ -76,6 +76,7 @@ vm-test: vm-deps vm-kmod vm-tools rootfs
 	$(VM_ENV) ENGINE_BIN=$$eb bash $(ROOT)/scripts/vm-initramfs.sh $(VM_DIR)/test.cpio $(ROOT)/tests/vm/scenario.sh
 	@$(VM_ENV) VM_APPEND=engine_checks=$(VM_ENGINE_CHECKS) \
 		bash $(ROOT)/tests/vm/boot.sh test $(VM_DIR)/test.cpio $(VM_DIR)/test.log $(VM_EXPECTED)
+	@$(if $(filter 1,$(VM_ENGINE_CHECKS)),:,echo "vm-test: engine checks NOT RUN (VM_ENGINE_CHECKS=1 runs them)")
 
 vm-run: vm-deps vm-kmod vm-tools rootfs
 	@[ -n "$(VM_SCRIPT)" ] && [ -f "$(VM_SCRIPT)" ] || { echo "usage: make vm-run VM_SCRIPT=path/to/script.sh" >&2; exit 2; }
