@@ -20,7 +20,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import (RESULTS, ROOT, ROOTFS, BenchError, Supervisor, host_info, log, md_table, plot,
+from common import (ENGINE, RESULTS, ROOT, ROOTFS, BenchError, Supervisor, host_info, log, md_table, plot,
                     proc_stat, processes_matching, require_root, run, write_report)
 
 WORKLOADS = os.path.join(ROOT, "workloads/bin")
@@ -68,9 +68,13 @@ def describe(pid):
 
 class HostRunner:
     label = "host processes"
+    pin_how = "`taskset -c 0 nice -n N cpu_hog`"
 
     def __init__(self):
         self.procs = {}
+
+    def pin(self, pids):
+        pin(pids)
 
     def start(self, name, nice, argv):
         self.procs[name] = subprocess.Popen(
@@ -95,15 +99,25 @@ class EngineRunner:
     label = "engine containers"
 
     def __init__(self):
-        # Pinned supervisor: containers inherit CPU 0 from birth (pin() re-applies it anyway).
-        self.sup = Supervisor(prefix=["taskset", "-c", CPU]).__enter__()
+        # engine pins with --cpuset-cpus where it has it; an older build gets a pinned supervisor
+        # (children inherit the affinity) and pin() from outside.
+        self.cpuset = "--cpuset-cpus" in run([ENGINE, "start", "--help"], check=False).stdout
+        self.pin_how = (f"`engine start --cpuset-cpus {CPU} --nice N`" if self.cpuset else
+                        "`engine start --nice N`, supervisor under `taskset -c 0`")
+        self.sup = Supervisor(prefix=[] if self.cpuset else ["taskset", "-c", CPU]).__enter__()
         self.names = set()
         self.seq = 0
+
+    def pin(self, pids):
+        if not self.cpuset:
+            pin(pids)
 
     def start(self, name, nice, argv):
         self.seq += 1
         cname = f"{name}-{self.seq}"
-        self.sup.engine("start", "--nice", str(nice), cname, ROOTFS, *[f"/{os.path.basename(argv[0])}", *argv[1:]])
+        pinning = ["--cpuset-cpus", CPU] if self.cpuset else []
+        self.sup.engine("start", *pinning, "--nice", str(nice), cname, ROOTFS,
+                        f"/{os.path.basename(argv[0])}", *argv[1:])
         self.names.add(name)
         self.current = getattr(self, "current", {})
         self.current[name] = cname
@@ -139,7 +153,7 @@ def nice_sweep(runner, window, warmup):
         runner.start("niced", n, [f"{WORKLOADS}/cpu_hog", nice_mark])
         try:
             ref, niced = find(ref_mark)[0], find(nice_mark)[0]
-            pin([ref, niced])
+            runner.pin([ref, niced])
             time.sleep(warmup)
             c0, t0 = (proc_stat(ref)[1], proc_stat(niced)[1]), time.monotonic()
             time.sleep(window)
@@ -260,13 +274,14 @@ def main():
         if not os.access(os.path.join(WORKLOADS, w), os.X_OK):
             sys.exit(f"experiments: {WORKLOADS}/{w} missing (make workloads)")
 
-    sections, failed, sweeps = [], [], {}
+    sections, failed, sweeps, pin_how = [], [], {}, {}
     runners = [("host", HostRunner)] + ([] if args.host_only else [("engine", EngineRunner)])
     io_results = {}
     for key, make in runners:
         runner = None
         try:
             runner = make()
+            pin_how[key] = runner.pin_how
             sweeps[key] = nice_sweep(runner, args.window, args.warmup)
             io_results[key] = cpu_vs_io(runner, args.hog, args.iters, args.sleep_ms)
         except BenchError as e:
@@ -288,10 +303,9 @@ def main():
             ") as w(N) / (1024 + w(N)). CPU busy is the two hogs' CPU time over the window: below "
             f"100 % means other work ran on CPU {CPU} too (this machine is shared); the shares are "
             "taken between the two hogs, so it does not skew them.", ""]
-    for key, label in (("host", "Host processes (`taskset -c 0 nice -n N cpu_hog`)"),
-                       ("engine", "engine containers (`engine start --nice N`, supervisor under `taskset -c 0`)")):
+    for key, label in (("host", "Host processes"), ("engine", "engine containers")):
         if key in sweeps:
-            out += [f"### {label}", "", nice_table(sweeps[key]), ""]
+            out += [f"### {label} ({pin_how[key]})", "", nice_table(sweeps[key]), ""]
     out += ["Nice is a weight inside one run queue level. The kernel divides CPU first between "
             "scheduling groups (cpu cgroups and, with `kernel.sched_autogroup_enabled=1` "
             f"(here: {open('/proc/sys/kernel/sched_autogroup_enabled').read().strip()}), one autogroup "
