@@ -89,6 +89,8 @@ MODULE_PARM_DESC(burst_mib_s, "Allocation rate a container is assumed capable of
 #define CM_MAX_ENTRIES	65536
 #define CM_QUEUE_LEN	256	/* events per reader */
 #define CM_RUN_BUDGET	128	/* idle checks per run before letting go */
+#define CM_MIB		(1ULL << 20)
+#define CM_TIB		(1ULL << 40)
 
 struct cm_entry {
 	struct list_head node;		/* cm_lock */
@@ -259,8 +261,13 @@ static unsigned long cm_next_delay(const struct cm_entry *e)
 	if (e->flags & CM_FLAG_HARD_KILLED)
 		return max(msecs_to_jiffies(100), 1UL);
 	headroom = e->rss < e->hard ? e->hard - e->rss : 0;
+	/*
+	 * x86 divq traps when the quotient does not fit in 64 bits: bound both
+	 * sides (a TiB of headroom is "far", under 1 MiB/s is "not growing").
+	 */
+	headroom = min_t(u64, headroom, CM_TIB);
 	ns = (u64)detect_ms * NSEC_PER_MSEC;
-	if (rate)
+	if (rate >= CM_MIB)
 		ns += mul_u64_u64_div_u64(headroom, NSEC_PER_SEC, rate);
 	else
 		ns = (u64)interval_ms * NSEC_PER_MSEC;
@@ -288,10 +295,12 @@ static bool cm_check(struct cm_entry *e, u64 now)
 	}
 
 	dt = now - e->last_ns;
-	if (e->last_ns && dt && rss > e->rss)
-		e->rate = max(mul_u64_u64_div_u64(rss - e->rss, NSEC_PER_SEC, dt),
+	if (e->last_ns && dt >= NSEC_PER_USEC && rss > e->rss)
+		/* Bounded like in cm_next_delay(): at most 2^40 * 2^30 / 2^10. */
+		e->rate = max(mul_u64_u64_div_u64(min_t(u64, rss - e->rss, CM_TIB),
+						  NSEC_PER_SEC, dt),
 			      e->rate / 2);
-	else
+	else if (dt >= NSEC_PER_USEC)
 		e->rate /= 2;
 	e->last_ns = now;
 	e->rss = rss;

@@ -460,6 +460,17 @@ static void test_errors(void)
 	result(WIFEXITED(status) && WEXITSTATUS(status) == 0, "eperm_non_root",
 	       "child status %#x (bits: 1 query, 2 register, 4 unregister, 8 open)", status);
 
+	/* Limits near 2^64 must not overflow the interval arithmetic (x86 divq traps). */
+	z = spawn(CTR_SLEEP, NULL);
+	expect_errno("huge_limits_register", cm_register(z.pid, UINT64_MAX, UINT64_MAX, "huge"), 0);
+	release(&z);
+	msleep(50);
+	i = cm_query(z.pid, &q);
+	result(i == 0 && q.hard_bytes == UINT64_MAX && !(q.flags & CM_FLAG_SOFT_EXCEEDED),
+	       "huge_limits_query", "rc=%d flags=%#x", i, q.flags);
+	cm_unregister(z.pid);
+	reap(&z, SIGKILL);
+
 	expect_errno("unregister_ok", cm_unregister(c.pid), 0);
 	expect_errno("enoent_after_unregister", cm_query(c.pid, &q), ENOENT);
 	reap(&c, SIGKILL);

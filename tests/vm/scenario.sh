@@ -18,6 +18,10 @@ cm_test errors
 
 echo "--- module: limits"
 cm_test idle
+# burst_mib_s=0 ("assume no sudden growth") takes the other branch of the interval maths.
+echo 0 > /sys/module/monitor/parameters/burst_mib_s
+cm_test idle | sed 's/^\(PASS\|FAIL\) idle_/\1 burst0_idle_/'
+echo 4096 > /sys/module/monitor/parameters/burst_mib_s
 cm_test soft
 n=$(dmesg | grep -c 'container_monitor: SOFT LIMIT container=softtest pid=[0-9]* rss=[0-9]* soft=16777216$')
 [ "$n" = 2 ] && pass dmesg_soft_line_per_crossing || fail dmesg_soft_line_per_crossing "$n lines, want 2"
