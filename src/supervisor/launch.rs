@@ -55,6 +55,7 @@ pub fn release(sup: &Supervisor, ended: super::registry::Ended) {
     for e in super::resources::release(sup, &ended.name, ended.pid, ended.resources) {
         eprintln!("engine: {e}");
     }
+    sup.registry.released(&ended.name);
 }
 
 fn launch(sup: &Supervisor, spec: ContainerSpec, log_path: &std::path::Path) -> Result<i32, Failure> {

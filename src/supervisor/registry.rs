@@ -56,6 +56,9 @@ pub struct Ended {
 struct Entry {
     record: ContainerRecord,
     live: Option<Live>,
+    /// Ended, but its cgroup, monitor entry or veth are still being given back: waiters wait, so
+    /// a `stop` or `rm` returns only once the container holds nothing.
+    releasing: bool,
     /// Output of a finished container that followers may still be reading.
     log: Option<Arc<LogFile>>,
 }
@@ -94,7 +97,7 @@ impl Registry {
                 record.pid = None;
                 store.save(&record)?;
             }
-            inner.containers.insert(record.name().to_string(), Entry { record, live: None, log: None });
+            inner.containers.insert(record.name().to_string(), Entry { record, live: None, log: None, releasing: false });
         }
         Ok(Registry { inner: Mutex::new(inner), changed: Condvar::new(), store })
     }
@@ -121,7 +124,7 @@ impl Registry {
             stats: None,
             network: None,
         };
-        inner.containers.insert(spec.name.clone(), Entry { record, live: None, log: None });
+        inner.containers.insert(spec.name.clone(), Entry { record, live: None, log: None, releasing: false });
         Ok(())
     }
 
@@ -220,6 +223,14 @@ impl Registry {
         }
     }
 
+    /// Everything the ended container held is given back: it is settled now.
+    pub fn released(&self, name: &str) {
+        if let Some(e) = self.inner.lock().containers.get_mut(name) {
+            e.releasing = false;
+        }
+        self.changed.notify_all();
+    }
+
     /// A start failed: forget the container entirely; what it held is the caller's to release.
     pub fn abandon(&self, name: &str) -> Option<Ended> {
         let mut inner = self.inner.lock();
@@ -284,6 +295,7 @@ impl Registry {
             }
             None => Resources::default(),
         };
+        entry.releasing = true;
         if let Some(pid) = pid {
             inner.by_pid.remove(&pid);
         }
@@ -343,7 +355,7 @@ impl Registry {
         let mut inner = self.inner.lock();
         loop {
             let e = inner.containers.get(name).ok_or_else(|| RegistryError::NotFound(name.into()))?;
-            if e.record.state.is_terminal() {
+            if e.record.state.is_terminal() && !e.releasing {
                 return Ok(Some(e.record.clone()));
             }
             match deadline {
@@ -361,7 +373,7 @@ impl Registry {
     pub fn remove(&self, name: &str) -> Result<ContainerRecord, RegistryError> {
         let mut inner = self.inner.lock();
         let e = inner.containers.get(name).ok_or_else(|| RegistryError::NotFound(name.into()))?;
-        if !e.record.state.is_terminal() {
+        if !e.record.state.is_terminal() || e.releasing {
             return Err(RegistryError::Running(name.into()));
         }
         self.store.remove(name).map_err(|source| RegistryError::Store { name: name.into(), source })?;

@@ -1,0 +1,104 @@
+//! Bridge networking on real containers: host ↔ container TCP, container ↔ container, addresses.
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpStream};
+use std::time::Duration;
+
+use common::*;
+
+fn ip_of(sup: &Supervisor, name: &str) -> Ipv4Addr {
+    sup.state(name)["network"]["ip"].as_str().expect("container has an address").parse().unwrap()
+}
+
+/// Host ports on the bridge the test's supervisor created, from /sys.
+fn bridge_ports(sup: &Supervisor) -> usize {
+    std::fs::read_dir(format!("/sys/class/net/{}/brif", sup.bridge)).map(|d| d.count()).unwrap_or(0)
+}
+
+#[test]
+fn host_reaches_a_container_server_through_the_bridge() {
+    let sup = Supervisor::start();
+    let ip = format!("{}.2", sup.subnet_prefix);
+    let rootfs = rootfs();
+    sup.ok(&["start", "--ip", &ip, "--hostname", "host-1", "web", rootfs.to_str().unwrap(), "/server", "8080"]);
+    assert_eq!(ip_of(&sup, "web").to_string(), ip);
+    wait_until(Duration::from_secs(5), || sup.ok(&["logs", "web"]).contains("listening"));
+    let mut conn = TcpStream::connect((ip.as_str(), 8080)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    conn.write_all(b"hello through engine0\n").unwrap();
+    let mut buf = [0u8; 64];
+    let n = conn.read(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"hello through engine0\n");
+    // The workload's own client from the host, like `make demo-net`.
+    let client = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads/bin/client");
+    let out = std::process::Command::new(client).args([&ip, "8080", "ping"]).output().unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    // /etc/hosts and /etc/hostname inside name the container.
+    let hosts = sup.ok(&["run", "--net", "none", "reader", rootfs.to_str().unwrap(), "/bin/cat", "/etc/hostname"]);
+    assert_eq!(hosts, "reader\n");
+}
+
+#[test]
+fn containers_reach_each_other_and_addresses_are_assigned() {
+    let sup = Supervisor::start();
+    let rootfs = rootfs();
+    let r = rootfs.to_str().unwrap();
+    sup.ok(&["start", "c1", r, "/bin/sleep", "60"]);
+    let ip1 = ip_of(&sup, "c1");
+    assert_eq!(ip1.to_string(), format!("{}.2", sup.subnet_prefix), "first free address");
+    let out = sup.ok(&["run", "c2", r, "/bin/sh", "-c", &format!("ping -c 1 -W 2 {ip1} >/dev/null && echo reached; grep c2 /etc/hosts")]);
+    let ip2 = format!("{}.3", sup.subnet_prefix);
+    assert_eq!(out, format!("reached\n{ip2}\tc2\n"));
+    // Duplicate and outside-subnet addresses are refused and leave nothing.
+    let ports = bridge_ports(&sup);
+    for (ip, needle) in [(ip1.to_string(), "in use"), ("192.168.77.5".to_string(), "outside"), ("10.1.2.300".to_string(), "--ip")] {
+        let out = sup.engine(&["start", "--ip", &ip, "dup", r, "/bin/true"]);
+        assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
+        assert!(String::from_utf8_lossy(&out.stderr).contains(needle), "{ip}: {}", describe(&out));
+    }
+    assert_eq!(bridge_ports(&sup), ports, "a refused start left a veth");
+    assert!(!sup.ok(&["ps", "-a"]).contains("dup"));
+    // A stopped container gives its address back.
+    sup.ok(&["rm", "-f", "c1"]);
+    sup.ok(&["start", "--ip", &ip1.to_string(), "c3", r, "/bin/sleep", "60"]);
+    sup.ok(&["rm", "-f", "c3"]);
+}
+
+#[test]
+fn a_hundred_networked_containers_leave_nothing_behind() {
+    let sup = Supervisor::start();
+    let rootfs = rootfs();
+    let r = rootfs.to_str().unwrap();
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let sup = &sup;
+            s.spawn(move || {
+                for i in (t..100).step_by(4) {
+                    sup.ok(&["start", &format!("n{i}"), r, "/bin/sleep", "120"]);
+                }
+            });
+        }
+    });
+    assert_eq!(bridge_ports(&sup), 100);
+    let mut ips: Vec<Ipv4Addr> = (0..100).map(|i| ip_of(&sup, &format!("n{i}"))).collect();
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), 100, "addresses were handed out twice");
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let sup = &sup;
+            s.spawn(move || {
+                for i in (t..100).step_by(4) {
+                    sup.ok(&["rm", "-f", &format!("n{i}")]);
+                }
+            });
+        }
+    });
+    assert_eq!(bridge_ports(&sup), 0, "veths left on the bridge");
+    let leases = std::fs::read_to_string(sup.root.join("net/leases.json")).unwrap_or_default();
+    assert!(!leases.contains("n1"), "leases left: {leases}");
+    let cg = std::path::Path::new("/sys/fs/cgroup/memory").join(&sup.cgroup_parent);
+    let groups = std::fs::read_dir(&cg).map(|d| d.flatten().filter(|e| e.path().is_dir()).count()).unwrap_or(0);
+    assert_eq!(groups, 0);
+}
