@@ -75,10 +75,16 @@ def bench_startup(args, report):
                                 "chroot", ROOTFS, "/bin/true"]),
         ]
         measured = []
+        # Like the peers (and `unshare --net`), a container with only loopback; with a build that
+        # has networking, the default bridge (a veth per container) is measured as its own row.
+        engine_rows = [("engine run", [])]
+        if "--net" in run([ENGINE, "run", "--help"], check=False).stdout:
+            engine_rows = [("engine run", ["--net", "none"]), ("engine run (bridge)", ["--net", "bridge"])]
         try:
             with Supervisor() as sup:
-                cmd = sup.cli("run", "--rm", "bench-true", ROOTFS, "/bin/true")
-                measured.append(("engine run", cmd, measure(cmd, runs, workdir)))
+                for name, extra in engine_rows:
+                    cmd = sup.cli("run", "--rm", *extra, "bench-true", ROOTFS, "/bin/true")
+                    measured.append((name, cmd, measure(cmd, runs, workdir)))
                 leftover = sup.engine("ps", "-a", check=False).stdout.strip().splitlines()[1:]
                 if leftover:
                     report.failed.append(f"startup: `engine run --rm` left containers behind: {leftover}")
@@ -106,10 +112,14 @@ def bench_startup(args, report):
             "Every command ran in a private mount namespace with `/sys/fs/cgroup/unified` unmounted: "
             "crun refuses this host's hybrid cgroup layout (v1 controllers plus a v2 mount) and takes "
             "plain v1 without it. crun and runc also create and remove a cgroup per container; the "
-            "engine supervisor itself runs in the host mount namespace, the CLI in the private one."]
+            "engine supervisor itself runs in the host mount namespace, the CLI in the private one. "
+            "`engine run` rows other than (bridge) use `--net none` (loopback only), as the peers have."]
     if "engine run" in data and "unshare+chroot" in data:
         e, u = data["engine run"]["median"], data["unshare+chroot"]["median"]
         text += ["", f"engine run median {e:.2f} ms vs unshare+chroot {u:.2f} ms: ratio {e / u:.2f}."]
+    if "engine run (bridge)" in data and "engine run" in data:
+        b = data["engine run (bridge)"]["median"] - data["engine run"]["median"]
+        text += [f"Bridge networking (veth pair, address, route) adds {b:.2f} ms to the median."]
     report.add("\n".join(text))
     if data:
         names = [n for n, _, r in measured if isinstance(r, dict)]
@@ -132,8 +142,12 @@ def show(cmd, workdir=None):
 def measure(cmd, runs, workdir):
     try:
         return summary(hyperfine(cmd, runs, workdir))
-    except BenchError as e:
-        return e
+    except BenchError:
+        # hyperfine hides the command's output; one more run shows why it failed.
+        p = run(PRIVATE_NS + cmd, check=False)
+        err = (p.stderr or p.stdout).strip().splitlines()
+        return BenchError(f"{show(cmd, workdir)} failed under hyperfine; run again it exited "
+                          f"{p.returncode}: {err[-1] if err else 'no output'}")
 
 
 # --- log throughput -------------------------------------------------------------------------
