@@ -287,7 +287,9 @@ def bench_scale(args, report):
         if running != n or alive != n or left or left_mounts:
             report.failed.append(f"scale: running {running}, alive {alive} of {n}; left {left} {left_mounts}")
         text.append(md_table(["measure", "value"], rows))
-        text += ["", f"Each container: `engine start sI rootfs /bin/sleep {marker}`."]
+        net = ("; engine's default network, so each has a veth on the bridge"
+               if "--net" in run([ENGINE, "start", "--help"], check=False).stdout else "")
+        text += ["", f"Each container: `engine start sI rootfs /bin/sleep {marker}`{net}."]
     except BenchError as e:
         report.failed.append(f"scale: {e}")
         left = processes_matching(marker)
