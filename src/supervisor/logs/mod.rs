@@ -19,8 +19,8 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::protocol::Stream;
 
-/// Chunks in flight between the reader and the writer: at most CHANNEL_CHUNKS × 64 KiB buffered.
-const CHANNEL_CHUNKS: usize = 64;
+/// Chunks in flight between the reader and the writer: at most CHANNEL_CHUNKS × 256 KiB buffered.
+const CHANNEL_CHUNKS: usize = 32;
 
 /// One container's log file, as followers see it: how much of it is complete on disk, and whether
 /// the container's output has ended.

@@ -11,7 +11,9 @@ use nix::unistd::{pipe2, read, write};
 use super::{LogFile, LogMsg};
 use crate::protocol::Stream;
 
-const READ_CHUNK: usize = 64 * 1024;
+/// Most a pipe is drained per wake-up: one chunk of up to this size goes to the channel, so a
+/// container writing in small pieces still costs few wake-ups and messages.
+const READ_CHUNK: usize = 256 * 1024;
 
 struct Source {
     fd: OwnedFd,
@@ -52,6 +54,21 @@ pub fn spawn(tx: Sender<LogMsg>) -> io::Result<Handle> {
     Ok(Handle { queue, wake: wake_w })
 }
 
+/// Reads what the pipe holds, up to `buf.len()`: (bytes read, whether the pipe is finished).
+fn drain(fd: &OwnedFd, buf: &mut [u8]) -> (usize, bool) {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match read(fd.as_raw_fd(), &mut buf[filled..]) {
+            Ok(0) => return (filled, true),
+            Ok(n) => filled += n,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(nix::errno::Errno::EAGAIN) => break,
+            Err(_) => return (filled, true),
+        }
+    }
+    (filled, false)
+}
+
 fn run(wake: OwnedFd, incoming: Receiver<[Source; 2]>, tx: Sender<LogMsg>) {
     let mut sources: Vec<Source> = Vec::new();
     let mut buf = vec![0u8; READ_CHUNK];
@@ -76,16 +93,13 @@ fn run(wake: OwnedFd, incoming: Receiver<[Source; 2]>, tx: Sender<LogMsg>) {
             if !ready[i + 1] {
                 continue;
             }
-            match read(src.fd.as_raw_fd(), &mut buf) {
-                Ok(0) => closed.push(i),
-                Ok(n) => {
-                    // Blocks while the channel is full: this is the backpressure.
-                    if tx.send(LogMsg::Data(src.log.clone(), src.stream, buf[..n].to_vec())).is_err() {
-                        return;
-                    }
-                }
-                Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR) => {}
-                Err(_) => closed.push(i),
+            let (n, eof) = drain(&src.fd, &mut buf);
+            // Blocks while the channel is full: this is the backpressure.
+            if n > 0 && tx.send(LogMsg::Data(src.log.clone(), src.stream, buf[..n].to_vec())).is_err() {
+                return;
+            }
+            if eof {
+                closed.push(i);
             }
         }
         for i in closed.into_iter().rev() {
