@@ -4,7 +4,6 @@
 use signal_hook::consts::{SIGINT, SIGTERM};
 
 use super::client::unexpected;
-use super::create::{CreateOptions, Target};
 use super::{CliResult, Client};
 use crate::protocol::{Request, Response};
 
@@ -14,13 +13,11 @@ pub struct Args {
     #[arg(long)]
     rm: bool,
     #[command(flatten)]
-    options: CreateOptions,
-    #[command(flatten)]
-    target: Target,
+    container: super::start::Args,
 }
 
 pub fn execute(args: Args, client: &Client) -> CliResult {
-    let spec = args.options.into_spec(args.target)?;
+    let spec = args.container.into_spec()?;
     let name = spec.name.clone();
     let mut conn = client.send(Request::Run { spec, remove: args.rm })?;
     match conn.next()? {

@@ -4,6 +4,7 @@ use super::create::{CreateOptions, Target};
 use super::{CliResult, Client};
 use crate::protocol::{Request, Response};
 
+/// Also the arguments of `run`, which adds `--rm`.
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
@@ -12,8 +13,14 @@ pub struct Args {
     target: Target,
 }
 
+impl Args {
+    pub fn into_spec(self) -> Result<crate::container::spec::ContainerSpec, super::CliError> {
+        self.options.into_spec(self.target)
+    }
+}
+
 pub fn execute(args: Args, client: &Client) -> CliResult {
-    let spec = args.options.into_spec(args.target)?;
+    let spec = args.into_spec()?;
     match client.call(Request::Start { spec })? {
         Response::Started { name, .. } => {
             println!("{name}");
