@@ -515,7 +515,7 @@ def main():
     head += [f"![{p}]({p})\n" for p in report.plots]
     tail = []
     if report.failed:
-        tail += ["", "## Failures", ""] + [f"- {f}" for f in report.failed]
+        tail.append("## Failures\n\n" + "\n".join(f"- {f}" for f in report.failed))
     path = write_report(f"{args.name}.md", "\n".join(head).rstrip("\n") + "\n\n"
                         + "\n\n".join(report.sections + tail) + "\n")
     dump_json(os.path.join(RESULTS, f"{args.name}.json"), report.data)

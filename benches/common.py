@@ -220,8 +220,11 @@ def plot(svg, title, y_label, header, rows):
 def host_info():
     with open("/proc/cpuinfo") as f:
         model = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "?")
+    with open("/proc/loadavg") as f:
+        load = f.read().split()[0]
+    # The load average says how much other work shared the machine when the run began.
     return (f"{os.uname().sysname} {os.uname().release}, {os.cpu_count()} CPUs ({model}), "
-            f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
+            f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}, load average {load} at the start")
 
 
 def write_report(name, text):
