@@ -98,12 +98,15 @@ class HostRunner:
 class EngineRunner:
     label = "engine containers"
 
-    def __init__(self):
+    def __init__(self, extra=()):
         # engine pins with --cpuset-cpus where it has it; an older build gets a pinned supervisor
         # (children inherit the affinity) and pin() from outside.
+        self.extra = list(extra)
         self.cpuset = "--cpuset-cpus" in run([ENGINE, "start", "--help"], check=False).stdout
-        self.pin_how = (f"`engine start --cpuset-cpus {CPU} --nice N`" if self.cpuset else
-                        "`engine start --nice N`, supervisor under `taskset -c 0`")
+        self.pin_how = " ".join(["`engine start"] + ([f"--cpuset-cpus {CPU}"] if self.cpuset else [])
+                                + self.extra + ["--nice N`"])
+        if not self.cpuset:
+            self.pin_how += ", supervisor under `taskset -c 0`"
         self.sup = Supervisor(prefix=[] if self.cpuset else ["taskset", "-c", CPU]).__enter__()
         self.names = set()
         self.seq = 0
@@ -116,7 +119,7 @@ class EngineRunner:
         self.seq += 1
         cname = f"{name}-{self.seq}"
         pinning = ["--cpuset-cpus", CPU] if self.cpuset else []
-        self.sup.engine("start", *pinning, "--nice", str(nice), cname, ROOTFS,
+        self.sup.engine("start", *pinning, *self.extra, "--nice", str(nice), cname, ROOTFS,
                         f"/{os.path.basename(argv[0])}", *argv[1:])
         self.names.add(name)
         self.current = getattr(self, "current", {})
@@ -275,7 +278,12 @@ def main():
             sys.exit(f"experiments: {WORKLOADS}/{w} missing (make workloads)")
 
     sections, failed, sweeps, pin_how = [], [], {}, {}
-    runners = [("host", HostRunner)] + ([] if args.host_only else [("engine", EngineRunner)])
+    runners = [("host", HostRunner)]
+    if not args.host_only:
+        runners.append(("engine", EngineRunner))
+        # With a CPU quota each container gets its own cpu cgroup: the group level shows.
+        if "--cpus" in run([ENGINE, "start", "--help"], check=False).stdout:
+            runners.append(("engine --cpus 1", lambda: EngineRunner(["--cpus", "1"])))
     io_results = {}
     for key, make in runners:
         runner = None
@@ -283,7 +291,8 @@ def main():
             runner = make()
             pin_how[key] = runner.pin_how
             sweeps[key] = nice_sweep(runner, args.window, args.warmup)
-            io_results[key] = cpu_vs_io(runner, args.hog, args.iters, args.sleep_ms)
+            if key in ("host", "engine"):
+                io_results[key] = cpu_vs_io(runner, args.hog, args.iters, args.sleep_ms)
         except BenchError as e:
             failed.append(f"{key}: {e}")
             log(f"experiments: {key} FAILED: {e}")
@@ -303,7 +312,8 @@ def main():
             ") as w(N) / (1024 + w(N)). CPU busy is the two hogs' CPU time over the window: below "
             f"100 % means other work ran on CPU {CPU} too (this machine is shared); the shares are "
             "taken between the two hogs, so it does not skew them.", ""]
-    for key, label in (("host", "Host processes"), ("engine", "engine containers")):
+    for key, label in (("host", "Host processes"), ("engine", "engine containers"),
+                       ("engine --cpus 1", "engine containers, each with a CPU quota (own cpu cgroup)")):
         if key in sweeps:
             out += [f"### {label} ({pin_how[key]})", "", nice_table(sweeps[key]), ""]
     out += ["Nice is a weight inside one run queue level. The kernel divides CPU first between "
@@ -312,6 +322,13 @@ def main():
             "per session) and only then by nice between tasks of the same group: two hogs in different "
             "groups split the CPU evenly whatever their nice values. The last columns show whether the "
             "two hogs shared a group in each run.", ""]
+    if "engine --cpus 1" in sweeps:
+        r = sweeps["engine --cpus 1"]
+        out += [f"With `--cpus 1` each container sat in its own cpu cgroup "
+                f"(same cpu cgroup: {'yes' if r[-1]['same_cgroup'] else 'no'}) and the niced hog got "
+                + ", ".join(f"{x['measured'] * 100:.1f} %" for x in r)
+                + f" at nice {', '.join(str(x['nice']) for x in r)}: the groups are weighted by their cpu.shares, "
+                "not by the nice values of the tasks inside them.", ""]
     for key in ("host", "engine"):
         if key in io_results:
             out += [f"## CPU-bound vs I/O-bound ({'host processes' if key == 'host' else 'engine containers'})", "",
