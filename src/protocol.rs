@@ -32,7 +32,12 @@ pub enum Request {
     Stop { name: String, timeout_secs: u64 },
     /// Send a signal to the container's command (used by `run` to forward Ctrl-C).
     Kill { name: String, signal: i32 },
-    Ps { all: bool },
+    /// `stats` reads each running container's cgroup (memory, CPU, pids) now.
+    Ps {
+        all: bool,
+        #[serde(default)]
+        stats: bool,
+    },
     Logs { name: String, follow: bool, timestamps: bool, tail: Option<usize> },
     Inspect { name: String },
     Rm { name: String, force: bool },

@@ -93,6 +93,11 @@ fn stats_while_running_and_bad_limits_refused() {
     });
     let st = sup.state("stats");
     assert!(st["stats"]["pids_current"].as_u64().unwrap() >= 2, "{st}");
+    let ps = sup.ok(&["ps", "--stats"]);
+    let header: Vec<&str> = ps.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "STATE", "PID", "STARTED", "EXIT", "MEM", "PEAK", "CPU", "PIDS"]);
+    let row: Vec<&str> = ps.lines().nth(1).unwrap().split_whitespace().collect();
+    assert!(row[row.len() - 4].ends_with("MiB") && row[row.len() - 1].parse::<u32>().unwrap() >= 2, "{ps}");
     assert!(!cgroup_dirs(&sup, "stats").is_empty());
     sup.ok(&["rm", "-f", "stats"]);
     assert!(cgroup_dirs(&sup, "stats").is_empty(), "cgroup left after rm -f");

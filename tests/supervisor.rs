@@ -10,8 +10,14 @@ use common::*;
 fn records_survive_a_restart_and_a_crash_is_shown_as_lost() {
     let mut sup = Supervisor::start();
     assert_eq!(sup.run("before", &["/bin/sh", "-c", "echo kept; exit 3"]).0, 3);
-    sup.start_container("orphan", &["/bin/sleep", "300"]);
-    let pid = sup.state("orphan")["pid"].as_i64().unwrap() as i32;
+    let rootfs_dir = rootfs();
+    sup.ok(&["start", "--memory", "64m", "orphan", rootfs_dir.to_str().unwrap(), "/bin/sleep", "300"]);
+    let orphan = sup.state("orphan");
+    let pid = orphan["pid"].as_i64().unwrap() as i32;
+    let cgroups: Vec<String> = orphan["cgroup"].as_array().unwrap().iter().map(|p| p.as_str().unwrap().to_string()).collect();
+    assert!(!cgroups.is_empty());
+    let brif = std::path::PathBuf::from(format!("/sys/class/net/{}/brif", sup.bridge));
+    assert_eq!(std::fs::read_dir(&brif).unwrap().count(), 1);
     // A crash: SIGKILL leaves no chance to stop containers or remove the socket.
     sup.signal_and_wait(libc::SIGKILL);
     assert!(sup.socket.exists(), "a killed supervisor leaves its socket");
@@ -27,6 +33,11 @@ fn records_survive_a_restart_and_a_crash_is_shown_as_lost() {
     wait_until(Duration::from_secs(5), || {
         !process_exists(pid) || std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z ")
     });
+    // Its cgroup and veth, left by the crash, were cleaned up by the new supervisor.
+    for cg in &cgroups {
+        assert!(!std::path::Path::new(cg).exists(), "stale cgroup {cg}");
+    }
+    assert_eq!(std::fs::read_dir(&brif).unwrap().count(), 0, "stale veth on the bridge");
     // Names stay taken until rm.
     assert_eq!(sup.engine(&["start", "before", rootfs().to_str().unwrap(), "/bin/true"]).status.code(), Some(125));
     sup.ok(&["rm", "before"]);

@@ -12,34 +12,51 @@ pub struct Args {
     /// Print the records as JSON
     #[arg(long)]
     json: bool,
+    /// Add memory (current, peak), CPU time and pids from each container's cgroup
+    #[arg(long)]
+    stats: bool,
 }
 
 pub fn execute(args: Args, client: &Client) -> CliResult {
-    let containers = match client.call(Request::Ps { all: args.all })? {
+    let containers = match client.call(Request::Ps { all: args.all, stats: args.stats })? {
         Response::List { containers } => containers,
         other => return Err(unexpected(other)),
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&containers)?);
     } else {
-        print!("{}", table(&containers));
+        print!("{}", table(&containers, args.stats));
     }
     Ok(0)
 }
 
-fn table(containers: &[ContainerRecord]) -> String {
+fn table(containers: &[ContainerRecord], stats: bool) -> String {
     let dash = || "-".to_string();
-    let mut rows = vec![["NAME", "STATE", "PID", "STARTED", "EXIT"].map(String::from)];
+    let mib = |b: u64| format!("{:.1}MiB", b as f64 / (1 << 20) as f64);
+    let mut header = vec!["NAME", "STATE", "PID", "STARTED", "EXIT"];
+    if stats {
+        header.extend(["MEM", "PEAK", "CPU", "PIDS"]);
+    }
+    let mut rows = vec![header.into_iter().map(String::from).collect::<Vec<_>>()];
     for c in containers {
-        rows.push([
+        let mut row = vec![
             c.name().to_string(),
             c.state.to_string(),
             c.pid.map_or_else(dash, |p| p.to_string()),
             c.started_at.as_deref().map_or_else(dash, short_time),
             c.exit_code.map_or_else(dash, |e| e.to_string()),
-        ]);
+        ];
+        if stats {
+            let s = c.stats.as_ref();
+            row.push(s.map_or_else(dash, |s| mib(s.memory_current)));
+            row.push(c.peak_rss_bytes.or(s.and_then(|s| s.memory_peak)).map_or_else(dash, mib));
+            row.push(s.map_or_else(dash, |s| format!("{:.2}s", s.cpu_usage_ns as f64 / 1e9)));
+            row.push(s.map_or_else(dash, |s| s.pids_current.to_string()));
+        }
+        rows.push(row);
     }
-    let widths: Vec<usize> = (0..5).map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0)).collect();
+    let columns = rows[0].len();
+    let widths: Vec<usize> = (0..columns).map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0)).collect();
     let mut out = String::new();
     for row in rows {
         let cells: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();

@@ -60,8 +60,15 @@ pub fn kill(sup: &Supervisor, conn: &mut UnixStream, name: &str, signal: i32) ->
     send(conn, &Response::Done)
 }
 
-pub fn ps(sup: &Supervisor, conn: &mut UnixStream, all: bool) -> Reply {
-    let containers = sup.registry.list().into_iter().filter(|r| all || !r.state.is_terminal()).collect();
+pub fn ps(sup: &Supervisor, conn: &mut UnixStream, all: bool, stats: bool) -> Reply {
+    let mut containers: Vec<_> = sup.registry.list().into_iter().filter(|r| all || !r.state.is_terminal()).collect();
+    if stats {
+        for c in containers.iter_mut().filter(|c| !c.state.is_terminal()) {
+            if let Ok(live) = sup.registry.inspect(c.name(), sup.monitor.as_ref()) {
+                *c = live;
+            }
+        }
+    }
     send(conn, &Response::List { containers })
 }
 

@@ -47,7 +47,7 @@ fn serve_one(sup: &Supervisor, mut conn: UnixStream) {
         Request::Run { spec, remove } => handlers::run(sup, &mut conn, spec, remove),
         Request::Stop { name, timeout_secs } => handlers::stop(sup, &mut conn, &name, timeout_secs),
         Request::Kill { name, signal } => handlers::kill(sup, &mut conn, &name, signal),
-        Request::Ps { all } => handlers::ps(sup, &mut conn, all),
+        Request::Ps { all, stats } => handlers::ps(sup, &mut conn, all, stats),
         Request::Logs { name, follow, timestamps, tail } => {
             handlers::logs(sup, &mut conn, &name, crate::supervisor::logs::follow::Options { follow, timestamps, tail })
         }
