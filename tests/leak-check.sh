@@ -3,10 +3,18 @@
 # tests made must be gone. Prints what is left and fails if anything is.
 set -u
 left=()
+cmdline() { tr '\0' ' ' < "/proc/$1/cmdline" 2>/dev/null; }
 for p in /proc/[0-9]*; do
-  cmd=$(tr '\0' ' ' < "$p/cmdline" 2>/dev/null) || continue
+  pid=${p#/proc/}
+  cmd=$(cmdline "$pid") || continue
   case "$cmd" in
-    *engine-test-*|engine-init*) left+=("process ${p#/proc/}: $cmd") ;;
+    *engine-test-*) left+=("process $pid: $cmd") ;;
+    engine-init*)
+      # A container init belongs to a test if its supervisor is a test's, or if it was orphaned.
+      ppid=$(awk '{print $4}' "$p/stat" 2>/dev/null)
+      case "$ppid:$(cmdline "$ppid")" in
+        1:*|*engine-test-*) left+=("container init $pid (parent $ppid)") ;;
+      esac ;;
   esac
 done
 grep -q 'engine-test-' /proc/self/mountinfo && left+=("mounts: $(grep -c engine-test- /proc/self/mountinfo)")
