@@ -9,7 +9,10 @@
 cd /
 ENGINE_CHECKS="engine_supervisor_started engine_demo_soft_then_hard engine_demo_ps_killed_hard_limit
 engine_demo_inspect_peak engine_under_limits_running engine_shell_child_killed
-engine_cgroup_v2_fallback_killed"
+engine_cgroup_v2_fallback_killed
+engine_v2_memory_oom engine_v2_pids_limit engine_v2_cpus_throttled engine_v2_cpuset engine_v2_stats
+engine_net_host_to_container engine_net_container_to_container engine_net_duplicate_ip_refused
+engine_net_cleanup"
 
 if [ ! -x /bin/engine ]; then
 	for c in $ENGINE_CHECKS; do fail "$c" "no static engine in the initramfs (make engine-static failed)"; done
@@ -87,6 +90,10 @@ if start_supervisor; then
 else
 	fail engine_cgroup_v2_fallback_killed "supervisor did not restart: $(cat /tmp/supervisor.out)"
 fi
+
+# cgroup v2 limits and bridge networking (issue 4), against the restarted supervisor.
+. /vm/engine-limits-net.sh
+
 echo "--- engine ps -a"
 cat /tmp/ps.out
 engine ps -a
