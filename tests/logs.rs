@@ -145,3 +145,21 @@ fn a_reader_that_stops_reading_does_not_lose_output() {
     assert!(all == expected, "run output differs ({} vs {} bytes)", all.len(), expected.len());
     assert_eq!(sup.ok(&["logs", "paced"]), expected);
 }
+
+#[test]
+fn after_wait_and_stop_the_log_is_complete() {
+    let sup = Supervisor::start();
+    for i in 0..3 {
+        let name = format!("burst{i}");
+        sup.start_container(&name, &["/bin/sh", "-c", "yes abcdefghij | head -c 20000000"]);
+        assert_eq!(sup.wait_exit(&name), 0);
+        // Straight from the file, no follow: wait must not return before the writer is done.
+        let size = std::fs::metadata(sup.root.join(format!("logs/{name}.log"))).unwrap().len();
+        let out = sup.engine(&["logs", &name]);
+        assert_eq!(out.stdout.len(), 20_000_000, "log incomplete right after wait (file {size} bytes)");
+    }
+    sup.start_container("tail", &["/bin/sh", "-c", "trap 'yes z | head -c 5000000; exit 0' TERM; while true; do sleep 0.1; done"]);
+    std::thread::sleep(Duration::from_millis(300));
+    sup.ok(&["stop", "tail"]);
+    assert_eq!(sup.engine(&["logs", "tail"]).stdout.len(), 5_000_000, "log incomplete right after stop");
+}

@@ -33,7 +33,7 @@ pub fn run(sup: &Supervisor, conn: &mut UnixStream, spec: ContainerSpec, remove:
     let streamed = follow::stream(&path, live.as_deref(), opts, &mut |stream, bytes| {
         write_frame(conn, &Response::Output { stream }, bytes)
     });
-    let record = sup.registry.wait_terminal(&name, None)?.expect("no timeout");
+    let record = launch::wait_settled(sup, &name)?;
     let code = record.exit_code.unwrap_or(crate::container::init::EXIT_ENGINE_ERROR);
     if remove {
         remove_container(sup, &name)?;
@@ -107,7 +107,7 @@ fn remove_container(sup: &Supervisor, name: &str) -> Reply {
 }
 
 pub fn wait(sup: &Supervisor, conn: &mut UnixStream, name: &str) -> Reply {
-    let record = sup.registry.wait_terminal(name, None)?.expect("no timeout");
+    let record = launch::wait_settled(sup, name)?;
     let code = record.exit_code.unwrap_or(crate::container::init::EXIT_ENGINE_ERROR);
     send(conn, &Response::Exited { code })
 }

@@ -102,6 +102,16 @@ fn launch(sup: &Supervisor, spec: ContainerSpec, log_path: &std::path::Path) -> 
     }
 }
 
+/// Blocks until the container has ended, given back what it held, and its output is all on
+/// disk: after `engine wait` or `engine stop`, `engine logs` is complete.
+pub fn wait_settled(sup: &Supervisor, name: &str) -> Result<crate::container::state::ContainerRecord, Failure> {
+    let record = sup.registry.wait_terminal(name, None)?.expect("no timeout");
+    if let (_, Some(log)) = sup.registry.log_of(name)? {
+        log.wait_done();
+    }
+    Ok(record)
+}
+
 /// SIGTERM (forwarded by the init to the command), then SIGKILL to the whole container after
 /// `grace`. Returns once the container is reaped.
 pub fn stop(sup: &Supervisor, name: &str, grace: Duration) -> Result<(), Failure> {
@@ -111,7 +121,6 @@ pub fn stop(sup: &Supervisor, name: &str, grace: Duration) -> Result<(), Failure
     }
     if sup.registry.wait_terminal(name, Some(grace))?.is_none() {
         sup.registry.signal(name, libc::SIGKILL, |_| {})?;
-        sup.registry.wait_terminal(name, None)?;
     }
-    Ok(())
+    wait_settled(sup, name).map(drop)
 }

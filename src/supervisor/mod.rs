@@ -80,12 +80,8 @@ impl Supervisor {
             .into_iter()
             .map(|name| {
                 let sup = self.clone();
-                std::thread::spawn(move || {
-                    let _ = launch::stop(&sup, &name, SHUTDOWN_GRACE);
-                    if let Ok((_, Some(log))) = sup.registry.log_of(&name) {
-                        log.wait_done();
-                    }
-                })
+                // stop() returns once the container's output is on disk.
+                std::thread::spawn(move || launch::stop(&sup, &name, SHUTDOWN_GRACE))
             })
             .collect();
         for s in stoppers {
