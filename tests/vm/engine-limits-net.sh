@@ -33,6 +33,7 @@ cg=""
 wait_for 5 has_cgroup_dir oomhog && cg=$(cgroup_dir oomhog)
 wait "$oompid"
 oomrc=$?
+echo "oomhog: exit $oomrc, cgroup from inspect: '$cg'"
 [ -n "$cg" ] || cg=/sys/fs/cgroup/engine/oomhog
 wait_for 5 killed_oom oomhog
 if [ "$oomrc" = 137 ] && killed_oom oomhog && wait_for 5 test ! -e "$cg"; then
@@ -45,6 +46,7 @@ fi
 engine run --net none --pids-limit 5 pidlim rootfs /bin/sh -c \
 	'for i in 1 2 3 4 5 6; do sleep 2 & done; echo survived' >/tmp/pidlim.out 2>&1
 pidrc=$?
+echo "pidlim: exit $pidrc: $(tr '\n' ' ' </tmp/pidlim.out | cut -c1-200)"
 if ! grep -q survived /tmp/pidlim.out && grep -qi "fork" /tmp/pidlim.out; then
 	pass engine_v2_pids_limit
 else
@@ -57,6 +59,7 @@ cpurc=$?
 line=$(grep 'cpu_hog: done' /tmp/cpuq.out | tail -n1)
 cpu=$(echo "$line" | sed -n 's/.*cpu=\([0-9.]*\)s.*/\1/p')
 wall=$(echo "$line" | sed -n 's/.*wall=\([0-9.]*\)s.*/\1/p')
+echo "cpuq: exit $cpurc: $line"
 if [ -n "$cpu" ] && [ -n "$wall" ] && awk -v c="$cpu" -v w="$wall" 'BEGIN { exit !(w > 0 && c / w < 0.4) }'; then
 	pass engine_v2_cpus_throttled
 else
@@ -66,6 +69,7 @@ fi
 # 4. Cpuset: pinned to CPU 1 of the guest's two.
 engine run --net none --cpuset-cpus 1 pinned rootfs /bin/grep Cpus_allowed_list /proc/self/status >/tmp/pinned.out 2>&1
 pinrc=$?
+echo "pinned: exit $pinrc: $(cat /tmp/pinned.out)"
 if [ "$pinrc" = 0 ] && grep -Eq '^Cpus_allowed_list:[[:space:]]+1$' /tmp/pinned.out; then
 	pass engine_v2_cpuset
 else
@@ -107,6 +111,7 @@ fi
 # 7. Container -> container.
 engine run pinger rootfs /bin/ping -c1 -W2 10.88.0.50 >/tmp/pinger.out 2>&1
 pingrc=$?
+echo "pinger: exit $pingrc: $(grep -E 'bytes from|received' /tmp/pinger.out | tr '\n' ' ')"
 if [ "$pingrc" = 0 ] && grep -q '1 packets received' /tmp/pinger.out; then
 	pass engine_net_container_to_container
 else
@@ -116,6 +121,7 @@ fi
 # 8. A second container on the same address is refused and leaves nothing behind.
 engine start --ip 10.88.0.50 web2 rootfs /server 8081 >/tmp/web2.out 2>&1
 duprc=$?
+echo "web2: exit $duprc: $(cat /tmp/web2.out)"
 if [ "$duprc" = 125 ] && [ -z "$(state web2)" ]; then
 	pass engine_net_duplicate_ip_refused
 else
