@@ -159,3 +159,30 @@ fn bad_input_is_one_clear_line_and_leaves_nothing() {
     assert_eq!(out.status.code(), Some(125));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the supervisor"));
 }
+
+#[test]
+fn wrong_protocol_version_and_oversized_frames_are_refused() {
+    use std::io::{Read, Write};
+    let sup = Supervisor::start();
+    let frame = |json: &[u8], declared: Option<u32>| {
+        let mut f = Vec::new();
+        f.extend_from_slice(&declared.unwrap_or(json.len() as u32).to_be_bytes());
+        f.extend_from_slice(&0u32.to_be_bytes());
+        f.extend_from_slice(json);
+        f
+    };
+    let ask = |bytes: Vec<u8>| -> String {
+        let mut conn = std::os::unix::net::UnixStream::connect(&sup.socket).unwrap();
+        conn.write_all(&bytes).unwrap();
+        let mut reply = Vec::new();
+        conn.read_to_end(&mut reply).unwrap();
+        String::from_utf8_lossy(reply.get(8..).unwrap_or_default()).into_owned()
+    };
+    let reply = ask(frame(br#"{"version":99,"request":{"op":"ps","all":true}}"#, None));
+    assert!(reply.contains("protocol version 99 is not supported"), "{reply}");
+    let reply = ask(frame(b"", Some(64 << 20)));
+    assert!(reply.contains("size cap"), "{reply}");
+    let reply = ask(frame(b"{not json", None));
+    assert!(reply.contains("bad request"), "{reply}");
+    sup.ok(&["ps"]); // still serving
+}
