@@ -5,7 +5,7 @@
 //! adds the child's pid before releasing it, reads stats, and removes the group when the
 //! container ends; `cleanup_stale` removes groups left by a crashed supervisor.
 //!
-//! ```ignore
+//! ```text
 //! let cg = Cgroup::create(name, &Limits { memory_max: Some(parse_size("10m")?), ..Default::default() })?;
 //! cg.add_pid(child_pid)?;            // before the child is released
 //! // ... the container runs; cg.stats() for `engine stats` ...

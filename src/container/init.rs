@@ -107,7 +107,8 @@ fn prepare(spec: &ContainerSpec, files: &[BindFile]) -> Result<(), SetupError> {
             return Err(SetupError::new(format!("setpriority({n}): {}", io::Error::last_os_error())));
         }
     }
-    Ok(())
+    // Last: the steps above need capabilities the container's root does not keep.
+    super::security::drop_capabilities()
 }
 
 /// The new network namespace has only `lo`, and it is down.

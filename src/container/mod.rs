@@ -1,8 +1,9 @@
 //! Creating a container: what to run (spec), the parent side (spawn), the child side (init,
-//! rootfs), the messages between them (channel) and the lifecycle states (state).
+//! rootfs, security), the messages between them (channel) and the lifecycle states (state).
 pub mod channel;
 pub mod init;
 pub mod rootfs;
+pub mod security;
 pub mod spawn;
 pub mod spec;
 pub mod state;

@@ -1,0 +1,76 @@
+//! What the container's root may do: Docker's default capability set, nothing more.
+//!
+//! Without this, root in the container could mount filesystems, load kernel modules or reach host
+//! devices: every capability outside the set is dropped from the bounding set (so the command,
+//! exec'd as root, is granted only these) and from the init's own sets.
+use std::io;
+
+use super::init::SetupError;
+
+/// CAP_CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, SETGID, SETUID, SETPCAP, NET_BIND_SERVICE,
+/// NET_RAW, SYS_CHROOT, MKNOD, AUDIT_WRITE, SETFCAP: Docker's and containerd's default.
+pub const DEFAULT_CAPS: &[u32] = &[0, 1, 3, 4, 5, 6, 7, 8, 10, 13, 18, 27, 29, 31];
+
+fn last_cap() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(40)
+}
+
+/// The default set as a 64-bit mask, as /proc/PID/status shows it (CapBnd).
+pub fn default_mask() -> u64 {
+    DEFAULT_CAPS.iter().fold(0, |m, c| m | 1 << c)
+}
+
+pub fn drop_capabilities() -> Result<(), SetupError> {
+    let keep = default_mask();
+    for cap in 0..=last_cap() {
+        if keep & (1 << cap) == 0 {
+            // SAFETY: prctl with integer arguments.
+            if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) } != 0 {
+                let e = io::Error::last_os_error();
+                // EINVAL: a capability this kernel does not know.
+                if e.raw_os_error() != Some(libc::EINVAL) {
+                    return Err(SetupError::new(format!("dropping capability {cap}: {e}")));
+                }
+            }
+        }
+    }
+    capset(keep).map_err(|e| SetupError::new(format!("capset: {e}")))
+}
+
+/// Sets the calling process's effective, permitted and inheritable sets to `mask`.
+fn capset(mask: u64) -> io::Result<()> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    let mut header = Header { version: VERSION_3, pid: 0 };
+    let word = |shift: u32| {
+        let w = (mask >> shift) as u32;
+        Data { effective: w, permitted: w, inheritable: w }
+    };
+    let data = [word(0), word(32)];
+    // SAFETY: header and two data words, as capset(2) expects for version 3.
+    let rc = unsafe { libc::syscall(libc::SYS_capset, &mut header as *mut Header, data.as_ptr()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn default_mask_is_dockers() {
+        assert_eq!(super::default_mask(), 0xa80425fb);
+    }
+}
