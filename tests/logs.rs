@@ -16,19 +16,16 @@ fn sha256_of_command(cmd: &mut Command) -> String {
 #[test]
 fn a_200_mb_flood_is_logged_byte_identical() {
     let sup = Supervisor::start();
-    let rootfs = rootfs();
     // Random bytes: every byte value, newlines at random places, long partial lines.
-    let name = format!("flood-{}.bin", std::process::id());
-    let host_file = rootfs.join("tmp").join(&name);
-    let status = Command::new("head").args(["-c", "200000000", "/dev/urandom"]).stdout(std::fs::File::create(&host_file).unwrap()).status().unwrap();
-    assert!(status.success());
-    let expected = sha256_of_command(Command::new("cat").arg(&host_file));
+    let payload = Payload::random("flood", 200_000_000);
+    let name = &payload.name;
+    let expected = sha256_of_command(Command::new("cat").arg(&payload.host_path));
 
     let t = Instant::now();
     sup.start_container("flood", &["/bin/sh", "-c", &format!("cat /tmp/{name}; echo done >&2")]);
     assert_eq!(sup.wait_exit("flood"), 0);
     let elapsed = t.elapsed();
-    std::fs::remove_file(&host_file).unwrap();
+    drop(payload);
 
     let got = sha256_of_command(&mut sup.cmd(&["logs", "flood"]));
     assert_eq!(got, expected, "stdout payload differs from what the container wrote");
@@ -149,17 +146,19 @@ fn a_reader_that_stops_reading_does_not_lose_output() {
 #[test]
 fn after_wait_and_stop_the_log_is_complete() {
     let sup = Supervisor::start();
+    // `cat` outruns the writer (random bytes make many short records), so when the container
+    // exits the channel is still full: wait and stop must not return before the writer is done.
+    let payload = Payload::random("burst", 64_000_000);
+    let cat = format!("cat /tmp/{}", payload.name);
     for i in 0..3 {
-        let name = format!("burst{i}");
-        sup.start_container(&name, &["/bin/sh", "-c", "yes abcdefghij | head -c 20000000"]);
-        assert_eq!(sup.wait_exit(&name), 0);
-        // Straight from the file, no follow: wait must not return before the writer is done.
-        let size = std::fs::metadata(sup.root.join(format!("logs/{name}.log"))).unwrap().len();
-        let out = sup.engine(&["logs", &name]);
-        assert_eq!(out.stdout.len(), 20_000_000, "log incomplete right after wait (file {size} bytes)");
+        let c = format!("burst{i}");
+        sup.start_container(&c, &["/bin/sh", "-c", &cat]);
+        assert_eq!(sup.wait_exit(&c), 0);
+        assert_eq!(sup.engine(&["logs", &c]).stdout.len(), 64_000_000, "log incomplete right after wait");
     }
-    sup.start_container("tail", &["/bin/sh", "-c", "trap 'yes z | head -c 5000000; exit 0' TERM; while true; do sleep 0.1; done"]);
+    let trap = format!("trap '{cat}; exit 0' TERM; while true; do sleep 0.1; done");
+    sup.start_container("tail", &["/bin/sh", "-c", &trap]);
     std::thread::sleep(Duration::from_millis(300));
     sup.ok(&["stop", "tail"]);
-    assert_eq!(sup.engine(&["logs", "tail"]).stdout.len(), 5_000_000, "log incomplete right after stop");
+    assert_eq!(sup.engine(&["logs", "tail"]).stdout.len(), 64_000_000, "log incomplete right after stop");
 }

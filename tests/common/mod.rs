@@ -176,3 +176,30 @@ pub fn pids_matching(needle: &str) -> Vec<i32> {
     }
     pids
 }
+
+/// `bytes` random bytes in a file under rootfs/tmp (the containers see it as /tmp/NAME), removed
+/// when dropped, even by a failing test.
+pub struct Payload {
+    pub host_path: PathBuf,
+    pub name: String,
+}
+
+impl Payload {
+    pub fn random(tag: &str, bytes: u64) -> Payload {
+        let name = format!("{tag}-{}.bin", std::process::id());
+        let host_path = rootfs().join("tmp").join(&name);
+        let status = Command::new("head")
+            .args(["-c", &bytes.to_string(), "/dev/urandom"])
+            .stdout(std::fs::File::create(&host_path).unwrap())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        Payload { host_path, name }
+    }
+}
+
+impl Drop for Payload {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.host_path);
+    }
+}
