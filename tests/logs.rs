@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 use common::*;
 
 fn sha256_of_command(cmd: &mut Command) -> String {
-    let out = cmd.stdout(Stdio::piped()).spawn().unwrap();
-    let sum = Command::new("sha256sum").stdin(out.stdout.unwrap()).output().unwrap();
+    let mut producer = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    let sum = Command::new("sha256sum").stdin(producer.stdout.take().unwrap()).output().unwrap();
+    assert!(producer.wait().unwrap().success());
     String::from_utf8_lossy(&sum.stdout).split_whitespace().next().unwrap().to_string()
 }
 

@@ -46,10 +46,6 @@ impl ContainerSpec {
             .map(|s| crate::cgroup::parse_cpuset(s).map_err(|e| InvalidSpec(format!("--cpuset-cpus {s:?}: {e}"))))
             .transpose()
     }
-
-    pub fn wants_cgroup(&self) -> bool {
-        self.memory.is_some() || self.cpus.is_some() || self.pids_limit.is_some() || self.cpuset_cpus.is_some()
-    }
 }
 
 /// A spec that cannot be run, with the sentence the user sees.

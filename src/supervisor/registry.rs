@@ -147,10 +147,6 @@ impl Registry {
         }
     }
 
-    pub fn update<R>(&self, name: &str, f: impl FnOnce(&mut ContainerRecord) -> R) -> Option<R> {
-        self.inner.lock().containers.get_mut(name).map(|e| f(&mut e.record))
-    }
-
     /// Hands the container's acquired resources to the registry (released when it ends).
     pub fn set_resources(&self, name: &str, resources: Resources, memory_enforcement: Option<String>) {
         let mut inner = self.inner.lock();
