@@ -33,8 +33,8 @@ run engine logs beta
 run engine stop beta
 run engine run gamma rootfs /cpu_hog 2
 echo "(exit code $?)"
-step "engine run iso rootfs /bin/sh -c 'hostname; ps; ls /proc/1/fd'   # what a container sees"
-engine run iso rootfs /bin/sh -c 'hostname; ps; ls /proc/1/fd' || true
+step "engine run iso rootfs /bin/sh -c 'hostname; ps; ip -4 addr show eth0'   # what a container sees"
+engine run iso rootfs /bin/sh -c 'hostname; ps; ip -4 addr show eth0' || true
 step "engine run missing rootfs /no/such/command"
 engine run missing rootfs /no/such/command || echo "(exit code $?)"
 

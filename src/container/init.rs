@@ -108,7 +108,8 @@ fn prepare(spec: &ContainerSpec, files: &[BindFile]) -> Result<(), SetupError> {
         }
     }
     // Last: the steps above need capabilities the container's root does not keep.
-    super::security::drop_capabilities()
+    super::security::drop_capabilities()?;
+    super::security::hide_init()
 }
 
 /// The new network namespace has only `lo`, and it is down.

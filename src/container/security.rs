@@ -37,6 +37,17 @@ pub fn drop_capabilities() -> Result<(), SetupError> {
     capset(keep).map_err(|e| SetupError::new(format!("capset: {e}")))
 }
 
+/// The init runs the host's engine binary and holds the channel to the supervisor: made
+/// non-dumpable, processes of the container cannot ptrace it, read /proc/1/exe or reach its fds
+/// (what runc guards against since CVE-2019-5736).
+pub fn hide_init() -> Result<(), SetupError> {
+    // SAFETY: prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        return Err(SetupError::new(format!("PR_SET_DUMPABLE: {}", io::Error::last_os_error())));
+    }
+    Ok(())
+}
+
 /// Sets the calling process's effective, permitted and inheritable sets to `mask`.
 fn capset(mask: u64) -> io::Result<()> {
     #[repr(C)]
