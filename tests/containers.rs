@@ -72,14 +72,17 @@ fn ps_inside_sees_only_the_container_and_loopback_is_up() {
 }
 
 #[test]
-fn root_in_the_container_has_only_dockers_default_capabilities() {
+fn root_in_the_container_has_only_dockers_default_capabilities_and_a_guarded_proc() {
     let sup = Supervisor::start();
     let script = "grep -E '^Cap(Bnd|Eff)' /proc/self/status; grep CapEff /proc/1/status; \
                   mount -t tmpfs none /mnt 2>/dev/null && echo mounted; hostname evil 2>/dev/null && echo renamed; \
-                  readlink /proc/1/fd/3 && echo init-fd; readlink /proc/1/exe && echo init-exe; echo end";
+                  readlink /proc/1/fd/3 && echo init-fd; readlink /proc/1/exe && echo init-exe; \
+                  v=$(cat /proc/sys/vm/swappiness); echo $v > /proc/sys/vm/swappiness 2>/dev/null && echo sysctl-written; \
+                  echo $(head -c 16 /proc/kcore | wc -c) $(cat /proc/sys/kernel/ostype); echo end";
     let (code, out, err) = sup.run("caps", &["/bin/sh", "-c", script]);
     assert_eq!(code, 0, "{err}");
-    assert_eq!(out, "CapEff:\t00000000a80425fb\nCapBnd:\t00000000a80425fb\nCapEff:\t00000000a80425fb\nend\n");
+    // /proc/sys is readable but not writable; /proc/kcore reads as empty.
+    assert_eq!(out, "CapEff:\t00000000a80425fb\nCapBnd:\t00000000a80425fb\nCapEff:\t00000000a80425fb\n0 Linux\nend\n");
 }
 
 #[test]

@@ -37,6 +37,7 @@ pub fn enter(rootfs: &Path, files: &[BindFile]) -> Result<(), SetupError> {
         .map_err(step("bind-mounting the rootfs"))?;
     mount_proc(rootfs)?;
     mount_dev(&rootfs.join("dev"))?;
+    protect_proc(rootfs)?;
     for f in files {
         bind_file(rootfs, f)?;
     }
@@ -65,6 +66,38 @@ fn mount_proc(rootfs: &Path) -> Result<(), SetupError> {
     // A fresh proc for the new PID namespace: `ps` sees only the container.
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
     mount(Some("proc"), &target, Some("proc"), flags, None::<&str>).map_err(step("mounting /proc"))
+}
+
+/// /proc shows kernel-wide state: sysctls writable by uid 0 (core_pattern alone would run a
+/// program as host root), memory images, keys. As Docker does, these are read-only or masked.
+const PROC_READ_ONLY: &[&str] = &["bus", "fs", "irq", "sys", "sysrq-trigger"];
+const PROC_MASKED: &[&str] = &[
+    "acpi", "asound", "kcore", "keys", "latency_stats", "sched_debug", "scsi", "timer_list", "timer_stats",
+];
+
+fn protect_proc(rootfs: &Path) -> Result<(), SetupError> {
+    let proc = rootfs.join("proc");
+    for name in PROC_READ_ONLY {
+        let path = proc.join(name);
+        if path.exists() {
+            mount(Some(&path), &path, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+                .map_err(step("binding a /proc path"))?;
+            let ro = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+            mount(None::<&str>, &path, None::<&str>, ro, None::<&str>).map_err(step("making a /proc path read-only"))?;
+        }
+    }
+    let null = rootfs.join("dev/null");
+    for name in PROC_MASKED {
+        let path = proc.join(name);
+        match fs::metadata(&path) {
+            Ok(m) if m.is_dir() => mount(Some("tmpfs"), &path, Some("tmpfs"), MsFlags::MS_RDONLY, Some("size=0"))
+                .map_err(step("masking a /proc directory"))?,
+            Ok(_) => mount(Some(&null), &path, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+                .map_err(step("masking a /proc file"))?,
+            Err(_) => {}
+        }
+    }
+    Ok(())
 }
 
 fn mount_dev(dev: &Path) -> Result<(), SetupError> {
