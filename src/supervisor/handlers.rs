@@ -33,8 +33,7 @@ pub fn run(sup: &Supervisor, conn: &mut UnixStream, spec: ContainerSpec, remove:
     let streamed = follow::stream(&path, live.as_deref(), opts, &mut |stream, bytes| {
         write_frame(conn, &Response::Output { stream }, bytes)
     });
-    let record = launch::wait_settled(sup, &name)?;
-    let code = record.exit_code.unwrap_or(crate::container::init::EXIT_ENGINE_ERROR);
+    let code = launch::wait_settled(sup, &name)?;
     if remove {
         remove_container(sup, &name)?;
     }
@@ -45,7 +44,6 @@ pub fn run(sup: &Supervisor, conn: &mut UnixStream, spec: ContainerSpec, remove:
 }
 
 pub fn stop(sup: &Supervisor, conn: &mut UnixStream, name: &str, timeout_secs: u64) -> Reply {
-    sup.registry.get(name)?;
     launch::stop(sup, name, Duration::from_secs(timeout_secs))?;
     send(conn, &Response::Done)
 }
@@ -107,7 +105,6 @@ fn remove_container(sup: &Supervisor, name: &str) -> Reply {
 }
 
 pub fn wait(sup: &Supervisor, conn: &mut UnixStream, name: &str) -> Reply {
-    let record = launch::wait_settled(sup, name)?;
-    let code = record.exit_code.unwrap_or(crate::container::init::EXIT_ENGINE_ERROR);
+    let code = launch::wait_settled(sup, name)?;
     send(conn, &Response::Exited { code })
 }

@@ -103,13 +103,14 @@ fn launch(sup: &Supervisor, spec: ContainerSpec, log_path: &std::path::Path) -> 
 }
 
 /// Blocks until the container has ended, given back what it held, and its output is all on
-/// disk: after `engine wait` or `engine stop`, `engine logs` is complete.
-pub fn wait_settled(sup: &Supervisor, name: &str) -> Result<crate::container::state::ContainerRecord, Failure> {
+/// disk (after `engine wait` or `engine stop`, `engine logs` is complete); its exit code.
+pub fn wait_settled(sup: &Supervisor, name: &str) -> Result<i32, Failure> {
     let record = sup.registry.wait_terminal(name, None)?.expect("no timeout");
     if let (_, Some(log)) = sup.registry.log_of(name)? {
         log.wait_done();
     }
-    Ok(record)
+    // Only a `lost` container has none: engine could not see how it ended.
+    Ok(record.exit_code.unwrap_or(EXIT_ENGINE_ERROR))
 }
 
 /// SIGTERM (forwarded by the init to the command), then SIGKILL to the whole container after

@@ -31,8 +31,9 @@ pub fn spawn(sup: Arc<Supervisor>) -> std::io::Result<()> {
 
 /// SIGCHLDs coalesce: one signal may stand for many exits, so drain every waitable child.
 /// Monitor events are read first: a hard-limit kill is queued before its victim can be reaped,
-/// so the exit is attributed to the limit.
-fn reap_all(sup: &Supervisor) {
+/// so the exit is attributed to the limit. Giving back a cgroup or a veth can take milliseconds
+/// (rmdir retries, netlink), so it runs on a thread of its own and never delays the next reap.
+fn reap_all(sup: &Arc<Supervisor>) {
     sup.drain_monitor_events();
     loop {
         match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
@@ -40,7 +41,8 @@ fn reap_all(sup: &Supervisor) {
             Ok(status) => {
                 let ended = status.pid().and_then(|pid| sup.registry.on_exit(pid.as_raw(), status));
                 if let Some(ended) = ended {
-                    launch::release(sup, ended);
+                    let sup = sup.clone();
+                    std::thread::spawn(move || launch::release(&sup, ended));
                 }
             }
         }

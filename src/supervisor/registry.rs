@@ -37,7 +37,6 @@ pub struct Live {
     /// Handed over by `mark_running`; the init's last message (how the command ended) is read
     /// from it when the init is reaped.
     channel: Option<InitChannel>,
-    pub log: Arc<LogFile>,
     pub stop_requested: bool,
     pub kill_reason: Option<KillReason>,
     /// The init was reaped before the start finished; applied by `mark_running`.
@@ -56,11 +55,11 @@ pub struct Ended {
 struct Entry {
     record: ContainerRecord,
     live: Option<Live>,
+    /// Its output while the supervisor runs: followers wait on it until the output ends.
+    log: Option<Arc<LogFile>>,
     /// Ended, but its cgroup, monitor entry or veth are still being given back: waiters wait, so
     /// a `stop` or `rm` returns only once the container holds nothing.
     releasing: bool,
-    /// Output of a finished container that followers may still be reading.
-    log: Option<Arc<LogFile>>,
 }
 
 #[derive(Default)]
@@ -135,10 +134,10 @@ impl Registry {
         if let Some(e) = inner.containers.get_mut(name) {
             e.record.pid = Some(pid);
             e.record.pid_start_ticks = process_start_ticks(pid);
+            e.log = Some(log);
             e.live = Some(Live {
                 pidfd,
                 channel: None,
-                log,
                 stop_requested: false,
                 kill_reason: None,
                 early_exit: None,
@@ -284,13 +283,7 @@ impl Registry {
         entry.record.exit_code = entry.record.state.exit_code();
         entry.record.finished_at = Some(now());
         entry.record.cgroup.clear();
-        let resources = match live {
-            Some(l) => {
-                entry.log = Some(l.log);
-                l.resources
-            }
-            None => Resources::default(),
-        };
+        let resources = live.map(|l| l.resources).unwrap_or_default();
         entry.releasing = true;
         if let Some(pid) = pid {
             inner.by_pid.remove(&pid);
@@ -320,8 +313,7 @@ impl Registry {
     pub fn log_of(&self, name: &str) -> Result<(std::path::PathBuf, Option<Arc<LogFile>>), RegistryError> {
         let inner = self.inner.lock();
         let e = inner.containers.get(name).ok_or_else(|| RegistryError::NotFound(name.into()))?;
-        let live = e.live.as_ref().map(|l| l.log.clone()).or_else(|| e.log.clone());
-        Ok((e.record.log_path.clone(), live))
+        Ok((e.record.log_path.clone(), e.log.clone()))
     }
 
     /// Sends `signal` to the container's init; `Ok(false)` if it is not running.
