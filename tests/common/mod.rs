@@ -82,8 +82,12 @@ impl Supervisor {
         c
     }
 
+    /// Runs engine to completion. Under `timeout`: a request that hangs (a serialized server, a
+    /// lost wake-up) fails its test with status 124 instead of stalling the whole suite.
     pub fn engine(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
+        let mut c = Command::new("timeout");
+        c.args(["--kill-after=5", "120", ENGINE]).arg("--socket").arg(&self.socket).args(args).stdin(Stdio::null());
+        c.output().unwrap()
     }
 
     /// Runs engine and asserts success; its stdout.
