@@ -41,15 +41,15 @@ pub struct NetConfig {
 }
 
 impl NetConfig {
-    /// engine0, 10.88.0.0/16, gateway 10.88.0.1, leases under `state_dir`.
-    pub fn default_for(state_dir: PathBuf) -> NetConfig {
-        NetConfig {
-            bridge: "engine0".into(),
-            subnet: Ipv4Net::new(Ipv4Addr::new(10, 88, 0, 0), 16).expect("valid default subnet"),
-            gateway: Ipv4Addr::new(10, 88, 0, 1),
-            state_dir,
-        }
+    /// `bridge` on `subnet`, the bridge taking the subnet's first address as the containers'
+    /// gateway; leases under `state_dir`.
+    pub fn new(bridge: String, subnet: Ipv4Net, state_dir: PathBuf) -> Result<NetConfig, NetError> {
+        let gateway = Ipv4Addr::from(u32::from(subnet.network()) + 1);
+        let cfg = NetConfig { bridge, subnet, gateway, state_dir };
+        cfg.validate()?;
+        Ok(cfg)
     }
+
 
     /// Checks the bridge name and that the gateway is a host of the subnet.
     pub fn validate(&self) -> Result<(), NetError> {

@@ -156,13 +156,7 @@ pub fn run(config: Config, ready: impl FnOnce()) -> anyhow::Result<()> {
     let listener = bind_socket(&config.socket)?;
     let store = store::Store::open(&root)?;
     let registry = registry::Registry::load(store).context("loading container records")?;
-    let net = crate::net::NetConfig {
-        bridge: config.bridge,
-        gateway: std::net::Ipv4Addr::from(u32::from(config.subnet.network()) + 1),
-        subnet: config.subnet,
-        state_dir: root.join("net"),
-    };
-    net.validate()?;
+    let net = crate::net::NetConfig::new(config.bridge, config.subnet, root.join("net"))?;
     // No container runs yet: whatever an earlier supervisor left in our cgroup parent or on our
     // bridge belongs to containers that are gone (or were just killed as lost).
     for name in crate::cgroup::Cgroup::cleanup_stale_in(&config.cgroup_parent, &|_| false) {
