@@ -38,6 +38,17 @@ impl Client {
     pub fn call(&self, request: Request) -> Result<Response, CliError> {
         self.send(request)?.next()
     }
+
+    /// A request whose only answer is `Done`; prints `name` on success, as Docker does.
+    pub fn call_done(&self, request: Request, name: &str) -> super::CliResult {
+        match self.call(request)? {
+            Response::Done => {
+                println!("{name}");
+                Ok(0)
+            }
+            other => Err(unexpected(other)),
+        }
+    }
 }
 
 impl Connection {

@@ -1,7 +1,6 @@
 //! `engine rm [-f] NAME`: remove a finished container's record and log (-f kills it first).
-use super::client::unexpected;
 use super::{CliResult, Client};
-use crate::protocol::{Request, Response};
+use crate::protocol::Request;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -12,11 +11,5 @@ pub struct Args {
 }
 
 pub fn execute(args: Args, client: &Client) -> CliResult {
-    match client.call(Request::Rm { name: args.name.clone(), force: args.force })? {
-        Response::Done => {
-            println!("{}", args.name);
-            Ok(0)
-        }
-        other => Err(unexpected(other)),
-    }
+    client.call_done(Request::Rm { name: args.name.clone(), force: args.force }, &args.name)
 }

@@ -1,7 +1,6 @@
 //! `engine stop [-t SECS] NAME`: SIGTERM to the command, SIGKILL to the container after SECS.
-use super::client::unexpected;
 use super::{CliResult, Client};
-use crate::protocol::{Request, Response};
+use crate::protocol::Request;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -12,11 +11,5 @@ pub struct Args {
 }
 
 pub fn execute(args: Args, client: &Client) -> CliResult {
-    match client.call(Request::Stop { name: args.name.clone(), timeout_secs: args.time })? {
-        Response::Done => {
-            println!("{}", args.name);
-            Ok(0)
-        }
-        other => Err(unexpected(other)),
-    }
+    client.call_done(Request::Stop { name: args.name.clone(), timeout_secs: args.time }, &args.name)
 }
