@@ -17,6 +17,10 @@ accel=${VM_ACCEL:-tcg}
 mem=${VM_MEM:-1024}
 tmo=${VM_TIMEOUT:-600}
 
+# A guest kernel that locks up ends the run at once (instead of at the timeout) and replays its
+# whole log to the serial port, so the stack traces that `quiet` keeps off it reach our log.
+KERNEL_DIAG="softlockup_panic=1 softlockup_all_cpu_backtrace=1 panic_print=0x20"
+
 start=$(date +%s)
 echo "vm: booting $KVER (accel=$accel, ${mem} MiB, timeout ${tmo}s); serial log: $log"
 # The guest's own exit code reaches us as (code << 1) | 1 via isa-debug-exit.
@@ -25,7 +29,7 @@ rm -f "$log.raw"
 timeout -k 10 "$tmo" qemu-system-x86_64 -accel "$accel" -M pc -m "$mem" -smp 2 \
   -nodefaults -no-user-config -display none -monitor none -serial "file:$log.raw" \
   -kernel "$VMLINUZ" -initrd "$initrd" \
-  -append "console=ttyS0 quiet panic=-1 ${VM_APPEND:-}" -no-reboot \
+  -append "console=ttyS0 quiet panic=-1 $KERNEL_DIAG ${VM_APPEND:-}" -no-reboot \
   -device isa-debug-exit,iobase=0xf4,iosize=0x04 </dev/null
 qrc=$?
 tr -d '\r' < "$log.raw" > "$log"
@@ -36,6 +40,35 @@ case $qrc in
   1) guest=ok ;;
   *) if [ $((qrc & 1)) = 1 ]; then guest="guest script exited $((qrc >> 1))"; else guest="qemu/kernel failure ($qrc)"; fi ;;
 esac
+if grep -q 'Kernel panic - not syncing' "$log"; then
+  guest="guest kernel panic: $(grep -m1 -o 'Kernel panic - not syncing.*' "$log")"
+fi
+
+# The first kernel failure in the log, compacted to its headline, registers and call traces
+# (printed last, where a truncated CI log still shows it). After a panic the log holds the
+# kernel's replay of its whole buffer too: the last copy of the headline is the one followed
+# by the traces that `quiet` kept off the console the first time.
+print_kernel_failure() {
+  local headline at
+  headline=$(grep -m1 -E 'BUG: |Oops|Kernel panic|rcu: INFO|WARNING: CPU' "$log") || return 0
+  at=$(grep -n -F -x -- "$headline" "$log" | tail -n1 | cut -d: -f1)
+  echo "----- first guest kernel failure (line $at of $log) -----"
+  tail -n +"$at" "$log" |
+    grep -E 'BUG: |Oops|Kernel panic|WARNING: |NMI backtrace|CPU: [0-9]+ PID|RIP: |Call Trace|\] +[?]? *[A-Za-z_][A-Za-z0-9_.]*\+0x' |
+    sed -E 's/^\[ *[0-9.]+\] //' | head -n 60
+  echo "-----------------------"
+}
+
+# Whether the guest died of a kernel lockup that monitor.ko cannot have caused: the module was
+# not loaded ("Modules linked in:" of the lockup report) and no trace names it.
+foreign_lockup() {
+  local headline at
+  grep -q 'Kernel panic - not syncing: softlockup' "$log" || return 1
+  headline=$(grep -m1 'BUG: soft lockup' "$log") || return 1
+  at=$(grep -n -F -x -- "$headline" "$log" | tail -n1 | cut -d: -f1)
+  tail -n +"$at" "$log" | sed '/Kernel panic - not syncing/q' | grep -q 'Modules linked in:' || return 1
+  ! tail -n +"$at" "$log" | sed '/Kernel panic - not syncing/q' | grep -q 'monitor'
+}
 
 print_dmesg() {
   echo "----- guest dmesg -----"
@@ -46,6 +79,7 @@ print_dmesg() {
     tail -n 60 "$log"
   fi
   echo "-----------------------"
+  print_kernel_failure
 }
 
 if [ "$mode" = run ]; then
@@ -96,6 +130,11 @@ if [ "$failed" -gt 0 ]; then
   echo "----- guest output (non-check lines) -----"
   sed -n '/=== VM READY/,/^=== DMESG BEGIN ===/p' "$log" | grep -v '^PASS ' | sed '1d;$d' | tail -n 80
   print_dmesg
+  # 3 tells mk/vm.mk that the guest kernel itself locked up, outside the code under test.
+  if [ "$guest" != ok ] && foreign_lockup; then
+    echo "vm-test: the guest kernel locked up while monitor.ko was not loaded (trace above)"
+    exit 3
+  fi
   exit 1
 fi
 exit 0

@@ -81,9 +81,10 @@ fi
 engine ps -a >/tmp/ps.out 2>&1
 kill "$(pidof engine)" 2>/dev/null
 wait_for 10 sh -c '! pidof engine'
-rmmod monitor
 rm -f "$ENGINE_SOCKET"
-if start_supervisor; then
+if ! rmmod monitor 2>/tmp/rmmod.out; then
+	fail engine_cgroup_v2_fallback_killed "rmmod monitor: $(cat /tmp/rmmod.out); engine still running: $(pidof engine)"
+elif start_supervisor; then
 	engine start cgmem rootfs /memory_hog 1 10 200 --hard-mib 8 >/tmp/cgmem.out 2>&1
 	wait_for 30 killed_hard cgmem && pass engine_cgroup_v2_fallback_killed ||
 		fail engine_cgroup_v2_fallback_killed "state '$(state cgmem)': $(cat /tmp/cgmem.out)"
