@@ -44,17 +44,25 @@ if grep -q 'Kernel panic - not syncing' "$log"; then
   guest="guest kernel panic: $(grep -m1 -o 'Kernel panic - not syncing.*' "$log")"
 fi
 
-# The first kernel failure in the log, compacted to its headline, registers and call traces
-# (printed last, where a truncated CI log still shows it). After a panic the log holds the
-# kernel's replay of its whole buffer too: the last copy of the headline is the one followed
-# by the traces that `quiet` kept off the console the first time.
-print_kernel_failure() {
+# The first kernel failure in the log, from its headline to the panic it led to (or the end).
+# After a panic the log holds the kernel's replay of its whole buffer too: the last copy of
+# the headline is the one followed by the traces that `quiet` kept off the console.
+# $1: what marks a failure (an extended regex).
+failure_block() {
   local headline at
-  headline=$(grep -m1 -E 'BUG: |Oops|Kernel panic|rcu: INFO|WARNING: CPU' "$log") || return 0
+  headline=$(grep -m1 -E "$1" "$log") || return 1
   at=$(grep -n -F -x -- "$headline" "$log" | tail -n1 | cut -d: -f1)
-  echo "----- first guest kernel failure (line $at of $log) -----"
-  tail -n +"$at" "$log" |
-    grep -E 'BUG: |Oops|Kernel panic|WARNING: |NMI backtrace|CPU: [0-9]+ PID|RIP: |Call Trace|\] +[?]? *[A-Za-z_][A-Za-z0-9_.]*\+0x' |
+  tail -n +"$at" "$log" | sed '/Kernel panic - not syncing/q'
+}
+
+# That block compacted to headlines, registers and call traces, printed last, where a cut CI
+# log still shows it.
+print_kernel_failure() {
+  local block
+  block=$(failure_block 'BUG: |Oops|Kernel panic|rcu: INFO|WARNING: CPU') || return 0
+  echo "----- first guest kernel failure -----"
+  echo "$block" |
+    grep -E 'BUG: |Oops|Kernel panic|WARNING: |NMI backtrace|CPU: [0-9]+ PID|Modules linked in|RIP: |Call Trace|\] +[?]? *[A-Za-z_][A-Za-z0-9_.]*\+0x' |
     sed -E 's/^\[ *[0-9.]+\] //' | head -n 60
   echo "-----------------------"
 }
@@ -62,12 +70,10 @@ print_kernel_failure() {
 # Whether the guest died of a kernel lockup that monitor.ko cannot have caused: the module was
 # not loaded ("Modules linked in:" of the lockup report) and no trace names it.
 foreign_lockup() {
-  local headline at
+  local block
   grep -q 'Kernel panic - not syncing: softlockup' "$log" || return 1
-  headline=$(grep -m1 'BUG: soft lockup' "$log") || return 1
-  at=$(grep -n -F -x -- "$headline" "$log" | tail -n1 | cut -d: -f1)
-  tail -n +"$at" "$log" | sed '/Kernel panic - not syncing/q' | grep -q 'Modules linked in:' || return 1
-  ! tail -n +"$at" "$log" | sed '/Kernel panic - not syncing/q' | grep -q 'monitor'
+  block=$(failure_block 'BUG: soft lockup') || return 1
+  echo "$block" | grep -q 'Modules linked in:' && ! echo "$block" | grep -q 'monitor'
 }
 
 print_dmesg() {
