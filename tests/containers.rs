@@ -86,6 +86,29 @@ fn root_in_the_container_has_only_dockers_default_capabilities_and_a_guarded_pro
 }
 
 #[test]
+fn no_new_privileges_is_dockers_security_opt() {
+    let sup = Supervisor::start();
+    let rootfs = rootfs();
+    let r = rootfs.to_str().unwrap();
+    let nnp = |opts: &[&str], name: &str| {
+        let mut args = vec!["run", "--net", "none"];
+        args.extend_from_slice(opts);
+        args.extend_from_slice(&[name, r, "/bin/grep", "NoNewPrivs", "/proc/self/status"]);
+        sup.ok(&args)
+    };
+    assert_eq!(nnp(&[], "nnp-default"), "NoNewPrivs:\t0\n");
+    assert_eq!(nnp(&["--security-opt", "no-new-privileges"], "nnp-on"), "NoNewPrivs:\t1\n");
+    assert_eq!(nnp(&["--security-opt=no-new-privileges:true", "--security-opt", "no-new-privileges=false"], "nnp-last"), "NoNewPrivs:\t0\n");
+    // What engine does not know is refused in one line, before anything is created.
+    let out = sup.engine(&["run", "--security-opt", "seccomp=unconfined", "nnp-bad", r, "/bin/true"]);
+    assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("unsupported security option \"seccomp=unconfined\""), "{err}");
+    assert!(!sup.ok(&["ps", "-a"]).contains("nnp-bad"));
+}
+
+#[test]
 fn net_none_has_only_loopback() {
     let sup = Supervisor::start();
     let rootfs = rootfs();

@@ -44,6 +44,27 @@ pub struct CreateOptions {
     /// Static address on the bridge (default: the next free one)
     #[arg(long, value_name = "ADDR", value_parser = parse_ip)]
     pub ip: Option<std::net::Ipv4Addr>,
+    /// Docker's security options; engine knows no-new-privileges[:true|false]
+    #[arg(long = "security-opt", value_name = "OPT", value_parser = parse_security_opt)]
+    pub security_opt: Vec<SecurityOpt>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecurityOpt {
+    NoNewPrivileges(bool),
+}
+
+/// Docker's spellings: `no-new-privileges`, `no-new-privileges:true|false` (or `=`).
+fn parse_security_opt(s: &str) -> Result<SecurityOpt, String> {
+    let (key, value) = match s.split_once([':', '=']) {
+        Some((k, v)) => (k, Some(v)),
+        None => (s, None),
+    };
+    match (key, value) {
+        ("no-new-privileges", None | Some("true")) => Ok(SecurityOpt::NoNewPrivileges(true)),
+        ("no-new-privileges", Some("false")) => Ok(SecurityOpt::NoNewPrivileges(false)),
+        _ => Err(format!("unsupported security option {s:?} (engine knows no-new-privileges[:true|false])")),
+    }
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -91,6 +112,8 @@ impl CreateOptions {
             cpuset_cpus: self.cpuset_cpus,
             net: self.net,
             ip: self.ip,
+            // The last one given wins, as in Docker.
+            no_new_privileges: self.security_opt.iter().rev().map(|SecurityOpt::NoNewPrivileges(on)| *on).next().unwrap_or(false),
         };
         spec.validate()?;
         Ok(spec)
@@ -152,6 +175,15 @@ fn subcommand_index(argv: &[String]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn security_opt_takes_dockers_spellings_of_no_new_privileges() {
+        assert_eq!(parse_security_opt("no-new-privileges"), Ok(SecurityOpt::NoNewPrivileges(true)));
+        assert_eq!(parse_security_opt("no-new-privileges:true"), Ok(SecurityOpt::NoNewPrivileges(true)));
+        assert_eq!(parse_security_opt("no-new-privileges=false"), Ok(SecurityOpt::NoNewPrivileges(false)));
+        assert!(parse_security_opt("no-new-privileges:yes").is_err());
+        assert!(parse_security_opt("apparmor=unconfined").is_err());
+    }
 
     fn hoist(args: &str) -> String {
         let argv: Vec<String> = args.split(' ').map(String::from).collect();

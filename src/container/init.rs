@@ -109,6 +109,9 @@ fn prepare(spec: &ContainerSpec, files: &[BindFile]) -> Result<(), SetupError> {
     }
     // Last: the steps above need capabilities the container's root does not keep.
     super::security::drop_capabilities()?;
+    if spec.no_new_privileges {
+        super::security::set_no_new_privileges()?;
+    }
     super::security::hide_init()
 }
 

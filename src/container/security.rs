@@ -48,6 +48,16 @@ pub fn hide_init() -> Result<(), SetupError> {
     Ok(())
 }
 
+/// Inherited by the command across fork and execve: a setuid binary or file capability can
+/// then grant nothing beyond what the container's root already holds.
+pub fn set_no_new_privileges() -> Result<(), SetupError> {
+    // SAFETY: prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return Err(SetupError::new(format!("PR_SET_NO_NEW_PRIVS: {}", io::Error::last_os_error())));
+    }
+    Ok(())
+}
+
 /// Sets the calling process's effective, permitted and inheritable sets to `mask`.
 fn capset(mask: u64) -> io::Result<()> {
     #[repr(C)]

@@ -26,6 +26,8 @@ pub struct ContainerSpec {
     pub net: NetMode,
     /// A static address on the bridge (`--ip`); the next free one otherwise.
     pub ip: Option<std::net::Ipv4Addr>,
+    /// `--security-opt no-new-privileges`: setuid binaries and file capabilities grant nothing.
+    pub no_new_privileges: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
