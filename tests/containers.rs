@@ -100,12 +100,28 @@ fn no_new_privileges_is_dockers_security_opt() {
     assert_eq!(nnp(&["--security-opt", "no-new-privileges"], "nnp-on"), "NoNewPrivs:\t1\n");
     assert_eq!(nnp(&["--security-opt=no-new-privileges:true", "--security-opt", "no-new-privileges=false"], "nnp-last"), "NoNewPrivs:\t0\n");
     // What engine does not know is refused in one line, before anything is created.
-    let out = sup.engine(&["run", "--security-opt", "seccomp=unconfined", "nnp-bad", r, "/bin/true"]);
+    let out = sup.engine(&["run", "--security-opt", "apparmor=unconfined", "nnp-bad", r, "/bin/true"]);
     assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("unsupported security option \"seccomp=unconfined\""), "{err}");
+    assert!(err.contains("unsupported security option \"apparmor=unconfined\""), "{err}");
     assert!(!sup.ok(&["ps", "-a"]).contains("nnp-bad"));
+}
+
+#[test]
+fn the_default_seccomp_profile_refuses_user_namespaces_unless_unconfined() {
+    let sup = Supervisor::start();
+    let rootfs = rootfs();
+    let r = rootfs.to_str().unwrap();
+    // unshare(CLONE_NEWUSER) needs no capability: only the filter stops it. Ordinary work
+    // (a shell forking a pipeline) is untouched.
+    let script = "grep -E '^Seccomp(_filters)?:' /proc/self/status; \
+                  unshare -U true 2>/dev/null && echo userns-created || echo userns-refused; \
+                  echo a b | tr a-z A-Z";
+    let confined = sup.ok(&["run", "--net", "none", "sc-default", r, "/bin/sh", "-c", script]);
+    assert_eq!(confined, "Seccomp:\t2\nSeccomp_filters:\t2\nuserns-refused\nA B\n");
+    let unconfined = sup.ok(&["run", "--net", "none", "--security-opt", "seccomp=unconfined", "sc-off", r, "/bin/sh", "-c", script]);
+    assert_eq!(unconfined, "Seccomp:\t0\nSeccomp_filters:\t0\nuserns-created\nA B\n");
 }
 
 #[test]

@@ -44,7 +44,7 @@ pub struct CreateOptions {
     /// Static address on the bridge (default: the next free one)
     #[arg(long, value_name = "ADDR", value_parser = parse_ip)]
     pub ip: Option<std::net::Ipv4Addr>,
-    /// Docker's security options; engine knows no-new-privileges[:true|false]
+    /// Docker's security options: no-new-privileges[:true|false], seccomp=unconfined
     #[arg(long = "security-opt", value_name = "OPT", value_parser = parse_security_opt)]
     pub security_opt: Vec<SecurityOpt>,
 }
@@ -52,9 +52,11 @@ pub struct CreateOptions {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SecurityOpt {
     NoNewPrivileges(bool),
+    SeccompUnconfined,
 }
 
-/// Docker's spellings: `no-new-privileges`, `no-new-privileges:true|false` (or `=`).
+/// Docker's spellings: `no-new-privileges`, `no-new-privileges:true|false`, `seccomp=unconfined`
+/// (`:` and `=` alike).
 fn parse_security_opt(s: &str) -> Result<SecurityOpt, String> {
     let (key, value) = match s.split_once([':', '=']) {
         Some((k, v)) => (k, Some(v)),
@@ -63,7 +65,9 @@ fn parse_security_opt(s: &str) -> Result<SecurityOpt, String> {
     match (key, value) {
         ("no-new-privileges", None | Some("true")) => Ok(SecurityOpt::NoNewPrivileges(true)),
         ("no-new-privileges", Some("false")) => Ok(SecurityOpt::NoNewPrivileges(false)),
-        _ => Err(format!("unsupported security option {s:?} (engine knows no-new-privileges[:true|false])")),
+        ("seccomp", Some("unconfined")) => Ok(SecurityOpt::SeccompUnconfined),
+        ("seccomp", _) => Err(format!("unsupported security option {s:?} (engine has one built-in seccomp profile; seccomp=unconfined turns it off)")),
+        _ => Err(format!("unsupported security option {s:?} (engine knows no-new-privileges[:true|false] and seccomp=unconfined)")),
     }
 }
 
@@ -113,7 +117,16 @@ impl CreateOptions {
             net: self.net,
             ip: self.ip,
             // The last one given wins, as in Docker.
-            no_new_privileges: self.security_opt.iter().rev().map(|SecurityOpt::NoNewPrivileges(on)| *on).next().unwrap_or(false),
+            no_new_privileges: self
+                .security_opt
+                .iter()
+                .rev()
+                .find_map(|o| match o {
+                    SecurityOpt::NoNewPrivileges(on) => Some(*on),
+                    _ => None,
+                })
+                .unwrap_or(false),
+            seccomp_unconfined: self.security_opt.contains(&SecurityOpt::SeccompUnconfined),
         };
         spec.validate()?;
         Ok(spec)
@@ -183,6 +196,8 @@ mod tests {
         assert_eq!(parse_security_opt("no-new-privileges=false"), Ok(SecurityOpt::NoNewPrivileges(false)));
         assert!(parse_security_opt("no-new-privileges:yes").is_err());
         assert!(parse_security_opt("apparmor=unconfined").is_err());
+        assert_eq!(parse_security_opt("seccomp=unconfined"), Ok(SecurityOpt::SeccompUnconfined));
+        assert!(parse_security_opt("seccomp=/etc/profile.json").is_err());
     }
 
     fn hoist(args: &str) -> String {

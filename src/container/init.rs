@@ -107,7 +107,13 @@ fn prepare(spec: &ContainerSpec, files: &[BindFile]) -> Result<(), SetupError> {
             return Err(SetupError::new(format!("setpriority({n}): {}", io::Error::last_os_error())));
         }
     }
-    // Last: the steps above need capabilities the container's root does not keep.
+    // Last: the steps above need capabilities (and calls) the container's root does not keep.
+    if !spec.seccomp_unconfined {
+        let profile = super::seccomp::default_profile().map_err(|e| SetupError::new(format!("seccomp profile: {e}")))?;
+        for filter in &profile {
+            super::seccomp::install(filter).map_err(|e| SetupError::new(format!("installing the seccomp profile: {e}")))?;
+        }
+    }
     super::security::drop_capabilities()?;
     if spec.no_new_privileges {
         super::security::set_no_new_privileges()?;

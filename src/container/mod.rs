@@ -3,6 +3,7 @@
 pub mod channel;
 pub mod init;
 pub mod rootfs;
+pub mod seccomp;
 pub mod security;
 pub mod spawn;
 pub mod spec;

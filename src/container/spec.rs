@@ -28,6 +28,8 @@ pub struct ContainerSpec {
     pub ip: Option<std::net::Ipv4Addr>,
     /// `--security-opt no-new-privileges`: setuid binaries and file capabilities grant nothing.
     pub no_new_privileges: bool,
+    /// `--security-opt seccomp=unconfined`: no default seccomp profile.
+    pub seccomp_unconfined: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]

@@ -1,0 +1,139 @@
+//! The default seccomp profile: Docker's choice of system calls a container does not get.
+//!
+//! Capabilities already stop most of them (mount, module loading, reboot need ones the container
+//! lacks); this filter adds what no capability guards: user namespaces (unshare/clone with a
+//! namespace flag), the kernel keyring, bpf, perf_event_open, userfaultfd and io_uring, whose
+//! bugs are the usual way out of a container. Everything else is allowed (a deny-list, not
+//! Docker's allow-list of ~350 calls); `--security-opt seccomp=unconfined` turns it off.
+use std::collections::BTreeMap;
+use std::io;
+
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule, TargetArch,
+};
+
+/// Answered with EPERM whatever their arguments.
+const DENIED: &[libc::c_long] = &[
+    // kernel modules, kexec, reboot, swap, accounting, quotas, the clock
+    libc::SYS_init_module,
+    libc::SYS_finit_module,
+    libc::SYS_delete_module,
+    libc::SYS_kexec_load,
+    libc::SYS_kexec_file_load,
+    libc::SYS_reboot,
+    libc::SYS_swapon,
+    libc::SYS_swapoff,
+    libc::SYS_acct,
+    libc::SYS_quotactl,
+    libc::SYS_settimeofday,
+    libc::SYS_clock_settime,
+    libc::SYS_clock_adjtime,
+    libc::SYS_adjtimex,
+    // mounts and namespaces
+    libc::SYS_mount,
+    libc::SYS_umount2,
+    libc::SYS_pivot_root,
+    libc::SYS_open_tree,
+    libc::SYS_move_mount,
+    libc::SYS_fsopen,
+    libc::SYS_fsconfig,
+    libc::SYS_fsmount,
+    libc::SYS_fspick,
+    libc::SYS_mount_setattr,
+    libc::SYS_unshare,
+    libc::SYS_setns,
+    // host-wide kernel interfaces
+    libc::SYS_add_key,
+    libc::SYS_request_key,
+    libc::SYS_keyctl,
+    libc::SYS_bpf,
+    libc::SYS_perf_event_open,
+    libc::SYS_userfaultfd,
+    libc::SYS_io_uring_setup,
+    libc::SYS_io_uring_enter,
+    libc::SYS_io_uring_register,
+    libc::SYS_fanotify_init,
+    libc::SYS_lookup_dcookie,
+    libc::SYS_kcmp,
+    libc::SYS_syslog,
+    libc::SYS_vhangup,
+    libc::SYS_iopl,
+    libc::SYS_ioperm,
+    libc::SYS_uselib,
+    libc::SYS_ustat,
+    libc::SYS_sysfs,
+    libc::SYS__sysctl,
+    libc::SYS_nfsservctl,
+    libc::SYS_name_to_handle_at,
+    libc::SYS_open_by_handle_at,
+    // NUMA placement of other processes' memory
+    libc::SYS_mbind,
+    libc::SYS_set_mempolicy,
+    libc::SYS_get_mempolicy,
+    libc::SYS_move_pages,
+    libc::SYS_migrate_pages,
+];
+
+/// clone() is refused when it asks for any new namespace (Docker's rule).
+const NAMESPACE_FLAGS: &[libc::c_int] = &[
+    libc::CLONE_NEWNS,
+    libc::CLONE_NEWCGROUP,
+    libc::CLONE_NEWUTS,
+    libc::CLONE_NEWIPC,
+    libc::CLONE_NEWUSER,
+    libc::CLONE_NEWPID,
+    libc::CLONE_NEWNET,
+];
+
+fn compile(rules: BTreeMap<i64, Vec<SeccompRule>>, errno: i32) -> Result<BpfProgram, seccompiler::BackendError> {
+    let filter = SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(errno as u32), TargetArch::x86_64)?;
+    filter.try_into()
+}
+
+/// The two filters of the default profile. clone3 passes its flags in memory, out of a filter's
+/// reach: it gets ENOSYS, which makes glibc fall back to clone(), whose flags the first one sees.
+pub fn default_profile() -> Result<Vec<BpfProgram>, seccompiler::BackendError> {
+    let mut denied: BTreeMap<i64, Vec<SeccompRule>> = DENIED.iter().map(|&nr| (nr, vec![])).collect();
+    let per_flag = NAMESPACE_FLAGS
+        .iter()
+        .map(|&flag| {
+            let flag = flag as u64;
+            SeccompRule::new(vec![SeccompCondition::new(0, SeccompCmpArgLen::Qword, SeccompCmpOp::MaskedEq(flag), flag)?])
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    denied.insert(libc::SYS_clone, per_flag);
+    let clone3 = BTreeMap::from([(libc::SYS_clone3, vec![])]);
+    Ok(vec![compile(denied, libc::EPERM)?, compile(clone3, libc::ENOSYS)?])
+}
+
+/// Installs `program` on the calling thread. The init still holds CAP_SYS_ADMIN here, so the
+/// kernel does not require no_new_privs (which would change setuid behaviour in the container;
+/// that stays `--security-opt no-new-privileges`).
+pub fn install(program: &BpfProgram) -> io::Result<()> {
+    let fprog = libc::sock_fprog { len: program.len() as u16, filter: program.as_ptr() as *mut libc::sock_filter };
+    // SAFETY: fprog points at `program`, which outlives the call; the kernel copies it.
+    let rc = unsafe { libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0, &fprog as *const libc::sock_fprog) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_profile_compiles_to_two_small_filters() {
+        let filters = default_profile().unwrap();
+        assert_eq!(filters.len(), 2);
+        // The kernel's limit is 4096 instructions per filter.
+        assert!(filters.iter().all(|f| !f.is_empty() && f.len() < 4096), "{:?}", filters.iter().map(Vec::len).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn sock_filter_layouts_agree() {
+        assert_eq!(std::mem::size_of::<seccompiler::sock_filter>(), std::mem::size_of::<libc::sock_filter>());
+    }
+}
