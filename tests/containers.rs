@@ -119,7 +119,7 @@ fn the_default_seccomp_profile_refuses_user_namespaces_unless_unconfined() {
                   unshare -U true 2>/dev/null && echo userns-created || echo userns-refused; \
                   echo a b | tr a-z A-Z";
     let confined = sup.ok(&["run", "--net", "none", "sc-default", r, "/bin/sh", "-c", script]);
-    assert_eq!(confined, "Seccomp:\t2\nSeccomp_filters:\t2\nuserns-refused\nA B\n");
+    assert_eq!(confined, "Seccomp:\t2\nSeccomp_filters:\t3\nuserns-refused\nA B\n");
     let unconfined = sup.ok(&["run", "--net", "none", "--security-opt", "seccomp=unconfined", "sc-off", r, "/bin/sh", "-c", script]);
     assert_eq!(unconfined, "Seccomp:\t0\nSeccomp_filters:\t0\nuserns-created\nA B\n");
 }

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::io;
 
 use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule, TargetArch,
+    sock_filter, BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule, TargetArch,
 };
 
 /// Answered with EPERM whatever their arguments.
@@ -90,8 +90,25 @@ fn compile(rules: BTreeMap<i64, Vec<SeccompRule>>, errno: i32) -> Result<BpfProg
     filter.try_into()
 }
 
-/// The two filters of the default profile. clone3 passes its flags in memory, out of a filter's
-/// reach: it gets ENOSYS, which makes glibc fall back to clone(), whose flags the first one sees.
+/// x32 calls are x86_64 calls with bit 30 set in their number, which would slip past the exact
+/// numbers of the deny-list: they get ENOSYS, as on kernels built without x32.
+fn x32_filter() -> BpfProgram {
+    let ins = |code: u32, jt: u8, jf: u8, k: u32| sock_filter { code: code as u16, jt, jf, k };
+    vec![
+        // seccomp_data.nr is at offset 0.
+        ins(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0, 0, 0),
+        ins(libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K, 0, 1, X32_SYSCALL_BIT),
+        ins(libc::BPF_RET | libc::BPF_K, 0, 0, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
+        ins(libc::BPF_RET | libc::BPF_K, 0, 0, libc::SECCOMP_RET_ALLOW),
+    ]
+}
+
+const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+
+/// The filters of the default profile. Calls of any other architecture than x86_64 (32-bit
+/// programs) are killed by the first one, as seccompiler builds it. clone3 passes its flags in
+/// memory, out of a filter's reach: it gets ENOSYS, which makes glibc fall back to clone(),
+/// whose flags the first filter sees.
 pub fn default_profile() -> Result<Vec<BpfProgram>, seccompiler::BackendError> {
     let mut denied: BTreeMap<i64, Vec<SeccompRule>> = DENIED.iter().map(|&nr| (nr, vec![])).collect();
     let per_flag = NAMESPACE_FLAGS
@@ -103,7 +120,7 @@ pub fn default_profile() -> Result<Vec<BpfProgram>, seccompiler::BackendError> {
         .collect::<Result<Vec<_>, _>>()?;
     denied.insert(libc::SYS_clone, per_flag);
     let clone3 = BTreeMap::from([(libc::SYS_clone3, vec![])]);
-    Ok(vec![compile(denied, libc::EPERM)?, compile(clone3, libc::ENOSYS)?])
+    Ok(vec![compile(denied, libc::EPERM)?, compile(clone3, libc::ENOSYS)?, x32_filter()])
 }
 
 /// Installs `program` on the calling thread. The init still holds CAP_SYS_ADMIN here, so the
@@ -125,9 +142,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_default_profile_compiles_to_two_small_filters() {
+    fn the_default_profile_compiles_to_three_small_filters() {
         let filters = default_profile().unwrap();
-        assert_eq!(filters.len(), 2);
+        assert_eq!(filters.len(), 3);
         // The kernel's limit is 4096 instructions per filter.
         assert!(filters.iter().all(|f| !f.is_empty() && f.len() < 4096), "{:?}", filters.iter().map(Vec::len).collect::<Vec<_>>());
     }
