@@ -78,13 +78,15 @@ def bench_startup(args, report):
         # Like the peers (and `unshare --net`), a container with only loopback; with a build that
         # has networking, the default bridge (a veth per container) is measured as its own row.
         engine_rows = [("engine run", [])]
-        if "--net" in run([ENGINE, "run", "--help"], check=False).stdout:
+        run_help = run([ENGINE, "run", "--help"], check=False).stdout
+        if "--net" in run_help:
             engine_rows = [("engine run", ["--net", "none"]), ("engine run (bridge)", ["--net", "bridge"])]
+        if "--security-opt" in run_help:
+            engine_rows.append(("engine run (seccomp=unconfined)", ["--net", "none", "--security-opt", "seccomp=unconfined"]))
         try:
             with Supervisor() as sup:
-                for name, extra in engine_rows:
-                    cmd = sup.cli("run", "--rm", *extra, "bench-true", ROOTFS, "/bin/true")
-                    measured.append((name, cmd, measure(cmd, runs, workdir)))
+                cmds = [(name, sup.cli("run", "--rm", *extra, "bench-true", ROOTFS, "/bin/true")) for name, extra in engine_rows]
+                measured += measure_interleaved(cmds, runs, workdir)
                 leftover = sup.engine("ps", "-a", check=False).stdout.strip().splitlines()[1:]
                 if leftover:
                     report.failed.append(f"startup: `engine run --rm` left containers behind: {leftover}")
@@ -105,7 +107,8 @@ def bench_startup(args, report):
         ratio = r["median"] / crun["median"] if crun else None
         rows.append([name, fmt(r["median"]), fmt(r["p10"]), fmt(r["p90"]), fmt(ratio), show(cmd, workdir)])
 
-    text = [f"## Startup: `/bin/true` on the busybox rootfs ({runs} runs each, 3 warm-ups, hyperfine -N)",
+    text = [f"## Startup: `/bin/true` on the busybox rootfs ({runs} runs each, 3 warm-ups, hyperfine -N; "
+            "engine's variants in 5 alternating blocks)",
             "",
             md_table(["runtime", "median ms", "p10 ms", "p90 ms", "× crun", "command"], rows),
             "",
@@ -120,6 +123,10 @@ def bench_startup(args, report):
     if "engine run (bridge)" in data and "engine run" in data:
         b = data["engine run (bridge)"]["median"] - data["engine run"]["median"]
         text += [f"Bridge networking (veth pair, address, route) adds {b:.2f} ms to the median."]
+    if "engine run (seccomp=unconfined)" in data and "engine run" in data:
+        s = data["engine run"]["median"] - data["engine run (seccomp=unconfined)"]["median"]
+        text += [f"The default seccomp profile (compiled and installed by every container's init) "
+                 f"adds {s:.2f} ms to the median."]
     report.add("\n".join(text))
     if data:
         names = [n for n, _, r in measured if isinstance(r, dict)]
@@ -140,14 +147,32 @@ def show(cmd, workdir=None):
 
 
 def measure(cmd, runs, workdir):
+    times = measure_times(cmd, runs, workdir)
+    return times if isinstance(times, BenchError) else summary(times)
+
+
+def measure_times(cmd, runs, workdir):
     try:
-        return summary(hyperfine(cmd, runs, workdir))
+        return hyperfine(cmd, runs, workdir)
     except BenchError:
         # hyperfine hides the command's output; one more run shows why it failed.
         p = run(PRIVATE_NS + cmd, check=False)
         err = (p.stderr or p.stdout).strip().splitlines()
         return BenchError(f"{show(cmd, workdir)} failed under hyperfine; run again it exited "
                           f"{p.returncode}: {err[-1] if err else 'no output'}")
+
+
+def measure_interleaved(cmds, runs, workdir, blocks=5):
+    """measure() for commands compared with one another (engine's variants): their runs go in
+    alternating blocks, so a drift in the host's load falls on all of them alike."""
+    times = {name: [] for name, _ in cmds}
+    for _ in range(blocks):
+        for name, cmd in cmds:
+            if isinstance(times[name], list):
+                got = measure_times(cmd, max(1, runs // blocks), workdir)
+                times[name] = got if isinstance(got, BenchError) else times[name] + got
+    return [(name, cmd, times[name] if isinstance(times[name], BenchError) else summary(times[name]))
+            for name, cmd in cmds]
 
 
 # --- log throughput -------------------------------------------------------------------------
