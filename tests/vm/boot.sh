@@ -68,12 +68,14 @@ print_kernel_failure() {
 }
 
 # Whether the guest died of a kernel lockup that monitor.ko cannot have caused: the module was
-# not loaded ("Modules linked in:" of the lockup report) and no trace names it.
+# not loaded ("Modules linked in:" of the lockup report, whose "[last unloaded: ...]" does not
+# count) and no trace has one of its functions ("fn+0x.../0x... [monitor]").
 foreign_lockup() {
-  local block
+  local block loaded
   grep -q 'Kernel panic - not syncing: softlockup' "$log" || return 1
   block=$(failure_block 'BUG: soft lockup') || return 1
-  echo "$block" | grep -q 'Modules linked in:' && ! echo "$block" | grep -q 'monitor'
+  loaded=$(echo "$block" | grep -m1 'Modules linked in:' | sed 's/\[last unloaded:[^]]*\]//') || return 1
+  ! echo "$loaded" | grep -qw monitor && ! echo "$block" | grep -q '\[monitor\]'
 }
 
 print_dmesg() {
