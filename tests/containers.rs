@@ -2,7 +2,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -122,6 +122,35 @@ fn the_default_seccomp_profile_refuses_user_namespaces_unless_unconfined() {
     assert_eq!(confined, "Seccomp:\t2\nSeccomp_filters:\t3\nuserns-refused\nA B\n");
     let unconfined = sup.ok(&["run", "--net", "none", "--security-opt", "seccomp=unconfined", "sc-off", r, "/bin/sh", "-c", script]);
     assert_eq!(unconfined, "Seccomp:\t0\nSeccomp_filters:\t0\nuserns-created\nA B\n");
+}
+
+/// A 64-bit program making one i386 system call (`int $0x80`, getpid): the profile's arch check
+/// kills it with SIGSYS, as the README says of 32-bit programs; unconfined, the call works.
+#[test]
+fn i386_system_calls_are_killed_under_the_profile() {
+    let sup = Supervisor::start();
+    let dir = tempfile::tempdir().unwrap();
+    let rfs = dir.path().join("rootfs");
+    let cp = Command::new("cp").arg("-a").arg(rootfs()).arg(&rfs).status().unwrap();
+    assert!(cp.success());
+    let src = dir.path().join("int80.c");
+    std::fs::write(
+        &src,
+        "#include <stdio.h>\nint main(void) { long r; printf(\"before\\n\"); fflush(stdout);\n\
+         __asm__ volatile (\"int $0x80\" : \"=a\"(r) : \"a\"(20L) : \"memory\");\n\
+         printf(\"after %ld\\n\", r > 0); return 0; }\n",
+    )
+    .unwrap();
+    let cc = std::env::var("CC").unwrap_or_else(|_| "gcc".into());
+    let built = Command::new(cc).args(["-static", "-O2", "-o"]).arg(rfs.join("int80")).arg(&src).output().unwrap();
+    assert!(built.status.success(), "{}", describe(&built));
+    let r = rfs.to_str().unwrap();
+    let out = sup.engine(&["run", "--net", "none", "i386-default", r, "/int80"]);
+    assert_eq!(out.status.code(), Some(128 + libc::SIGSYS), "{}", describe(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "before\n");
+    assert_eq!(sup.status("i386-default"), "killed");
+    let out = sup.ok(&["run", "--net", "none", "--security-opt", "seccomp=unconfined", "i386-off", r, "/int80"]);
+    assert_eq!(out, "before\nafter 1\n");
 }
 
 #[test]
