@@ -102,10 +102,9 @@ fn prepare(spec: &ContainerSpec, files: &[BindFile]) -> Result<(), SetupError> {
             .map_err(|e| SetupError::new(format!("--cpuset-cpus: sched_setaffinity: {e}")))?;
     }
     if let Some(n) = spec.nice {
-        // SAFETY: plain syscall; errno is read right after.
-        if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, n) } != 0 {
-            return Err(SetupError::new(format!("setpriority({n}): {}", io::Error::last_os_error())));
-        }
+        // SAFETY: plain syscall with integer arguments.
+        super::security::syscall_result(unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, n) }.into())
+            .map_err(|e| SetupError::new(format!("setpriority({n}): {e}")))?;
     }
     // Last: the steps above need capabilities (and calls) the container's root does not keep.
     if !spec.seccomp_unconfined {
@@ -123,6 +122,7 @@ fn prepare(spec: &ContainerSpec, files: &[BindFile]) -> Result<(), SetupError> {
 
 /// The new network namespace has only `lo`, and it is down.
 fn loopback_up() -> io::Result<()> {
+    use super::security::syscall_result;
     // SAFETY: a zeroed ifreq is valid; the socket is closed by OwnedFd.
     unsafe {
         let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
@@ -134,15 +134,10 @@ fn loopback_up() -> io::Result<()> {
         for (dst, src) in ifr.ifr_name.iter_mut().zip(b"lo\0") {
             *dst = *src as libc::c_char;
         }
-        if libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut ifr) < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        syscall_result(libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut ifr).into())?;
         ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-        if libc::ioctl(fd, libc::SIOCSIFFLAGS, &ifr) < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        syscall_result(libc::ioctl(fd, libc::SIOCSIFFLAGS, &ifr).into())
     }
-    Ok(())
 }
 
 /// Every signal the init passes on to the command. PID 1 of a namespace only receives signals it

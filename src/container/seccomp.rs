@@ -129,12 +129,9 @@ pub fn default_profile() -> Result<Vec<BpfProgram>, seccompiler::BackendError> {
 pub fn install(program: &BpfProgram) -> io::Result<()> {
     let fprog = libc::sock_fprog { len: program.len() as u16, filter: program.as_ptr() as *mut libc::sock_filter };
     // SAFETY: fprog points at `program`, which outlives the call; the kernel copies it.
-    let rc = unsafe { libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0, &fprog as *const libc::sock_fprog) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    super::security::syscall_result(unsafe {
+        libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0, &fprog as *const libc::sock_fprog)
+    })
 }
 
 #[cfg(test)]

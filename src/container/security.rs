@@ -24,9 +24,7 @@ pub fn drop_capabilities() -> Result<(), SetupError> {
     let keep = default_mask();
     for cap in 0..=last_cap() {
         if keep & (1 << cap) == 0 {
-            // SAFETY: prctl with integer arguments.
-            if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) } != 0 {
-                let e = io::Error::last_os_error();
+            if let Err(e) = prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong) {
                 // EINVAL: a capability this kernel does not know.
                 if e.raw_os_error() != Some(libc::EINVAL) {
                     return Err(SetupError::new(format!("dropping capability {cap}: {e}")));
@@ -41,21 +39,27 @@ pub fn drop_capabilities() -> Result<(), SetupError> {
 /// non-dumpable, processes of the container cannot ptrace it, read /proc/1/exe or reach its fds
 /// (what runc guards against since CVE-2019-5736).
 pub fn hide_init() -> Result<(), SetupError> {
-    // SAFETY: prctl with integer arguments.
-    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
-        return Err(SetupError::new(format!("PR_SET_DUMPABLE: {}", io::Error::last_os_error())));
-    }
-    Ok(())
+    prctl(libc::PR_SET_DUMPABLE, 0).map_err(|e| SetupError::new(format!("PR_SET_DUMPABLE: {e}")))
 }
 
 /// Inherited by the command across fork and execve: a setuid binary or file capability can
 /// then grant nothing beyond what the container's root already holds.
 pub fn set_no_new_privileges() -> Result<(), SetupError> {
-    // SAFETY: prctl with integer arguments.
-    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-        return Err(SetupError::new(format!("PR_SET_NO_NEW_PRIVS: {}", io::Error::last_os_error())));
+    prctl(libc::PR_SET_NO_NEW_PRIVS, 1).map_err(|e| SetupError::new(format!("PR_SET_NO_NEW_PRIVS: {e}")))
+}
+
+fn prctl(option: libc::c_int, arg: libc::c_ulong) -> io::Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    syscall_result(unsafe { libc::prctl(option, arg, 0, 0, 0) }.into())
+}
+
+/// A raw system call's return value as a Result: -1 means errno says why.
+pub fn syscall_result(rc: libc::c_long) -> io::Result<()> {
+    if rc == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
     }
-    Ok(())
 }
 
 /// Sets the calling process's effective, permitted and inheritable sets to `mask`.
@@ -80,12 +84,7 @@ fn capset(mask: u64) -> io::Result<()> {
     };
     let data = [word(0), word(32)];
     // SAFETY: header and two data words, as capset(2) expects for version 3.
-    let rc = unsafe { libc::syscall(libc::SYS_capset, &mut header as *mut Header, data.as_ptr()) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    syscall_result(unsafe { libc::syscall(libc::SYS_capset, &mut header as *mut Header, data.as_ptr()) })
 }
 
 #[cfg(test)]
