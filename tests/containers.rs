@@ -2,6 +2,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -88,69 +89,95 @@ fn root_in_the_container_has_only_dockers_default_capabilities_and_a_guarded_pro
 #[test]
 fn no_new_privileges_is_dockers_security_opt() {
     let sup = Supervisor::start();
-    let rootfs = rootfs();
-    let r = rootfs.to_str().unwrap();
+    let r = rootfs();
     let nnp = |opts: &[&str], name: &str| {
-        let mut args = vec!["run", "--net", "none"];
-        args.extend_from_slice(opts);
-        args.extend_from_slice(&[name, r, "/bin/grep", "NoNewPrivs", "/proc/self/status"]);
-        sup.ok(&args)
+        let (code, out, err) = sup.run_with(opts, name, &r, &["/bin/grep", "NoNewPrivs", "/proc/self/status"]);
+        assert_eq!(code, 0, "{err}");
+        out
     };
-    assert_eq!(nnp(&[], "nnp-default"), "NoNewPrivs:\t0\n");
-    assert_eq!(nnp(&["--security-opt", "no-new-privileges"], "nnp-on"), "NoNewPrivs:\t1\n");
-    assert_eq!(nnp(&["--security-opt=no-new-privileges:true", "--security-opt", "no-new-privileges=false"], "nnp-last"), "NoNewPrivs:\t0\n");
+    assert_eq!(nnp(&["--net", "none"], "nnp-default"), "NoNewPrivs:\t0\n");
+    assert_eq!(nnp(&["--net", "none", "--security-opt", "no-new-privileges"], "nnp-on"), "NoNewPrivs:\t1\n");
+    let last_wins = ["--net", "none", "--security-opt=no-new-privileges:true", "--security-opt", "no-new-privileges=false"];
+    assert_eq!(nnp(&last_wins, "nnp-last"), "NoNewPrivs:\t0\n");
     // What engine does not know is refused in one line, before anything is created.
-    let out = sup.engine(&["run", "--security-opt", "apparmor=unconfined", "nnp-bad", r, "/bin/true"]);
-    assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (code, _, err) = sup.run_with(&["--security-opt", "apparmor=unconfined"], "nnp-bad", &r, &["/bin/true"]);
+    assert_eq!(code, 125, "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("unsupported security option \"apparmor=unconfined\""), "{err}");
     assert!(!sup.ok(&["ps", "-a"]).contains("nnp-bad"));
 }
 
-#[test]
-fn the_default_seccomp_profile_refuses_user_namespaces_unless_unconfined() {
-    let sup = Supervisor::start();
-    let rootfs = rootfs();
-    let r = rootfs.to_str().unwrap();
-    // unshare(CLONE_NEWUSER) needs no capability: only the filter stops it. Ordinary work
-    // (a shell forking a pipeline) is untouched.
-    let script = "grep -E '^Seccomp(_filters)?:' /proc/self/status; \
-                  unshare -U true 2>/dev/null && echo userns-created || echo userns-refused; \
-                  echo a b | tr a-z A-Z";
-    let confined = sup.ok(&["run", "--net", "none", "sc-default", r, "/bin/sh", "-c", script]);
-    assert_eq!(confined, "Seccomp:\t2\nSeccomp_filters:\t3\nuserns-refused\nA B\n");
-    let unconfined = sup.ok(&["run", "--net", "none", "--security-opt", "seccomp=unconfined", "sc-off", r, "/bin/sh", "-c", script]);
-    assert_eq!(unconfined, "Seccomp:\t0\nSeccomp_filters:\t0\nuserns-created\nA B\n");
-}
-
-/// A 64-bit program making one i386 system call (`int $0x80`, getpid): the profile's arch check
-/// kills it with SIGSYS, as the README says of 32-bit programs; unconfined, the call works.
-#[test]
-fn i386_system_calls_are_killed_under_the_profile() {
-    let sup = Supervisor::start();
-    let dir = tempfile::tempdir().unwrap();
-    let rfs = dir.path().join("rootfs");
-    let cp = Command::new("cp").arg("-a").arg(rootfs()).arg(&rfs).status().unwrap();
-    assert!(cp.success());
-    let src = dir.path().join("int80.c");
+/// A copy of the test rootfs with `/probe`, a static program that makes the system calls the
+/// seccomp profile is about and prints each one's errno (0: allowed): `clone` asking for a user
+/// namespace, `clone3`, and `unshare(CLONE_NEWUSER)`; with `i386`, one i386 call (`int $0x80`,
+/// getpid), which the profile's arch check answers with SIGSYS.
+fn probe_rootfs(dir: &Path) -> PathBuf {
+    let rfs = dir.join("rootfs");
+    assert!(Command::new("cp").arg("-a").arg(rootfs()).arg(&rfs).status().unwrap().success());
+    let src = dir.join("probe.c");
     std::fs::write(
         &src,
-        "#include <stdio.h>\nint main(void) { long r; printf(\"before\\n\"); fflush(stdout);\n\
-         __asm__ volatile (\"int $0x80\" : \"=a\"(r) : \"a\"(20L) : \"memory\");\n\
-         printf(\"after %ld\\n\", r > 0); return 0; }\n",
+        r#"#define _GNU_SOURCE
+#include <errno.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+static int err(long rc) { return rc < 0 ? errno : 0; }
+int main(int argc, char **argv) {
+	if (argc > 1 && !strcmp(argv[1], "i386")) {
+		long r;
+		printf("i386 call\n"); fflush(stdout);
+		__asm__ volatile ("int $0x80" : "=a"(r) : "a"(20L) : "memory");
+		printf("i386 pid %d\n", r == getpid());
+		return 0;
+	}
+	long pid = syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, 0, 0, 0, 0);
+	if (pid == 0) _exit(0);
+	if (pid > 0) waitpid(pid, 0, 0);
+	printf("clone-newuser %d\n", err(pid));
+	printf("clone3 %d\n", err(syscall(SYS_clone3, 0, 0)));
+	pid = fork();
+	if (pid == 0) _exit(unshare(CLONE_NEWUSER) ? errno : 0);
+	int status;
+	waitpid(pid, &status, 0);
+	printf("unshare-newuser %d\n", WEXITSTATUS(status));
+	return 0;
+}
+"#,
     )
     .unwrap();
     let cc = std::env::var("CC").unwrap_or_else(|_| "gcc".into());
-    let built = Command::new(cc).args(["-static", "-O2", "-o"]).arg(rfs.join("int80")).arg(&src).output().unwrap();
+    let built = Command::new(cc).args(["-static", "-O2", "-o"]).arg(rfs.join("probe")).arg(&src).output().unwrap();
     assert!(built.status.success(), "{}", describe(&built));
-    let r = rfs.to_str().unwrap();
-    let out = sup.engine(&["run", "--net", "none", "i386-default", r, "/int80"]);
-    assert_eq!(out.status.code(), Some(128 + libc::SIGSYS), "{}", describe(&out));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "before\n");
-    assert_eq!(sup.status("i386-default"), "killed");
-    let out = sup.ok(&["run", "--net", "none", "--security-opt", "seccomp=unconfined", "i386-off", r, "/int80"]);
-    assert_eq!(out, "before\nafter 1\n");
+    rfs
+}
+
+/// Every rule of the default profile is seen to bite, and to be gone with seccomp=unconfined.
+#[test]
+fn the_default_seccomp_profile_refuses_user_namespaces_clone3_and_i386_calls() {
+    let sup = Supervisor::start();
+    let dir = tempfile::tempdir().unwrap();
+    let r = probe_rootfs(dir.path());
+    let off: &[&str] = &["--net", "none", "--security-opt", "seccomp=unconfined"];
+    let on: &[&str] = &["--net", "none"];
+    let status = ["/bin/grep", "-E", "^Seccomp(_filters)?:", "/proc/self/status"];
+    assert_eq!(sup.run_with(on, "sc-status", &r, &status).1, "Seccomp:\t2\nSeccomp_filters:\t3\n");
+    assert_eq!(sup.run_with(off, "sc-status-off", &r, &status).1, "Seccomp:\t0\nSeccomp_filters:\t0\n");
+    // EPERM (1) for user namespaces either way in; ENOSYS (38) for clone3, so libc falls back
+    // to clone. Unconfined: both namespaces are made, and clone3 reaches the kernel (EINVAL, 22,
+    // for its zero size).
+    assert_eq!(sup.run_with(on, "sc-probe", &r, &["/probe"]).1, "clone-newuser 1\nclone3 38\nunshare-newuser 1\n");
+    assert_eq!(sup.run_with(off, "sc-probe-off", &r, &["/probe"]).1, "clone-newuser 0\nclone3 22\nunshare-newuser 0\n");
+    // Ordinary work (a shell forking a pipeline) is untouched.
+    assert_eq!(sup.run_with(on, "sc-shell", &r, &["/bin/sh", "-c", "echo a b | tr a-z A-Z"]).1, "A B\n");
+    let (code, out, err) = sup.run_with(on, "sc-i386", &r, &["/probe", "i386"]);
+    assert_eq!((code, out.as_str()), (128 + libc::SIGSYS, "i386 call\n"), "{err}");
+    assert_eq!(sup.status("sc-i386"), "killed");
+    assert_eq!(sup.run_with(off, "sc-i386-off", &r, &["/probe", "i386"]).1, "i386 call\ni386 pid 1\n");
 }
 
 #[test]

@@ -99,8 +99,14 @@ impl Supervisor {
 
     /// `engine run NAME rootfs CMD...`; returns (exit code, stdout, stderr).
     pub fn run(&self, name: &str, command: &[&str]) -> (i32, String, String) {
-        let rootfs = rootfs();
-        let mut args = vec!["run", name, rootfs.to_str().unwrap()];
+        self.run_with(&[], name, &rootfs(), command)
+    }
+
+    /// `engine run OPTIONS... NAME ROOTFS CMD...`; returns (exit code, stdout, stderr).
+    pub fn run_with(&self, options: &[&str], name: &str, rootfs: &Path, command: &[&str]) -> (i32, String, String) {
+        let mut args = vec!["run"];
+        args.extend_from_slice(options);
+        args.extend_from_slice(&[name, rootfs.to_str().unwrap()]);
         args.extend_from_slice(command);
         let out = self.engine(&args);
         (
