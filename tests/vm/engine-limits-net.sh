@@ -39,18 +39,18 @@ wait_for 5 killed_oom oomhog
 if [ "$oomrc" = 137 ] && killed_oom oomhog && wait_for 5 test ! -e "$cg"; then
 	pass engine_v2_memory_oom
 else
-	fail engine_v2_memory_oom "exit $oomrc, state '$(state oomhog)', cgroup $cg $(test -e "$cg" && echo still there || echo gone): $(tr '\n' ' ' </tmp/oomhog.out | cut -c1-200)"
+	fail engine_v2_memory_oom "exit $oomrc, state '$(state oomhog)', cgroup $cg $(test -e "$cg" && echo still there || echo gone): $(oneline /tmp/oomhog.out)"
 fi
 
 # 2. Pids: the sixth background sleep cannot be forked under --pids-limit 5.
 engine run --net none --pids-limit 5 pidlim rootfs /bin/sh -c \
 	'for i in 1 2 3 4 5 6; do sleep 2 & done; echo survived' >/tmp/pidlim.out 2>&1
 pidrc=$?
-echo "pidlim: exit $pidrc: $(tr '\n' ' ' </tmp/pidlim.out | cut -c1-200)"
+echo "pidlim: exit $pidrc: $(oneline /tmp/pidlim.out)"
 if ! grep -q survived /tmp/pidlim.out && grep -qi "fork" /tmp/pidlim.out; then
 	pass engine_v2_pids_limit
 else
-	fail engine_v2_pids_limit "exit $pidrc: $(tr '\n' ' ' </tmp/pidlim.out | cut -c1-200)"
+	fail engine_v2_pids_limit "exit $pidrc: $(oneline /tmp/pidlim.out)"
 fi
 
 # 3. CPU quota: a quarter of a CPU makes cpu_hog's CPU/wall ratio about 0.25.
@@ -63,7 +63,7 @@ echo "cpuq: exit $cpurc: $line"
 if [ -n "$cpu" ] && [ -n "$wall" ] && awk -v c="$cpu" -v w="$wall" 'BEGIN { exit !(w > 0 && c / w < 0.4) }'; then
 	pass engine_v2_cpus_throttled
 else
-	fail engine_v2_cpus_throttled "exit $cpurc, cpu=$cpu wall=$wall: $(tr '\n' ' ' </tmp/cpuq.out | cut -c1-200)"
+	fail engine_v2_cpus_throttled "exit $cpurc, cpu=$cpu wall=$wall: $(oneline /tmp/cpuq.out)"
 fi
 
 # 4. Cpuset: pinned to CPU 1 of the guest's two.
@@ -73,7 +73,7 @@ echo "pinned: exit $pinrc: $(cat /tmp/pinned.out)"
 if [ "$pinrc" = 0 ] && grep -Eq '^Cpus_allowed_list:[[:space:]]+1$' /tmp/pinned.out; then
 	pass engine_v2_cpuset
 else
-	fail engine_v2_cpuset "exit $pinrc: $(tr '\n' ' ' </tmp/pinned.out | cut -c1-200)"
+	fail engine_v2_cpuset "exit $pinrc: $(oneline /tmp/pinned.out)"
 fi
 
 # 5. Stats of a running container: 8 MiB held by memory_hog; engine's init + memory_hog: 2 pids.
@@ -81,7 +81,7 @@ engine start --net none --memory 64m statsc rootfs /memory_hog 4 0 8 >/tmp/stats
 if wait_for 20 stats_ok statsc; then
 	pass engine_v2_stats
 else
-	fail engine_v2_stats "state '$(state statsc)', memory_current=$(inspect_num statsc memory_current) pids_current=$(inspect_num statsc pids_current): $(tr '\n' ' ' </tmp/statsc.out | cut -c1-200)"
+	fail engine_v2_stats "state '$(state statsc)', memory_current=$(inspect_num statsc memory_current) pids_current=$(inspect_num statsc pids_current): $(oneline /tmp/statsc.out)"
 fi
 engine inspect statsc
 engine rm -f statsc >/dev/null 2>&1
@@ -105,7 +105,7 @@ echoed() { echo_back 2>&1 | grep -q hello-from-host; }
 if wait_for 10 echoed; then
 	pass engine_net_host_to_container
 else
-	fail engine_net_host_to_container "start exit $webrc ($(tr '\n' ' ' </tmp/web.out | cut -c1-100)), state '$(state web)', client: $(echo_back 2>&1 | tr '\n' ' ' | cut -c1-100), ip a: $(ip -o addr 2>&1 | tr '\n' '|' | cut -c1-300)"
+	fail engine_net_host_to_container "start exit $webrc ($(oneline /tmp/web.out 100)), state '$(state web)', client: $(echo_back 2>&1 | tr '\n' ' ' | cut -c1-100), ip a: $(ip -o addr 2>&1 | tr '\n' '|' | cut -c1-300)"
 fi
 
 # 7. Container -> container.
@@ -115,7 +115,7 @@ echo "pinger: exit $pingrc: $(grep -E 'bytes from|received' /tmp/pinger.out | tr
 if [ "$pingrc" = 0 ] && grep -q '1 packets received' /tmp/pinger.out; then
 	pass engine_net_container_to_container
 else
-	fail engine_net_container_to_container "exit $pingrc: $(tr '\n' ' ' </tmp/pinger.out | cut -c1-200)"
+	fail engine_net_container_to_container "exit $pingrc: $(oneline /tmp/pinger.out)"
 fi
 
 # 8. A second container on the same address is refused and leaves nothing behind.
@@ -125,7 +125,7 @@ echo "web2: exit $duprc: $(cat /tmp/web2.out)"
 if [ "$duprc" = 125 ] && [ -z "$(state web2)" ]; then
 	pass engine_net_duplicate_ip_refused
 else
-	fail engine_net_duplicate_ip_refused "exit $duprc, state '$(state web2)': $(tr '\n' ' ' </tmp/web2.out | cut -c1-200)"
+	fail engine_net_duplicate_ip_refused "exit $duprc, state '$(state web2)': $(oneline /tmp/web2.out)"
 fi
 
 # 9. Removing the networked containers removes their host-side veths.

@@ -2,6 +2,8 @@
 # "PASS name" or "FAIL name: why"; the host-side runner collects them.
 pass() { echo "PASS $1"; }
 fail() { echo "FAIL $1: $2"; }
+# oneline FILE [WIDTH]: FILE's text on one line, cut to WIDTH (200) characters, for a FAIL reason.
+oneline() { tr '\n' ' ' <"$1" | cut -c1-"${2:-200}"; }
 # check NAME CMD...: PASS if CMD succeeds.
 check() {
 	_n=$1
@@ -9,7 +11,7 @@ check() {
 	if "$@" >/tmp/check.out 2>&1; then
 		pass "$_n"
 	else
-		fail "$_n" "'$*' failed: $(tr '\n' ' ' </tmp/check.out | cut -c1-300)"
+		fail "$_n" "'$*' failed: $(oneline /tmp/check.out 300)"
 	fi
 }
 # wait_for SECONDS CMD...: retry CMD every 0.1 s until it succeeds.
