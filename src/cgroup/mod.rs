@@ -196,7 +196,7 @@ impl Cgroup {
             if let Some(cg) = Self::open_in(parent, &name) {
                 match cg.remove() {
                     Ok(()) => removed.push(name),
-                    Err(e) => eprintln!("engine: stale cgroup not removed: {e}"),
+                    Err(e) => crate::warn!("stale cgroup not removed: {e}"),
                 }
             }
         }

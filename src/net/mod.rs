@@ -222,7 +222,7 @@ pub fn detach(cfg: &NetConfig, container: &str) -> Result<(), NetError> {
 pub fn cleanup_stale(cfg: &NetConfig, keep: &dyn Fn(&str) -> bool) -> Vec<String> {
     let (cleaned, errors) = try_cleanup_stale(cfg, keep);
     for e in errors {
-        eprintln!("engine: network cleanup: {e}");
+        crate::warn!("network cleanup: {e}");
     }
     cleaned
 }

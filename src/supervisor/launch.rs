@@ -53,7 +53,7 @@ pub fn start(sup: &Supervisor, spec: ContainerSpec) -> Result<i32, Failure> {
 /// Gives back what an ended container held, reporting (not stopping at) each failure.
 pub fn release(sup: &Supervisor, ended: super::registry::Ended) {
     for e in super::resources::release(sup, &ended.name, ended.pid, ended.resources) {
-        eprintln!("engine: {e}");
+        crate::warn!("{e}");
     }
     sup.registry.released(&ended.name);
 }

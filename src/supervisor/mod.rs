@@ -67,7 +67,7 @@ impl Supervisor {
                     self.registry.monitor_event(ev.pid, &ev);
                 }
             }
-            Err(e) => eprintln!("engine: reading kernel monitor events: {e}"),
+            Err(e) => crate::warn!("reading kernel monitor events: {e}"),
         }
     }
 
@@ -88,7 +88,7 @@ impl Supervisor {
             let _ = s.join();
         }
         let _ = fs::remove_file(&self.socket);
-        eprintln!("engine: supervisor stopped");
+        crate::warn!("supervisor stopped");
         std::process::exit(0);
     }
 }
@@ -160,18 +160,18 @@ pub fn run(config: Config, ready: impl FnOnce()) -> anyhow::Result<()> {
     // No container runs yet: whatever an earlier supervisor left in our cgroup parent or on our
     // bridge belongs to containers that are gone (or were just killed as lost).
     for name in crate::cgroup::Cgroup::cleanup_stale_in(&config.cgroup_parent, &|_| false) {
-        eprintln!("engine: removed the stale cgroup of {name}");
+        crate::warn!("removed the stale cgroup of {name}");
     }
     for name in crate::net::cleanup_stale(&net, &|_| false) {
-        eprintln!("engine: removed the stale network attachment of {name}");
+        crate::warn!("removed the stale network attachment of {name}");
     }
     let monitor = match crate::monitor::MonitorDevice::open() {
         Ok(dev) => {
-            eprintln!("engine: kernel memory monitor found: --soft-mib/--hard-mib use /dev/container_monitor");
+            crate::warn!("kernel memory monitor found: --soft-mib/--hard-mib use /dev/container_monitor");
             Some(dev)
         }
         Err(e) => {
-            eprintln!("engine: no kernel memory monitor ({e}): --soft-mib/--hard-mib fall back to cgroup memory limits");
+            crate::warn!("no kernel memory monitor ({e}): --soft-mib/--hard-mib fall back to cgroup memory limits");
             None
         }
     };

@@ -15,7 +15,7 @@ pub fn spawn(sup: Arc<Supervisor>) -> std::io::Result<()> {
                 Ok(_) => sup.drain_monitor_events(),
                 Err(nix::errno::Errno::EINTR) => {}
                 Err(e) => {
-                    eprintln!("engine: polling the kernel monitor: {e}");
+                    crate::warn!("polling the kernel monitor: {e}");
                     return;
                 }
             }

@@ -290,7 +290,7 @@ impl Registry {
         }
         // A record that cannot be saved must not keep the container's resources from being freed.
         if let Err(e) = self.persist(&inner.containers[name].record) {
-            eprintln!("engine: {e}");
+            crate::warn!("{e}");
         }
         self.changed.notify_all();
         Ended { name: name.into(), pid, resources }

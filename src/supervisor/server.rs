@@ -12,7 +12,7 @@ pub fn serve(sup: Arc<Supervisor>, listener: UnixListener) {
         let sup = sup.clone();
         let spawned = std::thread::Builder::new().name("request".into()).spawn(move || serve_one(&sup, conn));
         if let Err(e) = spawned {
-            eprintln!("engine: cannot start a request thread: {e}");
+            crate::warn!("cannot start a request thread: {e}");
         }
     }
 }

@@ -57,7 +57,7 @@ impl Store {
                 serde_json::from_slice::<ContainerRecord>(&b).map_err(|e| e.to_string())
             }) {
                 Ok(r) => records.push(r),
-                Err(e) => eprintln!("engine: skipping unreadable record {}: {e}", path.display()),
+                Err(e) => crate::warn!("skipping unreadable record {}: {e}", path.display()),
             }
         }
         records.sort_by(|a, b| a.created_at.cmp(&b.created_at));

@@ -22,7 +22,7 @@ struct OpenLog {
 impl OpenLog {
     fn publish(&mut self, done: bool) {
         if let Err(e) = self.file.flush() {
-            eprintln!("engine: writing {}: {e}", self.log.path.display());
+            crate::warn!("writing {}: {e}", self.log.path.display());
         }
         self.published = self.written;
         self.log.publish(self.published, done);
@@ -52,7 +52,7 @@ fn run(rx: Receiver<LogMsg>) {
                 record.clear();
                 cri::encode(&mut record, &cri::timestamp_now(), stream, &chunk);
                 if let Err(e) = entry.file.write_all(&record) {
-                    eprintln!("engine: writing {}: {e}", log.path.display());
+                    crate::warn!("writing {}: {e}", log.path.display());
                 }
                 entry.written += record.len() as u64;
                 if entry.written - entry.published >= PUBLISH_EVERY {
