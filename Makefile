@@ -8,7 +8,7 @@ ROOTFS     := $(ROOT)/rootfs
 WORKLOADS  := cpu_hog io_pulse memory_hog
 CARGO      ?= cargo
 
-.PHONY: all build workloads rootfs deps test unit-test integration-test leak-check demo clean
+.PHONY: all build workloads rootfs deps test unit-test integration-test leak-check lint demo clean
 
 all: build workloads
 
@@ -40,7 +40,12 @@ integration-test: build rootfs
 leak-check:
 	bash tests/leak-check.sh
 
-test: deps build rootfs
+# Formatting and clippy, warnings as errors: part of make test.
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --release --all-targets -- -D warnings
+
+test: deps build rootfs lint
 	ENGINE_TEST_ROOTFS=$(ROOTFS) $(CARGO) test --release
 	$(MAKE) vm-test
 	bash tests/leak-check.sh

@@ -26,22 +26,45 @@ pub struct Envelope {
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
     /// Start a container and return once its command runs.
-    Start { spec: ContainerSpec },
+    Start {
+        spec: ContainerSpec,
+    },
     /// Start, stream the output, then return the exit code.
-    Run { spec: ContainerSpec, remove: bool },
-    Stop { name: String, timeout_secs: u64 },
+    Run {
+        spec: ContainerSpec,
+        remove: bool,
+    },
+    Stop {
+        name: String,
+        timeout_secs: u64,
+    },
     /// Send a signal to the container's command (used by `run` to forward Ctrl-C).
-    Kill { name: String, signal: i32 },
+    Kill {
+        name: String,
+        signal: i32,
+    },
     /// `stats` reads each running container's cgroup (memory, CPU, pids) now.
     Ps {
         all: bool,
         #[serde(default)]
         stats: bool,
     },
-    Logs { name: String, follow: bool, timestamps: bool, tail: Option<usize> },
-    Inspect { name: String },
-    Rm { name: String, force: bool },
-    Wait { name: String },
+    Logs {
+        name: String,
+        follow: bool,
+        timestamps: bool,
+        tail: Option<usize>,
+    },
+    Inspect {
+        name: String,
+    },
+    Rm {
+        name: String,
+        force: bool,
+    },
+    Wait {
+        name: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,15 +88,29 @@ impl Stream {
 pub enum Response {
     /// The request succeeded and has nothing more to say.
     Done,
-    Started { name: String, pid: i32 },
+    Started {
+        name: String,
+        pid: i32,
+    },
     /// Log bytes of one stream; the bytes are the frame's payload.
-    Output { stream: Stream },
+    Output {
+        stream: Stream,
+    },
     /// The container ended: its exit code (128+N for signal N).
-    Exited { code: i32 },
-    List { containers: Vec<ContainerRecord> },
-    Record { container: Box<ContainerRecord> },
+    Exited {
+        code: i32,
+    },
+    List {
+        containers: Vec<ContainerRecord>,
+    },
+    Record {
+        container: Box<ContainerRecord>,
+    },
     /// One line for the user and the process exit code the CLI should use.
-    Error { message: String, exit_code: i32 },
+    Error {
+        message: String,
+        exit_code: i32,
+    },
 }
 
 impl Response {

@@ -159,7 +159,14 @@ fn busy_ms(clock: libc::clockid_t, ms: u64) {
 fn alloc_mib(mib: u64) -> bool {
     let len = (mib * MIB) as usize;
     let p = unsafe {
-        libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0)
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
     };
     if p == libc::MAP_FAILED {
         return false;
@@ -171,7 +178,11 @@ fn alloc_mib(mib: u64) -> bool {
 }
 
 fn w_alloc_64() -> i32 {
-    if alloc_mib(64) { 0 } else { 2 }
+    if alloc_mib(64) {
+        0
+    } else {
+        2
+    }
 }
 
 fn w_busy_1500() -> i32 {

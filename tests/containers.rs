@@ -30,8 +30,14 @@ fn inside_the_container_nothing_of_the_host_shows() {
     assert_eq!(devices, ["eth0", "lo"], "network devices: {out}");
     assert!(out.contains("env=/root:iso1:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"), "{out}");
     assert!(out.contains("cpu_hog") && !out.contains("root=boot"), "not the rootfs: {out}");
-    for dev in ["null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "fd", "stdin", "stdout", "stderr", "ptmx"] {
-        assert!(out.lines().any(|l| l.starts_with("dev=") && l.split_whitespace().any(|d| d.trim_start_matches("dev=") == dev)), "/dev/{dev} missing: {out}");
+    for dev in
+        ["null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "fd", "stdin", "stdout", "stderr", "ptmx"]
+    {
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with("dev=") && l.split_whitespace().any(|d| d.trim_start_matches("dev=") == dev)),
+            "/dev/{dev} missing: {out}"
+        );
     }
     let mounts_after = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert_eq!(mounts_before, mounts_after, "the host mount table changed");
@@ -44,13 +50,17 @@ fn the_command_starts_with_only_stdin_stdout_stderr() {
     let init = sup.state("fds")["pid"].as_i64().unwrap();
     let children = std::fs::read_to_string(format!("/proc/{init}/task/{init}/children")).unwrap();
     let cmd: i32 = children.split_whitespace().next().expect("the command runs").parse().unwrap();
-    let mut fds: Vec<String> =
-        std::fs::read_dir(format!("/proc/{cmd}/fd")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut fds: Vec<String> = std::fs::read_dir(format!("/proc/{cmd}/fd"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     fds.sort();
     assert_eq!(fds, ["0", "1", "2"]);
     // The init keeps only stdio and its channel to the supervisor.
-    let mut init_fds: Vec<String> =
-        std::fs::read_dir(format!("/proc/{init}/fd")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut init_fds: Vec<String> = std::fs::read_dir(format!("/proc/{init}/fd"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
     init_fds.sort();
     assert_eq!(init_fds, ["0", "1", "2", "3"]);
     // stdin is /dev/null, stdout and stderr are the supervisor's pipes.
@@ -62,7 +72,8 @@ fn the_command_starts_with_only_stdin_stdout_stderr() {
 #[test]
 fn ps_inside_sees_only_the_container_and_loopback_is_up() {
     let sup = Supervisor::start();
-    let (code, out, _) = sup.run("iso2", &["/bin/sh", "-c", "ps -o pid,comm; ping -c 1 -W 1 127.0.0.1 >/dev/null && echo ping-ok"]);
+    let (code, out, _) =
+        sup.run("iso2", &["/bin/sh", "-c", "ps -o pid,comm; ping -c 1 -W 1 127.0.0.1 >/dev/null && echo ping-ok"]);
     assert_eq!(code, 0);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0].split_whitespace().collect::<Vec<_>>(), ["PID", "COMMAND"]);
@@ -97,7 +108,8 @@ fn no_new_privileges_is_dockers_security_opt() {
     };
     assert_eq!(nnp(&["--net", "none"], "nnp-default"), "NoNewPrivs:\t0\n");
     assert_eq!(nnp(&["--net", "none", "--security-opt", "no-new-privileges"], "nnp-on"), "NoNewPrivs:\t1\n");
-    let last_wins = ["--net", "none", "--security-opt=no-new-privileges:true", "--security-opt", "no-new-privileges=false"];
+    let last_wins =
+        ["--net", "none", "--security-opt=no-new-privileges:true", "--security-opt", "no-new-privileges=false"];
     assert_eq!(nnp(&last_wins, "nnp-last"), "NoNewPrivs:\t0\n");
     // What engine does not know is refused in one line, before anything is created.
     let (code, _, err) = sup.run_with(&["--security-opt", "apparmor=unconfined"], "nnp-bad", &r, &["/bin/true"]);
@@ -184,7 +196,16 @@ fn the_default_seccomp_profile_refuses_user_namespaces_clone3_and_i386_calls() {
 fn net_none_has_only_loopback() {
     let sup = Supervisor::start();
     let rootfs = rootfs();
-    let out = sup.ok(&["run", "--net", "none", "nonet", rootfs.to_str().unwrap(), "/bin/sh", "-c", "ls /sys/class/net 2>/dev/null || tail -n +3 /proc/net/dev | cut -d: -f1"]);
+    let out = sup.ok(&[
+        "run",
+        "--net",
+        "none",
+        "nonet",
+        rootfs.to_str().unwrap(),
+        "/bin/sh",
+        "-c",
+        "ls /sys/class/net 2>/dev/null || tail -n +3 /proc/net/dev | cut -d: -f1",
+    ]);
     assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["lo"]);
 }
 
@@ -193,8 +214,22 @@ fn options_hostname_env_workdir_nice() {
     let sup = Supervisor::start();
     let rootfs = rootfs();
     let out = sup.ok(&[
-        "run", "--hostname", "host-1", "--env", "FOO=bar baz", "-e", "HOME=/tmp", "--workdir", "/etc", "--nice", "7",
-        "opts", rootfs.to_str().unwrap(), "/bin/sh", "-c", "hostname; echo $FOO; echo $HOME; pwd; cut -d' ' -f19 /proc/self/stat",
+        "run",
+        "--hostname",
+        "host-1",
+        "--env",
+        "FOO=bar baz",
+        "-e",
+        "HOME=/tmp",
+        "--workdir",
+        "/etc",
+        "--nice",
+        "7",
+        "opts",
+        rootfs.to_str().unwrap(),
+        "/bin/sh",
+        "-c",
+        "hostname; echo $FOO; echo $HOME; pwd; cut -d' ' -f19 /proc/self/stat",
     ]);
     assert_eq!(out, "host-1\nbar baz\n/tmp\n/etc\n7\n");
 }

@@ -17,7 +17,8 @@ fn cgroup_dirs(sup: &Supervisor, name: &str) -> Vec<std::path::PathBuf> {
 fn memory_limit_kills_with_oom_and_the_group_is_removed() {
     let sup = Supervisor::start();
     let rootfs = rootfs();
-    let out = sup.engine(&["run", "--memory", "10m", "hungry", rootfs.to_str().unwrap(), "/memory_hog", "1", "10", "50"]);
+    let out =
+        sup.engine(&["run", "--memory", "10m", "hungry", rootfs.to_str().unwrap(), "/memory_hog", "1", "10", "50"]);
     assert_eq!(out.status.code(), Some(137), "{}", describe(&out));
     let st = sup.state("hungry");
     assert_eq!(st["state"]["reason"], "oom", "{st}");
@@ -26,7 +27,16 @@ fn memory_limit_kills_with_oom_and_the_group_is_removed() {
     assert!(peak <= 10 << 20 && peak > 5 << 20, "peak {peak}");
     assert!(cgroup_dirs(&sup, "hungry").is_empty(), "cgroup left behind");
     // Under the limit: left alone.
-    let out = sup.engine(&["run", "--memory", "64m", "fits", rootfs.to_str().unwrap(), "/bin/sh", "-c", "/memory_hog 1 0 8 & sleep 0.5; kill $!"]);
+    let out = sup.engine(&[
+        "run",
+        "--memory",
+        "64m",
+        "fits",
+        rootfs.to_str().unwrap(),
+        "/bin/sh",
+        "-c",
+        "/memory_hog 1 0 8 & sleep 0.5; kill $!",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
 }
 
@@ -34,7 +44,19 @@ fn memory_limit_kills_with_oom_and_the_group_is_removed() {
 fn hard_mib_without_the_module_falls_back_to_cgroup_memory() {
     let sup = Supervisor::start();
     let rootfs = rootfs();
-    let out = sup.engine(&["run", "memtest", rootfs.to_str().unwrap(), "/memory_hog", "1", "10", "500", "--soft-mib", "3", "--hard-mib", "6"]);
+    let out = sup.engine(&[
+        "run",
+        "memtest",
+        rootfs.to_str().unwrap(),
+        "/memory_hog",
+        "1",
+        "10",
+        "500",
+        "--soft-mib",
+        "3",
+        "--hard-mib",
+        "6",
+    ]);
     assert_eq!(out.status.code(), Some(137), "{}", describe(&out));
     let st = sup.state("memtest");
     assert!(sup.ok(&["ps", "-a"]).contains("killed (hard limit)"));
@@ -78,7 +100,16 @@ fn cpus_throttle_the_container() {
 fn cpuset_pins_the_command() {
     let sup = Supervisor::start();
     let rootfs = rootfs();
-    let out = sup.ok(&["run", "--cpuset-cpus", "0", "pinned", rootfs.to_str().unwrap(), "/bin/sh", "-c", "grep Cpus_allowed_list /proc/self/status"]);
+    let out = sup.ok(&[
+        "run",
+        "--cpuset-cpus",
+        "0",
+        "pinned",
+        rootfs.to_str().unwrap(),
+        "/bin/sh",
+        "-c",
+        "grep Cpus_allowed_list /proc/self/status",
+    ]);
     assert_eq!(out.split_whitespace().last(), Some("0"), "{out}");
 }
 

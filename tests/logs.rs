@@ -58,7 +58,14 @@ fn fifty_containers_started_at_once_all_exit_zero_with_their_logs() {
         for i in 0..50 {
             let sup = &sup;
             s.spawn(move || {
-                sup.ok(&["start", &format!("many{i}"), r, "/bin/sh", "-c", &format!("echo hello-{i}; echo err-{i} >&2")]);
+                sup.ok(&[
+                    "start",
+                    &format!("many{i}"),
+                    r,
+                    "/bin/sh",
+                    "-c",
+                    &format!("echo hello-{i}; echo err-{i} >&2"),
+                ]);
             });
         }
     });
@@ -76,7 +83,10 @@ fn fifty_containers_started_at_once_all_exit_zero_with_their_logs() {
 #[test]
 fn logs_follow_streams_until_the_container_ends() {
     let sup = Supervisor::start();
-    sup.start_container("ticker", &["/bin/sh", "-c", "for i in 1 2 3 4; do echo tick $i; sleep 0.4; done; echo bye >&2"]);
+    sup.start_container(
+        "ticker",
+        &["/bin/sh", "-c", "for i in 1 2 3 4; do echo tick $i; sleep 0.4; done; echo bye >&2"],
+    );
     let t = Instant::now();
     let mut child = sup.cmd(&["logs", "-f", "ticker"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();

@@ -58,9 +58,8 @@ fn rust_side() -> BTreeMap<String, u64> {
 /// C source printing the same keys; derived from the Rust keys so both sides cover the same
 /// ground, with the C names taken from the header.
 fn c_program(keys: &BTreeMap<String, u64>) -> String {
-    let mut s = String::from(
-        "#include <stdio.h>\n#include <stddef.h>\n#include \"monitor_uapi.h\"\nint main(void)\n{\n",
-    );
+    let mut s =
+        String::from("#include <stdio.h>\n#include <stddef.h>\n#include \"monitor_uapi.h\"\nint main(void)\n{\n");
     for key in keys.keys() {
         let expr = if let Some(t) = key.strip_prefix("sizeof ") {
             format!("sizeof(struct {t})")
@@ -81,11 +80,7 @@ fn c_program(keys: &BTreeMap<String, u64>) -> String {
 fn rust_mirror_matches_monitor_uapi_h() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let header_dir = root.join("kmod");
-    assert!(
-        header_dir.join("monitor_uapi.h").exists(),
-        "no {}/monitor_uapi.h",
-        header_dir.display()
-    );
+    assert!(header_dir.join("monitor_uapi.h").exists(), "no {}/monitor_uapi.h", header_dir.display());
 
     let rust = rust_side();
     let dir = std::env::temp_dir().join(format!("monitor-abi-{}", std::process::id()));
@@ -103,11 +98,7 @@ fn rust_mirror_matches_monitor_uapi_h() {
         .arg(&header_dir)
         .output()
         .unwrap_or_else(|e| panic!("running {cc}: {e} (a C compiler is required)"));
-    assert!(
-        out.status.success(),
-        "{cc} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{cc} failed:\n{}", String::from_utf8_lossy(&out.stderr));
 
     let out = Command::new(&bin).output().unwrap();
     assert!(out.status.success());
@@ -124,22 +115,14 @@ fn rust_mirror_matches_monitor_uapi_h() {
             c.insert(k.to_string(), v.parse::<u64>().unwrap());
         }
     }
-    assert_eq!(
-        c.len(),
-        rust.len(),
-        "the C program printed a different set of keys"
-    );
+    assert_eq!(c.len(), rust.len(), "the C program printed a different set of keys");
 
     let mismatches: Vec<String> = rust
         .iter()
         .filter(|(k, v)| c.get(*k) != Some(v))
         .map(|(k, v)| format!("{k}: C {:?}, Rust {v}", c.get(k)))
         .collect();
-    assert!(
-        mismatches.is_empty(),
-        "ABI drift between monitor_uapi.h and abi.rs:\n{}",
-        mismatches.join("\n")
-    );
+    assert!(mismatches.is_empty(), "ABI drift between monitor_uapi.h and abi.rs:\n{}", mismatches.join("\n"));
     assert_eq!(path, CM_DEVICE_PATH);
     // Sanity: the comparison really covered the structs and the ioctls.
     assert!(rust.len() > 40);

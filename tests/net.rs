@@ -72,13 +72,9 @@ impl Sandbox {
         cmd.arg("120").stdin(Stdio::null());
         // SAFETY: unshare is a plain syscall, fine between fork and exec.
         unsafe {
-            cmd.pre_exec(|| {
-                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).map_err(io::Error::from)
-            });
+            cmd.pre_exec(|| nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).map_err(io::Error::from));
         }
-        Sandbox {
-            child: cmd.spawn().expect("spawn sleep in a new netns"),
-        }
+        Sandbox { child: cmd.spawn().expect("spawn sleep in a new netns") }
     }
 
     fn pid(&self) -> i32 {
@@ -124,10 +120,7 @@ fn inside_view(pid: i32) -> (HashSet<String>, Option<(String, Ipv4Addr)>) {
     net::run_in_netns(pid, || {
         // /proc/thread-self/net shows the namespace of the reading thread.
         let dev = fs::read_to_string("/proc/thread-self/net/dev").unwrap();
-        let names = dev
-            .lines()
-            .skip(2)
-            .filter_map(|l| Some(l.split(':').next()?.trim().to_string()));
+        let names = dev.lines().skip(2).filter_map(|l| Some(l.split(':').next()?.trim().to_string()));
         let route = fs::read_to_string("/proc/thread-self/net/route").unwrap();
         let default = route.lines().skip(1).find_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
@@ -174,10 +167,7 @@ fn ping(from_pid: i32, to: Ipv4Addr) -> bool {
     net::run_in_netns(from_pid, move || unsafe {
         let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_ICMP);
         assert!(fd >= 0, "raw socket: {}", io::Error::last_os_error());
-        let tv = libc::timeval {
-            tv_sec: 0,
-            tv_usec: 500_000,
-        };
+        let tv = libc::timeval { tv_sec: 0, tv_usec: 500_000 };
         libc::setsockopt(
             fd,
             libc::SOL_SOCKET,
@@ -194,9 +184,7 @@ fn ping(from_pid: i32, to: Ipv4Addr) -> bool {
         let dst = libc::sockaddr_in {
             sin_family: libc::AF_INET as u16,
             sin_port: 0,
-            sin_addr: libc::in_addr {
-                s_addr: u32::from_ne_bytes(to.octets()),
-            },
+            sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(to.octets()) },
             sin_zero: [0; 8],
         };
         let mut ok = false;
@@ -231,10 +219,7 @@ fn ping(from_pid: i32, to: Ipv4Addr) -> bool {
 }
 
 fn checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = data
-        .chunks(2)
-        .map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u32)
-        .sum();
+    let mut sum: u32 = data.chunks(2).map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u32).sum();
     while sum >> 16 != 0 {
         sum = (sum & 0xffff) + (sum >> 16);
     }
@@ -242,11 +227,7 @@ fn checksum(data: &[u8]) -> u16 {
 }
 
 fn lease_names(cfg: &NetConfig) -> Vec<String> {
-    net::leases(cfg)
-        .unwrap()
-        .into_iter()
-        .map(|(_, c)| c)
-        .collect()
+    net::leases(cfg).unwrap().into_iter().map(|(_, c)| c).collect()
 }
 
 // ----- tests ---------------------------------------------------------------------
@@ -263,16 +244,10 @@ fn host_reaches_container_over_tcp() {
     assert_eq!(att.mac, "02:42:0a:63:01:02");
     // Host side: the bridge exists and the host end is plugged into it.
     assert!(link_exists(&tn.cfg.bridge));
-    assert_eq!(
-        master_of(&att.host_veth).as_deref(),
-        Some(tn.cfg.bridge.as_str())
-    );
+    assert_eq!(master_of(&att.host_veth).as_deref(), Some(tn.cfg.bridge.as_str()));
     // Container side: lo and eth0, default route via the gateway on eth0.
     let (names, default) = inside_view(c.pid());
-    assert!(
-        names.contains("eth0") && names.contains("lo"),
-        "links inside: {names:?}"
-    );
+    assert!(names.contains("eth0") && names.contains("lo"), "links inside: {names:?}");
     assert_eq!(default, Some(("eth0".to_string(), tn.ip(1))));
 
     let (addr, server) = echo_server(c.pid(), att.ip);
@@ -297,9 +272,8 @@ fn containers_reach_each_other() {
     assert!(ping(a.pid(), tn.cfg.gateway), "a cannot ping the gateway");
 
     let (addr, server) = echo_server(a.pid(), att_a.ip);
-    let stream = net::run_in_netns(b.pid(), move || TcpStream::connect_timeout(&addr, TIMEOUT))
-        .unwrap()
-        .expect("b -> a TCP");
+    let stream =
+        net::run_in_netns(b.pid(), move || TcpStream::connect_timeout(&addr, TIMEOUT)).unwrap().expect("b -> a TCP");
     echo_roundtrip(stream);
     server.join().unwrap();
 }
@@ -310,20 +284,9 @@ fn static_assigned_and_refused_addresses() {
     let cs: Vec<Sandbox> = (0..4).map(|_| Sandbox::new()).collect();
     let cfg = &tn.cfg;
 
-    assert_eq!(
-        net::attach(cfg, "c1", cs[0].pid(), None).unwrap().ip,
-        tn.ip(2)
-    );
-    assert_eq!(
-        net::attach(cfg, "c2", cs[1].pid(), Some(tn.ip(50)))
-            .unwrap()
-            .ip,
-        tn.ip(50)
-    );
-    assert_eq!(
-        net::attach(cfg, "c3", cs[2].pid(), None).unwrap().ip,
-        tn.ip(3)
-    );
+    assert_eq!(net::attach(cfg, "c1", cs[0].pid(), None).unwrap().ip, tn.ip(2));
+    assert_eq!(net::attach(cfg, "c2", cs[1].pid(), Some(tn.ip(50))).unwrap().ip, tn.ip(50));
+    assert_eq!(net::attach(cfg, "c3", cs[2].pid(), None).unwrap().ip, tn.ip(3));
 
     let refuse = |ip: Ipv4Addr| net::attach(cfg, "c4", cs[3].pid(), Some(ip)).unwrap_err();
     match refuse(tn.ip(50)) {
@@ -334,10 +297,7 @@ fn static_assigned_and_refused_addresses() {
     }
     let e = refuse(Ipv4Addr::new(10, 98, 0, 5));
     assert!(matches!(e, NetError::OutsideSubnet { .. }), "{e}");
-    assert!(
-        e.to_string().contains("10.98.0.5") && e.to_string().contains("10.99.3.0/24"),
-        "{e}"
-    );
+    assert!(e.to_string().contains("10.98.0.5") && e.to_string().contains("10.99.3.0/24"), "{e}");
     for (last, what) in [(1, "gateway"), (0, "network"), (255, "broadcast")] {
         match refuse(tn.ip(last)) {
             NetError::ReservedAddress { what: w, .. } => assert_eq!(w, what),
@@ -414,16 +374,10 @@ fn leases_survive_restart() {
 
     // A "restarted supervisor": a fresh config on the same state directory.
     let again = NetConfig { ..tn.cfg.clone() };
-    assert_eq!(
-        net::leases(&again).unwrap(),
-        [(tn.ip(2), "c1".to_string()), (tn.ip(9), "c2".to_string())]
-    );
+    assert_eq!(net::leases(&again).unwrap(), [(tn.ip(2), "c1".to_string()), (tn.ip(9), "c2".to_string())]);
     let e = net::attach(&again, "c3", c3.pid(), Some(tn.ip(9))).unwrap_err();
     assert!(matches!(e, NetError::AddressInUse { .. }), "{e}");
-    assert_eq!(
-        net::attach(&again, "c3", c3.pid(), None).unwrap().ip,
-        tn.ip(3)
-    );
+    assert_eq!(net::attach(&again, "c3", c3.pid(), None).unwrap().ip, tn.ip(3));
     let file = fs::read_to_string(tn.cfg.state_dir.join("leases.json")).unwrap();
     assert!(file.contains("10.99.5.9") && file.contains("c2"), "{file}");
 }
@@ -444,39 +398,20 @@ fn failed_attach_is_undone() {
     let att = net::attach(&tn.cfg, "c1", c1.pid(), None).unwrap();
     let c2 = Sandbox::new();
     let dir = tempfile::tempdir().unwrap();
-    let wrong = NetConfig {
-        bridge: att.host_veth.clone(),
-        state_dir: dir.path().into(),
-        ..tn.cfg.clone()
-    };
+    let wrong = NetConfig { bridge: att.host_veth.clone(), state_dir: dir.path().into(), ..tn.cfg.clone() };
     let e = net::attach(&wrong, "c2", c2.pid(), None).unwrap_err();
     assert!(matches!(e, NetError::WrongLinkKind { .. }), "{e}");
-    assert!(
-        net::leases(&wrong).unwrap().is_empty(),
-        "lease kept after a failed attach"
-    );
-    assert!(
-        !link_exists(&net::host_veth_name(&wrong, "c2")),
-        "veth kept after a failed attach"
-    );
-    assert!(
-        net::remove_bridge(&att.host_veth).is_err(),
-        "remove_bridge must refuse a veth"
-    );
+    assert!(net::leases(&wrong).unwrap().is_empty(), "lease kept after a failed attach");
+    assert!(!link_exists(&net::host_veth_name(&wrong, "c2")), "veth kept after a failed attach");
+    assert!(net::remove_bridge(&att.host_veth).is_err(), "remove_bridge must refuse a veth");
 
     // A failure after the pair exists: c1 already has an eth0, so a second
     // network cannot rename its peer to eth0. Pair and lease must go.
     let other = TestNet::new(60);
     let e = net::attach(&other.cfg, "c1-again", c1.pid(), None).unwrap_err();
     assert_eq!(e.errno(), Some(libc::EEXIST), "{e}");
-    assert!(
-        !link_exists(&net::host_veth_name(&other.cfg, "c1-again")),
-        "veth kept after a failed attach"
-    );
-    assert!(
-        net::leases(&other.cfg).unwrap().is_empty(),
-        "lease kept after a failed attach"
-    );
+    assert!(!link_exists(&net::host_veth_name(&other.cfg, "c1-again")), "veth kept after a failed attach");
+    assert!(net::leases(&other.cfg).unwrap().is_empty(), "lease kept after a failed attach");
     // c1 itself is untouched.
     let (addr, server) = echo_server(c1.pid(), att.ip);
     echo_roundtrip(TcpStream::connect_timeout(&addr, TIMEOUT).unwrap());
@@ -488,11 +423,8 @@ fn cleanup_after_crash() {
     let tn = TestNet::new(7);
     let cfg = &tn.cfg;
     let cs: Vec<Sandbox> = (0..3).map(|_| Sandbox::new()).collect();
-    let atts: Vec<_> = ["c1", "c2", "c3"]
-        .iter()
-        .zip(&cs)
-        .map(|(name, c)| net::attach(cfg, name, c.pid(), None).unwrap())
-        .collect();
+    let atts: Vec<_> =
+        ["c1", "c2", "c3"].iter().zip(&cs).map(|(name, c)| net::attach(cfg, name, c.pid(), None).unwrap()).collect();
 
     // The supervisor restarts and only c1 is still running.
     let cleaned = net::cleanup_stale(cfg, &|c| c == "c1");
@@ -500,9 +432,7 @@ fn cleanup_after_crash() {
     assert!(!link_exists(&atts[1].host_veth) && !link_exists(&atts[2].host_veth));
     assert_eq!(lease_names(cfg), ["c1"]);
     let (addr, server) = echo_server(cs[0].pid(), atts[0].ip);
-    echo_roundtrip(
-        TcpStream::connect_timeout(&addr, TIMEOUT).expect("kept container still reachable"),
-    );
+    echo_roundtrip(TcpStream::connect_timeout(&addr, TIMEOUT).expect("kept container still reachable"));
     server.join().unwrap();
 
     // Even with the lease file lost, the host veth is found by its alias.
@@ -523,23 +453,13 @@ fn hundred_attach_detach_cycles_leak_nothing() {
         let cs: Vec<Sandbox> = (0..10).map(|_| Sandbox::new()).collect();
         let names: Vec<String> = (0..10).map(|i| format!("b{batch}c{i}")).collect();
         let atts: Vec<net::Attachment> = thread::scope(|s| {
-            let hs: Vec<_> = names
-                .iter()
-                .zip(&cs)
-                .map(|(n, c)| s.spawn(move || net::attach(cfg, n, c.pid(), None)))
-                .collect();
-            hs.into_iter()
-                .map(|h| h.join().unwrap().expect("parallel attach"))
-                .collect()
+            let hs: Vec<_> =
+                names.iter().zip(&cs).map(|(n, c)| s.spawn(move || net::attach(cfg, n, c.pid(), None))).collect();
+            hs.into_iter().map(|h| h.join().unwrap().expect("parallel attach")).collect()
         });
         let ips: HashSet<Ipv4Addr> = atts.iter().map(|a| a.ip).collect();
         assert_eq!(ips.len(), 10, "addresses must be distinct: {ips:?}");
-        assert_eq!(
-            fs::read_dir(format!("/sys/class/net/{}/brif", cfg.bridge))
-                .unwrap()
-                .count(),
-            10
-        );
+        assert_eq!(fs::read_dir(format!("/sys/class/net/{}/brif", cfg.bridge)).unwrap().count(), 10);
 
         let (addr, server) = echo_server(cs[batch].pid(), atts[batch].ip);
         echo_roundtrip(TcpStream::connect_timeout(&addr, TIMEOUT).unwrap());
@@ -552,17 +472,8 @@ fn hundred_attach_detach_cycles_leak_nothing() {
         });
     }
     assert!(net::leases(cfg).unwrap().is_empty(), "leaked leases");
-    assert!(
-        tagged_links(cfg).is_empty(),
-        "leaked veths: {:?}",
-        tagged_links(cfg)
-    );
-    assert_eq!(
-        fs::read_dir(format!("/sys/class/net/{}/brif", cfg.bridge))
-            .unwrap()
-            .count(),
-        0
-    );
+    assert!(tagged_links(cfg).is_empty(), "leaked veths: {:?}", tagged_links(cfg));
+    assert_eq!(fs::read_dir(format!("/sys/class/net/{}/brif", cfg.bridge)).unwrap().count(), 0);
     eprintln!("100 attach/detach cycles in {:?}", start.elapsed());
     assert!(start.elapsed() < Duration::from_secs(60));
 }

@@ -47,12 +47,21 @@ fn containers_reach_each_other_and_addresses_are_assigned() {
     sup.ok(&["start", "c1", r, "/bin/sleep", "60"]);
     let ip1 = ip_of(&sup, "c1");
     assert_eq!(ip1.to_string(), format!("{}.2", sup.subnet_prefix), "first free address");
-    let out = sup.ok(&["run", "c2", r, "/bin/sh", "-c", &format!("ping -c 1 -W 2 {ip1} >/dev/null && echo reached; grep c2 /etc/hosts")]);
+    let out = sup.ok(&[
+        "run",
+        "c2",
+        r,
+        "/bin/sh",
+        "-c",
+        &format!("ping -c 1 -W 2 {ip1} >/dev/null && echo reached; grep c2 /etc/hosts"),
+    ]);
     let ip2 = format!("{}.3", sup.subnet_prefix);
     assert_eq!(out, format!("reached\n{ip2}\tc2\n"));
     // Duplicate and outside-subnet addresses are refused and leave nothing.
     let ports = bridge_ports(&sup);
-    for (ip, needle) in [(ip1.to_string(), "in use"), ("192.168.77.5".to_string(), "outside"), ("10.1.2.300".to_string(), "--ip")] {
+    for (ip, needle) in
+        [(ip1.to_string(), "in use"), ("192.168.77.5".to_string(), "outside"), ("10.1.2.300".to_string(), "--ip")]
+    {
         let out = sup.engine(&["start", "--ip", &ip, "dup", r, "/bin/true"]);
         assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
         assert!(String::from_utf8_lossy(&out.stderr).contains(needle), "{ip}: {}", describe(&out));

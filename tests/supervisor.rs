@@ -14,7 +14,8 @@ fn records_survive_a_restart_and_a_crash_is_shown_as_lost() {
     sup.ok(&["start", "--memory", "64m", "orphan", rootfs_dir.to_str().unwrap(), "/bin/sleep", "300"]);
     let orphan = sup.state("orphan");
     let pid = orphan["pid"].as_i64().unwrap() as i32;
-    let cgroups: Vec<String> = orphan["cgroup"].as_array().unwrap().iter().map(|p| p.as_str().unwrap().to_string()).collect();
+    let cgroups: Vec<String> =
+        orphan["cgroup"].as_array().unwrap().iter().map(|p| p.as_str().unwrap().to_string()).collect();
     assert!(!cgroups.is_empty());
     let brif = std::path::PathBuf::from(format!("/sys/class/net/{}/brif", sup.bridge));
     assert_eq!(std::fs::read_dir(&brif).unwrap().count(), 1);
@@ -31,7 +32,8 @@ fn records_survive_a_restart_and_a_crash_is_shown_as_lost() {
     // The unsupervised container was killed, so nothing is left running (its zombie belongs to
     // whoever adopted it).
     wait_until(Duration::from_secs(5), || {
-        !process_exists(pid) || std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z ")
+        !process_exists(pid)
+            || std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z ")
     });
     // Its cgroup and veth, left by the crash, were cleaned up by the new supervisor.
     for cg in &cgroups {
@@ -155,7 +157,8 @@ fn bad_input_is_one_clear_line_and_leaves_nothing() {
     assert_eq!(logs.len(), 1);
 
     // No supervisor at the socket: a clear line too.
-    let out = std::process::Command::new(ENGINE).args(["--socket", "/tmp/engine-test-none.sock", "ps"]).output().unwrap();
+    let out =
+        std::process::Command::new(ENGINE).args(["--socket", "/tmp/engine-test-none.sock", "ps"]).output().unwrap();
     assert_eq!(out.status.code(), Some(125));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the supervisor"));
 }

@@ -16,7 +16,13 @@ pub enum CgroupError {
 
     /// The kernel refused a limit value (e.g. a CPU outside the parent's cpuset).
     #[error("{flag}: the kernel refused {value:?} in {}: {source}", path.display())]
-    Rejected { flag: &'static str, path: PathBuf, value: String, #[source] source: io::Error },
+    Rejected {
+        flag: &'static str,
+        path: PathBuf,
+        value: String,
+        #[source]
+        source: io::Error,
+    },
 
     #[error("invalid cgroup name {0:?}: expected [a-zA-Z0-9][a-zA-Z0-9_.-]{{0,63}}")]
     InvalidName(String),
@@ -29,25 +35,51 @@ pub enum CgroupError {
     AlreadyExists { path: PathBuf },
 
     #[error("statfs {}: {source}", path.display())]
-    Statfs { path: PathBuf, #[source] source: io::Error },
+    Statfs {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
 
     #[error("reading {}: {source}", path.display())]
-    Read { path: PathBuf, #[source] source: io::Error },
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
 
     #[error("unexpected content in {}: {content:?}", path.display())]
     Parse { path: PathBuf, content: String },
 
     #[error("writing {value:?} to {}: {source}", path.display())]
-    Write { path: PathBuf, value: String, #[source] source: io::Error },
+    Write {
+        path: PathBuf,
+        value: String,
+        #[source]
+        source: io::Error,
+    },
 
     #[error("creating {}: {source}", path.display())]
-    Mkdir { path: PathBuf, #[source] source: io::Error },
+    Mkdir {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
 
     #[error("removing {}: {source}", path.display())]
-    Rmdir { path: PathBuf, #[source] source: io::Error },
+    Rmdir {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
 
     #[error("killing pid {pid} of {}: {source}", path.display())]
-    Kill { pid: i32, path: PathBuf, #[source] source: io::Error },
+    Kill {
+        pid: i32,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
 
     #[error("{} still has processes {pids:?} after SIGKILL", path.display())]
     StillPopulated { path: PathBuf, pids: Vec<i32> },

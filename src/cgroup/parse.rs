@@ -11,15 +11,16 @@ const MAX_CPU_INDEX: usize = 8191;
 /// space, then an optional binary unit `b k m g t p`, optionally followed by `i` and/or `b`
 /// ("10m", "10MB", "10MiB", "1.5g", "1024b", "1048576"). Units are powers of 1024.
 pub fn parse_size(s: &str) -> Result<u64, CgroupError> {
-    let bad = |reason: &str| CgroupError::InvalidValue {
-        flag: "--memory",
-        value: s.to_string(),
-        reason: reason.to_string(),
-    };
+    let bad =
+        |reason: &str| CgroupError::InvalidValue { flag: "--memory", value: s.to_string(), reason: reason.to_string() };
     let t = s.trim();
     let num_end = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
     let (num, rest) = t.split_at(num_end);
-    if num.is_empty() || !num.starts_with(|c: char| c.is_ascii_digit()) || num.ends_with('.') || num.matches('.').count() > 1 {
+    if num.is_empty()
+        || !num.starts_with(|c: char| c.is_ascii_digit())
+        || num.ends_with('.')
+        || num.matches('.').count() > 1
+    {
         return Err(bad("expected a number followed by an optional unit b, k, m, g, t or p"));
     }
     let unit = rest.strip_prefix(' ').unwrap_or(rest).to_ascii_lowercase();
@@ -34,11 +35,7 @@ pub fn parse_size(s: &str) -> Result<u64, CgroupError> {
     };
     let mult = 1u64 << shift;
     match num.split_once('.') {
-        None => num
-            .parse::<u64>()
-            .ok()
-            .and_then(|n| n.checked_mul(mult))
-            .ok_or_else(|| bad("too large")),
+        None => num.parse::<u64>().ok().and_then(|n| n.checked_mul(mult)).ok_or_else(|| bad("too large")),
         Some(_) => {
             let v = num.parse::<f64>().map_err(|_| bad("not a number"))? * mult as f64;
             // 2^64 is exactly representable; anything at or above it does not fit.
@@ -53,11 +50,8 @@ pub fn parse_size(s: &str) -> Result<u64, CgroupError> {
 /// Parses `--cpus`: a plain decimal number of CPUs ("0.5", "2"), at least 0.01.
 /// The upper bound (CPUs on this host) is checked when the group is created.
 pub fn parse_cpus(s: &str) -> Result<f64, CgroupError> {
-    let bad = |reason: &str| CgroupError::InvalidValue {
-        flag: "--cpus",
-        value: s.to_string(),
-        reason: reason.to_string(),
-    };
+    let bad =
+        |reason: &str| CgroupError::InvalidValue { flag: "--cpus", value: s.to_string(), reason: reason.to_string() };
     let t = s.trim();
     // Plain decimals only: f64::from_str would also take "inf", "NaN" and "1e3".
     if t.is_empty() || !t.chars().all(|c| c.is_ascii_digit() || c == '.') || t.matches('.').count() > 1 || t == "." {
@@ -72,11 +66,7 @@ pub fn parse_cpus(s: &str) -> Result<f64, CgroupError> {
 
 /// Parses a CPU list ("0-2,4") into sorted, de-duplicated CPU numbers.
 pub fn parse_cpuset(s: &str) -> Result<Vec<usize>, CgroupError> {
-    let bad = |reason: String| CgroupError::InvalidValue {
-        flag: "--cpuset-cpus",
-        value: s.to_string(),
-        reason,
-    };
+    let bad = |reason: String| CgroupError::InvalidValue { flag: "--cpuset-cpus", value: s.to_string(), reason };
     let num = |p: &str| -> Result<usize, CgroupError> {
         if p.is_empty() || !p.chars().all(|c| c.is_ascii_digit()) {
             return Err(bad(format!("{p:?} is not a CPU number")));
@@ -154,7 +144,21 @@ mod tests {
 
     #[test]
     fn bad_sizes() {
-        for s in ["", "m", "-1m", "10x", "10mm", "1.2.3m", "1.m", ".5m", "10  m", "ten", "99999999999999999999", "16777216t", "1e3"] {
+        for s in [
+            "",
+            "m",
+            "-1m",
+            "10x",
+            "10mm",
+            "1.2.3m",
+            "1.m",
+            ".5m",
+            "10  m",
+            "ten",
+            "99999999999999999999",
+            "16777216t",
+            "1e3",
+        ] {
             assert!(parse_size(s).is_err(), "{s:?} should be refused");
         }
         let msg = parse_size("10x").unwrap_err().to_string();

@@ -14,7 +14,6 @@ pub struct V1 {
 /// Joined without a limit when mounted: they give the stats and the OOM count.
 const FOR_STATS: &[&str] = &["memory", "cpuacct", "pids"];
 
-
 /// A new v1 cpuset group starts with empty cpus and mems and refuses tasks until both
 /// are set: copy them from the parent.
 fn init_cpuset(dir: &Path) -> Result<(), CgroupError> {

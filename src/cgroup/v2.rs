@@ -10,7 +10,6 @@ pub struct V2 {
     dir: PathBuf,
 }
 
-
 impl V2 {
     pub fn create(mount: &Path, parent: &str, name: &str, c: &Checked) -> Result<V2, CgroupError> {
         // Refuse before creating anything.

@@ -19,8 +19,12 @@ pub struct Args {
 }
 
 pub fn execute(args: Args, client: &Client) -> CliResult {
-    let mut conn =
-        client.send(Request::Logs { name: args.name, follow: args.follow, timestamps: args.timestamps, tail: args.tail })?;
+    let mut conn = client.send(Request::Logs {
+        name: args.name,
+        follow: args.follow,
+        timestamps: args.timestamps,
+        tail: args.tail,
+    })?;
     match conn.print_output()? {
         Response::Done => Ok(0),
         other => Err(unexpected(other)),

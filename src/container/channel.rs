@@ -33,9 +33,14 @@ pub struct BindFile {
 #[derive(Debug, Serialize, Deserialize)]
 pub enum FromInit {
     /// The command runs; its PID inside the container.
-    Started { pid: i32 },
+    Started {
+        pid: i32,
+    },
     /// Setup or exec failed: what went wrong, and the exit code the user gets.
-    Failed { message: String, exit_code: i32 },
+    Failed {
+        message: String,
+        exit_code: i32,
+    },
     Exited(Termination),
 }
 

@@ -90,8 +90,7 @@ fn prepare(spec: &ContainerSpec, files: &[BindFile]) -> Result<(), SetupError> {
     nix::unistd::sethostname(spec.hostname()).map_err(|e| SetupError::new(format!("sethostname: {e}")))?;
     loopback_up().map_err(|e| SetupError::new(format!("bringing up lo: {e}")))?;
     let workdir = spec.workdir.as_deref().unwrap_or("/");
-    nix::unistd::chdir(workdir)
-        .map_err(|e| SetupError::new(format!("cannot use working directory {workdir}: {e}")))?;
+    nix::unistd::chdir(workdir).map_err(|e| SetupError::new(format!("cannot use working directory {workdir}: {e}")))?;
     if let Some(cpus) = spec.cpu_list().map_err(|e| SetupError::new(e.0))? {
         // Pinning works even where no cpuset controller is delegated to engine.
         let mut set = nix::sched::CpuSet::new();
@@ -108,9 +107,11 @@ fn prepare(spec: &ContainerSpec, files: &[BindFile]) -> Result<(), SetupError> {
     }
     // Last: the steps above need capabilities (and calls) the container's root does not keep.
     if !spec.seccomp_unconfined {
-        let profile = super::seccomp::default_profile().map_err(|e| SetupError::new(format!("seccomp profile: {e}")))?;
+        let profile =
+            super::seccomp::default_profile().map_err(|e| SetupError::new(format!("seccomp profile: {e}")))?;
         for filter in &profile {
-            super::seccomp::install(filter).map_err(|e| SetupError::new(format!("installing the seccomp profile: {e}")))?;
+            super::seccomp::install(filter)
+                .map_err(|e| SetupError::new(format!("installing the seccomp profile: {e}")))?;
         }
     }
     super::security::drop_capabilities()?;
@@ -167,9 +168,7 @@ fn start_command(spec: &ContainerSpec, signals: &SigSet) -> Result<Pid, SetupErr
     cmd.args(&spec.command[1..]).env_clear().envs(spec.environment()).arg0(&spec.command[0]).process_group(0);
     // SAFETY: pthread_sigmask is async-signal-safe.
     unsafe {
-        cmd.pre_exec(|| {
-            SigSet::empty().thread_set_mask().map_err(io::Error::from)
-        });
+        cmd.pre_exec(|| SigSet::empty().thread_set_mask().map_err(io::Error::from));
     }
     match cmd.spawn() {
         Ok(child) => Ok(Pid::from_raw(child.id() as i32)),

@@ -71,9 +71,8 @@ fn mount_proc(rootfs: &Path) -> Result<(), SetupError> {
 /// /proc shows kernel-wide state: sysctls writable by uid 0 (core_pattern alone would run a
 /// program as host root), memory images, keys. As Docker does, these are read-only or masked.
 const PROC_READ_ONLY: &[&str] = &["bus", "fs", "irq", "sys", "sysrq-trigger"];
-const PROC_MASKED: &[&str] = &[
-    "acpi", "asound", "kcore", "keys", "latency_stats", "sched_debug", "scsi", "timer_list", "timer_stats",
-];
+const PROC_MASKED: &[&str] =
+    &["acpi", "asound", "kcore", "keys", "latency_stats", "sched_debug", "scsi", "timer_list", "timer_stats"];
 
 fn protect_proc(rootfs: &Path) -> Result<(), SetupError> {
     let proc = rootfs.join("proc");
@@ -82,8 +81,14 @@ fn protect_proc(rootfs: &Path) -> Result<(), SetupError> {
         if path.exists() {
             mount(Some(&path), &path, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
                 .map_err(step("binding a /proc path"))?;
-            let ro = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-            mount(None::<&str>, &path, None::<&str>, ro, None::<&str>).map_err(step("making a /proc path read-only"))?;
+            let ro = MsFlags::MS_BIND
+                | MsFlags::MS_REMOUNT
+                | MsFlags::MS_RDONLY
+                | MsFlags::MS_NOSUID
+                | MsFlags::MS_NODEV
+                | MsFlags::MS_NOEXEC;
+            mount(None::<&str>, &path, None::<&str>, ro, None::<&str>)
+                .map_err(step("making a /proc path read-only"))?;
         }
     }
     let null = rootfs.join("dev/null");
@@ -134,8 +139,7 @@ fn mount_dev(dev: &Path) -> Result<(), SetupError> {
     )
     .map_err(step("mounting /dev/shm"))?;
     for &(target, name) in DEV_LINKS {
-        symlink(target, dev.join(name))
-            .map_err(|e| SetupError::new(format!("linking /dev/{name}: {e}")))?;
+        symlink(target, dev.join(name)).map_err(|e| SetupError::new(format!("linking /dev/{name}: {e}")))?;
     }
     Ok(())
 }

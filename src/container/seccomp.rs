@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use std::io;
 
 use seccompiler::{
-    sock_filter, BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule, TargetArch,
+    sock_filter, BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule, TargetArch,
 };
 
 /// Answered with EPERM whatever their arguments.
@@ -86,7 +87,8 @@ const NAMESPACE_FLAGS: &[libc::c_int] = &[
 ];
 
 fn compile(rules: BTreeMap<i64, Vec<SeccompRule>>, errno: i32) -> Result<BpfProgram, seccompiler::BackendError> {
-    let filter = SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(errno as u32), TargetArch::x86_64)?;
+    let filter =
+        SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(errno as u32), TargetArch::x86_64)?;
     filter.try_into()
 }
 
@@ -115,7 +117,12 @@ pub fn default_profile() -> Result<Vec<BpfProgram>, seccompiler::BackendError> {
         .iter()
         .map(|&flag| {
             let flag = flag as u64;
-            SeccompRule::new(vec![SeccompCondition::new(0, SeccompCmpArgLen::Qword, SeccompCmpOp::MaskedEq(flag), flag)?])
+            SeccompRule::new(vec![SeccompCondition::new(
+                0,
+                SeccompCmpArgLen::Qword,
+                SeccompCmpOp::MaskedEq(flag),
+                flag,
+            )?])
         })
         .collect::<Result<Vec<_>, _>>()?;
     denied.insert(libc::SYS_clone, per_flag);
@@ -143,7 +150,11 @@ mod tests {
         let filters = default_profile().unwrap();
         assert_eq!(filters.len(), 3);
         // The kernel's limit is 4096 instructions per filter.
-        assert!(filters.iter().all(|f| !f.is_empty() && f.len() < 4096), "{:?}", filters.iter().map(Vec::len).collect::<Vec<_>>());
+        assert!(
+            filters.iter().all(|f| !f.is_empty() && f.len() < 4096),
+            "{:?}",
+            filters.iter().map(Vec::len).collect::<Vec<_>>()
+        );
     }
 
     #[test]

@@ -65,40 +65,22 @@ impl MonitorDevice {
     /// Non-blocking, so `read_events` drains without waiting; close-on-exec so containers
     /// never inherit it.
     pub fn open_at(path: impl AsRef<Path>) -> io::Result<MonitorDevice> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK)
-            .open(path)?;
+        let file =
+            OpenOptions::new().read(true).write(true).custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK).open(path)?;
         Ok(MonitorDevice { file })
     }
 
     /// Starts monitoring the container whose init has host pid `pid`. `soft_bytes` 0 means
     /// no soft limit. `name` appears in the kernel log and in events: printable ASCII, no
     /// spaces, at most 63 bytes.
-    pub fn register(
-        &self,
-        pid: i32,
-        soft_bytes: u64,
-        hard_bytes: u64,
-        name: &str,
-    ) -> io::Result<()> {
+    pub fn register(&self, pid: i32, soft_bytes: u64, hard_bytes: u64, name: &str) -> io::Result<()> {
         let name = abi::encode_name(name).ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!(
-                    "monitor name {name:?}: 1 to {} bytes without NUL",
-                    abi::CM_NAME_LEN - 1
-                ),
+                format!("monitor name {name:?}: 1 to {} bytes without NUL", abi::CM_NAME_LEN - 1),
             )
         })?;
-        let mut req = CmRegister {
-            pid,
-            soft_bytes,
-            hard_bytes,
-            name,
-            ..Default::default()
-        };
+        let mut req = CmRegister { pid, soft_bytes, hard_bytes, name, ..Default::default() };
         self.ioctl(abi::CM_IOC_REGISTER, &mut req)
     }
 
@@ -111,10 +93,7 @@ impl MonitorDevice {
 
     /// Checks the container now and returns its usage.
     pub fn query(&self, pid: i32) -> io::Result<Usage> {
-        let mut q = CmQuery {
-            pid,
-            ..Default::default()
-        };
+        let mut q = CmQuery { pid, ..Default::default() };
         self.ioctl(abi::CM_IOC_QUERY, &mut q)?;
         Ok(Usage {
             rss_bytes: q.rss_bytes,
@@ -159,8 +138,7 @@ impl MonitorDevice {
     fn ioctl<T>(&self, cmd: u32, arg: &mut T) -> io::Result<()> {
         // SAFETY: cmd encodes size_of::<T>() (abi.rs builds each number from its struct),
         // and arg is a valid, exclusively borrowed T for the duration of the call.
-        let rc =
-            unsafe { ioctl_sys::ioctl(self.file.as_raw_fd(), cmd as libc::c_ulong, arg as *mut T) };
+        let rc = unsafe { ioctl_sys::ioctl(self.file.as_raw_fd(), cmd as libc::c_ulong, arg as *mut T) };
         if rc < 0 {
             Err(io::Error::last_os_error())
         } else {
@@ -196,10 +174,7 @@ mod tests {
         // /dev/null is no monitor: the kernel answers ENOTTY, which we must pass on as is.
         let dev = MonitorDevice::open_at("/dev/null").unwrap();
         assert_eq!(dev.query(1).unwrap_err().raw_os_error(), Some(libc::ENOTTY));
-        assert_eq!(
-            dev.unregister(1).unwrap_err().raw_os_error(),
-            Some(libc::ENOTTY)
-        );
+        assert_eq!(dev.unregister(1).unwrap_err().raw_os_error(), Some(libc::ENOTTY));
         // read() on /dev/null is EOF: no events, no error.
         assert!(dev.read_events().unwrap().is_empty());
     }

@@ -82,8 +82,7 @@ mod tests {
             name: abi::encode_name(name).unwrap(),
         };
         // SAFETY: CmEvent is repr(C) plain data without padding holes (checked by size).
-        let bytes =
-            unsafe { std::slice::from_raw_parts(&ev as *const CmEvent as *const u8, RECORD_SIZE) };
+        let bytes = unsafe { std::slice::from_raw_parts(&ev as *const CmEvent as *const u8, RECORD_SIZE) };
         bytes.to_vec()
     }
 
@@ -94,10 +93,7 @@ mod tests {
         buf.extend(raw(abi::CM_EVENT_GONE, 7, 7 << 20, 0, "memtest"));
         let evs = Event::decode_all(&buf);
         let kinds: Vec<_> = evs.iter().map(|e| e.kind).collect();
-        assert_eq!(
-            kinds,
-            [EventKind::SoftLimit, EventKind::HardKill, EventKind::Gone]
-        );
+        assert_eq!(kinds, [EventKind::SoftLimit, EventKind::HardKill, EventKind::Gone]);
         assert_eq!(evs[1].pid, 7);
         assert_eq!(evs[1].rss_bytes, 7 << 20);
         assert_eq!(evs[1].limit_bytes, 6 << 20);

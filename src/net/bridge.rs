@@ -13,12 +13,7 @@ use super::netlink::{link_kind, Netlink};
 /// Makes sure bridge `name` exists, carries `gateway/prefix` and is up;
 /// returns its interface index. Safe to race with itself: every step
 /// tolerates "already done".
-pub(crate) fn ensure(
-    nl: &mut Netlink,
-    name: &str,
-    subnet: Ipv4Net,
-    gateway: Ipv4Addr,
-) -> Result<u32, NetError> {
+pub(crate) fn ensure(nl: &mut Netlink, name: &str, subnet: Ipv4Net, gateway: Ipv4Addr) -> Result<u32, NetError> {
     let link = match nl.link_by_name(name)? {
         Some(link) => link,
         None => {
@@ -28,19 +23,12 @@ pub(crate) fn ensure(
                 Err(e) if e.errno() == Some(libc::EEXIST) => {}
                 Err(e) => return Err(e),
             }
-            nl.link_by_name(name)?.ok_or_else(|| {
-                NetError::protocol(
-                    format!("create bridge {name}"),
-                    "bridge vanished after creation",
-                )
-            })?
+            nl.link_by_name(name)?
+                .ok_or_else(|| NetError::protocol(format!("create bridge {name}"), "bridge vanished after creation"))?
         }
     };
     if link_kind(&link) != Some(&InfoKind::Bridge) {
-        return Err(NetError::WrongLinkKind {
-            name: name.to_string(),
-            expected: "bridge",
-        });
+        return Err(NetError::WrongLinkKind { name: name.to_string(), expected: "bridge" });
     }
     let index = link.header.index;
     match nl.add_address(index, gateway, subnet.prefix(), subnet.broadcast()) {
@@ -59,10 +47,9 @@ pub fn remove_bridge(name: &str) -> Result<bool, NetError> {
     let mut nl = Netlink::open()?;
     match nl.link_by_name(name)? {
         None => Ok(false),
-        Some(link) if link_kind(&link) != Some(&InfoKind::Bridge) => Err(NetError::WrongLinkKind {
-            name: name.to_string(),
-            expected: "bridge",
-        }),
+        Some(link) if link_kind(&link) != Some(&InfoKind::Bridge) => {
+            Err(NetError::WrongLinkKind { name: name.to_string(), expected: "bridge" })
+        }
         Some(_) => nl.delete_link(name),
     }
 }
@@ -76,8 +63,5 @@ pub(crate) fn mac_for(ip: Ipv4Addr) -> [u8; 6] {
 }
 
 pub(crate) fn format_mac(mac: [u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }

@@ -17,11 +17,7 @@ pub enum NetError {
     OutsideSubnet { ip: Ipv4Addr, subnet: String },
 
     #[error("address {ip} is the {what} address of {subnet} and cannot be given to a container")]
-    ReservedAddress {
-        ip: Ipv4Addr,
-        what: &'static str,
-        subnet: String,
-    },
+    ReservedAddress { ip: Ipv4Addr, what: &'static str, subnet: String },
 
     #[error("address {ip} is already in use by container {holder:?}")]
     AddressInUse { ip: Ipv4Addr, holder: String },
@@ -36,10 +32,7 @@ pub enum NetError {
     InvalidName { name: String, reason: String },
 
     #[error("link {name:?} exists but is not a {expected}")]
-    WrongLinkKind {
-        name: String,
-        expected: &'static str,
-    },
+    WrongLinkKind { name: String, expected: &'static str },
 
     /// A netlink request answered with an error (or not at all).
     #[error("netlink: {op}: {source}")]
@@ -50,18 +43,10 @@ pub enum NetError {
     Protocol { op: String, detail: String },
 
     #[error("network namespace of pid {pid}: {step}: {source}")]
-    Namespace {
-        pid: i32,
-        step: &'static str,
-        source: io::Error,
-    },
+    Namespace { pid: i32, step: &'static str, source: io::Error },
 
     #[error("{step} {path}: {source}")]
-    Io {
-        step: &'static str,
-        path: PathBuf,
-        source: io::Error,
-    },
+    Io { step: &'static str, path: PathBuf, source: io::Error },
 
     #[error("lease file {path} is corrupt: {detail}")]
     CorruptLeases { path: PathBuf, detail: String },
@@ -72,43 +57,29 @@ pub enum NetError {
 }
 
 fn join(errors: &[NetError]) -> String {
-    errors
-        .iter()
-        .map(|e| e.to_string())
-        .collect::<Vec<_>>()
-        .join("; ")
+    errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")
 }
 
 impl NetError {
     /// The errno behind a netlink or I/O failure, if there is one.
     pub fn errno(&self) -> Option<i32> {
         match self {
-            NetError::Netlink { source, .. }
-            | NetError::Namespace { source, .. }
-            | NetError::Io { source, .. } => source.raw_os_error(),
+            NetError::Netlink { source, .. } | NetError::Namespace { source, .. } | NetError::Io { source, .. } => {
+                source.raw_os_error()
+            }
             _ => None,
         }
     }
 
     pub(crate) fn netlink(op: impl Into<String>, source: io::Error) -> NetError {
-        NetError::Netlink {
-            op: op.into(),
-            source,
-        }
+        NetError::Netlink { op: op.into(), source }
     }
 
     pub(crate) fn protocol(op: impl Into<String>, detail: impl Into<String>) -> NetError {
-        NetError::Protocol {
-            op: op.into(),
-            detail: detail.into(),
-        }
+        NetError::Protocol { op: op.into(), detail: detail.into() }
     }
 
     pub(crate) fn io(step: &'static str, path: impl Into<PathBuf>, source: io::Error) -> NetError {
-        NetError::Io {
-            step,
-            path: path.into(),
-            source,
-        }
+        NetError::Io { step, path: path.into(), source }
     }
 }

@@ -61,16 +61,9 @@ impl Ipv4Net {
     /// Why `ip` cannot be leased to a container in this network with this
     /// gateway, or Ok.
     pub fn check_host(&self, ip: Ipv4Addr, gateway: Ipv4Addr) -> Result<(), NetError> {
-        let reserved = |what| NetError::ReservedAddress {
-            ip,
-            what,
-            subnet: self.to_string(),
-        };
+        let reserved = |what| NetError::ReservedAddress { ip, what, subnet: self.to_string() };
         if !self.contains(ip) {
-            return Err(NetError::OutsideSubnet {
-                ip,
-                subnet: self.to_string(),
-            });
+            return Err(NetError::OutsideSubnet { ip, subnet: self.to_string() });
         }
         if ip == self.network() {
             return Err(reserved("network"));
@@ -103,17 +96,11 @@ impl FromStr for Ipv4Net {
     type Err = NetError;
 
     fn from_str(s: &str) -> Result<Ipv4Net, NetError> {
-        let bad = |reason: String| NetError::InvalidSubnet {
-            input: s.to_string(),
-            reason,
-        };
-        let (addr, prefix) = s
-            .split_once('/')
-            .ok_or_else(|| bad("expected ADDRESS/PREFIX, e.g. 10.88.0.0/16".into()))?;
+        let bad = |reason: String| NetError::InvalidSubnet { input: s.to_string(), reason };
+        let (addr, prefix) =
+            s.split_once('/').ok_or_else(|| bad("expected ADDRESS/PREFIX, e.g. 10.88.0.0/16".into()))?;
         let addr = parse_ip(addr).map_err(|e| bad(e.to_string()))?;
-        let prefix: u8 = prefix
-            .parse()
-            .map_err(|_| bad(format!("prefix length {prefix:?} is not a number")))?;
+        let prefix: u8 = prefix.parse().map_err(|_| bad(format!("prefix length {prefix:?} is not a number")))?;
         let net = Ipv4Net::new(addr, prefix).map_err(|e| bad(e.to_string()))?;
         if net.network() != addr {
             return Err(bad(format!("host bits are set (did you mean {net}?)")));
@@ -138,36 +125,27 @@ impl<'de> Deserialize<'de> for Ipv4Net {
 /// Parses a dotted-quad IPv4 address (as given to `--ip`) with a message
 /// that says what is wrong.
 pub fn parse_ip(s: &str) -> Result<Ipv4Addr, NetError> {
-    let bad = |reason: &str| NetError::InvalidAddress {
-        input: s.to_string(),
-        reason: reason.into(),
-    };
+    let bad = |reason: &str| NetError::InvalidAddress { input: s.to_string(), reason: reason.into() };
     let t = s.trim();
     if t.is_empty() {
         return Err(bad("the address is empty"));
     }
     if t.contains('/') {
-        return Err(bad(
-            "give the address without a prefix length (the network's prefix is used)",
-        ));
+        return Err(bad("give the address without a prefix length (the network's prefix is used)"));
     }
     if t.contains(':') {
         return Err(bad("only IPv4 addresses are supported"));
     }
     let parts: Vec<&str> = t.split('.').collect();
     if parts.len() != 4 {
-        return Err(bad(
-            "expected four numbers separated by dots, e.g. 10.88.0.2",
-        ));
+        return Err(bad("expected four numbers separated by dots, e.g. 10.88.0.2"));
     }
     for p in &parts {
         if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
             return Err(bad("each part must be a decimal number"));
         }
         if p.len() > 1 && p.starts_with('0') {
-            return Err(bad(
-                "leading zeros are ambiguous (octal?); write e.g. 10.88.0.2",
-            ));
+            return Err(bad("leading zeros are ambiguous (octal?); write e.g. 10.88.0.2"));
         }
         if p.parse::<u32>().map_or(true, |n| n > 255) {
             return Err(bad("each number must be between 0 and 255"));
@@ -219,18 +197,12 @@ impl Leases {
         }
         let path = dir.join(LEASES);
         let file = match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| NetError::CorruptLeases {
-                path: path.clone(),
-                detail: e.to_string(),
-            })?,
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| NetError::CorruptLeases { path: path.clone(), detail: e.to_string() })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => LeaseFile::default(),
             Err(e) => return Err(NetError::io("read", &path, e)),
         };
-        Ok(Leases {
-            dir: dir.to_path_buf(),
-            _lock: lock,
-            file,
-        })
+        Ok(Leases { dir: dir.to_path_buf(), _lock: lock, file })
     }
 
     pub(crate) fn all(&self) -> impl Iterator<Item = (Ipv4Addr, &Lease)> {
@@ -251,19 +223,13 @@ impl Leases {
         lease: Lease,
     ) -> Result<Ipv4Addr, NetError> {
         if let Some((ip, _)) = self.of(&lease.container) {
-            return Err(NetError::AlreadyAttached {
-                container: lease.container,
-                ip,
-            });
+            return Err(NetError::AlreadyAttached { container: lease.container, ip });
         }
         let ip = match requested {
             Some(ip) => {
                 subnet.check_host(ip, gateway)?;
                 if let Some(holder) = self.file.leases.get(&ip) {
-                    return Err(NetError::AddressInUse {
-                        ip,
-                        holder: holder.container.clone(),
-                    });
+                    return Err(NetError::AddressInUse { ip, holder: holder.container.clone() });
                 }
                 ip
             }
@@ -273,9 +239,7 @@ impl Leases {
                 (first..=last)
                     .map(Ipv4Addr::from)
                     .find(|ip| *ip != gateway && !self.file.leases.contains_key(ip))
-                    .ok_or_else(|| NetError::PoolExhausted {
-                        subnet: subnet.to_string(),
-                    })?
+                    .ok_or_else(|| NetError::PoolExhausted { subnet: subnet.to_string() })?
             }
         };
         self.file.leases.insert(ip, lease);
@@ -304,10 +268,8 @@ impl Leases {
     fn save(&self) -> Result<(), NetError> {
         let path = self.dir.join(LEASES);
         let tmp = self.dir.join(format!("{LEASES}.tmp"));
-        let data = serde_json::to_vec_pretty(&self.file).map_err(|e| NetError::CorruptLeases {
-            path: path.clone(),
-            detail: e.to_string(),
-        })?;
+        let data = serde_json::to_vec_pretty(&self.file)
+            .map_err(|e| NetError::CorruptLeases { path: path.clone(), detail: e.to_string() })?;
         let write = || -> std::io::Result<()> {
             let mut f = File::create(&tmp)?;
             f.write_all(&data)?;
@@ -316,9 +278,7 @@ impl Leases {
         write().map_err(|e| NetError::io("write", &tmp, e))?;
         fs::rename(&tmp, &path).map_err(|e| NetError::io("rename into place", &path, e))?;
         // The rename is only durable once the directory is synced.
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| NetError::io("sync", &self.dir, e))
+        File::open(&self.dir).and_then(|d| d.sync_all()).map_err(|e| NetError::io("sync", &self.dir, e))
     }
 }
 
@@ -339,15 +299,7 @@ mod tests {
     #[test]
     fn parse_ip_messages() {
         assert_eq!(parse_ip("10.88.0.2").unwrap(), Ipv4Addr::new(10, 88, 0, 2));
-        for bad in [
-            "",
-            "10.88.0",
-            "10.88.0.256",
-            "10.88.0.2/16",
-            "a.b.c.d",
-            "010.1.1.1",
-            "::1",
-        ] {
+        for bad in ["", "10.88.0", "10.88.0.256", "10.88.0.2/16", "a.b.c.d", "010.1.1.1", "::1"] {
             let e = parse_ip(bad).unwrap_err().to_string();
             assert!(e.contains("invalid IPv4 address"), "{bad}: {e}");
         }

@@ -50,7 +50,6 @@ impl NetConfig {
         Ok(cfg)
     }
 
-
     /// Checks the bridge name and that the gateway is a host of the subnet.
     pub fn validate(&self) -> Result<(), NetError> {
         check_ifname(&self.bridge)?;
@@ -85,12 +84,7 @@ pub struct Attachment {
 /// Connects the network namespace of `pid` (the container's init, already
 /// in its own namespace) to the bridge, with `requested` or the next free
 /// address. On failure everything done so far is undone.
-pub fn attach(
-    cfg: &NetConfig,
-    container: &str,
-    pid: i32,
-    requested: Option<Ipv4Addr>,
-) -> Result<Attachment, NetError> {
+pub fn attach(cfg: &NetConfig, container: &str, pid: i32, requested: Option<Ipv4Addr>) -> Result<Attachment, NetError> {
     cfg.validate()?;
     check_container_name(container)?;
     // Opened first: a bad pid (or one sharing the host namespace) fails
@@ -101,10 +95,7 @@ pub fn attach(
         cfg.subnet,
         cfg.gateway,
         requested,
-        Lease {
-            container: container.to_string(),
-            host_veth: host_veth.clone(),
-        },
+        Lease { container: container.to_string(), host_veth: host_veth.clone() },
     )?;
     // The lease lock is released here; the links are set up without it so
     // several containers can be attached at once.
@@ -123,11 +114,7 @@ pub fn attach(
             if let Err(e) = Leases::open(&cfg.state_dir).and_then(|mut l| l.release(container)) {
                 errors.push(e);
             }
-            Err(if errors.len() == 1 {
-                errors.remove(0)
-            } else {
-                NetError::Multiple(errors)
-            })
+            Err(if errors.len() == 1 { errors.remove(0) } else { NetError::Multiple(errors) })
         }
     }
 }
@@ -155,17 +142,13 @@ fn plug(
     let host_index = nl
         .link_by_name(host_veth)?
         .map(|l| l.header.index)
-        .ok_or_else(|| {
-            NetError::protocol(format!("find {host_veth}"), "veth vanished after creation")
-        })?;
+        .ok_or_else(|| NetError::protocol(format!("find {host_veth}"), "veth vanished after creation"))?;
     nl.set_alias(host_index, &veth::alias(&cfg.bridge, container))?;
     nl.set_master(host_index, bridge_index)?;
     nl.set_up(host_index)?;
 
     let (prefix, broadcast, gateway) = (cfg.subnet.prefix(), cfg.subnet.broadcast(), cfg.gateway);
-    netns::run_in(pid, ns, move || {
-        veth::configure_inside(&peer, ip, prefix, broadcast, gateway)
-    })??;
+    netns::run_in(pid, ns, move || veth::configure_inside(&peer, ip, prefix, broadcast, gateway))??;
 
     Ok(Attachment {
         ip,
@@ -228,10 +211,7 @@ pub fn cleanup_stale(cfg: &NetConfig, keep: &dyn Fn(&str) -> bool) -> Vec<String
 }
 
 /// [`cleanup_stale`] that returns the failures too.
-pub fn try_cleanup_stale(
-    cfg: &NetConfig,
-    keep: &dyn Fn(&str) -> bool,
-) -> (Vec<String>, Vec<NetError>) {
+pub fn try_cleanup_stale(cfg: &NetConfig, keep: &dyn Fn(&str) -> bool) -> (Vec<String>, Vec<NetError>) {
     let mut errors = Vec::new();
     let mut owners: Vec<String> = Vec::new();
     match Leases::open(&cfg.state_dir) {
@@ -242,9 +222,7 @@ pub fn try_cleanup_stale(
         Ok(links) => {
             for link in &links {
                 let name = link_name(link).unwrap_or_default();
-                if let Some(c) =
-                    link_alias(link).and_then(|a| veth::container_of_alias(&cfg.bridge, a))
-                {
+                if let Some(c) = link_alias(link).and_then(|a| veth::container_of_alias(&cfg.bridge, a)) {
                     // Only our own naming scheme, so a foreign link that
                     // happens to carry such an alias is never touched.
                     if name == veth::host_name(&cfg.bridge, c) {
@@ -270,17 +248,12 @@ pub fn try_cleanup_stale(
 
 /// The address leased to `container`, if any.
 pub fn lease_of(cfg: &NetConfig, container: &str) -> Result<Option<Ipv4Addr>, NetError> {
-    Ok(Leases::open(&cfg.state_dir)?
-        .of(container)
-        .map(|(ip, _)| ip))
+    Ok(Leases::open(&cfg.state_dir)?.of(container).map(|(ip, _)| ip))
 }
 
 /// Every lease: (address, container), ordered by address.
 pub fn leases(cfg: &NetConfig) -> Result<Vec<(Ipv4Addr, String)>, NetError> {
-    Ok(Leases::open(&cfg.state_dir)?
-        .all()
-        .map(|(ip, l)| (ip, l.container.clone()))
-        .collect())
+    Ok(Leases::open(&cfg.state_dir)?.all().map(|(ip, l)| (ip, l.container.clone())).collect())
 }
 
 /// The host end name [`attach`] uses for `container` on this network.
@@ -304,29 +277,18 @@ pub fn etc_hosts(name: &str, ip: impl Into<Option<Ipv4Addr>>) -> String {
 }
 
 fn check_ifname(name: &str) -> Result<(), NetError> {
-    let bad = |reason: &str| NetError::InvalidName {
-        name: name.to_string(),
-        reason: reason.into(),
-    };
+    let bad = |reason: &str| NetError::InvalidName { name: name.to_string(), reason: reason.into() };
     if name.is_empty() || name.len() > 15 {
         return Err(bad("interface names are 1 to 15 bytes"));
     }
-    if name == "."
-        || name == ".."
-        || name
-            .chars()
-            .any(|c| c == '/' || c == ':' || c.is_whitespace())
-    {
+    if name == "." || name == ".." || name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace()) {
         return Err(bad("interface names cannot contain '/', ':' or spaces"));
     }
     Ok(())
 }
 
 fn check_container_name(name: &str) -> Result<(), NetError> {
-    let bad = |reason: &str| NetError::InvalidName {
-        name: name.to_string(),
-        reason: reason.into(),
-    };
+    let bad = |reason: &str| NetError::InvalidName { name: name.to_string(), reason: reason.into() };
     if name.is_empty() {
         return Err(bad("the name is empty"));
     }

@@ -8,16 +8,12 @@ use std::net::Ipv4Addr;
 use std::os::fd::RawFd;
 
 use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP,
-    NLM_F_DUMP_INTR, NLM_F_EXCL, NLM_F_REQUEST,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_EXCL,
+    NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
-use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
-};
-use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
-};
+use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
@@ -42,14 +38,9 @@ enum Expect {
 impl Netlink {
     /// Opens a route-netlink socket in the calling thread's network namespace.
     pub(crate) fn open() -> Result<Netlink, NetError> {
-        let mut socket =
-            Socket::new(NETLINK_ROUTE).map_err(|e| NetError::netlink("open socket", e))?;
-        socket
-            .bind_auto()
-            .map_err(|e| NetError::netlink("bind socket", e))?;
-        socket
-            .connect(&SocketAddr::new(0, 0))
-            .map_err(|e| NetError::netlink("connect socket", e))?;
+        let mut socket = Socket::new(NETLINK_ROUTE).map_err(|e| NetError::netlink("open socket", e))?;
+        socket.bind_auto().map_err(|e| NetError::netlink("bind socket", e))?;
+        socket.connect(&SocketAddr::new(0, 0)).map_err(|e| NetError::netlink("connect socket", e))?;
         Ok(Netlink { socket, seq: 0 })
     }
 
@@ -60,18 +51,10 @@ impl Netlink {
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
         let op = format!("get link {name}");
-        match self.request(
-            &op,
-            RouteNetlinkMessage::GetLink(msg),
-            0,
-            Expect::Exactly(1),
-        ) {
+        match self.request(&op, RouteNetlinkMessage::GetLink(msg), 0, Expect::Exactly(1)) {
             Ok(mut replies) => match replies.pop() {
                 Some(RouteNetlinkMessage::NewLink(link)) => Ok(Some(link)),
-                other => Err(NetError::protocol(
-                    op,
-                    format!("unexpected reply {other:?}"),
-                )),
+                other => Err(NetError::protocol(op, format!("unexpected reply {other:?}"))),
             },
             Err(e) if e.errno() == Some(libc::ENODEV) => Ok(None),
             Err(e) => Err(e),
@@ -98,10 +81,7 @@ impl Netlink {
             .into_iter()
             .map(|m| match m {
                 RouteNetlinkMessage::NewLink(link) => Ok(link),
-                other => Err(NetError::protocol(
-                    "dump links",
-                    format!("unexpected reply {other:?}"),
-                )),
+                other => Err(NetError::protocol("dump links", format!("unexpected reply {other:?}"))),
             })
             .collect()
     }
@@ -112,15 +92,8 @@ impl Netlink {
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
         msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
-        msg.attributes
-            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
-                InfoKind::Bridge,
-            )]));
-        self.change(
-            format!("create bridge {name}"),
-            RouteNetlinkMessage::NewLink(msg),
-            NLM_F_CREATE | NLM_F_EXCL,
-        )
+        msg.attributes.push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Bridge)]));
+        self.change(format!("create bridge {name}"), RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)
     }
 
     /// Creates a veth pair: `host` stays here, the peer is created directly
@@ -133,12 +106,8 @@ impl Netlink {
         peer_netns: RawFd,
     ) -> Result<(), NetError> {
         let mut peer_msg = LinkMessage::default();
-        peer_msg
-            .attributes
-            .push(LinkAttribute::IfName(peer.to_string()));
-        peer_msg
-            .attributes
-            .push(LinkAttribute::Address(peer_mac.to_vec()));
+        peer_msg.attributes.push(LinkAttribute::IfName(peer.to_string()));
+        peer_msg.attributes.push(LinkAttribute::Address(peer_mac.to_vec()));
         peer_msg.attributes.push(LinkAttribute::NetNsFd(peer_netns));
 
         let mut msg = LinkMessage::default();
@@ -157,24 +126,15 @@ impl Netlink {
     pub(crate) fn set_alias(&mut self, index: u32, alias: &str) -> Result<(), NetError> {
         let mut msg = LinkMessage::default();
         msg.header.index = index;
-        msg.attributes
-            .push(LinkAttribute::IfAlias(alias.to_string()));
-        self.change(
-            format!("set alias of link #{index}"),
-            RouteNetlinkMessage::SetLink(msg),
-            0,
-        )
+        msg.attributes.push(LinkAttribute::IfAlias(alias.to_string()));
+        self.change(format!("set alias of link #{index}"), RouteNetlinkMessage::SetLink(msg), 0)
     }
 
     pub(crate) fn set_master(&mut self, index: u32, master: u32) -> Result<(), NetError> {
         let mut msg = LinkMessage::default();
         msg.header.index = index;
         msg.attributes.push(LinkAttribute::Controller(master));
-        self.change(
-            format!("attach link #{index} to bridge #{master}"),
-            RouteNetlinkMessage::SetLink(msg),
-            0,
-        )
+        self.change(format!("attach link #{index} to bridge #{master}"), RouteNetlinkMessage::SetLink(msg), 0)
     }
 
     pub(crate) fn set_up(&mut self, index: u32) -> Result<(), NetError> {
@@ -182,33 +142,21 @@ impl Netlink {
         msg.header.index = index;
         msg.header.flags = LinkFlags::Up;
         msg.header.change_mask = LinkFlags::Up;
-        self.change(
-            format!("set link #{index} up"),
-            RouteNetlinkMessage::SetLink(msg),
-            0,
-        )
+        self.change(format!("set link #{index} up"), RouteNetlinkMessage::SetLink(msg), 0)
     }
 
     pub(crate) fn set_name(&mut self, index: u32, name: &str) -> Result<(), NetError> {
         let mut msg = LinkMessage::default();
         msg.header.index = index;
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
-        self.change(
-            format!("rename link #{index} to {name}"),
-            RouteNetlinkMessage::SetLink(msg),
-            0,
-        )
+        self.change(format!("rename link #{index} to {name}"), RouteNetlinkMessage::SetLink(msg), 0)
     }
 
     /// Deletes the link called `name`; Ok(false) when there was none.
     pub(crate) fn delete_link(&mut self, name: &str) -> Result<bool, NetError> {
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
-        match self.change(
-            format!("delete link {name}"),
-            RouteNetlinkMessage::DelLink(msg),
-            0,
-        ) {
+        match self.change(format!("delete link {name}"), RouteNetlinkMessage::DelLink(msg), 0) {
             Ok(()) => Ok(true),
             Err(e) if e.errno() == Some(libc::ENODEV) => Ok(false),
             Err(e) => Err(e),
@@ -240,11 +188,7 @@ impl Netlink {
     }
 
     /// Adds `default via gateway dev #oif` to the main table.
-    pub(crate) fn add_default_route(
-        &mut self,
-        gateway: Ipv4Addr,
-        oif: u32,
-    ) -> Result<(), NetError> {
+    pub(crate) fn add_default_route(&mut self, gateway: Ipv4Addr, oif: u32) -> Result<(), NetError> {
         let mut msg = RouteMessage::default();
         msg.header.address_family = AddressFamily::Inet;
         msg.header.destination_prefix_length = 0;
@@ -252,8 +196,7 @@ impl Netlink {
         msg.header.protocol = RouteProtocol::Boot;
         msg.header.scope = RouteScope::Universe;
         msg.header.kind = RouteType::Unicast;
-        msg.attributes
-            .push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
+        msg.attributes.push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
         msg.attributes.push(RouteAttribute::Oif(oif));
         self.change(
             format!("add default route via {gateway}"),
@@ -266,8 +209,7 @@ impl Netlink {
 
     /// A request that changes state: no data back, just the ACK.
     fn change(&mut self, op: String, msg: RouteNetlinkMessage, flags: u16) -> Result<(), NetError> {
-        self.request(&op, msg, flags, Expect::Exactly(0))
-            .map(|_| ())
+        self.request(&op, msg, flags, Expect::Exactly(0)).map(|_| ())
     }
 
     fn request(
@@ -297,10 +239,7 @@ impl Netlink {
             }
         };
         if sent != buf.len() {
-            return Err(NetError::protocol(
-                op,
-                format!("short send ({sent} of {} bytes)", buf.len()),
-            ));
+            return Err(NetError::protocol(op, format!("short send ({sent} of {} bytes)", buf.len())));
         }
 
         let mut replies = Vec::new();
@@ -314,17 +253,13 @@ impl Netlink {
             };
             let mut offset = 0;
             while offset < data.len() {
-                let reply: NetlinkMessage<RouteNetlinkMessage> =
-                    NetlinkMessage::deserialize(&data[offset..])
-                        .map_err(|e| NetError::protocol(op, format!("undecodable reply: {e}")))?;
+                let reply: NetlinkMessage<RouteNetlinkMessage> = NetlinkMessage::deserialize(&data[offset..])
+                    .map_err(|e| NetError::protocol(op, format!("undecodable reply: {e}")))?;
                 let len = reply.header.length as usize;
                 if reply.header.sequence_number != seq {
                     return Err(NetError::protocol(
                         op,
-                        format!(
-                            "sequence number out of sync (got {}, want {seq})",
-                            reply.header.sequence_number
-                        ),
+                        format!("sequence number out of sync (got {}, want {seq})", reply.header.sequence_number),
                     ));
                 }
                 // Read the dump to its end (so the socket stays in sync),
@@ -334,10 +269,7 @@ impl Netlink {
                     NetlinkPayload::InnerMessage(m) => replies.push(m),
                     NetlinkPayload::Error(e) => {
                         if let Some(code) = e.code {
-                            return Err(NetError::netlink(
-                                op,
-                                io::Error::from_raw_os_error(-code.get()),
-                            ));
+                            return Err(NetError::netlink(op, io::Error::from_raw_os_error(-code.get())));
                         }
                         // A plain ACK ends a non-dump request.
                         return self.check_count(op, replies, &expect);
@@ -345,17 +277,12 @@ impl Netlink {
                     NetlinkPayload::Done(_) if dump_interrupted => {
                         return Err(NetError::netlink(
                             op,
-                            io::Error::new(
-                                io::ErrorKind::Interrupted,
-                                "dump interrupted by a change",
-                            ),
+                            io::Error::new(io::ErrorKind::Interrupted, "dump interrupted by a change"),
                         ))
                     }
                     NetlinkPayload::Done(_) => return self.check_count(op, replies, &expect),
                     NetlinkPayload::Noop => {}
-                    NetlinkPayload::Overrun(_) => {
-                        return Err(NetError::protocol(op, "receive buffer overrun"))
-                    }
+                    NetlinkPayload::Overrun(_) => return Err(NetError::protocol(op, "receive buffer overrun")),
                     _ => return Err(NetError::protocol(op, "unknown netlink payload")),
                 }
                 if len == 0 {
@@ -376,11 +303,7 @@ impl Netlink {
         match expect {
             Expect::Exactly(n) if replies.len() != *n => Err(NetError::protocol(
                 op,
-                format!(
-                    "expected {n} repl{}, got {}",
-                    if *n == 1 { "y" } else { "ies" },
-                    replies.len()
-                ),
+                format!("expected {n} repl{}, got {}", if *n == 1 { "y" } else { "ies" }, replies.len()),
             )),
             _ => Ok(replies),
         }

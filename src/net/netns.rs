@@ -15,10 +15,7 @@ use super::error::NetError;
 pub(crate) fn open(pid: i32) -> Result<File, NetError> {
     let ns_err = |step, source| NetError::Namespace { pid, step, source };
     if pid <= 0 {
-        return Err(ns_err(
-            "check pid",
-            std::io::Error::new(std::io::ErrorKind::InvalidInput, "pid must be positive"),
-        ));
+        return Err(ns_err("check pid", std::io::Error::new(std::io::ErrorKind::InvalidInput, "pid must be positive")));
     }
     let file = File::open(format!("/proc/{pid}/ns/net")).map_err(|e| ns_err("open", e))?;
     let theirs = file.metadata().map_err(|e| ns_err("stat", e))?;
@@ -26,10 +23,7 @@ pub(crate) fn open(pid: i32) -> Result<File, NetError> {
     if (theirs.dev(), theirs.ino()) == (ours.dev(), ours.ino()) {
         return Err(ns_err(
             "check",
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "the process shares the host's network namespace",
-            ),
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "the process shares the host's network namespace"),
         ));
     }
     Ok(file)
@@ -65,13 +59,7 @@ where
                 })?;
                 Ok(f())
             })
-            .map_err(|e| NetError::Namespace {
-                pid,
-                step: "spawn thread",
-                source: e,
-            })?;
-        worker
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            .map_err(|e| NetError::Namespace { pid, step: "spawn thread", source: e })?;
+        worker.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     })
 }

@@ -36,10 +36,7 @@ pub(crate) fn alias(bridge: &str, container: &str) -> String {
 
 /// The container named by an alias of this bridge, if it is one of ours.
 pub(crate) fn container_of_alias<'a>(bridge: &str, alias: &'a str) -> Option<&'a str> {
-    alias
-        .strip_prefix("engine:")?
-        .strip_prefix(bridge)?
-        .strip_prefix(':')
+    alias.strip_prefix("engine:")?.strip_prefix(bridge)?.strip_prefix(':')
 }
 
 /// Runs inside the container's namespace: the peer renamed to eth0,
@@ -55,9 +52,7 @@ pub(crate) fn configure_inside(
     let index_of = |nl: &mut Netlink, name: &str| -> Result<u32, NetError> {
         nl.link_by_name(name)?
             .map(|l| l.header.index)
-            .ok_or_else(|| {
-                NetError::protocol(format!("find {name}"), "no such link in the namespace")
-            })
+            .ok_or_else(|| NetError::protocol(format!("find {name}"), "no such link in the namespace"))
     };
     let lo = index_of(&mut nl, "lo")?;
     nl.set_up(lo)?;
@@ -79,10 +74,7 @@ mod tests {
         assert_eq!(a, host_name("engine0", "web"));
         assert_ne!(a, host_name("engine0", "web2"));
         assert_ne!(a, host_name("engine1", "web"));
-        assert_eq!(
-            container_of_alias("engine0", &alias("engine0", "w:x")),
-            Some("w:x")
-        );
+        assert_eq!(container_of_alias("engine0", &alias("engine0", "w:x")), Some("w:x"));
         assert_eq!(container_of_alias("engine", &alias("engine0", "web")), None);
     }
 }

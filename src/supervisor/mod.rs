@@ -127,7 +127,11 @@ fn lock_root(root: &Path) -> anyhow::Result<nix::fcntl::Flock<fs::File>> {
 /// replacing a stale one.
 fn bind_socket(path: &Path) -> anyhow::Result<std::os::unix::net::UnixListener> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).with_context(|| format!("creating {}", dir.display()))?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             bail!("a supervisor is already running on {}", path.display());

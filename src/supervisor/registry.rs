@@ -96,7 +96,9 @@ impl Registry {
                 record.pid = None;
                 store.save(&record)?;
             }
-            inner.containers.insert(record.name().to_string(), Entry { record, live: None, log: None, releasing: false });
+            inner
+                .containers
+                .insert(record.name().to_string(), Entry { record, live: None, log: None, releasing: false });
         }
         Ok(Registry { inner: Mutex::new(inner), changed: Condvar::new(), store })
     }
@@ -185,7 +187,11 @@ impl Registry {
     }
 
     /// The record as it is now, with live cgroup stats and monitor usage of a running container.
-    pub fn inspect(&self, name: &str, monitor: Option<&crate::monitor::MonitorDevice>) -> Result<ContainerRecord, RegistryError> {
+    pub fn inspect(
+        &self,
+        name: &str,
+        monitor: Option<&crate::monitor::MonitorDevice>,
+    ) -> Result<ContainerRecord, RegistryError> {
         let inner = self.inner.lock();
         let e = inner.containers.get(name).ok_or_else(|| RegistryError::NotFound(name.into()))?;
         let mut record = e.record.clone();
@@ -338,7 +344,11 @@ impl Registry {
     }
 
     /// Blocks until the container is in a final state, or until `timeout`; `None` on timeout.
-    pub fn wait_terminal(&self, name: &str, timeout: Option<Duration>) -> Result<Option<ContainerRecord>, RegistryError> {
+    pub fn wait_terminal(
+        &self,
+        name: &str,
+        timeout: Option<Duration>,
+    ) -> Result<Option<ContainerRecord>, RegistryError> {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut inner = self.inner.lock();
         loop {
@@ -371,7 +381,12 @@ impl Registry {
     /// Names of containers that are being started or running.
     pub fn active(&self) -> Vec<String> {
         let inner = self.inner.lock();
-        inner.containers.values().filter(|e| !e.record.state.is_terminal()).map(|e| e.record.name().to_string()).collect()
+        inner
+            .containers
+            .values()
+            .filter(|e| !e.record.state.is_terminal())
+            .map(|e| e.record.name().to_string())
+            .collect()
     }
 }
 

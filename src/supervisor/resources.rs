@@ -31,7 +31,12 @@ impl Resources {
 /// Puts the container (init `pid`, still waiting for its go-ahead) under its limits and on its
 /// network, filling `res` as it goes so the caller can release a partial acquisition. Returns
 /// which mechanism enforces `--soft-mib/--hard-mib`, if they were given.
-pub fn acquire(sup: &Supervisor, spec: &ContainerSpec, pid: i32, res: &mut Resources) -> Result<Option<String>, Failure> {
+pub fn acquire(
+    sup: &Supervisor,
+    spec: &ContainerSpec,
+    pid: i32,
+    res: &mut Resources,
+) -> Result<Option<String>, Failure> {
     let mut limits = Limits {
         memory_max: spec.memory,
         memory_high: None,
@@ -106,7 +111,11 @@ pub fn release(sup: &Supervisor, name: &str, pid: Option<i32>, res: Resources) -
 }
 
 /// /etc/hosts and /etc/hostname for the container, written under the supervisor's root.
-pub fn etc_files(sup: &Supervisor, spec: &ContainerSpec, res: &Resources) -> std::io::Result<Vec<crate::container::channel::BindFile>> {
+pub fn etc_files(
+    sup: &Supervisor,
+    spec: &ContainerSpec,
+    res: &Resources,
+) -> std::io::Result<Vec<crate::container::channel::BindFile>> {
     let dir = sup.root.join("containers").join(format!("{}.etc", spec.name));
     std::fs::create_dir_all(&dir)?;
     let hosts = dir.join("hosts");

@@ -32,7 +32,8 @@ fn serve_one(sup: &Supervisor, mut conn: UnixStream) {
     let request = match read_frame::<_, Envelope>(&mut conn) {
         Ok(Some((env, _))) if env.version == PROTOCOL_VERSION => env.request,
         Ok(Some((env, _))) => {
-            let msg = format!("protocol version {} is not supported (supervisor speaks {PROTOCOL_VERSION})", env.version);
+            let msg =
+                format!("protocol version {} is not supported (supervisor speaks {PROTOCOL_VERSION})", env.version);
             let _ = write_frame(&mut conn, &Response::error(msg, 125), b"");
             return;
         }

@@ -53,9 +53,10 @@ impl Store {
             if !name.ends_with(".json") {
                 continue;
             }
-            match fs::read(&path).map_err(|e| e.to_string()).and_then(|b| {
-                serde_json::from_slice::<ContainerRecord>(&b).map_err(|e| e.to_string())
-            }) {
+            match fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice::<ContainerRecord>(&b).map_err(|e| e.to_string()))
+            {
                 Ok(r) => records.push(r),
                 Err(e) => crate::warn!("skipping unreadable record {}: {e}", path.display()),
             }

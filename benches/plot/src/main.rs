@@ -31,7 +31,11 @@ fn parse(text: &str) -> Result<Table, String> {
                 .iter_mut()
                 .find(|s| s.name == base)
                 .ok_or_else(|| format!("whisker column {name} before its series {base}"))?;
-            if name.ends_with("_lo") { s.lo = Some(i - 1) } else { s.hi = Some(i - 1) }
+            if name.ends_with("_lo") {
+                s.lo = Some(i - 1)
+            } else {
+                s.hi = Some(i - 1)
+            }
         } else {
             series.push(Series { name: name.to_string(), col: i - 1, lo: None, hi: None });
         }
@@ -78,7 +82,11 @@ fn draw(table: &Table, out: &str, title: &str, y_label: &str) -> Result<(), Box<
         // Category labels sit at the group centres (i + 0.5); other tick positions stay blank.
         .x_label_formatter(&|x| {
             let i = (x - 0.5).round();
-            if (x - 0.5 - i).abs() < 1e-6 && i >= 0.0 { labels.get(i as usize).unwrap_or(&"").to_string() } else { String::new() }
+            if (x - 0.5 - i).abs() < 1e-6 && i >= 0.0 {
+                labels.get(i as usize).unwrap_or(&"").to_string()
+            } else {
+                String::new()
+            }
         })
         .y_desc(y_label)
         .draw()?;
@@ -91,9 +99,10 @@ fn draw(table: &Table, out: &str, title: &str, y_label: &str) -> Result<(), Box<
             let x0 = gi as f64 + 0.1 + si as f64 * width;
             Rectangle::new([(x0, 0.0), (x0 + width * 0.9, v[s.col])], color.filled())
         });
-        chart.draw_series(bars)?.label(s.name.as_str()).legend(move |(x, y)| {
-            Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled())
-        });
+        chart
+            .draw_series(bars)?
+            .label(s.name.as_str())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
         if let (Some(lo), Some(hi)) = (s.lo, s.hi) {
             let whiskers = table.rows.iter().enumerate().map(|(gi, (_, v))| {
                 let xc = gi as f64 + 0.1 + (si as f64 + 0.45) * width;
@@ -123,9 +132,7 @@ fn main() -> ExitCode {
         eprintln!("engine-bench-plot: reading stdin: {e}");
         return ExitCode::FAILURE;
     }
-    let result = parse(&text)
-        .map_err(|e| e.into())
-        .and_then(|table| draw(&table, &args[1], &args[2], &args[3]));
+    let result = parse(&text).map_err(|e| e.into()).and_then(|table| draw(&table, &args[1], &args[2], &args[3]));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -43,7 +43,13 @@ pub fn stream(path: &Path, live: Option<&LogFile>, opts: Options, sink: &mut Sin
         }
         None => 0,
     };
-    let mut batch = Batcher { sink, timestamps: opts.timestamps, stream: Stream::Stdout, buf: Vec::new(), at_line_start: [true; 2] };
+    let mut batch = Batcher {
+        sink,
+        timestamps: opts.timestamps,
+        stream: Stream::Stdout,
+        buf: Vec::new(),
+        at_line_start: [true; 2],
+    };
     loop {
         let (end, done) = match live {
             Some(l) if opts.follow => {
