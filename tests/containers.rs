@@ -121,8 +121,9 @@ fn no_new_privileges_is_dockers_security_opt() {
 
 /// A copy of the test rootfs with `/probe`, a static program that makes the system calls the
 /// seccomp profile is about and prints each one's errno (0: allowed): `clone` asking for a user
-/// namespace, `clone3`, and `unshare(CLONE_NEWUSER)`; with `i386`, one i386 call (`int $0x80`,
-/// getpid), which the profile's arch check answers with SIGSYS.
+/// namespace, `clone3`, `unshare(CLONE_NEWUSER)`, `socket(AF_VSOCK)` (and AF_INET, allowed),
+/// `personality(READ_IMPLIES_EXEC)` (and the query, allowed) and `pidfd_getfd` on itself; with `i386`, one i386 call (`int $0x80`, getpid), which the profile's arch
+/// check answers with SIGSYS.
 fn probe_rootfs(dir: &Path) -> PathBuf {
     let rfs = dir.join("rootfs");
     assert!(Command::new("cp").arg("-a").arg(rootfs()).arg(&rfs).status().unwrap().success());
@@ -135,6 +136,7 @@ fn probe_rootfs(dir: &Path) -> PathBuf {
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -157,6 +159,13 @@ int main(int argc, char **argv) {
 	int status;
 	waitpid(pid, &status, 0);
 	printf("unshare-newuser %d\n", WEXITSTATUS(status));
+	long fd = syscall(SYS_socket, 40 /* AF_VSOCK */, SOCK_STREAM, 0);
+	printf("socket-vsock %s\n", fd >= 0 || errno != EPERM ? "allowed" : "EPERM");
+	printf("socket-inet %d\n", err(syscall(SYS_socket, AF_INET, SOCK_STREAM, 0)));
+	printf("personality-query %d\n", err(syscall(SYS_personality, 0xffffffffUL)));
+	printf("personality-read-implies-exec %d\n", err(syscall(SYS_personality, 0x0400000UL)));
+	long self = syscall(SYS_pidfd_open, getpid(), 0);
+	printf("pidfd-getfd %d\n", err(self < 0 ? self : syscall(SYS_pidfd_getfd, self, 1, 0)));
 	return 0;
 }
 "#,
@@ -170,7 +179,7 @@ int main(int argc, char **argv) {
 
 /// Every rule of the default profile is seen to bite, and to be gone with seccomp=unconfined.
 #[test]
-fn the_default_seccomp_profile_refuses_user_namespaces_clone3_and_i386_calls() {
+fn the_default_seccomp_profile_refuses_user_namespaces_clone3_vsock_personality_and_i386_calls() {
     let sup = Supervisor::start();
     let dir = tempfile::tempdir().unwrap();
     let r = probe_rootfs(dir.path());
@@ -182,8 +191,14 @@ fn the_default_seccomp_profile_refuses_user_namespaces_clone3_and_i386_calls() {
     // EPERM (1) for user namespaces either way in; ENOSYS (38) for clone3, so libc falls back
     // to clone. Unconfined: both namespaces are made, and clone3 reaches the kernel (EINVAL, 22,
     // for its zero size).
-    assert_eq!(sup.run_with(on, "sc-probe", &r, &["/probe"]).1, "clone-newuser 1\nclone3 38\nunshare-newuser 1\n");
-    assert_eq!(sup.run_with(off, "sc-probe-off", &r, &["/probe"]).1, "clone-newuser 0\nclone3 22\nunshare-newuser 0\n");
+    // vsock (EPERM; unconfined it reaches the kernel, which may lack the family), personality
+    // other than Docker's values, and pidfd_getfd: refused only by the profile.
+    let refused = "clone-newuser 1\nclone3 38\nunshare-newuser 1\nsocket-vsock EPERM\nsocket-inet 0\n\
+                   personality-query 0\npersonality-read-implies-exec 1\npidfd-getfd 1\n";
+    let allowed = "clone-newuser 0\nclone3 22\nunshare-newuser 0\nsocket-vsock allowed\nsocket-inet 0\n\
+                   personality-query 0\npersonality-read-implies-exec 0\npidfd-getfd 0\n";
+    assert_eq!(sup.run_with(on, "sc-probe", &r, &["/probe"]).1, refused);
+    assert_eq!(sup.run_with(off, "sc-probe-off", &r, &["/probe"]).1, allowed);
     // Ordinary work (a shell forking a pipeline) is untouched.
     assert_eq!(sup.run_with(on, "sc-shell", &r, &["/bin/sh", "-c", "echo a b | tr a-z A-Z"]).1, "A B\n");
     let (code, out, err) = sup.run_with(on, "sc-i386", &r, &["/probe", "i386"]);
