@@ -124,6 +124,7 @@ fn bad_input_is_one_clear_line_and_leaves_nothing() {
     let r = rootfs.to_str().unwrap();
     sup.start_container("taken", &["/bin/sleep", "30"]);
     let long_name = "n".repeat(65);
+    let big_env = format!("BIG={}", "x".repeat(70_000));
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["start", "taken", r, "/bin/true"], "already in use"),
         (vec!["start", "bad/name", r, "/bin/true"], "invalid container name"),
@@ -134,7 +135,12 @@ fn bad_input_is_one_clear_line_and_leaves_nothing() {
         (vec!["start", "--nice", "40", "x", r, "/bin/true"], "--nice 40"),
         (vec!["start", "--env", "=v", "x", r, "/bin/true"], "invalid --env"),
         (vec!["start", "--hostname", "bad_host", "x", r, "/bin/true"], "invalid hostname"),
-        (vec!["start", "--soft-mib", "9", "--hard-mib", "3", "x", r, "/bin/true"], "above --hard-mib"),
+        (vec!["start", "--soft-mib", "9", "--hard-mib", "7", "x", r, "/bin/true"], "above --hard-mib"),
+        (vec!["start", "--hard-mib", "17592186044417", "x", r, "/bin/true"], "--hard-mib 17592186044417 is too large"),
+        (vec!["start", "--soft-mib", "18446744073709551615", "x", r, "/bin/true"], "too large"),
+        (vec!["start", "--hard-mib", "2", "x", r, "/bin/true"], "--hard-mib must be at least 6"),
+        (vec!["start", "--memory", "4m", "x", r, "/bin/true"], "--memory must be at least 6m"),
+        (vec!["start", "-e", &big_env, "x", r, "/bin/true"], "at most 65536 are allowed"),
         (vec!["start", "x", r], "required"),
         (vec!["stop", "ghost"], "no such container: ghost"),
         (vec!["logs", "ghost"], "no such container: ghost"),
@@ -153,6 +159,9 @@ fn bad_input_is_one_clear_line_and_leaves_nothing() {
     }
     let ps = sup.ok(&["ps", "-a"]);
     assert_eq!(ps.lines().count(), 2, "only `taken` exists: {ps}");
+    // A timeout too large for the clock waits without a deadline; the command obeys SIGTERM.
+    sup.ok(&["stop", "-t", "18446744073709551615", "taken"]);
+    assert_eq!(sup.status("taken"), "stopped");
     let logs: Vec<_> = std::fs::read_dir(sup.root.join("logs")).unwrap().collect();
     assert_eq!(logs.len(), 1);
 

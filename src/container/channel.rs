@@ -14,7 +14,8 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use super::spec::ContainerSpec;
 use super::state::Termination;
 
-const MAX_MESSAGE: usize = 64 * 1024;
+/// Room for the largest spec (`spec::MAX_SPEC_BYTES`) and what travels with it.
+const MAX_MESSAGE: usize = 2 * super::spec::MAX_SPEC_BYTES;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ToInit {

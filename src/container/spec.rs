@@ -57,6 +57,14 @@ impl ContainerSpec {
 #[error("{0}")]
 pub struct InvalidSpec(pub String);
 
+/// Docker's floor for a memory limit: below it the init and a shell cannot even start, and the
+/// user would see an OOM kill during setup instead of a sentence.
+pub const MIN_MEMORY_BYTES: u64 = 6 << 20;
+const MIB: u64 = 1 << 20;
+/// The largest description a container may have (command, environment, names), as JSON: it
+/// travels to the init in one message on the init channel.
+pub const MAX_SPEC_BYTES: usize = 64 * 1024;
+
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Docker's container-name rule: `[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}`.
@@ -129,8 +137,18 @@ impl ContainerSpec {
                 return Err(InvalidSpec(format!("--nice {n} is out of range (-20..19)")));
             }
         }
+        for (flag, mib) in [("--soft-mib", self.soft_mib), ("--hard-mib", self.hard_mib)] {
+            if mib.is_some_and(|m| m.checked_mul(MIB).is_none()) {
+                return Err(InvalidSpec(format!("{flag} {} is too large", mib.unwrap_or_default())));
+            }
+        }
+        if self.hard_mib.is_some_and(|h| h * MIB < MIN_MEMORY_BYTES) {
+            return Err(InvalidSpec("--hard-mib must be at least 6 (Docker's minimum memory limit is 6 MiB)".into()));
+        }
+        if self.memory.is_some_and(|m| m < MIN_MEMORY_BYTES) {
+            return Err(InvalidSpec("--memory must be at least 6m (Docker's minimum memory limit is 6 MiB)".into()));
+        }
         match (self.soft_mib, self.hard_mib) {
-            (_, Some(0)) => return Err(InvalidSpec("--hard-mib must be greater than 0".into())),
             (Some(s), Some(h)) if s > h => {
                 return Err(InvalidSpec(format!("--soft-mib {s} is above --hard-mib {h}")));
             }
@@ -146,7 +164,23 @@ impl ContainerSpec {
             return Err(InvalidSpec("--memory and --pids-limit must be greater than 0".into()));
         }
         self.cpu_list()?;
+        let size = serde_json::to_vec(self).map_or(usize::MAX, |json| json.len());
+        if size > MAX_SPEC_BYTES {
+            return Err(InvalidSpec(format!(
+                "the container's description (command, environment, options) is {size} bytes; at most {MAX_SPEC_BYTES} are allowed"
+            )));
+        }
         Ok(())
+    }
+
+    /// `--soft-mib` in bytes (validated not to overflow).
+    pub fn soft_bytes(&self) -> Option<u64> {
+        self.soft_mib.map(|m| m.saturating_mul(MIB))
+    }
+
+    /// `--hard-mib` in bytes (validated not to overflow).
+    pub fn hard_bytes(&self) -> Option<u64> {
+        self.hard_mib.map(|m| m.saturating_mul(MIB))
     }
 
     pub fn hostname(&self) -> &str {
@@ -212,8 +246,13 @@ mod tests {
             |s| s.hostname = Some("bad_host".into()),
             |s| {
                 s.soft_mib = Some(10);
-                s.hard_mib = Some(5)
+                s.hard_mib = Some(8)
             },
+            |s| s.hard_mib = Some(17_592_186_044_417),
+            |s| s.soft_mib = Some(u64::MAX),
+            |s| s.hard_mib = Some(5),
+            |s| s.memory = Some((6 << 20) - 1),
+            |s| s.env = vec![format!("BIG={}", "x".repeat(MAX_SPEC_BYTES))],
         ];
         for (i, f) in cases.into_iter().enumerate() {
             let mut s = spec();

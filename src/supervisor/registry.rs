@@ -349,7 +349,8 @@ impl Registry {
         name: &str,
         timeout: Option<Duration>,
     ) -> Result<Option<ContainerRecord>, RegistryError> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        // A timeout too large for the clock (`stop -t 18446744073709551615`) is no deadline at all.
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let mut inner = self.inner.lock();
         loop {
             let e = inner.containers.get(name).ok_or_else(|| RegistryError::NotFound(name.into()))?;

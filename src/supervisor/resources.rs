@@ -9,8 +9,6 @@ use crate::net::{self, Attachment};
 use super::launch::Failure;
 use super::Supervisor;
 
-const MIB: u64 = 1 << 20;
-
 #[derive(Default)]
 pub struct Resources {
     pub cgroup: Option<Cgroup>,
@@ -46,7 +44,7 @@ pub fn acquire(
     };
     res.oom_reason = Some(KillReason::Oom);
     let mut enforcement = None;
-    let (soft, hard) = (spec.soft_mib.map(|m| m * MIB), spec.hard_mib.map(|m| m * MIB));
+    let (soft, hard) = (spec.soft_bytes(), spec.hard_bytes());
     if soft.is_some() || hard.is_some() {
         match &sup.monitor {
             Some(dev) => {
