@@ -30,9 +30,6 @@ const DEV_LINKS: &[(&str, &str)] = &[
 /// writing into them fills this, not the supervisor's disk.
 const ETC_TMPFS: &str = "size=64k,mode=0755";
 
-const PROC_SUPER_MAGIC: i64 = libc::PROC_SUPER_MAGIC as i64;
-const TMPFS_MAGIC: i64 = libc::TMPFS_MAGIC as i64;
-
 fn step(what: &'static str) -> impl Fn(nix::Error) -> SetupError {
     move |e| SetupError::new(format!("{what}: {e}"))
 }
@@ -95,7 +92,7 @@ fn mount_proc(root: &Dir) -> Result<Dir, SetupError> {
     // The fd above is the directory under the mount; what the masking works on is the mount.
     let proc = root.dir("proc", false).map_err(io_step("opening the new /proc"))?.strict();
     match proc.fs_type() {
-        Ok(PROC_SUPER_MAGIC) => Ok(proc),
+        Ok(libc::PROC_SUPER_MAGIC) => Ok(proc),
         _ => Err(SetupError::new("/proc changed while it was mounted".into())),
     }
 }
@@ -159,7 +156,7 @@ fn mount_dev(root: &Dir) -> Result<Dir, SetupError> {
     )
     .map_err(step("mounting /dev"))?;
     let dev = root.dir("dev", false).map_err(io_step("opening the new /dev"))?.strict();
-    if dev.fs_type().ok() != Some(TMPFS_MAGIC) {
+    if dev.fs_type().ok() != Some(libc::TMPFS_MAGIC) {
         return Err(SetupError::new("/dev changed while it was mounted".into()));
     }
     for &(name, major, minor) in DEVICES {
