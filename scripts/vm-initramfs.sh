@@ -35,8 +35,24 @@ if [ -n "${ENGINE_BIN:-}" ] && [ -x "$ENGINE_BIN" ]; then
   install -m 0755 "$ENGINE_BIN" "$stage/bin/engine"
 fi
 install -m 0644 "$MONITOR_KO" "$stage/modules/monitor.ko"
-for m in drivers/net/veth net/llc/llc net/802/stp net/bridge/bridge; do
-  install -m 0644 "$MODDIR/kernel/$m.ko" "$stage/modules/"
+# The guest kernel's own modules engine needs (veth, bridge, overlay for container roots), each
+# after its dependencies, in /modules/order for /init. The unpacked package has no modules.dep
+# (depmod makes it at install): each module's own modinfo `depends=` gives them.
+: > "$stage/modules/order"
+add_module() { # NAME
+  grep -qx "$1" "$stage/modules/order" && return 0
+  local path dep
+  # A module's name spells '-' as '_'; its file may use either.
+  path=$(grep -E "(^|/)$(echo "$1" | sed 's/[-_]/[-_]/g')\.ko$" "$MODDIR/modules.order" | head -n1)
+  [ -n "$path" ] || { echo "vm-initramfs: no module $1 in $MODDIR" >&2; return 1; }
+  for dep in $(tr '\0' '\n' < "$MODDIR/$path" | sed -n 's/^depends=//p' | tr ',' ' '); do
+    add_module "$dep"
+  done
+  install -m 0644 "$MODDIR/$path" "$stage/modules/$1.ko"
+  echo "$1" >> "$stage/modules/order"
+}
+for m in veth bridge overlay; do
+  add_module "$m"
 done
 cp -a "$ROOTFS" "$stage/rootfs"
 install -m 0755 "$run" "$stage/vm/run"

@@ -47,6 +47,9 @@ pub struct CreateOptions {
     /// Docker's security options: no-new-privileges[:true|false], seccomp=unconfined
     #[arg(long = "security-opt", value_name = "OPT", value_parser = parse_security_opt)]
     pub security_opt: Vec<SecurityOpt>,
+    /// Mount the container's root filesystem read-only
+    #[arg(long)]
+    pub read_only: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -127,6 +130,7 @@ impl CreateOptions {
                 })
                 .unwrap_or(false),
             seccomp_unconfined: self.security_opt.contains(&SecurityOpt::SeccompUnconfined),
+            read_only: self.read_only,
         };
         spec.validate()?;
         Ok(spec)

@@ -19,16 +19,18 @@ const MAX_MESSAGE: usize = 2 * super::spec::MAX_SPEC_BYTES;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ToInit {
-    Go { spec: Box<ContainerSpec>, files: Vec<BindFile> },
+    /// `overlay`: the container's directory holding its `upper`, `work` and `merged` dirs.
+    Go { spec: Box<ContainerSpec>, files: Vec<EtcFile>, overlay: std::path::PathBuf },
 }
 
-/// A file the supervisor prepared for this container (its /etc/hosts, /etc/hostname), bind-mounted
-/// over the rootfs's own so containers sharing a rootfs each see theirs.
+/// A file of this container's own (its /etc/hosts, /etc/hostname): the init writes `content` on a
+/// small tmpfs and bind-mounts it over the root's own, so nothing of it lands on the supervisor's
+/// disk and containers sharing a rootfs each see theirs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct BindFile {
-    pub source: std::path::PathBuf,
+pub struct EtcFile {
     /// Absolute path inside the container.
     pub target: String,
+    pub content: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

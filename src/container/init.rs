@@ -12,7 +12,7 @@ use nix::sys::signal::{kill, sigaction, SaFlags, SigAction, SigHandler, SigSet, 
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use super::channel::{BindFile, FromInit, InitChannel, ToInit};
+use super::channel::{EtcFile, FromInit, InitChannel, ToInit};
 use super::rootfs;
 use super::spawn::INIT_CHANNEL_FD;
 use super::spec::ContainerSpec;
@@ -47,13 +47,13 @@ pub fn main() -> i32 {
     unsafe { libc::fcntl(INIT_CHANNEL_FD, libc::F_SETFD, libc::FD_CLOEXEC) };
     // SAFETY: fd 3 is the init channel, placed there by spawn::exec_init.
     let chan = unsafe { InitChannel::from_raw_fd(INIT_CHANNEL_FD) };
-    let (spec, files) = match chan.recv::<ToInit>() {
-        Ok(Some(ToInit::Go { spec, files })) => (spec, files),
+    let (spec, files, overlay) = match chan.recv::<ToInit>() {
+        Ok(Some(ToInit::Go { spec, files, overlay })) => (spec, files, overlay),
         // The supervisor gave up on this container before releasing it.
         _ => return EXIT_ENGINE_ERROR,
     };
     let signals = forwarded_signals();
-    let child = match prepare(&spec, &files).and_then(|()| start_command(&spec, &signals)) {
+    let child = match prepare(&spec, &files, &overlay).and_then(|()| start_command(&spec, &signals)) {
         Ok(child) => child,
         Err(e) => {
             let _ = chan.send(&FromInit::Failed { message: e.message, exit_code: e.exit_code });
@@ -85,8 +85,8 @@ fn close_fds_from(first: u32) {
 }
 
 /// Namespaced system state, in the order the design gives: mounts, pivot_root, hostname, ...
-fn prepare(spec: &ContainerSpec, files: &[BindFile]) -> Result<(), SetupError> {
-    rootfs::enter(&spec.rootfs, files)?;
+fn prepare(spec: &ContainerSpec, files: &[EtcFile], overlay: &std::path::Path) -> Result<(), SetupError> {
+    rootfs::enter(spec, overlay, files)?;
     nix::unistd::sethostname(spec.hostname()).map_err(|e| SetupError::new(format!("sethostname: {e}")))?;
     loopback_up().map_err(|e| SetupError::new(format!("bringing up lo: {e}")))?;
     let workdir = spec.workdir.as_deref().unwrap_or("/");

@@ -3,6 +3,7 @@
 pub mod channel;
 pub mod init;
 pub mod rootfs;
+pub mod safepath;
 pub mod seccomp;
 pub mod security;
 pub mod spawn;

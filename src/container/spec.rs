@@ -30,6 +30,9 @@ pub struct ContainerSpec {
     pub no_new_privileges: bool,
     /// `--security-opt seccomp=unconfined`: no default seccomp profile.
     pub seccomp_unconfined: bool,
+    /// `--read-only`: the container's root is mounted read-only (/dev, /dev/shm, /proc and the
+    /// /etc files keep their own mounts, as in Docker).
+    pub read_only: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]

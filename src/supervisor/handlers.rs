@@ -95,7 +95,7 @@ pub fn rm(sup: &Supervisor, conn: &mut UnixStream, name: &str, force: bool) -> R
 
 fn remove_container(sup: &Supervisor, name: &str) -> Reply {
     let record = sup.registry.remove(name)?;
-    let _ = std::fs::remove_dir_all(sup.etc_dir(name));
+    launch::remove_overlay(sup, name);
     match std::fs::remove_file(&record.log_path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => {
             Err(Failure::engine(format!("removing {}: {e}", record.log_path.display())))

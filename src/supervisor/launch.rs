@@ -45,7 +45,7 @@ pub fn start(sup: &Supervisor, spec: ContainerSpec) -> Result<i32, Failure> {
             release(sup, ended);
         }
         let _ = std::fs::remove_file(&log_path);
-        let _ = std::fs::remove_dir_all(sup.etc_dir(&name));
+        remove_overlay(sup, &name);
     }
     started
 }
@@ -73,14 +73,14 @@ fn launch(sup: &Supervisor, spec: ContainerSpec, log_path: &std::path::Path) -> 
     // Limits, monitor and network before the workload runs.
     let mut resources = Resources::default();
     let acquired = resources::acquire(sup, &spec, pid, &mut resources);
-    let files = resources::etc_files(sup, &spec, &resources);
+    let files = resources::etc_files(&spec, &resources);
     sup.registry.set_resources(&name, resources, acquired.as_ref().ok().cloned().flatten());
     acquired?;
-    let files = files.map_err(|e| Failure::engine(format!("writing /etc files for {name}: {e}")))?;
+    let overlay = make_overlay(sup, &spec)?;
 
     let channel = child.channel;
     let reply = (|| {
-        channel.send(&ToInit::Go { spec: Box::new(spec), files })?;
+        channel.send(&ToInit::Go { spec: Box::new(spec), files, overlay })?;
         channel.set_timeout(Some(START_TIMEOUT))?;
         let reply = channel.recv::<FromInit>();
         channel.set_timeout(None)?;
@@ -99,6 +99,60 @@ fn launch(sup: &Supervisor, spec: ContainerSpec, log_path: &std::path::Path) -> 
         Ok(Some(other)) => Err(Failure::engine(format!("unexpected message from container init: {other:?}"))),
         Ok(None) => Err(Failure::engine(format!("container init of {name} exited before starting the command"))),
         Err(e) => Err(Failure::engine(format!("waiting for container init of {name}: {e}"))),
+    }
+}
+
+/// The container's own `upper`, `work` and `merged` directories under `<root>/overlay/<name>`
+/// (0700: host users must not reach what the container writes, such as setuid copies).
+fn make_overlay(sup: &Supervisor, spec: &ContainerSpec) -> Result<std::path::PathBuf, Failure> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let fail = |what: &str, e: std::io::Error| Failure::engine(format!("{what} for {}: {e}", spec.name));
+    let rootfs = spec.rootfs.canonicalize().map_err(|e| fail("resolving the rootfs", e))?;
+    // overlayfs refuses layers inside one another; say so before the init fails obscurely.
+    if rootfs.starts_with(&sup.root) || sup.root.starts_with(&rootfs) {
+        return Err(Failure::engine(format!(
+            "rootfs {} overlaps the supervisor's root {}: it cannot be an overlay lower layer",
+            rootfs.display(),
+            sup.root.display()
+        )));
+    }
+    let lower = std::fs::metadata(&rootfs).map_err(|e| fail("reading the rootfs", e))?;
+    let parent = sup.root.join("overlay");
+    let mkdir = |path: &std::path::Path, mode: u32| {
+        std::fs::DirBuilder::new().mode(mode).create(path)?;
+        // Exactly `mode`, whatever the umask.
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+    };
+    match mkdir(&parent, 0o700) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| fail("securing the overlay directory", e))?;
+        }
+        other => other.map_err(|e| fail("creating the overlay directory", e))?,
+    }
+    let dir = sup.overlay_dir(&spec.name);
+    // The name is free in the registry, so anything here is a leftover of a crash.
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(|e| fail("removing a stale overlay directory", e))?;
+    }
+    mkdir(&dir, 0o700).map_err(|e| fail("creating the overlay directory", e))?;
+    // The merged root takes the upper directory's owner and mode: those of the rootfs's root.
+    let upper = dir.join("upper");
+    mkdir(&upper, lower.mode() & 0o7777).map_err(|e| fail("creating the upper directory", e))?;
+    std::os::unix::fs::chown(&upper, Some(lower.uid()), Some(lower.gid()))
+        .map_err(|e| fail("creating the upper directory", e))?;
+    mkdir(&dir.join("work"), 0o700).map_err(|e| fail("creating the overlay work directory", e))?;
+    mkdir(&dir.join("merged"), 0o755).map_err(|e| fail("creating the overlay mount point", e))?;
+    Ok(dir)
+}
+
+/// Removes a container's copy-on-write layer, reporting (not failing on) what stays.
+pub fn remove_overlay(sup: &Supervisor, name: &str) {
+    match std::fs::remove_dir_all(sup.overlay_dir(name)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            crate::warn!("removing the overlay directory of {name}: {e}")
+        }
+        _ => {}
     }
 }
 

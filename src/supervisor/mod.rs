@@ -53,9 +53,9 @@ impl Supervisor {
         self.root.join("logs")
     }
 
-    /// The container's own /etc/hosts and /etc/hostname.
-    pub fn etc_dir(&self, name: &str) -> PathBuf {
-        self.root.join("containers").join(format!("{name}.etc"))
+    /// The container's copy-on-write layer: `upper`, `work` and `merged` (its root while it runs).
+    pub fn overlay_dir(&self, name: &str) -> PathBuf {
+        self.root.join("overlay").join(name)
     }
 
     /// Applies every queued kernel monitor event to the registry.

@@ -108,20 +108,15 @@ pub fn release(sup: &Supervisor, name: &str, pid: Option<i32>, res: Resources) -
     errors
 }
 
-/// /etc/hosts and /etc/hostname for the container, written under the supervisor's root.
-pub fn etc_files(
-    sup: &Supervisor,
-    spec: &ContainerSpec,
-    res: &Resources,
-) -> std::io::Result<Vec<crate::container::channel::BindFile>> {
-    let dir = sup.root.join("containers").join(format!("{}.etc", spec.name));
-    std::fs::create_dir_all(&dir)?;
-    let hosts = dir.join("hosts");
-    std::fs::write(&hosts, net::etc_hosts(spec.hostname(), res.network.as_ref().map(|a| a.ip)))?;
-    let hostname = dir.join("hostname");
-    std::fs::write(&hostname, format!("{}\n", spec.hostname()))?;
-    Ok(vec![
-        crate::container::channel::BindFile { source: hosts, target: "/etc/hosts".into() },
-        crate::container::channel::BindFile { source: hostname, target: "/etc/hostname".into() },
-    ])
+/// /etc/hosts and /etc/hostname for the container. Only their contents: the init writes them on
+/// a small tmpfs of the container's own, so nothing of them is on the supervisor's disk.
+pub fn etc_files(spec: &ContainerSpec, res: &Resources) -> Vec<crate::container::channel::EtcFile> {
+    use crate::container::channel::EtcFile;
+    vec![
+        EtcFile {
+            target: "/etc/hosts".into(),
+            content: net::etc_hosts(spec.hostname(), res.network.as_ref().map(|a| a.ip)),
+        },
+        EtcFile { target: "/etc/hostname".into(), content: format!("{}\n", spec.hostname()) },
+    ]
 }
