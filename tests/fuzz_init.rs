@@ -9,7 +9,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use engine::container::channel::{FromInit, InitChannel, ToInit};
+use engine::container::channel::{EtcFile, FromInit, InitChannel, ToInit};
 use engine::container::spec::ContainerSpec;
 
 /// xorshift64*: small, seeded, good enough to shake a decoder.
@@ -41,9 +41,10 @@ fn seeds() -> Vec<Vec<u8>> {
         hard_mib: Some(64),
         ..Default::default()
     };
-    let spec = serde_json::to_string(&spec).unwrap();
+    let files = vec![EtcFile { target: "/etc/hosts".into(), content: "127.0.0.1 localhost\n".into() }];
+    let go = ToInit::Go { spec: Box::new(spec), files, overlay: "/nonexistent/overlay/fz".into() };
     vec![
-        format!(r#"{{"Go":{{"spec":{spec},"files":[]}}}}"#).into_bytes(),
+        serde_json::to_vec(&go).unwrap(),
         serde_json::to_vec(&FromInit::Started { pid: 2 }).unwrap(),
         serde_json::to_vec(&FromInit::Failed { message: "x".into(), exit_code: 127 }).unwrap(),
         br#"{"Exited":{"Signal":9}}"#.to_vec(),
