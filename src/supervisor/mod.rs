@@ -200,7 +200,12 @@ fn lock_host_names(names: &HostNames, root: &Path) -> anyhow::Result<Vec<nix::fc
         .with_context(|| format!("creating {LOCK_DIR}"))?;
     // '+' cannot occur in a cgroup name, so the '/' of a nested parent maps back unambiguously.
     let wanted = [
-        ("cgroup parent", "cgroup-parent", &names.cgroup_parent, format!("cgroup-{}.lock", names.cgroup_parent.replace('/', "+"))),
+        (
+            "cgroup parent",
+            "cgroup-parent",
+            &names.cgroup_parent,
+            format!("cgroup-{}.lock", names.cgroup_parent.replace('/', "+")),
+        ),
         ("bridge", "bridge", &names.bridge, format!("bridge-{}.lock", names.bridge)),
     ];
     let mut locks = Vec::new();
@@ -265,7 +270,8 @@ fn remove_orphan_files(root: &Path, registry: &registry::Registry) {
             Err(e) => crate::warn!("removing orphan {}: {e}", path.display()),
         }
     }
-    for (name, path) in orphans(&root.join("containers"), ".etc").into_iter().chain(orphans(&root.join("overlay"), "")) {
+    for (name, path) in orphans(&root.join("containers"), ".etc").into_iter().chain(orphans(&root.join("overlay"), ""))
+    {
         let removed = match fs::symlink_metadata(&path) {
             Ok(m) if m.is_dir() => fs::remove_dir_all(&path),
             _ => fs::remove_file(&path),

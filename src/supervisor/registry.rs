@@ -118,9 +118,10 @@ impl Registry {
                     dirty = true;
                 }
             }
-            inner
-                .containers
-                .insert(record.name().to_string(), Entry { record, live: None, log: None, releasing: false, dirty, save_failing: dirty });
+            inner.containers.insert(
+                record.name().to_string(),
+                Entry { record, live: None, log: None, releasing: false, dirty, save_failing: dirty },
+            );
         }
         Ok(Registry { inner: Mutex::new(inner), changed: Condvar::new(), store })
     }
@@ -158,9 +159,10 @@ impl Registry {
             network: None,
             record_saved: None,
         };
-        inner
-            .containers
-            .insert(spec.name.clone(), Entry { record, live: None, log: None, releasing: false, dirty: false, save_failing: false });
+        inner.containers.insert(
+            spec.name.clone(),
+            Entry { record, live: None, log: None, releasing: false, dirty: false, save_failing: false },
+        );
         Ok(())
     }
 

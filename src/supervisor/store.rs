@@ -40,7 +40,8 @@ impl Store {
 
     pub fn save(&self, record: &ContainerRecord, durability: Durability) -> io::Result<()> {
         let tmp = self.dir.join(format!(".{}.json.tmp", record.name()));
-        let written = self.write_tmp(&tmp, record, durability).and_then(|()| fs::rename(&tmp, self.path(record.name())));
+        let written =
+            self.write_tmp(&tmp, record, durability).and_then(|()| fs::rename(&tmp, self.path(record.name())));
         if let Err(e) = written {
             // A half-written temp file holds disk space the retry will need.
             let _ = fs::remove_file(&tmp);
