@@ -86,7 +86,10 @@ class Supervisor:
         self.socket = os.path.join(self.dir, "engine.sock")
         self.errlog = open(os.path.join(self.dir, "supervisor.log"), "w+")
         self.proc = subprocess.Popen(
-            self.prefix + [ENGINE, "supervisor", "--root", self.root, "--socket", self.socket],
+            # The names the default root uses, as benches always had (a temporary root would get
+            # derived ones, e.g. a new bridge per run); refused if a real supervisor holds them.
+            self.prefix + [ENGINE, "supervisor", "--root", self.root, "--socket", self.socket,
+                           "--cgroup-parent", "engine", "--bridge", "engine0", "--subnet", "10.88.0.0/16"],
             stdin=subprocess.DEVNULL, stdout=self.errlog, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 10
         while not os.path.exists(self.socket):

@@ -22,7 +22,7 @@ cleanup() {
 trap cleanup EXIT
 say() { printf '\n$ %s\n' "$*"; }
 
-"$engine" supervisor --root "$tmp/root" --socket "$sock" >"$tmp/supervisor.log" 2>&1 &
+"$engine" supervisor --root "$tmp/root" --socket "$sock" --bridge engine0 --cgroup-parent engine --subnet 10.88.0.0/16 >"$tmp/supervisor.log" 2>&1 &
 sup_pid=$!
 for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
 [ -S "$sock" ] || { echo "demo-net: supervisor did not start: $(tail -1 "$tmp/supervisor.log")" >&2; exit 1; }

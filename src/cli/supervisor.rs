@@ -18,15 +18,18 @@ pub struct Args {
     /// Run in the background once the socket accepts requests; output goes to ROOT/supervisor.log
     #[arg(long)]
     detach: bool,
-    /// Parent cgroup of the containers' groups
-    #[arg(long, default_value = "engine", value_name = "NAME")]
-    cgroup_parent: String,
-    /// Bridge that `--net bridge` containers are plugged into
-    #[arg(long, default_value = "engine0", value_name = "NAME")]
-    bridge: String,
-    /// The bridge's network; the bridge takes its first address
-    #[arg(long, default_value = "10.88.0.0/16", value_name = "CIDR")]
-    subnet: crate::net::Ipv4Net,
+    /// Parent cgroup of the containers' groups [default: engine for the default root,
+    /// engine-<hash of the root> for another]
+    #[arg(long, value_name = "NAME")]
+    cgroup_parent: Option<String>,
+    /// Bridge that `--net bridge` containers are plugged into [default: engine0 for the default
+    /// root, en<hash of the root> for another]
+    #[arg(long, value_name = "NAME")]
+    bridge: Option<String>,
+    /// The bridge's network; the bridge takes its first address [default: 10.88.0.0/16 for the
+    /// default root, 10.89.<from the hash>.0/24 for another]
+    #[arg(long, value_name = "CIDR")]
+    subnet: Option<crate::net::Ipv4Net>,
 }
 
 pub fn execute(args: Args, socket: &Path) -> CliResult {
@@ -84,11 +87,16 @@ fn daemon(config: Config, status: OwnedFd) -> i32 {
     }
 }
 
-/// A daemon keeps no terminal: new session, stdin from /dev/null, output to ROOT/supervisor.log.
+/// A daemon keeps no terminal: new session, stdin from /dev/null, output to ROOT/supervisor.log
+/// (0600 in a 0700 root: it names containers and their failures).
 fn detach_stdio(root: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
     setsid()?;
-    std::fs::create_dir_all(root)?;
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(root.join("supervisor.log"))?;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(root)?;
+    let path = root.join("supervisor.log");
+    let log = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(&path)?;
+    // An older log may have been made 0644.
+    log.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     let null = std::fs::File::open("/dev/null")?;
     nix::unistd::dup2(null.as_raw_fd(), 0)?;
     nix::unistd::dup2(log.as_raw_fd(), 1)?;

@@ -124,6 +124,10 @@ pub struct ContainerRecord {
     pub stats: Option<crate::cgroup::Stats>,
     #[serde(default)]
     pub network: Option<crate::net::Attachment>,
+    /// `Some(false)` in `inspect` while the supervisor could not save this record (a full disk):
+    /// the state shown is true, the file on disk is behind and being retried. Never stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_saved: Option<bool>,
 }
 
 impl ContainerRecord {

@@ -11,6 +11,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -183,6 +184,7 @@ impl Leases {
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(0o600)
             .open(&lock_path)
             .map_err(|e| NetError::io("open lock file", &lock_path, e))?;
         loop {
@@ -271,7 +273,7 @@ impl Leases {
         let data = serde_json::to_vec_pretty(&self.file)
             .map_err(|e| NetError::CorruptLeases { path: path.clone(), detail: e.to_string() })?;
         let write = || -> std::io::Result<()> {
-            let mut f = File::create(&tmp)?;
+            let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
             f.write_all(&data)?;
             f.sync_all()
         };

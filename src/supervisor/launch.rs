@@ -32,7 +32,9 @@ impl From<super::registry::RegistryError> for Failure {
 }
 
 /// Creates the container and returns once its command runs (its host PID), or fails leaving
-/// nothing behind: no record, no log file, no process.
+/// nothing behind: no record, no log file, no process. Crash-consistent: the record is on disk
+/// before the init may run the command (see `registry`), and a supervisor killed earlier leaves
+/// only files and cgroups the next one removes as orphans.
 pub fn start(sup: &Supervisor, spec: ContainerSpec) -> Result<i32, Failure> {
     spec.validate().map_err(Failure::engine)?;
     let name = spec.name.clone();
@@ -77,6 +79,9 @@ fn launch(sup: &Supervisor, spec: ContainerSpec, log_path: &std::path::Path) -> 
     sup.registry.set_resources(&name, resources, acquired.as_ref().ok().cloned().flatten());
     acquired?;
     let overlay = make_overlay(sup, &spec)?;
+    // The one synced write of a start, and it must come before Go: a container whose record
+    // cannot be saved does not run.
+    sup.registry.persist_created(&name)?;
 
     let channel = child.channel;
     let reply = (|| {

@@ -21,17 +21,68 @@ use anyhow::{bail, Context};
 
 pub const DEFAULT_ROOT: &str = "/var/lib/engine";
 pub const DEFAULT_SOCKET: &str = "/run/engine/engine.sock";
+/// Where supervisors lock the host-wide names they use (cgroup parent, bridge).
+pub const LOCK_DIR: &str = "/run/engine/locks";
+/// How often records whose save failed are retried.
+const FLUSH_TICK: Duration = Duration::from_secs(1);
 /// Grace between SIGTERM and SIGKILL when the supervisor itself is asked to stop.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 pub struct Config {
     pub root: PathBuf,
     pub socket: PathBuf,
-    /// Containers' cgroups live in `<hierarchy>/<cgroup_parent>/<name>`.
+    /// Containers' cgroups live in `<hierarchy>/<cgroup_parent>/<name>`; derived from the root
+    /// when not given (see [`HostNames`]).
+    pub cgroup_parent: Option<String>,
+    pub bridge: Option<String>,
+    /// The bridge's network; its first address is the gateway.
+    pub subnet: Option<crate::net::Ipv4Net>,
+}
+
+/// The host-wide names a supervisor uses. Each supervisor cleans its cgroup parent and bridge of
+/// whatever it does not know at startup, so two supervisors must never share them: the defaults
+/// are derived from the root (the default root keeps `engine`, `engine0`, 10.88.0.0/16; any other
+/// root gets `engine-<hash>`, `en<hash>`, 10.89.<hash byte>.0/24, hash = 8 hex digits of FNV-1a
+/// of the canonical root path), and `run` locks them, so explicit names that clash are refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostNames {
     pub cgroup_parent: String,
     pub bridge: String,
-    /// The bridge's network; its first address is the gateway.
     pub subnet: crate::net::Ipv4Net,
+}
+
+impl HostNames {
+    /// The defaults for the canonical root `root`.
+    pub fn derived(root: &Path) -> Result<HostNames, crate::net::NetError> {
+        if root == Path::new(DEFAULT_ROOT) {
+            return Ok(HostNames {
+                cgroup_parent: crate::cgroup::DEFAULT_PARENT.into(),
+                bridge: "engine0".into(),
+                subnet: crate::net::Ipv4Net::new(std::net::Ipv4Addr::new(10, 88, 0, 0), 16)?,
+            });
+        }
+        // FNV-1a, because std's hasher is not stable across releases and the names must be.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in root.as_os_str().as_encoded_bytes() {
+            h ^= *b as u64;
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        let hash = format!("{:08x}", (h ^ (h >> 32)) as u32);
+        Ok(HostNames {
+            cgroup_parent: format!("engine-{hash}"),
+            bridge: format!("en{hash}"),
+            subnet: crate::net::Ipv4Net::new(std::net::Ipv4Addr::new(10, 89, (h >> 56) as u8, 0), 24)?,
+        })
+    }
+
+    fn resolve(config: &Config, root: &Path) -> Result<HostNames, crate::net::NetError> {
+        let d = HostNames::derived(root)?;
+        Ok(HostNames {
+            cgroup_parent: config.cgroup_parent.clone().unwrap_or(d.cgroup_parent),
+            bridge: config.bridge.clone().unwrap_or(d.bridge),
+            subnet: config.subnet.unwrap_or(d.subnet),
+        })
+    }
 }
 
 pub struct Supervisor {
@@ -44,8 +95,8 @@ pub struct Supervisor {
     pub cgroup_parent: String,
     pub net: crate::net::NetConfig,
     shutting_down: AtomicBool,
-    /// Held for the daemon's lifetime: one supervisor per root.
-    _lock: nix::fcntl::Flock<fs::File>,
+    /// Held for the daemon's lifetime: one supervisor per root, per cgroup parent, per bridge.
+    _locks: Vec<nix::fcntl::Flock<fs::File>>,
 }
 
 impl Supervisor {
@@ -88,6 +139,9 @@ impl Supervisor {
             let _ = s.join();
         }
         let _ = fs::remove_file(&self.socket);
+        if self.registry.flush_dirty() > 0 {
+            crate::warn!("some records could not be saved: their files on disk are behind");
+        }
         crate::warn!("supervisor stopped");
         std::process::exit(0);
     }
@@ -110,17 +164,136 @@ fn sanitize_fds() {
 }
 
 fn lock_root(root: &Path) -> anyhow::Result<nix::fcntl::Flock<fs::File>> {
+    let path = root.join("supervisor.lock");
+    match lock_file(&path)? {
+        Ok(lock) => Ok(lock),
+        Err(_) => bail!("another supervisor is already using {}", root.display()),
+    }
+}
+
+/// Takes the exclusive lock on `path` (created 0600), or returns what the holder wrote in it.
+fn lock_file(path: &Path) -> anyhow::Result<Result<nix::fcntl::Flock<fs::File>, String>> {
+    use std::os::unix::fs::OpenOptionsExt;
     let file = fs::OpenOptions::new()
         .create(true)
         .truncate(false)
+        .read(true)
         .write(true)
-        .open(root.join("supervisor.lock"))
-        .with_context(|| format!("opening {}/supervisor.lock", root.display()))?;
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
     match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
-        Ok(lock) => Ok(lock),
-        Err((_, nix::errno::Errno::EWOULDBLOCK)) => bail!("another supervisor is already using {}", root.display()),
-        Err((_, e)) => bail!("locking {}: {e}", root.display()),
+        Ok(lock) => Ok(Ok(lock)),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(Err(fs::read_to_string(path).unwrap_or_default())),
+        Err((_, e)) => bail!("locking {}: {e}", path.display()),
     }
+}
+
+/// Locks the cgroup parent and the bridge for this root, so another supervisor that would sweep
+/// them as stale is refused before it touches anything; each lock file names its holder's root.
+fn lock_host_names(names: &HostNames, root: &Path) -> anyhow::Result<Vec<nix::fcntl::Flock<fs::File>>> {
+    use std::io::{Seek, Write};
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(LOCK_DIR)
+        .with_context(|| format!("creating {LOCK_DIR}"))?;
+    // '+' cannot occur in a cgroup name, so the '/' of a nested parent maps back unambiguously.
+    let wanted = [
+        (
+            "cgroup parent",
+            "cgroup-parent",
+            &names.cgroup_parent,
+            format!("cgroup-{}.lock", names.cgroup_parent.replace('/', "+")),
+        ),
+        ("bridge", "bridge", &names.bridge, format!("bridge-{}.lock", names.bridge)),
+    ];
+    let mut locks = Vec::new();
+    for (what, flag, name, file) in wanted {
+        let path = Path::new(LOCK_DIR).join(file);
+        match lock_file(&path)? {
+            Ok(mut lock) => {
+                let owner = format!("{}\n", root.display());
+                let _ = lock.set_len(0).and_then(|()| lock.rewind()).and_then(|_| lock.write_all(owner.as_bytes()));
+                locks.push(lock);
+            }
+            Err(holder) => {
+                let holder = match holder.trim() {
+                    "" => String::new(),
+                    h => format!(" (root {h})"),
+                };
+                bail!("{what} {name} is in use by another supervisor{holder}: give this one its own --{flag}")
+            }
+        }
+    }
+    Ok(locks)
+}
+
+/// The root holds records with whole environments: 0700, like dockerd's root, also when it
+/// existed with a looser mode.
+fn secure_root(root: &Path) -> anyhow::Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(root.join("logs"))
+        .with_context(|| format!("creating {}", root.display()))?;
+    let mode = fs::metadata(root).with_context(|| format!("reading {}", root.display()))?.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        crate::warn!("{} was mode {mode:04o}; setting 0700: it holds every container's environment", root.display());
+        fs::set_permissions(root, fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("setting the mode of {}", root.display()))?;
+    }
+    Ok(())
+}
+
+/// After a crash: files of containers no record knows (the start that made them never reached
+/// the record, or an `rm` was cut short). Removed: `logs/<name>.log`, `containers/<name>.etc/`,
+/// `overlay/<name>/`. remove_dir_all does not follow symlinks, so a link planted in an upper dir
+/// cannot lead the removal out of it; mounts were in the dead containers' own namespaces.
+fn remove_orphan_files(root: &Path, registry: &registry::Registry) {
+    // An unreadable record still claims its name: its files are kept for whoever repairs it.
+    let known = |name: &str| registry.contains(name) || registry.records_dir().join(format!("{name}.json")).exists();
+    let orphans = |dir: &Path, suffix: &str| -> Vec<(String, PathBuf)> {
+        let Ok(entries) = fs::read_dir(dir) else { return Vec::new() };
+        entries
+            .flatten()
+            .filter_map(|e| {
+                let file = e.file_name().into_string().ok()?;
+                let name = file.strip_suffix(suffix)?.to_string();
+                (!name.is_empty() && !name.starts_with('.') && !known(&name)).then(|| (name, e.path()))
+            })
+            .collect()
+    };
+    for (name, path) in orphans(&root.join("logs"), ".log") {
+        match fs::remove_file(&path) {
+            Ok(()) => crate::warn!("removed the orphan log of {name}"),
+            Err(e) => crate::warn!("removing orphan {}: {e}", path.display()),
+        }
+    }
+    for (name, path) in orphans(&root.join("containers"), ".etc").into_iter().chain(orphans(&root.join("overlay"), ""))
+    {
+        let removed = match fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() => fs::remove_dir_all(&path),
+            _ => fs::remove_file(&path),
+        };
+        match removed {
+            Ok(()) => crate::warn!("removed the orphan files of {name}: {}", path.display()),
+            Err(e) => crate::warn!("removing orphan {}: {e}", path.display()),
+        }
+    }
+}
+
+/// Retries record saves that failed, until the supervisor exits.
+fn spawn_flusher(sup: &Arc<Supervisor>) -> std::io::Result<()> {
+    let sup = Arc::downgrade(sup);
+    std::thread::Builder::new().name("record-flush".into()).spawn(move || loop {
+        std::thread::sleep(FLUSH_TICK);
+        match sup.upgrade() {
+            Some(sup) => drop(sup.registry.flush_dirty()),
+            None => return,
+        }
+    })?;
+    Ok(())
 }
 
 /// Binds the socket (0600 in a 0700 directory), refusing if a live supervisor answers on it and
@@ -150,25 +323,26 @@ pub fn run(config: Config, ready: impl FnOnce()) -> anyhow::Result<()> {
     if !nix::unistd::geteuid().is_root() {
         bail!("the supervisor must run as root");
     }
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(config.root.join("logs"))
-        .with_context(|| format!("creating {}", config.root.display()))?;
-    let root = config.root.canonicalize()?;
-    let lock = lock_root(&root)?;
+    secure_root(&config.root)?;
+    let root = config.root.canonicalize().with_context(|| format!("resolving {}", config.root.display()))?;
+    let names = HostNames::resolve(&config, &root)?;
+    // Validated before anything is locked or touched.
+    let net = crate::net::NetConfig::new(names.bridge.clone(), names.subnet, root.join("net"))?;
+    let mut locks = vec![lock_root(&root)?];
+    locks.extend(lock_host_names(&names, &root)?);
     let listener = bind_socket(&config.socket)?;
-    let store = store::Store::open(&root)?;
+    let store = store::Store::open(&root).with_context(|| format!("creating {}/containers", root.display()))?;
     let registry = registry::Registry::load(store).context("loading container records")?;
-    let net = crate::net::NetConfig::new(config.bridge, config.subnet, root.join("net"))?;
     // No container runs yet: whatever an earlier supervisor left in our cgroup parent or on our
-    // bridge belongs to containers that are gone (or were just killed as lost).
-    for name in crate::cgroup::Cgroup::cleanup_stale_in(&config.cgroup_parent, &|_| false) {
+    // bridge belongs to containers that are gone (or were just killed as lost). Removing a group
+    // kills what is still in it: an init that was never recorded, and whatever a lost one forked.
+    for name in crate::cgroup::Cgroup::cleanup_stale_in(&names.cgroup_parent, &|_| false) {
         crate::warn!("removed the stale cgroup of {name}");
     }
     for name in crate::net::cleanup_stale(&net, &|_| false) {
         crate::warn!("removed the stale network attachment of {name}");
     }
+    remove_orphan_files(&root, &registry);
     let monitor = match crate::monitor::MonitorDevice::open() {
         Ok(dev) => {
             crate::warn!("kernel memory monitor found: --soft-mib/--hard-mib use /dev/container_monitor");
@@ -185,12 +359,13 @@ pub fn run(config: Config, ready: impl FnOnce()) -> anyhow::Result<()> {
         registry,
         logs: logs::LogPipeline::start()?,
         monitor,
-        cgroup_parent: config.cgroup_parent,
+        cgroup_parent: names.cgroup_parent,
         net,
         shutting_down: AtomicBool::new(false),
-        _lock: lock,
+        _locks: locks,
     });
     reaper::spawn(sup.clone())?;
+    spawn_flusher(&sup)?;
     if sup.monitor.is_some() {
         monitor_events::spawn(sup.clone())?;
     }

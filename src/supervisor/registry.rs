@@ -1,8 +1,15 @@
 //! Every container the supervisor knows, and the only place their state changes.
 //!
-//! Transitions: `reserve` (created, in memory only) → `mark_running` (persisted) → `on_exit`
-//! (exited | stopped | killed, persisted); `abandon` drops a container whose start failed, so a
-//! failed start leaves nothing behind. A record is written to disk on every persisted transition.
+//! Transitions: `reserve` (created, in memory only) → `persist_created` (created with the init's
+//! pid, fsync'd before the init gets its go-ahead) → `mark_running` → `on_exit` (exited | stopped |
+//! killed); `abandon` drops a container whose start failed, record file included, so a failed start
+//! leaves nothing behind. Because the record is on disk before the workload can run, a supervisor
+//! killed at any point leaves either no workload (an init that never got Go exits by itself when
+//! its channel closes) or a record a restart finds it by.
+//!
+//! The state in memory is the truth; the file follows it. A save that fails (a full disk) marks
+//! the record dirty: it is retried by `flush_dirty` (on every later save and on the supervisor's
+//! tick) and `inspect` shows `record_saved: false` until it lands.
 use std::collections::{BTreeMap, HashMap};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
@@ -13,7 +20,7 @@ use parking_lot::{Condvar, Mutex};
 
 use super::logs::LogFile;
 use super::resources::Resources;
-use super::store::Store;
+use super::store::{Durability, Store};
 use crate::container::channel::{FromInit, InitChannel};
 use crate::container::spec::ContainerSpec;
 use crate::container::state::{ContainerRecord, KillReason, State, Termination};
@@ -60,6 +67,10 @@ struct Entry {
     /// Ended, but its cgroup, monitor entry or veth are still being given back: waiters wait, so
     /// a `stop` or `rm` returns only once the container holds nothing.
     releasing: bool,
+    /// The record on disk is behind `record`: its last save failed (or is about to be tried).
+    dirty: bool,
+    /// A save of it failed and that was warned about; a success is then reported too.
+    save_failing: bool,
 }
 
 #[derive(Default)]
@@ -82,25 +93,47 @@ impl Registry {
     /// Loads the records of earlier supervisors. A container that was running when its supervisor
     /// died cannot be re-adopted (its pipes died with that supervisor): if it is still alive it
     /// is killed, and it is recorded as lost.
+    ///
+    /// A `created` record is treated the same way: the record is written before the go-ahead, so
+    /// its command may have run; it is kept as `lost` rather than dropped, so no container that may
+    /// have run disappears without a trace. (The init's cgroup is killed by the caller's stale
+    /// cgroup sweep, which also catches what the init forked.)
     pub fn load(store: Store) -> std::io::Result<Registry> {
         let mut inner = Inner::default();
         for mut record in store.load_all()? {
+            let mut dirty = false;
             if !record.state.is_terminal() {
                 if let (Some(pid), Some(ticks)) = (record.pid, record.pid_start_ticks) {
                     if process_start_ticks(pid) == Some(ticks) {
                         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+                        crate::warn!("killed {} (pid {pid}): its supervisor died while it ran", record.name());
                     }
                 }
                 record.state = State::Lost;
                 record.finished_at = Some(now());
                 record.pid = None;
-                store.save(&record)?;
+                record.cgroup.clear();
+                if let Err(e) = store.save(&record, Durability::Synced) {
+                    crate::warn!("saving the record of {} (lost): {e}; retrying", record.name());
+                    dirty = true;
+                }
             }
-            inner
-                .containers
-                .insert(record.name().to_string(), Entry { record, live: None, log: None, releasing: false });
+            inner.containers.insert(
+                record.name().to_string(),
+                Entry { record, live: None, log: None, releasing: false, dirty, save_failing: dirty },
+            );
         }
         Ok(Registry { inner: Mutex::new(inner), changed: Condvar::new(), store })
+    }
+
+    /// Whether a container of this name is known (its files are not orphans).
+    pub fn contains(&self, name: &str) -> bool {
+        self.inner.lock().containers.contains_key(name)
+    }
+
+    /// Where the records live.
+    pub fn records_dir(&self) -> &std::path::Path {
+        self.store.dir()
     }
 
     pub fn reserve(&self, spec: &ContainerSpec, log_path: std::path::PathBuf) -> Result<(), RegistryError> {
@@ -124,8 +157,12 @@ impl Registry {
             cgroup: Vec::new(),
             stats: None,
             network: None,
+            record_saved: None,
         };
-        inner.containers.insert(spec.name.clone(), Entry { record, live: None, log: None, releasing: false });
+        inner.containers.insert(
+            spec.name.clone(),
+            Entry { record, live: None, log: None, releasing: false, dirty: false, save_failing: false },
+        );
         Ok(())
     }
 
@@ -195,6 +232,9 @@ impl Registry {
         let inner = self.inner.lock();
         let e = inner.containers.get(name).ok_or_else(|| RegistryError::NotFound(name.into()))?;
         let mut record = e.record.clone();
+        if e.dirty {
+            record.record_saved = Some(false);
+        }
         if let (Some(live), Some(pid)) = (&e.live, record.pid) {
             if let Some(cg) = &live.resources.cgroup {
                 record.stats = cg.stats().ok();
@@ -208,7 +248,19 @@ impl Registry {
         Ok(record)
     }
 
-    /// The command runs: persist, and apply an exit that raced ahead of us.
+    /// The init exists, holds its resources and waits for its go-ahead: the record (with the
+    /// init's pid and start time) goes to disk, synced, before the workload may run. A failure
+    /// fails the start: no container runs that a restart could not find.
+    pub fn persist_created(&self, name: &str) -> Result<(), RegistryError> {
+        let inner = self.inner.lock();
+        let e = inner.containers.get(name).ok_or_else(|| RegistryError::NotFound(name.into()))?;
+        self.store
+            .save(&e.record, Durability::Synced)
+            .map_err(|source| RegistryError::Store { name: name.into(), source })
+    }
+
+    /// The command runs: persist, and apply an exit that raced ahead of us. The save need not be
+    /// synced: after a crash the synced `created` record leads a restart to the same outcome.
     pub fn mark_running(&self, name: &str, channel: InitChannel) -> Result<Option<Ended>, RegistryError> {
         let mut inner = self.inner.lock();
         let entry = inner.containers.get_mut(name).ok_or_else(|| RegistryError::NotFound(name.into()))?;
@@ -220,7 +272,10 @@ impl Registry {
         });
         match early {
             Some(status) => Ok(Some(self.finish(&mut inner, name, status))),
-            None => self.persist(&inner.containers[name].record).map(|()| None),
+            None => {
+                self.persist(&mut inner, name, Durability::Renamed);
+                Ok(None)
+            }
         }
     }
 
@@ -232,10 +287,15 @@ impl Registry {
         self.changed.notify_all();
     }
 
-    /// A start failed: forget the container entirely; what it held is the caller's to release.
+    /// A start failed: forget the container entirely, its record file too; what it held is the
+    /// caller's to release.
     pub fn abandon(&self, name: &str) -> Option<Ended> {
         let mut inner = self.inner.lock();
         let e = inner.containers.remove(name)?;
+        // Unlinking needs no free space; if it fails anyway, a restart finds a `lost` record.
+        if let Err(e) = self.store.remove(name) {
+            crate::warn!("removing the record of {name} after its failed start: {e}");
+        }
         if let Some(pid) = e.record.pid {
             inner.by_pid.remove(&pid);
         }
@@ -294,16 +354,54 @@ impl Registry {
         if let Some(pid) = pid {
             inner.by_pid.remove(&pid);
         }
-        // A record that cannot be saved must not keep the container's resources from being freed.
-        if let Err(e) = self.persist(&inner.containers[name].record) {
-            crate::warn!("{e}");
-        }
+        // A record that cannot be saved must not keep the container's resources from being freed:
+        // it stays dirty and is retried.
+        self.persist(inner, name, Durability::Synced);
         self.changed.notify_all();
         Ended { name: name.into(), pid, resources }
     }
 
-    fn persist(&self, record: &ContainerRecord) -> Result<(), RegistryError> {
-        self.store.save(record).map_err(|source| RegistryError::Store { name: record.name().into(), source })
+    /// Saves the record of `name`, and every other record still behind; a failure leaves it
+    /// dirty (warned once) for the next attempt.
+    fn persist(&self, inner: &mut Inner, name: &str, durability: Durability) {
+        if let Some(e) = inner.containers.get_mut(name) {
+            e.dirty = true;
+        }
+        self.flush_locked(inner, name, durability);
+    }
+
+    /// Saves every dirty record (`name` with `durability`, the others synced); how many failed.
+    fn flush_locked(&self, inner: &mut Inner, name: &str, durability: Durability) -> usize {
+        let mut behind = 0;
+        for (n, e) in inner.containers.iter_mut().filter(|(_, e)| e.dirty) {
+            let durability = if n == name { durability } else { Durability::Synced };
+            match self.store.save(&e.record, durability) {
+                Ok(()) => {
+                    if e.save_failing {
+                        crate::warn!("the record of {n} is saved again");
+                    }
+                    e.dirty = false;
+                    e.save_failing = false;
+                }
+                Err(err) => {
+                    if !e.save_failing {
+                        crate::warn!("saving the record of {n}: {err}; the supervisor keeps retrying");
+                    }
+                    e.save_failing = true;
+                    behind += 1;
+                }
+            }
+        }
+        behind
+    }
+
+    /// Retries every record whose save failed; how many are still behind.
+    pub fn flush_dirty(&self) -> usize {
+        let mut inner = self.inner.lock();
+        if inner.containers.values().all(|e| !e.dirty) {
+            return 0;
+        }
+        self.flush_locked(&mut inner, "", Durability::Synced)
     }
 
     pub fn get(&self, name: &str) -> Result<ContainerRecord, RegistryError> {

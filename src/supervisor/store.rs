@@ -1,11 +1,23 @@
 //! Container records on disk: `<root>/containers/<name>.json`, one per container, each replaced
-//! atomically (write a temp file, fsync, rename, fsync the directory) so a crash leaves either the
-//! old record or the new one, never a torn file.
-use std::fs::{self, File};
+//! atomically (write a temp file, rename) so a crash leaves either the old record or the new one,
+//! never a torn file. Records hold the container's whole environment (passwords included), so
+//! every file is created 0600 in a 0700 directory.
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::container::state::ContainerRecord;
+
+/// How far a save goes before it returns.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync the file and the directory: the record survives a power loss.
+    Synced,
+    /// Renamed into place only: survives a crash of the supervisor (the page cache does), which is
+    /// all a transition needs whose predecessor on disk already leads a restart to the truth.
+    Renamed,
+}
 
 pub struct Store {
     dir: PathBuf,
@@ -14,22 +26,41 @@ pub struct Store {
 impl Store {
     pub fn open(root: &Path) -> io::Result<Store> {
         let dir = root.join("containers");
-        fs::create_dir_all(&dir)?;
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
         Ok(Store { dir })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     fn path(&self, name: &str) -> PathBuf {
         self.dir.join(format!("{name}.json"))
     }
 
-    pub fn save(&self, record: &ContainerRecord) -> io::Result<()> {
+    pub fn save(&self, record: &ContainerRecord, durability: Durability) -> io::Result<()> {
         let tmp = self.dir.join(format!(".{}.json.tmp", record.name()));
+        let written =
+            self.write_tmp(&tmp, record, durability).and_then(|()| fs::rename(&tmp, self.path(record.name())));
+        if let Err(e) = written {
+            // A half-written temp file holds disk space the retry will need.
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        match durability {
+            Durability::Synced => File::open(&self.dir)?.sync_all(),
+            Durability::Renamed => Ok(()),
+        }
+    }
+
+    fn write_tmp(&self, tmp: &Path, record: &ContainerRecord, durability: Durability) -> io::Result<()> {
         let bytes = serde_json::to_vec_pretty(record).map_err(io::Error::other)?;
-        let mut f = File::create(&tmp)?;
+        let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(tmp)?;
         f.write_all(&bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, self.path(record.name()))?;
-        File::open(&self.dir)?.sync_all()
+        if durability == Durability::Synced {
+            f.sync_all()?;
+        }
+        Ok(())
     }
 
     pub fn remove(&self, name: &str) -> io::Result<()> {

@@ -95,7 +95,9 @@ impl LogPipeline {
 
     /// Creates (truncates) the log file and starts capturing the two pipes into it.
     pub fn attach(&self, log: &Arc<LogFile>, stdout: OwnedFd, stderr: OwnedFd) -> io::Result<()> {
-        let file = File::create(&log.path)?;
+        let file =
+            std::os::unix::fs::OpenOptionsExt::mode(File::options().write(true).create(true).truncate(true), 0o600)
+                .open(&log.path)?;
         // Through the same FIFO as the data, so the writer has the file before the first chunk.
         self.tx.send(LogMsg::Open(log.clone(), file)).map_err(|_| io::Error::other("log writer has stopped"))?;
         self.reader.add(log.clone(), stdout, stderr)
