@@ -252,11 +252,31 @@ impl Drop for PidsCgroup {
     }
 }
 
+/// SIGKILLs the supervisor if it is still alive when the test ends (the base code ignored SIGTERM
+/// after its reaper died, and the shared Drop would wait for it forever).
+struct KillIfStuck(i32);
+
+impl Drop for KillIfStuck {
+    fn drop(&mut self) {
+        let alive = || std::fs::read_to_string(format!("/proc/{}/stat", self.0)).is_ok_and(|s| !s.contains(") Z "));
+        if !alive() {
+            return;
+        }
+        unsafe { libc::kill(self.0, libc::SIGTERM) };
+        let t = Instant::now();
+        while alive() && t.elapsed() < Duration::from_secs(15) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        unsafe { libc::kill(self.0, libc::SIGKILL) };
+    }
+}
+
 /// Item 6: thread spawns fail (a pids limit) while a container ends and requests arrive. The
 /// reaper survives: once the limit is lifted containers are reaped, requests answer, SIGTERM works.
 #[test]
 fn failed_thread_spawns_do_not_kill_the_reaper() {
     let mut sup = Supervisor::start();
+    let _stuck = KillIfStuck(sup.pid());
     sup.start_container("short", &["sleep", "2"]);
     let cg = PidsCgroup::new(sup.pid());
     // No room for one more thread or process.
