@@ -209,6 +209,19 @@ fn full_log_disk_holds_the_flooding_container_back_and_nothing_else() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["exit_code"], 143, "innocent: {out}");
     assert_whole_records(&log);
+    // Nothing lost in between: the payload is `yes`'s line over and over (a dropped chunk would
+    // leave a broken line), except a last partial one.
+    let raw = std::fs::read(&log).unwrap();
+    let mut payload = Vec::new();
+    for line in raw.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        cri::parse(line).unwrap().write_payload(&mut payload, false, true);
+    }
+    let text = String::from_utf8(payload).unwrap();
+    let mut lines: Vec<&str> = text.split('\n').collect();
+    let last = lines.pop().unwrap();
+    assert!("flood-line-0123456789".starts_with(last), "torn tail {last:?}");
+    let bad = lines.iter().filter(|l| **l != "flood-line-0123456789").count();
+    assert_eq!(bad, 0, "{bad} of {} lines of the flood were broken: output was lost", lines.len());
 
     unsafe { libc::kill(sup.pid, libc::SIGTERM) };
     let t = Instant::now();
@@ -371,6 +384,11 @@ fn stalled_clients_announcing_huge_frames_cost_little_memory() {
 fn silent_clients_are_bounded_and_timed_out() {
     raise_fd_limit();
     let sup = Supervisor::start();
+    // A client that goes away mid-answer must not kill the supervisor: SIGPIPE is ignored (Rust's
+    // default for a binary), so a write to it is an EPIPE error.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", sup.pid())).unwrap();
+    let ignored = status.lines().find_map(|l| l.strip_prefix("SigIgn:")).unwrap().trim();
+    assert_ne!(u64::from_str_radix(ignored, 16).unwrap() & (1 << (libc::SIGPIPE - 1)), 0, "SIGPIPE is not ignored");
     let base_threads = proc_status(sup.pid(), "Threads:");
     let mut clients: Vec<UnixStream> = (0..1000).map(|_| UnixStream::connect(&sup.socket).unwrap()).collect();
     std::thread::sleep(Duration::from_secs(1));

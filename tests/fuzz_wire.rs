@@ -268,6 +268,7 @@ fn supervisor_answers_or_closes_every_random_request() {
 
     let budget = Budget::new(600);
     let mut stalled = Vec::new();
+    let mut answers = std::collections::BTreeMap::new();
     let mut n = 0;
     while budget.more(n) {
         let wire = random_wire(&mut rng, &empty_rootfs);
@@ -281,6 +282,14 @@ fn supervisor_answers_or_closes_every_random_request() {
             conn.set_read_timeout(Some(Duration::from_secs(40))).unwrap();
             let mut answer = Vec::new();
             let got = conn.read_to_end(&mut answer);
+            let kind = match read_frame::<_, Response>(&mut answer.as_slice()) {
+                Ok(Some((Response::Error { message, .. }, _))) => {
+                    format!("error: {}", message.chars().take(24).collect::<String>())
+                }
+                Ok(Some((resp, _))) => format!("{resp:?}").chars().take(12).collect(),
+                _ => "closed".to_string(),
+            };
+            *answers.entry(kind).or_insert(0u64) += 1;
             assert!(
                 !matches!(&got, Err(e) if e.kind() != std::io::ErrorKind::ConnectionReset),
                 "iteration {n}: no answer within 40 s ({got:?}) to {:?}",
@@ -308,5 +317,5 @@ fn supervisor_answers_or_closes_every_random_request() {
     let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
     let _ = std::fs::remove_file(&stderr_path);
     assert!(!stderr.contains("panicked"), "the supervisor panicked:\n{stderr}");
-    eprintln!("{n} random requests answered");
+    eprintln!("{n} random requests answered: {answers:#?}");
 }
