@@ -223,6 +223,11 @@ fn full_log_disk_holds_the_flooding_container_back_and_nothing_else() {
     let bad = lines.iter().filter(|l| **l != "flood-line-0123456789").count();
     assert_eq!(bad, 0, "{bad} of {} lines of the flood were broken: output was lost", lines.len());
 
+    // `rm` gives the space back: the writer lets go of a deleted log it could not finish.
+    let (ok, out, _) = engine_within(&socket, &["rm", "flood"], Duration::from_secs(10));
+    assert!(ok, "rm flood: {out}");
+    wait_until(Duration::from_secs(10), || free_blocks(&mnt) * 4096 > 15 << 20);
+
     unsafe { libc::kill(sup.pid, libc::SIGTERM) };
     let t = Instant::now();
     while process_exists(sup.pid) && t.elapsed() < Duration::from_secs(30) {

@@ -19,7 +19,14 @@ pub fn spawn(sup: Arc<Supervisor>) -> std::io::Result<()> {
     std::thread::Builder::new().name("reaper".into()).spawn(move || {
         for sig in signals.forever() {
             match sig {
-                SIGCHLD => reap_all(&sup),
+                SIGCHLD => {
+                    // Last line of defence: a bug that panics while recording one exit must not
+                    // take the reaper with it (registry locks are parking_lot: never poisoned).
+                    let reaped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reap_all(&sup)));
+                    if reaped.is_err() {
+                        crate::warn!("reaper: recording an exit panicked; reaping goes on");
+                    }
+                }
                 _ => {
                     if !sup.shutting_down.swap(true, Ordering::SeqCst) {
                         // Shutdown waits for exits, so it reaps them itself; it never returns.
