@@ -8,7 +8,7 @@ ROOTFS     := $(ROOT)/rootfs
 WORKLOADS  := cpu_hog io_pulse memory_hog
 CARGO      ?= cargo
 
-.PHONY: all build workloads rootfs deps test unit-test integration-test leak-check lint demo clean
+.PHONY: all build workloads rootfs deps test unit-test integration-test leak-check lint fuzz demo clean
 
 all: build workloads
 
@@ -36,6 +36,12 @@ unit-test:
 # Integration tests start real containers: root, the rootfs and the workloads are required.
 integration-test: build rootfs
 	ENGINE_TEST_ROOTFS=$(ROOTFS) $(CARGO) test --release --test '*'
+
+# The wire-format/request fuzz test for longer than make test runs it: FUZZ_SECS seconds per
+# target, from ENGINE_FUZZ_SEED if set.
+FUZZ_SECS ?= 300
+fuzz: build rootfs
+	ENGINE_TEST_ROOTFS=$(ROOTFS) ENGINE_FUZZ_SECS=$(FUZZ_SECS) $(CARGO) test --release --test fuzz_wire -- --nocapture
 
 leak-check:
 	bash tests/leak-check.sh

@@ -3,7 +3,8 @@
 //! A frame is `u32 header_len | u32 payload_len | header (JSON) | payload (raw bytes)`, both lengths
 //! big-endian. The header is a serde JSON [`Envelope`] (client → supervisor) or [`Response`]
 //! (supervisor → client); the payload carries raw log bytes so binary output is not inflated by
-//! JSON. Both lengths are checked against a cap before anything is allocated.
+//! JSON. Both lengths are checked against a cap, and a frame's memory grows only as its bytes
+//! arrive: a peer that announces a large frame and stalls costs nothing.
 use std::io::{self, Read, Write};
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
@@ -15,6 +16,12 @@ use crate::container::state::ContainerRecord;
 pub const PROTOCOL_VERSION: u32 = 1;
 pub const MAX_HEADER: usize = 1 << 20;
 pub const MAX_PAYLOAD: usize = 4 << 20;
+/// Caps on a request (client → supervisor): a container spec is a few KiB, and requests carry no
+/// payload.
+pub const MAX_REQUEST_HEADER: usize = 256 << 10;
+pub const MAX_REQUEST_PAYLOAD: usize = 0;
+/// Bytes a frame's buffer grows by per read.
+const READ_STEP: usize = 64 << 10;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Envelope {
@@ -135,24 +142,53 @@ pub fn write_frame<W: Write, T: Serialize>(w: &mut W, header: &T, payload: &[u8]
 
 /// Reads one frame; `Ok(None)` on a clean end of stream before a frame starts.
 pub fn read_frame<R: Read, T: DeserializeOwned>(r: &mut R) -> io::Result<Option<(T, Vec<u8>)>> {
+    read_frame_capped(r, MAX_HEADER, MAX_PAYLOAD)
+}
+
+/// [`read_frame`] with caps of its own (the supervisor reads requests with the request caps).
+pub fn read_frame_capped<R: Read, T: DeserializeOwned>(
+    r: &mut R,
+    max_header: usize,
+    max_payload: usize,
+) -> io::Result<Option<(T, Vec<u8>)>> {
     let mut lens = [0u8; 8];
     match r.read_exact(&mut lens) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(e) => return Err(e),
     }
-    let header_len = u32::from_be_bytes(lens[..4].try_into().unwrap()) as usize;
-    let payload_len = u32::from_be_bytes(lens[4..].try_into().unwrap()) as usize;
-    if header_len > MAX_HEADER || payload_len > MAX_PAYLOAD {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "frame exceeds the protocol size cap"));
+    let [h0, h1, h2, h3, p0, p1, p2, p3] = lens;
+    let header_len = u32::from_be_bytes([h0, h1, h2, h3]) as usize;
+    let payload_len = u32::from_be_bytes([p0, p1, p2, p3]) as usize;
+    if header_len > max_header || payload_len > max_payload {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "frame of {header_len}+{payload_len} bytes exceeds the protocol size cap ({max_header}+{max_payload})"
+            ),
+        ));
     }
-    let mut header = vec![0u8; header_len];
-    r.read_exact(&mut header)?;
-    let mut payload = vec![0u8; payload_len];
-    r.read_exact(&mut payload)?;
+    let header = read_len(r, header_len)?;
+    let payload = read_len(r, payload_len)?;
     let value = serde_json::from_slice(&header)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("malformed frame: {e}")))?;
     Ok(Some((value, payload)))
+}
+
+/// Reads exactly `len` bytes into a buffer that grows as they arrive, never ahead of them.
+fn read_len<R: Read>(r: &mut R, len: usize) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    while buf.len() < len {
+        let start = buf.len();
+        buf.resize(start + (len - start).min(READ_STEP), 0);
+        match r.read(&mut buf[start..]) {
+            Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the frame ends early")),
+            Ok(n) => buf.truncate(start + n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => buf.truncate(start),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(buf)
 }
 
 #[cfg(test)]
@@ -175,6 +211,29 @@ mod tests {
         buf.extend_from_slice(&u32::MAX.to_be_bytes());
         buf.extend_from_slice(&0u32.to_be_bytes());
         let err = read_frame::<_, Response>(&mut buf.as_slice()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn a_stalled_large_frame_allocates_only_what_arrived() {
+        // Announces a 1 MiB header, sends 10 bytes, then the stream ends: the error comes from
+        // the short read, and the reader never held more than one step of buffer.
+        let mut buf = Vec::new();
+        buf.extend_from_slice(&(MAX_HEADER as u32).to_be_bytes());
+        buf.extend_from_slice(&0u32.to_be_bytes());
+        buf.extend_from_slice(b"{\"kind\":\"d");
+        let err = read_frame::<_, Response>(&mut buf.as_slice()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        let big = read_len(&mut [7u8; 100].as_slice(), 100).unwrap();
+        assert_eq!(big, [7u8; 100]);
+    }
+
+    #[test]
+    fn request_caps_refuse_a_payload() {
+        let mut buf = Vec::new();
+        write_frame(&mut buf, &Response::Done, b"x").unwrap();
+        let err =
+            read_frame_capped::<_, Response>(&mut buf.as_slice(), MAX_REQUEST_HEADER, MAX_REQUEST_PAYLOAD).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
     }
 

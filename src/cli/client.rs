@@ -30,7 +30,14 @@ impl Client {
                 self.socket.display()
             ))
         })?;
-        write_frame(&mut stream, &Envelope { version: PROTOCOL_VERSION, request }, b"")?;
+        // A supervisor that turns the request away (busy) may answer and close before reading
+        // it: the write then fails, but its answer is still there to read.
+        if let Err(e) = write_frame(&mut stream, &Envelope { version: PROTOCOL_VERSION, request }, b"") {
+            return match read_frame::<_, Response>(&mut stream) {
+                Ok(Some((Response::Error { message, exit_code }, _))) => Err(CliError { message, exit_code }),
+                _ => Err(e.into()),
+            };
+        }
         Ok(Connection { stream })
     }
 

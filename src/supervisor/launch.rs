@@ -11,6 +11,8 @@ use crate::container::spec::ContainerSpec;
 
 /// How long an init may take from go-ahead to running its command before we give up on it.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest `engine stop --time` honoured (a year).
+const MAX_GRACE: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// A failed request: the sentence for the user and the exit code for the CLI.
 #[derive(Debug)]
@@ -163,10 +165,18 @@ pub fn remove_overlay(sup: &Supervisor, name: &str) {
 
 /// Blocks until the container has ended, given back what it held, and its output is all on
 /// disk (after `engine wait` or `engine stop`, `engine logs` is complete); its exit code.
+/// A log that cannot be written (full disk) does not hold this up for more than
+/// [`STUCK_GRACE`](super::logs::STUCK_GRACE): the container has ended, its unwritten tail stays
+/// queued and is written if space returns.
 pub fn wait_settled(sup: &Supervisor, name: &str) -> Result<i32, Failure> {
-    let record = sup.registry.wait_terminal(name, None)?.expect("no timeout");
+    let record = sup
+        .registry
+        .wait_terminal(name, None)?
+        .ok_or_else(|| Failure::engine(format!("waiting for {name} to end returned without a result")))?;
     if let (_, Some(log)) = sup.registry.log_of(name)? {
-        log.wait_done();
+        if let Err(e) = log.wait_done() {
+            crate::warn!("{name} has ended but its output is not all on disk: {e}");
+        }
     }
     // Only a `lost` container has none: engine could not see how it ended.
     Ok(record.exit_code.unwrap_or(EXIT_ENGINE_ERROR))
@@ -175,6 +185,8 @@ pub fn wait_settled(sup: &Supervisor, name: &str) -> Result<i32, Failure> {
 /// SIGTERM (forwarded by the init to the command), then SIGKILL to the whole container after
 /// `grace`. Returns once the container is reaped.
 pub fn stop(sup: &Supervisor, name: &str, grace: Duration) -> Result<(), Failure> {
+    // The grace comes from the client; a deadline past what Instant can hold would panic.
+    let grace = grace.min(MAX_GRACE);
     let first = if grace.is_zero() { libc::SIGKILL } else { libc::SIGTERM };
     if !sup.registry.signal(name, first, |live| live.stop_requested = true)? {
         return Ok(());

@@ -15,7 +15,7 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
@@ -123,20 +123,45 @@ impl Supervisor {
     }
 
     /// Stops every container (SIGTERM, SIGKILL after the grace time), waits until they are reaped
-    /// and their logs are on disk, removes the socket and exits 0.
-    fn shutdown(self: Arc<Self>) {
-        let stoppers: Vec<_> = self
-            .registry
-            .active()
-            .into_iter()
-            .map(|name| {
-                let sup = self.clone();
-                // stop() returns once the container's output is on disk.
-                std::thread::spawn(move || launch::stop(&sup, &name, SHUTDOWN_GRACE))
-            })
-            .collect();
-        for s in stoppers {
-            let _ = s.join();
+    /// and their logs are on disk, removes the socket and exits 0. Runs on the reaper thread,
+    /// calling `reap` as it waits: it needs no thread of its own, so SIGTERM works even when no
+    /// thread can be started (a pids limit). Every wait is bounded: a container that survives
+    /// SIGKILL or a log that cannot be written (full disk) is reported, not waited for forever.
+    fn shutdown(self: &Arc<Self>, reap: impl Fn()) {
+        let names = self.registry.active();
+        for name in &names {
+            let _ = self.registry.signal(name, libc::SIGTERM, |live| live.stop_requested = true);
+        }
+        // Ended and given back what it held (or gone from the registry).
+        let settled = |name: &str| !matches!(self.registry.wait_terminal(name, Some(Duration::ZERO)), Ok(None));
+        let kill_at = Instant::now() + SHUTDOWN_GRACE;
+        let give_up_at = kill_at + SHUTDOWN_GRACE;
+        let mut killed = false;
+        loop {
+            reap();
+            let left: Vec<&String> = names.iter().filter(|n| !settled(n)).collect();
+            let now = Instant::now();
+            if left.is_empty() {
+                break;
+            }
+            if now >= give_up_at {
+                crate::warn!("containers still running after SIGKILL, leaving them: {left:?}");
+                break;
+            }
+            if !killed && now >= kill_at {
+                for name in left {
+                    let _ = self.registry.signal(name, libc::SIGKILL, |_| {});
+                }
+                killed = true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for name in &names {
+            if let Ok((_, Some(log))) = self.registry.log_of(name) {
+                if let Err(e) = log.wait_done() {
+                    crate::warn!("{name}: {e}; the rest of its output is lost");
+                }
+            }
         }
         let _ = fs::remove_file(&self.socket);
         if self.registry.flush_dirty() > 0 {

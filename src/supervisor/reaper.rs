@@ -1,6 +1,10 @@
-//! SIGCHLD drives a waitpid loop; SIGINT/SIGTERM start an orderly shutdown.
+//! SIGCHLD drives a waitpid loop; SIGINT/SIGTERM start an orderly shutdown. This thread must
+//! never die (containers would stay zombies shown as running, SIGTERM would be ignored): nothing
+//! here panics, and work it hands to other threads is done inline when no thread can start.
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use signal_hook::consts::{SIGCHLD, SIGINT, SIGTERM};
@@ -15,12 +19,18 @@ pub fn spawn(sup: Arc<Supervisor>) -> std::io::Result<()> {
     std::thread::Builder::new().name("reaper".into()).spawn(move || {
         for sig in signals.forever() {
             match sig {
-                SIGCHLD => reap_all(&sup),
+                SIGCHLD => {
+                    // Last line of defence: a bug that panics while recording one exit must not
+                    // take the reaper with it (registry locks are parking_lot: never poisoned).
+                    let reaped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reap_all(&sup)));
+                    if reaped.is_err() {
+                        crate::warn!("reaper: recording an exit panicked; reaping goes on");
+                    }
+                }
                 _ => {
                     if !sup.shutting_down.swap(true, Ordering::SeqCst) {
-                        let sup = sup.clone();
-                        // Shutdown waits for exits, which this thread must keep reaping meanwhile.
-                        std::thread::spawn(move || sup.shutdown());
+                        // Shutdown waits for exits, so it reaps them itself; it never returns.
+                        sup.shutdown(|| reap_all(&sup));
                     }
                 }
             }
@@ -41,8 +51,20 @@ fn reap_all(sup: &Arc<Supervisor>) {
             Ok(status) => {
                 let ended = status.pid().and_then(|pid| sup.registry.on_exit(pid.as_raw(), status));
                 if let Some(ended) = ended {
-                    let sup = sup.clone();
-                    std::thread::spawn(move || launch::release(&sup, ended));
+                    // Shared with the closure, so a thread that cannot start leaves it to us.
+                    let job = Arc::new(Mutex::new(Some(ended)));
+                    let (sup2, job2) = (sup.clone(), job.clone());
+                    let spawned = std::thread::Builder::new().name("release".into()).spawn(move || {
+                        if let Some(ended) = job2.lock().take() {
+                            launch::release(&sup2, ended);
+                        }
+                    });
+                    if let Err(e) = spawned {
+                        crate::warn!("cannot start a thread to release a container ({e}): releasing it inline");
+                        if let Some(ended) = job.lock().take() {
+                            launch::release(sup, ended);
+                        }
+                    }
                 }
             }
         }

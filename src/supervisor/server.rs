@@ -1,20 +1,82 @@
 //! Accepts CLI connections and dispatches each request on a thread of its own, so a `logs -f` or
 //! a `run` in progress never blocks `ps` or `start`.
+//!
+//! What a client can cost is bounded: at most [`MAX_CONNECTIONS`] connections are served at once
+//! (one more is answered "busy" and closed), a request must arrive whole within
+//! [`REQUEST_TIMEOUT`], and its memory grows only as its bytes arrive.
+use std::io::{self, Read};
 use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::{handlers, Supervisor};
-use crate::protocol::{read_frame, write_frame, Envelope, Request, Response, PROTOCOL_VERSION};
+use crate::protocol::{
+    read_frame_capped, write_frame, Envelope, Request, Response, MAX_REQUEST_HEADER, MAX_REQUEST_PAYLOAD,
+    PROTOCOL_VERSION,
+};
+
+/// Connections served at once: each holds a thread.
+pub const MAX_CONNECTIONS: usize = 128;
+/// How long a client has to send its whole request (not the response: `logs -f` and `run`
+/// stream for as long as they like).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Exit code of the CLI for a request the supervisor turned away.
+const EXIT_REFUSED: i32 = 125;
 
 pub fn serve(sup: Arc<Supervisor>, listener: UnixListener) {
+    let active = Arc::new(AtomicUsize::new(0));
     for conn in listener.incoming() {
-        let Ok(conn) = conn else { continue };
+        let conn = match conn {
+            Ok(conn) => conn,
+            Err(e) => {
+                // EMFILE and the like: give the fds a moment to come back instead of spinning.
+                crate::warn!("accepting a connection: {e}");
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        if active.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
+            refuse(conn, format!("the supervisor is busy ({MAX_CONNECTIONS} requests in progress); try again"));
+            continue;
+        }
+        let slot = Slot::take(&active);
+        // A second handle on the socket, to answer the client if its thread cannot start.
+        let answer = conn.try_clone();
         let sup = sup.clone();
-        let spawned = std::thread::Builder::new().name("request".into()).spawn(move || serve_one(&sup, conn));
+        let spawned = std::thread::Builder::new().name("request".into()).spawn(move || {
+            let _slot = slot;
+            serve_one(&sup, conn);
+        });
         if let Err(e) = spawned {
             crate::warn!("cannot start a request thread: {e}");
+            if let Ok(conn) = answer {
+                refuse(conn, format!("the supervisor cannot start a thread for this request: {e}"));
+            }
         }
     }
+}
+
+/// One of the [`MAX_CONNECTIONS`], given back when the request's thread ends (or never starts).
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn take(active: &Arc<AtomicUsize>) -> Slot {
+        active.fetch_add(1, Ordering::SeqCst);
+        Slot(active.clone())
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Answers with an error and closes, from the accept loop: never blocks on the client.
+fn refuse(mut conn: UnixStream, message: String) {
+    let _ = conn.set_nonblocking(true);
+    let _ = write_frame(&mut conn, &Response::error(message, EXIT_REFUSED), b"");
 }
 
 /// Only the supervisor's own user (root) may drive it; the socket mode says so too, this makes
@@ -24,12 +86,41 @@ fn peer_allowed(conn: &UnixStream) -> bool {
     getsockopt(conn, PeerCredentials).is_ok_and(|c| c.uid() == nix::unistd::geteuid().as_raw())
 }
 
+/// Reads from the socket until a deadline for the whole request, however the bytes trickle in.
+struct Deadline<'a> {
+    conn: &'a UnixStream,
+    until: Instant,
+}
+
+impl Read for Deadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "the request did not arrive in time"));
+        }
+        self.conn.set_read_timeout(Some(left))?;
+        match (&mut &*self.conn).read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                Err(io::Error::new(io::ErrorKind::TimedOut, "the request did not arrive in time"))
+            }
+            other => other,
+        }
+    }
+}
+
+fn read_request(conn: &UnixStream) -> io::Result<Option<(Envelope, Vec<u8>)>> {
+    let mut reader = Deadline { conn, until: Instant::now() + REQUEST_TIMEOUT };
+    let request = read_frame_capped(&mut reader, MAX_REQUEST_HEADER, MAX_REQUEST_PAYLOAD);
+    conn.set_read_timeout(None)?;
+    request
+}
+
 fn serve_one(sup: &Supervisor, mut conn: UnixStream) {
     if !peer_allowed(&conn) {
         let _ = write_frame(&mut conn, &Response::error("permission denied: the engine socket is root-only", 125), b"");
         return;
     }
-    let request = match read_frame::<_, Envelope>(&mut conn) {
+    let request = match read_request(&conn) {
         Ok(Some((env, _))) if env.version == PROTOCOL_VERSION => env.request,
         Ok(Some((env, _))) => {
             let msg =

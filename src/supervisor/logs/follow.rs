@@ -105,13 +105,14 @@ fn for_each_record(
 /// Offset where the last `n` lines of output begin. A line ends with an `F` record; a trailing
 /// partial line (only `P` records) counts as one.
 fn tail_start(file: &mut File, end: u64, n: usize) -> io::Result<u64> {
-    let mut line_ends: VecDeque<u64> = VecDeque::with_capacity(n + 2);
+    // `n` comes from the client: a huge one must neither overflow nor allocate up front.
+    let mut line_ends: VecDeque<u64> = VecDeque::with_capacity(n.saturating_add(2).min(4096));
     let mut last_partial = false;
     for_each_record(file, 0, end, |rec, rec_end| {
         last_partial = !rec.line_ends;
         if rec.line_ends {
             line_ends.push_back(rec_end);
-            if line_ends.len() > n + 1 {
+            if line_ends.len() > n.saturating_add(1) {
                 line_ends.pop_front();
             }
         }

@@ -1,8 +1,11 @@
-//! Container output: pipe → reader (one poll loop for all containers) → bounded channel →
-//! writer (one thread) → `<root>/logs/<name>.log` in the CRI format.
+//! Container output: pipe → reader (one poll loop for all containers) → channel → writer (one
+//! thread) → `<root>/logs/<name>.log` in the CRI format.
 //!
-//! Backpressure, never loss: when the writer lags the channel fills, the reader blocks on send,
-//! the pipes fill, and the containers' own writes block until the disk catches up.
+//! Backpressure, never loss: each log may have at most [`MAX_IN_FLIGHT`] bytes read from its pipes
+//! but not yet on disk. Past that the reader stops reading that container's pipes, they fill, and
+//! the container's own writes block until its log catches up. A log that cannot be written (a full
+//! disk) holds back only its own container: the writer keeps the unwritten records, retries, and
+//! resumes when space returns; every other log and request carries on.
 pub mod cri;
 pub mod follow;
 mod reader;
@@ -12,15 +15,21 @@ use std::fs::File;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, Sender};
+use crossbeam_channel::{unbounded, Sender};
 use parking_lot::{Condvar, Mutex};
 
 use crate::protocol::Stream;
 
-/// Chunks in flight between the reader and the writer: at most CHANNEL_CHUNKS × 256 KiB buffered.
-const CHANNEL_CHUNKS: usize = 32;
+/// Payload bytes per log read from the pipes but not yet written: bounds the memory a log that
+/// cannot be written holds, and is the point where its container is held back.
+pub const MAX_IN_FLIGHT: usize = 1 << 20;
+
+/// How long [`LogFile::wait_done`] waits on a log whose writes keep failing before giving up.
+pub const STUCK_GRACE: Duration = Duration::from_secs(3);
 
 /// One container's log file, as followers see it: how much of it is complete on disk, and whether
 /// the container's output has ended.
@@ -28,26 +37,61 @@ pub struct LogFile {
     pub path: PathBuf,
     progress: Mutex<Progress>,
     changed: Condvar,
+    /// Payload bytes the reader has taken from the pipes that the writer has not yet put on disk.
+    in_flight: AtomicUsize,
+    /// Set by the reader when it stopped reading this log's pipes at [`MAX_IN_FLIGHT`]: the writer
+    /// wakes it once the log has room again.
+    throttled: AtomicBool,
+    /// The log file was deleted (`engine rm`): its output is read and dropped, no longer written.
+    discarded: AtomicBool,
 }
 
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Default)]
 struct Progress {
-    /// Bytes of whole records flushed to the file.
+    /// Bytes of whole records written to the file.
     published: u64,
     /// Both pipes reached EOF and everything was written.
     done: bool,
+    /// The last write failed (and why), and since when: cleared by the next one that succeeds.
+    failing: Option<(String, Instant)>,
+}
+
+/// The output of a container could not all be written: what failed.
+#[derive(Debug)]
+pub struct LogStuck(pub String);
+
+impl std::fmt::Display for LogStuck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 impl LogFile {
     pub fn new(path: PathBuf) -> Arc<LogFile> {
-        Arc::new(LogFile { path, progress: Mutex::new(Progress::default()), changed: Condvar::new() })
+        Arc::new(LogFile {
+            path,
+            progress: Mutex::new(Progress::default()),
+            changed: Condvar::new(),
+            in_flight: AtomicUsize::new(0),
+            throttled: AtomicBool::new(false),
+            discarded: AtomicBool::new(false),
+        })
     }
 
     fn publish(&self, published: u64, done: bool) {
         let mut p = self.progress.lock();
         p.published = published;
         p.done |= done;
+        p.failing = None;
         self.changed.notify_all();
+    }
+
+    fn set_failing(&self, error: String) {
+        let mut p = self.progress.lock();
+        if p.failing.is_none() {
+            p.failing = Some((error, Instant::now()));
+            self.changed.notify_all();
+        }
     }
 
     /// Blocks until more than `offset` bytes are published or the log is done; returns both.
@@ -64,12 +108,33 @@ impl LogFile {
         (p.published, p.done)
     }
 
-    /// Blocks until the output has ended and is on disk.
-    pub fn wait_done(&self) {
+    /// Blocks until the output has ended and is on disk. Gives up, with the reason, once the
+    /// log's writes have kept failing for [`STUCK_GRACE`]: a caller whose container has ended
+    /// (`stop`, `wait`) must not hang on a full disk. The unwritten tail stays queued and is
+    /// written if space returns while the supervisor runs.
+    pub fn wait_done(&self) -> Result<(), LogStuck> {
         let mut p = self.progress.lock();
         while !p.done {
-            self.changed.wait(&mut p);
+            if let Some((error, since)) = &p.failing {
+                let give_up = *since + STUCK_GRACE;
+                if Instant::now() >= give_up {
+                    return Err(LogStuck(format!("the end of {} could not be written: {error}", self.path.display())));
+                }
+                self.changed.wait_until(&mut p, give_up);
+            } else {
+                self.changed.wait(&mut p);
+            }
         }
+        Ok(())
+    }
+
+    /// The log file is gone (`engine rm`): stop writing it, drain and drop the rest of the output.
+    pub fn discard(&self) {
+        self.discarded.store(true, Ordering::SeqCst);
+    }
+
+    fn is_discarded(&self) -> bool {
+        self.discarded.load(Ordering::SeqCst)
     }
 }
 
@@ -86,10 +151,13 @@ pub struct LogPipeline {
 }
 
 impl LogPipeline {
+    /// The channel is unbounded: [`MAX_IN_FLIGHT`] per log bounds what it holds, and the reader
+    /// never blocks on it, so one log that cannot be written never stalls the others.
     pub fn start() -> io::Result<LogPipeline> {
-        let (tx, rx) = bounded(CHANNEL_CHUNKS);
-        writer::spawn(rx)?;
-        let reader = reader::spawn(tx.clone())?;
+        let (tx, rx) = unbounded();
+        let (wake_rx, waker) = reader::wake_pipe()?;
+        writer::spawn(rx, waker.clone())?;
+        let reader = reader::spawn(tx.clone(), wake_rx, waker)?;
         Ok(LogPipeline { tx, reader })
     }
 

@@ -1,14 +1,20 @@
 //! One poll loop reading every container's stdout and stderr pipes.
+//!
+//! It never closes a pipe before its EOF and never exits: a container whose pipe were closed
+//! early would die of SIGPIPE on its next write.
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crossbeam_channel::{unbounded, Receiver, Sender};
+use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::unistd::{pipe2, read, write};
 
-use super::{LogFile, LogMsg};
+use super::{LogFile, LogMsg, MAX_IN_FLIGHT};
 use crate::protocol::Stream;
 
 /// Most a pipe is drained per wake-up: one chunk of up to this size goes to the channel, so a
@@ -21,10 +27,30 @@ struct Source {
     stream: Stream,
 }
 
-/// Adds pipes to the running loop: a queue plus a self-pipe that wakes its poll().
+/// Wakes the loop's poll(): after new pipes are queued, or when a held-back log has room again.
+#[derive(Clone)]
+pub struct Waker(Arc<OwnedFd>);
+
+impl Waker {
+    pub fn wake(&self) -> io::Result<()> {
+        match write(&*self.0, &[1]) {
+            // A full wake pipe already guarantees a wake-up.
+            Ok(_) | Err(Errno::EAGAIN) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// The loop's self-pipe: its read end and the [`Waker`] on its write end.
+pub fn wake_pipe() -> io::Result<(OwnedFd, Waker)> {
+    let (r, w) = pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
+    Ok((r, Waker(Arc::new(w))))
+}
+
+/// Adds pipes to the running loop.
 pub struct Handle {
     queue: Sender<[Source; 2]>,
-    wake: OwnedFd,
+    waker: Waker,
 }
 
 impl Handle {
@@ -39,76 +65,112 @@ impl Handle {
             Source { fd: stderr, log, stream: Stream::Stderr },
         ];
         self.queue.send(pair).map_err(|_| io::Error::other("log reader has stopped"))?;
-        match write(&self.wake, &[1]) {
-            // A full wake pipe already guarantees a wake-up.
-            Ok(_) | Err(nix::errno::Errno::EAGAIN) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+        self.waker.wake()
     }
 }
 
-pub fn spawn(tx: Sender<LogMsg>) -> io::Result<Handle> {
-    let (wake_r, wake_w) = pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
+pub fn spawn(tx: Sender<LogMsg>, wake: OwnedFd, waker: Waker) -> io::Result<Handle> {
     let (queue, incoming) = unbounded();
-    std::thread::Builder::new().name("log-reader".into()).spawn(move || run(wake_r, incoming, tx))?;
-    Ok(Handle { queue, wake: wake_w })
+    std::thread::Builder::new().name("log-reader".into()).spawn(move || run(wake, incoming, tx))?;
+    Ok(Handle { queue, waker })
 }
 
-/// Reads what the pipe holds, up to `buf.len()`: (bytes read, whether the pipe is finished).
-fn drain(fd: &OwnedFd, buf: &mut [u8]) -> (usize, bool) {
+enum Drained {
+    Open,
+    Eof,
+    /// A read error other than EAGAIN/EINTR: the pipe is kept (closing it would SIGPIPE the
+    /// container) and tried again on a later round.
+    Failed(Errno),
+}
+
+/// Reads what the pipe holds, up to `buf.len()`: the bytes read and the pipe's state.
+fn drain(fd: &OwnedFd, buf: &mut [u8]) -> (usize, Drained) {
     let mut filled = 0;
     while filled < buf.len() {
         match read(fd.as_raw_fd(), &mut buf[filled..]) {
-            Ok(0) => return (filled, true),
+            Ok(0) => return (filled, Drained::Eof),
             Ok(n) => filled += n,
-            Err(nix::errno::Errno::EINTR) => {}
-            Err(nix::errno::Errno::EAGAIN) => break,
-            Err(_) => return (filled, true),
+            Err(Errno::EINTR) => {}
+            Err(Errno::EAGAIN) => break,
+            Err(e) => return (filled, Drained::Failed(e)),
         }
     }
-    (filled, false)
+    (filled, Drained::Open)
+}
+
+/// Whether the loop may read this log's pipes now. A log at [`MAX_IN_FLIGHT`] is marked
+/// throttled for the writer to wake us; the second look closes the race with a writer that made
+/// room between the first look and the mark.
+fn has_room(log: &LogFile) -> bool {
+    if log.is_discarded() || log.in_flight.load(Ordering::SeqCst) < MAX_IN_FLIGHT {
+        return true;
+    }
+    log.throttled.store(true, Ordering::SeqCst);
+    log.in_flight.load(Ordering::SeqCst) < MAX_IN_FLIGHT
 }
 
 fn run(wake: OwnedFd, incoming: Receiver<[Source; 2]>, tx: Sender<LogMsg>) {
     let mut sources: Vec<Source> = Vec::new();
     let mut buf = vec![0u8; READ_CHUNK];
+    let mut writer_gone = false;
     loop {
         sources.extend(incoming.try_iter().flatten());
+        // A held-back log's pipes are left out of the poll: a closed one would report POLLHUP
+        // on every round and spin.
+        let polled: Vec<usize> = (0..sources.len()).filter(|&i| has_room(&sources[i].log)).collect();
         let ready: Vec<bool> = {
-            let mut fds = Vec::with_capacity(sources.len() + 1);
+            let mut fds = Vec::with_capacity(polled.len() + 1);
             fds.push(PollFd::new(wake.as_fd(), PollFlags::POLLIN));
-            fds.extend(sources.iter().map(|s| PollFd::new(s.fd.as_fd(), PollFlags::POLLIN)));
+            fds.extend(polled.iter().map(|&i| PollFd::new(sources[i].fd.as_fd(), PollFlags::POLLIN)));
             match poll(&mut fds, PollTimeout::NONE) {
                 Ok(_) => {}
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => panic!("log reader poll failed: {e}"),
+                Err(Errno::EINTR) => continue,
+                Err(e) => {
+                    crate::warn!("log reader: poll failed, retrying: {e}");
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue;
+                }
             }
             fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect()
         };
-        if ready[0] {
+        if ready.first() == Some(&true) {
             while read(wake.as_raw_fd(), &mut buf).is_ok_and(|n| n > 0) {}
         }
         let mut closed = Vec::new();
-        for (i, src) in sources.iter().enumerate() {
-            if !ready[i + 1] {
-                continue;
+        let mut failed = false;
+        for (&i, _) in polled.iter().zip(ready.iter().skip(1)).filter(|(_, &r)| r) {
+            let src = &sources[i];
+            let (n, state) = drain(&src.fd, &mut buf);
+            if n > 0 && !src.log.is_discarded() && !writer_gone {
+                src.log.in_flight.fetch_add(n, Ordering::SeqCst);
+                if tx.send(LogMsg::Data(src.log.clone(), src.stream, buf[..n].to_vec())).is_err() {
+                    // Cannot happen while the writer lives; keep draining so no container blocks.
+                    crate::warn!("log writer has stopped: container output is dropped from now on");
+                    writer_gone = true;
+                }
             }
-            let (n, eof) = drain(&src.fd, &mut buf);
-            // Blocks while the channel is full: this is the backpressure.
-            if n > 0 && tx.send(LogMsg::Data(src.log.clone(), src.stream, buf[..n].to_vec())).is_err() {
-                return;
-            }
-            if eof {
-                closed.push(i);
+            match state {
+                Drained::Open => {}
+                Drained::Eof => closed.push(i),
+                Drained::Failed(e) => {
+                    crate::warn!("reading the {} of {}: {e}", src.stream.as_str(), src.log.path.display());
+                    failed = true;
+                }
             }
         }
+        // Closed in descending order, so swap_remove leaves the indices still to close valid.
+        closed.sort_unstable();
         for i in closed.into_iter().rev() {
             let src = sources.swap_remove(i);
             // The writer hears one Eof per container, once both of its pipes are closed.
             let other_open = sources.iter().any(|s| Arc::ptr_eq(&s.log, &src.log));
-            if !other_open && tx.send(LogMsg::Eof(src.log)).is_err() {
-                return;
+            if !other_open && !writer_gone && tx.send(LogMsg::Eof(src.log)).is_err() {
+                writer_gone = true;
             }
+        }
+        if failed {
+            // Do not spin on a pipe that keeps failing.
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 }

@@ -1,36 +1,133 @@
 //! The one thread that turns chunks into CRI records on disk and tells followers about them.
-use std::collections::HashMap;
+//!
+//! Records reach the file whole or not at all: each batch is written at the offset where the last
+//! whole record ended, and a write that fails partway (ENOSPC) is cut back to that offset. The
+//! batch stays queued and is retried every [`RETRY`], so the log resumes, complete, once the disk
+//! has room again. Meanwhile its container is held back by the reader (see the module docs).
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
-use std::io::{self, Write};
+use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 
+use super::reader::Waker;
 use super::{cri, LogFile, LogMsg};
+use crate::protocol::Stream;
 
-/// Unpublished bytes after which a busy log is flushed even though more chunks are queued,
-/// so `logs -f` keeps up with a container that writes without pause.
-const PUBLISH_EVERY: u64 = 1 << 20;
+/// Queued payload bytes after which a busy log is written even though more chunks are coming,
+/// and the size a batch of encoded records is cut at.
+const BATCH: usize = 256 * 1024;
+/// How often a log whose last write failed is tried again.
+const RETRY: Duration = Duration::from_millis(250);
+
+struct Chunk {
+    /// Taken when the chunk arrived, not when it is finally written.
+    timestamp: String,
+    stream: Stream,
+    data: Vec<u8>,
+}
 
 struct OpenLog {
     log: Arc<LogFile>,
-    file: io::BufWriter<File>,
-    written: u64,
-    published: u64,
+    file: File,
+    /// File length up to the end of the last whole record.
+    durable: u64,
+    /// The file may extend past `durable` (cutting back a failed write failed too).
+    torn: bool,
+    queued: VecDeque<Chunk>,
+    queued_bytes: usize,
+    /// Encoded records not yet on disk, and the payload bytes they hold.
+    batch: Vec<u8>,
+    batch_payload: usize,
+    /// Both pipes are closed: the log is done once the queue is written.
+    eof: bool,
+    /// Set while writes fail: when to try again.
+    retry_at: Option<Instant>,
 }
 
 impl OpenLog {
-    fn publish(&mut self, done: bool) {
-        if let Err(e) = self.file.flush() {
-            crate::warn!("writing {}: {e}", self.log.path.display());
+    fn pending(&self) -> bool {
+        !self.batch.is_empty() || !self.queued.is_empty()
+    }
+
+    /// Writes every queued chunk in whole-record batches; on failure the file ends at its last
+    /// whole record and the rest stays queued.
+    fn write_out(&mut self, waker: &Waker) -> io::Result<()> {
+        loop {
+            if self.batch.is_empty() {
+                while let Some(chunk) = self.queued.pop_front() {
+                    cri::encode(&mut self.batch, &chunk.timestamp, chunk.stream, &chunk.data);
+                    self.batch_payload += chunk.data.len();
+                    self.queued_bytes -= chunk.data.len();
+                    if self.batch.len() >= BATCH {
+                        break;
+                    }
+                }
+                if self.batch.is_empty() {
+                    return Ok(());
+                }
+            }
+            if self.torn {
+                self.file.set_len(self.durable)?;
+                self.torn = false;
+            }
+            if let Err(e) = self.file.write_all_at(&self.batch, self.durable) {
+                self.torn = self.file.set_len(self.durable).is_err();
+                return Err(e);
+            }
+            self.durable += self.batch.len() as u64;
+            self.batch.clear();
+            let freed = std::mem::take(&mut self.batch_payload);
+            self.log.in_flight.fetch_sub(freed, Ordering::SeqCst);
+            if self.log.throttled.swap(false, Ordering::SeqCst) {
+                if let Err(e) = waker.wake() {
+                    crate::warn!("waking the log reader: {e}");
+                }
+            }
         }
-        self.published = self.written;
-        self.log.publish(self.published, done);
+    }
+
+    /// Writes what is queued unless a failed log's retry is not due; publishes what is on disk.
+    /// True once the log is finished (done, or its file deleted) and can be dropped.
+    fn flush(&mut self, waker: &Waker, now: Instant) -> bool {
+        if self.retry_at.is_some_and(|t| now < t) {
+            return false;
+        }
+        match self.write_out(waker) {
+            Ok(()) => {
+                if self.retry_at.take().is_some() {
+                    crate::warn!("writing {} again", self.log.path.display());
+                }
+                self.log.publish(self.durable, self.eof);
+                self.eof
+            }
+            Err(e) => {
+                if self.file.metadata().is_ok_and(|m| m.nlink() == 0) {
+                    // Deleted by `engine rm`: drop its output so the space is freed.
+                    self.log.discard();
+                    self.log.publish(self.durable, true);
+                    return true;
+                }
+                if self.retry_at.is_none() {
+                    crate::warn!(
+                        "writing {}: {e}; holding the container's output until it can be written",
+                        self.log.path.display()
+                    );
+                }
+                self.retry_at = Some(now + RETRY);
+                self.log.set_failing(e.to_string());
+                false
+            }
+        }
     }
 }
 
-pub fn spawn(rx: Receiver<LogMsg>) -> io::Result<()> {
-    std::thread::Builder::new().name("log-writer".into()).spawn(move || run(rx))?;
+pub fn spawn(rx: Receiver<LogMsg>, waker: Waker) -> io::Result<()> {
+    std::thread::Builder::new().name("log-writer".into()).spawn(move || run(rx, waker))?;
     Ok(())
 }
 
@@ -38,38 +135,56 @@ fn key(log: &Arc<LogFile>) -> usize {
     Arc::as_ptr(log) as usize
 }
 
-fn run(rx: Receiver<LogMsg>) {
+fn run(rx: Receiver<LogMsg>, waker: Waker) {
     let mut open: HashMap<usize, OpenLog> = HashMap::new();
-    let mut record = Vec::with_capacity(128 * 1024);
-    for msg in rx.iter() {
+    loop {
+        let next_retry = open.values().filter_map(|e| e.retry_at).min();
+        let msg = match next_retry {
+            Some(t) => rx.recv_deadline(t),
+            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        let now = Instant::now();
         match msg {
-            LogMsg::Open(log, file) => {
-                let file = io::BufWriter::with_capacity(256 * 1024, file);
-                open.insert(key(&log), OpenLog { log, file, written: 0, published: 0 });
+            Ok(LogMsg::Open(log, file)) => {
+                let entry = OpenLog {
+                    log,
+                    file,
+                    durable: 0,
+                    torn: false,
+                    queued: VecDeque::new(),
+                    queued_bytes: 0,
+                    batch: Vec::new(),
+                    batch_payload: 0,
+                    eof: false,
+                    retry_at: None,
+                };
+                open.insert(key(&entry.log), entry);
             }
-            LogMsg::Data(log, stream, chunk) => {
-                let Some(entry) = open.get_mut(&key(&log)) else { continue };
-                record.clear();
-                cri::encode(&mut record, &cri::timestamp_now(), stream, &chunk);
-                if let Err(e) = entry.file.write_all(&record) {
-                    crate::warn!("writing {}: {e}", log.path.display());
-                }
-                entry.written += record.len() as u64;
-                if entry.written - entry.published >= PUBLISH_EVERY {
-                    entry.publish(false);
+            Ok(LogMsg::Data(log, stream, data)) => {
+                let k = key(&log);
+                if let Some(entry) = open.get_mut(&k) {
+                    entry.queued_bytes += data.len();
+                    entry.queued.push_back(Chunk { timestamp: cri::timestamp_now(), stream, data });
+                    if entry.queued_bytes >= BATCH && entry.flush(&waker, now) {
+                        open.remove(&k);
+                    }
                 }
             }
-            LogMsg::Eof(log) => {
-                if let Some(mut entry) = open.remove(&key(&log)) {
-                    entry.publish(true);
+            Ok(LogMsg::Eof(log)) => {
+                let k = key(&log);
+                if let Some(entry) = open.get_mut(&k) {
+                    entry.eof = true;
+                    if entry.flush(&waker, now) {
+                        open.remove(&k);
+                    }
                 }
             }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
         }
-        // Idle for a moment: make everything written visible to followers.
-        if rx.is_empty() {
-            for entry in open.values_mut().filter(|e| e.written != e.published) {
-                entry.publish(false);
-            }
+        // Idle for a moment, or a retry is due: make everything written visible to followers.
+        if rx.is_empty() || next_retry.is_some_and(|t| now >= t) {
+            open.retain(|_, e| !(e.pending() || e.retry_at.is_some()) || !e.flush(&waker, now));
         }
     }
 }
