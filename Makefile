@@ -37,11 +37,14 @@ unit-test:
 integration-test: build rootfs
 	ENGINE_TEST_ROOTFS=$(ROOTFS) $(CARGO) test --release --test '*'
 
-# The wire-format/request fuzz test for longer than make test runs it: FUZZ_SECS seconds per
-# target, from ENGINE_FUZZ_SEED if set.
+# The fuzz tests for longer than make test runs them: the wire format and request handlers for
+# FUZZ_SECS seconds per target (from ENGINE_FUZZ_SEED if set), the init channel for
+# FUZZ_INIT_ITERATIONS messages.
 FUZZ_SECS ?= 300
+FUZZ_INIT_ITERATIONS ?= 2000000
 fuzz: build rootfs
 	ENGINE_TEST_ROOTFS=$(ROOTFS) ENGINE_FUZZ_SECS=$(FUZZ_SECS) $(CARGO) test --release --test fuzz_wire -- --nocapture
+	ENGINE_TEST_ROOTFS=$(ROOTFS) ENGINE_FUZZ_ITERATIONS=$(FUZZ_INIT_ITERATIONS) $(CARGO) test --release --test fuzz_init
 
 leak-check:
 	bash tests/leak-check.sh

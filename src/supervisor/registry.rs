@@ -271,7 +271,7 @@ impl Registry {
             l.early_exit.take()
         });
         match early {
-            Some(status) => Ok(Some(self.finish(&mut inner, name, status))),
+            Some(status) => Ok(self.finish(&mut inner, name, status)),
             None => {
                 self.persist(&mut inner, name, Durability::Renamed);
                 Ok(None)
@@ -307,7 +307,7 @@ impl Registry {
     pub fn on_exit(&self, pid: i32, status: WaitStatus) -> Option<Ended> {
         let mut inner = self.inner.lock();
         let name = inner.by_pid.get(&pid).cloned()?;
-        let entry = inner.containers.get_mut(&name).expect("by_pid points at a container");
+        let entry = inner.containers.get_mut(&name)?;
         if entry.record.state == State::Created {
             if let Some(live) = entry.live.as_mut() {
                 live.early_exit = Some(status);
@@ -316,11 +316,12 @@ impl Registry {
             self.changed.notify_all();
             return None;
         }
-        Some(self.finish(&mut inner, &name, status))
+        self.finish(&mut inner, &name, status)
     }
 
-    fn finish(&self, inner: &mut Inner, name: &str, status: WaitStatus) -> Ended {
-        let entry = inner.containers.get_mut(name).expect("finish on a known container");
+    /// `None` only for a name the registry no longer holds (nothing is left to give back then).
+    fn finish(&self, inner: &mut Inner, name: &str, status: WaitStatus) -> Option<Ended> {
+        let entry = inner.containers.get_mut(name)?;
         let pid = entry.record.pid.take();
         let live = entry.live.take();
         // The init reports how the command ended; if it was killed itself, waitpid tells.
@@ -358,7 +359,7 @@ impl Registry {
         // it stays dirty and is retried.
         self.persist(inner, name, Durability::Synced);
         self.changed.notify_all();
-        Ended { name: name.into(), pid, resources }
+        Some(Ended { name: name.into(), pid, resources })
     }
 
     /// Saves the record of `name`, and every other record still behind; a failure leaves it
@@ -474,7 +475,7 @@ impl Registry {
             return Err(RegistryError::Running(name.into()));
         }
         self.store.remove(name).map_err(|source| RegistryError::Store { name: name.into(), source })?;
-        Ok(inner.containers.remove(name).expect("checked above").record)
+        inner.containers.remove(name).map(|e| e.record).ok_or_else(|| RegistryError::NotFound(name.into()))
     }
 
     /// Names of containers that are being started or running.
