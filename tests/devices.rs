@@ -92,30 +92,31 @@ impl CappedGroup {
     fn join(&self, pid: i32) {
         std::fs::write(self.dir.join("cgroup.procs"), pid.to_string()).unwrap();
     }
-
-    fn procs(&self) -> Vec<i32> {
-        std::fs::read_to_string(self.dir.join("cgroup.procs"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
-            .collect()
-    }
 }
 
 impl Drop for CappedGroup {
     fn drop(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let left = self.procs();
-            if left.is_empty() || Instant::now() > deadline {
-                break;
-            }
-            for pid in left {
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        kill_all_in(&self.dir);
         let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+/// SIGKILLs what is in the cgroup directory `dir` until it is empty (or 10 s passed).
+fn kill_all_in(dir: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left: Vec<i32> = std::fs::read_to_string(dir.join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect();
+        if left.is_empty() || Instant::now() > deadline {
+            return;
+        }
+        for pid in left {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -134,7 +135,10 @@ fn engine_quick(sup: &Supervisor, args: &[&str]) -> std::process::Output {
 
 fn cgroup_paths(sup: &Supervisor, name: &str) -> Vec<PathBuf> {
     let st = sup.state(name);
-    st["cgroup"].as_array().map(|a| a.iter().filter_map(|p| p.as_str()).map(PathBuf::from).collect()).unwrap_or_default()
+    st["cgroup"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|p| p.as_str()).map(PathBuf::from).collect())
+        .unwrap_or_default()
 }
 
 #[test]
@@ -174,7 +178,7 @@ fn a_container_without_limits_has_its_own_groups_with_the_default_pids_limit() {
 fn a_fork_bomb_does_not_silence_the_supervisor() {
     // Declared first, dropped last: after the supervisor and its containers are gone.
     let cap = CappedGroup::new("bomb", 400);
-    let sup = Supervisor::start();
+    let mut sup = Supervisor::start();
     cap.join(sup.pid());
     let rootfs = rootfs();
 
@@ -197,18 +201,29 @@ fn a_fork_bomb_does_not_silence_the_supervisor() {
         std::thread::sleep(Duration::from_millis(100));
     };
 
-    let ps = engine_quick(&sup, &["ps"]);
-    assert!(ps.status.success(), "ps during the fork bomb: {}", describe(&ps));
-    assert!(String::from_utf8_lossy(&ps.stdout).contains("bomb"), "{}", describe(&ps));
-    let other = engine_quick(&sup, &["run", "--net", "none", "other", rootfs.to_str().unwrap(), "/bin/echo", "alive"]);
-    assert!(
-        other.status.success() && String::from_utf8_lossy(&other.stdout).contains("alive"),
-        "another container during the fork bomb: {}",
-        describe(&other)
-    );
+    // A supervisor starved of pids may also ignore SIGTERM (its threads died), and the
+    // common Drop would wait for it forever: on a failure, SIGKILL it and its containers.
+    let checks = std::panic::catch_unwind(|| {
+        let ps = engine_quick(&sup, &["ps"]);
+        assert!(ps.status.success(), "ps during the fork bomb: {}", describe(&ps));
+        assert!(String::from_utf8_lossy(&ps.stdout).contains("bomb"), "{}", describe(&ps));
+        let other =
+            engine_quick(&sup, &["run", "--net", "none", "other", rootfs.to_str().unwrap(), "/bin/echo", "alive"]);
+        assert!(
+            other.status.success() && String::from_utf8_lossy(&other.stdout).contains("alive"),
+            "another container during the fork bomb: {}",
+            describe(&other)
+        );
 
-    assert_eq!(filled, 2048, "the bomb should have stopped at its own default pids limit");
-
+        assert_eq!(filled, 2048, "the bomb should have stopped at its own default pids limit");
+    });
+    if let Err(panic) = checks {
+        let _ = sup.signal_and_wait(libc::SIGKILL);
+        for dir in &bomb {
+            kill_all_in(dir);
+        }
+        std::panic::resume_unwind(panic);
+    }
     let out = engine_quick(&sup, &["rm", "-f", "bomb"]);
     assert!(out.status.success(), "rm -f bomb: {}", describe(&out));
     sup.ok(&["rm", "other"]);
