@@ -394,13 +394,16 @@ mod tests {
         assert_eq!(p, expected);
         // The access test of an "m" rule: r1 = r3; r1 &= 1; if r1 != r3 skip.
         let p = program(&[DEFAULT_RULES[0]]);
-        assert_eq!(&p[6..11], &[
-            insn(JNE_K, 2, 0, 5, DEV_CHAR),
-            insn(ALU32_MOV_X, 1, 3, 0, 0),
-            insn(ALU32_AND_K, 1, 0, 0, MKNOD as i32),
-            insn(JNE_X, 1, 3, 2, 0),
-            insn(ALU64_MOV_K, 0, 0, 0, 1),
-        ]);
+        assert_eq!(
+            &p[6..11],
+            &[
+                insn(JNE_K, 2, 0, 5, DEV_CHAR),
+                insn(ALU32_MOV_X, 1, 3, 0, 0),
+                insn(ALU32_AND_K, 1, 0, 0, MKNOD as i32),
+                insn(JNE_X, 1, 3, 2, 0),
+                insn(ALU64_MOV_K, 0, 0, 0, 1),
+            ]
+        );
         // Encoded as the kernel reads struct bpf_insn: 8 bytes, dst in the low nibble.
         assert_eq!(std::mem::size_of::<Insn>(), 8);
         assert_eq!(insn(JNE_X, 1, 3, 2, 0).regs, 0x31);
