@@ -84,6 +84,18 @@ pub enum CgroupError {
     #[error("{} still has processes {pids:?} after SIGKILL", path.display())]
     StillPopulated { path: PathBuf, pids: Vec<i32> },
 
+    /// The v2 device program was refused; `log` is the verifier's explanation, if any.
+    #[error("{step} the cgroup v2 device program{}: {source}{}",
+        path.as_ref().map(|p| format!(" on {}", p.display())).unwrap_or_default(),
+        if log.is_empty() { String::new() } else { format!("; verifier log: {log}") })]
+    DeviceProgram {
+        step: &'static str,
+        path: Option<PathBuf>,
+        log: String,
+        #[source]
+        source: io::Error,
+    },
+
     /// Teardown keeps going past a failure; this carries every error it met.
     #[error("removing cgroup {name}: {}", join(errors))]
     Teardown { name: String, errors: Vec<CgroupError> },

@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 
 pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
-/// The v1 controllers this module uses; others (blkio, devices, ...) are left alone.
-pub const V1_CONTROLLERS: &[&str] = &["memory", "cpu", "cpuacct", "cpuset", "pids"];
+/// The v1 controllers this module uses; others (blkio, freezer, ...) are left alone.
+/// Every container joins each of them that is mounted, limits or not.
+pub const V1_CONTROLLERS: &[&str] = &["memory", "cpu", "cpuacct", "cpuset", "pids", "devices"];
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Layout {

@@ -13,6 +13,11 @@ pub const FLAG_CPUS: &str = "--cpus";
 pub const FLAG_PIDS: &str = "--pids-limit";
 pub const FLAG_CPUSET: &str = "--cpuset-cpus";
 
+/// pids.max of a container started without --pids-limit (podman's default): enough for any
+/// ordinary workload, and a fork bomb stops there instead of at the host's or the
+/// supervisor's limit.
+pub const DEFAULT_PIDS_MAX: u64 = 2048;
+
 /// CFS period used for --cpus, as Docker does: quota = cpus × 100 ms.
 pub const CPU_PERIOD_US: u64 = 100_000;
 

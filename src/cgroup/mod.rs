@@ -13,6 +13,7 @@
 //! cg.remove()?;
 //! ```
 
+mod devices;
 mod error;
 mod fs;
 mod layout;
@@ -22,7 +23,7 @@ mod v1;
 mod v2;
 
 pub use error::CgroupError;
-pub use limits::{Limits, Stats};
+pub use limits::{Limits, Stats, DEFAULT_PIDS_MAX};
 pub use parse::{format_cpuset, parse_cpus, parse_cpuset, parse_size};
 
 use layout::Layout;

@@ -1,6 +1,9 @@
 //! cgroup v1: one directory per container in each controller's own hierarchy
-//! (`<mount>/<parent>/<name>`), the process added to every one of them.
+//! (`<mount>/<parent>/<name>`), in every mounted hierarchy we use whether or not it carries a
+//! limit, the process added to every one of them. A container left in the supervisor's
+//! groups would share its pids and devices.
 
+use super::devices::{self, DEFAULT_RULES};
 use super::limits::{self, write_limit, Checked, Stats, CPU_PERIOD_US};
 use super::{fs, Backend, CgroupError, Version};
 use std::collections::BTreeMap;
@@ -10,9 +13,6 @@ pub struct V1 {
     /// Controller → the container's directory in that controller's hierarchy.
     dirs: BTreeMap<String, PathBuf>,
 }
-
-/// Joined without a limit when mounted: they give the stats and the OOM count.
-const FOR_STATS: &[&str] = &["memory", "cpuacct", "pids"];
 
 /// A new v1 cpuset group starts with empty cpus and mems and refuses tasks until both
 /// are set: copy them from the parent.
@@ -44,10 +44,15 @@ impl V1 {
                 });
             }
         }
-        let mut ctrls: Vec<&str> = c.controllers().into_iter().map(|(ctrl, _)| ctrl).collect();
-        ctrls.extend(FOR_STATS.iter().copied().filter(|ctrl| mounts.contains_key(*ctrl)));
-        ctrls.sort_unstable();
-        ctrls.dedup();
+        // Without the devices controller a container could open any node it makes.
+        if !mounts.contains_key("devices") {
+            let have: Vec<&str> = mounts.keys().map(|k| k.as_str()).collect();
+            return Err(CgroupError::NoHierarchy(format!(
+                "no devices controller mounted (cgroup v1 controllers mounted: {have:?}): device rules cannot be enforced"
+            )));
+        }
+        // `mounts` holds only the controllers we use (layout::V1_CONTROLLERS): join them all.
+        let ctrls: Vec<&str> = mounts.keys().map(|k| k.as_str()).collect();
 
         let mut cg = V1 { dirs: BTreeMap::new() };
         let mut made: Vec<PathBuf> = Vec::new();
@@ -68,7 +73,8 @@ impl V1 {
                 }
                 cg.dirs.insert(ctrl.to_string(), dir);
             }
-            cg.apply(c)
+            cg.apply(c)?;
+            devices::apply_v1(&cg.dirs["devices"], DEFAULT_RULES)
         })();
         match result {
             Ok(()) => Ok(cg),
@@ -208,9 +214,17 @@ mod tests {
     }
 
     #[test]
+    fn without_the_devices_controller_nothing_is_made() {
+        let (t, m) = fake_mounts(&["memory", "pids"]);
+        let msg = V1::create(&m, "engine", "x", &Checked::default()).err().expect("must refuse").to_string();
+        assert!(msg.contains("no devices controller"), "{msg}");
+        assert!(!t.path().join("memory/engine").exists());
+    }
+
+    #[test]
     fn a_failure_removes_the_groups_made_in_every_hierarchy() {
         // Plain directories: pids.max is absent, as when the kernel lacks the feature.
-        let (t, m) = fake_mounts(&["memory", "pids"]);
+        let (t, m) = fake_mounts(&["memory", "pids", "devices"]);
         let c = Checked { pids_max: Some(5), ..Default::default() };
         let msg = V1::create(&m, "engine", "x", &c).err().expect("must refuse").to_string();
         assert!(msg.starts_with("--pids-limit:") && msg.contains("pids.max does not exist"), "{msg}");

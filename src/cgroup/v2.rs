@@ -1,6 +1,8 @@
 //! cgroup v2: one directory per container under the unified mount, controllers enabled
-//! through cgroup.subtree_control on every level above it.
+//! through cgroup.subtree_control on every level above it, and the device rules attached to it
+//! as a BPF program (v2 has no devices files).
 
+use super::devices::{self, DEFAULT_RULES};
 use super::layout::has_controller;
 use super::limits::{self, write_limit, Checked, Stats, CPU_PERIOD_US};
 use super::{fs, Backend, CgroupError, Version};
@@ -50,7 +52,7 @@ impl V2 {
         let dir = parent_dir.join(name);
         fs::mkdir(&dir)?;
         let cg = V2 { dir };
-        if let Err(e) = cg.apply(c) {
+        if let Err(e) = cg.apply(c).and_then(|()| devices::apply_v2(&cg.dir, DEFAULT_RULES)) {
             // The group is empty and ours: take it away again.
             let _ = fs::rmdir(&cg.dir);
             return Err(e);

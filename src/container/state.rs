@@ -116,7 +116,7 @@ pub struct ContainerRecord {
     /// Limit events seen for this container (soft warnings, hard kills), newest last.
     #[serde(default)]
     pub events: Vec<String>,
-    /// Its cgroup directories, while it has limits.
+    /// Its cgroup directories (every container has its own), while it runs.
     #[serde(default)]
     pub cgroup: Vec<std::path::PathBuf>,
     /// Memory, CPU and pids from its cgroup: live while it runs, the last reading after.

@@ -1,7 +1,7 @@
 //! What a container holds outside its namespaces while it lives: a cgroup, an entry in the kernel
 //! memory monitor, a network attachment. Acquired between clone() and the go-ahead (so the
 //! workload never runs unlimited or unplugged), released when the container ends.
-use crate::cgroup::{Cgroup, Limits};
+use crate::cgroup::{Cgroup, Limits, DEFAULT_PIDS_MAX};
 use crate::container::spec::{ContainerSpec, NetMode};
 use crate::container::state::KillReason;
 use crate::net::{self, Attachment};
@@ -67,16 +67,21 @@ pub fn acquire(
             }
         }
     }
-    if limits != Limits::default() {
-        // sched_setaffinity in the init pins the command where no cpuset controller is delegated.
-        let unsupported = Cgroup::unsupported(&limits).map_err(Failure::engine)?;
-        if unsupported.contains(&"--cpuset-cpus") {
-            limits.cpuset_cpus = None;
-        }
-        let cg = Cgroup::create_in(&sup.cgroup_parent, &spec.name, &limits).map_err(Failure::engine)?;
-        let cg = res.cgroup.insert(cg);
-        cg.add_pid(pid).map_err(Failure::engine)?;
+    // Every container gets its own groups, limits or not: left in the supervisor's groups it
+    // would share its pids (a fork bomb would silence the socket) and have no device rules.
+    limits.pids_max = spec.pids_limit.or(Some(DEFAULT_PIDS_MAX));
+    let unsupported = Cgroup::unsupported(&limits).map_err(Failure::engine)?;
+    // sched_setaffinity in the init pins the command where no cpuset controller is delegated.
+    if unsupported.contains(&"--cpuset-cpus") {
+        limits.cpuset_cpus = None;
     }
+    // The default pids limit is a safety net where a pids controller exists, not a demand.
+    if spec.pids_limit.is_none() && unsupported.contains(&"--pids-limit") {
+        limits.pids_max = None;
+    }
+    let cg = Cgroup::create_in(&sup.cgroup_parent, &spec.name, &limits).map_err(Failure::engine)?;
+    let cg = res.cgroup.insert(cg);
+    cg.add_pid(pid).map_err(Failure::engine)?;
     if spec.net == NetMode::Bridge {
         let attachment = net::attach(&sup.net, &spec.name, pid, spec.ip).map_err(Failure::engine)?;
         res.network = Some(attachment);

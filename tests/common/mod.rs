@@ -145,7 +145,7 @@ impl Drop for Supervisor {
         }
         // The supervisor keeps its bridge (like docker0); a test's bridge goes with the test.
         let _ = engine::net::remove_bridge(&self.bridge);
-        for ctrl in ["memory", "cpu", "cpuacct", "pids", "cpuset", "blkio", "unified", ""] {
+        for ctrl in ["memory", "cpu", "cpuacct", "pids", "cpuset", "devices", "blkio", "unified", ""] {
             let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(ctrl).join(&self.cgroup_parent));
         }
     }

@@ -12,7 +12,7 @@ engine_demo_inspect_peak engine_under_limits_running engine_shell_child_killed
 engine_cgroup_v2_fallback_killed
 engine_v2_memory_oom engine_v2_pids_limit engine_v2_cpus_throttled engine_v2_cpuset engine_v2_stats
 engine_net_host_to_container engine_net_container_to_container engine_net_duplicate_ip_refused
-engine_net_cleanup"
+engine_net_cleanup devices_v2_block_refused devices_v2_null_ok devices_v2_pids_default"
 
 if [ ! -x /bin/engine ]; then
 	for c in $ENGINE_CHECKS; do fail "$c" "no static engine in the initramfs (make engine-static failed)"; done
@@ -94,6 +94,8 @@ fi
 
 # cgroup v2 limits and bridge networking (issue 4), against the restarted supervisor.
 . /vm/engine-limits-net.sh
+# Device rules (a BPF program) and a group of its own for every container (issue 8).
+. /vm/engine-devices.sh
 
 echo "--- engine ps -a"
 cat /tmp/ps.out
