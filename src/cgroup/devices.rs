@@ -296,7 +296,6 @@ mod tests {
                 "c 1:8 rwm",
                 "c 1:9 rwm",
                 "c 5:0 rwm",
-                "c 5:1 rwm",
                 "c 5:2 rwm",
                 "c 136:* rwm",
             ]
