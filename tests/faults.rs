@@ -241,7 +241,9 @@ struct PidsCgroup(PathBuf);
 
 impl PidsCgroup {
     fn new(pid: i32) -> PidsCgroup {
-        let dir = PathBuf::from(format!("/sys/fs/cgroup/pids/engine-faults-{}", std::process::id()));
+        // Unique per run: a group left by an earlier run killed mid-test must not collide.
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        let dir = PathBuf::from(format!("/sys/fs/cgroup/pids/engine-test-faults-{}-{nanos}", std::process::id()));
         std::fs::create_dir(&dir).unwrap();
         let g = PidsCgroup(dir);
         std::fs::write(g.0.join("cgroup.procs"), pid.to_string()).unwrap();
