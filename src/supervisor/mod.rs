@@ -128,7 +128,9 @@ impl Supervisor {
     /// thread can be started (a pids limit). Every wait is bounded: a container that survives
     /// SIGKILL or a log that cannot be written (full disk) is reported, not waited for forever.
     fn shutdown(self: &Arc<Self>, reap: impl Fn()) {
-        let names = self.registry.active();
+        // Ended ones still giving back their cgroup or veth count too: exiting under a release
+        // thread would leave its cgroup behind.
+        let names = self.registry.unsettled();
         for name in &names {
             let _ = self.registry.signal(name, libc::SIGTERM, |live| live.stop_requested = true);
         }

@@ -478,6 +478,18 @@ impl Registry {
         inner.containers.remove(name).map(|e| e.record).ok_or_else(|| RegistryError::NotFound(name.into()))
     }
 
+    /// Names of containers not settled yet: being started, running, or ended with their cgroup,
+    /// monitor entry or veth still being given back (a shutdown must wait for those too).
+    pub fn unsettled(&self) -> Vec<String> {
+        let inner = self.inner.lock();
+        inner
+            .containers
+            .values()
+            .filter(|e| !e.record.state.is_terminal() || e.releasing)
+            .map(|e| e.record.name().to_string())
+            .collect()
+    }
+
     /// Names of containers that are being started or running.
     pub fn active(&self) -> Vec<String> {
         let inner = self.inner.lock();
