@@ -8,6 +8,7 @@ mod reaper;
 pub mod registry;
 pub mod resources;
 mod server;
+pub mod softlimit;
 pub mod store;
 
 use std::fs;
@@ -92,6 +93,8 @@ pub struct Supervisor {
     pub logs: logs::LogPipeline,
     /// The kernel memory monitor, when its module is loaded.
     pub monitor: Option<crate::monitor::MonitorDevice>,
+    /// Soft-limit crossings (and `--soft-signal`) from the cgroup where the monitor is absent.
+    pub softlimits: softlimit::Watcher,
     pub cgroup_parent: String,
     pub net: crate::net::NetConfig,
     shutting_down: AtomicBool,
@@ -370,7 +373,12 @@ pub fn run(config: Config, ready: impl FnOnce()) -> anyhow::Result<()> {
     remove_orphan_files(&root, &registry);
     let monitor = match crate::monitor::MonitorDevice::open() {
         Ok(dev) => {
-            crate::warn!("kernel memory monitor found: --soft-mib/--hard-mib use /dev/container_monitor");
+            let v = dev.version();
+            let sig = if v.soft_signal() { "" } else { "; too old for --soft-signal" };
+            crate::warn!(
+                "kernel memory monitor found (ABI {}{sig}): --soft-mib/--hard-mib use /dev/container_monitor",
+                v.abi
+            );
             Some(dev)
         }
         Err(e) => {
@@ -384,6 +392,7 @@ pub fn run(config: Config, ready: impl FnOnce()) -> anyhow::Result<()> {
         registry,
         logs: logs::LogPipeline::start()?,
         monitor,
+        softlimits: softlimit::Watcher::new().context("creating the soft-limit watcher's eventfd")?,
         cgroup_parent: names.cgroup_parent,
         net,
         shutting_down: AtomicBool::new(false),
@@ -391,6 +400,7 @@ pub fn run(config: Config, ready: impl FnOnce()) -> anyhow::Result<()> {
     });
     reaper::spawn(sup.clone())?;
     spawn_flusher(&sup)?;
+    softlimit::spawn(&sup)?;
     if sup.monitor.is_some() {
         monitor_events::spawn(sup.clone())?;
     }
