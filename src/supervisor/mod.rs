@@ -3,6 +3,7 @@
 pub mod handlers;
 pub mod launch;
 pub mod logs;
+pub mod metrics;
 mod monitor_events;
 mod reaper;
 pub mod registry;
@@ -38,6 +39,8 @@ pub struct Config {
     pub bridge: Option<String>,
     /// The bridge's network; its first address is the gateway.
     pub subnet: Option<crate::net::Ipv4Net>,
+    /// `--metrics-addr`: serve Prometheus metrics there.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// The host-wide names a supervisor uses. Each supervisor cleans its cgroup parent and bridge of
@@ -401,6 +404,9 @@ pub fn run(config: Config, ready: impl FnOnce()) -> anyhow::Result<()> {
     reaper::spawn(sup.clone())?;
     spawn_flusher(&sup)?;
     softlimit::spawn(&sup)?;
+    if let Some(addr) = config.metrics_addr {
+        metrics::spawn(&sup, addr)?;
+    }
     if sup.monitor.is_some() {
         monitor_events::spawn(sup.clone())?;
     }
