@@ -34,7 +34,7 @@ softsig_delay() {
 	engine logs "$1" 2>/dev/null | awk -v soft="$2" '
 		/allocated=/ && !c { for (i = 1; i <= NF; i++) { if ($i ~ /^t=/) t = substr($i, 3); if ($i ~ /^rss=/ && substr($i, 5) + 0 > soft) c = t } }
 		/checkpoint/ { for (i = 1; i <= NF; i++) if ($i ~ /^t=/) k = substr($i, 3) }
-		END { if (c != "" && k != "") print k - c " ms"; else print "unknown" }'
+		END { if (c != "" && k != "") print k - c " ms"; else if (k != "") print "at t=" k " ms, before the command alone was above soft (the container counts its init too)"; else print "unknown" }'
 }
 running() { state "$1" | grep -q 'running'; }
 start_supervisor() {
