@@ -10,6 +10,10 @@
  * CM_EVENT_SOFT_LIMIT event, once per crossing.  Above hard: SIGKILL to every
  * process of the namespace, one line, and a CM_EVENT_HARD_KILL event.  When
  * the init has exited the entry is dropped with a CM_EVENT_GONE event.
+ * With a soft signal (CM_REGISTER_SOFT_SIGNAL), crossing soft also sends that
+ * signal to the registered pid (the container's init, which forwards it to
+ * the command's process group), once: it is re-armed when RSS falls below
+ * CM_SOFT_REARM_PERCENT of soft (a CM_EVENT_SOFT_SIGNAL event and a line).
  * Events are fixed-size struct cm_event records; every open file has its own
  * queue, so the supervisor and a debugging tool can both read them.
  *
@@ -99,6 +103,7 @@ struct cm_entry {
 	bool pidns;			/* pid is a PID namespace init; immutable */
 	u64 soft;			/* immutable */
 	u64 hard;			/* immutable */
+	int soft_sig;			/* 0 = none; immutable */
 	char name[CM_NAME_LEN];		/* immutable */
 	/* The rest is protected by cm_lock. */
 	u64 rss;
@@ -318,6 +323,17 @@ static bool cm_check(struct cm_entry *e, u64 now)
 	} else {
 		e->flags &= ~CM_FLAG_SOFT_EXCEEDED;	/* re-arm the warning */
 	}
+	/* The signal asks the application to act: once, until it has really let go. */
+	if (e->soft_sig && rss > e->soft &&
+	    !(e->flags & (CM_FLAG_SOFT_SIGNALLED | CM_FLAG_HARD_KILLED))) {
+		e->flags |= CM_FLAG_SOFT_SIGNALLED;
+		kill_pid(e->pid, e->soft_sig, 1);
+		pr_warn("SOFT SIGNAL container=%s pid=%d sig=%d rss=%llu soft=%llu\n",
+			e->name, e->nr, e->soft_sig, rss, e->soft);
+		cm_emit(e, CM_EVENT_SOFT_SIGNAL, rss, e->soft);
+	} else if (rss < div_u64(e->soft * CM_SOFT_REARM_PERCENT, 100)) {
+		e->flags &= ~CM_FLAG_SOFT_SIGNALLED;
+	}
 
 	if (rss > e->hard) {
 		if (!(e->flags & CM_FLAG_HARD_KILLED)) {
@@ -444,12 +460,24 @@ static long cm_ioctl_register(void __user *arg)
 	struct pid_namespace *ns;
 	struct pid *pid;
 	long ret;
+	int sig;
 
 	if (copy_from_user(&req, arg, sizeof(req)))
 		return -EFAULT;
-	if (req.flags || req.pid <= 0 || !req.hard_bytes ||
+	if (req.pid <= 0 || !req.hard_bytes ||
 	    req.soft_bytes > req.hard_bytes || !cm_name_valid(req.name))
 		return -EINVAL;
+	sig = (req.flags & CM_REGISTER_SIGNAL_MASK) >> CM_REGISTER_SIGNAL_SHIFT;
+	if (req.flags & ~(CM_REGISTER_SOFT_SIGNAL | CM_REGISTER_SIGNAL_MASK))
+		return -EINVAL;
+	if (req.flags & CM_REGISTER_SOFT_SIGNAL) {
+		/* A signal needs a soft limit to fire at; the hard limit is the kill. */
+		if (!req.soft_bytes || sig <= 0 || !valid_signal(sig) ||
+		    sig == SIGKILL || sig == SIGSTOP)
+			return -EINVAL;
+	} else if (sig) {
+		return -EINVAL;
+	}
 
 	pid = find_get_pid(req.pid);
 	if (!pid)
@@ -477,6 +505,7 @@ static long cm_ioctl_register(void __user *arg)
 	e->pidns = ns->level > 0 && pid_nr_ns(pid, ns) == 1;
 	e->soft = req.soft_bytes;
 	e->hard = req.hard_bytes;
+	e->soft_sig = (req.flags & CM_REGISTER_SOFT_SIGNAL) ? sig : 0;
 	memcpy(e->name, req.name, CM_NAME_LEN);
 	if (e->pidns)
 		e->flags |= CM_FLAG_PIDNS;
@@ -495,9 +524,9 @@ static long cm_ioctl_register(void __user *arg)
 	}
 	list_add_tail(&e->node, &cm_entries);
 	cm_nr_entries++;
-	pr_info("REGISTER container=%s pid=%d soft=%llu hard=%llu%s\n",
+	pr_info("REGISTER container=%s pid=%d soft=%llu hard=%llu%s sig=%d\n",
 		e->name, e->nr, e->soft, e->hard,
-		e->pidns ? " pidns" : "");
+		e->pidns ? " pidns" : "", e->soft_sig);
 	/* First measurement now: a container already over its limit dies now. */
 	if (!cm_check(e, ktime_get_ns())) {
 		mutex_unlock(&cm_lock);
@@ -551,7 +580,8 @@ static long cm_ioctl_query(void __user *arg)
 	if (copy_from_user(&q, arg, sizeof(q)))
 		return -EFAULT;
 	nr = q.pid;
-	if (nr <= 0)
+	/* The output fields are ignored on input; flags and reserved are not. */
+	if (nr <= 0 || q.flags || q.reserved)
 		return -EINVAL;
 	memset(&q, 0, sizeof(q));
 
@@ -594,6 +624,18 @@ static long cm_ioctl_stats(void __user *arg)
 	return 0;
 }
 
+static long cm_ioctl_version(void __user *arg)
+{
+	struct cm_version v = {
+		.abi = CM_ABI_VERSION,
+		.features = CM_FEATURE_SOFT_SIGNAL,
+	};
+
+	if (copy_to_user(arg, &v, sizeof(v)))
+		return -EFAULT;
+	return 0;
+}
+
 static long cm_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
 	void __user *uarg = (void __user *)arg;
@@ -611,6 +653,8 @@ static long cm_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		return cm_ioctl_query(uarg);
 	case CM_IOC_STATS:
 		return cm_ioctl_stats(uarg);
+	case CM_IOC_VERSION:
+		return cm_ioctl_version(uarg);
 	default:
 		return -ENOTTY;
 	}

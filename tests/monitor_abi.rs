@@ -33,6 +33,7 @@ fn rust_side() -> BTreeMap<String, u64> {
         cm_stats => CmStats { nr_entries: nr_entries, reserved: reserved, runs: runs,
                               checks: checks, total_ns: total_ns, max_run_ns: max_run_ns,
                               events_dropped: events_dropped }
+        cm_version => CmVersion { abi: abi, features: features }
         cm_event => CmEvent { type: kind, pid: pid, rss_bytes: rss_bytes,
                               limit_bytes: limit_bytes, timestamp_ns: timestamp_ns, name: name }
     );
@@ -41,6 +42,17 @@ fn rust_side() -> BTreeMap<String, u64> {
         ("CM_IOC_UNREGISTER", CM_IOC_UNREGISTER as u64),
         ("CM_IOC_QUERY", CM_IOC_QUERY as u64),
         ("CM_IOC_STATS", CM_IOC_STATS as u64),
+        ("CM_IOC_VERSION", CM_IOC_VERSION as u64),
+        ("CM_ABI_VERSION", CM_ABI_VERSION as u64),
+        ("CM_FEATURE_SOFT_SIGNAL", CM_FEATURE_SOFT_SIGNAL as u64),
+        ("CM_REGISTER_SOFT_SIGNAL", CM_REGISTER_SOFT_SIGNAL as u64),
+        ("CM_REGISTER_SIGNAL_SHIFT", CM_REGISTER_SIGNAL_SHIFT as u64),
+        ("CM_REGISTER_SIGNAL_MASK", CM_REGISTER_SIGNAL_MASK as u64),
+        ("CM_REGISTER_SIGNAL(15)", cm_register_signal(15) as u64),
+        ("CM_REGISTER_SIGNAL(300)", cm_register_signal(300) as u64),
+        ("CM_SOFT_REARM_PERCENT", CM_SOFT_REARM_PERCENT as u64),
+        ("CM_FLAG_SOFT_SIGNALLED", CM_FLAG_SOFT_SIGNALLED as u64),
+        ("CM_EVENT_SOFT_SIGNAL", CM_EVENT_SOFT_SIGNAL as u64),
         ("CM_IOC_MAGIC", CM_IOC_MAGIC as u64),
         ("CM_NAME_LEN", CM_NAME_LEN as u64),
         ("CM_FLAG_SOFT_EXCEEDED", CM_FLAG_SOFT_EXCEEDED as u64),

@@ -26,6 +26,9 @@ pub struct CreateOptions {
     /// RSS in MiB above which the container is killed
     #[arg(long, value_name = "MIB")]
     pub hard_mib: Option<u64>,
+    /// Signal sent to the command when RSS crosses --soft-mib (TERM, USR1, 15, ...), once per crossing
+    #[arg(long, value_name = "SIG", value_parser = crate::container::spec::parse_soft_signal)]
+    pub soft_signal: Option<i32>,
     /// Memory limit (cgroup), Docker's forms: 10m, 1g, bytes
     #[arg(long, short = 'm', value_name = "SIZE", value_parser = parse_size)]
     pub memory: Option<u64>,
@@ -113,6 +116,7 @@ impl CreateOptions {
             nice: self.nice,
             soft_mib: self.soft_mib,
             hard_mib: self.hard_mib,
+            soft_signal: self.soft_signal,
             memory: self.memory,
             cpus: self.cpus,
             pids_limit: self.pids_limit,

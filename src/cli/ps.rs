@@ -41,7 +41,7 @@ fn table(containers: &[ContainerRecord], stats: bool) -> String {
     for c in containers {
         let mut row = vec![
             c.name().to_string(),
-            c.state.to_string(),
+            c.state_text(),
             c.pid.map_or_else(dash, |p| p.to_string()),
             c.started_at.as_deref().map_or_else(dash, short_time),
             c.exit_code.map_or_else(dash, |e| e.to_string()),

@@ -30,6 +30,9 @@ pub struct Args {
     /// default root, 10.89.<from the hash>.0/24 for another]
     #[arg(long, value_name = "CIDR")]
     subnet: Option<crate::net::Ipv4Net>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (HOST:PORT, or PORT on 127.0.0.1)
+    #[arg(long, value_name = "ADDR", value_parser = crate::supervisor::metrics::parse_addr)]
+    metrics_addr: Option<std::net::SocketAddr>,
 }
 
 pub fn execute(args: Args, socket: &Path) -> CliResult {
@@ -39,6 +42,7 @@ pub fn execute(args: Args, socket: &Path) -> CliResult {
         cgroup_parent: args.cgroup_parent,
         bridge: args.bridge,
         subnet: args.subnet,
+        metrics_addr: args.metrics_addr,
     };
     if !args.detach {
         supervisor::run(config, || {})?;

@@ -18,6 +18,9 @@ pub struct ContainerSpec {
     /// Memory limits for the kernel monitor (or the cgroup fallback), in MiB.
     pub soft_mib: Option<u64>,
     pub hard_mib: Option<u64>,
+    /// `--soft-signal`: the signal sent to the command when RSS crosses `soft_mib` (once per
+    /// crossing, re-armed below 90 % of it).
+    pub soft_signal: Option<i32>,
     /// cgroup limits (`--memory` in bytes, `--cpus`, `--pids-limit`, `--cpuset-cpus`).
     pub memory: Option<u64>,
     pub cpus: Option<f64>,
@@ -53,6 +56,24 @@ impl ContainerSpec {
             .map(|s| crate::cgroup::parse_cpuset(s).map_err(|e| InvalidSpec(format!("--cpuset-cpus {s:?}: {e}"))))
             .transpose()
     }
+}
+
+/// `--soft-signal`: a name (TERM, SIGUSR1, usr1) or a number. KILL and STOP are refused: the hard
+/// limit is the kill, and a stopped process cannot save anything.
+pub fn parse_soft_signal(s: &str) -> Result<i32, String> {
+    use std::str::FromStr;
+    let sig = match s.parse::<i32>() {
+        Ok(n) => nix::sys::signal::Signal::try_from(n).map_err(|_| format!("--soft-signal {s}: no such signal"))?,
+        Err(_) => {
+            let upper = s.to_ascii_uppercase();
+            let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+            nix::sys::signal::Signal::from_str(&name).map_err(|_| format!("--soft-signal {s}: no such signal"))?
+        }
+    };
+    if matches!(sig, nix::sys::signal::Signal::SIGKILL | nix::sys::signal::Signal::SIGSTOP) {
+        return Err(format!("--soft-signal {s}: {sig} cannot be caught; the hard limit (--hard-mib) is the kill"));
+    }
+    Ok(sig as i32)
 }
 
 /// A spec that cannot be run, with the sentence the user sees.
@@ -157,6 +178,14 @@ impl ContainerSpec {
             }
             _ => {}
         }
+        if let Some(sig) = self.soft_signal {
+            if self.soft_mib.is_none() {
+                return Err(InvalidSpec(
+                    "--soft-signal needs --soft-mib: the signal is sent when RSS crosses it".into(),
+                ));
+            }
+            parse_soft_signal(&sig.to_string()).map_err(InvalidSpec)?;
+        }
         if self.ip.is_some() && self.net == NetMode::None {
             return Err(InvalidSpec("--ip needs --net bridge".into()));
         }
@@ -255,6 +284,15 @@ mod tests {
             |s| s.soft_mib = Some(u64::MAX),
             |s| s.hard_mib = Some(5),
             |s| s.memory = Some((6 << 20) - 1),
+            |s| s.soft_signal = Some(libc::SIGTERM),
+            |s| {
+                s.soft_mib = Some(8);
+                s.soft_signal = Some(libc::SIGKILL)
+            },
+            |s| {
+                s.soft_mib = Some(8);
+                s.soft_signal = Some(0)
+            },
             |s| s.env = vec![format!("BIG={}", "x".repeat(MAX_SPEC_BYTES))],
         ];
         for (i, f) in cases.into_iter().enumerate() {
@@ -263,5 +301,24 @@ mod tests {
             assert!(s.validate().is_err(), "case {i}");
         }
         assert!(spec().validate().is_ok());
+    }
+
+    #[test]
+    fn soft_signal_names_and_numbers() {
+        for (s, want) in [("TERM", 15), ("SIGTERM", 15), ("usr1", libc::SIGUSR1), ("15", 15), ("SIGINT", 2)] {
+            assert_eq!(parse_soft_signal(s), Ok(want), "{s}");
+        }
+        for bad in ["KILL", "9", "STOP", "0", "FOO", "65", ""] {
+            assert!(parse_soft_signal(bad).is_err(), "{bad}");
+        }
+        let mut s = spec();
+        s.soft_mib = Some(8);
+        s.soft_signal = Some(libc::SIGUSR1);
+        assert!(s.validate().is_ok());
+        s.soft_mib = None;
+        assert_eq!(
+            s.validate().unwrap_err().0,
+            "--soft-signal needs --soft-mib: the signal is sent when RSS crosses it"
+        );
     }
 }

@@ -116,6 +116,9 @@ pub struct ContainerRecord {
     /// Limit events seen for this container (soft warnings, hard kills), newest last.
     #[serde(default)]
     pub events: Vec<String>,
+    /// How many times the `--soft-signal` was sent (by the kernel monitor or the cgroup fallback).
+    #[serde(default)]
+    pub soft_signals_sent: u32,
     /// Its cgroup directories (every container has its own), while it runs.
     #[serde(default)]
     pub cgroup: Vec<std::path::PathBuf>,
@@ -133,6 +136,15 @@ pub struct ContainerRecord {
 impl ContainerRecord {
     pub fn name(&self) -> &str {
         &self.spec.name
+    }
+
+    /// The state as `ps` shows it: an exit after the soft-limit signal says so (the application
+    /// left on its own, after being asked to).
+    pub fn state_text(&self) -> String {
+        match self.state {
+            State::Exited { .. } if self.soft_signals_sent > 0 => format!("{} after soft-limit signal", self.state),
+            _ => self.state.to_string(),
+        }
     }
 }
 

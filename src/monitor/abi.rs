@@ -13,10 +13,26 @@ pub const CM_NAME_LEN: usize = 64;
 pub const CM_FLAG_SOFT_EXCEEDED: u32 = 1 << 0;
 pub const CM_FLAG_HARD_KILLED: u32 = 1 << 1;
 pub const CM_FLAG_PIDNS: u32 = 1 << 2;
+pub const CM_FLAG_SOFT_SIGNALLED: u32 = 1 << 3;
+
+/// ABI 1 had no CM_IOC_VERSION (ENOTTY); ABI 2 added it and the soft-limit signal.
+pub const CM_ABI_VERSION: u32 = 2;
+pub const CM_FEATURE_SOFT_SIGNAL: u32 = 1 << 0;
+
+pub const CM_REGISTER_SOFT_SIGNAL: u32 = 1 << 0;
+pub const CM_REGISTER_SIGNAL_SHIFT: u32 = 8;
+pub const CM_REGISTER_SIGNAL_MASK: u32 = 0xff << CM_REGISTER_SIGNAL_SHIFT;
+pub const CM_SOFT_REARM_PERCENT: u32 = 90;
+
+/// `CM_REGISTER_SIGNAL(sig)` of the header.
+pub const fn cm_register_signal(sig: u32) -> u32 {
+    (sig << CM_REGISTER_SIGNAL_SHIFT) & CM_REGISTER_SIGNAL_MASK
+}
 
 pub const CM_EVENT_SOFT_LIMIT: u32 = 1;
 pub const CM_EVENT_HARD_KILL: u32 = 2;
 pub const CM_EVENT_GONE: u32 = 3;
+pub const CM_EVENT_SOFT_SIGNAL: u32 = 4;
 
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
@@ -63,6 +79,13 @@ pub struct CmStats {
 }
 
 #[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CmVersion {
+    pub abi: u32,
+    pub features: u32,
+}
+
+#[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct CmEvent {
     pub kind: u32, // `type` in C
@@ -91,6 +114,7 @@ pub const CM_IOC_REGISTER: u32 = ioctl_sys::iow!(CM_IOC_MAGIC, 1, size_of::<CmRe
 pub const CM_IOC_UNREGISTER: u32 = ioctl_sys::iow!(CM_IOC_MAGIC, 2, size_of::<CmUnregister>());
 pub const CM_IOC_QUERY: u32 = ioctl_sys::iorw!(CM_IOC_MAGIC, 3, size_of::<CmQuery>());
 pub const CM_IOC_STATS: u32 = ioctl_sys::ior!(CM_IOC_MAGIC, 4, size_of::<CmStats>());
+pub const CM_IOC_VERSION: u32 = ioctl_sys::ior!(CM_IOC_MAGIC, 5, size_of::<CmVersion>());
 
 /// `name` as the kernel wants it: NUL-terminated in CM_NAME_LEN bytes. None if it does not
 /// fit or holds a NUL (the kernel also refuses spaces and non-printable bytes).
@@ -123,6 +147,7 @@ mod tests {
             size_of::<CmQuery>(),
             size_of::<CmStats>(),
             size_of::<CmEvent>(),
+            size_of::<CmVersion>(),
         ] {
             assert_eq!(s % 8, 0, "size {s}");
         }

@@ -14,7 +14,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::abi::{self, CmQuery, CmRegister, CmStats, CmUnregister};
+use super::abi::{self, CmQuery, CmRegister, CmStats, CmUnregister, CmVersion};
 use super::events::{self, Event};
 
 /// A container's memory as the monitor sees it (from its latest check, which QUERY runs).
@@ -50,9 +50,28 @@ pub struct Stats {
     pub events_dropped: u64,
 }
 
+/// What the loaded module speaks (CM_IOC_VERSION; ABI 1 modules have no such call).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Version {
+    pub abi: u32,
+    /// `abi::CM_FEATURE_*`.
+    pub features: u32,
+}
+
+impl Version {
+    /// What a module without CM_IOC_VERSION is.
+    pub const ABI_1: Version = Version { abi: 1, features: 0 };
+
+    pub fn soft_signal(&self) -> bool {
+        self.features & abi::CM_FEATURE_SOFT_SIGNAL != 0
+    }
+}
+
 #[derive(Debug)]
 pub struct MonitorDevice {
     file: File,
+    /// Read once at open: the module cannot change while a file of it is open.
+    version: Version,
 }
 
 impl MonitorDevice {
@@ -67,21 +86,54 @@ impl MonitorDevice {
     pub fn open_at(path: impl AsRef<Path>) -> io::Result<MonitorDevice> {
         let file =
             OpenOptions::new().read(true).write(true).custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK).open(path)?;
-        Ok(MonitorDevice { file })
+        let mut dev = MonitorDevice { file, version: Version::ABI_1 };
+        dev.version = dev.read_version()?;
+        Ok(dev)
     }
 
     /// Starts monitoring the container whose init has host pid `pid`. `soft_bytes` 0 means
     /// no soft limit. `name` appears in the kernel log and in events: printable ASCII, no
     /// spaces, at most 63 bytes.
-    pub fn register(&self, pid: i32, soft_bytes: u64, hard_bytes: u64, name: &str) -> io::Result<()> {
+    /// `soft_signal`: a signal the monitor sends to `pid` when RSS crosses soft (once per
+    /// crossing, re-armed below 90 % of soft); needs a module with
+    /// `Version::soft_signal()` (an older one answers EINVAL).
+    pub fn register(
+        &self,
+        pid: i32,
+        soft_bytes: u64,
+        hard_bytes: u64,
+        name: &str,
+        soft_signal: Option<i32>,
+    ) -> io::Result<()> {
         let name = abi::encode_name(name).ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("monitor name {name:?}: 1 to {} bytes without NUL", abi::CM_NAME_LEN - 1),
             )
         })?;
-        let mut req = CmRegister { pid, soft_bytes, hard_bytes, name, ..Default::default() };
+        let flags = match soft_signal {
+            None => 0,
+            Some(sig) if (1..=255).contains(&sig) => abi::CM_REGISTER_SOFT_SIGNAL | abi::cm_register_signal(sig as u32),
+            Some(sig) => {
+                return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("soft signal {sig} out of range")))
+            }
+        };
+        let mut req = CmRegister { pid, flags, soft_bytes, hard_bytes, name };
         self.ioctl(abi::CM_IOC_REGISTER, &mut req)
+    }
+
+    /// The module's ABI version, read at open; a module from before CM_IOC_VERSION is ABI 1.
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    fn read_version(&self) -> io::Result<Version> {
+        let mut v = CmVersion::default();
+        match self.ioctl(abi::CM_IOC_VERSION, &mut v) {
+            Ok(()) => Ok(Version { abi: v.abi, features: v.features }),
+            Err(e) if e.raw_os_error() == Some(libc::ENOTTY) => Ok(Version::ABI_1),
+            Err(e) => Err(e),
+        }
     }
 
     /// Stops monitoring; no event follows. ENOENT if the container was not registered or
@@ -175,6 +227,10 @@ mod tests {
         let dev = MonitorDevice::open_at("/dev/null").unwrap();
         assert_eq!(dev.query(1).unwrap_err().raw_os_error(), Some(libc::ENOTTY));
         assert_eq!(dev.unregister(1).unwrap_err().raw_os_error(), Some(libc::ENOTTY));
+        // A module from before CM_IOC_VERSION answers ENOTTY too: that is ABI 1, no soft signal.
+        let v = dev.version();
+        assert_eq!(v, Version::ABI_1);
+        assert!(!v.soft_signal());
         // read() on /dev/null is EOF: no events, no error.
         assert!(dev.read_events().unwrap().is_empty());
     }
@@ -182,9 +238,11 @@ mod tests {
     #[test]
     fn register_refuses_unencodable_names_before_the_kernel() {
         let dev = MonitorDevice::open_at("/dev/null").unwrap();
-        let err = dev.register(1, 0, 1, &"n".repeat(64)).unwrap_err();
+        let err = dev.register(1, 0, 1, &"n".repeat(64), None).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
-        let err = dev.register(1, 0, 1, "").unwrap_err();
+        let err = dev.register(1, 0, 1, "", None).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        let err = dev.register(1, 1, 2, "x", Some(256)).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
     }
 

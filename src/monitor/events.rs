@@ -13,6 +13,8 @@ pub enum EventKind {
     HardKill,
     /// The container's init exited; the monitor dropped the entry by itself.
     Gone,
+    /// The soft-limit signal was sent (ABI 2), once per crossing; limit_bytes is soft.
+    SoftSignal,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,6 +35,7 @@ impl EventKind {
             abi::CM_EVENT_SOFT_LIMIT => Some(EventKind::SoftLimit),
             abi::CM_EVENT_HARD_KILL => Some(EventKind::HardKill),
             abi::CM_EVENT_GONE => Some(EventKind::Gone),
+            abi::CM_EVENT_SOFT_SIGNAL => Some(EventKind::SoftSignal),
             _ => None,
         }
     }
@@ -91,9 +94,10 @@ mod tests {
         let mut buf = raw(abi::CM_EVENT_SOFT_LIMIT, 7, 4 << 20, 3 << 20, "memtest");
         buf.extend(raw(abi::CM_EVENT_HARD_KILL, 7, 7 << 20, 6 << 20, "memtest"));
         buf.extend(raw(abi::CM_EVENT_GONE, 7, 7 << 20, 0, "memtest"));
+        buf.extend(raw(abi::CM_EVENT_SOFT_SIGNAL, 7, 4 << 20, 3 << 20, "memtest"));
         let evs = Event::decode_all(&buf);
         let kinds: Vec<_> = evs.iter().map(|e| e.kind).collect();
-        assert_eq!(kinds, [EventKind::SoftLimit, EventKind::HardKill, EventKind::Gone]);
+        assert_eq!(kinds, [EventKind::SoftLimit, EventKind::HardKill, EventKind::Gone, EventKind::SoftSignal]);
         assert_eq!(evs[1].pid, 7);
         assert_eq!(evs[1].rss_bytes, 7 << 20);
         assert_eq!(evs[1].limit_bytes, 6 << 20);

@@ -9,5 +9,5 @@ pub mod abi;
 pub mod device;
 pub mod events;
 
-pub use device::{MonitorDevice, Stats, Usage};
+pub use device::{MonitorDevice, Stats, Usage, Version};
 pub use events::{Event, EventKind};

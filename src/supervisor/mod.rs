@@ -3,11 +3,13 @@
 pub mod handlers;
 pub mod launch;
 pub mod logs;
+pub mod metrics;
 mod monitor_events;
 mod reaper;
 pub mod registry;
 pub mod resources;
 mod server;
+pub mod softlimit;
 pub mod store;
 
 use std::fs;
@@ -37,6 +39,8 @@ pub struct Config {
     pub bridge: Option<String>,
     /// The bridge's network; its first address is the gateway.
     pub subnet: Option<crate::net::Ipv4Net>,
+    /// `--metrics-addr`: serve Prometheus metrics there.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// The host-wide names a supervisor uses. Each supervisor cleans its cgroup parent and bridge of
@@ -92,6 +96,8 @@ pub struct Supervisor {
     pub logs: logs::LogPipeline,
     /// The kernel memory monitor, when its module is loaded.
     pub monitor: Option<crate::monitor::MonitorDevice>,
+    /// Soft-limit crossings (and `--soft-signal`) from the cgroup where the monitor is absent.
+    pub softlimits: softlimit::Watcher,
     pub cgroup_parent: String,
     pub net: crate::net::NetConfig,
     shutting_down: AtomicBool,
@@ -372,7 +378,12 @@ pub fn run(config: Config, ready: impl FnOnce()) -> anyhow::Result<()> {
     remove_orphan_files(&root, &registry);
     let monitor = match crate::monitor::MonitorDevice::open() {
         Ok(dev) => {
-            crate::warn!("kernel memory monitor found: --soft-mib/--hard-mib use /dev/container_monitor");
+            let v = dev.version();
+            let sig = if v.soft_signal() { "" } else { "; too old for --soft-signal" };
+            crate::warn!(
+                "kernel memory monitor found (ABI {}{sig}): --soft-mib/--hard-mib use /dev/container_monitor",
+                v.abi
+            );
             Some(dev)
         }
         Err(e) => {
@@ -386,6 +397,7 @@ pub fn run(config: Config, ready: impl FnOnce()) -> anyhow::Result<()> {
         registry,
         logs: logs::LogPipeline::start()?,
         monitor,
+        softlimits: softlimit::Watcher::new().context("creating the soft-limit watcher's eventfd")?,
         cgroup_parent: names.cgroup_parent,
         net,
         shutting_down: AtomicBool::new(false),
@@ -393,6 +405,10 @@ pub fn run(config: Config, ready: impl FnOnce()) -> anyhow::Result<()> {
     });
     reaper::spawn(sup.clone())?;
     spawn_flusher(&sup)?;
+    softlimit::spawn(&sup)?;
+    if let Some(addr) = config.metrics_addr {
+        metrics::spawn(&sup, addr)?;
+    }
     if sup.monitor.is_some() {
         monitor_events::spawn(sup.clone())?;
     }

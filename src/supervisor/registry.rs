@@ -154,6 +154,7 @@ impl Registry {
             memory_enforcement: None,
             peak_rss_bytes: None,
             events: Vec::new(),
+            soft_signals_sent: 0,
             cgroup: Vec::new(),
             stats: None,
             network: None,
@@ -200,23 +201,32 @@ impl Registry {
 
     /// A kernel monitor event for the container whose init is `pid`.
     pub fn monitor_event(&self, pid: i32, event: &crate::monitor::Event) {
+        let name = self.inner.lock().by_pid.get(&pid).cloned();
+        if let Some(name) = name {
+            self.limit_event(&name, event.kind, event.rss_bytes, event.limit_bytes);
+        }
+    }
+
+    /// A soft crossing, a soft-limit signal sent or a hard kill, from the kernel monitor or the
+    /// cgroup fallback (`softlimit`): an event with time and RSS in the record.
+    pub fn limit_event(&self, name: &str, kind: crate::monitor::EventKind, rss_bytes: u64, limit_bytes: u64) {
         use crate::monitor::EventKind;
         let mut inner = self.inner.lock();
-        let Some(name) = inner.by_pid.get(&pid).cloned() else { return };
-        let Some(e) = inner.containers.get_mut(&name) else { return };
-        let what = match event.kind {
-            EventKind::SoftLimit => "soft limit exceeded",
-            EventKind::HardKill => "hard limit exceeded, killed",
+        let Some(e) = inner.containers.get_mut(name) else { return };
+        let what = match kind {
+            EventKind::SoftLimit => "soft limit exceeded".to_string(),
+            EventKind::SoftSignal => {
+                e.record.soft_signals_sent += 1;
+                let sig =
+                    e.record.spec.soft_signal.map_or_else(|| "signal".into(), crate::container::state::signal_name);
+                format!("soft-limit signal {sig} sent")
+            }
+            EventKind::HardKill => "hard limit exceeded, killed".to_string(),
             EventKind::Gone => return,
         };
-        e.record.events.push(format!(
-            "{} {what}: rss {} KiB, limit {} KiB",
-            now(),
-            event.rss_bytes >> 10,
-            event.limit_bytes >> 10
-        ));
-        e.record.peak_rss_bytes = e.record.peak_rss_bytes.max(Some(event.rss_bytes));
-        if event.kind == EventKind::HardKill {
+        e.record.events.push(format!("{} {what}: rss {} KiB, limit {} KiB", now(), rss_bytes >> 10, limit_bytes >> 10));
+        e.record.peak_rss_bytes = e.record.peak_rss_bytes.max(Some(rss_bytes));
+        if kind == EventKind::HardKill {
             if let Some(live) = e.live.as_mut() {
                 live.kill_reason = Some(KillReason::HardLimit);
             }
@@ -342,7 +352,19 @@ impl Registry {
                     let peak = entry.record.stats.as_ref().and_then(|s| s.memory_peak);
                     entry.record.peak_rss_bytes = entry.record.peak_rss_bytes.max(peak);
                 }
-                (l.stop_requested, l.kill_reason.or_else(|| l.resources.kill_reason()))
+                let cgroup_kill = l.resources.kill_reason();
+                if l.kill_reason.is_none() && cgroup_kill == Some(KillReason::HardLimit) {
+                    // The cgroup fallback's kill has no event of its own: the record gets one here.
+                    let peak = entry.record.peak_rss_bytes.unwrap_or(0);
+                    let limit = entry.record.spec.hard_bytes().unwrap_or(0);
+                    entry.record.events.push(format!(
+                        "{} hard limit exceeded, killed by the cgroup: rss {} KiB (peak), limit {} KiB",
+                        now(),
+                        peak >> 10,
+                        limit >> 10
+                    ));
+                }
+                (l.stop_requested, l.kill_reason.or(cgroup_kill))
             }
             None => (false, None),
         };

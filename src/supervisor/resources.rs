@@ -16,6 +16,8 @@ pub struct Resources {
     oom_reason: Option<KillReason>,
     /// Registered with /dev/container_monitor under the init's host pid.
     pub monitored: bool,
+    /// Watched by the cgroup fallback for soft-limit crossings (`softlimit`).
+    pub soft_watched: bool,
     pub network: Option<Attachment>,
 }
 
@@ -48,7 +50,14 @@ pub fn acquire(
     if soft.is_some() || hard.is_some() {
         match &sup.monitor {
             Some(dev) => {
-                dev.register(pid, soft.unwrap_or(0), hard.unwrap_or(u64::MAX), &spec.name)
+                // An ABI 1 module would refuse the flag with a bare EINVAL: say why instead.
+                if spec.soft_signal.is_some() && !dev.version().soft_signal() {
+                    return Err(Failure::engine(format!(
+                        "--soft-signal: the loaded container_monitor module speaks ABI {} and cannot send signals; load the monitor.ko built with this engine",
+                        dev.version().abi
+                    )));
+                }
+                dev.register(pid, soft.unwrap_or(0), hard.unwrap_or(u64::MAX), &spec.name, spec.soft_signal)
                     .map_err(|e| Failure::engine(format!("registering {} with the kernel monitor: {e}", spec.name)))?;
                 res.monitored = true;
                 enforcement = Some("kernel monitor (/dev/container_monitor)".to_string());
@@ -82,6 +91,16 @@ pub fn acquire(
     let cg = Cgroup::create_in(&sup.cgroup_parent, &spec.name, &limits).map_err(Failure::engine)?;
     let cg = res.cgroup.insert(cg);
     cg.add_pid(pid).map_err(Failure::engine)?;
+    if let (false, Some(soft)) = (res.monitored, soft) {
+        // The cgroup tells the supervisor of soft crossings (events, and --soft-signal).
+        match sup.softlimits.add(&cg.paths(), &spec.name, soft, spec.soft_signal) {
+            Ok(()) => res.soft_watched = true,
+            Err(e) if spec.soft_signal.is_some() => {
+                return Err(Failure::engine(format!("--soft-signal: watching the memory cgroup of {}: {e}", spec.name)))
+            }
+            Err(e) => crate::warn!("{}: no soft-limit events (watching its memory cgroup: {e})", spec.name),
+        }
+    }
     if spec.net == NetMode::Bridge {
         let attachment = net::attach(&sup.net, &spec.name, pid, spec.ip).map_err(Failure::engine)?;
         res.network = Some(attachment);
@@ -92,6 +111,10 @@ pub fn acquire(
 /// Gives everything back; keeps going past a failure and returns every error.
 pub fn release(sup: &Supervisor, name: &str, pid: Option<i32>, res: Resources) -> Vec<String> {
     let mut errors = Vec::new();
+    if res.soft_watched {
+        // Before the group goes: its eventfd registration dies with it.
+        sup.softlimits.remove(name);
+    }
     if let (true, Some(dev), Some(pid)) = (res.monitored, &sup.monitor, pid) {
         // The monitor drops a container whose init is gone by itself: ENOENT is the normal case.
         if let Err(e) = dev.unregister(pid) {

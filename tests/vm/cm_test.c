@@ -195,14 +195,35 @@ enum ctr_kind { CTR_SLEEP, CTR_EXEC, CTR_ALLOC, CTR_HOG };
 static int spawn_stdout = -1;
 static void hog_child(void);
 
-/* Allocator commands: 'g' grows by 16 MiB + touches, 's' frees it all. */
+static volatile sig_atomic_t usr1_count;
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+	usr1_count++;
+}
+
+/* Allocator commands: 'g' grows by 20 MiB + touches, 's' frees it all, 'c' answers with the
+ * number of SIGUSR1 received (the soft-limit signal) instead of echoing. */
 static void allocator(int cmd, int ack)
 {
+	struct sigaction sa;
 	char *maps[64];
 	int nmaps = 0;
 	char c;
 
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_usr1;
+	sa.sa_flags = SA_RESTART;
+	sigaction(SIGUSR1, &sa, NULL);
 	while (read(cmd, &c, 1) == 1) {
+		if (c == 'c') {
+			char n = (char)usr1_count;
+
+			if (write(ack, &n, 1) != 1)
+				_exit(3);
+			continue;
+		}
 		if (c == 'g' && nmaps < 64) {
 			size_t len = 20 * MIB;
 			char *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
@@ -412,6 +433,8 @@ static void test_errors(void)
 	/* Query output is fully defined: reserved fields zero, figures sane. */
 	memset(&q, 0xff, sizeof(q));
 	q.pid = c.pid;
+	q.flags = 0;
+	q.reserved = 0;
 	ok = xioctl(CM_IOC_QUERY, &q) == 0 && q.reserved == 0 &&
 	     q.soft_bytes == 0 && q.hard_bytes == 64 * MIB &&
 	     (q.flags & CM_FLAG_PIDNS) && q.nr_procs == 1 &&
@@ -421,6 +444,45 @@ static void test_errors(void)
 	result(ok, "query_zeroed_and_sane", "flags=%#x rss=%llu procs=%u reserved=%u name=%.64s",
 	       q.flags, (unsigned long long)q.rss_bytes, q.nr_procs, q.reserved, q.name);
 	expect_errno("stats_ok", cm_get_stats(&s), 0);
+
+	/* ABI 2: reserved input fields of a query, unknown flags, the soft-signal encoding. */
+	memset(&q, 0, sizeof(q));
+	q.pid = c.pid;
+	q.reserved = 1;
+	expect_errno("einval_query_reserved", xioctl(CM_IOC_QUERY, &q), EINVAL);
+	memset(&q, 0, sizeof(q));
+	q.pid = c.pid;
+	q.flags = CM_FLAG_SOFT_EXCEEDED;
+	expect_errno("einval_query_flags", xioctl(CM_IOC_QUERY, &q), EINVAL);
+	{
+		struct cm_register x;
+		struct cm_version v;
+
+		memset(&x, 0, sizeof(x));
+		x.pid = c.pid;
+		x.soft_bytes = 16 * MIB;
+		x.hard_bytes = 64 * MIB;
+		strcpy(x.name, "flagtest");
+		x.flags = 1U << 1;
+		expect_errno("einval_register_unknown_flag", xioctl(CM_IOC_REGISTER, &x), EINVAL);
+		x.flags = 1U << 31;
+		expect_errno("einval_register_high_flag", xioctl(CM_IOC_REGISTER, &x), EINVAL);
+		x.flags = CM_REGISTER_SIGNAL(SIGTERM);
+		expect_errno("einval_signal_without_flag", xioctl(CM_IOC_REGISTER, &x), EINVAL);
+		x.flags = CM_REGISTER_SOFT_SIGNAL | CM_REGISTER_SIGNAL(SIGKILL);
+		expect_errno("einval_soft_signal_kill", xioctl(CM_IOC_REGISTER, &x), EINVAL);
+		x.flags = CM_REGISTER_SOFT_SIGNAL | CM_REGISTER_SIGNAL(65);
+		expect_errno("einval_soft_signal_invalid", xioctl(CM_IOC_REGISTER, &x), EINVAL);
+		x.flags = CM_REGISTER_SOFT_SIGNAL | CM_REGISTER_SIGNAL(SIGTERM);
+		x.soft_bytes = 0;
+		expect_errno("einval_soft_signal_no_soft", xioctl(CM_IOC_REGISTER, &x), EINVAL);
+
+		memset(&v, 0xff, sizeof(v));
+		i = xioctl(CM_IOC_VERSION, &v);
+		result(i == 0 && v.abi == CM_ABI_VERSION && (v.features & CM_FEATURE_SOFT_SIGNAL),
+		       "version_abi2_soft_signal", "rc=%d abi=%u features=%#x", i, v.abi, v.features);
+		expect_errno("efault_version_null", xioctl(CM_IOC_VERSION, NULL), EFAULT);
+	}
 
 	/* read(): whole records only; empty non-blocking queue is EAGAIN. */
 	{
@@ -552,6 +614,72 @@ static void test_soft(void)
 	       "%d soft events", count_events(CM_EVENT_SOFT_LIMIT, c.pid));
 	result(waitpid(c.pid, &status, WNOHANG) == 0 &&
 	       count_events(CM_EVENT_HARD_KILL, c.pid) == 0, "soft_does_not_kill", "killed");
+	cm_unregister(c.pid);
+	reap(&c, SIGKILL);
+}
+
+static int usr1_received(struct ctr *c)
+{
+	char b = 'c', n;
+
+	if (write(c->cmd, &b, 1) != 1 || read(c->ack, &n, 1) != 1)
+		return -1;
+	return n;
+}
+
+/* The soft-limit signal: sent once per crossing, re-armed below 90 % of soft. */
+static void test_softsig(void)
+{
+	struct cm_register r;
+	struct cm_query q;
+	struct cm_event ev;
+	struct ctr c;
+	int ok, n, rc, status;
+
+	open_dev();
+	c = spawn(CTR_ALLOC, NULL);
+	memset(&r, 0, sizeof(r));
+	r.pid = c.pid;
+	r.soft_bytes = 16 * MIB;
+	r.hard_bytes = 128 * MIB;
+	r.flags = CM_REGISTER_SOFT_SIGNAL | CM_REGISTER_SIGNAL(SIGUSR1);
+	strcpy(r.name, "sigtest");
+	rc = xioctl(CM_IOC_REGISTER, &r);
+	result(rc == 0, "softsig_register", "%s", strerror(-rc));
+	if (rc) {
+		reap(&c, SIGKILL);
+		return;
+	}
+	release(&c);
+	alloc_cmd(&c, 'g');
+	ok = wait_event(CM_EVENT_SOFT_SIGNAL, c.pid, 3000, &ev);
+	result(ok && ev.rss_bytes > 16 * MIB && ev.limit_bytes == 16 * MIB && !strcmp(ev.name, "sigtest"),
+	       "softsig_event", "ok=%d rss=%llu limit=%llu", ok, (unsigned long long)ev.rss_bytes,
+	       (unsigned long long)ev.limit_bytes);
+	n = usr1_received(&c);
+	result(n == 1, "softsig_delivered", "%d SIGUSR1 received", n);
+	/* Still above soft, and growing: no second signal. */
+	alloc_cmd(&c, 'g');
+	msleep(500);
+	read_events(0);
+	rc = cm_query(c.pid, &q);
+	n = usr1_received(&c);
+	result(n == 1 && count_events(CM_EVENT_SOFT_SIGNAL, c.pid) == 1 && rc == 0 &&
+	       (q.flags & CM_FLAG_SOFT_SIGNALLED), "softsig_once_per_crossing",
+	       "%d received, %d events, flags=%#x", n, count_events(CM_EVENT_SOFT_SIGNAL, c.pid), q.flags);
+	/* Well below 90 % of soft: re-armed; the next crossing signals again. */
+	alloc_cmd(&c, 's');
+	rc = cm_query(c.pid, &q);
+	result(rc == 0 && !(q.flags & CM_FLAG_SOFT_SIGNALLED), "softsig_rearmed_below",
+	       "rss=%llu flags=%#x", (unsigned long long)q.rss_bytes, q.flags);
+	alloc_cmd(&c, 'g');
+	for (n = 0; n < 30 && count_events(CM_EVENT_SOFT_SIGNAL, c.pid) < 2; n++)
+		read_events(100);
+	n = usr1_received(&c);
+	result(n == 2 && count_events(CM_EVENT_SOFT_SIGNAL, c.pid) == 2, "softsig_second_crossing",
+	       "%d received, %d events", n, count_events(CM_EVENT_SOFT_SIGNAL, c.pid));
+	result(waitpid(c.pid, &status, WNOHANG) == 0 && count_events(CM_EVENT_HARD_KILL, c.pid) == 0,
+	       "softsig_does_not_kill", "killed");
 	cm_unregister(c.pid);
 	reap(&c, SIGKILL);
 }
@@ -919,6 +1047,8 @@ int main(int argc, char **argv)
 		test_idle();
 	else if (!strcmp(cmd, "soft"))
 		test_soft();
+	else if (!strcmp(cmd, "softsig"))
+		test_softsig();
 	else if (!strcmp(cmd, "shell"))
 		test_shell();
 	else if (!strcmp(cmd, "hog") && argc >= 4)

@@ -25,6 +25,10 @@ echo 4096 > /sys/module/monitor/parameters/burst_mib_s
 cm_test soft
 n=$(dmesg | grep -c 'container_monitor: SOFT LIMIT container=softtest pid=[0-9]* rss=[0-9]* soft=16777216$')
 [ "$n" = 2 ] && pass dmesg_soft_line_per_crossing || fail dmesg_soft_line_per_crossing "$n lines, want 2"
+# The soft-limit signal (ABI 2): once per crossing, re-armed below 90 % of soft.
+cm_test softsig
+n=$(dmesg | grep -c 'container_monitor: SOFT SIGNAL container=sigtest pid=[0-9]* sig=10 rss=[0-9]* soft=16777216$')
+[ "$n" = 2 ] && pass dmesg_soft_signal_line || fail dmesg_soft_signal_line "$n lines, want 2"
 cm_test shell
 dmesg | grep -q 'container_monitor: HARD LIMIT container=shelltest pid=[0-9]* rss=[0-9]* hard=25165824 killing procs=[2-9]' &&
 	pass dmesg_hard_line_whole_container || fail dmesg_hard_line_whole_container "$(dmesg | grep shelltest | tail -n 3)"

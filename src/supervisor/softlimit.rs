@@ -1,0 +1,260 @@
+//! `--soft-mib` (and `--soft-signal`) where the kernel monitor is absent: the cgroup tells us when
+//! the container crosses its soft limit, and the supervisor sends the signal to the container's
+//! init, which forwards it to the command's process group (as for `stop`).
+//!
+//! - cgroup v1: memory thresholds. An eventfd is registered through `cgroup.event_control` on
+//!   `memory.usage_in_bytes` at soft and at the re-arm point (90 % of soft); the kernel signals it
+//!   when usage crosses either, in either direction.
+//! - cgroup v2: `memory.events`, whose `high` counter grows each time the group goes above
+//!   `memory.high` (= soft); a change of the file wakes poll() with POLLPRI (the kernel's
+//!   cgroup-v2 documentation: "a value change in this file generates a file modified event").
+//!   v2 has no notification for going back down, so while a container is signalled and not yet
+//!   re-armed its `memory.current` is read every RE_ARM_TICK.
+//!
+//! Same rules as the module: one "soft limit exceeded" event per crossing, the signal once per
+//! crossing, re-armed when usage falls below 90 % of soft. One thread polls every container.
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use super::Supervisor;
+use crate::monitor::abi::CM_SOFT_REARM_PERCENT;
+use crate::monitor::EventKind;
+
+/// How often a signalled v2 container's usage is read to see whether it has let go.
+const RE_ARM_TICK: Duration = Duration::from_millis(200);
+
+pub struct Watcher {
+    watches: Mutex<Vec<Arc<Watch>>>,
+    /// An eventfd: written when the list changes, so the poll loop picks up the new set.
+    wake: OwnedFd,
+}
+
+struct Watch {
+    name: String,
+    soft: u64,
+    signal: Option<i32>,
+    source: Source,
+    state: Mutex<WatchState>,
+}
+
+#[derive(Default)]
+struct WatchState {
+    /// Above soft since the last "soft limit exceeded" event.
+    over: bool,
+    /// The signal was sent and is not re-armed yet.
+    signalled: bool,
+    /// v2: the `high` count last seen.
+    high: u64,
+}
+
+enum Source {
+    V1 { usage: File, efd: OwnedFd },
+    V2 { events: File, current: File },
+}
+
+/// What a wake-up found for one container, acted on outside every lock.
+struct Action {
+    name: String,
+    usage: u64,
+    soft: u64,
+    event: bool,
+    signal: Option<i32>,
+}
+
+fn eventfd() -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall; the fd is owned from here on.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd was just created and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn drain_eventfd(fd: &OwnedFd) {
+    let mut buf = [0u8; 8];
+    // SAFETY: reads at most 8 bytes into a buffer of 8.
+    unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+}
+
+fn read_file(f: &File) -> io::Result<String> {
+    // cgroup files are small; reading from offset 0 each time also resets kernfs' poll state.
+    let mut buf = vec![0u8; 4096];
+    let n = f.read_at(&mut buf, 0)?;
+    Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+}
+
+fn read_u64(f: &File) -> io::Result<u64> {
+    let text = read_file(f)?;
+    text.trim().parse().map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{text:?}: {e}")))
+}
+
+fn high_count(events: &File) -> io::Result<u64> {
+    let text = read_file(events)?;
+    Ok(text.lines().find_map(|l| l.strip_prefix("high ").and_then(|v| v.trim().parse().ok())).unwrap_or(0))
+}
+
+fn rearm_point(soft: u64) -> u64 {
+    soft / 100 * CM_SOFT_REARM_PERCENT as u64
+}
+
+impl Watch {
+    /// Watches the memory group `dir` (v1: the memory controller's directory; v2: the group).
+    fn open(dir: &Path, name: &str, soft: u64, signal: Option<i32>) -> io::Result<Watch> {
+        let source = if dir.join("memory.events").exists() {
+            let events = File::open(dir.join("memory.events"))?;
+            let current = File::open(dir.join("memory.current"))?;
+            Source::V2 { events, current }
+        } else {
+            let usage = File::open(dir.join("memory.usage_in_bytes"))?;
+            let efd = eventfd()?;
+            let control = std::fs::OpenOptions::new().write(true).open(dir.join("cgroup.event_control"))?;
+            for threshold in [soft, rearm_point(soft)] {
+                let line = format!("{} {} {threshold}", efd.as_raw_fd(), usage.as_raw_fd());
+                control.write_at(line.as_bytes(), 0)?;
+            }
+            Source::V1 { usage, efd }
+        };
+        let watch = Watch { name: name.into(), soft, signal, source, state: Mutex::new(WatchState::default()) };
+        if let Source::V2 { events, .. } = &watch.source {
+            watch.state.lock().high = high_count(events)?;
+        }
+        Ok(watch)
+    }
+
+    fn poll_fd(&self) -> libc::pollfd {
+        match &self.source {
+            Source::V1 { efd, .. } => libc::pollfd { fd: efd.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+            Source::V2 { events, .. } => libc::pollfd { fd: events.as_raw_fd(), events: libc::POLLPRI, revents: 0 },
+        }
+    }
+
+    /// Reads the group's usage and applies the rules; what to record and send, if anything.
+    fn check(&self) -> io::Result<Option<Action>> {
+        let mut st = self.state.lock();
+        let (usage, crossed) = match &self.source {
+            Source::V1 { usage, efd } => {
+                drain_eventfd(efd);
+                let u = read_u64(usage)?;
+                (u, u > self.soft)
+            }
+            Source::V2 { events, current } => {
+                // memory.high holds usage near soft: a new `high` count is the crossing itself.
+                let high = high_count(events)?;
+                let u = read_u64(current)?;
+                let crossed = high > st.high || u > self.soft;
+                st.high = high;
+                (u, crossed)
+            }
+        };
+        let mut action = Action { name: self.name.clone(), usage, soft: self.soft, event: false, signal: None };
+        if crossed {
+            action.event = !std::mem::replace(&mut st.over, true);
+            if !st.signalled {
+                action.signal = self.signal;
+                st.signalled = self.signal.is_some();
+            }
+        } else {
+            st.over = false;
+            if usage < rearm_point(self.soft) {
+                st.signalled = false;
+            }
+        }
+        Ok((action.event || action.signal.is_some()).then_some(action))
+    }
+
+    fn signalled(&self) -> bool {
+        self.state.lock().signalled
+    }
+}
+
+impl Watcher {
+    pub fn new() -> io::Result<Watcher> {
+        Ok(Watcher { watches: Mutex::new(Vec::new()), wake: eventfd()? })
+    }
+
+    /// Starts watching container `name` whose memory group is one of `dirs`.
+    pub fn add(&self, dirs: &[std::path::PathBuf], name: &str, soft: u64, signal: Option<i32>) -> io::Result<()> {
+        let dir = dirs
+            .iter()
+            .find(|d| d.join("memory.events").exists() || d.join("memory.usage_in_bytes").exists())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the container has no memory cgroup"))?;
+        let watch = Watch::open(dir, name, soft, signal)?;
+        self.watches.lock().push(Arc::new(watch));
+        self.poke();
+        Ok(())
+    }
+
+    /// Stops watching (the container ended); its fds close once the poll loop lets go of them.
+    pub fn remove(&self, name: &str) {
+        self.watches.lock().retain(|w| w.name != name);
+        self.poke();
+    }
+
+    fn poke(&self) {
+        let one = 1u64.to_ne_bytes();
+        // SAFETY: writes 8 bytes from a buffer of 8 to our own eventfd.
+        unsafe { libc::write(self.wake.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+    }
+}
+
+/// The poll loop: one thread for every watched container.
+pub fn spawn(sup: &Arc<Supervisor>) -> io::Result<()> {
+    let weak: Weak<Supervisor> = Arc::downgrade(sup);
+    std::thread::Builder::new().name("soft-limits".into()).spawn(move || {
+        let mut warned = false;
+        loop {
+            let Some(sup) = weak.upgrade() else { return };
+            let watches: Vec<Arc<Watch>> = sup.softlimits.watches.lock().clone();
+            let mut fds = vec![libc::pollfd { fd: sup.softlimits.wake.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
+            fds.extend(watches.iter().map(|w| w.poll_fd()));
+            let timeout = if watches.iter().any(|w| w.signalled()) { RE_ARM_TICK.as_millis() as i32 } else { 1000 };
+            drop(sup);
+            // SAFETY: fds is a valid array of fds.len() pollfds; every fd in it is kept open by
+            // `watches` (or the Watcher) until after the call.
+            let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+            let Some(sup) = weak.upgrade() else { return };
+            if rc < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted && !std::mem::replace(&mut warned, true) {
+                    crate::warn!("polling the memory cgroups for soft limits: {e}");
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                continue;
+            }
+            if fds[0].revents != 0 {
+                drain_eventfd(&sup.softlimits.wake);
+            }
+            for (w, fd) in watches.iter().zip(&fds[1..]) {
+                // A signalled v2 container is re-checked on every tick, to see it let go.
+                if fd.revents == 0 && !w.signalled() {
+                    continue;
+                }
+                match w.check() {
+                    Ok(Some(action)) => act(&sup, action),
+                    Ok(None) => {}
+                    Err(e) => crate::warn!("{}: reading its memory cgroup: {e}", w.name),
+                }
+            }
+        }
+    })?;
+    Ok(())
+}
+
+fn act(sup: &Supervisor, a: Action) {
+    if a.event {
+        sup.registry.limit_event(&a.name, EventKind::SoftLimit, a.usage, a.soft);
+    }
+    if let Some(sig) = a.signal {
+        if let Ok(true) = sup.registry.signal(&a.name, sig, |_| {}) {
+            sup.registry.limit_event(&a.name, EventKind::SoftSignal, a.usage, a.soft);
+        }
+    }
+}
