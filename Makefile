@@ -17,7 +17,7 @@ build:
 
 # Debian packages the build and the tests need; apt-get update runs once per machine.
 deps:
-	@bash scripts/apt-install.sh busybox-static
+	@bash scripts/apt-install.sh busybox-static python3-venv
 
 include mk/workloads.mk
 include mk/vm.mk
@@ -26,7 +26,7 @@ include mk/bench.mk
 rootfs: $(ROOTFS)/.stamp
 
 $(ROOTFS)/.stamp: scripts/mkrootfs.sh $(WORKLOAD_BINS)
-	@bash scripts/apt-install.sh busybox-static
+	@bash scripts/apt-install.sh busybox-static python3-venv
 	bash scripts/mkrootfs.sh $(ROOTFS) $(WORKLOAD_DIR)
 	touch $@
 
