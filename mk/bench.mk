@@ -3,7 +3,7 @@
 BENCH_DEPS := crun runc bubblewrap hyperfine
 BENCH_ENV  := ENGINE=$(ENGINE) ROOTFS=$(ROOTFS) BUILD=$(BUILD)
 
-.PHONY: bench experiments soak
+.PHONY: bench experiments soak softlimit
 
 # benches/results/bench.md + startup.svg; BENCH_ARGS passes options (e.g. --only startup --runs 20).
 # Then the soak (below).
@@ -18,9 +18,17 @@ SOAK_CYCLES ?= 10000
 soak: build rootfs
 	$(BENCH_ENV) python3 benches/soak.py --cycles $(SOAK_CYCLES) $(SOAK_ARGS)
 
-# benches/results/experiments.md + nice.svg
+# benches/results/experiments.md + nice.svg, then the soft-limit figure (below).
 experiments: build rootfs
 	$(BENCH_ENV) python3 benches/experiments.py $(EXPERIMENT_ARGS)
+	$(MAKE) softlimit
+
+# benches/results/softlimit.md + softlimit.svg: soft_trap's RSS over time under the hard limit,
+# --soft-signal (module, cgroup fallback) and memory.high; guest runs in QEMU (softlimit-vm),
+# the cgroup v1 ones on this host.
+softlimit: build rootfs
+	$(MAKE) softlimit-vm
+	$(BENCH_ENV) python3 benches/softlimit.py --guest $(VM_DIR)/softlimit.out
 
 # The echo server in a container on engine's bridge, the client on the host (issue 4's demo).
 .PHONY: demo-net

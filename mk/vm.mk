@@ -9,7 +9,10 @@
 #                       kernel lockup while monitor.ko is not loaded (an emulator/kernel flake,
 #                       reported with its trace) gets one fresh boot (single-threaded TCG)
 #   make vm-run VM_SCRIPT=path   boot the guest, run a script of yours, print its output
-#   make bench-monitor  detection delay and idle cost figures, measured in the guest
+#   make bench-monitor  detection delay, idle cost and --soft-signal latency figures, measured in
+#                       the guest; benches/monitor.py writes benches/results/monitor.md
+#   make softlimit-vm   the soft-limit figure's guest runs (tests/vm/softlimit.sh) into
+#                       build/vm/softlimit.out (make softlimit / experiments plot them)
 #
 # VM_ACCEL=kvm for hosts with a real KVM; VM_ENGINE_CHECKS=1 adds the engine checks
 # (tests/vm/engine-scenario.sh) to vm-test.
@@ -37,7 +40,7 @@ VM_ENV = VM_DIR=$(VM_DIR) MONITOR_KO=$(VM_KMOD)/monitor.ko VM_TOOLS=$(VM_TOOLS) 
          WORKLOAD_DIR=$(WORKLOAD_DIR) ROOTFS=$(ROOTFS) VM_ACCEL=$(VM_ACCEL) \
          VM_MEM=$(VM_MEM) VM_TIMEOUT=$(VM_TIMEOUT)
 
-.PHONY: kmod vm-deps vm-kernel vm-kmod vm-tools engine-static vm-test vm-run bench-monitor
+.PHONY: kmod vm-deps vm-kernel vm-kmod vm-tools engine-static vm-test vm-run bench-monitor softlimit-vm
 
 vm-deps:
 	@bash $(ROOT)/scripts/apt-install.sh qemu-system-x86 busybox-static gcc gcc-12 make libc6-dev libelf1 zlib1g
@@ -96,6 +99,16 @@ vm-run: vm-deps vm-kmod vm-tools rootfs
 	$(VM_ENV) ENGINE_BIN=$$eb bash $(ROOT)/scripts/vm-initramfs.sh $(VM_DIR)/run.cpio $(abspath $(VM_SCRIPT))
 	@$(VM_ENV) bash $(ROOT)/tests/vm/boot.sh run $(VM_DIR)/run.cpio $(VM_DIR)/run.log
 
+# The guest's output is kept in bench.out; monitor.py turns it into benches/results/monitor.md.
 bench-monitor: vm-deps vm-kmod vm-tools rootfs
-	@$(VM_ENV) ENGINE_BIN= bash $(ROOT)/scripts/vm-initramfs.sh $(VM_DIR)/bench.cpio $(ROOT)/tests/vm/bench.sh
-	@$(VM_ENV) bash $(ROOT)/tests/vm/boot.sh run $(VM_DIR)/bench.cpio $(VM_DIR)/bench.log
+	@eb=$(call vm_engine); \
+	$(VM_ENV) ENGINE_BIN=$$eb bash $(ROOT)/scripts/vm-initramfs.sh $(VM_DIR)/bench.cpio $(ROOT)/tests/vm/bench.sh
+	@$(VM_ENV) bash $(ROOT)/tests/vm/boot.sh run $(VM_DIR)/bench.cpio $(VM_DIR)/bench.log | tee $(VM_DIR)/bench.out; \
+	rc=$${PIPESTATUS[0]}; [ $$rc = 0 ] || exit $$rc
+	python3 $(ROOT)/benches/monitor.py $(VM_DIR)/bench.out
+
+softlimit-vm: vm-deps vm-kmod vm-tools rootfs
+	@eb=$(call vm_engine); \
+	$(VM_ENV) ENGINE_BIN=$$eb bash $(ROOT)/scripts/vm-initramfs.sh $(VM_DIR)/softlimit.cpio $(ROOT)/tests/vm/softlimit.sh
+	@$(VM_ENV) bash $(ROOT)/tests/vm/boot.sh run $(VM_DIR)/softlimit.cpio $(VM_DIR)/softlimit.log > $(VM_DIR)/softlimit.out; \
+	rc=$$?; grep -v '^SL sample ' $(VM_DIR)/softlimit.out | cut -c1-300; exit $$rc

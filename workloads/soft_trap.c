@@ -3,7 +3,15 @@
  * touched, so resident) and prints the time since it started and its RSS. In trap mode (the
  * default) SIGTERM or SIGUSR1 makes it write a "checkpoint" line and exit 0, as a real
  * application would save its state and leave; in ignore mode it ignores SIGTERM and SIGUSR1 and
- * keeps growing (the hard limit must then kill it). At MAX_MIB it holds its memory. */
+ * keeps growing (the hard limit must then kill it). At MAX_MIB it holds its memory.
+ *
+ * soft_trap latency SOFT_KIB STEP_KIB PAUSE_MS MAX_MIB: the soft-limit signal's latency, for
+ * `make bench-monitor`. Grows by STEP_KIB (touched) every PAUSE_MS (0: at full speed) and after
+ * each step adds up the RSS of every process it sees in /proc, which in a container is the
+ * container's own PID namespace: the sum the kernel monitor compares with soft. It notes when
+ * that sum first exceeds SOFT_KIB and when SIGTERM or SIGUSR1 arrives (CLOCK_MONOTONIC, read
+ * in the handler), then prints one "latency:" line and exits 0. */
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -46,8 +54,108 @@ static int parse_long(const char *s, long max, long *out)
 	return !errno && end != s && !*end && *out >= 0 && *out <= max;
 }
 
+static volatile long long got_ns;
+
+static void on_signal_timed(int sig)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts); /* async-signal-safe */
+	got_ns = ts.tv_sec * 1000000000LL + ts.tv_nsec;
+	got = sig;
+}
+
+static long long now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* RSS of every process in /proc, in KiB (the container's PID namespace in a container). */
+static long all_rss_kib(void)
+{
+	char path[300];
+	long sum = 0, size, res, kib = sysconf(_SC_PAGESIZE) / 1024;
+	struct dirent *d;
+	DIR *dir = opendir("/proc");
+	if (!dir)
+		return -1;
+	while ((d = readdir(dir))) {
+		if (d->d_name[0] < '1' || d->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/statm", d->d_name);
+		FILE *f = fopen(path, "r");
+		if (!f)
+			continue;
+		if (fscanf(f, "%ld %ld", &size, &res) == 2)
+			sum += res * kib;
+		fclose(f);
+	}
+	closedir(dir);
+	return sum;
+}
+
+static int latency(int argc, char **argv)
+{
+	long soft, step, pause, max, page = sysconf(_SC_PAGESIZE), rss = 0, cross_rss = 0;
+	long long start = now_ns(), cross = 0;
+	size_t done = 0, len;
+	struct sigaction sa;
+	char *p;
+
+	if (argc != 6 || !parse_long(argv[2], 1L << 30, &soft) || !parse_long(argv[3], 1L << 20, &step) ||
+	    step == 0 || !parse_long(argv[4], 60000L, &pause) || !parse_long(argv[5], 1L << 20, &max)) {
+		fprintf(stderr, "usage: soft_trap latency SOFT_KIB STEP_KIB PAUSE_MS MAX_MIB\n");
+		return 2;
+	}
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal_timed;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL);
+	len = (size_t)max << 20;
+	p = malloc(len);
+	if (!p) {
+		fprintf(stderr, "soft_trap: malloc %ld MiB failed\n", max);
+		return 1;
+	}
+	while (!got && done < len) {
+		size_t end = done + ((size_t)step << 10) < len ? done + ((size_t)step << 10) : len;
+		for (; done < end; done += page)
+			p[done] = 1;
+		rss = all_rss_kib();
+		if (!cross && rss > soft) {
+			cross = now_ns();
+			cross_rss = rss;
+		}
+		if (pause && !got) {
+			struct timespec ts = { pause / 1000, (pause % 1000) * 1000000L };
+			nanosleep(&ts, NULL);
+		}
+	}
+	if (!got) {
+		/* Reached MAX_MIB unsignalled: wait a little for a late signal, then say so. */
+		for (int i = 0; i < 200 && !got; i++) {
+			struct timespec ts = { 0, 10000000L };
+			nanosleep(&ts, NULL);
+		}
+	}
+	double rate = done / 1048576.0 / ((now_ns() - start) / 1e9);
+	if (!got || !cross) {
+		printf("latency: no signal (crossed=%d, rss=%ld KiB, soft=%ld KiB)\n", cross != 0, rss, soft);
+		return 1;
+	}
+	printf("latency: soft=%ld KiB step=%ld KiB pause=%ld ms rate=%.0f MiB/s crossed_rss=%ld KiB "
+	       "signal=%d delay_ms=%.3f\n", soft, step, pause, rate, cross_rss, (int)got,
+	       (got_ns - cross) / 1e6);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc > 1 && !strcmp(argv[1], "latency"))
+		return latency(argc, argv);
+
 	long step, interval, max, start = now_ms(), allocated = 0, page = sysconf(_SC_PAGESIZE);
 	int ignore = argc == 5 && !strcmp(argv[4], "ignore");
 

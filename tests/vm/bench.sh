@@ -20,9 +20,14 @@ echo "--- idle containers: cost of the periodic check"
 cm_test idlecost 1000 5 1024
 cm_test idlecost 1000 5 256
 cm_test idlecost 100 5 1024
+echo "--- idle containers registered with a soft limit and a soft-limit signal (ABI 2 path)"
+cm_test idlecost-sig 1000 5 1024
 echo "--- full-speed memory_hog while 1000 idle containers are registered"
 cm_test idlecost 1000 10 1024 &
 sleep 4
 cm_test hog 256 20 memory_hog
 wait
+# The soft-limit signal's latency, crossing -> delivery, through engine: module, then the cgroup
+# v2 fallback (module unloaded). soft_trap latency times both in the container (see its header).
+. /vm/bench-latency.sh
 exit 0

@@ -14,6 +14,15 @@
  *   cm_test hold N              register N sleeping containers and leave them
  *   cm_test stats [N [CHECK]]   print the module's stats; check N entries
  *   cm_test idlecost N SECONDS  cost of checking N idle containers (bench)
+ *   cm_test idlecost-sig N SECONDS [HARD_MIB]
+ *                               the same, each registered with soft = hard/2
+ *                               and a soft-limit signal (SIGTERM): the ABI 2
+ *                               path; says whether it stays under 1 % of a CPU
+ *   cm_test rsswatch CGROUP_DIR INTERVAL_MS MAX_MS
+ *                               samples a cgroup's RSS (sum of VmRSS of its
+ *                               processes) and memory.current every
+ *                               INTERVAL_MS: "sample REALTIME_MS RSS_KIB
+ *                               CURRENT_KIB NPROCS" lines, until it empties
  *
  * A "container" here is what engine makes of one: a process that is PID 1 of
  * its own PID namespace, registered before it is allowed to run.
@@ -1001,8 +1010,9 @@ static void print_stats(int want, const char *check)
 }
 
 /* Cost of the periodic check with @n idle containers over @secs seconds. */
-static void idlecost(int n, int secs, uint64_t hard)
+static void idlecost(int n, int secs, uint64_t hard, int sig)
 {
+	struct cm_register r;
 	struct ctr *c = calloc(n, sizeof(*c));
 	struct cm_stats a, b;
 	char name[32];
@@ -1013,7 +1023,18 @@ static void idlecost(int n, int secs, uint64_t hard)
 	for (i = 0; i < n; i++) {
 		c[i] = spawn(CTR_SLEEP, NULL);
 		snprintf(name, sizeof(name), "idle-%d", i);
-		reg += cm_register(c[i].pid, 0, hard, name) == 0;
+		if (sig) {
+			/* The ABI 2 path: a soft limit with a signal to send, never crossed. */
+			memset(&r, 0, sizeof(r));
+			r.pid = c[i].pid;
+			r.soft_bytes = hard / 2;
+			r.hard_bytes = hard;
+			r.flags = CM_REGISTER_SOFT_SIGNAL | CM_REGISTER_SIGNAL(sig);
+			snprintf(r.name, sizeof(r.name), "%s", name);
+			reg += xioctl(CM_IOC_REGISTER, &r) == 0;
+		} else {
+			reg += cm_register(c[i].pid, 0, hard, name) == 0;
+		}
 		release(&c[i]);
 	}
 	msleep(1000);	/* let the first checks spread out */
@@ -1023,17 +1044,97 @@ static void idlecost(int n, int secs, uint64_t hard)
 	per_check = (double)(b.total_ns - a.total_ns) / (b.checks - a.checks + !(b.checks - a.checks));
 	checks_s = (double)(b.checks - a.checks) / secs;
 	cpu = (double)(b.total_ns - a.total_ns) / (secs * 1e9) * 100;
-	printf("idlecost: containers=%d hard=%llu MiB registered=%d checks/s=%.0f runs/s=%.1f "
+	printf("idlecost: containers=%d soft_signal=%s hard=%llu MiB registered=%d checks/s=%.0f runs/s=%.1f "
 	       "ns/check=%.0f full_cycle_us=%.1f max_run_us=%.1f cpu=%.3f%%\n",
-	       n, (unsigned long long)(hard / MIB), reg, checks_s,
+	       n, sig ? strsignal(sig) : "none", (unsigned long long)(hard / MIB), reg, checks_s,
 	       (double)(b.runs - a.runs) / secs, per_check, per_check * n / 1000,
 	       b.max_run_ns / 1000.0, cpu);
 	result(reg == n && b.checks > a.checks, "idlecost_measured", "registered %d", reg);
+	if (sig)
+		printf("idlecost: %d containers with a soft signal cost %.3f %% of a CPU: %s 1 %%\n",
+		       n, cpu, cpu < 1.0 ? "under" : "NOT under");
 	for (i = 0; i < n; i++)
 		kill(c[i].pid, SIGKILL);
 	for (i = 0; i < n; i++)
 		waitpid(c[i].pid, NULL, 0);
 	free(c);
+}
+
+/* Sum of the resident pages of @dir's processes (what the module adds up), in KiB; *nprocs. */
+static long long cgroup_rss_kib(const char *dir, int *nprocs)
+{
+	char path[512];
+	long long sum = 0, size, res;
+	FILE *f, *m;
+	int pid;
+
+	*nprocs = 0;
+	snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	while (fscanf(f, "%d", &pid) == 1) {
+		snprintf(path, sizeof(path), "/proc/%d/statm", pid);
+		m = fopen(path, "r");
+		if (!m)
+			continue;
+		if (fscanf(m, "%lld %lld", &size, &res) == 2) {
+			sum += res * (sysconf(_SC_PAGESIZE) / 1024);
+			(*nprocs)++;
+		}
+		fclose(m);
+	}
+	fclose(f);
+	return sum;
+}
+
+static long long read_kib(const char *dir, const char *file)
+{
+	char path[512];
+	unsigned long long v;
+	FILE *f;
+	int ok;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	ok = fscanf(f, "%llu", &v) == 1;
+	fclose(f);
+	return ok ? (long long)(v / 1024) : -1;
+}
+
+/*
+ * RSS over time of one container's cgroup, for the soft-limit figure: waits (up
+ * to 20 s) for the group to have a process, then prints a sample every
+ * @interval_ms until it has none left or @max_ms have passed. CLOCK_REALTIME,
+ * so the samples line up with the supervisor's event times.
+ */
+static void rsswatch(const char *dir, int interval_ms, int max_ms)
+{
+	struct timespec ts;
+	uint64_t start, deadline;
+	long long rss, cur;
+	int nprocs = 0, seen = 0;
+
+	deadline = now_ns() + 20000000000ULL;
+	while (now_ns() < deadline && (cgroup_rss_kib(dir, &nprocs) < 0 || nprocs == 0))
+		msleep(2);
+	start = now_ns();
+	while (now_ns() - start < (uint64_t)max_ms * 1000000ULL) {
+		rss = cgroup_rss_kib(dir, &nprocs);
+		if (rss < 0 || nprocs == 0)
+			break;
+		cur = read_kib(dir, "memory.current");
+		if (cur < 0)
+			cur = read_kib(dir, "memory.usage_in_bytes");
+		clock_gettime(CLOCK_REALTIME, &ts);
+		printf("sample %lld %lld %lld %d\n", (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000,
+		       rss, cur, nprocs);
+		seen++;
+		msleep(interval_ms);
+	}
+	printf("rsswatch: %d samples of %s\n", seen, dir);
 }
 
 int main(int argc, char **argv)
@@ -1062,7 +1163,12 @@ int main(int argc, char **argv)
 		print_stats(argc > 2 ? atoi(argv[2]) : -1, argc > 3 ? argv[3] : "stats_entries");
 	else if (!strcmp(cmd, "idlecost") && argc >= 4)
 		idlecost(atoi(argv[2]), atoi(argv[3]),
-			 (argc > 4 ? strtoull(argv[4], NULL, 0) : 1024) * MIB);
+			 (argc > 4 ? strtoull(argv[4], NULL, 0) : 1024) * MIB, 0);
+	else if (!strcmp(cmd, "idlecost-sig") && argc >= 4)
+		idlecost(atoi(argv[2]), atoi(argv[3]),
+			 (argc > 4 ? strtoull(argv[4], NULL, 0) : 1024) * MIB, SIGTERM);
+	else if (!strcmp(cmd, "rsswatch") && argc == 5)
+		rsswatch(argv[2], atoi(argv[3]), atoi(argv[4]));
 	else {
 		fprintf(stderr, "usage: see the comment at the top of cm_test.c\n");
 		return 2;
