@@ -145,7 +145,7 @@ static int latency(int argc, char **argv)
 		printf("latency: no signal (crossed=%d, rss=%ld KiB, soft=%ld KiB)\n", cross != 0, rss, soft);
 		return 1;
 	}
-	printf("latency: soft=%ld KiB step=%ld KiB pause=%ld ms rate=%.0f MiB/s crossed_rss=%ld KiB "
+	printf("latency: soft_kib=%ld step_kib=%ld pause_ms=%ld alloc_mib_s=%.0f crossed_rss=%ld KiB "
 	       "signal=%d delay_ms=%.3f\n", soft, step, pause, rate, cross_rss, (int)got,
 	       (got_ns - cross) / 1e6);
 	return 0;

@@ -5,6 +5,10 @@
 //! The first TSV line is the header: `label<TAB>series...`. A column named `NAME_lo` or
 //! `NAME_hi` is not a series: it gives the low/high end of a whisker on series NAME (the bench
 //! uses p10/p90 there). Every following line is one group of bars: its label, then numbers.
+//!
+//! `engine-bench-plot --lines OUT.svg TITLE X_LABEL Y_LABEL < series.tsv` draws curves instead
+//! (src/lines.rs).
+mod lines;
 use plotters::prelude::*;
 use std::io::Read;
 use std::process::ExitCode;
@@ -123,8 +127,22 @@ fn draw(table: &Table, out: &str, title: &str, y_label: &str) -> Result<(), Box<
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
+    if args.len() == 6 && args[1] == "--lines" {
+        let mut text = String::new();
+        if let Err(e) = std::io::stdin().read_to_string(&mut text) {
+            eprintln!("engine-bench-plot: reading stdin: {e}");
+            return ExitCode::FAILURE;
+        }
+        return match lines::run(&text, &args[2], &args[3], &args[4], &args[5]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("engine-bench-plot: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if args.len() != 4 {
-        eprintln!("usage: engine-bench-plot OUT.svg TITLE Y_LABEL < table.tsv");
+        eprintln!("usage: engine-bench-plot OUT.svg TITLE Y_LABEL < table.tsv\n       engine-bench-plot --lines OUT.svg TITLE X_LABEL Y_LABEL < series.tsv");
         return ExitCode::from(2);
     }
     let mut text = String::new();
