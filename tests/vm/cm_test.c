@@ -1046,7 +1046,7 @@ static void idlecost(int n, int secs, uint64_t hard, int sig)
 	cpu = (double)(b.total_ns - a.total_ns) / (secs * 1e9) * 100;
 	printf("idlecost: containers=%d soft_signal=%s hard=%llu MiB registered=%d checks/s=%.0f runs/s=%.1f "
 	       "ns/check=%.0f full_cycle_us=%.1f max_run_us=%.1f cpu=%.3f%%\n",
-	       n, sig ? strsignal(sig) : "none", (unsigned long long)(hard / MIB), reg, checks_s,
+	       n, sig == SIGTERM ? "SIGTERM" : sig ? "yes" : "none", (unsigned long long)(hard / MIB), reg, checks_s,
 	       (double)(b.runs - a.runs) / secs, per_check, per_check * n / 1000,
 	       b.max_run_ns / 1000.0, cpu);
 	result(reg == n && b.checks > a.checks, "idlecost_measured", "registered %d", reg);

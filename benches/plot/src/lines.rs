@@ -17,7 +17,8 @@ pub fn run(text: &str, out: &str, title: &str, x_label: &str, y_label: &str) -> 
     let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
     let mut marks = Vec::new();
     let mut hlines = Vec::new();
-    let index = |series: &mut Vec<(String, Vec<(f64, f64)>)>, name: &str| match series.iter().position(|s| s.0 == name) {
+    let index = |series: &mut Vec<(String, Vec<(f64, f64)>)>, name: &str| match series.iter().position(|s| s.0 == name)
+    {
         Some(i) => i,
         None => {
             series.push((name.to_string(), Vec::new()));
@@ -27,7 +28,11 @@ pub fn run(text: &str, out: &str, title: &str, x_label: &str, y_label: &str) -> 
     for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let c: Vec<&str> = line.split('\t').collect();
         let num = |i: usize| -> Result<f64, String> {
-            c.get(i).ok_or(format!("line {}: too few cells", n + 1))?.trim().parse::<f64>().map_err(|e| format!("line {}: {e}", n + 1))
+            c.get(i)
+                .ok_or(format!("line {}: too few cells", n + 1))?
+                .trim()
+                .parse::<f64>()
+                .map_err(|e| format!("line {}: {e}", n + 1))
         };
         match (c[0], c.len()) {
             ("point", 4) => {
