@@ -9,7 +9,10 @@
 //!   `memory.high` (= soft); a change of the file wakes poll() with POLLPRI (the kernel's
 //!   cgroup-v2 documentation: "a value change in this file generates a file modified event").
 //!   v2 has no notification for going back down, so while a container is signalled and not yet
-//!   re-armed its `memory.current` is read every RE_ARM_TICK.
+//!   re-armed its `memory.current` is read every RE_ARM_TICK. With `--soft-signal`, memory.high
+//!   is there only to produce the event: once the signal is sent it is lifted (`max`), so an
+//!   application that ignores the signal runs on to the hard limit instead of being throttled
+//!   at soft for ever, and it is set to soft again when the watch re-arms.
 //!
 //! Same rules as the module: one "soft limit exceeded" event per crossing, the signal once per
 //! crossing, re-armed when usage falls below 90 % of soft. One thread polls every container.
@@ -56,7 +59,8 @@ struct WatchState {
 
 enum Source {
     V1 { usage: File, efd: OwnedFd },
-    V2 { events: File, current: File },
+    /// `high`: memory.high, opened for writing when a signal is asked for (lifted while signalled).
+    V2 { events: File, current: File, high: Option<File> },
 }
 
 /// What a wake-up found for one container, acted on outside every lock.
@@ -111,7 +115,11 @@ impl Watch {
         let source = if dir.join("memory.events").exists() {
             let events = File::open(dir.join("memory.events"))?;
             let current = File::open(dir.join("memory.current"))?;
-            Source::V2 { events, current }
+            let high = match signal {
+                Some(_) => Some(std::fs::OpenOptions::new().write(true).open(dir.join("memory.high"))?),
+                None => None,
+            };
+            Source::V2 { events, current, high }
         } else {
             let usage = File::open(dir.join("memory.usage_in_bytes"))?;
             let efd = eventfd()?;
@@ -145,7 +153,7 @@ impl Watch {
                 let u = read_u64(usage)?;
                 (u, u > self.soft)
             }
-            Source::V2 { events, current } => {
+            Source::V2 { events, current, .. } => {
                 // memory.high holds usage near soft: a new `high` count is the crossing itself.
                 let high = high_count(events)?;
                 let u = read_u64(current)?;
@@ -160,14 +168,24 @@ impl Watch {
             if !st.signalled {
                 action.signal = self.signal;
                 st.signalled = self.signal.is_some();
+                self.set_high("max")?;
             }
         } else {
             st.over = false;
-            if usage < rearm_point(self.soft) {
+            if st.signalled && usage < rearm_point(self.soft) {
                 st.signalled = false;
+                self.set_high(&self.soft.to_string())?;
             }
         }
         Ok((action.event || action.signal.is_some()).then_some(action))
+    }
+
+    /// v2 with a signal: lifts (`max`) or restores (soft) the throttle that raised the event.
+    fn set_high(&self, value: &str) -> io::Result<()> {
+        match &self.source {
+            Source::V2 { high: Some(f), .. } => f.write_at(value.as_bytes(), 0).map(drop),
+            _ => Ok(()),
+        }
     }
 
     fn signalled(&self) -> bool {
