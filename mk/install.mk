@@ -30,10 +30,10 @@ MONITOR_SRC    := $(DKMS_SRCDIR)/monitor-$(PKG_VERSION)
 
 .PHONY: install uninstall install-stage install-deps
 
-# What the install tests use: man -l (man-db, groff-base), systemd-analyze (systemd).
+# What the install tests use: man -l (man-db, groff-base), systemd-analyze (systemd), dkms.
 deps: install-deps
 install-deps:
-	@bash $(ROOT)/scripts/apt-install.sh man-db groff-base systemd
+	@bash $(ROOT)/scripts/apt-install.sh man-db groff-base systemd dkms
 
 # Everything generated, in $(STAGE): completions, man pages, units with the real binary path,
 # dkms.conf with the version. Rebuilt on every run (cheap), so a changed PREFIX is never stale.
