@@ -30,10 +30,10 @@ MONITOR_SRC    := $(DKMS_SRCDIR)/monitor-$(PKG_VERSION)
 
 .PHONY: install uninstall install-stage install-deps
 
-# What the install tests use: man -l (man-db, groff-base), systemd-analyze (systemd), dkms.
+# What the install tests use: man -l (man-db, groff-base), systemd-analyze (systemd), dkms, lintian.
 deps: install-deps
 install-deps:
-	@bash $(ROOT)/scripts/apt-install.sh man-db groff-base systemd dkms
+	@bash $(ROOT)/scripts/apt-install.sh man-db groff-base systemd dkms lintian
 
 # Everything generated, in $(STAGE): completions, man pages, units with the real binary path,
 # dkms.conf with the version. Rebuilt on every run (cheap), so a changed PREFIX is never stale.
@@ -84,3 +84,12 @@ uninstall:
 		dkms remove monitor/$(PKG_VERSION) --all; fi)
 	@DESTDIR=$(DESTDIR) bash $(INSTALL_SH) uninstall $(MANIFEST)
 	@echo "uninstalled engine from $(or $(DESTDIR),/) (PREFIX=$(PREFIX))"
+
+# Debian packages (dpkg-deb, see packaging/deb/build.sh): engine_VERSION_amd64.deb and
+# engine-monitor-dkms_VERSION_all.deb in $(DEB_OUT). DEB_VERSION overrides the version.
+DEB_OUT     ?= $(BUILD)/deb
+DEB_VERSION ?= $(PKG_VERSION)
+.PHONY: deb
+deb: build
+	@ROOT=$(ROOT) ENGINE=$(ENGINE) PKG_VERSION=$(PKG_VERSION) DEB_VERSION=$(DEB_VERSION) \
+		bash $(ROOT)/packaging/deb/build.sh $(DEB_OUT)
