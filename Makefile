@@ -8,7 +8,7 @@ ROOTFS     := $(ROOT)/rootfs
 WORKLOADS  := cpu_hog io_pulse memory_hog
 CARGO      ?= cargo
 
-.PHONY: all build workloads rootfs deps test unit-test integration-test leak-check lint fuzz demo clean
+.PHONY: all build workloads rootfs deps test unit-test integration-test leak-check lint fuzz demo clean install uninstall
 
 all: build workloads
 
@@ -22,6 +22,7 @@ deps:
 include mk/workloads.mk
 include mk/vm.mk
 include mk/bench.mk
+include mk/install.mk
 
 rootfs: $(ROOTFS)/.stamp
 

@@ -12,8 +12,17 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use crate::container::spec::ContainerSpec;
 use crate::container::state::ContainerRecord;
 
-/// Bumped whenever a request or response changes shape.
+/// Bumped whenever a request or response changes shape. Adding a request variant (as `info` and
+/// `version` were added to version 1) does not bump it: an older supervisor answers an unknown
+/// request with one error line.
 pub const PROTOCOL_VERSION: u32 = 1;
+/// This build's release and git commit (from build.rs), as `engine version` reports them.
+pub const ENGINE_VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const ENGINE_COMMIT: &str = env!("ENGINE_GIT_COMMIT");
+/// The `op` of [`Request::Version`]. Its envelope (`{"version": N, "request": {"op": "version"}}`)
+/// and its answer ([`Response::Version`]) never change shape, and the supervisor answers it
+/// whatever N is, so a client of any protocol version can tell which versions it is talking to.
+pub const VERSION_OP: &str = "version";
 pub const MAX_HEADER: usize = 1 << 20;
 pub const MAX_PAYLOAD: usize = 4 << 20;
 /// Caps on a request (client → supervisor): a container spec is a few KiB, and requests carry no
@@ -72,6 +81,12 @@ pub enum Request {
     Wait {
         name: String,
     },
+    /// What the supervisor knows about itself and the host (`engine info`); answered by
+    /// [`Response::Info`]. Added in protocol 1 without a bump.
+    Info,
+    /// The supervisor's versions; answered by [`Response::Version`] whatever the envelope's
+    /// protocol version (see [`VERSION_OP`]). Added in protocol 1 without a bump.
+    Version,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,11 +128,46 @@ pub enum Response {
     Record {
         container: Box<ContainerRecord>,
     },
+    Info {
+        info: Box<SupervisorInfo>,
+    },
+    /// The answer to [`Request::Version`]: fixed shape, for every protocol version.
+    Version {
+        /// The supervisor's release (Cargo package version).
+        version: String,
+        /// The git commit it was built from, or "unknown".
+        commit: String,
+        /// The wire protocol it speaks.
+        protocol: u32,
+    },
     /// One line for the user and the process exit code the CLI should use.
     Error {
         message: String,
         exit_code: i32,
     },
+}
+
+/// The supervisor's part of `engine info`: what only it knows (the client adds host facts).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SupervisorInfo {
+    pub version: String,
+    pub commit: String,
+    pub protocol: u32,
+    pub pid: i32,
+    pub root: std::path::PathBuf,
+    /// Bytes of the files under the root (records, logs, container layers).
+    pub root_used_bytes: u64,
+    /// Free bytes on the root's filesystem, for unprivileged users of it.
+    pub root_free_bytes: u64,
+    pub socket: std::path::PathBuf,
+    pub cgroup_parent: String,
+    pub bridge: String,
+    pub subnet: String,
+    pub gateway: String,
+    /// Whether the supervisor opened /dev/container_monitor at start (it uses it only then).
+    pub monitor: bool,
+    /// Containers by state: created, running, exited, stopped, killed, lost.
+    pub containers: std::collections::BTreeMap<String, usize>,
 }
 
 impl Response {

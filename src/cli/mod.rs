@@ -1,7 +1,9 @@
 //! The `engine` command line: one file per verb, each with its arguments and what it asks the
 //! supervisor. Errors are one line on stderr and a non-zero exit (125 for engine errors, as Docker).
 mod client;
+mod completions;
 mod create;
+mod info;
 mod inspect;
 mod logs;
 mod ps;
@@ -10,11 +12,12 @@ mod run;
 mod start;
 mod stop;
 mod supervisor;
+mod version;
 mod wait;
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 pub use client::Client;
 
@@ -50,6 +53,16 @@ enum Command {
     Rm(rm::Args),
     /// Block until a container ends and print its exit code
     Wait(wait::Args),
+    /// Show what this host supports and what the supervisor holds
+    Info(info::Args),
+    /// Show the client's and the supervisor's versions and wire protocols
+    Version(version::Args),
+    /// Print a shell completion script (used by make install)
+    #[command(hide = true)]
+    Completions(completions::CompletionArgs),
+    /// Write one man page per verb into a directory (used by make install)
+    #[command(hide = true)]
+    Man(completions::ManArgs),
 }
 
 /// A command's failure: the line for stderr and the exit code.
@@ -98,6 +111,10 @@ pub fn main() -> i32 {
         Command::Inspect(a) => inspect::execute(a, &client),
         Command::Rm(a) => rm::execute(a, &client),
         Command::Wait(a) => wait::execute(a, &client),
+        Command::Info(a) => info::execute(a, &client),
+        Command::Version(a) => version::execute(a, &client),
+        Command::Completions(a) => completions::completions(a, Cli::command()),
+        Command::Man(a) => completions::man(a, Cli::command()),
     };
     match result {
         Ok(code) => code,

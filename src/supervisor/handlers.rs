@@ -108,3 +108,74 @@ pub fn wait(sup: &Supervisor, conn: &mut UnixStream, name: &str) -> Reply {
     let code = launch::wait_settled(sup, name)?;
     send(conn, &Response::Exited { code })
 }
+
+/// `engine info`: the supervisor's side (the client adds what it can read from the host itself).
+pub fn info(sup: &Supervisor, conn: &mut UnixStream) -> Reply {
+    use crate::container::state::State;
+    let mut containers = std::collections::BTreeMap::new();
+    for record in sup.registry.list() {
+        let kind = match record.state {
+            State::Created => "created",
+            State::Running => "running",
+            State::Exited { .. } => "exited",
+            State::Stopped { .. } => "stopped",
+            State::Killed { .. } => "killed",
+            State::Lost => "lost",
+        };
+        *containers.entry(kind.to_string()).or_insert(0) += 1;
+    }
+    // fsblkcnt_t's width differs between libcs and architectures.
+    #[allow(clippy::unnecessary_cast)]
+    let root_free_bytes = nix::sys::statvfs::statvfs(&sup.root)
+        .map(|s| s.blocks_available() as u64 * s.fragment_size() as u64)
+        .unwrap_or(0);
+    let info = crate::protocol::SupervisorInfo {
+        version: crate::protocol::ENGINE_VERSION.into(),
+        commit: crate::protocol::ENGINE_COMMIT.into(),
+        protocol: crate::protocol::PROTOCOL_VERSION,
+        pid: std::process::id() as i32,
+        root: sup.root.clone(),
+        root_used_bytes: disk_use(&sup.root),
+        root_free_bytes,
+        socket: sup.socket.clone(),
+        cgroup_parent: sup.cgroup_parent.clone(),
+        bridge: sup.net.bridge.clone(),
+        subnet: sup.net.subnet.to_string(),
+        gateway: sup.net.gateway.to_string(),
+        monitor: sup.monitor.is_some(),
+        containers,
+    };
+    send(conn, &Response::Info { info: Box::new(info) })
+}
+
+pub fn version(conn: &mut UnixStream) -> Reply {
+    send(
+        conn,
+        &Response::Version {
+            version: crate::protocol::ENGINE_VERSION.into(),
+            commit: crate::protocol::ENGINE_COMMIT.into(),
+            protocol: crate::protocol::PROTOCOL_VERSION,
+        },
+    )
+}
+
+/// Bytes allocated to the files under `dir`, as `du` counts them; symlinks are not followed, and
+/// hard links are counted once. Unreadable entries (a container removing its files) are skipped.
+fn disk_use(dir: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+        if seen.insert((meta.dev(), meta.ino())) {
+            total += meta.blocks() * 512;
+        }
+        if meta.is_dir() {
+            if let Ok(entries) = std::fs::read_dir(&path) {
+                stack.extend(entries.flatten().map(|e| e.path()));
+            }
+        }
+    }
+    total
+}

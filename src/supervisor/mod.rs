@@ -11,6 +11,7 @@ pub mod resources;
 mod server;
 pub mod softlimit;
 pub mod store;
+mod systemd;
 
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -101,6 +102,10 @@ pub struct Supervisor {
     pub cgroup_parent: String,
     pub net: crate::net::NetConfig,
     shutting_down: AtomicBool,
+    /// systemd's readiness and activation state (nothing when started by hand).
+    activation: systemd::Activation,
+    /// The socket came from socket activation: systemd owns its file, so it is left in place.
+    socket_activated: bool,
     /// Held for the daemon's lifetime: one supervisor per root, per cgroup parent, per bridge.
     _locks: Vec<nix::fcntl::Flock<fs::File>>,
 }
@@ -171,7 +176,10 @@ impl Supervisor {
                 }
             }
         }
-        let _ = fs::remove_file(&self.socket);
+        self.activation.notify("STOPPING=1");
+        if !self.socket_activated {
+            let _ = fs::remove_file(&self.socket);
+        }
         if self.registry.flush_dirty() > 0 {
             crate::warn!("some records could not be saved: their files on disk are behind");
         }
@@ -352,6 +360,8 @@ fn bind_socket(path: &Path) -> anyhow::Result<std::os::unix::net::UnixListener> 
 
 /// Runs the supervisor until SIGINT/SIGTERM. `ready` is called once requests are accepted.
 pub fn run(config: Config, ready: impl FnOnce()) -> anyhow::Result<()> {
+    // Before anything else: it edits the environment, and no thread exists yet.
+    let activation = systemd::Activation::take_from_env();
     sanitize_fds();
     if !nix::unistd::geteuid().is_root() {
         bail!("the supervisor must run as root");
@@ -363,7 +373,11 @@ pub fn run(config: Config, ready: impl FnOnce()) -> anyhow::Result<()> {
     let net = crate::net::NetConfig::new(names.bridge.clone(), names.subnet, root.join("net"))?;
     let mut locks = vec![lock_root(&root)?];
     locks.extend(lock_host_names(&names, &root)?);
-    let listener = bind_socket(&config.socket)?;
+    // engine.socket's listening socket, else our own.
+    let (listener, socket_activated) = match activation.listener(&config.socket)? {
+        Some(listener) => (listener, true),
+        None => (bind_socket(&config.socket)?, false),
+    };
     let store = store::Store::open(&root).with_context(|| format!("creating {}/containers", root.display()))?;
     let registry = registry::Registry::load(store).context("loading container records")?;
     // No container runs yet: whatever an earlier supervisor left in our cgroup parent or on our
@@ -401,6 +415,8 @@ pub fn run(config: Config, ready: impl FnOnce()) -> anyhow::Result<()> {
         cgroup_parent: names.cgroup_parent,
         net,
         shutting_down: AtomicBool::new(false),
+        activation,
+        socket_activated,
         _locks: locks,
     });
     reaper::spawn(sup.clone())?;
@@ -413,6 +429,8 @@ pub fn run(config: Config, ready: impl FnOnce()) -> anyhow::Result<()> {
         monitor_events::spawn(sup.clone())?;
     }
     ready();
+    // Type=notify: the socket accepts requests from here on.
+    sup.activation.notify("READY=1");
     server::serve(sup, listener);
     Ok(())
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use super::{handlers, Supervisor};
 use crate::protocol::{
     read_frame_capped, write_frame, Envelope, Request, Response, MAX_REQUEST_HEADER, MAX_REQUEST_PAYLOAD,
-    PROTOCOL_VERSION,
+    PROTOCOL_VERSION, VERSION_OP,
 };
 
 /// Connections served at once: each holds a thread.
@@ -108,11 +108,27 @@ impl Read for Deadline<'_> {
     }
 }
 
-fn read_request(conn: &UnixStream) -> io::Result<Option<(Envelope, Vec<u8>)>> {
+/// The request as JSON: its shape is checked only once its protocol version is known to match.
+fn read_request(conn: &UnixStream) -> io::Result<Option<(serde_json::Value, Vec<u8>)>> {
     let mut reader = Deadline { conn, until: Instant::now() + REQUEST_TIMEOUT };
     let request = read_frame_capped(&mut reader, MAX_REQUEST_HEADER, MAX_REQUEST_PAYLOAD);
     conn.set_read_timeout(None)?;
     request
+}
+
+/// Checks the envelope's protocol version before parsing the request, so a client of another
+/// version hears "protocol version N is not supported", not a parse error; `version` requests are
+/// answered whatever the envelope's version (their shape never changes).
+fn parse_envelope(header: serde_json::Value) -> Result<Request, String> {
+    if header.pointer("/request/op").and_then(|op| op.as_str()) == Some(VERSION_OP) {
+        return Ok(Request::Version);
+    }
+    let version = header.get("version").and_then(|v| v.as_u64());
+    if version != Some(PROTOCOL_VERSION as u64) {
+        let theirs = version.map_or_else(|| "(none)".to_string(), |v| v.to_string());
+        return Err(format!("protocol version {theirs} is not supported (supervisor speaks {PROTOCOL_VERSION})"));
+    }
+    serde_json::from_value::<Envelope>(header).map(|env| env.request).map_err(|e| format!("bad request: {e}"))
 }
 
 fn serve_one(sup: &Supervisor, mut conn: UnixStream) {
@@ -121,13 +137,13 @@ fn serve_one(sup: &Supervisor, mut conn: UnixStream) {
         return;
     }
     let request = match read_request(&conn) {
-        Ok(Some((env, _))) if env.version == PROTOCOL_VERSION => env.request,
-        Ok(Some((env, _))) => {
-            let msg =
-                format!("protocol version {} is not supported (supervisor speaks {PROTOCOL_VERSION})", env.version);
-            let _ = write_frame(&mut conn, &Response::error(msg, 125), b"");
-            return;
-        }
+        Ok(Some((header, _))) => match parse_envelope(header) {
+            Ok(request) => request,
+            Err(msg) => {
+                let _ = write_frame(&mut conn, &Response::error(msg, 125), b"");
+                return;
+            }
+        },
         Ok(None) => return,
         Err(e) => {
             let _ = write_frame(&mut conn, &Response::error(format!("bad request: {e}"), 125), b"");
@@ -146,6 +162,8 @@ fn serve_one(sup: &Supervisor, mut conn: UnixStream) {
         Request::Inspect { name } => handlers::inspect(sup, &mut conn, &name),
         Request::Rm { name, force } => handlers::rm(sup, &mut conn, &name, force),
         Request::Wait { name } => handlers::wait(sup, &mut conn, &name),
+        Request::Info => handlers::info(sup, &mut conn),
+        Request::Version => handlers::version(&mut conn),
     };
     if let Err(f) = result {
         let _ = write_frame(&mut conn, &Response::error(f.message, f.exit_code), b"");

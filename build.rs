@@ -1,0 +1,31 @@
+//! Embeds the git commit the binary is built from (`engine version`, `engine info`) as
+//! ENGINE_GIT_COMMIT: from the environment when set (a build from a tarball or a package), else
+//! from `git`, else "unknown".
+use std::process::Command;
+
+fn git(args: &[&str]) -> Option<String> {
+    let out = Command::new("git").args(args).output().ok()?;
+    let s = String::from_utf8(out.stdout).ok()?.trim().to_string();
+    (out.status.success() && !s.is_empty()).then_some(s)
+}
+
+fn main() {
+    println!("cargo:rerun-if-env-changed=ENGINE_GIT_COMMIT");
+    let commit = std::env::var("ENGINE_GIT_COMMIT")
+        .ok()
+        .filter(|c| !c.is_empty())
+        .or_else(|| git(&["rev-parse", "--short=12", "HEAD"]))
+        .unwrap_or_else(|| "unknown".into());
+    // Rebuild when HEAD moves: HEAD itself (branch switches) and the branch it points to.
+    for file in ["HEAD", "packed-refs"] {
+        if let Some(path) = git(&["rev-parse", "--git-path", file]) {
+            println!("cargo:rerun-if-changed={path}");
+        }
+    }
+    if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
+        if let Some(path) = git(&["rev-parse", "--git-path", &branch]) {
+            println!("cargo:rerun-if-changed={path}");
+        }
+    }
+    println!("cargo:rustc-env=ENGINE_GIT_COMMIT={commit}");
+}
