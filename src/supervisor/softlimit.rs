@@ -59,7 +59,7 @@ struct WatchState {
 
 enum Source {
     V1 { usage: File, efd: OwnedFd },
-    /// `high`: memory.high, opened for writing when a signal is asked for (lifted while signalled).
+    /// `high` (memory.high) is opened for writing when a signal is asked for.
     V2 { events: File, current: File, high: Option<File> },
 }
 
