@@ -58,9 +58,16 @@ struct WatchState {
 }
 
 enum Source {
-    V1 { usage: File, efd: OwnedFd },
+    V1 {
+        usage: File,
+        efd: OwnedFd,
+    },
     /// `high` (memory.high) is opened for writing when a signal is asked for.
-    V2 { events: File, current: File, high: Option<File> },
+    V2 {
+        events: File,
+        current: File,
+        high: Option<File>,
+    },
 }
 
 /// What a wake-up found for one container, acted on outside every lock.
