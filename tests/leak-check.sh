@@ -3,7 +3,7 @@
 # tests made must be gone. Prints what is left and fails if anything is.
 set -u
 left=()
-cmdline() { tr '\0' ' ' < "/proc/$1/cmdline" 2>/dev/null; }
+cmdline() { { tr '\0' ' ' < "/proc/$1/cmdline"; } 2>/dev/null; }
 for p in /proc/[0-9]*; do
   pid=${p#/proc/}
   cmd=$(cmdline "$pid") || continue
