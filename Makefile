@@ -58,6 +58,7 @@ lint:
 test: deps build rootfs lint
 	ENGINE_TEST_ROOTFS=$(ROOTFS) $(CARGO) test --release
 	$(MAKE) vm-test
+	$(MAKE) vm-dkms-test
 	bash tests/leak-check.sh
 
 demo: build rootfs

@@ -8,6 +8,8 @@
 #   make vm-test        boot the guest, run tests/vm/scenario.sh, require every check; a guest
 #                       kernel lockup while monitor.ko is not loaded (an emulator/kernel flake,
 #                       reported with its trace) gets one fresh boot (single-threaded TCG)
+#   make vm-dkms-test   the module as DKMS builds and installs it (make install's source tree,
+#                       scripts/vm-dkms.sh), loaded with modprobe in the guest (tests/vm/dkms.sh)
 #   make vm-run VM_SCRIPT=path   boot the guest, run a script of yours, print its output
 #   make bench-monitor  detection delay, idle cost and --soft-signal latency figures, measured in
 #                       the guest; benches/monitor.py writes benches/results/monitor.md
@@ -40,7 +42,7 @@ VM_ENV = VM_DIR=$(VM_DIR) MONITOR_KO=$(VM_KMOD)/monitor.ko VM_TOOLS=$(VM_TOOLS) 
          WORKLOAD_DIR=$(WORKLOAD_DIR) ROOTFS=$(ROOTFS) VM_ACCEL=$(VM_ACCEL) \
          VM_MEM=$(VM_MEM) VM_TIMEOUT=$(VM_TIMEOUT)
 
-.PHONY: kmod vm-deps vm-kernel vm-kmod vm-tools engine-static vm-test vm-run bench-monitor softlimit-vm
+.PHONY: kmod vm-deps vm-kernel vm-kmod vm-tools engine-static vm-test vm-dkms-test vm-run bench-monitor softlimit-vm
 
 vm-deps:
 	@bash $(ROOT)/scripts/apt-install.sh qemu-system-x86 busybox-static gcc gcc-12 make libc6-dev libelf1 zlib1g
@@ -92,6 +94,20 @@ vm-test: vm-deps vm-kmod vm-tools rootfs
 	fi; \
 	exit $$rc
 	@$(if $(filter 1,$(VM_ENGINE_CHECKS)),:,echo "vm-test: engine checks NOT RUN (VM_ENGINE_CHECKS=1 runs them)")
+
+# One boot; the guest needs neither the engine nor the containers' rootfs. A guest kernel lockup
+# while the module is not loaded gets one fresh boot, as in vm-test.
+vm-dkms-test: vm-deps vm-kernel vm-tools install-deps build
+	@$(VM_ENV) ENGINE=$(ENGINE) MAKE=$(MAKE) bash $(ROOT)/scripts/vm-dkms.sh $(VM_DIR)/dkms $(VM_DIR)/dkms.cpio
+	@boot() { $(VM_ENV) VM_ACCEL=$$2 bash $(ROOT)/tests/vm/boot.sh test $(VM_DIR)/dkms.cpio \
+		$(VM_DIR)/dkms$$1.log $(ROOT)/tests/vm/expected-dkms.txt | sed 's/^vm-test:/vm-dkms-test:/'; \
+		return $${PIPESTATUS[0]}; }; \
+	boot "" $(VM_ACCEL); rc=$$?; \
+	if [ $$rc = 3 ]; then \
+		echo "vm-dkms-test: booting the guest once more, $(VM_RETRY_ACCEL) (first log: $(VM_DIR)/dkms.log)"; \
+		boot -retry $(VM_RETRY_ACCEL); rc=$$?; \
+	fi; \
+	exit $$rc
 
 vm-run: vm-deps vm-kmod vm-tools rootfs
 	@[ -n "$(VM_SCRIPT)" ] && [ -f "$(VM_SCRIPT)" ] || { echo "usage: make vm-run VM_SCRIPT=path/to/script.sh" >&2; exit 2; }
