@@ -31,9 +31,9 @@ struct Host {
     /// Whether the monitor module is loaded (/sys/module/monitor) and its device is there.
     monitor_loaded: bool,
     monitor_device: bool,
-    /// The module's source checksum (/sys/module/monitor/srcversion): the ABI has no version
-    /// number of its own, its ioctl numbers encode the structures' sizes.
-    monitor_srcversion: Option<String>,
+    /// The module's ABI version (CM_IOC_VERSION; 1 for modules from before that call), when the
+    /// device can be opened.
+    monitor_abi: Option<u32>,
     seccomp: bool,
     overlay: bool,
 }
@@ -85,8 +85,8 @@ fn text(info: &Info) -> String {
         yes(h.overlay),
         match (h.monitor_loaded, h.monitor_device) {
             (true, true) => format!(
-                "loaded, /dev/container_monitor (srcversion {})",
-                h.monitor_srcversion.as_deref().unwrap_or("unknown")
+                "loaded, /dev/container_monitor (ABI {})",
+                h.monitor_abi.map_or_else(|| "unknown".to_string(), |v| v.to_string())
             ),
             (true, false) => "module loaded, but no /dev/container_monitor".into(),
             (false, true) => "/dev/container_monitor, module not in /sys/module".into(),
@@ -147,7 +147,7 @@ fn host_facts() -> Host {
         cgroup_controllers,
         monitor_loaded: module.exists(),
         monitor_device: Path::new(crate::monitor::abi::CM_DEVICE_PATH).exists(),
-        monitor_srcversion: std::fs::read_to_string(module.join("srcversion")).ok().map(|s| s.trim().to_string()),
+        monitor_abi: crate::monitor::MonitorDevice::open().ok().map(|dev| dev.version().abi),
         // The Seccomp line of /proc/self/status exists only in CONFIG_SECCOMP kernels.
         seccomp: std::fs::read_to_string("/proc/self/status")
             .is_ok_and(|s| s.lines().any(|l| l.starts_with("Seccomp:"))),

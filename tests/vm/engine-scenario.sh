@@ -47,7 +47,6 @@ insmod /modules/monitor.ko 2>/dev/null
 check engine_supervisor_started start_supervisor
 
 # engine info on a cgroup v2 host with the monitor loaded (issue 12); src/cli/info.rs's JSON.
-# Its monitor_srcversion stays null: the module has no MODULE_VERSION, so no srcversion.
 engine info --json >/tmp/info.json 2>&1
 info=$(tr -d ' \n' </tmp/info.json)
 controllers=$(echo "$info" | grep -o '"cgroup_controllers":\[[^]]*\]')
@@ -58,6 +57,7 @@ else
 	fail engine_info_v2 "$(oneline /tmp/info.json 400)"
 fi
 if echo "$info" | grep -q '"monitor_loaded":true' && echo "$info" | grep -q '"monitor_device":true' &&
+	echo "$info" | grep -q '"monitor_abi":2' &&
 	echo "$info" | grep -q '"monitor":true'; then
 	pass engine_info_monitor
 else
