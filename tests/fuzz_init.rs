@@ -42,9 +42,10 @@ fn seeds() -> Vec<Vec<u8>> {
         ..Default::default()
     };
     let files = vec![EtcFile { target: "/etc/hosts".into(), content: "127.0.0.1 localhost\n".into() }];
-    let go = ToInit::Go { spec: Box::new(spec), files, overlay: "/nonexistent/overlay/fz".into() };
+    let go = ToInit::Prepare { spec: Box::new(spec), files, overlay: "/nonexistent/overlay/fz".into() };
     vec![
         serde_json::to_vec(&go).unwrap(),
+        serde_json::to_vec(&ToInit::Start).unwrap(),
         serde_json::to_vec(&FromInit::Started { pid: 2 }).unwrap(),
         serde_json::to_vec(&FromInit::Failed { message: "x".into(), exit_code: 127 }).unwrap(),
         br#"{"Exited":{"Signal":9}}"#.to_vec(),

@@ -205,6 +205,13 @@ impl Cgroup {
     }
 }
 
+/// Moves `pid` into the groups at `paths` (what [`Cgroup::paths`] gave), for a caller that has
+/// handed the `Cgroup` on: the move can take a while (v1: one RCU grace period, ~20 ms here), and
+/// the supervisor overlaps it with the init's own setup.
+pub fn add_pid_to(paths: &[PathBuf], pid: i32) -> Result<(), CgroupError> {
+    paths.iter().try_for_each(|dir| fs::write(&dir.join("cgroup.procs"), &pid.to_string()))
+}
+
 /// Container names as the caller validates them: [a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}.
 /// Checked here too, because the name becomes a path.
 fn check_name(name: &str) -> Result<(), CgroupError> {

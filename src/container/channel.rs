@@ -1,8 +1,10 @@
 //! Typed messages between the supervisor and a container's init, over a SOCK_SEQPACKET pair.
 //!
-//! Ordering: the init blocks in [`InitChannel::recv`] until the parent has put it in its cgroup,
-//! registered it with the monitor and wired its network, then gets `Go`. It answers `Started` once
-//! the command has been exec'd, or `Failed` with the step and the Docker exit code, and finally
+//! Ordering: the init blocks in [`InitChannel::recv`] until the parent has made its cgroups,
+//! registered it with the monitor and wired its network, then gets `Prepare` and builds the
+//! container's root while the parent moves it into its cgroups and saves the record; then
+//! `Start`, and nothing of the user's runs before it. It answers `Started` once the command has
+//! been exec'd, or `Failed` with the step and the Docker exit code (at any point), and finally
 //! `Exited` with how the command ended (a namespace's init cannot die of its child's signal).
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -19,8 +21,12 @@ const MAX_MESSAGE: usize = 2 * super::spec::MAX_SPEC_BYTES;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ToInit {
-    /// `overlay`: the container's directory holding its `upper`, `work` and `merged` dirs.
-    Go { spec: Box<ContainerSpec>, files: Vec<EtcFile>, overlay: std::path::PathBuf },
+    /// Build the container's root (overlay, mounts, pivot_root, host name, lo) and wait for
+    /// `Start`. `overlay`: the container's directory holding its `upper`, `work` and `merged` dirs.
+    Prepare { spec: Box<ContainerSpec>, files: Vec<EtcFile>, overlay: std::path::PathBuf },
+    /// The init is in its cgroups and the record is on disk: finish (workdir, affinity, nice,
+    /// seccomp, capabilities) and run the command.
+    Start,
 }
 
 /// A file of this container's own (its /etc/hosts, /etc/hostname): the init writes `content` on a

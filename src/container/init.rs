@@ -48,12 +48,16 @@ pub fn main() -> i32 {
     // SAFETY: fd 3 is the init channel, placed there by spawn::exec_init.
     let chan = unsafe { InitChannel::from_raw_fd(INIT_CHANNEL_FD) };
     let (spec, files, overlay) = match chan.recv::<ToInit>() {
-        Ok(Some(ToInit::Go { spec, files, overlay })) => (spec, files, overlay),
+        Ok(Some(ToInit::Prepare { spec, files, overlay })) => (spec, files, overlay),
         // The supervisor gave up on this container before releasing it.
         _ => return EXIT_ENGINE_ERROR,
     };
     let signals = forwarded_signals();
-    let child = match prepare(&spec, &files, &overlay).and_then(|()| start_command(&spec, &signals)) {
+    let started = prepare_root(&spec, &files, &overlay)
+        .and_then(|()| wait_for_start(&chan))
+        .and_then(|()| prepare_process(&spec))
+        .and_then(|()| start_command(&spec, &signals));
+    let child = match started {
         Ok(child) => child,
         Err(e) => {
             let _ = chan.send(&FromInit::Failed { message: e.message, exit_code: e.exit_code });
@@ -84,11 +88,27 @@ fn close_fds_from(first: u32) {
     }
 }
 
-/// Namespaced system state, in the order the design gives: mounts, pivot_root, hostname, ...
-fn prepare(spec: &ContainerSpec, files: &[EtcFile], overlay: &std::path::Path) -> Result<(), SetupError> {
+/// Namespaced system state, in the order the design gives: mounts, pivot_root, host name, lo.
+/// Nothing here needs the cgroups, so it overlaps with the supervisor moving us into them.
+fn prepare_root(spec: &ContainerSpec, files: &[EtcFile], overlay: &std::path::Path) -> Result<(), SetupError> {
     rootfs::enter(spec, overlay, files)?;
     nix::unistd::sethostname(spec.hostname()).map_err(|e| SetupError::new(format!("sethostname: {e}")))?;
-    loopback_up().map_err(|e| SetupError::new(format!("bringing up lo: {e}")))?;
+    loopback_up().map_err(|e| SetupError::new(format!("bringing up lo: {e}")))
+}
+
+/// Blocks until the supervisor has put this process in its cgroups and saved the record.
+fn wait_for_start(chan: &InitChannel) -> Result<(), SetupError> {
+    match chan.recv::<ToInit>() {
+        Ok(Some(ToInit::Start)) => Ok(()),
+        Ok(Some(other)) => Err(SetupError::new(format!("unexpected message before the start: {other:?}"))),
+        Ok(None) => Err(SetupError::new("the supervisor gave up before the start".into())),
+        Err(e) => Err(SetupError::new(format!("waiting for the start: {e}"))),
+    }
+}
+
+/// The process's own settings, after the move into the cgroups (a cpuset move would reset the
+/// affinity set here), ending with what drops privileges.
+fn prepare_process(spec: &ContainerSpec) -> Result<(), SetupError> {
     let workdir = spec.workdir.as_deref().unwrap_or("/");
     nix::unistd::chdir(workdir).map_err(|e| SetupError::new(format!("cannot use working directory {workdir}: {e}")))?;
     if let Some(cpus) = spec.cpu_list().map_err(|e| SetupError::new(e.0))? {

@@ -78,16 +78,31 @@ fn launch(sup: &Supervisor, spec: ContainerSpec, log_path: &std::path::Path) -> 
     let mut resources = Resources::default();
     let acquired = resources::acquire(sup, &spec, pid, &mut resources);
     let files = resources::etc_files(&spec, &resources);
+    let cgroup_dirs = resources.cgroup.as_ref().map(|c| c.paths()).unwrap_or_default();
     sup.registry.set_resources(&name, resources, acquired.as_ref().ok().cloned().flatten());
     acquired?;
     let overlay = make_overlay(sup, &spec)?;
-    // The one synced write of a start, and it must come before Go: a container whose record
-    // cannot be saved does not run.
-    sup.registry.persist_created(&name)?;
 
+    // The init builds the container's root while the two slow steps of a start run here: the
+    // move into its cgroups (v1: one RCU grace period) and the record's one synced write, which
+    // must come before Start (a container whose record cannot be saved does not run).
     let channel = child.channel;
+    let gone = |e: std::io::Error| Failure::engine(format!("container init of {name}: {e}"));
+    channel.send(&ToInit::Prepare { spec: Box::new(spec), files, overlay }).map_err(gone)?;
+    let ready = crate::cgroup::add_pid_to(&cgroup_dirs, pid)
+        .map_err(Failure::engine)
+        .and_then(|()| Ok(sup.registry.persist_created(&name)?))
+        .and_then(|()| channel.send(&ToInit::Start).map_err(gone));
+    if let Err(failure) = ready {
+        // An init that failed while preparing says why; that is the cause to report.
+        return Err(match channel.try_recv::<FromInit>() {
+            Ok(Some(FromInit::Failed { message, exit_code })) => {
+                Failure { message: format!("cannot start {name}: {message}"), exit_code }
+            }
+            _ => failure,
+        });
+    }
     let reply = (|| {
-        channel.send(&ToInit::Go { spec: Box::new(spec), files, overlay })?;
         channel.set_timeout(Some(START_TIMEOUT))?;
         let reply = channel.recv::<FromInit>();
         channel.set_timeout(None)?;

@@ -89,8 +89,8 @@ pub fn acquire(
         limits.pids_max = None;
     }
     let cg = Cgroup::create_in(&sup.cgroup_parent, &spec.name, &limits).map_err(Failure::engine)?;
+    // The init joins it later (cgroup::add_pid_to), while it builds its root: before Start.
     let cg = res.cgroup.insert(cg);
-    cg.add_pid(pid).map_err(Failure::engine)?;
     if let (false, Some(soft)) = (res.monitored, soft) {
         // The cgroup tells the supervisor of soft crossings (events, and --soft-signal).
         match sup.softlimits.add(&cg.paths(), &spec.name, soft, spec.soft_signal) {
