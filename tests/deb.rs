@@ -3,20 +3,14 @@
 //! whose /bin/sh runs the maintainer scripts chrooted, plus a fake deb-systemd-helper that logs
 //! its calls), leaving the root as it was.
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
+
+mod common;
+
+use common::{describe, ENGINE};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-const ENGINE: &str = env!("CARGO_BIN_EXE_engine");
 const VERSION: &str = env!("CARGO_PKG_VERSION");
-
-fn describe(out: &Output) -> String {
-    format!(
-        "status {:?}, stdout {:?}, stderr {:?}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 fn ok(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();

@@ -5,18 +5,12 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-const ENGINE: &str = env!("CARGO_BIN_EXE_engine");
-const VERSION: &str = env!("CARGO_PKG_VERSION");
+mod common;
 
-fn describe(out: &Output) -> String {
-    format!(
-        "status {:?}, stdout {:?}, stderr {:?}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+use common::{describe, ENGINE};
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// (KVER, KDIR) of the guest kernel, fetched and unpacked by `make vm-kernel` (cached).
 fn guest_kernel() -> (String, PathBuf) {

@@ -9,22 +9,13 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::Rng;
 use engine::container::channel::{EtcFile, FromInit, InitChannel, ToInit};
 use engine::container::spec::ContainerSpec;
 
-/// xorshift64*: small, seeded, good enough to shake a decoder.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
+/// `Rng::below` for lengths and indices.
+fn below(rng: &mut Rng, n: usize) -> usize {
+    rng.below(n as u64) as usize
 }
 
 fn iterations(default: usize) -> usize {
@@ -56,26 +47,26 @@ fn seeds() -> Vec<Vec<u8>> {
 /// A random message: pure noise, a truncated or bit-flipped seed, a seed with a number replaced
 /// by an extreme one, or an oversized one.
 fn message(rng: &mut Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
-    let mut m = seeds[rng.below(seeds.len())].clone();
-    match rng.below(6) {
-        0 => (0..rng.below(512)).map(|_| rng.next() as u8).collect(),
+    let mut m = seeds[below(rng, seeds.len())].clone();
+    match below(rng, 6) {
+        0 => (0..below(rng, 512)).map(|_| rng.next() as u8).collect(),
         1 => {
-            m.truncate(rng.below(m.len()));
+            m.truncate(below(rng, m.len()));
             m
         }
         2 => {
-            for _ in 0..=rng.below(8) {
-                let i = rng.below(m.len());
-                m[i] ^= 1 << rng.below(8);
+            for _ in 0..=below(rng, 8) {
+                let i = below(rng, m.len());
+                m[i] ^= 1 << below(rng, 8);
             }
             m
         }
         3 => {
             let s = String::from_utf8_lossy(&m).into_owned();
-            let extreme = ["18446744073709551616", "-1", "1e400", "null", "\"\"", "[]", "{}"][rng.below(7)];
+            let extreme = ["18446744073709551616", "-1", "1e400", "null", "\"\"", "[]", "{}"][below(rng, 7)];
             s.replacen(|c: char| c.is_ascii_digit(), extreme, 1).into_bytes()
         }
-        4 => vec![b'['; 70_000 + rng.below(1000)],
+        4 => vec![b'['; 70_000 + below(rng, 1000)],
         _ => m,
     }
 }

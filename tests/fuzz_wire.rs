@@ -13,34 +13,9 @@ use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{rootfs, wait_until, Supervisor, ENGINE};
+use common::{rootfs, wait_until, Rng, Supervisor, ENGINE};
 use engine::protocol::{read_frame, read_frame_capped, Envelope, Response, MAX_REQUEST_HEADER};
 use serde_json::{json, Value};
-
-/// xorshift64*: small, seeded, reproducible.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn chance(&mut self, one_in: u64) -> bool {
-        self.below(one_in) == 0
-    }
-    fn bytes(&mut self, max: usize) -> Vec<u8> {
-        let n = self.below(max as u64 + 1) as usize;
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len() as u64) as usize]
-    }
-}
 
 /// When to stop: a duration from ENGINE_FUZZ_SECS, else a fixed iteration count.
 struct Budget {
