@@ -10,10 +10,9 @@ mod common;
 use std::io::{Read, Write};
 use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{rootfs, wait_until, Rng, Supervisor, ENGINE};
+use common::{rootfs, Rng, Supervisor};
 use engine::protocol::{read_frame, read_frame_capped, Envelope, Response, MAX_REQUEST_HEADER};
 use serde_json::{json, Value};
 
@@ -222,19 +221,7 @@ fn supervisor_answers_or_closes_every_random_request() {
     let mut sup = Supervisor::start();
     // Restarted with its stderr captured, to look for panics.
     sup.signal_and_wait(libc::SIGTERM);
-    let child = Command::new(ENGINE)
-        .args(["supervisor", "--root"])
-        .arg(&sup.root)
-        .arg("--socket")
-        .arg(&sup.socket)
-        .args(["--cgroup-parent", &sup.cgroup_parent, "--bridge", &sup.bridge])
-        .args(["--subnet", &format!("{}.0/24", sup.subnet_prefix)])
-        .stdin(Stdio::null())
-        .stderr(std::fs::File::create(&stderr_path).unwrap())
-        .spawn()
-        .unwrap();
-    sup.child = Some(child);
-    wait_until(Duration::from_secs(10), || UnixStream::connect(&sup.socket).is_ok());
+    sup.spawn_with(&[], std::fs::File::create(&stderr_path).unwrap().into());
     // One ended container with output for logs/inspect/wait to find.
     let (code, _, _) = sup.run("done", &["echo", "hello"]);
     assert_eq!(code, 0);

@@ -59,19 +59,7 @@ print(json.dumps(out))
 fn supervisor_with_metrics(addr: &str) -> Supervisor {
     let mut sup = Supervisor::start();
     sup.signal_and_wait(libc::SIGTERM);
-    let child = Command::new(ENGINE)
-        .args(["supervisor", "--root"])
-        .arg(&sup.root)
-        .arg("--socket")
-        .arg(&sup.socket)
-        .args(["--cgroup-parent", &sup.cgroup_parent, "--bridge", &sup.bridge])
-        .args(["--subnet", &format!("{}.0/24", sup.subnet_prefix)])
-        .args(["--metrics-addr", addr])
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    sup.child = Some(child);
-    wait_until(Duration::from_secs(10), || std::os::unix::net::UnixStream::connect(&sup.socket).is_ok());
+    sup.spawn_with(&["--metrics-addr", addr], Stdio::inherit());
     sup
 }
 

@@ -51,6 +51,11 @@ impl Supervisor {
 
     /// (Re)starts the daemon on this supervisor's root and socket and waits until it answers.
     pub fn spawn(&mut self) {
+        self.spawn_with(&[], Stdio::inherit());
+    }
+
+    /// Like `spawn`, with more supervisor options and its stderr sent to `stderr`.
+    pub fn spawn_with(&mut self, extra: &[&str], stderr: Stdio) {
         let child = Command::new(ENGINE)
             .args(["supervisor", "--root"])
             .arg(&self.root)
@@ -58,7 +63,9 @@ impl Supervisor {
             .arg(&self.socket)
             .args(["--cgroup-parent", &self.cgroup_parent, "--bridge", &self.bridge])
             .args(["--subnet", &format!("{}.0/24", self.subnet_prefix)])
+            .args(extra)
             .stdin(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("spawning the supervisor");
         self.child = Some(child);
