@@ -217,8 +217,9 @@ fn read_frame_never_panics_on_random_input() {
 #[test]
 fn supervisor_answers_or_closes_every_random_request() {
     let mut rng = Rng(seed());
-    let stderr_path = std::env::temp_dir().join(format!("engine-fuzz-{}.stderr", std::process::id()));
     let mut sup = Supervisor::start();
+    // In the test's own directory: removed with it, even when the test fails.
+    let stderr_path = sup.dir.path().join("supervisor.stderr");
     // Restarted with its stderr captured, to look for panics.
     sup.signal_and_wait(libc::SIGTERM);
     sup.spawn_with(&[], std::fs::File::create(&stderr_path).unwrap().into());
