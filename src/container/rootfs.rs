@@ -86,7 +86,7 @@ fn mount_overlay(rootfs: &Path, overlay: &Path) -> Result<(), SetupError> {
 
 /// A fresh proc for the new PID namespace: `ps` sees only the container.
 fn mount_proc(root: &Dir) -> Result<Dir, SetupError> {
-    let target = root.dir("proc", true).map_err(io_step("resolving /proc in the rootfs"))?;
+    let target = root.real_dir("proc").map_err(io_step("resolving /proc in the rootfs (a directory, not a link)"))?;
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
     mount(Some("proc"), target.mount_path(), Some("proc"), flags, None::<&str>).map_err(step("mounting /proc"))?;
     // The fd above is the directory under the mount; what the masking works on is the mount.
@@ -145,7 +145,7 @@ fn protect_proc(proc: &Dir, dev: &Dir) -> Result<(), SetupError> {
 
 /// A tmpfs /dev with the usual nodes, pts and shm; every name made relative to the /dev fd.
 fn mount_dev(root: &Dir) -> Result<Dir, SetupError> {
-    let target = root.dir("dev", true).map_err(io_step("resolving /dev in the rootfs"))?;
+    let target = root.real_dir("dev").map_err(io_step("resolving /dev in the rootfs (a directory, not a link)"))?;
     let nosuid = MsFlags::MS_NOSUID;
     mount(
         Some("tmpfs"),

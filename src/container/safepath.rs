@@ -150,6 +150,20 @@ impl Dir {
         Ok(Dir::new(fd, self.resolve))
     }
 
+    /// The directory `name` directly below this one, created if absent, which must be a real
+    /// directory and not a link (runc refuses a linked /proc or /dev too): a mount on it then
+    /// lands where the container sees it, and two of them cannot be made to land on each other.
+    pub fn real_dir(&self, name: &str) -> io::Result<Dir> {
+        let no_links = Dir {
+            fd: self.fd.try_clone()?,
+            resolve: self.resolve | libc::RESOLVE_NO_SYMLINKS,
+            path: self.path.clone(),
+        };
+        single(name)?;
+        let fd = no_links.resolve(&[name], Kind::Dir, true)?;
+        Ok(Dir::new(fd, self.resolve))
+    }
+
     /// The file at `path` below this one, created empty (mode 0644, missing parents 0755) if
     /// `create` and absent. An existing file is left as it is: never truncated.
     pub fn file(&self, path: &str, create: bool) -> io::Result<Entry> {
