@@ -23,6 +23,7 @@ pub use bridge::remove_bridge;
 pub use error::NetError;
 pub use ipam::{parse_ip, Ipv4Net};
 pub use netns::run_in_netns;
+pub use veth::fnv1a;
 
 use ipam::{Lease, Leases};
 use netlink::{link_alias, link_name, Netlink};

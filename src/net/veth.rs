@@ -12,14 +12,15 @@ pub(crate) const CONTAINER_IFNAME: &str = "eth0";
 /// Host end name: "ve-" + 12 hex digits of a stable hash of bridge and
 /// container name (15 bytes, the kernel's limit). The bridge is part of the
 /// hash so two networks (e.g. parallel tests) never pick the same name.
-/// FNV-1a is used because std's hasher is not stable across releases.
 pub(crate) fn host_name(bridge: &str, container: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bridge.bytes().chain([0u8]).chain(container.bytes()) {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
+    let h = fnv1a(bridge.bytes().chain([0u8]).chain(container.bytes()));
     format!("ve-{:012x}", h & 0xffff_ffff_ffff)
+}
+
+/// FNV-1a of `bytes`: stable across Rust releases (std's hasher is not), for names derived
+/// from other names.
+pub fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
+    bytes.into_iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3))
 }
 
 /// Temporary name of the container end, until it is renamed to eth0

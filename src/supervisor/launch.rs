@@ -11,8 +11,6 @@ use crate::container::spec::ContainerSpec;
 
 /// How long an init may take from go-ahead to running its command before we give up on it.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
-/// Longest `engine stop --time` honoured (a year).
-const MAX_GRACE: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// A failed request: the sentence for the user and the exit code for the CLI.
 #[derive(Debug)]
@@ -42,6 +40,12 @@ pub fn start(sup: &Supervisor, spec: ContainerSpec) -> Result<i32, Failure> {
     let name = spec.name.clone();
     let log_path = sup.logs_dir().join(format!("{name}.log"));
     sup.registry.reserve(&spec, log_path.clone())?;
+    // Checked after the reservation: a shutdown sets the flag before it lists the containers to
+    // stop, so a start either is on that list or sees the flag here.
+    if sup.shutting_down.load(std::sync::atomic::Ordering::SeqCst) {
+        sup.registry.abandon(&name);
+        return Err(Failure::engine("the supervisor is shutting down"));
+    }
     let started = launch(sup, spec, &log_path);
     if started.is_err() {
         sup.registry.kill_init(&name);
@@ -139,19 +143,11 @@ fn make_overlay(sup: &Supervisor, spec: &ContainerSpec) -> Result<std::path::Pat
         )));
     }
     let lower = std::fs::metadata(&rootfs).map_err(|e| fail("reading the rootfs", e))?;
-    let parent = sup.root.join("overlay");
     let mkdir = |path: &std::path::Path, mode: u32| {
         std::fs::DirBuilder::new().mode(mode).create(path)?;
         // Exactly `mode`, whatever the umask.
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
     };
-    match mkdir(&parent, 0o700) {
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(0o700))
-                .map_err(|e| fail("securing the overlay directory", e))?;
-        }
-        other => other.map_err(|e| fail("creating the overlay directory", e))?,
-    }
     let dir = sup.overlay_dir(&spec.name);
     // The name is free in the registry, so anything here is a leftover of a crash.
     if dir.exists() {
@@ -200,8 +196,6 @@ pub fn wait_settled(sup: &Supervisor, name: &str) -> Result<i32, Failure> {
 /// SIGTERM (forwarded by the init to the command), then SIGKILL to the whole container after
 /// `grace`. Returns once the container is reaped.
 pub fn stop(sup: &Supervisor, name: &str, grace: Duration) -> Result<(), Failure> {
-    // The grace comes from the client; a deadline past what Instant can hold would panic.
-    let grace = grace.min(MAX_GRACE);
     let first = if grace.is_zero() { libc::SIGKILL } else { libc::SIGTERM };
     if !sup.registry.signal(name, first, |live| live.stop_requested = true)? {
         return Ok(());

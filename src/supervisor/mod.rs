@@ -66,12 +66,8 @@ impl HostNames {
                 subnet: crate::net::Ipv4Net::new(std::net::Ipv4Addr::new(10, 88, 0, 0), 16)?,
             });
         }
-        // FNV-1a, because std's hasher is not stable across releases and the names must be.
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in root.as_os_str().as_encoded_bytes() {
-            h ^= *b as u64;
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
+        // A stable hash: the names must be the same for every build of engine.
+        let h = crate::net::fnv1a(root.as_os_str().as_encoded_bytes().iter().copied());
         let hash = format!("{:08x}", (h ^ (h >> 32)) as u32);
         Ok(HostNames {
             cgroup_parent: format!("engine-{hash}"),
@@ -101,7 +97,7 @@ pub struct Supervisor {
     pub softlimits: softlimit::Watcher,
     pub cgroup_parent: String,
     pub net: crate::net::NetConfig,
-    shutting_down: AtomicBool,
+    pub shutting_down: AtomicBool,
     /// systemd's readiness and activation state (nothing when started by hand).
     activation: systemd::Activation,
     /// The socket came from socket activation: systemd owns its file, so it is left in place.
@@ -150,16 +146,16 @@ impl Supervisor {
         let kill_at = Instant::now() + SHUTDOWN_GRACE;
         let give_up_at = kill_at + SHUTDOWN_GRACE;
         let mut killed = false;
-        loop {
+        let left = loop {
             reap();
             let left: Vec<&String> = names.iter().filter(|n| !settled(n)).collect();
             let now = Instant::now();
             if left.is_empty() {
-                break;
+                break left;
             }
             if now >= give_up_at {
                 crate::warn!("containers still running after SIGKILL, leaving them: {left:?}");
-                break;
+                break left;
             }
             if !killed && now >= kill_at {
                 for name in left {
@@ -168,8 +164,9 @@ impl Supervisor {
                 killed = true;
             }
             std::thread::sleep(Duration::from_millis(20));
-        }
-        for name in &names {
+        };
+        // A container that survived SIGKILL still holds its pipes open: its log never ends.
+        for name in names.iter().filter(|n| !left.contains(n)) {
             if let Ok((_, Some(log))) = self.registry.log_of(name) {
                 if let Err(e) = log.wait_done() {
                     crate::warn!("{name}: {e}; the rest of its output is lost");
@@ -273,11 +270,15 @@ fn lock_host_names(names: &HostNames, root: &Path) -> anyhow::Result<Vec<nix::fc
 /// The root holds records with whole environments: 0700, like dockerd's root, also when it
 /// existed with a looser mode.
 fn secure_root(root: &Path) -> anyhow::Result<()> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(root.join("logs"))
-        .with_context(|| format!("creating {}", root.display()))?;
+    // overlay/ holds what containers write (setuid copies, device nodes): 0700 like the root,
+    // made once here rather than on every start.
+    for dir in ["logs", "overlay"] {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(root.join(dir))
+            .with_context(|| format!("creating {}", root.join(dir).display()))?;
+    }
     let mode = fs::metadata(root).with_context(|| format!("reading {}", root.display()))?.permissions().mode() & 0o7777;
     if mode & 0o077 != 0 {
         crate::warn!("{} was mode {mode:04o}; setting 0700: it holds every container's environment", root.display());

@@ -262,10 +262,11 @@ impl Registry {
     /// init's pid and start time) goes to disk, synced, before the workload may run. A failure
     /// fails the start: no container runs that a restart could not find.
     pub fn persist_created(&self, name: &str) -> Result<(), RegistryError> {
-        let inner = self.inner.lock();
-        let e = inner.containers.get(name).ok_or_else(|| RegistryError::NotFound(name.into()))?;
+        // Saved outside the lock: the fsync must not hold up every other request. Nothing else
+        // saves this record before `mark_running`, which runs after this returns.
+        let record = self.get(name)?;
         self.store
-            .save(&e.record, Durability::Synced)
+            .save(&record, Durability::Synced)
             .map_err(|source| RegistryError::Store { name: name.into(), source })
     }
 
@@ -508,17 +509,6 @@ impl Registry {
             .containers
             .values()
             .filter(|e| !e.record.state.is_terminal() || e.releasing)
-            .map(|e| e.record.name().to_string())
-            .collect()
-    }
-
-    /// Names of containers that are being started or running.
-    pub fn active(&self) -> Vec<String> {
-        let inner = self.inner.lock();
-        inner
-            .containers
-            .values()
-            .filter(|e| !e.record.state.is_terminal())
             .map(|e| e.record.name().to_string())
             .collect()
     }
