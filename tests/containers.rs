@@ -165,6 +165,7 @@ int main(int argc, char **argv) {
 	printf("personality-query %d\n", err(syscall(SYS_personality, 0xffffffffUL)));
 	printf("personality-read-implies-exec %d\n", err(syscall(SYS_personality, 0x0400000UL)));
 	long self = syscall(SYS_pidfd_open, getpid(), 0);
+	printf("pidfd-open %d\n", err(self));
 	printf("pidfd-getfd %d\n", err(self < 0 ? self : syscall(SYS_pidfd_getfd, self, 1, 0)));
 	return 0;
 }
@@ -194,9 +195,9 @@ fn the_default_seccomp_profile_refuses_user_namespaces_clone3_vsock_personality_
     // vsock (EPERM; unconfined it reaches the kernel, which may lack the family), personality
     // other than Docker's values, and pidfd_getfd: refused only by the profile.
     let refused = "clone-newuser 1\nclone3 38\nunshare-newuser 1\nsocket-vsock EPERM\nsocket-inet 0\n\
-                   personality-query 0\npersonality-read-implies-exec 1\npidfd-getfd 1\n";
+                   personality-query 0\npersonality-read-implies-exec 1\npidfd-open 0\npidfd-getfd 1\n";
     let allowed = "clone-newuser 0\nclone3 22\nunshare-newuser 0\nsocket-vsock allowed\nsocket-inet 0\n\
-                   personality-query 0\npersonality-read-implies-exec 0\npidfd-getfd 0\n";
+                   personality-query 0\npersonality-read-implies-exec 0\npidfd-open 0\npidfd-getfd 0\n";
     assert_eq!(sup.run_with(on, "sc-probe", &r, &["/probe"]).1, refused);
     assert_eq!(sup.run_with(off, "sc-probe-off", &r, &["/probe"]).1, allowed);
     // Ordinary work (a shell forking a pipeline) is untouched.

@@ -144,6 +144,8 @@ fn sigkill_during_starts_leaves_nothing_unknown() {
         sup.spawn();
     }
     eprintln!("{} starts acknowledged, {} inits seen", acknowledged.len(), inits.len());
+    // Without both, every check below would pass on a supervisor that never starts anything.
+    assert!(!acknowledged.is_empty() && !inits.is_empty(), "no start got far enough to test the crash windows");
     // An init that never got its go-ahead exits by itself once its channel closes.
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline
@@ -418,13 +420,18 @@ fn detached_root_and_records_are_private() {
     assert_eq!(mode(&record), 0o600, "record");
     assert_eq!(mode(&root.join("logs/secret.log")), 0o600, "log");
     assert_eq!(mode(&root.join("supervisor.log")), 0o600, "supervisor.log");
+    // setpriv itself must work, or the refusal below would prove nothing.
+    let works = Command::new("setpriv").args(["--reuid=65534", "--regid=65534", "--clear-groups", "true"]).status();
+    assert!(works.is_ok_and(|s| s.success()), "setpriv cannot run a command as nobody here");
     let as_nobody = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "cat"])
         .arg(&record)
         .output()
         .unwrap();
     assert!(
-        !as_nobody.status.success() && !String::from_utf8_lossy(&as_nobody.stdout).contains("hunter2"),
+        !as_nobody.status.success()
+            && !String::from_utf8_lossy(&as_nobody.stdout).contains("hunter2")
+            && String::from_utf8_lossy(&as_nobody.stderr).contains("Permission denied"),
         "nobody read the record: {}",
         common::describe(&as_nobody)
     );

@@ -162,6 +162,8 @@ fn bad_input_is_one_clear_line_and_leaves_nothing() {
     // A timeout too large for the clock waits without a deadline; the command obeys SIGTERM.
     sup.ok(&["stop", "-t", "18446744073709551615", "taken"]);
     assert_eq!(sup.status("taken"), "stopped");
+    // 143: the SIGTERM was obeyed, not a SIGKILL (137) from a timeout that wrapped to zero.
+    assert_eq!(sup.state("taken")["exit_code"], 143);
     let logs: Vec<_> = std::fs::read_dir(sup.root.join("logs")).unwrap().collect();
     assert_eq!(logs.len(), 1);
 

@@ -133,7 +133,9 @@ state trap | grep -q 'exited (0) after soft-limit signal' && pass engine_softsig
 	fail engine_softsig_ps "state '$(state trap)'"
 # The same workload without the flag: the hard limit kills it, no checkpoint.
 engine start nosig rootfs /soft_trap 2 100 200 --soft-mib 16 --hard-mib 48 >/tmp/nosig.out 2>&1
-if wait_for 60 killed_hard nosig && ! engine logs nosig 2>&1 | grep -q checkpoint; then
+# The log must be readable and show the allocation, so a failing `logs` cannot pass for "no checkpoint".
+if wait_for 60 killed_hard nosig && engine logs nosig >/tmp/nosig.log 2>&1 && grep -q 'allocated=' /tmp/nosig.log &&
+	! grep -q checkpoint /tmp/nosig.log; then
 	pass engine_softsig_without_flag_killed
 else
 	fail engine_softsig_without_flag_killed "state '$(state nosig)': $(oneline /tmp/nosig.out)"
