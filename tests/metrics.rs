@@ -123,3 +123,35 @@ fn metrics_addr_defaults_to_loopback_and_refuses_garbage() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--metrics-addr"), "{}", describe(&out));
 }
+
+/// The one metrics thread gives a client the whole request at most a few seconds, however slowly
+/// it trickles its bytes: a scrape right behind it is still answered.
+#[test]
+fn a_trickling_client_does_not_hold_up_the_next_scrape() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::Instant;
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    let _sup = supervisor_with_metrics(&addr);
+    let mut slow = TcpStream::connect(&addr).unwrap();
+    let trickler = std::thread::spawn(move || {
+        // A byte a second for 15 s, never ending the request; stops once the server hangs up.
+        for b in b"GET /metrics HTTP" {
+            if slow.write_all(&[*b]).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    let mut fast = TcpStream::connect(&addr).unwrap();
+    fast.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    fast.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    let _ = fast.read_to_string(&mut reply);
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply:?}");
+    assert!(t.elapsed() < Duration::from_secs(9), "the scrape waited {:?} behind a trickling client", t.elapsed());
+    trickler.join().unwrap();
+}

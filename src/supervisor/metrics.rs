@@ -38,12 +38,14 @@ pub fn spawn(sup: &Arc<Supervisor>, addr: SocketAddr) -> anyhow::Result<()> {
 }
 
 fn serve(sup: &Weak<Supervisor>, mut conn: TcpStream, started: Instant) -> std::io::Result<()> {
-    conn.set_read_timeout(Some(IO_TIMEOUT))?;
     conn.set_write_timeout(Some(IO_TIMEOUT))?;
+    // One deadline for the whole request: a client trickling bytes cannot hold the (single)
+    // metrics thread longer than IO_TIMEOUT.
+    let mut reader = super::server::Deadline { conn: &conn, until: Instant::now() + IO_TIMEOUT };
     let mut req = Vec::new();
     let mut buf = [0u8; 1024];
     while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < 8192 {
-        let n = conn.read(&mut buf)?;
+        let n = reader.read(&mut buf)?;
         if n == 0 {
             break;
         }

@@ -86,20 +86,44 @@ fn peer_allowed(conn: &UnixStream) -> bool {
     getsockopt(conn, PeerCredentials).is_ok_and(|c| c.uid() == nix::unistd::geteuid().as_raw())
 }
 
-/// Reads from the socket until a deadline for the whole request, however the bytes trickle in.
-struct Deadline<'a> {
-    conn: &'a UnixStream,
-    until: Instant,
+/// A socket whose reads can be bounded in time (the control socket, the metrics listener's).
+pub(super) trait TimedSocket {
+    fn set_read_timeout(&self, timeout: Option<std::time::Duration>) -> io::Result<()>;
+    fn read_some(&self, buf: &mut [u8]) -> io::Result<usize>;
 }
 
-impl Read for Deadline<'_> {
+impl TimedSocket for UnixStream {
+    fn set_read_timeout(&self, timeout: Option<std::time::Duration>) -> io::Result<()> {
+        UnixStream::set_read_timeout(self, timeout)
+    }
+    fn read_some(&self, buf: &mut [u8]) -> io::Result<usize> {
+        (&mut &*self).read(buf)
+    }
+}
+
+impl TimedSocket for std::net::TcpStream {
+    fn set_read_timeout(&self, timeout: Option<std::time::Duration>) -> io::Result<()> {
+        std::net::TcpStream::set_read_timeout(self, timeout)
+    }
+    fn read_some(&self, buf: &mut [u8]) -> io::Result<usize> {
+        (&mut &*self).read(buf)
+    }
+}
+
+/// Reads from the socket until a deadline for the whole request, however the bytes trickle in.
+pub(super) struct Deadline<'a, S: TimedSocket> {
+    pub conn: &'a S,
+    pub until: Instant,
+}
+
+impl<S: TimedSocket> Read for Deadline<'_, S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let left = self.until.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(io::Error::new(io::ErrorKind::TimedOut, "the request did not arrive in time"));
         }
         self.conn.set_read_timeout(Some(left))?;
-        match (&mut &*self.conn).read(buf) {
+        match self.conn.read_some(buf) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 Err(io::Error::new(io::ErrorKind::TimedOut, "the request did not arrive in time"))
             }
