@@ -170,12 +170,21 @@ impl Dir {
         Ok(Entry::new(self.resolve(&components(path), Kind::File, create)?))
     }
 
-    /// Whatever is at `name` directly below this directory, if it exists; for masking paths
+    /// Whatever directory or regular file is at `path` below this directory, if anything is; for masking paths
     /// that may be files or directories.
     pub fn entry(&self, path: &str) -> io::Result<Option<(Entry, Kind)>> {
         match openat2(self.fd.as_raw_fd(), &components(path).join("/"), libc::O_NOFOLLOW, self.resolve) {
             Ok(fd) => {
-                let kind = if file_type(fd.as_raw_fd())? == libc::S_IFDIR { Kind::Dir } else { Kind::File };
+                // Only what a bind mount may safely cover: a link (O_NOFOLLOW hands out the link
+                // itself), a socket, a fifo or a device node is refused.
+                let kind = match file_type(fd.as_raw_fd())? {
+                    libc::S_IFDIR => Kind::Dir,
+                    libc::S_IFREG => Kind::File,
+                    _ => {
+                        let msg = format!("/{path} is neither a directory nor a regular file");
+                        return Err(io::Error::new(io::ErrorKind::InvalidInput, msg));
+                    }
+                };
                 Ok(Some((Entry::new(fd), kind)))
             }
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
