@@ -170,18 +170,18 @@ impl Dir {
         Ok(Entry::new(self.resolve(&components(path), Kind::File, create)?))
     }
 
-    /// Whatever directory or regular file is at `path` below this directory, if anything is; for masking paths
+    /// The directory, regular file or character device at `path` below this directory, if any; for masking paths
     /// that may be files or directories.
     pub fn entry(&self, path: &str) -> io::Result<Option<(Entry, Kind)>> {
         match openat2(self.fd.as_raw_fd(), &components(path).join("/"), libc::O_NOFOLLOW, self.resolve) {
             Ok(fd) => {
-                // Only what a bind mount may safely cover: a link (O_NOFOLLOW hands out the link
-                // itself), a socket, a fifo or a device node is refused.
+                // A link (O_NOFOLLOW hands out the link itself), a socket or a fifo is refused;
+                // a character device counts as a file (/dev/null, the masks' source).
                 let kind = match file_type(fd.as_raw_fd())? {
                     libc::S_IFDIR => Kind::Dir,
-                    libc::S_IFREG => Kind::File,
+                    libc::S_IFREG | libc::S_IFCHR => Kind::File,
                     _ => {
-                        let msg = format!("/{path} is neither a directory nor a regular file");
+                        let msg = format!("/{path} is not a directory, a regular file or a character device");
                         return Err(io::Error::new(io::ErrorKind::InvalidInput, msg));
                     }
                 };
