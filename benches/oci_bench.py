@@ -283,7 +283,7 @@ def main():
     p.add_argument("--runtime", default=os.path.join(ROOT, "target/release/engine-oci"),
                    help="engine's OCI binary (default target/release/engine-oci)")
     p.add_argument("--runs", type=int, default=50, help="runs per runtime, bundle (default 50)")
-    p.add_argument("--eco-runs", type=int, default=20, help="runs per runtime, podman and ctr (default 20)")
+    p.add_argument("--eco-runs", type=int, default=30, help="runs per runtime, podman and ctr (default 30)")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--only", default="bundle,podman,ctr")
     args = p.parse_args()
@@ -303,7 +303,7 @@ def main():
     os.makedirs(BUILD, exist_ok=True)
     before = cgroup_dirs()
     # podman's blob cache and the shims' socket folder are made outside any configured root.
-    made_outside = [d for d in ("/var/lib/containers/cache", "/var/lib/containers", "/run/containerd/s",
+    made_outside = [d for d in ("/var/lib/containers/cache", "/var/lib/containers", "/var/lib/cni", "/run/containerd/s",
                                 "/run/containerd") if not os.path.exists(d)]
     bench = Bench(args, runtimes)
     try:

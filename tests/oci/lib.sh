@@ -58,6 +58,7 @@ snapshot_before() {
   cgroup_dirs | sort >"$T/cg.before"
   [ -e /var/lib/containers/cache ] && touch "$T/cache.existed" || true
   [ -e /var/lib/containers ] && touch "$T/containers.existed" || true
+  [ -e /var/lib/cni ] && touch "$T/cni.existed" || true
   [ -e /run/containerd ] && touch "$T/run-containerd.existed" || true
 }
 cgroup_dirs() {
@@ -89,6 +90,7 @@ oci_cleanup() {
     while read -r n; do rmdir "$n" 2>/dev/null || echo "$NAME: cgroup left in use: $n" >&2; done
   [ -e "$T/cache.existed" ] || rm -rf /var/lib/containers/cache
   [ -e "$T/containers.existed" ] || rmdir /var/lib/containers 2>/dev/null
+  [ -e "$T/cni.existed" ] || rmdir /var/lib/cni 2>/dev/null
   # The shims' sockets go to /run/containerd/s whatever the config says: keep the folders if they
   # were there or are in use by another containerd.
   [ -e "$T/run-containerd.existed" ] || { rmdir /run/containerd/s 2>/dev/null; rmdir /run/containerd 2>/dev/null; }

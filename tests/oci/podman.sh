@@ -76,10 +76,15 @@ step "rm"
 "${P[@]}" rm oci-test-d >/dev/null
 [ -z "$("${P[@]}" ps -aq)" ] || fail "containers left: $("${P[@]}" ps -a)"
 
-step "run -it in a real terminal (script)"
-out=$(printf 'echo typed-$((6*7))\nexit 5\n' | script -qec "${P[*]} run -it --rm --network none $IMG /bin/sh" /dev/null) && rc=0 || rc=$?
+step "run -it in a real terminal (script): typed input, exit code"
+# The lines are typed a moment after the start, as a person would: before the terminal is
+# attached, podman may read and drop them.
+out=$( (sleep 1; printf 'echo typed-$((6*7))\nexit 5\n') |
+  script -qec "${P[*]} run -it --rm --network none $IMG /bin/sh" /dev/null) && rc=0 || rc=$?
 expect_in "$out" typed-42
-[ $rc -eq 5 ] || fail "run -it exit code $rc, want 5"
+[ $rc -eq 5 ] || fail "run -it exit code $rc, want 5; output: $(printf '%q' "$out")"
+
+step "run -it in a real terminal (script): the container's stdio is a pty"
 out=$(script -qec "${P[*]} run -it --rm --network none $IMG /bin/sh -c 'tty; stty size'" /dev/null </dev/null)
 expect_in "$out" /dev/pts/0
 
