@@ -3,6 +3,7 @@ pub mod cgroup;
 pub mod cli;
 pub mod container;
 pub mod diag;
+pub mod image;
 pub mod monitor;
 pub mod net;
 pub mod protocol;

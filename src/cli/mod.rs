@@ -3,11 +3,16 @@
 mod client;
 mod completions;
 mod create;
+mod images;
+mod import;
 mod info;
 mod inspect;
+mod login;
 mod logs;
 mod ps;
+mod pull;
 mod rm;
+mod rmi;
 mod run;
 mod start;
 mod stop;
@@ -57,6 +62,18 @@ enum Command {
     Info(info::Args),
     /// Show the client's and the supervisor's versions and wire protocols
     Version(version::Args),
+    /// Fetch an image from a registry into the image store
+    Pull(pull::Args),
+    /// List images
+    Images(images::Args),
+    /// Remove images
+    Rmi(rmi::Args),
+    /// Manage images (ls, prune, inspect)
+    Image(images::ImageArgs),
+    /// Load a docker-archive or oci-archive tarball into the image store
+    Import(import::Args),
+    /// Keep credentials for a registry
+    Login(login::Args),
     /// Print a shell completion script (used by make install)
     #[command(hide = true)]
     Completions(completions::CompletionArgs),
@@ -113,6 +130,12 @@ pub fn main() -> i32 {
         Command::Wait(a) => wait::execute(a, &client),
         Command::Info(a) => info::execute(a, &client),
         Command::Version(a) => version::execute(a, &client),
+        Command::Pull(a) => pull::execute(a),
+        Command::Images(a) => images::execute(a),
+        Command::Rmi(a) => rmi::execute(a),
+        Command::Image(a) => images::execute_image(a),
+        Command::Import(a) => import::execute(a),
+        Command::Login(a) => login::execute(a),
         Command::Completions(a) => completions::completions(a, Cli::command()),
         Command::Man(a) => completions::man(a, Cli::command()),
     };

@@ -1,0 +1,384 @@
+//! Images against software no one here wrote: Debian's docker-registry on loopback (own config,
+//! own port, own storage), images built by umoci from a copy of the busybox rootfs and pushed by
+//! skopeo, archives written by skopeo, overlayfs mounting the unpacked layers. Root only.
+mod common;
+
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{rootfs, ENGINE};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// A docker-registry of the test's own, stopped (and waited for) on drop.
+struct Registry {
+    child: Child,
+    dir: tempfile::TempDir,
+    host: String,
+    creds: Option<String>,
+}
+
+impl Registry {
+    fn start(auth: Option<(&str, &str)>) -> Registry {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let t = dir.path();
+        let mut yml = format!(
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            t.join("reg").display()
+        );
+        if let Some((user, pass)) = auth {
+            let out = Command::new("htpasswd").args(["-Bbn", user, pass]).output().expect("htpasswd (apache2-utils)");
+            assert!(out.status.success(), "htpasswd failed");
+            std::fs::write(t.join("htpasswd"), &out.stdout).expect("write htpasswd");
+            yml += &format!("auth:\n  htpasswd:\n    realm: test\n    path: {}\n", t.join("htpasswd").display());
+        }
+        std::fs::write(t.join("reg.yml"), yml).expect("write reg.yml");
+        let log = std::fs::File::create(t.join("registry.log")).expect("log");
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(t.join("reg.yml"))
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("docker-registry (make deps installs it)");
+        let host = format!("127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(&host).is_err() {
+            assert!(Instant::now() < deadline, "docker-registry did not listen on {host}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Registry { child, dir, host, creds: auth.map(|(u, p)| format!("{u}:{p}")) }
+    }
+
+    fn push(&self, fixtures: &[&str]) {
+        let t = self.dir.path();
+        let work = t.join("work");
+        std::fs::create_dir_all(&work).expect("work dir");
+        let mut cmd = Command::new("python3");
+        cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/image/fixtures.py"))
+            .arg(&work)
+            .arg(&self.host)
+            .arg(rootfs())
+            .args(fixtures)
+            .arg("--regroot")
+            .arg(t.join("reg"));
+        if let Some(c) = &self.creds {
+            cmd.args(["--creds", c]);
+        }
+        let out = cmd.output().expect("python3");
+        assert!(out.status.success(), "fixtures {fixtures:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+/// An engine root of the test's own: the store is ROOT/images.
+struct Engine {
+    dir: tempfile::TempDir,
+}
+
+impl Engine {
+    fn new() -> Engine {
+        Engine { dir: tempfile::tempdir().expect("tempdir") }
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    fn store(&self) -> PathBuf {
+        self.root().join("images")
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let (verb, rest) = args.split_first().expect("a verb");
+        let mut cmd = Command::new(ENGINE);
+        cmd.arg(verb);
+        if *verb == "image" {
+            cmd.arg(rest[0]).arg("--root").arg(self.root()).args(&rest[1..]);
+        } else {
+            cmd.arg("--root").arg(self.root()).args(rest);
+        }
+        cmd.stdin(Stdio::null()).output().expect("engine")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "engine {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs a verb that must fail: returns its one stderr line.
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success(), "engine {args:?} succeeded: {}", String::from_utf8_lossy(&out.stdout));
+        assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err:?}");
+        err.trim_end().to_string()
+    }
+
+    fn entries(&self, sub: &str) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.store().join(sub))
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    fn resolve(&self, reference: &str) -> engine::image::ResolvedImage {
+        engine::image::resolve(&self.store(), reference).expect("resolve")
+    }
+}
+
+/// `diff -r` of two trees, links not followed: the unpacked layer must be the rootfs exactly.
+fn same_tree(a: &Path, b: &Path) {
+    let out = Command::new("diff").arg("-r").arg("--no-dereference").arg(a).arg(b).output().expect("diff");
+    assert!(out.status.success(), "trees differ:\n{}", String::from_utf8_lossy(&out.stdout));
+}
+
+#[test]
+fn pull_oci_and_schema2_share_layers_and_rmi_leaves_nothing() {
+    let reg = Registry::start(None);
+    reg.push(&["oci", "v2s2"]);
+    let e = Engine::new();
+    let oci = format!("{}/busybox:oci", reg.host);
+    let v2 = format!("{}/busybox:v2s2", reg.host);
+
+    let out = e.ok(&["pull", &oci]);
+    let id = out.lines().last().unwrap_or_default().to_string();
+    assert!(id.starts_with("sha256:"), "{out}");
+    let img = e.resolve(&oci);
+    assert_eq!(img.lower_dirs.len(), 1);
+    same_tree(&img.lower_dirs[0], &rootfs());
+    assert_eq!(img.config.cmd, ["/bin/sh"]);
+    assert_eq!(img.config.working_dir, "/tmp");
+    assert!(img.config.env.iter().any(|v| v.starts_with("PATH=")));
+    let mode = std::fs::metadata(&e.store()).expect("store").permissions().mode();
+    assert_eq!(mode & 0o777, 0o700, "store readable by others");
+
+    // The schema-2 tag of the same rootfs: the layer is already there, nothing fetched.
+    let out = e.ok(&["pull", &v2]);
+    assert!(out.contains("0 layers fetched, 1 present"), "{out}");
+
+    // A second pull of the same image fetches nothing and is quick.
+    let t = Instant::now();
+    let out = e.ok(&["pull", &oci]);
+    let second = t.elapsed();
+    assert!(out.contains("0 layers fetched"), "{out}");
+    eprintln!("second pull of {oci}: {:.1} ms", second.as_secs_f64() * 1000.0);
+    assert!(second < Duration::from_millis(500), "second pull took {second:?}");
+
+    let json: serde_json::Value = serde_json::from_str(&e.ok(&["images", "--format", "json"])).expect("json");
+    let names: Vec<String> = json
+        .as_array()
+        .expect("array")
+        .iter()
+        .flat_map(|i| i["Names"].as_array().cloned().unwrap_or_default())
+        .filter_map(|n| n.as_str().map(String::from))
+        .collect();
+    assert!(names.contains(&oci) && names.contains(&v2), "{names:?}");
+
+    let inspect: serde_json::Value = serde_json::from_str(&e.ok(&["image", "inspect", &oci])).expect("json");
+    let c = &inspect[0]["Config"];
+    assert_eq!(c["ExposedPorts"], serde_json::json!(["8080/tcp"]), "{inspect}");
+    assert_eq!(c["Labels"]["org.example.test"], "yes", "{inspect}");
+    assert_eq!(inspect[0]["Id"], id.as_str());
+
+    // Removing one name keeps the shared layer; removing the other empties the store.
+    e.ok(&["rmi", &oci]);
+    assert_eq!(e.entries("layers").len(), 1);
+    assert!(e.fails(&["rmi", &oci]).contains("not found"));
+    e.ok(&["rmi", &v2]);
+    for sub in ["layers", "images", "refs", "blobs/sha256", "tmp", "locks"] {
+        assert!(e.entries(sub).is_empty(), "{sub} not empty: {:?}", e.entries(sub));
+    }
+}
+
+fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
+    let p = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
+    let n = std::ffi::CString::new(name).ok()?;
+    let mut buf = [0u8; 64];
+    // SAFETY: valid C strings and buffer.
+    let r = unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    (r >= 0).then(|| buf[..r as usize].to_vec())
+}
+
+#[test]
+fn whiteouts_and_opaque_dirs_work_in_a_real_overlay() {
+    let reg = Registry::start(None);
+    reg.push(&["wh"]);
+    let e = Engine::new();
+    let name = format!("{}/wh:latest", reg.host);
+    e.ok(&["pull", &name]);
+    let img = e.resolve(&name);
+    assert_eq!(img.lower_dirs.len(), 3);
+    let top = &img.lower_dirs[0];
+    let wh = std::fs::symlink_metadata(top.join("data/gone")).expect("whiteout");
+    assert!(wh.file_type().is_char_device() && wh.rdev() == 0, "data/gone is not a 0:0 char device");
+    assert!(!top.join("data/.wh.gone").exists());
+    assert_eq!(xattr(&top.join("opq"), "trusted.overlay.opaque").as_deref(), Some(&b"y"[..]));
+    assert!(!top.join("opq/.wh..wh..opq").exists());
+
+    // The real proof: overlayfs itself, in a private mount namespace that dies with the shell.
+    let mnt = e.dir.path().join("mnt");
+    std::fs::create_dir(&mnt).expect("mnt");
+    let lower = img.lower_dirs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":");
+    let script = format!(
+        "mount -t overlay overlay -o lowerdir={lower} {m} && ls {m}/data && echo -- && ls {m}/opq && echo -- && cat {m}/data/keep && ls {m}/bin/busybox",
+        m = mnt.display()
+    );
+    let out = Command::new("unshare").args(["-m", "--propagation", "private", "sh", "-c", &script]).output().expect("unshare");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "overlay: {}{}", text, String::from_utf8_lossy(&out.stderr));
+    let parts: Vec<&str> = text.split("--\n").collect();
+    assert_eq!(parts[0].split_whitespace().collect::<Vec<_>>(), ["keep"], "deleted file still visible: {text}");
+    assert_eq!(parts[1].split_whitespace().collect::<Vec<_>>(), ["new"], "opaque dir shows lower content: {text}");
+    assert!(parts[2].starts_with("keep\n"), "{text}");
+
+    // Two pulls of one image at once: both succeed, each layer stored once.
+    let e2 = Engine::new();
+    let pulls: Vec<Child> = (0..2)
+        .map(|_| {
+            Command::new(ENGINE)
+                .args(["pull", "--root"])
+                .arg(e2.root())
+                .arg(&name)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("engine")
+        })
+        .collect();
+    for p in pulls {
+        let out = p.wait_with_output().expect("wait");
+        assert!(out.status.success(), "concurrent pull: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    assert_eq!(e2.entries("layers").len(), 3);
+    assert!(e2.entries("tmp").is_empty());
+}
+
+#[test]
+fn multi_platform_index_picks_the_platform() {
+    let reg = Registry::start(None);
+    reg.push(&["index"]);
+    let e = Engine::new();
+    let multi = format!("{}/multi:latest", reg.host);
+    e.ok(&["pull", &multi]);
+    assert_eq!(e.resolve(&multi).config.architecture, "amd64");
+    let e2 = Engine::new();
+    e2.ok(&["pull", "--platform", "linux/arm64", &multi]);
+    let arm = e2.resolve(&multi);
+    assert_eq!(arm.config.architecture, "arm64");
+    assert!(arm.lower_dirs[0].join("arm-only").exists());
+
+    let e3 = Engine::new();
+    let err = e3.fails(&["pull", &format!("{}/multi:armonly", reg.host)]);
+    assert!(err.contains("no image for linux/amd64") && err.contains("linux/arm64, linux/arm/v7"), "{err}");
+    let err = e3.fails(&["pull", "--platform", "linux", &multi]);
+    assert!(err.contains("invalid platform"), "{err}");
+    assert!(e3.entries("layers").is_empty() && e3.entries("images").is_empty());
+}
+
+#[test]
+fn bad_input_fails_in_one_line_and_leaves_nothing() {
+    let reg = Registry::start(None);
+    reg.push(&["bad"]);
+    let e = Engine::new();
+    let _ = std::fs::remove_file("/tmp/escaped-absolute");
+    let _ = std::fs::remove_file("/tmp/escaped-symlink");
+    let down = free_port();
+    let cases = [
+        ("bad:digest", "digest mismatch"),
+        ("bad:truncated", "mismatch"),
+        ("bad:mediatype", "unsupported media type \"application/vnd.example.layer+weird\""),
+        ("bad:dotdot", "unsafe entry \"../escaped-dotdot\": path climbs out with .."),
+        ("bad:absolute", "unsafe entry \"/tmp/escaped-absolute\": absolute path"),
+        ("bad:symlink", "unsafe entry \"link/escaped-symlink\": its parent link is a symlink"),
+        ("bad:hardlink", "unsafe entry \"h\": hard link target path climbs out"),
+        ("bad:missing", "not found"),
+        ("nosuchrepo:latest", "not found"),
+    ];
+    for (tag, want) in cases {
+        let err = e.fails(&["pull", &format!("{}/{tag}", reg.host)]);
+        assert!(err.contains(want), "{tag}: {err}");
+        eprintln!("{tag}: {err}");
+        for sub in ["layers", "images", "refs", "tmp"] {
+            assert!(e.entries(sub).is_empty(), "{tag} left {sub}: {:?}", e.entries(sub));
+        }
+    }
+    let err = e.fails(&["pull", &format!("127.0.0.1:{down}/busybox")]);
+    assert!(err.contains("cannot reach registry") && err.contains("refused"), "{err}");
+    let err = e.fails(&["pull", "Not/A/Ref"]);
+    assert!(err.contains("invalid reference"), "{err}");
+    assert!(!Path::new("/tmp/escaped-absolute").exists() && !Path::new("/tmp/escaped-symlink").exists());
+    assert!(!e.store().join("escaped-dotdot").exists() && !e.store().join("tmp/escaped-dotdot").exists());
+}
+
+#[test]
+fn basic_auth_registry_needs_login() {
+    let reg = Registry::start(Some(("tester", "s3cret")));
+    reg.push(&["oci"]);
+    let e = Engine::new();
+    let name = format!("{}/busybox:oci", reg.host);
+    let err = e.fails(&["pull", &name]);
+    assert!(err.contains("asks for credentials") && err.contains("engine login"), "{err}");
+    let err = e.fails(&["login", "-u", "tester", "-p", "wrong", &reg.host]);
+    assert!(err.contains("refused the credentials"), "{err}");
+    let mut login = Command::new(ENGINE)
+        .args(["login", "--root"])
+        .arg(e.root())
+        .args(["-u", "tester", "--password-stdin", &reg.host])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("engine login");
+    login.stdin.take().expect("stdin").write_all(b"s3cret\n").expect("write");
+    assert!(login.wait().expect("wait").success());
+    let mode = std::fs::metadata(e.store().join("auth.json")).expect("auth.json").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    e.ok(&["pull", &name]);
+    same_tree(&e.resolve(&name).lower_dirs[0], &rootfs());
+}
+
+#[test]
+fn import_docker_and_oci_archives_from_skopeo() {
+    let reg = Registry::start(None);
+    reg.push(&["oci"]); // builds the umoci layout under the registry's work dir
+    let layout = reg.dir.path().join("work/oci");
+    let t = reg.dir.path();
+    let docker_tar = t.join("docker.tar");
+    let oci_tar = t.join("oci.tar");
+    for dest in [
+        format!("docker-archive:{}:localhost/busybox:docker", docker_tar.display()),
+        format!("oci-archive:{}:localhost/busybox:oci", oci_tar.display()),
+    ] {
+        let st = Command::new("skopeo")
+            .args(["copy", "--quiet", &format!("oci:{}:busybox", layout.display()), &dest])
+            .status()
+            .expect("skopeo");
+        assert!(st.success(), "skopeo copy to {dest}");
+    }
+    let e = Engine::new();
+    let id_d = e.ok(&["import", docker_tar.to_str().unwrap_or_default()]);
+    let id_o = e.ok(&["import", oci_tar.to_str().unwrap_or_default()]);
+    assert_eq!(id_d.lines().last(), id_o.lines().last(), "same config, same image ID");
+    let img = e.resolve("localhost/busybox:docker");
+    same_tree(&img.lower_dirs[0], &rootfs());
+    assert_eq!(e.resolve("localhost/busybox:oci").lower_dirs, img.lower_dirs);
+    assert_eq!(e.entries("layers").len(), 1);
+    let err = e.fails(&["import", "/etc/hostname"]);
+    assert!(err.contains("unreadable archive") || err.contains("neither"), "{err}");
+}
