@@ -166,7 +166,7 @@ fn pull_oci_and_schema2_share_layers_and_rmi_leaves_nothing() {
     assert_eq!(img.config.cmd, ["/bin/sh"]);
     assert_eq!(img.config.working_dir, "/tmp");
     assert!(img.config.env.iter().any(|v| v.starts_with("PATH=")));
-    let mode = std::fs::metadata(&e.store()).expect("store").permissions().mode();
+    let mode = std::fs::metadata(e.store()).expect("store").permissions().mode();
     assert_eq!(mode & 0o777, 0o700, "store readable by others");
 
     // The schema-2 tag of the same rootfs: the layer is already there, nothing fetched.
@@ -240,7 +240,10 @@ fn whiteouts_and_opaque_dirs_work_in_a_real_overlay() {
         "mount -t overlay overlay -o lowerdir={lower} {m} && ls {m}/data && echo -- && ls {m}/opq && echo -- && cat {m}/data/keep && ls {m}/bin/busybox",
         m = mnt.display()
     );
-    let out = Command::new("unshare").args(["-m", "--propagation", "private", "sh", "-c", &script]).output().expect("unshare");
+    let out = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .expect("unshare");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "overlay: {}{}", text, String::from_utf8_lossy(&out.stderr));
     let parts: Vec<&str> = text.split("--\n").collect();
@@ -302,7 +305,7 @@ fn bad_input_fails_in_one_line_and_leaves_nothing() {
     let down = free_port();
     let cases = [
         ("bad:digest", "digest mismatch"),
-        ("bad:truncated", "mismatch"),
+        ("bad:truncated", "size mismatch: expected"),
         ("bad:mediatype", "unsupported media type \"application/vnd.example.layer+weird\""),
         ("bad:dotdot", "unsafe entry \"../escaped-dotdot\": path climbs out with .."),
         ("bad:absolute", "unsafe entry \"/tmp/escaped-absolute\": absolute path"),

@@ -78,7 +78,8 @@ pub fn execute(args: Args) -> CliResult {
                 let names = if i.names.is_empty() { vec!["<none>:<none>".to_string()] } else { i.names.clone() };
                 for n in names {
                     let (repo, tag) = split_name(&n);
-                    let created = i.created.as_deref().map(|c| c.chars().take(19).collect::<String>()).unwrap_or_default();
+                    let created =
+                        i.created.as_deref().map(|c| c.chars().take(19).collect::<String>()).unwrap_or_default();
                     println!("{repo:<40} {tag:<16} {:<14} {created:<22} {:>10}", &i.id[7..19], human(i.size));
                 }
             }
@@ -134,11 +135,8 @@ fn inspect(args: InspectArgs) -> CliResult {
     for q in &args.images {
         let rec = store.find(q)?;
         let config = image::ImageConfig::from_oci(&store.image_config(&rec)?);
-        let layers: Vec<serde_json::Value> = rec
-            .layers
-            .iter()
-            .map(|l| serde_json::json!({ "DiffID": l, "Dir": store.layer_dir(l).ok() }))
-            .collect();
+        let layers: Vec<serde_json::Value> =
+            rec.layers.iter().map(|l| serde_json::json!({ "DiffID": l, "Dir": store.layer_dir(l).ok() })).collect();
         out.push(serde_json::json!({
             "Id": rec.id, "Digest": rec.manifest_digest, "Names": rec.names, "Created": rec.created,
             "Added": rec.added, "Size": rec.size, "Os": config.os, "Architecture": config.architecture,

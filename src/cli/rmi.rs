@@ -36,7 +36,10 @@ pub fn execute(args: Args) -> CliResult {
     if failures.is_empty() {
         Ok(0)
     } else {
-        Err(CliError { message: failures.join("; "), exit_code: if failures.len() == 1 { EXIT_ENGINE_ERROR } else { 2 } })
+        Err(CliError {
+            message: failures.join("; "),
+            exit_code: if failures.len() == 1 { EXIT_ENGINE_ERROR } else { 2 },
+        })
     }
 }
 

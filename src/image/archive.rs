@@ -161,7 +161,15 @@ pub fn import(store_root: &Path, file: &Path, quiet: bool) -> Result<Vec<Importe
                 return Err(Error::Invalid(format!("invalid diff ID {diff_id:?} in {}", file.display())));
             }
             let (_, size) = index.get(entry)?;
-            jobs.push((entry.clone(), LayerJob { diff_id: diff_id.clone(), digest: digest.clone(), size: Some(size), compression: *compression }));
+            jobs.push((
+                entry.clone(),
+                LayerJob {
+                    diff_id: diff_id.clone(),
+                    digest: digest.clone(),
+                    size: Some(size),
+                    compression: *compression,
+                },
+            ));
         }
         let entries: HashMap<String, String> = jobs.iter().map(|(e, j)| (j.diff_id.clone(), e.clone())).collect();
         let layer_jobs: Vec<LayerJob> = jobs.into_iter().map(|(_, j)| j).collect();
@@ -252,7 +260,8 @@ fn oci_images(index: &TarIndex) -> Result<Vec<Found>, Error> {
     struct Idx {
         manifests: Vec<Desc>,
     }
-    let top: Idx = serde_json::from_slice(&index.read("index.json")?).map_err(Error::json("index.json of the archive"))?;
+    let top: Idx =
+        serde_json::from_slice(&index.read("index.json")?).map_err(Error::json("index.json of the archive"))?;
     let host = Platform::host();
     let mut out = Vec::new();
     for d in top.manifests {
@@ -283,7 +292,13 @@ fn oci_images(index: &TarIndex) -> Result<Vec<Found>, Error> {
                 .ok_or_else(|| Error::NoPlatform {
                     wanted: host.to_string(),
                     reference: names.first().cloned().unwrap_or_else(|| digest.clone()),
-                    available: nested.manifests.iter().filter_map(|m| m.platform.as_ref()).map(|p| p.to_string()).collect::<Vec<_>>().join(", "),
+                    available: nested
+                        .manifests
+                        .iter()
+                        .filter_map(|m| m.platform.as_ref())
+                        .map(|p| p.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
                 })?;
             digest = choice.digest.clone();
             bytes = read_blob(index, &digest)?;
@@ -312,7 +327,11 @@ fn read_blob(index: &TarIndex, digest: &str) -> Result<Vec<u8>, Error> {
     let bytes = index.read(&blob_entry(digest))?;
     let actual = sha256_digest(&bytes);
     if actual != digest {
-        return Err(Error::DigestMismatch { what: format!("blob {digest} in the archive"), expected: digest.into(), actual });
+        return Err(Error::DigestMismatch {
+            what: format!("blob {digest} in the archive"),
+            expected: digest.into(),
+            actual,
+        });
     }
     Ok(bytes)
 }

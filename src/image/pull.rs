@@ -361,7 +361,12 @@ pub fn pull(store_root: &Path, reference: &str, opts: &PullOptions) -> Result<Pu
         .iter()
         .zip(diff_ids)
         .zip(compressions)
-        .map(|((l, d), c)| LayerJob { diff_id: d.clone(), digest: Some(l.digest.clone()), size: Some(l.size), compression: c })
+        .map(|((l, d), c)| LayerJob {
+            diff_id: d.clone(),
+            digest: Some(l.digest.clone()),
+            size: Some(l.size),
+            compression: c,
+        })
         .collect();
     for j in &jobs {
         if !super::reference::is_digest(&j.diff_id) {
@@ -382,7 +387,8 @@ pub fn pull(store_root: &Path, reference: &str, opts: &PullOptions) -> Result<Pu
     let id = manifest.config.digest.clone();
     store.put_blob(&fetched.digest, &fetched.bytes)?;
     store.put_blob(&id, &config_bytes)?;
-    let unchanged = store.find(&name).is_ok_and(|rec| rec.id == id && rec.manifest_digest.as_deref() == Some(&fetched.digest));
+    let unchanged =
+        store.find(&name).is_ok_and(|rec| rec.id == id && rec.manifest_digest.as_deref() == Some(&fetched.digest));
     if !unchanged {
         let record = ImageRecord {
             id: id.clone(),

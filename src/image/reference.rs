@@ -67,11 +67,8 @@ impl Reference {
         if !path_ok {
             return Err(bad("a repository name is lowercase [a-z0-9] components joined by . _ - and /"));
         }
-        let repository = if registry == DOCKER_HUB && !path.contains('/') {
-            format!("library/{path}")
-        } else {
-            path.to_string()
-        };
+        let repository =
+            if registry == DOCKER_HUB && !path.contains('/') { format!("library/{path}") } else { path.to_string() };
         let tag = if tag.is_none() && digest.is_none() { Some("latest".to_string()) } else { tag };
         Ok(Reference { registry, repository, tag, digest })
     }
@@ -102,8 +99,7 @@ impl Reference {
             _ => &self.registry,
         };
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        host == "localhost"
-            || host.parse::<std::net::IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false)
+        host == "localhost" || host.parse::<std::net::IpAddr>().map(|ip| ip.is_loopback()).unwrap_or(false)
     }
 }
 
@@ -122,7 +118,8 @@ impl fmt::Display for Reference {
 
 /// `sha256:` and 64 lowercase hex digits: the only digest algorithm registries serve today.
 pub fn is_digest(s: &str) -> bool {
-    s.strip_prefix("sha256:").is_some_and(|h| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+    s.strip_prefix("sha256:")
+        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
 }
 
 #[cfg(test)]

@@ -181,7 +181,9 @@ impl Registry {
                 let token_err = |cause: String| Error::Token { realm: realm.clone(), cause };
                 let resp = match req.call() {
                     Ok(r) => r,
-                    Err(ureq::Error::Status(401, _)) if self.creds.is_some() => return Err(Error::Denied(self.host.clone())),
+                    Err(ureq::Error::Status(401, _)) if self.creds.is_some() => {
+                        return Err(Error::Denied(self.host.clone()))
+                    }
                     Err(ureq::Error::Status(code, _)) => return Err(token_err(format!("answered {code}"))),
                     Err(ureq::Error::Transport(t)) => return Err(token_err(transport_cause(&t))),
                 };
@@ -216,7 +218,11 @@ impl Registry {
         }
         let digest = super::store::sha256_digest(&bytes);
         if super::reference::is_digest(reference) && digest != reference {
-            return Err(Error::DigestMismatch { what: format!("manifest of {what}"), expected: reference.into(), actual: digest });
+            return Err(Error::DigestMismatch {
+                what: format!("manifest of {what}"),
+                expected: reference.into(),
+                actual: digest,
+            });
         }
         #[derive(Deserialize)]
         struct Head {

@@ -142,7 +142,7 @@ impl Store {
     pub fn open(root: &Path) -> Result<Store, Error> {
         for sub in ["", "blobs", "blobs/sha256", "layers", "images", "refs", "locks", "tmp"] {
             let p = root.join(sub);
-            match fs::DirBuilder::new().mode(0o700).create(&p) {
+            match fs::DirBuilder::new().mode(0o700).recursive(sub.is_empty()).create(&p) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(Error::io(format!("create the image store {}", p.display()))(e)),
@@ -157,7 +157,14 @@ impl Store {
 
     fn lock_file(&self, path: &Path, op: libc::c_int) -> Result<Lock, Error> {
         let step = || format!("lock {}", path.display());
-        let f = OpenOptions::new().read(true).write(true).create(true).mode(0o600).open(path).map_err(Error::io(step()))?;
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .map_err(Error::io(step()))?;
         flock(&f, op).map_err(Error::io(step()))?;
         Ok(Lock(f))
     }

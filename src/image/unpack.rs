@@ -117,9 +117,18 @@ pub fn unpack_layer(
             (Ok(()), Ok(d)) => d,
             (Err(e), _) => {
                 let rest = outer.finish();
+                if let (Some(want), Ok((_, got))) = (expect.size, &rest) {
+                    if want != *got {
+                        return Err(Error::SizeMismatch { what: format!("layer {layer}"), expected: want, actual: *got });
+                    }
+                }
                 if let (Some(want), Ok((got, _))) = (expect.digest, rest) {
                     if want != got {
-                        return Err(Error::DigestMismatch { what: format!("layer {layer}"), expected: want.into(), actual: got });
+                        return Err(Error::DigestMismatch {
+                            what: format!("layer {layer}"),
+                            expected: want.into(),
+                            actual: got,
+                        });
                     }
                 }
                 return Err(e);
@@ -135,7 +144,11 @@ pub fn unpack_layer(
     }
     if let Some(want) = expect.digest {
         if want != digest {
-            return Err(Error::DigestMismatch { what: format!("layer {layer}"), expected: want.into(), actual: digest });
+            return Err(Error::DigestMismatch {
+                what: format!("layer {layer}"),
+                expected: want.into(),
+                actual: digest,
+            });
         }
     }
     if diff.0 != expect.diff_id {
@@ -366,12 +379,14 @@ impl Unpacker<'_> {
                 let target = cstr(&target).map_err(self.entry_err(raw))?;
                 remove_existing(parent, &cname).map_err(self.entry_err(raw))?;
                 // SAFETY: valid C strings and fd. The target is stored, never resolved here.
-                check(unsafe { libc::symlinkat(target.as_ptr(), parent, cname.as_ptr()) }).map_err(self.entry_err(raw))?;
+                check(unsafe { libc::symlinkat(target.as_ptr(), parent, cname.as_ptr()) })
+                    .map_err(self.entry_err(raw))?;
                 meta.apply(parent, Some(&cname)).map_err(self.entry_err(raw))?;
                 let _ = set_times(parent, name, meta.mtime);
             }
             tar::EntryType::Link => {
-                let target = entry.link_name_bytes().ok_or_else(|| self.unsafe_entry(raw, "hard link without target"))?;
+                let target =
+                    entry.link_name_bytes().ok_or_else(|| self.unsafe_entry(raw, "hard link without target"))?;
                 let tcomps = clean(&target).map_err(|why| self.unsafe_entry(raw, format!("hard link target {why}")))?;
                 let Some((&tname, tparents)) = tcomps.split_last() else {
                     return Err(self.unsafe_entry(raw, "hard link to the layer's root"));
@@ -439,7 +454,12 @@ impl Meta {
             gid: h.gid()? as u32,
             mode: h.mode()? & 0o7777,
             mtime: h.mtime().unwrap_or(0) as i64,
-            dev: (h.device_major()?.unwrap_or(0), h.device_minor()?.unwrap_or(0)),
+            // Device numbers mean something only for devices (other writers leave the fields blank).
+            dev: if matches!(h.entry_type(), tar::EntryType::Char | tar::EntryType::Block) {
+                (h.device_major()?.unwrap_or(0), h.device_minor()?.unwrap_or(0))
+            } else {
+                (0, 0)
+            },
             xattrs,
         })
     }
