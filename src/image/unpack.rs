@@ -349,27 +349,26 @@ impl Unpacker<'_> {
                 self.dir_times.push((raw.to_vec(), meta.mtime));
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
-                remove_existing(parent, &cname).map_err(self.entry_err(raw))?;
-                // SAFETY: valid fd and C string; O_EXCL|O_NOFOLLOW never opens what is already there.
-                let fd = check(unsafe {
-                    libc::openat(
-                        parent,
-                        cname.as_ptr(),
-                        libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-                        0o600,
-                    )
-                })
+                let mut file = match create_excl(parent, &cname) {
+                    Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                        remove_existing(parent, &cname).map_err(self.entry_err(raw))?;
+                        create_excl(parent, &cname)
+                    }
+                    r => r,
+                }
                 .map_err(self.entry_err(raw))?;
-                // SAFETY: fresh fd from the kernel.
-                let mut file = unsafe { File::from_raw_fd(fd) };
+                // Whole buffers: a decoder hands out a few kB per read, and a write per few kB is
+                // most of an unpack's system time.
                 loop {
-                    let n = match entry.read(&mut self.buf) {
-                        Ok(0) => break,
-                        Ok(n) => n,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(e) => return Err(Error::Archive { layer: self.layer.into(), source: e }),
-                    };
+                    let n = read_full(entry, &mut self.buf)
+                        .map_err(|e| Error::Archive { layer: self.layer.into(), source: e })?;
+                    if n == 0 {
+                        break;
+                    }
                     file.write_all(&self.buf[..n]).map_err(self.entry_err(raw))?;
+                    if n < self.buf.len() {
+                        break;
+                    }
                 }
                 meta.apply(file.as_raw_fd(), None).map_err(self.entry_err(raw))?;
                 set_times_fd(file.as_raw_fd(), meta.mtime).map_err(self.entry_err(raw))?;
@@ -487,6 +486,35 @@ impl Meta {
         }
         Ok(())
     }
+}
+
+/// Creates a new file; O_EXCL|O_NOFOLLOW never opens what is already there (a planted link).
+fn create_excl(dir: RawFd, name: &CString) -> io::Result<File> {
+    // SAFETY: valid fd and C string.
+    let fd = check(unsafe {
+        libc::openat(
+            dir,
+            name.as_ptr(),
+            libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            0o600,
+        )
+    })?;
+    // SAFETY: fresh fd from the kernel.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+/// Reads until `buf` is full or the stream ends.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 fn stat_at(dir: RawFd, name: &CString) -> io::Result<Option<libc::stat>> {
