@@ -385,3 +385,90 @@ fn import_docker_and_oci_archives_from_skopeo() {
     let err = e.fails(&["import", "/etc/hostname"]);
     assert!(err.contains("unreadable archive") || err.contains("neither"), "{err}");
 }
+
+#[test]
+fn zstd_and_plain_layers_and_special_files_survive() {
+    let reg = Registry::start(None);
+    reg.push(&["formats"]);
+    let e = Engine::new();
+    let name = format!("{}/formats:latest", reg.host);
+    e.ok(&["pull", &name]);
+    let img = e.resolve(&name);
+    assert_eq!(img.lower_dirs.len(), 3);
+    let (top, zst, gz) = (&img.lower_dirs[0], &img.lower_dirs[1], &img.lower_dirs[2]);
+    assert_eq!(std::fs::read_to_string(gz.join("gz")).ok().as_deref(), Some("gz\n"));
+    assert_eq!(std::fs::read_to_string(zst.join("zst")).ok().as_deref(), Some("zst\n"));
+    let meta = |p: &str| std::fs::symlink_metadata(top.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+    let null = meta("dev/null");
+    assert!(null.file_type().is_char_device() && null.rdev() == libc::makedev(1, 3) && null.mode() & 0o7777 == 0o666);
+    assert!(meta("fifo").file_type().is_fifo());
+    let suid = meta("suid");
+    assert_eq!((suid.mode() & 0o7777, suid.uid(), suid.gid(), suid.mtime()), (0o4755, 1000, 1000, 1600000000));
+    assert_eq!(meta("suid-link").ino(), suid.ino(), "hard link not kept");
+    let sym = meta("sym");
+    assert!(sym.file_type().is_symlink() && sym.uid() == 1000);
+    assert_eq!(std::fs::read_link(top.join("sym")).ok(), Some(PathBuf::from("/nowhere")));
+    assert_eq!(xattr(&top.join("xattr"), "user.test").as_deref(), Some(&b"value"[..]));
+    assert_eq!(meta("xattr").mode() & 0o7777, 0o640);
+}
+
+#[test]
+fn interrupted_pull_leaves_nothing_visible_and_a_rerun_completes() {
+    let reg = Registry::start(None);
+    reg.push(&["big"]);
+    let e = Engine::new();
+    let name = format!("{}/big:latest", reg.host);
+    let mut child = Command::new(ENGINE)
+        .args(["pull", "--root"])
+        .arg(e.root())
+        .arg(&name)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("engine");
+    // Killed while the layer is being unpacked: its temp dir exists, the layer does not yet.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while e.entries("tmp").is_empty() {
+        assert!(Instant::now() < deadline, "pull never started unpacking");
+        assert!(child.try_wait().ok().flatten().is_none(), "pull finished before it could be interrupted");
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(e.entries("layers").is_empty(), "half a layer visible: {:?}", e.entries("layers"));
+    assert!(e.entries("images").is_empty() && e.entries("refs").is_empty());
+    assert!(e.fails(&["image", "inspect", &name]).contains("not found"));
+    e.ok(&["pull", &name]);
+    assert!(e.entries("tmp").is_empty(), "the rerun did not sweep tmp/: {:?}", e.entries("tmp"));
+    assert_eq!(e.entries("layers").len(), 1);
+    assert_eq!(std::fs::metadata(e.resolve(&name).lower_dirs[0].join("blob")).map(|m| m.len()).ok(), Some(48 << 20));
+}
+
+#[test]
+fn prune_removes_dangling_images_and_their_layers() {
+    let reg = Registry::start(None);
+    reg.push(&["oci", "formats"]);
+    let e = Engine::new();
+    let name = format!("{}/app:v1", reg.host);
+    let retag = |src: &str| {
+        let st = Command::new("skopeo")
+            .args(["copy", "--quiet", "--src-tls-verify=false", "--dest-tls-verify=false"])
+            .arg(format!("docker://{}/{src}", reg.host))
+            .arg(format!("docker://{name}"))
+            .status()
+            .expect("skopeo");
+        assert!(st.success(), "skopeo copy {src}");
+    };
+    retag("busybox:oci");
+    let old = e.ok(&["pull", "-q", &name]).trim().to_string();
+    retag("formats:latest"); // the tag moves: the first image is left without a name
+    let new = e.ok(&["pull", "-q", &name]).trim().to_string();
+    assert_ne!(old, new);
+    let table = e.ok(&["images"]);
+    assert!(table.contains("<none>") && table.contains(&old[7..19]), "{table}");
+    let out = e.ok(&["image", "prune"]);
+    assert!(out.contains(&format!("Deleted: {old}")), "{out}");
+    assert_eq!(e.entries("images"), [format!("{}.json", &new[7..])]);
+    assert_eq!(e.entries("layers").len(), 3, "the busybox layer should be gone: {:?}", e.entries("layers"));
+    assert_eq!(e.resolve(&name).digest, new);
+}

@@ -18,7 +18,7 @@ use super::unpack::{self, Compression, Expect};
 use super::{Error, Reference};
 
 /// Layers fetched at once: enough to fill a link, few enough not to thrash a small disk.
-const PARALLEL_LAYERS: usize = 3;
+const PARALLEL_LAYERS: usize = 4;
 
 #[derive(Debug, Clone, Default)]
 pub struct PullOptions {

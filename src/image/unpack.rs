@@ -119,7 +119,11 @@ pub fn unpack_layer(
                 let rest = outer.finish();
                 if let (Some(want), Ok((_, got))) = (expect.size, &rest) {
                     if want != *got {
-                        return Err(Error::SizeMismatch { what: format!("layer {layer}"), expected: want, actual: *got });
+                        return Err(Error::SizeMismatch {
+                            what: format!("layer {layer}"),
+                            expected: want,
+                            actual: *got,
+                        });
                     }
                 }
                 if let (Some(want), Ok((got, _))) = (expect.digest, rest) {

@@ -62,14 +62,21 @@ class Registry:
         data = resp.read()
         return json.loads(data), {"mediaType": OCI_MANIFEST, "digest": "sha256:" + hashlib.sha256(data).hexdigest(), "size": len(data)}
 
-    def image(self, repo, ref, tars, arch="amd64", layer_type=LAYER_GZ, cmd=None):
-        """Pushes an image of the given uncompressed layer tars; returns the manifest descriptor
-        and the layer descriptors."""
+    def image(self, repo, ref, tars, arch="amd64", layer_type=LAYER_GZ, cmd=None, compress=None):
+        """Pushes an image of the given uncompressed layer tars (gzip, or per layer as `compress`
+        says: gzip, zstd, none); returns the manifest descriptor and the layer descriptors."""
         layers, diff_ids = [], []
-        for t in tars:
+        for i, t in enumerate(tars):
             diff_ids.append("sha256:" + hashlib.sha256(t).hexdigest())
-            d = self.blob(repo, gzip.compress(t, compresslevel=1, mtime=0))
-            d["mediaType"] = layer_type
+            how = compress[i] if compress else "gzip"
+            if how == "gzip":
+                d, mt = self.blob(repo, gzip.compress(t, compresslevel=1, mtime=0)), layer_type
+            elif how == "zstd":
+                z = subprocess.run(["zstd", "-q", "-c"], input=t, stdout=subprocess.PIPE, check=True).stdout
+                d, mt = self.blob(repo, z), "application/vnd.oci.image.layer.v1.tar+zstd"
+            else:
+                d, mt = self.blob(repo, t), "application/vnd.oci.image.layer.v1.tar"
+            d["mediaType"] = mt
             layers.append(d)
         config = {"architecture": arch, "os": "linux", "config": {"Cmd": cmd or ["/bin/sh"]},
                   "rootfs": {"type": "layers", "diff_ids": diff_ids}}
@@ -187,6 +194,31 @@ def main():
             entries = [dict(arm, platform={"os": "linux", "architecture": "arm64"}),
                        dict(armv7, platform={"os": "linux", "architecture": "arm", "variant": "v7"})]
             reg.manifest("multi", "armonly", {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}, OCI_INDEX)
+        elif fx == "big":
+            reg.image("big", "latest", [tar_of([("blob", "file", os.urandom(48 << 20))])])
+        elif fx == "formats":
+            # One layer per compression: gzip, zstd, none; plus a device node, a fifo, a hard link,
+            # a symlink, an xattr and odd modes and owners that must survive the unpack.
+            special = io.BytesIO()
+            with tarfile.open(fileobj=special, mode="w", format=tarfile.PAX_FORMAT) as t:
+                def add(name, **kw):
+                    ti = tarfile.TarInfo(name)
+                    data = kw.pop("data", None)
+                    for k, v in kw.items():
+                        setattr(ti, k, v)
+                    ti.mtime = 1600000000
+                    if data is not None:
+                        ti.size = len(data)
+                    t.addfile(ti, io.BytesIO(data) if data is not None else None)
+                add("dev", type=tarfile.DIRTYPE, mode=0o755)
+                add("dev/null", type=tarfile.CHRTYPE, devmajor=1, devminor=3, mode=0o666)
+                add("fifo", type=tarfile.FIFOTYPE, mode=0o600)
+                add("suid", data=b"#!/bin/sh\n", mode=0o4755, uid=1000, gid=1000)
+                add("suid-link", type=tarfile.LNKTYPE, linkname="suid")
+                add("sym", type=tarfile.SYMTYPE, linkname="/nowhere", uid=1000, gid=1000)
+                add("xattr", data=b"x\n", mode=0o640, pax_headers={"SCHILY.xattr.user.test": "value"})
+            reg.image("formats", "latest", [tar_of([("gz", "file", "gz\n")]), tar_of([("zst", "file", "zst\n")]),
+                                            special.getvalue()], compress=["gzip", "zstd", "none"])
         elif fx == "bad":
             # Each broken image has layers of its own: blobs are shared registry-wide by digest.
             _, layers = reg.image("bad", "digest", [tar_of([("digest-victim", "file", "x" * 4000)])])
