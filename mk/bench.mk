@@ -11,7 +11,15 @@ bench: build rootfs
 	@bash scripts/apt-install.sh $(BENCH_DEPS)
 	$(BENCH_ENV) python3 benches/bench.py $(BENCH_ARGS)
 	$(MAKE) oci-bench
+	$(MAKE) image-bench
 	$(MAKE) soak
+
+# benches/results/image-pull.md: pull + unpack of a 100 MiB 4-layer image from a loopback
+# docker-registry, engine vs podman vs skopeo + umoci, and a second pull (issue 10).
+.PHONY: image-bench
+image-bench: build
+	@bash scripts/apt-install.sh docker-registry skopeo umoci podman
+	ENGINE=$(ENGINE) python3 benches/image_bench.py $(IMAGE_BENCH_ARGS)
 
 # benches/results/soak.md: SOAK_CYCLES start/rm cycles with random supervisor SIGKILLs, then a leak
 # audit (processes, mounts, cgroups, veths, files, supervisor fds, records); exits 1 on a leak.

@@ -19,13 +19,29 @@ fn free_port() -> u16 {
 /// A docker-registry of the test's own, stopped (and waited for) on drop.
 struct Registry {
     child: Child,
+    /// The token server of a token-auth registry.
+    tokens: Option<Child>,
     dir: tempfile::TempDir,
     host: String,
     creds: Option<String>,
 }
 
+fn wait_listening(host: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(host).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {host}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 impl Registry {
     fn start(auth: Option<(&str, &str)>) -> Registry {
+        Registry::start_with(auth, false)
+    }
+
+    /// `token`: the registry trusts a token server of the test's own (anonymous pull, push with
+    /// the credentials), instead of htpasswd.
+    fn start_with(auth: Option<(&str, &str)>, token: bool) -> Registry {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let t = dir.path();
@@ -33,7 +49,33 @@ impl Registry {
             "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
             t.join("reg").display()
         );
-        if let Some((user, pass)) = auth {
+        let mut tokens = None;
+        if let (Some((user, pass)), true) = (auth, token) {
+            let ok = Command::new("openssl")
+                .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=token", "-keyout"])
+                .arg(t.join("key.pem"))
+                .arg("-out")
+                .arg(t.join("cert.pem"))
+                .stderr(Stdio::null())
+                .status()
+                .expect("openssl");
+            assert!(ok.success(), "openssl req");
+            let tport = free_port();
+            let server = Command::new("python3")
+                .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/image/token_server.py"))
+                .arg(tport.to_string())
+                .arg(t.join("key.pem"))
+                .arg(t.join("cert.pem"))
+                .args(["test-issuer", "test-registry", &format!("{user}:{pass}")])
+                .spawn()
+                .expect("token server");
+            tokens = Some(server);
+            wait_listening(&format!("127.0.0.1:{tport}"));
+            yml += &format!(
+                "auth:\n  token:\n    realm: http://127.0.0.1:{tport}/token\n    service: test-registry\n    issuer: test-issuer\n    rootcertbundle: {}\n",
+                t.join("cert.pem").display()
+            );
+        } else if let Some((user, pass)) = auth {
             let out = Command::new("htpasswd").args(["-Bbn", user, pass]).output().expect("htpasswd (apache2-utils)");
             assert!(out.status.success(), "htpasswd failed");
             std::fs::write(t.join("htpasswd"), &out.stdout).expect("write htpasswd");
@@ -49,12 +91,8 @@ impl Registry {
             .spawn()
             .expect("docker-registry (make deps installs it)");
         let host = format!("127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(&host).is_err() {
-            assert!(Instant::now() < deadline, "docker-registry did not listen on {host}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Registry { child, dir, host, creds: auth.map(|(u, p)| format!("{u}:{p}")) }
+        wait_listening(&host);
+        Registry { child, tokens, dir, host, creds: auth.map(|(u, p)| format!("{u}:{p}")) }
     }
 
     fn push(&self, fixtures: &[&str]) {
@@ -82,6 +120,10 @@ impl Drop for Registry {
         // SAFETY: signalling our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         let _ = self.child.wait();
+        if let Some(mut t) = self.tokens.take() {
+            let _ = t.kill();
+            let _ = t.wait();
+        }
     }
 }
 
@@ -354,6 +396,18 @@ fn basic_auth_registry_needs_login() {
     assert_eq!(mode & 0o777, 0o600);
     e.ok(&["pull", &name]);
     same_tree(&e.resolve(&name).lower_dirs[0], &rootfs());
+}
+
+#[test]
+fn token_auth_registry_gives_anonymous_pulls_a_token() {
+    let reg = Registry::start_with(Some(("pusher", "pushpass")), true);
+    reg.push(&["oci"]); // skopeo pushes with the credentials, through the token server
+    let e = Engine::new();
+    let name = format!("{}/busybox:oci", reg.host);
+    e.ok(&["pull", &name]); // anonymous: the challenge's realm hands out a pull token
+    same_tree(&e.resolve(&name).lower_dirs[0], &rootfs());
+    let err = e.fails(&["login", "-u", "pusher", "-p", "wrong", &reg.host]);
+    assert!(err.contains("refused the credentials"), "{err}");
 }
 
 #[test]
