@@ -94,6 +94,8 @@ impl Registry {
             .timeout_connect(Duration::from_secs(15))
             .timeout_read(Duration::from_secs(60))
             .redirects(5)
+            // Blob redirects go to object stores that must not see the registry's token.
+            .redirect_auth_headers(ureq::RedirectAuthHeaders::SameHost)
             .build();
         Registry {
             agent,
