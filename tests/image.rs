@@ -526,3 +526,34 @@ fn prune_removes_dangling_images_and_their_layers() {
     assert_eq!(e.entries("layers").len(), 3, "the busybox layer should be gone: {:?}", e.entries("layers"));
     assert_eq!(e.resolve(&name).digest, new);
 }
+
+#[test]
+fn full_disk_fails_in_one_line_and_leaves_nothing() {
+    let reg = Registry::start(None);
+    reg.push(&["oci"]);
+    let e = Engine::new();
+    // A 3 MiB tmpfs as the root, in a mount namespace that dies with the shell: the 7 MB
+    // busybox layer cannot fit.
+    let dir = e.dir.path().join("small");
+    std::fs::create_dir(&dir).expect("dir");
+    let script = format!(
+        "mount -t tmpfs -o size=3m tmpfs {d} && {engine} pull --root {d}/root {host}/busybox:oci; echo rc=$?; \
+         ls -A {d}/root/images/layers {d}/root/images/tmp {d}/root/images/images {d}/root/images/refs",
+        d = dir.display(),
+        engine = ENGINE,
+        host = reg.host
+    );
+    let out = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .expect("unshare");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("rc=125"), "{stdout}{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "not one line: {stderr}");
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+    eprintln!("full disk: {}", stderr.trim_end());
+    let listed: Vec<&str> =
+        stdout.lines().filter(|l| !l.is_empty() && !l.ends_with(':') && !l.starts_with("rc=")).collect();
+    assert!(listed.is_empty(), "left in the store: {listed:?}");
+}
