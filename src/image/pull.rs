@@ -221,7 +221,12 @@ pub fn ingest_layer(
     let label = short(job.digest.as_deref().unwrap_or(&job.diff_id)).to_string();
     let started = Instant::now();
     let tmp = store.temp_dir()?;
-    let reader = open()?;
+    // A registry that streams past the size the manifest promised is cut off there, not read
+    // until the disk is full; the size check below then names it.
+    let reader = match job.size {
+        Some(size) => Box::new(open()?.take(size + 1)) as Box<dyn Read + Send>,
+        None => open()?,
+    };
     let bar = progress.bar(&label, job.size.unwrap_or(0));
     let tick: Option<Box<dyn FnMut(u64) + Send>> = bar.clone().map(|b| Box::new(move |n| b.inc(n)) as Box<_>);
     let expect = Expect { digest: job.digest.as_deref(), size: job.size, diff_id: &job.diff_id };

@@ -54,6 +54,8 @@ impl Reference {
             Some((first, path)) if first.contains(['.', ':']) || first == "localhost" => (first.to_string(), path),
             _ => (DOCKER_HUB.to_string(), name),
         };
+        // Docker's legacy name for the Hub is the Hub.
+        let registry = if registry == "index.docker.io" { DOCKER_HUB.to_string() } else { registry };
         if registry.chars().any(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))) {
             return Err(bad("invalid registry host"));
         }
@@ -135,6 +137,8 @@ mod tests {
         assert_eq!(norm("busybox"), "docker.io/library/busybox:latest");
         assert_eq!(norm("library/busybox:1.36"), "docker.io/library/busybox:1.36");
         assert_eq!(norm("user/app"), "docker.io/user/app:latest");
+        assert_eq!(norm("index.docker.io/busybox"), "docker.io/library/busybox:latest");
+        assert_eq!(norm("docker.io/busybox:1"), "docker.io/library/busybox:1");
         assert_eq!(norm("127.0.0.1:5000/x:tag"), "127.0.0.1:5000/x:tag");
         assert_eq!(norm("localhost/a/b"), "localhost/a/b:latest");
         assert_eq!(norm("ghcr.io/o/r:v1.2-rc"), "ghcr.io/o/r:v1.2-rc");
