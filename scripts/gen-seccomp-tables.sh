@@ -36,7 +36,7 @@ table() { # $1 const name, $2 header, $3 abi tag for the newer list, $4 bit to a
   extra=$(echo "$newer" | awk -v abi="$3" '$3 ~ abi { print $2, $1 }')
   echo "pub(super) const $1: &[(&str, u32)] = &["
   printf '%s\n%s\n' "$known" "$extra" | awk 'NF == 2 && !seen[$1]++' | LC_ALL=C sort -k1,1 |
-    awk -v bit="$4" '{ printf "    (\"%s\", %s%s),\n", $1, (bit ? "X32_BIT + " : ""), $2 }'
+    awk -v bit="$4" '{ printf "    (\"%s\", %s),\n", $1, (bit ? ($2 == 0 ? "X32_BIT" : "X32_BIT + " $2) : $2) }'
   echo "];"
 }
 {

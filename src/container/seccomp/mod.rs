@@ -44,7 +44,7 @@ impl Filter {
     }
 
     pub fn flags(&self) -> u64 {
-        self.flags as u64
+        self.flags
     }
 }
 

@@ -152,7 +152,7 @@ fn actions_and_flags_map_to_the_kernels_values() {
             {"names": ["fstat"], "action": "SCMP_ACT_ALLOW"}]}"#,
     );
     let f = compile(&p).unwrap();
-    assert_eq!(f.flags(), (libc::SECCOMP_FILTER_FLAG_LOG | libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW) as u64);
+    assert_eq!(f.flags(), libc::SECCOMP_FILTER_FLAG_LOG | libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW);
     let d = |nr| decide(&f, X86_64, nr, [0; 6]);
     assert_eq!(
         [d(0), d(1), d(2), d(3), d(4), d(5), d(6)],
