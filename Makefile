@@ -17,7 +17,7 @@ build:
 
 # Debian packages the build and the tests need; apt-get update runs once per machine.
 deps: oci-deps
-	@bash scripts/apt-install.sh busybox-static python3-venv
+	@bash scripts/apt-install.sh busybox-static python3-venv golang-github-containers-common
 
 include mk/workloads.mk
 include mk/vm.mk
