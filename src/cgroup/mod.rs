@@ -3,10 +3,10 @@
 //! A container's group is `<parent>/<name>` (parent "engine" by default) in the v2
 //! hierarchy, or in each v1 controller hierarchy it needs. The caller creates the group,
 //! adds the child's pid before releasing it, reads stats, and removes the group when the
-//! container ends; `cleanup_stale` removes groups left by a crashed supervisor.
+//! container ends; `cleanup_stale_in` removes groups left by a crashed supervisor.
 //!
 //! ```text
-//! let cg = Cgroup::create(name, &Limits { memory_max: Some(parse_size("10m")?), ..Default::default() })?;
+//! let cg = Cgroup::create_in("engine", name, &Limits { memory_max: Some(parse_size("10m")?), ..Default::default() })?;
 //! cg.add_pid(child_pid)?;            // before the child is released
 //! // ... the container runs; cg.stats() for `engine stats` ...
 //! let oom = cg.oom_killed();         // after it exited: "killed (oom)"
@@ -18,17 +18,20 @@ mod error;
 mod fs;
 mod layout;
 mod limits;
+mod oci;
 mod parse;
 mod v1;
 mod v2;
 
 pub use error::CgroupError;
 pub use limits::{Limits, Stats, DEFAULT_PIDS_MAX};
+pub use oci::{FreezerState, OciStats, IGNORED_V1, IGNORED_V2};
 pub use parse::{format_cpuset, parse_cpus, parse_cpuset, parse_size};
 
 use layout::Layout;
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 /// Parent of the containers' groups in each hierarchy.
 pub const DEFAULT_PARENT: &str = "engine";
@@ -57,6 +60,14 @@ trait Backend: Send + Sync {
     fn oom_killed(&self) -> bool;
     /// Kills what is left, removes the directories; every error met, not just the first.
     fn remove(self: Box<Self>) -> Vec<CgroupError>;
+    fn dirs(&self) -> Dirs<'_>;
+}
+
+/// The group's directories, for the OCI operations that differ by version.
+enum Dirs<'a> {
+    /// Controller → directory.
+    V1(&'a BTreeMap<String, PathBuf>),
+    V2(&'a Path),
 }
 
 /// One container's group (one directory on v2, one per controller on v1).
@@ -64,6 +75,8 @@ trait Backend: Send + Sync {
 pub struct Cgroup {
     name: String,
     backend: Box<dyn Backend>,
+    /// Made or opened from an OCI cgroupsPath: removal takes the groups below it too.
+    oci: bool,
 }
 
 impl std::fmt::Debug for Cgroup {
@@ -84,12 +97,8 @@ impl Cgroup {
         })
     }
 
-    pub fn create(name: &str, limits: &Limits) -> Result<Cgroup, CgroupError> {
-        Self::create_in(DEFAULT_PARENT, name, limits)
-    }
-
-    /// Like `create` under another parent (tests use their own, to run side by side).
-    /// Limits are checked before anything is made; on a failure, what was made is removed.
+    /// The group `<parent>/<name>` (the supervisor's parent is "engine" by default; tests use
+    /// their own, to run side by side). Limits are checked before anything is made; on a failure, what was made is removed.
     /// An existing group of that name is refused, not adopted.
     pub fn create_in(parent: &str, name: &str, limits: &Limits) -> Result<Cgroup, CgroupError> {
         check_parent(parent)?;
@@ -99,7 +108,7 @@ impl Cgroup {
             Layout::V2 { mount } => Box::new(v2::V2::create(&mount, parent, name, &checked)?),
             Layout::V1 { mounts } => Box::new(v1::V1::create(&mounts, parent, name, &checked)?),
         };
-        Ok(Cgroup { name: name.to_string(), backend })
+        Ok(Cgroup { name: name.to_string(), backend, oci: false })
     }
 
     /// The flags among `limits` whose controller this host lacks; `create` refuses them.
@@ -121,11 +130,7 @@ impl Cgroup {
         Ok(flags)
     }
 
-    /// The existing group of a container (after a supervisor restart), if any.
-    pub fn open(name: &str) -> Option<Cgroup> {
-        Self::open_in(DEFAULT_PARENT, name)
-    }
-
+    /// The existing group `<parent>/<name>` (after a supervisor restart), if any.
     pub fn open_in(parent: &str, name: &str) -> Option<Cgroup> {
         check_parent(parent).ok()?;
         check_name(name).ok()?;
@@ -133,7 +138,7 @@ impl Cgroup {
             Layout::V2 { mount } => Box::new(v2::V2::open(&mount, parent, name)?),
             Layout::V1 { mounts } => Box::new(v1::V1::open(&mounts, parent, name)?),
         };
-        Some(Cgroup { name: name.to_string(), backend })
+        Some(Cgroup { name: name.to_string(), backend, oci: false })
     }
 
     pub fn name(&self) -> &str {
@@ -166,7 +171,7 @@ impl Cgroup {
     /// SIGKILLs any process still inside, waits for them to leave, removes the directories.
     /// Keeps going past a failure and returns every error together.
     pub fn remove(self) -> Result<(), CgroupError> {
-        let errors = self.backend.remove();
+        let errors = if self.oci { oci::remove(self.backend.paths()) } else { self.backend.remove() };
         if errors.is_empty() {
             Ok(())
         } else {
@@ -174,13 +179,9 @@ impl Cgroup {
         }
     }
 
-    /// Removes every group under "engine" for which `keep(name)` is false (left by a crash).
-    /// Returns the names removed; failures are reported on stderr, since the supervisor
+    /// Removes every group under `parent` for which `keep(name)` is false (left by a crash).
+    /// Returns the names removed; failures are reported through `warn!`, since the supervisor
     /// starts anyway and the next start tries again.
-    pub fn cleanup_stale(keep: &dyn Fn(&str) -> bool) -> Vec<String> {
-        Self::cleanup_stale_in(DEFAULT_PARENT, keep)
-    }
-
     pub fn cleanup_stale_in(parent: &str, keep: &dyn Fn(&str) -> bool) -> Vec<String> {
         if check_parent(parent).is_err() {
             return Vec::new();
