@@ -486,7 +486,12 @@ impl Meta {
             }
         }
         for (k, v) in &self.xattrs {
-            set_xattr(fd, name, k, v)?;
+            match set_xattr(fd, name, k, v) {
+                // A store filesystem without that xattr namespace, or user.* on a symlink: the
+                // file is still right, as containerd and podman also carry on.
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP) | Some(libc::EPERM)) => {}
+                r => r?,
+            }
         }
         Ok(())
     }
