@@ -557,3 +557,62 @@ fn full_disk_fails_in_one_line_and_leaves_nothing() {
         stdout.lines().filter(|l| !l.is_empty() && !l.ends_with(':') && !l.starts_with("rc=")).collect();
     assert!(listed.is_empty(), "left in the store: {listed:?}");
 }
+
+/// Every entry's path, type, mode, owner and size under `dir`, as `find` prints them.
+const LISTING: &str = r#"find . -printf "%p %y %m %U %G %s %l\n" | grep -v '^\. ' | sort"#;
+
+#[test]
+fn podman_sees_the_same_files_as_an_overlay_of_our_layers() {
+    let reg = Registry::start(None);
+    reg.push(&["wh", "formats"]);
+    let e = Engine::new();
+    let t = e.dir.path();
+    let containers_existed = Path::new("/var/lib/containers").exists();
+    // No systemd here: cgroupfs, and events to a file of the test's own.
+    let conf = format!(
+        "[engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\nevents_logfile_path = \"{0}/events.log\"\ntmp_dir = \"{0}/tmp\"\n",
+        t.display()
+    );
+    std::fs::write(t.join("containers.conf"), conf).expect("containers.conf");
+    for image in ["wh:latest", "formats:latest"] {
+        let name = format!("{}/{image}", reg.host);
+        e.ok(&["pull", &name]);
+        let lower = e.resolve(&name).lower_dirs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":");
+        let mnt = t.join("mnt");
+        std::fs::create_dir_all(&mnt).expect("mnt");
+        // Podman with storage of its own; both trees mounted in a mount namespace that dies with
+        // the shell, so nothing stays mounted whatever happens.
+        let script = format!(
+            r#"set -e
+P="podman --root {t}/p/root --runroot {t}/p/run --storage-driver overlay"
+$P pull -q --tls-verify=false {name} >/dev/null
+M=$($P image mount {name})
+mount -t overlay overlay -o lowerdir={lower} {mnt}
+(cd $M && {LISTING}) > {t}/podman.txt
+(cd {mnt} && {LISTING}) > {t}/engine.txt
+umount {mnt}
+$P image unmount {name} >/dev/null
+diff {t}/podman.txt {t}/engine.txt
+wc -l < {t}/engine.txt"#,
+            t = t.display(),
+            mnt = mnt.display()
+        );
+        let out = Command::new("unshare")
+            .args(["-m", "--propagation", "private", "bash", "-c", &script])
+            .env("CONTAINERS_CONF", t.join("containers.conf"))
+            .output()
+            .expect("unshare");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{image}: podman and engine differ:\n{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let entries: usize = stdout.trim().parse().unwrap_or(0);
+        assert!(entries > 3, "{image}: only {entries} entries compared");
+        eprintln!("{image}: {entries} entries alike");
+    }
+    if !containers_existed {
+        let _ = std::fs::remove_dir_all("/var/lib/containers");
+    }
+}

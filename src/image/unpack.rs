@@ -401,6 +401,10 @@ impl Unpacker<'_> {
                 // the symlink itself, never what it points at.
                 check(unsafe { libc::linkat(tdir.as_raw_fd(), tname.as_ptr(), parent, cname.as_ptr(), 0) })
                     .map_err(self.entry_err(raw))?;
+                // The link's own header applies to the shared inode, as Docker's and podman's
+                // unpackers do (a tar writer gives it the target's metadata anyway).
+                meta.apply(parent, Some(&cname)).map_err(self.entry_err(raw))?;
+                let _ = set_times(parent, name, meta.mtime);
             }
             tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
                 let fmt = match kind {
@@ -480,7 +484,8 @@ impl Meta {
                 // SAFETY: valid fd and C string; NOFOLLOW: a symlink's own owner.
                 check(unsafe { libc::fchownat(fd, n.as_ptr(), self.uid, self.gid, libc::AT_SYMLINK_NOFOLLOW) })?;
                 if !is_symlink(fd, n)? {
-                    // Only devices and fifos get here: fchmodat does not follow them anywhere.
+                    // Devices, fifos and hard links get here, never a symlink: fchmodat follows
+                    // nothing.
                     check(unsafe { libc::fchmodat(fd, n.as_ptr(), self.mode, 0) })?;
                 }
             }

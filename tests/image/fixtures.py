@@ -214,7 +214,7 @@ def main():
                 add("dev/null", type=tarfile.CHRTYPE, devmajor=1, devminor=3, mode=0o666)
                 add("fifo", type=tarfile.FIFOTYPE, mode=0o600)
                 add("suid", data=b"#!/bin/sh\n", mode=0o4755, uid=1000, gid=1000)
-                add("suid-link", type=tarfile.LNKTYPE, linkname="suid")
+                add("suid-link", type=tarfile.LNKTYPE, linkname="suid", mode=0o4755, uid=1000, gid=1000)
                 add("sym", type=tarfile.SYMTYPE, linkname="/nowhere", uid=1000, gid=1000)
                 add("xattr", data=b"x\n", mode=0o640, pax_headers={"SCHILY.xattr.user.test": "value"})
             reg.image("formats", "latest", [tar_of([("gz", "file", "gz\n")]), tar_of([("zst", "file", "zst\n")]),
