@@ -5,5 +5,6 @@ pub mod container;
 pub mod diag;
 pub mod monitor;
 pub mod net;
+pub mod oci;
 pub mod protocol;
 pub mod supervisor;
