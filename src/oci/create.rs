@@ -2,8 +2,9 @@
 //! start gate; its process waits on exec.fifo for `start`.
 use std::path::PathBuf;
 
+use super::console::ConsoleError;
 use super::error::{OciError, Result};
-use super::Ctx;
+use super::{config, log, monitor, state, Ctx};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -28,6 +29,31 @@ pub struct Args {
     pub id: String,
 }
 
-pub fn run(_ctx: &Ctx, _args: Args) -> Result<i32> {
+/// Everything checked before anything is made: a refusal here leaves nothing behind.
+pub struct Checked {
+    pub bundle: config::Bundle,
+    pub monitor: monitor::Request,
+}
+
+pub fn check(args: &Args) -> Result<Checked> {
+    state::validate_id(&args.id)?;
+    let bundle = config::load(&args.bundle)?;
+    let terminal = bundle.spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
+    match (terminal, &args.console_socket) {
+        (true, None) => return Err(ConsoleError::NoSocket.into()),
+        (false, Some(_)) => return Err(ConsoleError::NotTerminal.into()),
+        _ => {}
+    }
+    if args.no_pivot {
+        // pivot_root is the safer of the two and works wherever the root is not on ramfs.
+        log::warn("--no-pivot: engine-oci always uses pivot_root");
+    }
+    let monitor = monitor::request(&bundle.spec)?;
+    Ok(Checked { bundle, monitor })
+}
+
+pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
+    let _checked = check(&args)?;
+    let _ = &ctx.root;
     Err(OciError::Unsupported("create: not wired to the container core yet".into()))
 }

@@ -60,10 +60,11 @@ pub struct Cli {
     /// Refused: cgroups through systemd (this runtime manages cgroupfs itself).
     #[arg(long = "systemd-cgroup", global = true)]
     systemd_cgroup: bool,
-    /// runc's; meaningless here, accepted and ignored (as crun does).
-    #[arg(long, global = true, hide = true, num_args = 0..=1, default_missing_value = "true")]
+    /// runc's; meaningless here, accepted and ignored (as crun does). Before the verb only:
+    /// `spec --rootless` is the spec verb's own flag.
+    #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "true")]
     rootless: Option<String>,
-    #[arg(long, global = true, hide = true)]
+    #[arg(long, hide = true)]
     criu: Option<PathBuf>,
     #[arg(short = 'v', long, global = true)]
     version: bool,

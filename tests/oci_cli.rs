@@ -1,0 +1,266 @@
+//! The OCI runtime binary (`engine-oci`) as podman, containerd and the conformance suite call it:
+//! real processes, a private `--root` per test under /tmp/engine-test-*, runc's command line.
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const OCI: &str = env!("CARGO_BIN_EXE_engine-oci");
+
+struct Env {
+    dir: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::Builder::new().prefix("engine-test-oci-").tempdir_in("/tmp").unwrap();
+        let root = dir.path().join("state");
+        Env { dir, root }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(OCI);
+        c.arg("--root").arg(&self.root).args(args);
+        c.stdin(Stdio::null());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A failure as the issue asks: a non-zero exit and exactly one line on stderr.
+fn one_line_failure(o: &Output) -> String {
+    assert!(!o.status.success(), "expected a failure, got success; stdout {}", stdout(o));
+    let e = stderr(o);
+    assert_eq!(e.lines().count(), 1, "not one line: {e:?}");
+    e.trim_end().to_string()
+}
+
+#[test]
+fn version_is_runc_like() {
+    let o = Command::new(OCI).arg("--version").output().unwrap();
+    assert!(o.status.success());
+    let out = stdout(&o);
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some(format!("engine-oci version {}", env!("CARGO_PKG_VERSION")).as_str()));
+    assert!(lines.next().is_some_and(|l| l.starts_with("spec: 1.")), "{out}");
+}
+
+#[test]
+fn systemd_cgroup_is_refused_in_one_line() {
+    let env = Env::new();
+    let o = env.run(&["--systemd-cgroup", "list"]);
+    let e = one_line_failure(&o);
+    assert!(e.contains("--systemd-cgroup is not supported"), "{e}");
+}
+
+#[test]
+fn flags_runc_accepts_are_accepted_and_ignored() {
+    let env = Env::new();
+    let o = env.run(&["--rootless", "false", "--criu", "/usr/sbin/criu", "--debug", "list", "-q"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "");
+}
+
+#[test]
+fn unknown_container_is_one_line_and_a_json_error_in_the_log() {
+    let env = Env::new();
+    let log = env.path("log.json");
+    let o = env.run(&["--log", log.to_str().unwrap(), "--log-format", "json", "state", "nope"]);
+    let e = one_line_failure(&o);
+    assert_eq!(e, "engine-oci: container \"nope\" does not exist");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(last["level"], "error");
+    assert_eq!(last["msg"], "container \"nope\" does not exist");
+    // RFC 3339 with a zone.
+    let t = last["time"].as_str().unwrap();
+    assert!(chrono::DateTime::parse_from_rfc3339(t).is_ok(), "{t}");
+    for verb in [&["kill", "nope", "KILL"][..], &["delete", "nope"], &["start", "nope"], &["pause", "nope"]] {
+        let o = env.run(verb);
+        assert_eq!(one_line_failure(&o), "engine-oci: container \"nope\" does not exist", "{verb:?}");
+    }
+    // delete --force of what is not there is no error (the shim's cleanup relies on it).
+    assert!(env.run(&["delete", "--force", "nope"]).status.success());
+}
+
+#[test]
+fn ids_are_validated_as_runc() {
+    let env = Env::new();
+    for bad in ["../x", "a/b", "..", "a b"] {
+        let e = one_line_failure(&env.run(&["state", bad]));
+        assert!(e.contains("invalid container ID"), "{bad}: {e}");
+    }
+    assert!(!env.root.join("..").join("x").exists());
+}
+
+#[test]
+fn spec_writes_a_default_config_once_and_features_parse() {
+    let env = Env::new();
+    let b = env.path("bundle");
+    std::fs::create_dir(&b).unwrap();
+    let o = env.run(&["spec", "--bundle", b.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let spec: oci_spec::runtime::Spec =
+        serde_json::from_str(&std::fs::read_to_string(b.join("config.json")).unwrap()).unwrap();
+    assert_eq!(spec.root().as_ref().unwrap().path(), Path::new("rootfs"));
+    assert_eq!(spec.process().as_ref().unwrap().args().as_ref().unwrap(), &vec!["sh".to_string()]);
+    let e = one_line_failure(&env.run(&["spec", "--bundle", b.to_str().unwrap()]));
+    assert!(e.contains("exists"), "{e}");
+    let o = env.run(&["features"]);
+    assert!(o.status.success());
+    let f: oci_spec::runtime::Features = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(f.hooks().as_ref().unwrap().iter().any(|h| h == "poststop"));
+}
+
+#[test]
+fn list_of_an_empty_root() {
+    let env = Env::new();
+    let o = env.run(&["list"]);
+    assert!(o.status.success());
+    assert_eq!(stdout(&o).trim_end(), "ID   PID   STATUS   BUNDLE   CREATED   OWNER");
+    let o = env.run(&["list", "--format", "json"]);
+    assert_eq!(stdout(&o).trim(), "[]");
+}
+
+#[test]
+fn bad_signals_are_refused() {
+    let env = Env::new();
+    let e = one_line_failure(&env.run(&["kill", "x", "SIGFOO"]));
+    assert_eq!(e, "engine-oci: invalid signal \"SIGFOO\"");
+    let e = one_line_failure(&env.run(&["kill", "x", "99"]));
+    assert_eq!(e, "engine-oci: invalid signal \"99\"");
+}
+
+/// A state directory as `create` leaves it, for a process that has already ended.
+fn fake_stopped(env: &Env, id: &str, poststop_out: &Path) -> PathBuf {
+    let mut child = Command::new("/bin/true").spawn().unwrap();
+    let pid = child.id() as i32;
+    child.wait().unwrap();
+    let dir = env.root.join(id);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let rec = serde_json::json!({
+        "id": id, "pid": pid, "pid_start": 1, "bundle": env.dir.path(), "rootfs": env.dir.path().join("rootfs"),
+        "created": "2026-01-01T00:00:00Z", "cgroup_paths": [], "annotations": {"a": "b"},
+        "hooks": { "poststop": [ { "path": "/bin/sh",
+            "args": ["sh", "-c", format!("cat > {}", poststop_out.display())] } ] },
+    });
+    std::fs::write(dir.join("state.json"), rec.to_string()).unwrap();
+    dir
+}
+
+#[test]
+fn a_stopped_container_reports_stopped_and_delete_runs_poststop_and_removes_it() {
+    let env = Env::new();
+    let out = env.path("poststop.json");
+    let dir = fake_stopped(&env, "c1", &out);
+    let o = env.run(&["state", "c1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let st: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(st["status"], "stopped");
+    assert_eq!(st["pid"], 0);
+    assert_eq!(st["id"], "c1");
+    assert_eq!(st["annotations"]["a"], "b");
+    let o = env.run(&["list", "--format", "json"]);
+    let l: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(l[0]["id"], "c1");
+    // A stopped container cannot be signalled, and that leaves it as it was.
+    let e = one_line_failure(&env.run(&["kill", "c1", "KILL"]));
+    assert!(e.contains("is stopped"), "{e}");
+    let o = env.run(&["delete", "c1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!dir.exists());
+    let seen: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(seen["status"], "stopped");
+    assert_eq!(seen["id"], "c1");
+    one_line_failure(&env.run(&["state", "c1"]));
+}
+
+#[test]
+fn verbs_on_one_id_wait_for_each_other() {
+    use std::os::fd::AsRawFd;
+    let env = Env::new();
+    let dir = fake_stopped(&env, "c2", &env.path("unused"));
+    let lock = std::fs::File::open(&dir).unwrap();
+    assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
+    let mut child = env.cmd(&["delete", "c2"]).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(child.try_wait().unwrap().is_none(), "delete did not wait for the lock");
+    assert!(dir.exists());
+    drop(lock);
+    let t = Instant::now();
+    let st = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(st.success());
+    assert!(!dir.exists());
+}
+
+/// A bundle with the test rootfs bound in... (no: a copy of nothing) and `config`.
+fn bundle_with(env: &Env, config: &str) -> PathBuf {
+    let b = env.path("bundle");
+    std::fs::create_dir_all(b.join("rootfs")).unwrap();
+    std::fs::write(b.join("config.json"), config).unwrap();
+    b
+}
+
+fn nothing_left(env: &Env, id: &str) {
+    assert!(!env.root.join(id).exists(), "state directory of {id} left behind");
+}
+
+#[test]
+fn bad_bundles_fail_in_one_line_naming_the_field_and_leave_nothing() {
+    let env = Env::new();
+    let e = one_line_failure(&env.run(&["create", "--bundle", "/nonexistent/bundle", "c"]));
+    assert!(e.starts_with("engine-oci: bundle /nonexistent/bundle: "), "{e}");
+    nothing_left(&env, "c");
+    let cases = [
+        (r#"{"ociVersion": "1.0.2", "process": {"cwd": "/", "args": ["sh"], "user": {"uid": "root", "gid": 0}}, "root": {"path": "rootfs"}}"#,
+         "config.json: process.user.uid: invalid type: string \"root\""),
+        (r#"{"ociVersion": "2.0.0", "process": {"cwd": "/", "args": ["sh"], "user": {"uid": 0, "gid": 0}}, "root": {"path": "rootfs"}}"#,
+         "config.json: ociVersion: \"2.0.0\" is not a 1.x runtime-spec version"),
+        (r#"{"ociVersion": "1.0.2", "process": {"cwd": "/", "args": ["sh"], "user": {"uid": 0, "gid": 0}}"#,
+         "config.json: "),
+        (r#"{"ociVersion": "1.0.2", "process": {"cwd": "/", "args": [], "user": {"uid": 0, "gid": 0}}, "root": {"path": "rootfs"}}"#,
+         "config.json: process.args: must hold at least the program"),
+        (r#"{"ociVersion": "1.0.2", "process": {"cwd": "/", "args": ["sh"], "user": {"uid": 0, "gid": 0}}, "root": {"path": "nope"}}"#,
+         "config.json: root.path: "),
+        (r#"{"ociVersion": "1.0.2", "process": {"terminal": true, "cwd": "/", "args": ["sh"], "user": {"uid": 0, "gid": 0}}, "root": {"path": "rootfs"}}"#,
+         "console: process.terminal is true but no --console-socket was given"),
+        (r#"{"ociVersion": "1.0.2", "process": {"cwd": "/", "args": ["sh"], "user": {"uid": 0, "gid": 0}}, "root": {"path": "rootfs"}, "hooks": {"prestart": [{"path": "rel/hook"}]}}"#,
+         "config.json: hooks.prestart[0].path: must be an absolute path"),
+        (r#"{"ociVersion": "1.0.2", "process": {"cwd": "/", "args": ["sh"], "user": {"uid": 0, "gid": 0}}, "root": {"path": "rootfs"}, "annotations": {"org.engine.monitor.hard-mib": "x"}}"#,
+         "config.json: annotations.org.engine.monitor.hard-mib: \"x\" is not a positive number of MiB"),
+    ];
+    let log = env.path("log.json");
+    for (config, want) in cases {
+        let b = bundle_with(&env, config);
+        let o = env.run(&["--log", log.to_str().unwrap(), "--log-format", "json", "create", "--bundle", b.to_str().unwrap(), "c"]);
+        let e = one_line_failure(&o);
+        assert!(e.starts_with(&format!("engine-oci: {want}")), "want {want:?}, got {e:?}");
+        nothing_left(&env, "c");
+        let text = std::fs::read_to_string(&log).unwrap();
+        let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+        assert!(last["msg"].as_str().unwrap().starts_with(want), "{last}");
+    }
+}
