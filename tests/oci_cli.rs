@@ -235,27 +235,52 @@ fn bad_bundles_fail_in_one_line_naming_the_field_and_leave_nothing() {
     assert!(e.starts_with("engine-oci: bundle /nonexistent/bundle: "), "{e}");
     nothing_left(&env, "c");
     let cases = [
-        (r#"{"ociVersion": "1.0.2", "process": {"cwd": "/", "args": ["sh"], "user": {"uid": "root", "gid": 0}}, "root": {"path": "rootfs"}}"#,
-         "config.json: process.user.uid: invalid type: string \"root\""),
-        (r#"{"ociVersion": "2.0.0", "process": {"cwd": "/", "args": ["sh"], "user": {"uid": 0, "gid": 0}}, "root": {"path": "rootfs"}}"#,
-         "config.json: ociVersion: \"2.0.0\" is not a 1.x runtime-spec version"),
-        (r#"{"ociVersion": "1.0.2", "process": {"cwd": "/", "args": ["sh"], "user": {"uid": 0, "gid": 0}}"#,
-         "config.json: "),
-        (r#"{"ociVersion": "1.0.2", "process": {"cwd": "/", "args": [], "user": {"uid": 0, "gid": 0}}, "root": {"path": "rootfs"}}"#,
-         "config.json: process.args: must hold at least the program"),
-        (r#"{"ociVersion": "1.0.2", "process": {"cwd": "/", "args": ["sh"], "user": {"uid": 0, "gid": 0}}, "root": {"path": "nope"}}"#,
-         "config.json: root.path: "),
-        (r#"{"ociVersion": "1.0.2", "process": {"terminal": true, "cwd": "/", "args": ["sh"], "user": {"uid": 0, "gid": 0}}, "root": {"path": "rootfs"}}"#,
-         "console: process.terminal is true but no --console-socket was given"),
-        (r#"{"ociVersion": "1.0.2", "process": {"cwd": "/", "args": ["sh"], "user": {"uid": 0, "gid": 0}}, "root": {"path": "rootfs"}, "hooks": {"prestart": [{"path": "rel/hook"}]}}"#,
-         "config.json: hooks.prestart[0].path: must be an absolute path"),
-        (r#"{"ociVersion": "1.0.2", "process": {"cwd": "/", "args": ["sh"], "user": {"uid": 0, "gid": 0}}, "root": {"path": "rootfs"}, "annotations": {"org.engine.monitor.hard-mib": "x"}}"#,
-         "config.json: annotations.org.engine.monitor.hard-mib: \"x\" is not a positive number of MiB"),
+        (
+            r#"{"ociVersion": "1.0.2", "process": {"cwd": "/", "args": ["sh"], "user": {"uid": "root", "gid": 0}}, "root": {"path": "rootfs"}}"#,
+            "config.json: process.user.uid: invalid type: string \"root\"",
+        ),
+        (
+            r#"{"ociVersion": "2.0.0", "process": {"cwd": "/", "args": ["sh"], "user": {"uid": 0, "gid": 0}}, "root": {"path": "rootfs"}}"#,
+            "config.json: ociVersion: \"2.0.0\" is not a 1.x runtime-spec version",
+        ),
+        (
+            r#"{"ociVersion": "1.0.2", "process": {"cwd": "/", "args": ["sh"], "user": {"uid": 0, "gid": 0}}"#,
+            "config.json: ",
+        ),
+        (
+            r#"{"ociVersion": "1.0.2", "process": {"cwd": "/", "args": [], "user": {"uid": 0, "gid": 0}}, "root": {"path": "rootfs"}}"#,
+            "config.json: process.args: must hold at least the program",
+        ),
+        (
+            r#"{"ociVersion": "1.0.2", "process": {"cwd": "/", "args": ["sh"], "user": {"uid": 0, "gid": 0}}, "root": {"path": "nope"}}"#,
+            "config.json: root.path: ",
+        ),
+        (
+            r#"{"ociVersion": "1.0.2", "process": {"terminal": true, "cwd": "/", "args": ["sh"], "user": {"uid": 0, "gid": 0}}, "root": {"path": "rootfs"}}"#,
+            "console: process.terminal is true but no --console-socket was given",
+        ),
+        (
+            r#"{"ociVersion": "1.0.2", "process": {"cwd": "/", "args": ["sh"], "user": {"uid": 0, "gid": 0}}, "root": {"path": "rootfs"}, "hooks": {"prestart": [{"path": "rel/hook"}]}}"#,
+            "config.json: hooks.prestart[0].path: must be an absolute path",
+        ),
+        (
+            r#"{"ociVersion": "1.0.2", "process": {"cwd": "/", "args": ["sh"], "user": {"uid": 0, "gid": 0}}, "root": {"path": "rootfs"}, "annotations": {"org.engine.monitor.hard-mib": "x"}}"#,
+            "config.json: annotations.org.engine.monitor.hard-mib: \"x\" is not a positive number of MiB",
+        ),
     ];
     let log = env.path("log.json");
     for (config, want) in cases {
         let b = bundle_with(&env, config);
-        let o = env.run(&["--log", log.to_str().unwrap(), "--log-format", "json", "create", "--bundle", b.to_str().unwrap(), "c"]);
+        let o = env.run(&[
+            "--log",
+            log.to_str().unwrap(),
+            "--log-format",
+            "json",
+            "create",
+            "--bundle",
+            b.to_str().unwrap(),
+            "c",
+        ]);
         let e = one_line_failure(&o);
         assert!(e.starts_with(&format!("engine-oci: {want}")), "want {want:?}, got {e:?}");
         nothing_left(&env, "c");

@@ -21,9 +21,13 @@ pub struct Bundle {
 /// Loads `<bundle>/config.json` and checks what engine needs of it.
 pub fn load(bundle: &Path) -> Result<Bundle> {
     let bundle_err = |reason: String| OciError::Bundle { path: bundle.to_path_buf(), reason };
-    let dir = std::fs::canonicalize(bundle).map_err(|e| bundle_err(e.to_string()))?;
-    if !dir.is_dir() {
-        return Err(bundle_err("not a directory".into()));
+    // Absolute but not resolved (runc's filepath.Abs): the state and the hooks report the
+    // bundle as the caller named it.
+    let dir = std::path::absolute(bundle).map_err(|e| bundle_err(e.to_string()))?;
+    match std::fs::metadata(&dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(bundle_err("not a directory".into())),
+        Err(e) => return Err(bundle_err(e.to_string())),
     }
     let path = dir.join("config.json");
     let text = std::fs::read(&path).map_err(|e| bundle_err(format!("reading config.json: {e}")))?;

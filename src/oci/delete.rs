@@ -56,9 +56,7 @@ pub fn destroy(c: Container) -> Result<()> {
         }
         // poststop failures are warnings (runtime-spec): the container is gone regardless.
         if let Some(hooks) = rec.hooks.as_ref() {
-            if let Err(e) = hooks::run_all("poststop", hooks.poststop().as_ref(), &rec.spec_state(Status::Stopped)) {
-                log::warn(&e.to_string());
-            }
+            hooks::run_all_warn("poststop", hooks.poststop().as_ref(), &rec.spec_state(Status::Stopped));
         }
     }
     keep(c.remove());

@@ -110,6 +110,18 @@ pub fn run_all(kind: &'static str, hooks: Option<&Vec<Hook>>, state: &SpecState)
     Ok(())
 }
 
+/// Runs every hook of `kind`; a failure is logged as a warning and the next hook runs (the
+/// spec's rule for poststart and poststop).
+pub fn run_all_warn(kind: &'static str, hooks: Option<&Vec<Hook>>, state: &SpecState) {
+    let Some(hooks) = hooks else { return };
+    let Ok(json) = serde_json::to_vec(state) else { return };
+    for hook in hooks {
+        if let Err(source) = run_hook(hook, &json) {
+            super::log::warn(&OciError::Hook { kind, source }.to_string());
+        }
+    }
+}
+
 fn memfd() -> std::io::Result<File> {
     // SAFETY: a NUL-terminated name; the fd returned is new and ours.
     let fd = unsafe { libc::memfd_create(c"engine-oci-hook".as_ptr(), libc::MFD_CLOEXEC) };
