@@ -289,3 +289,169 @@ fn bad_bundles_fail_in_one_line_naming_the_field_and_leave_nothing() {
         assert!(last["msg"].as_str().unwrap().starts_with(want), "{last}");
     }
 }
+
+/// A stand-in for a created container until a test needs the core: a process in new uts, ipc,
+/// net, pid and mount namespaces (made with unshare(1), a test tool), recorded as `create` would
+/// record it. Killed (with its namespaces) on drop.
+struct FakeContainer {
+    unshare: std::process::Child,
+    pid: i32,
+}
+
+impl Drop for FakeContainer {
+    fn drop(&mut self) {
+        unsafe { libc::kill(self.pid, libc::SIGKILL) };
+        let _ = self.unshare.kill();
+        let _ = self.unshare.wait();
+    }
+}
+
+fn start_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = &stat[stat.rfind(')').unwrap() + 1..];
+    rest.split_whitespace().nth(19).unwrap().parse().unwrap()
+}
+
+fn fake_running(env: &Env, id: &str, hostname: &str) -> FakeContainer {
+    let unshare = Command::new("unshare")
+        .args(["--uts", "--ipc", "--net", "--pid", "--mount", "--fork", "sh", "-c"])
+        .arg(format!("hostname {hostname} && exec sleep 1000"))
+        .spawn()
+        .unwrap();
+    let upid = unshare.id();
+    // The container's process is unshare's child (the first process of the new pid namespace),
+    // once it has exec'd sleep.
+    let t = Instant::now();
+    let pid = loop {
+        let kids = std::fs::read_to_string(format!("/proc/{upid}/task/{upid}/children")).unwrap_or_default();
+        if let Some(p) = kids.split_whitespace().next().and_then(|p| p.parse::<i32>().ok()) {
+            if std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "sleep") {
+                break p;
+            }
+        }
+        assert!(t.elapsed() < Duration::from_secs(5), "unshare did not start");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let dir = env.root.join(id);
+    std::fs::create_dir_all(&dir).unwrap();
+    let rec = serde_json::json!({
+        "id": id, "pid": pid, "pid_start": start_ticks(pid), "bundle": env.dir.path().join("no-bundle"),
+        "rootfs": "/", "created": "2026-01-01T00:00:00Z", "cgroup_paths": [], "annotations": {},
+    });
+    std::fs::write(dir.join("state.json"), rec.to_string()).unwrap();
+    FakeContainer { unshare, pid }
+}
+
+fn ns_of(pid: i32, ns: &str) -> PathBuf {
+    std::fs::read_link(format!("/proc/{pid}/ns/{ns}")).unwrap()
+}
+
+#[test]
+fn exec_joins_the_containers_namespaces_and_returns_its_code() {
+    let env = Env::new();
+    let fake = fake_running(&env, "x1", "exec-test-host");
+    let o = env.run(&["state", "x1"]);
+    let st: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(st["status"], "running");
+    // uts: the container's hostname; pid: a pid of its namespace (its sleep is 1).
+    let o = env.run(&["exec", "x1", "sh", "-c", "hostname; echo $$; readlink /proc/self/ns/net"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "exec-test-host");
+    assert!(lines[1].parse::<i32>().unwrap() < 10, "pid {} is not from the container's namespace", lines[1]);
+    assert_eq!(Path::new(lines[2]), ns_of(fake.pid, "net"));
+    // The process's code is engine-oci's; a missing program is 127 in one line.
+    assert_eq!(env.run(&["exec", "x1", "sh", "-c", "exit 7"]).status.code(), Some(7));
+    let o = env.run(&["exec", "x1", "/no/such/program"]);
+    assert_eq!(o.status.code(), Some(127));
+    let e = one_line_failure(&o);
+    assert!(e.contains("/no/such/program"), "{e}");
+    // --env, --cwd and --user as runc takes them.
+    let o = env.run(&["exec", "--env", "FOO=bar", "--cwd", "/tmp", "--user", "65534:65534", "x1", "sh", "-c", "echo $FOO $(pwd) $(id -u):$(id -g)"]);
+    assert_eq!(stdout(&o).trim(), "bar /tmp 65534:65534", "{}", stderr(&o));
+}
+
+#[test]
+fn exec_detach_writes_the_pid_file_of_a_process_inside() {
+    let env = Env::new();
+    let fake = fake_running(&env, "x2", "h2");
+    let pidfile = env.path("exec.pid");
+    let t = Instant::now();
+    // Not through pipes: the detached process keeps the stdio it was given, and a pipe's reader
+    // would wait for it.
+    let st = env
+        .cmd(&["exec", "--detach", "--pid-file", pidfile.to_str().unwrap(), "x2", "sleep", "30"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert!(t.elapsed() < Duration::from_secs(5), "--detach waited for the process");
+    let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    for ns in ["pid", "net", "uts", "ipc", "mnt"] {
+        assert_eq!(ns_of(pid, ns), ns_of(fake.pid, ns), "{ns}");
+    }
+    assert_eq!(std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap().trim(), "sleep");
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+}
+
+/// The receiving end of --console-socket, as conmon or the shim has it: one message whose data is
+/// the console's name and whose SCM_RIGHTS carry the pty master.
+fn receive_console(listener: &std::os::unix::net::UnixListener) -> (String, std::fs::File) {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let (stream, _) = listener.accept().unwrap();
+    let mut buf = [0u8; 256];
+    let mut cmsg = [0u8; 64];
+    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cmsg.as_mut_ptr().cast();
+    msg.msg_controllen = cmsg.len();
+    let n = unsafe { libc::recvmsg(stream.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+    assert!(n > 0, "recvmsg: {}", std::io::Error::last_os_error());
+    let c = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    assert!(!c.is_null(), "no control message");
+    let (level, typ) = unsafe { ((*c).cmsg_level, (*c).cmsg_type) };
+    assert_eq!((level, typ), (libc::SOL_SOCKET, libc::SCM_RIGHTS));
+    let fd = unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const i32) };
+    (String::from_utf8_lossy(&buf[..n as usize]).into_owned(), unsafe { std::fs::File::from_raw_fd(fd) })
+}
+
+#[test]
+fn exec_tty_sends_the_pty_master_over_the_console_socket() {
+    use std::io::Read;
+    let env = Env::new();
+    let _fake = fake_running(&env, "x3", "h3");
+    let sock = env.path("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let process = env.path("process.json");
+    std::fs::write(
+        &process,
+        r#"{"terminal": true, "consoleSize": {"height": 30, "width": 111}, "user": {"uid": 0, "gid": 0},
+            "args": ["sh", "-c", "stty size; [ -t 0 ] && [ -t 1 ] && echo on-a-tty"], "env": ["PATH=/bin:/usr/bin"], "cwd": "/"}"#,
+    )
+    .unwrap();
+    let mut child = env
+        .cmd(&["exec", "--process", process.to_str().unwrap(), "--console-socket", sock.to_str().unwrap(), "x3"])
+        .spawn()
+        .unwrap();
+    let (name, mut master) = receive_console(&listener);
+    assert_eq!(name, "/dev/ptmx");
+    let st = child.wait().unwrap();
+    assert!(st.success());
+    // The process has ended; what it wrote waits in the pty (EIO once drained: no slave left).
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        match master.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(_) => break,
+        }
+    }
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.contains("30 111"), "{out:?}");
+    assert!(out.contains("on-a-tty"), "{out:?}");
+}
