@@ -368,7 +368,19 @@ fn exec_joins_the_containers_namespaces_and_returns_its_code() {
     let e = one_line_failure(&o);
     assert!(e.contains("/no/such/program"), "{e}");
     // --env, --cwd and --user as runc takes them.
-    let o = env.run(&["exec", "--env", "FOO=bar", "--cwd", "/tmp", "--user", "65534:65534", "x1", "sh", "-c", "echo $FOO $(pwd) $(id -u):$(id -g)"]);
+    let o = env.run(&[
+        "exec",
+        "--env",
+        "FOO=bar",
+        "--cwd",
+        "/tmp",
+        "--user",
+        "65534:65534",
+        "x1",
+        "sh",
+        "-c",
+        "echo $FOO $(pwd) $(id -u):$(id -g)",
+    ]);
     assert_eq!(stdout(&o).trim(), "bar /tmp 65534:65534", "{}", stderr(&o));
 }
 
@@ -454,4 +466,85 @@ fn exec_tty_sends_the_pty_master_over_the_console_socket() {
     let out = String::from_utf8_lossy(&out);
     assert!(out.contains("30 111"), "{out:?}");
     assert!(out.contains("on-a-tty"), "{out:?}");
+}
+
+/// Puts the fake container's process in a pids cgroup of the test's own (v1 here; v2 hosts too).
+fn with_cgroup(env: &Env, id: &str, fake: &FakeContainer) -> PathBuf {
+    let tag = env.dir.path().file_name().unwrap().to_string_lossy().into_owned();
+    let v1 = Path::new("/sys/fs/cgroup/pids");
+    let base = if v1.exists() { v1.to_path_buf() } else { PathBuf::from("/sys/fs/cgroup") };
+    let dir = base.join(&tag).join(id);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("cgroup.procs"), fake.pid.to_string()).unwrap();
+    let state = env.root.join(id).join("state.json");
+    let mut rec: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    rec["cgroup_paths"] = serde_json::json!([dir]);
+    std::fs::write(&state, rec.to_string()).unwrap();
+    dir
+}
+
+fn status_of(env: &Env, id: &str) -> String {
+    let o = env.run(&["state", id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let st: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    st["status"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn pause_resume_ps_and_delete_force_through_the_cgroup() {
+    let env = Env::new();
+    let fake = fake_running(&env, "p1", "h");
+    let cg = with_cgroup(&env, "p1", &fake);
+    let o = env.run(&["ps", "--format", "json", "p1"]);
+    let pids: Vec<i32> = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(pids, vec![fake.pid]);
+    let o = env.run(&["ps", "p1"]);
+    assert!(stdout(&o).contains("sleep 1000"), "{}", stdout(&o));
+    let o = env.run(&["pause", "p1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(status_of(&env, "p1"), "paused");
+    let tag = env.dir.path().file_name().unwrap().to_string_lossy().into_owned();
+    let freezer = Path::new("/sys/fs/cgroup/freezer").join(&tag).join("p1");
+    if freezer.exists() {
+        assert_eq!(std::fs::read_to_string(freezer.join("freezer.state")).unwrap().trim(), "FROZEN");
+        assert_eq!(std::fs::read_to_string(freezer.join("cgroup.procs")).unwrap().trim(), fake.pid.to_string());
+    }
+    assert!(env.run(&["resume", "p1"]).status.success());
+    assert_eq!(status_of(&env, "p1"), "running");
+    // Not stopped: delete refuses and changes nothing; --force kills it and removes every trace.
+    let e = one_line_failure(&env.run(&["delete", "p1"]));
+    assert!(e.contains("is not stopped"), "{e}");
+    assert_eq!(status_of(&env, "p1"), "running");
+    assert!(env.run(&["pause", "p1"]).status.success());
+    let o = env.run(&["delete", "--force", "p1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!env.root.join("p1").exists());
+    assert!(!cg.exists(), "cgroup left");
+    assert!(!freezer.exists(), "freezer cgroup left");
+    assert!(
+        !Path::new(&format!("/proc/{}", fake.pid)).exists()
+            || std::fs::read_to_string(format!("/proc/{}/stat", fake.pid)).unwrap().contains(") Z")
+    );
+    let _ = std::fs::remove_dir(cg.parent().unwrap());
+    let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup/freezer").join(&tag));
+}
+
+#[test]
+fn kill_by_name_and_number_and_all() {
+    let env = Env::new();
+    let fake = fake_running(&env, "k1", "h");
+    let cg = with_cgroup(&env, "k1", &fake);
+    // SIGCONT by name without SIG, then by number: the process ignores neither and lives on.
+    assert!(env.run(&["kill", "k1", "CONT"]).status.success());
+    assert!(env.run(&["kill", "k1", "18"]).status.success());
+    assert_eq!(status_of(&env, "k1"), "running");
+    assert!(env.run(&["kill", "--all", "k1", "SIGKILL"]).status.success());
+    let t = Instant::now();
+    while status_of(&env, "k1") != "stopped" {
+        assert!(t.elapsed() < Duration::from_secs(5), "kill --all did not stop it");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(env.run(&["delete", "k1"]).status.success());
+    assert!(!cg.exists());
+    let _ = std::fs::remove_dir(cg.parent().unwrap());
 }

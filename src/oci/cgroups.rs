@@ -153,7 +153,7 @@ pub fn set_frozen(cgroup_paths: &[PathBuf], frozen: bool) -> Result<()> {
     }
     if frozen {
         if !dir.exists() {
-            fs::create_dir(&dir).map_err(OciError::io(format!("{verb}: creating {}", dir.display())))?;
+            fs::create_dir_all(&dir).map_err(OciError::io(format!("{verb}: creating {}", dir.display())))?;
         }
         // Every process of the container, moved in before the freeze; one that forks meanwhile
         // brings its child along.

@@ -5,7 +5,7 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use super::error::{OciError, Result};
-use super::state::{Container, Status};
+use super::state::{self, Container, Status};
 use super::{cgroups, hooks, kill, log, Ctx};
 
 #[derive(Debug, clap::Args)]
@@ -48,6 +48,11 @@ pub fn destroy(c: Container) -> Result<()> {
         }
     };
     if let Some(rec) = c.record.clone() {
+        // A frozen task dies only once thawed: SIGKILL first (so nothing runs in between), thaw.
+        if state::process_is(rec.pid, rec.pid_start) && cgroups::is_frozen(rec.pid) {
+            let _ = kill::signal_checked(rec.pid, rec.pid_start, libc::SIGKILL);
+            keep(cgroups::set_frozen(&rec.cgroup_paths, false));
+        }
         keep(kill_and_wait(rec.pid, rec.pid_start));
         keep(cgroups::remove_own_freezer(&rec.cgroup_paths));
         keep(cgroups::remove(&rec.cgroup_paths));
