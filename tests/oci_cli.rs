@@ -548,3 +548,256 @@ fn kill_by_name_and_number_and_all() {
     assert!(!cg.exists());
     let _ = std::fs::remove_dir(cg.parent().unwrap());
 }
+
+// ---- Real containers: a bundle with a copy of the test rootfs (busybox) ----
+
+fn rootfs() -> PathBuf {
+    let path = std::env::var_os("ENGINE_TEST_ROOTFS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("rootfs"));
+    assert!(path.join("bin/busybox").exists(), "no rootfs at {}: run `make rootfs` first", path.display());
+    path
+}
+
+/// `engine-oci spec`'s default config with `edit` applied, in a bundle whose rootfs is a copy of
+/// the test rootfs (the original stays read-only), its cgroup under the test's own parent.
+fn real_bundle(env: &Env, name: &str, edit: impl FnOnce(&mut serde_json::Value)) -> PathBuf {
+    let b = env.path(name);
+    std::fs::create_dir_all(&b).unwrap();
+    let st = Command::new("cp").arg("-a").arg(rootfs()).arg(b.join("rootfs")).status().unwrap();
+    assert!(st.success());
+    assert!(env.run(&["spec", "--bundle", b.to_str().unwrap()]).status.success());
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(b.join("config.json")).unwrap()).unwrap();
+    cfg["process"]["terminal"] = false.into();
+    cfg["process"]["env"] = serde_json::json!(["PATH=/bin:/sbin:/usr/bin"]);
+    cfg["hostname"] = "oci-test".into();
+    cfg["linux"]["cgroupsPath"] = format!("/{}/{name}", env.tag()).into();
+    edit(&mut cfg);
+    std::fs::write(b.join("config.json"), cfg.to_string()).unwrap();
+    b
+}
+
+impl Env {
+    fn tag(&self) -> String {
+        self.dir.path().file_name().unwrap().to_string_lossy().into_owned()
+    }
+
+    /// The test's cgroup parent in every hierarchy, removed (it must be empty by now).
+    fn remove_cgroup_parent(&self) -> Vec<PathBuf> {
+        let mut left = Vec::new();
+        for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+            let d = h.path().join(self.tag());
+            if d.exists() {
+                for sub in std::fs::read_dir(&d).unwrap().flatten().filter(|e| e.path().is_dir()) {
+                    left.push(sub.path());
+                }
+                let _ = std::fs::remove_dir(&d);
+            }
+        }
+        let d = Path::new("/sys/fs/cgroup").join(self.tag());
+        if d.exists() {
+            let _ = std::fs::remove_dir(&d);
+        }
+        left
+    }
+}
+
+fn pid_alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+}
+
+#[test]
+fn lifecycle_create_start_state_kill_delete_with_hooks() {
+    let env = Env::new();
+    let out = env.path("hooks.log");
+    let hook = |name: &str| serde_json::json!({"path": "/bin/sh", "args": ["sh", "-c", format!("read s; echo \"{name} $s\" >> {}", out.display())]});
+    let b = real_bundle(&env, "c1", |cfg| {
+        cfg["process"]["args"] = serde_json::json!(["sleep", "1000"]);
+        cfg["annotations"] = serde_json::json!({"org.test": "yes"});
+        cfg["hooks"] = serde_json::json!({
+            "createRuntime": [hook("createRuntime")], "prestart": [hook("prestart")],
+            "poststart": [hook("poststart")], "poststop": [hook("poststop")],
+        });
+    });
+    let pidfile = env.path("c1.pid");
+    let o = env.run(&["create", "--bundle", b.to_str().unwrap(), "--pid-file", pidfile.to_str().unwrap(), "c1"]);
+    assert!(o.status.success(), "create: {}", stderr(&o));
+    let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().parse().unwrap();
+    let st: serde_json::Value = serde_json::from_slice(&env.run(&["state", "c1"]).stdout).unwrap();
+    assert_eq!(st["status"], "created");
+    assert_eq!(st["pid"], pid);
+    assert_eq!(st["bundle"], b.to_str().unwrap());
+    assert_eq!(st["annotations"]["org.test"], "yes");
+    assert!(env.root.join("c1/exec.fifo").exists());
+    // Duplicate ids are refused and change nothing.
+    let e = one_line_failure(&env.run(&["create", "--bundle", b.to_str().unwrap(), "c1"]));
+    assert_eq!(e, "engine-oci: container ID already exists: c1");
+    assert_eq!(status_of(&env, "c1"), "created");
+    let o = env.run(&["start", "c1"]);
+    assert!(o.status.success(), "start: {}", stderr(&o));
+    assert_eq!(status_of(&env, "c1"), "running");
+    assert_eq!(std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap().trim(), "sleep");
+    assert!(!env.root.join("c1/exec.fifo").exists());
+    let e = one_line_failure(&env.run(&["start", "c1"]));
+    assert!(e.contains("is running"), "{e}");
+    // exec sees the container's hostname.
+    let o = env.run(&["exec", "c1", "hostname"]);
+    assert_eq!(stdout(&o).trim(), "oci-test", "{}", stderr(&o));
+    assert!(env.run(&["kill", "c1", "KILL"]).status.success());
+    let t = Instant::now();
+    while status_of(&env, "c1") != "stopped" {
+        assert!(t.elapsed() < Duration::from_secs(5));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let o = env.run(&["delete", "c1"]);
+    assert!(o.status.success(), "delete: {}", stderr(&o));
+    assert!(!env.root.join("c1").exists());
+    assert!(!pid_alive(pid));
+    assert_eq!(env.remove_cgroup_parent(), Vec::<PathBuf>::new());
+    let log = std::fs::read_to_string(&out).unwrap();
+    let kinds: Vec<&str> = log.lines().map(|l| l.split(' ').next().unwrap()).collect();
+    assert_eq!(kinds, ["createRuntime", "prestart", "poststart", "poststop"], "{log}");
+    for line in log.lines() {
+        let (kind, json) = line.split_once(' ').unwrap();
+        let s: serde_json::Value = serde_json::from_str(json).unwrap();
+        assert_eq!(s["id"], "c1", "{kind}");
+        assert_eq!(s["bundle"], b.to_str().unwrap(), "{kind}");
+        let want = match kind {
+            "createRuntime" => "creating",
+            "prestart" => "created",
+            "poststart" => "running",
+            _ => "stopped",
+        };
+        assert_eq!(s["status"], want, "{kind}");
+        if kind != "poststop" {
+            assert_eq!(s["pid"], pid, "{kind}");
+        }
+    }
+}
+
+#[test]
+fn run_passes_stdio_and_returns_the_process_code() {
+    let env = Env::new();
+    let b = real_bundle(&env, "r1", |cfg| {
+        cfg["process"]["args"] = serde_json::json!(["sh", "-c", "echo out-$(hostname); echo err >&2; exit 3"]);
+    });
+    let o = env.run(&["run", "--bundle", b.to_str().unwrap(), "r1"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "out-oci-test\n");
+    assert_eq!(stderr(&o), "err\n");
+    assert!(!env.root.join("r1").exists(), "run left its state");
+    assert_eq!(env.remove_cgroup_parent(), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn failing_or_hanging_runtime_hooks_fail_create_and_leave_nothing() {
+    let env = Env::new();
+    for (name, hook, want) in [
+        ("h1", serde_json::json!({"path": "/bin/false"}), "createRuntime hook: /bin/false: exited with status 1"),
+        (
+            "h2",
+            serde_json::json!({"path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1}),
+            "createRuntime hook: /bin/sleep: timed out after 1 s",
+        ),
+    ] {
+        let b = real_bundle(&env, name, |cfg| {
+            cfg["process"]["args"] = serde_json::json!(["sleep", "1000"]);
+            cfg["hooks"] = serde_json::json!({"createRuntime": [hook]});
+        });
+        let log = env.path("log.json");
+        let o = env.run(&[
+            "--log",
+            log.to_str().unwrap(),
+            "--log-format",
+            "json",
+            "create",
+            "--bundle",
+            b.to_str().unwrap(),
+            name,
+        ]);
+        let e = one_line_failure(&o);
+        assert!(e.contains(want), "{e}");
+        assert!(!env.root.join(name).exists());
+        let last = std::fs::read_to_string(&log).unwrap();
+        assert!(last.lines().last().unwrap().contains(want), "{last}");
+        assert_eq!(env.remove_cgroup_parent(), Vec::<PathBuf>::new(), "cgroup left by {name}");
+        // No process of it is left: nothing runs from its root.
+        for p in std::fs::read_dir("/proc").unwrap().flatten() {
+            if let Ok(root) = std::fs::read_link(p.path().join("root")) {
+                assert!(!root.starts_with(&b), "process {:?} left in {}", p.file_name(), b.display());
+            }
+        }
+    }
+}
+
+#[test]
+fn terminal_through_the_console_socket() {
+    use std::io::Read;
+    let env = Env::new();
+    let b = real_bundle(&env, "t1", |cfg| {
+        cfg["process"]["terminal"] = true.into();
+        cfg["process"]["consoleSize"] = serde_json::json!({"height": 25, "width": 90});
+        cfg["process"]["args"] = serde_json::json!(["sh", "-c", "stty size; [ -t 1 ] && echo tty-ok"]);
+    });
+    let sock = env.path("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let mut create = env
+        .cmd(&["create", "--bundle", b.to_str().unwrap(), "--console-socket", sock.to_str().unwrap(), "t1"])
+        .spawn()
+        .unwrap();
+    let (name, mut master) = receive_console(&listener);
+    assert_eq!(name, "/dev/ptmx");
+    assert!(create.wait().unwrap().success());
+    assert!(env.run(&["start", "t1"]).status.success());
+    let mut out = Vec::new();
+    let mut buf = [0u8; 512];
+    while let Ok(n) = master.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+        if String::from_utf8_lossy(&out).contains("tty-ok") {
+            break;
+        }
+    }
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.contains("25 90") && out.contains("tty-ok"), "{out:?}");
+    assert!(env.run(&["delete", "--force", "t1"]).status.success());
+    assert_eq!(env.remove_cgroup_parent(), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn monitor_annotations_fall_back_to_cgroup_memory_without_the_device() {
+    if Path::new("/dev/container_monitor").exists() {
+        eprintln!("the device exists here: the fallback is not what runs (the QEMU test covers the device)");
+        return;
+    }
+    let env = Env::new();
+    let b = real_bundle(&env, "m1", |cfg| {
+        cfg["process"]["args"] = serde_json::json!(["sleep", "1000"]);
+        cfg["annotations"] =
+            serde_json::json!({"org.engine.monitor.soft-mib": "32", "org.engine.monitor.hard-mib": "64"});
+    });
+    let o = env.run(&["create", "--bundle", b.to_str().unwrap(), "m1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let st: serde_json::Value = serde_json::from_slice(&env.run(&["state", "m1"]).stdout).unwrap();
+    let pid = st["pid"].as_i64().unwrap();
+    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let read = |f: &str| -> u64 {
+        if let Some(rel) = cg.lines().find_map(|l| l.split_once(":memory:").map(|(_, r)| r.to_string())) {
+            std::fs::read_to_string(format!("/sys/fs/cgroup/memory{rel}/{f}")).unwrap().trim().parse().unwrap()
+        } else {
+            let rel = cg.lines().find_map(|l| l.strip_prefix("0::")).unwrap();
+            let v2 = match f {
+                "memory.limit_in_bytes" => "memory.max",
+                _ => "memory.high",
+            };
+            std::fs::read_to_string(format!("/sys/fs/cgroup{rel}/{v2}")).unwrap().trim().parse().unwrap()
+        }
+    };
+    assert_eq!(read("memory.limit_in_bytes"), 64 << 20);
+    assert_eq!(read("memory.soft_limit_in_bytes"), 32 << 20);
+    assert!(env.run(&["delete", "--force", "m1"]).status.success());
+    assert_eq!(env.remove_cgroup_parent(), Vec::<PathBuf>::new());
+}

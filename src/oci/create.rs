@@ -44,6 +44,9 @@ pub fn check(args: &Args) -> Result<Checked> {
         (false, Some(_)) => return Err(ConsoleError::NotTerminal.into()),
         _ => {}
     }
+    if args.preserve_fds > 0 {
+        return Err(OciError::Unsupported("--preserve-fds: create cannot pass extra fds to the container yet".into()));
+    }
     if args.no_pivot {
         // pivot_root is the safer of the two and works wherever the root is not on ramfs.
         log::warn("--no-pivot: engine-oci always uses pivot_root");
