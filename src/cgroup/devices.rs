@@ -20,6 +20,8 @@ use std::path::Path;
 pub enum Kind {
     Char,
     Block,
+    /// Both (OCI type "a", v1 "a").
+    All,
 }
 
 /// Bits of `Rule::access`, as the kernel's BPF_DEVCG_ACC_* (v1 spells them "m", "r", "w").
@@ -28,9 +30,11 @@ pub const READ: u32 = 2;
 pub const WRITE: u32 = 4;
 const RWM: u32 = READ | WRITE | MKNOD;
 
-/// One allow rule; `None` for major or minor is the wildcard `*`.
+/// One rule; `None` for major or minor is the wildcard `*`. A list of rules is read as runc
+/// reads it: everything starts refused, and the last rule matching an access decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rule {
+    pub allow: bool,
     pub kind: Kind,
     pub major: Option<u32>,
     pub minor: Option<u32>,
@@ -38,7 +42,7 @@ pub struct Rule {
 }
 
 const fn rwm(major: u32, minor: u32) -> Rule {
-    Rule { kind: Kind::Char, major: Some(major), minor: Some(minor), access: RWM }
+    Rule { allow: true, kind: Kind::Char, major: Some(major), minor: Some(minor), access: RWM }
 }
 
 /// Everything not listed is refused. runc's list, less /dev/net/tun (10:200, kept in runc only
@@ -47,8 +51,8 @@ const fn rwm(major: u32, minor: u32) -> Rule {
 /// 5:1 would open the host's (when terminals come, their console is a pts, allowed below).
 pub const DEFAULT_RULES: &[Rule] = &[
     // mknod of any node: a container may make nodes, it cannot open them.
-    Rule { kind: Kind::Char, major: None, minor: None, access: MKNOD },
-    Rule { kind: Kind::Block, major: None, minor: None, access: MKNOD },
+    Rule { allow: true, kind: Kind::Char, major: None, minor: None, access: MKNOD },
+    Rule { allow: true, kind: Kind::Block, major: None, minor: None, access: MKNOD },
     rwm(1, 3), // null
     rwm(1, 5), // zero
     rwm(1, 7), // full
@@ -57,7 +61,7 @@ pub const DEFAULT_RULES: &[Rule] = &[
     rwm(5, 0), // tty
     rwm(5, 2), // ptmx
     // /dev/pts/N: the container's own devpts instance (newinstance).
-    Rule { kind: Kind::Char, major: Some(136), minor: None, access: RWM },
+    Rule { allow: true, kind: Kind::Char, major: Some(136), minor: None, access: RWM },
 ];
 
 impl Rule {
@@ -67,6 +71,7 @@ impl Rule {
         let kind = match self.kind {
             Kind::Char => 'c',
             Kind::Block => 'b',
+            Kind::All => 'a',
         };
         let mut access = String::new();
         for (bit, c) in [(READ, 'r'), (WRITE, 'w'), (MKNOD, 'm')] {
@@ -76,16 +81,73 @@ impl Rule {
         }
         format!("{kind} {}:{} {access}", num(self.major), num(self.minor))
     }
+
+    /// Whether the rule matches every access of every device ("a *:* rwm").
+    pub fn is_everything(&self) -> bool {
+        self.kind == Kind::All && self.major.is_none() && self.minor.is_none() && self.access & RWM == RWM
+    }
+
+    /// The lines to write for this rule, to devices.allow or devices.deny. The kernel reads any
+    /// line starting with "a" as "every device" whatever follows, so a type-a rule narrower than
+    /// that becomes its c and b halves: "a 1:3 r" must not allow everything.
+    pub fn v1_lines(&self) -> Vec<String> {
+        if self.is_everything() {
+            return vec!["a".into()];
+        }
+        match self.kind {
+            Kind::All => [Kind::Char, Kind::Block].iter().map(|&kind| Rule { kind, ..*self }.v1_line()).collect(),
+            _ => vec![self.v1_line()],
+        }
+    }
 }
 
-/// v1: deny everything, then allow each rule. Must run before a process joins the group:
-/// a node already open stays open.
+/// OCI `linux.resources.devices` entries as rules, in order, refusing what cannot be expressed.
+pub fn from_oci(list: &[oci_spec::runtime::LinuxDeviceCgroup]) -> Result<Vec<Rule>, CgroupError> {
+    use oci_spec::runtime::LinuxDeviceType as T;
+    const FIELD: &str = "linux.resources.devices";
+    let bad = |d: &oci_spec::runtime::LinuxDeviceCgroup, reason: &str| CgroupError::InvalidValue {
+        flag: FIELD,
+        value: d.to_string(),
+        reason: reason.into(),
+    };
+    let num = |d: &oci_spec::runtime::LinuxDeviceCgroup, n: Option<i64>| match n {
+        None | Some(-1) => Ok(None),
+        Some(n) => u32::try_from(n).map(Some).map_err(|_| bad(d, "major and minor must be -1 (any) or 0..2^32")),
+    };
+    list.iter()
+        .map(|d| {
+            let kind = match d.typ() {
+                None | Some(T::A) => Kind::All,
+                Some(T::C) | Some(T::U) => Kind::Char,
+                Some(T::B) => Kind::Block,
+                Some(T::P) => return Err(bad(d, "type p (fifo) has no device cgroup rule: use a, b or c")),
+            };
+            // No access given means all three, as crun reads it.
+            let access = match d.access().as_deref() {
+                None | Some("") => RWM,
+                Some(a) => a.chars().try_fold(0, |acc, c| match c {
+                    'r' => Ok(acc | READ),
+                    'w' => Ok(acc | WRITE),
+                    'm' => Ok(acc | MKNOD),
+                    _ => Err(bad(d, "access is a combination of r, w and m")),
+                })?,
+            };
+            Ok(Rule { allow: d.allow(), kind, major: num(d, d.major())?, minor: num(d, d.minor())?, access })
+        })
+        .collect()
+}
+
+/// v1: deny everything, then write each rule in order to devices.allow or devices.deny. Must
+/// run before a process joins the group: a node already open stays open.
 pub fn apply_v1(dir: &Path, rules: &[Rule]) -> Result<(), CgroupError> {
     // "a" clears the inherited allow-all and makes the group deny by default.
     fs::write(&dir.join("devices.deny"), "a")?;
     for rule in rules {
+        let file = if rule.allow { "devices.allow" } else { "devices.deny" };
         // One rule per write: the kernel parses each write as one line.
-        fs::write(&dir.join("devices.allow"), &rule.v1_line())?;
+        for line in rule.v1_lines() {
+            fs::write(&dir.join(file), &line)?;
+        }
     }
     Ok(())
 }
@@ -109,6 +171,7 @@ const ALU32_MOV_X: u8 = 0xbc; // BPF_ALU | BPF_MOV | BPF_X: dst = src (32-bit)
 const ALU64_MOV_K: u8 = 0xb7; // BPF_ALU64 | BPF_MOV | BPF_K: dst = imm
 const JNE_K: u8 = 0x55; // BPF_JMP | BPF_JNE | BPF_K: if dst != imm goto pc + 1 + off
 const JNE_X: u8 = 0x5d; // BPF_JMP | BPF_JNE | BPF_X: if dst != src goto pc + 1 + off
+const JEQ_K: u8 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K: if dst == imm goto pc + 1 + off
 const EXIT: u8 = 0x95; // BPF_JMP | BPF_EXIT: return r0
 
 // BPF_DEVCG_DEV_* in the low 16 bits of access_type.
@@ -119,13 +182,19 @@ const fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
     Insn { code, regs: (src << 4) | (dst & 0x0f), off, imm }
 }
 
-/// The program for `rules`: 1 (allow) if one rule matches the access, else 0 (refuse).
+/// The program for `rules`: 1 (allow) or 0 (refuse) from the last rule matching the access,
+/// 0 if none matches (runc's and crun's reading of the list).
 ///
 /// The context is struct bpf_cgroup_dev_ctx { u32 access_type; u32 major; u32 minor; },
 /// access_type being (access << 16) | type. Registers: r2 type, r3 access, r4 major,
-/// r5 minor; r1 (the context pointer, not needed once read) is scratch. Each rule is a block
-/// of tests, each jumping past the block's "return 1" when it fails; a wildcard field or
-/// full rwm access has no test.
+/// r5 minor; r1 (the context pointer, not needed once read) is scratch. The rules are emitted
+/// last first, each a block of tests jumping past the block's "return" when one fails; a
+/// wildcard field or full rwm access has no test, and a rule matching everything ends the
+/// program (the rules before it can never decide).
+///
+/// An allow rule matches a request asking for nothing beyond the rule's access; a deny rule
+/// matches a request asking for any of it (runc's filter needs the whole request inside a deny
+/// rule too, so "deny w" would let an "rw" open through to an earlier allow).
 pub fn program(rules: &[Rule]) -> Vec<Insn> {
     let mut p = vec![
         insn(LDX_MEM_W, 2, 1, 0, 0),
@@ -135,20 +204,34 @@ pub fn program(rules: &[Rule]) -> Vec<Insn> {
         insn(LDX_MEM_W, 4, 1, 4, 0),
         insn(LDX_MEM_W, 5, 1, 8, 0),
     ];
-    for rule in rules {
+    for rule in rules.iter().rev() {
+        let verdict = [insn(ALU64_MOV_K, 0, 0, 0, rule.allow as i32), insn(EXIT, 0, 0, 0, 0)];
+        if rule.is_everything() {
+            p.extend(verdict);
+            return p;
+        }
         let mut tests: Vec<Vec<Insn>> = Vec::new();
-        let kind = match rule.kind {
-            Kind::Char => DEV_CHAR,
-            Kind::Block => DEV_BLOCK,
-        };
-        tests.push(vec![insn(JNE_K, 2, 0, 0, kind)]);
+        match rule.kind {
+            Kind::Char => tests.push(vec![insn(JNE_K, 2, 0, 0, DEV_CHAR)]),
+            Kind::Block => tests.push(vec![insn(JNE_K, 2, 0, 0, DEV_BLOCK)]),
+            Kind::All => {}
+        }
         if rule.access & RWM != RWM {
-            // Allowed only if the request asks for nothing beyond the rule: (req & rule) == req.
-            tests.push(vec![
-                insn(ALU32_MOV_X, 1, 3, 0, 0),
-                insn(ALU32_AND_K, 1, 0, 0, rule.access as i32),
-                insn(JNE_X, 1, 3, 0, 0),
-            ]);
+            tests.push(if rule.allow {
+                // (req & rule) == req
+                vec![
+                    insn(ALU32_MOV_X, 1, 3, 0, 0),
+                    insn(ALU32_AND_K, 1, 0, 0, rule.access as i32),
+                    insn(JNE_X, 1, 3, 0, 0),
+                ]
+            } else {
+                // (req & rule) != 0
+                vec![
+                    insn(ALU32_MOV_X, 1, 3, 0, 0),
+                    insn(ALU32_AND_K, 1, 0, 0, rule.access as i32),
+                    insn(JEQ_K, 1, 0, 0, 0),
+                ]
+            });
         }
         if let Some(major) = rule.major {
             tests.push(vec![insn(JNE_K, 4, 0, 0, major as i32)]);
@@ -157,12 +240,11 @@ pub fn program(rules: &[Rule]) -> Vec<Insn> {
             tests.push(vec![insn(JNE_K, 5, 0, 0, minor as i32)]);
         }
         let mut block: Vec<Insn> = tests.into_iter().flatten().collect();
-        block.push(insn(ALU64_MOV_K, 0, 0, 0, 1));
-        block.push(insn(EXIT, 0, 0, 0, 0));
+        block.extend(verdict);
         // Each jump lands just after the block's last instruction.
         let len = block.len();
         for (i, ins) in block.iter_mut().enumerate() {
-            if ins.code == JNE_K || ins.code == JNE_X {
+            if matches!(ins.code, JNE_K | JNE_X | JEQ_K) {
                 ins.off = (len - i - 1) as i16;
             }
         }
@@ -300,7 +382,7 @@ mod tests {
                 "c 136:* rwm",
             ]
         );
-        let r = Rule { kind: Kind::Block, major: Some(7), minor: None, access: READ | MKNOD };
+        let r = Rule { allow: true, kind: Kind::Block, major: Some(7), minor: None, access: READ | MKNOD };
         assert_eq!(r.v1_line(), "b 7:* rm");
     }
 
@@ -341,7 +423,8 @@ mod tests {
                 ALU64_MOV_K => r[dst] = i.imm as i64 as u64,
                 JNE_K if r[dst] != i.imm as i64 as u64 => pc += i.off as usize,
                 JNE_X if r[dst] != r[src] => pc += i.off as usize,
-                JNE_K | JNE_X => {}
+                JEQ_K if r[dst] == i.imm as i64 as u64 => pc += i.off as usize,
+                JNE_K | JNE_X | JEQ_K => {}
                 EXIT => return r[0],
                 other => panic!("unexpected opcode {other:#x}"),
             }
@@ -408,5 +491,63 @@ mod tests {
         // Encoded as the kernel reads struct bpf_insn: 8 bytes, dst in the low nibble.
         assert_eq!(std::mem::size_of::<Insn>(), 8);
         assert_eq!(insn(JNE_X, 1, 3, 2, 0).regs, 0x31);
+    }
+
+    fn oci(json: &str) -> Vec<Rule> {
+        let list: Vec<oci_spec::runtime::LinuxDeviceCgroup> = serde_json::from_str(json).unwrap();
+        from_oci(&list).unwrap()
+    }
+
+    #[test]
+    fn oci_rules_last_match_wins() {
+        // What podman/containerd send: deny all, then allow some; a later deny narrows.
+        let rules = oci(
+            r#"[{"allow":false,"access":"rwm"},{"allow":true,"type":"c","major":10,"minor":200,"access":"rwm"},
+                {"allow":true,"type":"b","major":7,"access":"r"},{"allow":false,"type":"b","major":7,"minor":3,"access":"w"}]"#,
+        );
+        assert!(rules[0].is_everything() && !rules[0].allow);
+        let p = program(&rules);
+        let (c, b) = (DEV_CHAR, DEV_BLOCK);
+        assert_eq!(run(&p, c, READ | WRITE, 10, 200), 1);
+        assert_eq!(run(&p, c, READ, 10, 201), 0);
+        assert_eq!(run(&p, b, READ, 7, 1), 1);
+        assert_eq!(run(&p, b, WRITE, 7, 1), 0, "the allow was r only");
+        assert_eq!(run(&p, b, READ, 7, 3), 1, "deny w leaves r");
+        assert_eq!(run(&p, b, READ | WRITE, 7, 3), 0, "deny w refuses an rw open");
+        // An allow-all at the end (privileged) ends the program: everything is allowed.
+        let all = oci(r#"[{"allow":false,"access":"rwm"},{"allow":true,"access":"rwm"}]"#);
+        let p = program(&all);
+        assert_eq!(p.len(), 8, "loads + return 1");
+        assert_eq!(run(&p, b, READ | WRITE, 8, 0), 1);
+        // v1: the same list, in order, with "a" narrower than everything split into c and b.
+        let narrow = oci(r#"[{"allow":true,"type":"a","major":1,"minor":3,"access":"r"}]"#);
+        assert_eq!(narrow[0].v1_lines(), ["c 1:3 r", "b 1:3 r"]);
+        assert_eq!(all[1].v1_lines(), ["a"]);
+        assert_eq!(oci(r#"[{"allow":true,"type":"c","major":-1,"minor":-1}]"#)[0].v1_line(), "c *:* rwm");
+    }
+
+    #[test]
+    fn bad_oci_rules_name_the_field() {
+        for bad in [
+            r#"[{"allow":true,"type":"p","access":"r"}]"#,
+            r#"[{"allow":true,"type":"c","access":"rx"}]"#,
+            r#"[{"allow":true,"type":"c","major":-2}]"#,
+            r#"[{"allow":true,"type":"c","major":4294967296}]"#,
+        ] {
+            let list: Vec<oci_spec::runtime::LinuxDeviceCgroup> = serde_json::from_str(bad).unwrap();
+            let e = from_oci(&list).expect_err(bad).to_string();
+            assert!(e.starts_with("linux.resources.devices: invalid value"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn defaults_are_one_instance_of_the_general_list() {
+        // The spec's list is followed by the defaults; with no list, exactly today's program.
+        assert_eq!(program(DEFAULT_RULES), program(&[oci(r#"[]"#), DEFAULT_RULES.to_vec()].concat()));
+        let denied_then_defaults = [oci(r#"[{"allow":false,"access":"rwm"}]"#), DEFAULT_RULES.to_vec()].concat();
+        let p = program(&denied_then_defaults);
+        assert_eq!(run(&p, DEV_CHAR, READ, 1, 3), 1);
+        assert_eq!(run(&p, DEV_BLOCK, READ, 7, 0), 0);
+        assert_eq!(run(&p, DEV_CHAR, READ, 1, 11), 0);
     }
 }

@@ -96,6 +96,14 @@ pub enum CgroupError {
         source: io::Error,
     },
 
+    /// An OCI container's group is not there (deleted, or never made).
+    #[error("no cgroup at {}", path.display())]
+    NotFound { path: PathBuf },
+
+    /// pause: the tasks did not all stop in time (a task in uninterruptible sleep, e.g. on NFS).
+    #[error("{} did not reach the frozen state within {waited:?}; the group was thawed again", path.display())]
+    Freeze { path: PathBuf, waited: std::time::Duration },
+
     /// Teardown keeps going past a failure; this carries every error it met.
     #[error("removing cgroup {name}: {}", join(errors))]
     Teardown { name: String, errors: Vec<CgroupError> },

@@ -6,9 +6,29 @@ use std::path::{Path, PathBuf};
 
 pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
-/// The v1 controllers this module uses; others (blkio, freezer, ...) are left alone.
-/// Every container joins each of them that is mounted, limits or not.
+/// The v1 controllers the supervisor's containers use; others (blkio, freezer, ...) are left
+/// alone. Every such container joins each of them that is mounted, limits or not.
 pub const V1_CONTROLLERS: &[&str] = &["memory", "cpu", "cpuacct", "cpuset", "pids", "devices"];
+
+/// The v1 hierarchies an OCI container joins: every one runc joins (its fs manager's list), so
+/// `pause`, blkio, hugetlb and network limits have a directory to act on.
+pub const V1_OCI_CONTROLLERS: &[&str] = &[
+    "cpuset",
+    "devices",
+    "memory",
+    "cpu",
+    "cpuacct",
+    "pids",
+    "blkio",
+    "hugetlb",
+    "net_cls",
+    "net_prio",
+    "perf_event",
+    "freezer",
+    "rdma",
+    "misc",
+    "name=systemd",
+];
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Layout {
@@ -83,7 +103,7 @@ pub fn parse_mountinfo(info: &str) -> (BTreeMap<String, PathBuf>, Vec<PathBuf>) 
             "cgroup2" => v2.push(mount),
             "cgroup" => {
                 for opt in post[2].split(',') {
-                    if V1_CONTROLLERS.contains(&opt) {
+                    if V1_OCI_CONTROLLERS.contains(&opt) {
                         v1.entry(opt.to_string()).or_insert_with(|| mount.clone());
                     }
                 }
@@ -114,7 +134,8 @@ mod tests {
         assert_eq!(v1.get("cpuacct"), Some(&PathBuf::from("/sys/fs/cgroup/cpu,cpuacct")));
         assert_eq!(v1.get("memory"), Some(&PathBuf::from("/sys/fs/cgroup/memory")));
         assert!(!v1.contains_key("pids"), "non-root bind mount must be skipped");
-        assert_eq!(v1.len(), 3);
+        assert_eq!(v1.get("name=systemd"), Some(&PathBuf::from("/sys/fs/cgroup/systemd")));
+        assert_eq!(v1.len(), 4);
     }
 
     #[test]

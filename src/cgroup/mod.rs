@@ -18,17 +18,20 @@ mod error;
 mod fs;
 mod layout;
 mod limits;
+mod oci;
 mod parse;
 mod v1;
 mod v2;
 
 pub use error::CgroupError;
 pub use limits::{Limits, Stats, DEFAULT_PIDS_MAX};
+pub use oci::{FreezerState, OciStats, IGNORED_V1, IGNORED_V2};
 pub use parse::{format_cpuset, parse_cpus, parse_cpuset, parse_size};
 
 use layout::Layout;
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 /// Parent of the containers' groups in each hierarchy.
 pub const DEFAULT_PARENT: &str = "engine";
@@ -57,6 +60,14 @@ trait Backend: Send + Sync {
     fn oom_killed(&self) -> bool;
     /// Kills what is left, removes the directories; every error met, not just the first.
     fn remove(self: Box<Self>) -> Vec<CgroupError>;
+    fn dirs(&self) -> Dirs<'_>;
+}
+
+/// The group's directories, for the OCI operations that differ by version.
+enum Dirs<'a> {
+    /// Controller → directory.
+    V1(&'a BTreeMap<String, PathBuf>),
+    V2(&'a Path),
 }
 
 /// One container's group (one directory on v2, one per controller on v1).
@@ -64,6 +75,8 @@ trait Backend: Send + Sync {
 pub struct Cgroup {
     name: String,
     backend: Box<dyn Backend>,
+    /// Made or opened from an OCI cgroupsPath: removal takes the groups below it too.
+    oci: bool,
 }
 
 impl std::fmt::Debug for Cgroup {
@@ -99,7 +112,7 @@ impl Cgroup {
             Layout::V2 { mount } => Box::new(v2::V2::create(&mount, parent, name, &checked)?),
             Layout::V1 { mounts } => Box::new(v1::V1::create(&mounts, parent, name, &checked)?),
         };
-        Ok(Cgroup { name: name.to_string(), backend })
+        Ok(Cgroup { name: name.to_string(), backend, oci: false })
     }
 
     /// The flags among `limits` whose controller this host lacks; `create` refuses them.
@@ -133,7 +146,7 @@ impl Cgroup {
             Layout::V2 { mount } => Box::new(v2::V2::open(&mount, parent, name)?),
             Layout::V1 { mounts } => Box::new(v1::V1::open(&mounts, parent, name)?),
         };
-        Some(Cgroup { name: name.to_string(), backend })
+        Some(Cgroup { name: name.to_string(), backend, oci: false })
     }
 
     pub fn name(&self) -> &str {
@@ -166,7 +179,7 @@ impl Cgroup {
     /// SIGKILLs any process still inside, waits for them to leave, removes the directories.
     /// Keeps going past a failure and returns every error together.
     pub fn remove(self) -> Result<(), CgroupError> {
-        let errors = self.backend.remove();
+        let errors = if self.oci { oci::remove(self.backend.paths()) } else { self.backend.remove() };
         if errors.is_empty() {
             Ok(())
         } else {

@@ -4,6 +4,7 @@
 //! groups would share its pids and devices.
 
 use super::devices::{self, DEFAULT_RULES};
+use super::layout::V1_CONTROLLERS;
 use super::limits::{self, write_limit, Checked, Stats, CPU_PERIOD_US};
 use super::{fs, Backend, CgroupError, Version};
 use std::collections::BTreeMap;
@@ -11,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 pub struct V1 {
     /// Controller → the container's directory in that controller's hierarchy.
-    dirs: BTreeMap<String, PathBuf>,
+    pub(super) dirs: BTreeMap<String, PathBuf>,
 }
 
 /// A new v1 cpuset group starts with empty cpus and mems and refuses tasks until both
@@ -51,8 +52,8 @@ impl V1 {
                 "no devices controller mounted (cgroup v1 controllers mounted: {have:?}): device rules cannot be enforced"
             )));
         }
-        // `mounts` holds only the controllers we use (layout::V1_CONTROLLERS): join them all.
-        let ctrls: Vec<&str> = mounts.keys().map(|k| k.as_str()).collect();
+        // Join every mounted one of the controllers the supervisor uses.
+        let ctrls: Vec<&str> = mounts.keys().map(|k| k.as_str()).filter(|k| V1_CONTROLLERS.contains(k)).collect();
 
         let mut cg = V1 { dirs: BTreeMap::new() };
         let mut made: Vec<PathBuf> = Vec::new();
@@ -120,6 +121,7 @@ impl V1 {
     pub fn open(mounts: &BTreeMap<String, PathBuf>, parent: &str, name: &str) -> Option<V1> {
         let dirs: BTreeMap<String, PathBuf> = mounts
             .iter()
+            .filter(|(ctrl, _)| V1_CONTROLLERS.contains(&ctrl.as_str()))
             .map(|(ctrl, m)| (ctrl.clone(), m.join(parent).join(name)))
             .filter(|(_, d)| d.is_dir())
             .collect();
@@ -142,6 +144,10 @@ impl Backend for V1 {
 
     fn paths(&self) -> Vec<PathBuf> {
         self.unique_dirs()
+    }
+
+    fn dirs(&self) -> super::Dirs<'_> {
+        super::Dirs::V1(&self.dirs)
     }
 
     fn add_pid(&self, pid: i32) -> Result<(), CgroupError> {

@@ -9,7 +9,7 @@ use super::{fs, Backend, CgroupError, Version};
 use std::path::{Path, PathBuf};
 
 pub struct V2 {
-    dir: PathBuf,
+    pub(super) dir: PathBuf,
 }
 
 impl V2 {
@@ -98,6 +98,10 @@ impl Backend for V2 {
 
     fn paths(&self) -> Vec<PathBuf> {
         vec![self.dir.clone()]
+    }
+
+    fn dirs(&self) -> super::Dirs<'_> {
+        super::Dirs::V2(&self.dir)
     }
 
     fn add_pid(&self, pid: i32) -> Result<(), CgroupError> {

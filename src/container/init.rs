@@ -127,12 +127,9 @@ fn prepare_process(spec: &ContainerSpec) -> Result<(), SetupError> {
     }
     // Last: the steps above need capabilities (and calls) the container's root does not keep.
     if !spec.seccomp_unconfined {
-        let profile =
-            super::seccomp::default_profile().map_err(|e| SetupError::new(format!("seccomp profile: {e}")))?;
-        for filter in &profile {
-            super::seccomp::install(filter)
-                .map_err(|e| SetupError::new(format!("installing the seccomp profile: {e}")))?;
-        }
+        let filter = super::seccomp::compile(&super::seccomp::default_profile())
+            .map_err(|e| SetupError::new(format!("seccomp profile: {e}")))?;
+        super::seccomp::install(&filter).map_err(|e| SetupError::new(e.to_string()))?;
     }
     super::security::drop_capabilities()?;
     if spec.no_new_privileges {
