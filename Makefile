@@ -16,13 +16,14 @@ build:
 	$(CARGO) build --release
 
 # Debian packages the build and the tests need; apt-get update runs once per machine.
-deps:
-	@bash scripts/apt-install.sh busybox-static python3-venv
+deps: oci-deps
+	@bash scripts/apt-install.sh busybox-static python3-venv golang-github-containers-common
 
 include mk/workloads.mk
 include mk/vm.mk
 include mk/bench.mk
 include mk/install.mk
+include mk/oci.mk
 
 rootfs: $(ROOTFS)/.stamp
 

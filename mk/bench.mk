@@ -6,10 +6,11 @@ BENCH_ENV  := ENGINE=$(ENGINE) ROOTFS=$(ROOTFS) BUILD=$(BUILD)
 .PHONY: bench experiments soak softlimit
 
 # benches/results/bench.md + startup.svg; BENCH_ARGS passes options (e.g. --only startup --runs 20).
-# Then the soak (below).
+# Then the OCI runtime rows (mk/oci.mk: oci-bench) and the soak (below).
 bench: build rootfs
 	@bash scripts/apt-install.sh $(BENCH_DEPS)
 	$(BENCH_ENV) python3 benches/bench.py $(BENCH_ARGS)
+	$(MAKE) oci-bench
 	$(MAKE) soak
 
 # benches/results/soak.md: SOAK_CYCLES start/rm cycles with random supervisor SIGKILLs, then a leak

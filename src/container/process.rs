@@ -19,16 +19,9 @@ pub fn apply(process: &Process, linux: Option<&Linux>) -> Result<(), CoreError> 
     if let Some(cpus) = process.exec_cpu_affinity().as_ref().and_then(|a| a.cpu_affinity_final().as_ref()) {
         set_affinity(cpus, "process.execCPUAffinity.final")?;
     }
-    if linux.and_then(|l| l.seccomp().as_ref()).is_some() {
-        // TO BE REPLACED when the seccomp branch lands: compile the Spec's LinuxSeccomp
-        // (seccomp::install(&LinuxSeccomp)). Until then any profile means engine's default one.
-        let profile = super::seccomp::default_profile().map_err(|e| CoreError::Process {
-            step: "compiling the seccomp profile".into(),
-            source: std::io::Error::other(e),
-        })?;
-        for filter in &profile {
-            super::seccomp::install(filter).map_err(CoreError::process("installing the seccomp profile"))?;
-        }
+    if let Some(profile) = linux.and_then(|l| l.seccomp().as_ref()) {
+        let filter = super::seccomp::compile(profile)?;
+        super::seccomp::install(&filter)?;
     }
     // No capabilities in the Spec: the process gets none (runc's reading of an absent list).
     security::apply_capabilities(process.capabilities().as_ref())?;

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 
 use oci_spec::runtime::{
     Capabilities, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxMemoryBuilder, LinuxNamespaceBuilder,
-    LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompBuilder,
-    Mount, MountBuilder, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+    LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder,
+    Spec, SpecBuilder, UserBuilder,
 };
 
 use super::failure::Failure;
@@ -80,13 +80,6 @@ pub fn limits(spec: &ContainerSpec, host: &Host) -> Result<Limits, Failure> {
         limits.pids_max = None;
     }
     Ok(limits)
-}
-
-/// A placeholder for "engine's default seccomp profile" until the seccomp branch lands and
-/// `seccomp::default_profile()` gives its OCI form: the core installs the built-in profile for
-/// any `linux.seccomp`, so the content here is not read.
-fn default_seccomp() -> Result<LinuxSeccomp, Failure> {
-    LinuxSeccompBuilder::default().default_action(LinuxSeccompAction::ScmpActAllow).build().map_err(oci("seccomp"))
 }
 
 /// The Spec for `spec` on this host; `cgroups_path` is `<parent>/<name>`.
@@ -168,7 +161,7 @@ pub fn translate(spec: &ContainerSpec, host: &Host, cgroups_path: &str) -> Resul
         .masked_paths(PROC_MASKED.iter().map(|p| format!("/proc/{p}")).collect::<Vec<_>>())
         .readonly_paths(PROC_READ_ONLY.iter().map(|p| format!("/proc/{p}")).collect::<Vec<_>>());
     if !spec.seccomp_unconfined {
-        linux = linux.seccomp(default_seccomp()?);
+        linux = linux.seccomp(crate::container::seccomp::default_profile());
     }
 
     let mut annotations = HashMap::new();

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# containerd (Debian's 1.6.20) with RUNTIME as its runc: `ctr run --runc-binary`, and the CRI path a
+# Kubernetes node uses (the CRI plugin, a runtime handler whose BinaryName is RUNTIME, a CNI bridge
+# of the test's own), driven by tests/oci/cri_client.py through the CRI gRPC API. containerd runs
+# from its own config under the test's temp dir, is stopped by PID; mounts, netns, cgroups, CNI
+# state and the bridge are removed after.
+#
+#   tests/oci/containerd.sh RUNTIME        e.g. /usr/bin/crun, /usr/sbin/runc, target/release/engine-oci
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib.sh"
+oci_init containerd "${1:?usage: containerd.sh RUNTIME}"
+SOCK=$T/containerd.sock
+CTR=(ctr --address "$SOCK")
+
+step "make the images offline (umoci, skopeo)"
+make_image busybox /bin/sh
+make_image pause 1000000000 /bin/sleep
+
+step "pick a free bridge name and subnet for the CNI network"
+BR=ocit$(printf '%04x' $((RANDOM % 65536)))
+for n in $(shuf -i 10-250 -n 40); do
+  ip -4 route show | grep -q "^10\.218\.$n\." || { SUBNET=10.218.$n.0/24; break; }
+done
+[ -n "${SUBNET:-}" ] || fail "no free 10.218.x.0/24"
+CLEANUPS+=("ip link del $BR")
+mkdir -p "$T/cni" "$T/pods"
+cat >"$T/cni/10-oci-test.conflist" <<CONF
+{ "cniVersion": "1.0.0", "name": "oci-test-$BR",
+  "plugins": [ { "type": "bridge", "bridge": "$BR", "isGateway": true, "ipMasq": false,
+                 "ipam": { "type": "host-local", "dataDir": "$T/cni-ipam",
+                           "ranges": [[{ "subnet": "$SUBNET" }]] } } ] }
+CONF
+
+step "start containerd"
+cat >"$T/config.toml" <<CONF
+version = 2
+root = "$T/root"
+state = "$T/state"
+disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
+                    "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs"]
+[grpc]
+  address = "$SOCK"
+[ttrpc]
+  address = "$SOCK.ttrpc"
+[debug]
+  address = "$T/debug.sock"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$T/opt"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "localhost/pause:t"
+  restrict_oom_score_adj = true
+  netns_mounts_under_state_dir = true
+  enable_selinux = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "$T/cni"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "eng"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.eng]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.eng.options]
+        BinaryName = "$RUNTIME"
+        Root = "$T/rt-root"
+CONF
+start_daemon containerd containerd --config "$T/config.toml"
+for i in $(seq 100); do
+  [ -S "$SOCK" ] && "${CTR[@]}" version >/dev/null 2>&1 && break
+  kill -0 "${DAEMONS[0]%%:*}" 2>/dev/null || fail "containerd exited: $(tail -3 "$T/containerd.log")"
+  sleep 0.1
+done
+"${CTR[@]}" version >/dev/null || fail "containerd did not answer: $(tail -3 "$T/containerd.log")"
+
+step "import the images (namespaces default and k8s.io)"
+"${CTR[@]}" image import "$T/img/busybox-oci.tar" >/dev/null
+for img in busybox pause; do "${CTR[@]}" -n k8s.io image import "$T/img/$img-oci.tar" >/dev/null; done
+"${CTR[@]}" image ls -q | grep -qx localhost/busybox:t || fail "image not imported: $("${CTR[@]}" image ls -q)"
+
+RUN=("${CTR[@]}" run --rm --runc-binary "$RUNTIME" --runc-root "$T/rt" --fifo-dir "$T/fifo")
+
+step "ctr run --rm (output)"
+out=$("${RUN[@]}" localhost/busybox:t oci-test-1 /bin/sh -c 'echo ctr-ok-$((6*7)); tr "\\0" " " </proc/1/cmdline')
+expect_in "$out" ctr-ok-42
+
+step "ctr run --rm (exit code)"
+rc=0; "${RUN[@]}" localhost/busybox:t oci-test-2 /bin/sh -c 'exit 3' || rc=$?
+[ $rc -eq 3 ] || fail "exit code $rc, want 3"
+
+step "ctr run -d, task exec, task kill, delete"
+"${CTR[@]}" run -d --runc-binary "$RUNTIME" --runc-root "$T/rt" --fifo-dir "$T/fifo" localhost/busybox:t oci-test-3 \
+  /bin/sh -c 'trap "exit 0" TERM; while :; do sleep 0.1; done' >/dev/null
+out=$("${CTR[@]}" task exec --fifo-dir "$T/fifo" --exec-id e1 oci-test-3 /bin/sh -c 'echo exec-ok; exit 0')
+expect_in "$out" exec-ok
+"${CTR[@]}" task ls | grep -q "oci-test-3 .*RUNNING" || fail "task not running: $("${CTR[@]}" task ls)"
+"${CTR[@]}" task kill oci-test-3
+for i in $(seq 50); do "${CTR[@]}" task ls | grep -q "oci-test-3 .*STOPPED" && break; sleep 0.1; done
+"${CTR[@]}" task ls | grep -q "oci-test-3 .*STOPPED" || fail "task not stopped by SIGTERM: $("${CTR[@]}" task ls)"
+"${CTR[@]}" task delete oci-test-3 >/dev/null
+"${CTR[@]}" container delete oci-test-3
+[ -z "$("${CTR[@]}" container ls -q)" ] || fail "containers left: $("${CTR[@]}" container ls -q)"
+
+step "CRI: the pod lifecycle (cri_client.py)"
+/usr/bin/python3 "$here/cri_client.py" "$SOCK" --handler eng --image localhost/busybox:t --logdir "$T/pods"
+
+step "CRI: nothing left"
+[ -z "$("${CTR[@]}" -n k8s.io container ls -q)" ] || fail "CRI containers left: $("${CTR[@]}" -n k8s.io container ls -q)"
+[ -z "$("${CTR[@]}" -n k8s.io task ls -q)" ] || fail "CRI tasks left"

@@ -1,0 +1,257 @@
+#!/usr/bin/python3
+"""A Kubernetes node's pod lifecycle through containerd's CRI plugin (gRPC, runtime.v1), the calls
+a kubelet makes, each result asserted:
+
+  cri_client.py SOCKET --handler NAME --image REF --logdir DIR
+
+Version, RunPodSandbox, PodSandboxStatus, CreateContainer, StartContainer, ContainerStatus (running),
+ExecSync (output, exit code, the pod's network namespace joined), StopContainer (SIGTERM reaches the
+container: its trap's exit code), ContainerStatus (exited), RemoveContainer, StopPodSandbox,
+RemovePodSandbox. Exits 1 with one line `cri_client: STEP: reason` on the first failure (and
+removes the pod). Runs with Debian's python3-grpcio; the messages of cri.proto (beside this file)
+are encoded here by hand: no protoc, no generated code.
+"""
+import argparse
+import os
+import sys
+import time
+
+import grpc
+
+SERVICE = "/runtime.v1.RuntimeService/"
+
+
+# --- protobuf wire format: varint (0) and length-delimited (2) fields are all CRI needs here ---
+
+def _varint(n):
+    n &= (1 << 64) - 1  # negative int64/int32 are ten-byte two's complement
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def enc(*fields):
+    """enc((num, value), ...): int -> varint, str/bytes -> length-delimited, list -> repeated."""
+    out = bytearray()
+    for num, value in fields:
+        for v in (value if isinstance(value, list) else [value]):
+            if v is None:
+                continue
+            if isinstance(v, bool) or isinstance(v, int):
+                out += _varint(num << 3 | 0) + _varint(int(v))
+            else:
+                data = v.encode() if isinstance(v, str) else bytes(v)
+                out += _varint(num << 3 | 2) + _varint(len(data)) + data
+    return bytes(out)
+
+
+def dec(data):
+    """{field number: [values]}; varints as int, length-delimited as bytes (decode nested with dec)."""
+    fields, i = {}, 0
+    while i < len(data):
+        key, i = _read_varint(data, i)
+        num, wire = key >> 3, key & 7
+        if wire == 0:
+            v, i = _read_varint(data, i)
+        elif wire == 2:
+            n, i = _read_varint(data, i)
+            v, i = data[i:i + n], i + n
+        elif wire == 1:
+            v, i = data[i:i + 8], i + 8
+        elif wire == 5:
+            v, i = data[i:i + 4], i + 4
+        else:
+            raise ValueError(f"wire type {wire}")
+        fields.setdefault(num, []).append(v)
+    return fields
+
+
+def _read_varint(data, i):
+    n, shift = 0, 0
+    while True:
+        b = data[i]
+        i += 1
+        n |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return n, i
+        shift += 7
+
+
+def one(fields, num, default=None):
+    return fields.get(num, [default])[0]
+
+
+def s(fields, num):
+    return one(fields, num, b"").decode()
+
+
+def signed32(n):
+    n &= (1 << 64) - 1
+    return n - (1 << 64) if n >> 63 else n
+
+
+class Fail(Exception):
+    pass
+
+
+class Cri:
+    def __init__(self, sock, timeout):
+        self.channel = grpc.insecure_channel("unix://" + sock)
+        self.timeout = timeout
+
+    def call(self, method, request):
+        rpc = self.channel.unary_unary(SERVICE + method)  # no serializers: bytes in, bytes out
+        try:
+            return dec(rpc(request, timeout=self.timeout))
+        except grpc.RpcError as e:
+            raise Fail(f"{method} failed: {e.code().name}: {e.details()}") from None
+
+
+def pod_config(args, uid):
+    # PodSandboxConfig{metadata{name, uid, namespace, attempt}, hostname, log_directory, labels}
+    return enc((1, enc((1, "oci-test-pod"), (2, uid), (3, "default"), (4, 0))),
+               (2, "oci-test-pod"), (3, args.logdir), (6, enc((1, "app"), (2, "oci-test"))))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("socket")
+    p.add_argument("--handler", required=True, help="the CRI runtime handler (containerd runtime name)")
+    p.add_argument("--image", required=True)
+    p.add_argument("--logdir", required=True)
+    p.add_argument("--timeout", type=float, default=60)
+    args = p.parse_args()
+    cri = Cri(args.socket, args.timeout)
+    step = "start"
+    pod = ctr = None
+    t0 = time.monotonic()
+
+    def say(msg):
+        print(f"cri_client: {msg} ({time.monotonic() - t0:.2f} s)", file=sys.stderr)
+
+    try:
+        step = "Version"
+        v = cri.call("Version", enc((1, "v1")))
+        if s(v, 2) != "containerd" or s(v, 4) != "v1":
+            raise Fail(f"runtime_name {s(v, 2)!r}, runtime_api_version {s(v, 4)!r}")
+        say(f"Version: {s(v, 2)} {s(v, 3)} api {s(v, 4)}")
+
+        step = "RunPodSandbox"
+        sandbox = pod_config(args, f"uid-{os.getpid()}")
+        r = cri.call("RunPodSandbox", enc((1, sandbox), (2, args.handler)))
+        pod = s(r, 1)
+        if len(pod) != 64:
+            raise Fail(f"pod_sandbox_id {pod!r}")
+        say(f"RunPodSandbox: {pod[:12]}")
+
+        step = "PodSandboxStatus"
+        st = dec(one(cri.call("PodSandboxStatus", enc((1, pod))), 1, b""))
+        if one(st, 3, 0) != 0:
+            raise Fail(f"sandbox state {one(st, 3, 0)}, want SANDBOX_READY (0)")
+        pod_ip = s(dec(one(st, 5, b"")), 1)
+        if not pod_ip:
+            raise Fail("the pod has no IP (CNI did not run in its network namespace)")
+        say(f"PodSandboxStatus: ready, ip {pod_ip}")
+
+        step = "CreateContainer"
+        script = ('trap "echo got-term; exit 9" TERM; echo cri-started; '
+                  'while :; do sleep 0.1; done')
+        config = enc((1, enc((1, "oci-test-c"), (2, 0))), (2, enc((1, args.image))),
+                     (3, ["/bin/sh"]), (4, ["-c", script]), (5, "/tmp"),
+                     (6, enc((1, "OCI_TEST"), (2, "cri-env"))), (11, "oci-test-c.log"))
+        r = cri.call("CreateContainer", enc((1, pod), (2, config), (3, sandbox)))
+        ctr = s(r, 1)
+        if len(ctr) != 64:
+            raise Fail(f"container_id {ctr!r}")
+        state = container_state(cri, ctr)
+        if state[0] != 0:
+            raise Fail(f"state {state[0]} after create, want CONTAINER_CREATED (0)")
+        say(f"CreateContainer: {ctr[:12]}")
+
+        step = "StartContainer"
+        cri.call("StartContainer", enc((1, ctr)))
+        step = "ContainerStatus (running)"
+        state = container_state(cri, ctr)
+        if state[0] != 1:
+            raise Fail(f"state {state[0]}, want CONTAINER_RUNNING (1)")
+        say("StartContainer: running")
+
+        step = "ExecSync"
+        r = cri.call("ExecSync", enc((1, ctr), (2, ["/bin/sh", "-c", 'echo "$OCI_TEST $(pwd)"; '
+                                                    'ip -4 addr show eth0; exit 4']), (3, 20)))
+        out, code = one(r, 1, b"").decode(errors="replace"), signed32(one(r, 3, 0))
+        if code != 4 or "cri-env /tmp" not in out:
+            raise Fail(f"exit {code} (want 4), stdout {out!r}, stderr {one(r, 2, b'')!r}")
+        if pod_ip not in out:
+            raise Fail(f"the pod IP {pod_ip} is not on the container's eth0: {out!r}")
+        say("ExecSync: env, cwd, exit code, the pod's network namespace")
+
+        step = "container log"
+        log = os.path.join(args.logdir, "oci-test-c.log")
+        deadline = time.monotonic() + 10
+        while "cri-started" not in read(log) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if "cri-started" not in read(log):
+            raise Fail(f"no 'cri-started' in {log}: {read(log)!r}")
+
+        step = "StopContainer"
+        cri.call("StopContainer", enc((1, ctr), (2, 10)))
+        step = "ContainerStatus (exited)"
+        state = container_state(cri, ctr)
+        if state[0] != 2 or state[1] != 9:
+            raise Fail(f"state {state[0]} exit {state[1]}, want CONTAINER_EXITED (2) with 9 from the TERM trap")
+        say("StopContainer: exited 9 (SIGTERM reached the trap)")
+
+        step = "RemoveContainer"
+        cri.call("RemoveContainer", enc((1, ctr)))
+        ctr = None
+        step = "StopPodSandbox"
+        cri.call("StopPodSandbox", enc((1, pod)))
+        step = "RemovePodSandbox"
+        cri.call("RemovePodSandbox", enc((1, pod)))
+        removed, pod = pod, None
+        step = "PodSandboxStatus (removed)"
+        try:
+            cri.call("PodSandboxStatus", enc((1, removed)))
+            raise Fail("the removed pod still has a status")
+        except Fail as e:
+            if "NOT_FOUND" not in str(e):
+                raise
+        say("RemoveContainer, StopPodSandbox, RemovePodSandbox")
+    except Fail as e:
+        print(f"cri_client: {step}: {e}", file=sys.stderr)
+        cleanup(cri, pod, ctr)
+        sys.exit(1)
+    print("cri_client: pod lifecycle passed", file=sys.stderr)
+
+
+def container_state(cri, ctr):
+    st = dec(one(cri.call("ContainerStatus", enc((1, ctr))), 1, b""))
+    return one(st, 3, 0), signed32(one(st, 7, 0)), s(st, 10), s(st, 11)
+
+
+def read(path):
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def cleanup(cri, pod, ctr):
+    for method, ident in (("RemoveContainer", ctr), ("StopPodSandbox", pod), ("RemovePodSandbox", pod)):
+        if ident:
+            try:
+                cri.call(method, enc((1, ident)))
+            except Fail:
+                pass
+
+
+if __name__ == "__main__":
+    main()
