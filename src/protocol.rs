@@ -9,8 +9,8 @@ use std::io::{self, Read, Write};
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use crate::container::spec::ContainerSpec;
-use crate::container::state::ContainerRecord;
+use crate::supervisor::record::ContainerRecord;
+use crate::supervisor::spec::ContainerSpec;
 
 /// Bumped whenever a request or response changes shape. Adding a request variant (as `info` and
 /// `version` were added to version 1) does not bump it: an older supervisor answers an unknown

@@ -10,8 +10,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::Rng;
-use engine::container::channel::{EtcFile, FromInit, InitChannel, ToInit};
-use engine::container::spec::ContainerSpec;
+use engine::container::channel::{EtcFile, FromInit, InitChannel, InitFailure, Plan, ToInit};
+use engine::container::{InitMode, RootSource, Spec, StartGate};
 
 /// `Rng::below` for lengths and indices.
 fn below(rng: &mut Rng, n: usize) -> usize {
@@ -24,21 +24,23 @@ fn iterations(default: usize) -> usize {
 
 /// Well-formed messages of both directions, to mutate.
 fn seeds() -> Vec<Vec<u8>> {
-    let spec = ContainerSpec {
-        name: "fz".into(),
-        rootfs: "/nonexistent".into(),
-        command: vec!["/bin/true".into()],
-        env: vec!["A=b".into()],
-        hard_mib: Some(64),
-        ..Default::default()
-    };
     let files = vec![EtcFile { target: "/etc/hosts".into(), content: "127.0.0.1 localhost\n".into() }];
-    let go = ToInit::Prepare { spec: Box::new(spec), files, overlay: "/nonexistent/overlay/fz".into() };
+    let plan = Plan {
+        id: "fz".into(),
+        spec: Spec::default(),
+        root: RootSource::Overlay { lower: vec!["/nonexistent".into()], dir: "/nonexistent/overlay/fz".into() },
+        files,
+        mode: InitMode::Reaper,
+        gate: StartGate::Channel,
+    };
+    let go = ToInit::Setup(Box::new(plan));
+    let failed = InitFailure { step: "exec".into(), message: "x".into(), errno: Some(2), exit_code: 127 };
     vec![
         serde_json::to_vec(&go).unwrap(),
         serde_json::to_vec(&ToInit::Start).unwrap(),
         serde_json::to_vec(&FromInit::Started { pid: 2 }).unwrap(),
-        serde_json::to_vec(&FromInit::Failed { message: "x".into(), exit_code: 127 }).unwrap(),
+        serde_json::to_vec(&FromInit::Failed(failed)).unwrap(),
+        serde_json::to_vec(&FromInit::Ready).unwrap(),
         br#"{"Exited":{"Signal":9}}"#.to_vec(),
         br#"{"Exited":{"Code":-2147483648}}"#.to_vec(),
     ]
@@ -99,13 +101,13 @@ fn random_messages_never_panic_either_decoder() {
         send_raw(&raw, &bytes);
         drop(raw);
         // Whatever arrives is a message, an error or the end: never a panic or a hang.
-        if let Ok(Some(_)) = chan.recv::<ToInit>() {
+        if let Ok(Some(_)) = chan.recv::<ToInit>("fuzz") {
             decoded[0] += 1;
         }
-        if let Ok(Some(_)) = chan.recv::<FromInit>() {
+        if let Ok(Some(_)) = chan.recv::<FromInit>("fuzz") {
             decoded[1] += 1;
         }
-        assert!(matches!(chan.recv::<FromInit>(), Ok(None)), "a closed channel reads as its end");
+        assert!(matches!(chan.recv::<FromInit>("fuzz"), Ok(None)), "a closed channel reads as its end");
     }
     // The mutations must also reach the decoders' accepting paths, or the fuzz proves little.
     assert!(decoded[0] > 0 && decoded[1] > 0, "no valid message survived: {decoded:?}");

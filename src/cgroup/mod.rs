@@ -3,10 +3,10 @@
 //! A container's group is `<parent>/<name>` (parent "engine" by default) in the v2
 //! hierarchy, or in each v1 controller hierarchy it needs. The caller creates the group,
 //! adds the child's pid before releasing it, reads stats, and removes the group when the
-//! container ends; `cleanup_stale` removes groups left by a crashed supervisor.
+//! container ends; `cleanup_stale_in` removes groups left by a crashed supervisor.
 //!
 //! ```text
-//! let cg = Cgroup::create(name, &Limits { memory_max: Some(parse_size("10m")?), ..Default::default() })?;
+//! let cg = Cgroup::create_in("engine", name, &Limits { memory_max: Some(parse_size("10m")?), ..Default::default() })?;
 //! cg.add_pid(child_pid)?;            // before the child is released
 //! // ... the container runs; cg.stats() for `engine stats` ...
 //! let oom = cg.oom_killed();         // after it exited: "killed (oom)"
@@ -97,12 +97,8 @@ impl Cgroup {
         })
     }
 
-    pub fn create(name: &str, limits: &Limits) -> Result<Cgroup, CgroupError> {
-        Self::create_in(DEFAULT_PARENT, name, limits)
-    }
-
-    /// Like `create` under another parent (tests use their own, to run side by side).
-    /// Limits are checked before anything is made; on a failure, what was made is removed.
+    /// The group `<parent>/<name>` (the supervisor's parent is "engine" by default; tests use
+    /// their own, to run side by side). Limits are checked before anything is made; on a failure, what was made is removed.
     /// An existing group of that name is refused, not adopted.
     pub fn create_in(parent: &str, name: &str, limits: &Limits) -> Result<Cgroup, CgroupError> {
         check_parent(parent)?;
@@ -134,11 +130,7 @@ impl Cgroup {
         Ok(flags)
     }
 
-    /// The existing group of a container (after a supervisor restart), if any.
-    pub fn open(name: &str) -> Option<Cgroup> {
-        Self::open_in(DEFAULT_PARENT, name)
-    }
-
+    /// The existing group `<parent>/<name>` (after a supervisor restart), if any.
     pub fn open_in(parent: &str, name: &str) -> Option<Cgroup> {
         check_parent(parent).ok()?;
         check_name(name).ok()?;
@@ -187,13 +179,9 @@ impl Cgroup {
         }
     }
 
-    /// Removes every group under "engine" for which `keep(name)` is false (left by a crash).
-    /// Returns the names removed; failures are reported on stderr, since the supervisor
+    /// Removes every group under `parent` for which `keep(name)` is false (left by a crash).
+    /// Returns the names removed; failures are reported through `warn!`, since the supervisor
     /// starts anyway and the next start tries again.
-    pub fn cleanup_stale(keep: &dyn Fn(&str) -> bool) -> Vec<String> {
-        Self::cleanup_stale_in(DEFAULT_PARENT, keep)
-    }
-
     pub fn cleanup_stale_in(parent: &str, keep: &dyn Fn(&str) -> bool) -> Vec<String> {
         if check_parent(parent).is_err() {
             return Vec::new();

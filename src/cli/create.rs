@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser};
 
 use super::CliError;
-use crate::container::spec::{ContainerSpec, NetMode};
+use crate::supervisor::spec::{ContainerSpec, NetMode};
 
 #[derive(Args, Clone, Debug, Default)]
 pub struct CreateOptions {
@@ -27,7 +27,7 @@ pub struct CreateOptions {
     #[arg(long, value_name = "MIB")]
     pub hard_mib: Option<u64>,
     /// Signal sent to the command when RSS crosses --soft-mib (TERM, USR1, 15, ...), once per crossing
-    #[arg(long, value_name = "SIG", value_parser = crate::container::spec::parse_soft_signal)]
+    #[arg(long, value_name = "SIG", value_parser = crate::supervisor::spec::parse_soft_signal)]
     pub soft_signal: Option<i32>,
     /// Memory limit (cgroup), Docker's forms: 10m, 1g, bytes
     #[arg(long, short = 'm', value_name = "SIZE", value_parser = parse_size)]
@@ -102,7 +102,7 @@ pub struct Target {
 
 impl CreateOptions {
     pub fn into_spec(self, target: Target) -> Result<ContainerSpec, CliError> {
-        crate::container::spec::validate_name(&target.name)?;
+        crate::container::name::validate(&target.name)?;
         // The supervisor runs elsewhere: hand it an absolute path, and name a missing rootfs here.
         let rootfs = std::fs::canonicalize(&target.rootfs)
             .map_err(|e| CliError::from(format!("rootfs {}: {e}", target.rootfs.display())))?;

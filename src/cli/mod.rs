@@ -21,7 +21,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 pub use client::Client;
 
-pub const EXIT_ENGINE_ERROR: i32 = 125;
+pub use crate::container::exit::ENGINE_ERROR as EXIT_ENGINE_ERROR;
 
 #[derive(Parser)]
 #[command(name = "engine", version, about = "A small, fast, Docker-like container runtime")]

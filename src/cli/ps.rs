@@ -1,8 +1,8 @@
 //! `engine ps [-a] [--json]`: NAME STATE PID STARTED EXIT.
 use super::client::unexpected;
 use super::{CliResult, Client};
-use crate::container::state::ContainerRecord;
 use crate::protocol::{Request, Response};
+use crate::supervisor::record::ContainerRecord;
 
 #[derive(clap::Args)]
 pub struct Args {

@@ -14,7 +14,7 @@ pub struct Args {
 }
 
 impl Args {
-    pub fn into_spec(self) -> Result<crate::container::spec::ContainerSpec, super::CliError> {
+    pub fn into_spec(self) -> Result<crate::supervisor::spec::ContainerSpec, super::CliError> {
         self.options.into_spec(self.target)
     }
 }

@@ -1,11 +1,19 @@
-//! Typed messages between the supervisor and a container's init, over a SOCK_SEQPACKET pair.
+//! The parent ↔ init handshake: typed messages over a SOCK_SEQPACKET pair, in phases.
 //!
-//! Ordering: the init blocks in [`InitChannel::recv`] until the parent has made its cgroups,
-//! registered it with the monitor and wired its network, then gets `Prepare` and builds the
-//! container's root while the parent moves it into its cgroups and saves the record; then
-//! `Start`, and nothing of the user's runs before it. It answers `Started` once the command has
-//! been exec'd, or `Failed` with the step and the Docker exit code (at any point), and finally
-//! `Exited` with how the command ended (a namespace's init cannot die of its child's signal).
+//! ```text
+//! parent                                  init
+//!   ── Setup(plan) ──────────────────────►  builds the root (mounts, pivot_root, hostname, lo)
+//!   (moves it into its cgroup, the          checks the program, ...
+//!    supervisor saves its record)
+//!   ◄─────────────────────────── Ready ───  every step up to the start gate is done
+//!   ── Start ────────────────────────────►  (StartGate::Channel; Fifo: `start_fifo` instead)
+//!   ◄──────────────────── Started{pid} ───  the command runs (Exec mode: the channel closes
+//!                                           at the exec instead)
+//!   ◄──────────────── Exited(how) ────────  Reaper mode, when the command has ended
+//!   ◄──── Failed{step, errno, exit_code} ─  at any point instead of the next message
+//! ```
+//! Each side waits for exactly the message of its phase: anything else, a closed peer, a message
+//! too large or undecodable is an error naming what was awaited, never a hang or a guess.
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
@@ -13,25 +21,36 @@ use std::time::Duration;
 use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use super::spec::ContainerSpec;
-use super::state::Termination;
+use super::exit::Termination;
+use super::lifecycle::{InitMode, RootSource, StartGate};
+use super::Spec;
 
-/// Room for the largest spec (`spec::MAX_SPEC_BYTES`) and what travels with it.
-const MAX_MESSAGE: usize = 2 * super::spec::MAX_SPEC_BYTES;
+/// The largest message: a Spec with a full seccomp profile and a large environment is a few
+/// hundred KiB at most. The send buffer is raised to fit (SO_SNDBUFFORCE).
+pub const MAX_MESSAGE: usize = 1 << 20;
+
+/// What the init needs to build the container: everything the parent decided.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Plan {
+    pub id: String,
+    pub spec: Spec,
+    pub root: RootSource,
+    pub files: Vec<EtcFile>,
+    pub mode: InitMode,
+    pub gate: StartGate,
+}
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ToInit {
-    /// Build the container's root (overlay, mounts, pivot_root, host name, lo) and wait for
-    /// `Start`. `overlay`: the container's directory holding its `upper`, `work` and `merged` dirs.
-    Prepare { spec: Box<ContainerSpec>, files: Vec<EtcFile>, overlay: std::path::PathBuf },
-    /// The init is in its cgroups and the record is on disk: finish (workdir, affinity, nice,
-    /// seccomp, capabilities) and run the command.
+    /// Build the container's root and stop at the start gate; answer `Ready`.
+    Setup(Box<Plan>),
+    /// The parent is done (cgroup, record): run the command.
     Start,
 }
 
 /// A file of this container's own (its /etc/hosts, /etc/hostname): the init writes `content` on a
-/// small tmpfs and bind-mounts it over the root's own, so nothing of it lands on the supervisor's
-/// disk and containers sharing a rootfs each see theirs.
+/// small tmpfs and bind-mounts it over the root's own, so nothing of it lands on the host's disk
+/// and containers sharing a rootfs each see theirs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EtcFile {
     /// Absolute path inside the container.
@@ -39,18 +58,84 @@ pub struct EtcFile {
     pub content: String,
 }
 
+/// The init's report of a failed step: the sentence (naming the step), the errno if the cause
+/// was a system call, and the exit code the user gets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct InitFailure {
+    pub step: String,
+    pub message: String,
+    pub errno: Option<i32>,
+    pub exit_code: i32,
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 pub enum FromInit {
+    /// Root built, program found: the init waits at its start gate.
+    Ready,
     /// The command runs; its PID inside the container.
     Started {
         pid: i32,
     },
-    /// Setup or exec failed: what went wrong, and the exit code the user gets.
-    Failed {
-        message: String,
-        exit_code: i32,
-    },
+    Failed(InitFailure),
+    /// Reaper mode: how the command ended.
     Exited(Termination),
+}
+
+impl ToInit {
+    fn name(&self) -> &'static str {
+        match self {
+            ToInit::Setup(_) => "Setup",
+            ToInit::Start => "Start",
+        }
+    }
+}
+
+impl FromInit {
+    fn name(&self) -> &'static str {
+        match self {
+            FromInit::Ready => "Ready",
+            FromInit::Started { .. } => "Started",
+            FromInit::Failed(_) => "Failed",
+            FromInit::Exited(_) => "Exited",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    #[error("the other end closed the channel while waiting for {awaited}")]
+    Closed { awaited: &'static str },
+    #[error("got {got} while waiting for {awaited}")]
+    Unexpected { awaited: &'static str, got: &'static str },
+    #[error("timed out waiting for {awaited}")]
+    Timeout { awaited: &'static str },
+    #[error("a message of {size} bytes is over the limit of {MAX_MESSAGE}")]
+    TooLarge { size: usize },
+    #[error("undecodable message while waiting for {awaited}: {source}")]
+    Decode { awaited: &'static str, source: serde_json::Error },
+    #[error("{what} on the init channel: {source}")]
+    Io { what: &'static str, source: io::Error },
+}
+
+impl ChannelError {
+    /// The errno behind it, if a system call failed.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            ChannelError::Io { source, .. } => source.raw_os_error(),
+            _ => None,
+        }
+    }
+}
+
+/// What a wait on the parent side ends with when it is not the awaited message.
+#[derive(Debug, thiserror::Error)]
+pub enum WaitError {
+    #[error(transparent)]
+    Channel(#[from] ChannelError),
+    /// The init reported a failed step.
+    #[error(transparent)]
+    Failed(InitFailure),
 }
 
 pub struct InitChannel {
@@ -70,52 +155,149 @@ impl InitChannel {
         InitChannel { fd: OwnedFd::from_raw_fd(fd) }
     }
 
-    pub fn send<T: Serialize>(&self, msg: &T) -> io::Result<()> {
-        let bytes = serde_json::to_vec(msg).map_err(io::Error::other)?;
+    pub fn send<T: Serialize>(&self, msg: &T) -> Result<(), ChannelError> {
+        let bytes = serde_json::to_vec(msg).map_err(|e| ChannelError::Io { what: "encoding", source: e.into() })?;
         if bytes.len() > MAX_MESSAGE {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "init message too large"));
+            return Err(ChannelError::TooLarge { size: bytes.len() });
         }
-        send(self.fd.as_raw_fd(), &bytes, MsgFlags::MSG_NOSIGNAL)?;
-        Ok(())
+        // A datagram must fit the send buffer whole (208 KiB by default).
+        if bytes.len() > 128 << 10 {
+            let size = (bytes.len() * 2) as libc::c_int;
+            // SAFETY: setsockopt with an int argument on our own socket.
+            unsafe {
+                let p = &size as *const libc::c_int as *const libc::c_void;
+                let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+                if libc::setsockopt(self.fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, p, len) != 0 {
+                    libc::setsockopt(self.fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_SNDBUF, p, len);
+                }
+            }
+        }
+        loop {
+            match send(self.fd.as_raw_fd(), &bytes, MsgFlags::MSG_NOSIGNAL) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(ChannelError::Io { what: "sending", source: e.into() }),
+                Ok(_) => return Ok(()),
+            }
+        }
     }
 
     /// The next message; `Ok(None)` when the other end is closed without one.
-    pub fn recv<T: DeserializeOwned>(&self) -> io::Result<Option<T>> {
-        self.recv_flags(MsgFlags::empty())
+    pub fn recv<T: DeserializeOwned>(&self, awaited: &'static str) -> Result<Option<T>, ChannelError> {
+        self.recv_flags(MsgFlags::empty(), awaited)
     }
 
     /// Like `recv`, but returns `Ok(None)` at once when nothing is queued.
-    pub fn try_recv<T: DeserializeOwned>(&self) -> io::Result<Option<T>> {
-        match self.recv_flags(MsgFlags::MSG_DONTWAIT) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+    pub fn try_recv<T: DeserializeOwned>(&self) -> Result<Option<T>, ChannelError> {
+        match self.recv_flags(MsgFlags::MSG_DONTWAIT, "any message") {
+            Err(ChannelError::Io { source, .. }) if source.kind() == io::ErrorKind::WouldBlock => Ok(None),
             other => other,
         }
     }
 
-    fn recv_flags<T: DeserializeOwned>(&self, flags: MsgFlags) -> io::Result<Option<T>> {
-        let mut buf = vec![0u8; MAX_MESSAGE];
+    fn recv_flags<T: DeserializeOwned>(
+        &self,
+        flags: MsgFlags,
+        awaited: &'static str,
+    ) -> Result<Option<T>, ChannelError> {
+        let io = |source: nix::Error| match source {
+            nix::errno::Errno::EAGAIN if !flags.contains(MsgFlags::MSG_DONTWAIT) => ChannelError::Timeout { awaited },
+            e => ChannelError::Io { what: "receiving", source: e.into() },
+        };
+        // The datagram's size first (MSG_TRUNC reports it whole), so the buffer fits it exactly.
+        let size = loop {
+            match recv(self.fd.as_raw_fd(), &mut [], flags | MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                other => break other.map_err(io)?,
+            }
+        };
+        if size > MAX_MESSAGE {
+            // Taken off the queue, so the next wait does not see it again.
+            let _ = recv(self.fd.as_raw_fd(), &mut [], MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_TRUNC);
+            return Err(ChannelError::TooLarge { size });
+        }
+        let mut buf = vec![0u8; size];
         let n = loop {
             match recv(self.fd.as_raw_fd(), &mut buf, flags) {
                 Err(nix::errno::Errno::EINTR) => continue,
-                other => break other?,
+                other => break other.map_err(io)?,
             }
         };
         if n == 0 {
+            // A zero-length datagram cannot be sent by this code: it is the peer closing.
             return Ok(None);
         }
-        serde_json::from_slice(&buf[..n])
-            .map(Some)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("bad init message: {e}")))
+        serde_json::from_slice(&buf[..n]).map(Some).map_err(|source| ChannelError::Decode { awaited, source })
     }
 
-    /// Bounds how long `recv` may block, so a wedged init cannot hang a request forever.
-    pub fn set_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+    /// Bounds how long a wait may block, so a wedged peer cannot hang a request forever.
+    pub fn set_timeout(&self, timeout: Option<Duration>) -> Result<(), ChannelError> {
         let tv = nix::sys::time::TimeVal::from(libc::timeval {
             tv_sec: timeout.map_or(0, |t| t.as_secs() as libc::time_t),
             tv_usec: timeout.map_or(0, |t| t.subsec_micros() as libc::suseconds_t),
         });
-        nix::sys::socket::setsockopt(&self.fd, nix::sys::socket::sockopt::ReceiveTimeout, &tv)?;
-        Ok(())
+        nix::sys::socket::setsockopt(&self.fd, nix::sys::socket::sockopt::ReceiveTimeout, &tv)
+            .map_err(|e| ChannelError::Io { what: "setting a timeout", source: e.into() })
+    }
+
+    // --- the init's waits ---
+
+    /// The plan; anything else is an error.
+    pub fn wait_setup(&self) -> Result<Plan, ChannelError> {
+        const AWAITED: &str = "Setup";
+        match self.recv::<ToInit>(AWAITED)? {
+            Some(ToInit::Setup(plan)) => Ok(*plan),
+            Some(other) => Err(ChannelError::Unexpected { awaited: AWAITED, got: other.name() }),
+            None => Err(ChannelError::Closed { awaited: AWAITED }),
+        }
+    }
+
+    pub fn wait_start(&self) -> Result<(), ChannelError> {
+        const AWAITED: &str = "Start";
+        match self.recv::<ToInit>(AWAITED)? {
+            Some(ToInit::Start) => Ok(()),
+            Some(other) => Err(ChannelError::Unexpected { awaited: AWAITED, got: other.name() }),
+            None => Err(ChannelError::Closed { awaited: AWAITED }),
+        }
+    }
+
+    // --- the parent's waits ---
+
+    fn wait_from_init(&self, awaited: &'static str) -> Result<Option<FromInit>, WaitError> {
+        match self.recv::<FromInit>(awaited)? {
+            Some(FromInit::Failed(f)) => Err(WaitError::Failed(f)),
+            other => Ok(other),
+        }
+    }
+
+    pub fn wait_ready(&self) -> Result<(), WaitError> {
+        const AWAITED: &str = "Ready";
+        match self.wait_from_init(AWAITED)? {
+            Some(FromInit::Ready) => Ok(()),
+            Some(other) => Err(ChannelError::Unexpected { awaited: AWAITED, got: other.name() }.into()),
+            None => Err(ChannelError::Closed { awaited: AWAITED }.into()),
+        }
+    }
+
+    /// `Started`'s pid; in Exec mode the init's exec closes the channel (close-on-exec), which
+    /// is the success: `Ok(None)`.
+    pub fn wait_started(&self, mode: InitMode) -> Result<Option<i32>, WaitError> {
+        const AWAITED: &str = "Started";
+        match (self.wait_from_init(AWAITED)?, mode) {
+            (Some(FromInit::Started { pid }), InitMode::Reaper) => Ok(Some(pid)),
+            (None, InitMode::Exec) => Ok(None),
+            (Some(other), _) => Err(ChannelError::Unexpected { awaited: AWAITED, got: other.name() }.into()),
+            (None, InitMode::Reaper) => Err(ChannelError::Closed { awaited: AWAITED }.into()),
+        }
+    }
+
+    /// Reaper mode: how the command ended.
+    pub fn wait_exited(&self) -> Result<Termination, WaitError> {
+        const AWAITED: &str = "Exited";
+        match self.wait_from_init(AWAITED)? {
+            Some(FromInit::Exited(how)) => Ok(how),
+            Some(other) => Err(ChannelError::Unexpected { awaited: AWAITED, got: other.name() }.into()),
+            None => Err(ChannelError::Closed { awaited: AWAITED }.into()),
+        }
     }
 }
 
@@ -128,5 +310,80 @@ impl AsFd for InitChannel {
 impl AsRawFd for InitChannel {
     fn as_raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typed_waits_refuse_an_unexpected_message() {
+        let (parent, init) = InitChannel::pair().unwrap();
+        init.send(&FromInit::Started { pid: 1 }).unwrap();
+        let e = parent.wait_ready().unwrap_err();
+        assert!(matches!(e, WaitError::Channel(ChannelError::Unexpected { awaited: "Ready", got: "Started" })), "{e}");
+        parent.send(&ToInit::Start).unwrap();
+        let e = init.wait_setup().unwrap_err();
+        assert!(matches!(e, ChannelError::Unexpected { awaited: "Setup", got: "Start" }), "{e}");
+        init.send(&FromInit::Exited(Termination::Code(0))).unwrap();
+        assert!(parent.wait_started(InitMode::Reaper).is_err());
+        // Exec mode: a message instead of the close is still unexpected.
+        init.send(&FromInit::Ready).unwrap();
+        assert!(parent.wait_started(InitMode::Exec).is_err());
+    }
+
+    #[test]
+    fn a_failure_is_reported_at_any_phase() {
+        let (parent, init) = InitChannel::pair().unwrap();
+        let failure = InitFailure { step: "mount".into(), message: "m".into(), errno: Some(2), exit_code: 125 };
+        for _ in 0..3 {
+            init.send(&FromInit::Failed(failure.clone())).unwrap();
+        }
+        assert!(matches!(parent.wait_ready(), Err(WaitError::Failed(f)) if f == failure));
+        assert!(matches!(parent.wait_started(InitMode::Reaper), Err(WaitError::Failed(_))));
+        assert!(matches!(parent.wait_exited(), Err(WaitError::Failed(_))));
+    }
+
+    #[test]
+    fn a_closed_peer_ends_every_wait() {
+        let (parent, init) = InitChannel::pair().unwrap();
+        drop(init);
+        assert!(matches!(parent.wait_ready(), Err(WaitError::Channel(ChannelError::Closed { awaited: "Ready" }))));
+        assert!(matches!(parent.wait_started(InitMode::Reaper), Err(WaitError::Channel(ChannelError::Closed { .. }))));
+        // Exec mode: the close is the exec.
+        assert!(matches!(parent.wait_started(InitMode::Exec), Ok(None)));
+        let (parent, init) = InitChannel::pair().unwrap();
+        drop(parent);
+        assert!(matches!(init.wait_setup(), Err(ChannelError::Closed { awaited: "Setup" })));
+        assert!(init.send(&FromInit::Ready).is_err());
+    }
+
+    #[test]
+    fn oversized_messages_are_refused_both_ways() {
+        let (parent, init) = InitChannel::pair().unwrap();
+        let big = EtcFile { target: "/x".into(), content: "x".repeat(MAX_MESSAGE) };
+        assert!(matches!(parent.send(&big), Err(ChannelError::TooLarge { .. })));
+        // One sent raw, past `send`'s check: refused on receipt, and gone from the queue.
+        let size = (MAX_MESSAGE + 10) as libc::c_int;
+        // SAFETY: setsockopt with an int on our own socket.
+        unsafe {
+            let p = &size as *const libc::c_int as *const libc::c_void;
+            libc::setsockopt(parent.as_raw_fd(), libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, p, 4);
+        }
+        let raw = vec![b' '; MAX_MESSAGE + 1];
+        send(parent.as_raw_fd(), &raw, MsgFlags::empty()).unwrap();
+        parent.send(&ToInit::Start).unwrap();
+        assert!(matches!(init.wait_start(), Err(ChannelError::TooLarge { size }) if size == MAX_MESSAGE + 1));
+        init.wait_start().unwrap();
+    }
+
+    #[test]
+    fn garbage_is_a_decode_error_and_a_timeout_is_named() {
+        let (parent, init) = InitChannel::pair().unwrap();
+        send(init.as_raw_fd(), b"{not json", MsgFlags::empty()).unwrap();
+        assert!(matches!(parent.wait_ready(), Err(WaitError::Channel(ChannelError::Decode { awaited: "Ready", .. }))));
+        parent.set_timeout(Some(Duration::from_millis(20))).unwrap();
+        assert!(matches!(parent.wait_ready(), Err(WaitError::Channel(ChannelError::Timeout { awaited: "Ready" }))));
     }
 }

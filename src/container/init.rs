@@ -1,44 +1,38 @@
 //! The container's init: `engine` re-exec'd as `engine-init` inside the new namespaces.
 //!
-//! It waits for the supervisor's go-ahead, builds the container's view of the system (rootfs,
-//! /proc, /dev, hostname, loopback, workdir, nice), starts the command as its child and stays as
-//! PID 1: it forwards signals to the command, reaps orphans (what `docker --init` adds), and reports
-//! how the command ended before exiting with the same code.
-use std::io;
+//! It waits for its Setup, builds the container's view of the system (root, mounts, /dev,
+//! hostname, loopback), reports Ready and waits at its start gate (a Start on the channel, or
+//! the OCI fifo), applies the process's settings and then either execs the command itself (Exec
+//! mode: the command is PID 1) or starts it as its child and stays as PID 1 (Reaper mode: it
+//! forwards signals, reaps orphans as `docker --init` does, and reports how the command ended).
+use std::ffi::CString;
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use nix::sys::signal::{kill, sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
+use oci_spec::runtime::{LinuxNamespaceType, Process};
 
-use super::channel::{EtcFile, FromInit, InitChannel, ToInit};
-use super::rootfs;
+use super::channel::{FromInit, InitChannel, Plan};
+use super::error::CoreError;
+use super::exit::{self, Termination};
+use super::lifecycle::{InitMode, StartGate};
 use super::spawn::INIT_CHANNEL_FD;
-use super::spec::ContainerSpec;
-use super::state::Termination;
+use super::{process, rootfs};
 
-/// Docker's exit codes for a container that never ran its command.
-pub const EXIT_ENGINE_ERROR: i32 = 125;
-pub const EXIT_NOT_EXECUTABLE: i32 = 126;
-pub const EXIT_NOT_FOUND: i32 = 127;
-
-/// A failure before the command runs: a sentence naming the step, and the user's exit code.
-#[derive(Debug)]
-pub struct SetupError {
-    pub message: String,
-    pub exit_code: i32,
-}
-
-impl SetupError {
-    pub fn new(message: String) -> SetupError {
-        SetupError { message, exit_code: EXIT_ENGINE_ERROR }
-    }
-}
+/// Annotation: the command's scheduling niceness (-20..19); OCI has no plain field for it.
+pub const ANNOTATION_NICE: &str = "org.engine.nice";
+/// Annotation: a CPU list the command is pinned to after the move into its cgroup (what
+/// `--cpuset-cpus` gives where no cpuset controller is delegated; execCPUAffinity is for exec).
+pub const ANNOTATION_CPU_AFFINITY: &str = "org.engine.cpu-affinity";
 
 /// Entry point of `engine-init`; the return value is the process exit code.
 pub fn main() -> i32 {
-    // Whatever the supervisor had open must not reach the container (the class of leak behind
+    // Whatever the parent had open must not reach the container (the class of leak behind
     // CVE-2024-21626): close everything but stdio and the channel, and whatever the init opens
     // itself from here on is close-on-exec.
     close_fds_from(INIT_CHANNEL_FD as u32 + 1);
@@ -47,29 +41,175 @@ pub fn main() -> i32 {
     unsafe { libc::fcntl(INIT_CHANNEL_FD, libc::F_SETFD, libc::FD_CLOEXEC) };
     // SAFETY: fd 3 is the init channel, placed there by spawn::exec_init.
     let chan = unsafe { InitChannel::from_raw_fd(INIT_CHANNEL_FD) };
-    let (spec, files, overlay) = match chan.recv::<ToInit>() {
-        Ok(Some(ToInit::Prepare { spec, files, overlay })) => (spec, files, overlay),
-        // The supervisor gave up on this container before releasing it.
-        _ => return EXIT_ENGINE_ERROR,
-    };
+    // The parent gave up on this container before its Setup: nothing was done.
+    let Ok(plan) = chan.wait_setup() else { return exit::ENGINE_ERROR };
     let signals = forwarded_signals();
-    let started = prepare_root(&spec, &files, &overlay)
-        .and_then(|()| wait_for_start(&chan))
-        .and_then(|()| prepare_process(&spec))
-        .and_then(|()| start_command(&spec, &signals));
-    let child = match started {
+    let child = match run(&chan, &plan, &signals) {
         Ok(child) => child,
         Err(e) => {
-            let _ = chan.send(&FromInit::Failed { message: e.message, exit_code: e.exit_code });
-            return e.exit_code;
+            // After a Fifo gate nobody reads the channel any more: the container's stderr is
+            // where runc reports it too.
+            if chan.send(&FromInit::Failed(e.to_failure())).is_err() {
+                let _ = writeln!(io::stderr(), "engine-init: {e}");
+            }
+            return e.exit_code();
         }
     };
     let _ = chan.send(&FromInit::Started { pid: child.as_raw() });
     let how = supervise(child, &signals);
     let _ = chan.send(&FromInit::Exited(how));
-    match how {
-        Termination::Code(c) => c,
-        Termination::Signal(s) => 128 + s,
+    how.exit_code()
+}
+
+/// Everything up to the command; in Exec mode it does not return on success.
+fn run(chan: &InitChannel, plan: &Plan, signals: &SigSet) -> Result<Pid, CoreError> {
+    let spec = &plan.spec;
+    let process = spec.process().as_ref().ok_or_else(|| CoreError::spec("process", "missing"))?;
+    // The fifo is a host path: held as an O_PATH fd from before the pivot, reopened after.
+    let fifo = match &plan.gate {
+        StartGate::Fifo(path) => Some(open_path(path)?),
+        StartGate::Channel => None,
+    };
+    rootfs::build(plan)?;
+    if let Some(name) = spec.hostname() {
+        nix::unistd::sethostname(name)
+            .map_err(|e| CoreError::Process { step: "sethostname".into(), source: e.into() })?;
+    }
+    if let Some(name) = spec.domainname() {
+        set_domainname(name)?;
+    }
+    if new_namespace(spec, LinuxNamespaceType::Network) {
+        loopback_up().map_err(CoreError::process("bringing up lo"))?;
+    }
+    match fifo {
+        Some(fifo) => {
+            // Runc's order: everything applied, the program found, then the gate.
+            finish(spec, process)?;
+            let program = resolve_program(process)?;
+            chan.send(&FromInit::Ready)?;
+            wait_fifo(&fifo)?;
+            match plan.mode {
+                InitMode::Exec => Err(exec(&program, process)),
+                InitMode::Reaper => start_command(process, signals),
+            }
+        }
+        None => {
+            chan.send(&FromInit::Ready)?;
+            // Now the parent has moved us into our cgroup (a cpuset move would reset an
+            // affinity set earlier) and saved what it must.
+            chan.wait_start()?;
+            finish(spec, process)?;
+            match plan.mode {
+                InitMode::Exec => {
+                    let program = resolve_program(process)?;
+                    Err(exec(&program, process))
+                }
+                InitMode::Reaper => start_command(process, signals),
+            }
+        }
+    }
+}
+
+/// The process's own settings, in the cgroup, ending with what drops privileges.
+fn finish(spec: &super::Spec, process: &Process) -> Result<(), CoreError> {
+    if new_namespace(spec, LinuxNamespaceType::Cgroup) {
+        // After the move into the cgroup: the namespace's root is the container's own group.
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+            .map_err(|e| CoreError::Process { step: "unshare(CLONE_NEWCGROUP)".into(), source: e.into() })?;
+    }
+    if let Some(n) = spec.annotations().as_ref().and_then(|a| a.get(ANNOTATION_NICE)) {
+        let n: i32 = n.parse().map_err(|_| CoreError::spec(format!("annotations.{ANNOTATION_NICE}"), n.clone()))?;
+        // SAFETY: plain syscall with integer arguments.
+        super::security::syscall_result(unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, n) }.into())
+            .map_err(CoreError::process(format!("setpriority({n})")))?;
+    }
+    if let Some(cpus) = spec.annotations().as_ref().and_then(|a| a.get(ANNOTATION_CPU_AFFINITY)) {
+        process::set_affinity(cpus, ANNOTATION_CPU_AFFINITY)?;
+    }
+    process::apply(process, spec.linux().as_ref())?;
+    // The init runs the host's engine binary and holds the channel to the parent: made
+    // non-dumpable, processes of the container cannot ptrace it, read /proc/1/exe or reach its
+    // fds (what runc guards against since CVE-2019-5736). An exec resets it for the command.
+    super::security::hide_init()
+}
+
+fn new_namespace(spec: &super::Spec, kind: LinuxNamespaceType) -> bool {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| ns.iter().any(|n| n.typ() == kind && n.path().is_none()))
+}
+
+fn set_domainname(name: &str) -> Result<(), CoreError> {
+    // SAFETY: pointer and length of a live string.
+    super::security::syscall_result(unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) }.into())
+        .map_err(CoreError::process("setdomainname"))
+}
+
+fn open_path(path: &Path) -> Result<OwnedFd, CoreError> {
+    let fd =
+        nix::fcntl::open(path, nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
+            .map_err(|e| CoreError::Fifo { path: path.to_path_buf(), source: e.into() })?;
+    // SAFETY: a fresh fd owned here.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Blocks until `start_fifo` opens the other end, then writes the byte it reads.
+fn wait_fifo(fifo: &OwnedFd) -> Result<(), CoreError> {
+    let path = PathBuf::from(format!("/proc/self/fd/{}", fifo.as_raw_fd()));
+    let err = |source: io::Error| CoreError::Fifo { path: path.clone(), source };
+    let mut f = std::fs::OpenOptions::new().write(true).open(&path).map_err(err)?;
+    f.write_all(b"0").map_err(err)
+}
+
+/// Where execve will find args[0]: as given when it has a '/', else the first executable
+/// regular file in the process's PATH (the default one if it has none). Not found: ENOENT;
+/// found but not executable: EACCES (execvp's rules).
+fn resolve_program(process: &Process) -> Result<CString, CoreError> {
+    let program = process.args().as_ref().and_then(|a| a.first()).cloned().unwrap_or_default();
+    let fail = |errno: i32| CoreError::Exec { program: program.clone(), errno };
+    let candidates: Vec<PathBuf> = if program.contains('/') {
+        vec![PathBuf::from(&program)]
+    } else {
+        let path = process
+            .env()
+            .as_ref()
+            .and_then(|env| env.iter().rev().find_map(|kv| kv.strip_prefix("PATH=")).map(str::to_string))
+            .unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+        path.split(':').filter(|d| !d.is_empty()).map(|d| Path::new(d).join(&program)).collect()
+    };
+    let mut errno = libc::ENOENT;
+    for c in candidates {
+        let Ok(cpath) = CString::new(c.as_os_str().as_encoded_bytes()) else { return Err(fail(libc::EINVAL)) };
+        // SAFETY: a valid C string.
+        if unsafe { libc::access(cpath.as_ptr(), libc::X_OK) } == 0 {
+            match std::fs::metadata(&c) {
+                Ok(m) if m.is_file() => return Ok(cpath),
+                Ok(_) => errno = libc::EACCES,
+                Err(_) => {}
+            }
+        } else {
+            let e = io::Error::last_os_error().raw_os_error().unwrap_or(libc::ENOENT);
+            if e != libc::ENOENT && e != libc::ENOTDIR {
+                errno = e;
+            }
+        }
+    }
+    Err(fail(errno))
+}
+
+/// Exec mode: the command replaces the init. Returns only on failure.
+fn exec(program: &CString, process: &Process) -> CoreError {
+    let name = program.to_string_lossy().into_owned();
+    let cstrings = |v: &[String]| v.iter().map(|s| CString::new(s.as_bytes())).collect::<Result<Vec<_>, _>>();
+    let args = process.args().as_deref().unwrap_or_default();
+    let env = process.env().as_deref().unwrap_or_default();
+    let (Ok(args), Ok(env)) = (cstrings(args), cstrings(env)) else {
+        return CoreError::spec("process", "arguments and environment must not contain NUL bytes");
+    };
+    match nix::unistd::execve(program, &args, &env) {
+        Err(e) => CoreError::Exec { program: name, errno: e as i32 },
+        Ok(never) => match never {},
     }
 }
 
@@ -88,56 +228,6 @@ fn close_fds_from(first: u32) {
     }
 }
 
-/// Namespaced system state, in the order the design gives: mounts, pivot_root, host name, lo.
-/// Nothing here needs the cgroups, so it overlaps with the supervisor moving us into them.
-fn prepare_root(spec: &ContainerSpec, files: &[EtcFile], overlay: &std::path::Path) -> Result<(), SetupError> {
-    rootfs::enter(spec, overlay, files)?;
-    nix::unistd::sethostname(spec.hostname()).map_err(|e| SetupError::new(format!("sethostname: {e}")))?;
-    loopback_up().map_err(|e| SetupError::new(format!("bringing up lo: {e}")))
-}
-
-/// Blocks until the supervisor has put this process in its cgroups and saved the record.
-fn wait_for_start(chan: &InitChannel) -> Result<(), SetupError> {
-    match chan.recv::<ToInit>() {
-        Ok(Some(ToInit::Start)) => Ok(()),
-        Ok(Some(other)) => Err(SetupError::new(format!("unexpected message before the start: {other:?}"))),
-        Ok(None) => Err(SetupError::new("the supervisor gave up before the start".into())),
-        Err(e) => Err(SetupError::new(format!("waiting for the start: {e}"))),
-    }
-}
-
-/// The process's own settings, after the move into the cgroups (a cpuset move would reset the
-/// affinity set here), ending with what drops privileges.
-fn prepare_process(spec: &ContainerSpec) -> Result<(), SetupError> {
-    let workdir = spec.workdir.as_deref().unwrap_or("/");
-    nix::unistd::chdir(workdir).map_err(|e| SetupError::new(format!("cannot use working directory {workdir}: {e}")))?;
-    if let Some(cpus) = spec.cpu_list().map_err(|e| SetupError::new(e.0))? {
-        // Pinning works even where no cpuset controller is delegated to engine.
-        let mut set = nix::sched::CpuSet::new();
-        for cpu in cpus {
-            set.set(cpu).map_err(|e| SetupError::new(format!("--cpuset-cpus: CPU {cpu}: {e}")))?;
-        }
-        nix::sched::sched_setaffinity(Pid::from_raw(0), &set)
-            .map_err(|e| SetupError::new(format!("--cpuset-cpus: sched_setaffinity: {e}")))?;
-    }
-    if let Some(n) = spec.nice {
-        // SAFETY: plain syscall with integer arguments.
-        super::security::syscall_result(unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, n) }.into())
-            .map_err(|e| SetupError::new(format!("setpriority({n}): {e}")))?;
-    }
-    // Last: the steps above need capabilities (and calls) the container's root does not keep.
-    if !spec.seccomp_unconfined {
-        let filter = super::seccomp::compile(&super::seccomp::default_profile())
-            .map_err(|e| SetupError::new(format!("seccomp profile: {e}")))?;
-        super::seccomp::install(&filter).map_err(|e| SetupError::new(e.to_string()))?;
-    }
-    super::security::drop_capabilities()?;
-    if spec.no_new_privileges {
-        super::security::set_no_new_privileges()?;
-    }
-    super::security::hide_init()
-}
-
 /// The new network namespace has only `lo`, and it is down.
 fn loopback_up() -> io::Result<()> {
     use super::security::syscall_result;
@@ -147,7 +237,7 @@ fn loopback_up() -> io::Result<()> {
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
-        let _guard = <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd);
+        let _guard = OwnedFd::from_raw_fd(fd);
         let mut ifr: libc::ifreq = std::mem::zeroed();
         for (dst, src) in ifr.ifr_name.iter_mut().zip(b"lo\0") {
             *dst = *src as libc::c_char;
@@ -170,36 +260,33 @@ fn forwarded_signals() -> SigSet {
 
 extern "C" fn ignore(_: libc::c_int) {}
 
-fn start_command(spec: &ContainerSpec, signals: &SigSet) -> Result<Pid, SetupError> {
+fn start_command(process: &Process, signals: &SigSet) -> Result<Pid, CoreError> {
+    let args = process.args().as_deref().unwrap_or_default();
+    let program = args.first().cloned().unwrap_or_default();
     // Blocked before the fork, so no signal is lost between spawn and the wait loop. The child
     // unblocks them again before exec (the mask survives exec; the handlers do not).
-    signals.thread_block().map_err(|e| SetupError::new(format!("blocking signals: {e}")))?;
+    signals.thread_block().map_err(|e| CoreError::Process { step: "blocking signals".into(), source: e.into() })?;
     let action = SigAction::new(SigHandler::Handler(ignore), SaFlags::SA_RESTART, SigSet::empty());
     for sig in signals.iter() {
         // SAFETY: the handler does nothing; failures (SIGKILL-like) are harmless.
         let _ = unsafe { sigaction(sig, &action) };
     }
-    let mut cmd = Command::new(&spec.command[0]);
+    let env = process.env().as_deref().unwrap_or_default().iter().map(|kv| match kv.split_once('=') {
+        Some((k, v)) => (k.to_string(), v.to_string()),
+        None => (kv.clone(), String::new()),
+    });
+    let mut cmd = Command::new(&program);
     // Its own process group, so a forwarded signal reaches the whole job, as Ctrl-C in a terminal
     // would (`tini -g`): `sh -c 'a; b'` would otherwise wait for `a` before acting on SIGINT.
-    cmd.args(&spec.command[1..]).env_clear().envs(spec.environment()).arg0(&spec.command[0]).process_group(0);
+    cmd.args(&args[1..]).env_clear().envs(env).arg0(&program).process_group(0);
     // SAFETY: pthread_sigmask is async-signal-safe.
     unsafe {
         cmd.pre_exec(|| SigSet::empty().thread_set_mask().map_err(io::Error::from));
     }
     match cmd.spawn() {
         Ok(child) => Ok(Pid::from_raw(child.id() as i32)),
-        Err(e) => Err(exec_error(&spec.command[0], e)),
+        Err(e) => Err(CoreError::Exec { program, errno: e.raw_os_error().unwrap_or(libc::ENOENT) }),
     }
-}
-
-fn exec_error(program: &str, e: io::Error) -> SetupError {
-    let exit_code = match e.kind() {
-        io::ErrorKind::NotFound => EXIT_NOT_FOUND,
-        _ => EXIT_NOT_EXECUTABLE,
-    };
-    let why = nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)).desc();
-    SetupError { message: format!("exec {program}: {why}"), exit_code }
 }
 
 /// Forward signals to the command and reap every child until the command itself has ended.

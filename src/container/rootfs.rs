@@ -1,21 +1,23 @@
-//! Child side, before exec: give the container its own copy-on-write root with its own /proc, a
-//! minimal /dev and its /etc/hosts and /etc/hostname, then make it `/`, so nothing of the host's
-//! mount tree is visible or affected.
+//! Child side, before the command: the container's root (a directory bound onto itself, or its
+//! own overlay), the Spec's mounts, /dev's device nodes, the masked and read-only paths, its own
+//! /etc files, then pivot_root into it, so nothing of the host's mount tree is visible or
+//! affected.
 //!
 //! Every path below the container root is resolved by [`safepath`]: the root is the container's
 //! to shape (it may have left symlinks for this start), and this code runs as real root.
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::unistd::pivot_root;
+use oci_spec::runtime::{LinuxDeviceType, Mount};
 
-use super::channel::EtcFile;
-use super::init::SetupError;
+use super::channel::{EtcFile, Plan};
+use super::error::CoreError;
+use super::lifecycle::RootSource;
 use super::safepath::{Dir, Kind};
-use super::spec::ContainerSpec;
 
-/// Character devices every container gets: (name, major, minor), all mode 0666 like Docker's.
-const DEVICES: &[(&str, u32, u32)] =
+/// Character devices every container gets (runc's default devices): (name, major, minor), mode 0666.
+const DEFAULT_DEVICES: &[(&str, u32, u32)] =
     &[("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)];
 
 const DEV_LINKS: &[(&str, &str)] = &[
@@ -27,93 +29,325 @@ const DEV_LINKS: &[(&str, &str)] = &[
 ];
 
 /// What /etc/hosts and /etc/hostname live on: enough for any real hosts file, and a container
-/// writing into them fills this, not the supervisor's disk.
+/// writing into them fills this, not the host's disk.
 const ETC_TMPFS: &str = "size=64k,mode=0755";
 
-fn step(what: &'static str) -> impl Fn(nix::Error) -> SetupError {
-    move |e| SetupError::new(format!("{what}: {e}"))
+fn nix_step(what: impl Into<String>) -> impl FnOnce(nix::Error) -> CoreError {
+    CoreError::root_nix(what)
 }
 
-fn io_step(what: &'static str) -> impl Fn(std::io::Error) -> SetupError {
-    move |e| SetupError::new(format!("{what}: {e}"))
+fn io_step(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> CoreError {
+    CoreError::root(what)
+}
+
+fn changed(what: &str) -> CoreError {
+    CoreError::Root {
+        step: format!("{what} changed while it was mounted"),
+        source: std::io::Error::from_raw_os_error(libc::EBUSY),
+    }
 }
 
 /// Everything from the private mount tree to the pivot; on return `/` is the container's root.
-/// `overlay` holds the container's `upper`, `work` and `merged` directories (the supervisor made
-/// them, under its own 0700 root).
-pub fn enter(spec: &ContainerSpec, overlay: &Path, files: &[EtcFile]) -> Result<(), SetupError> {
+pub fn build(plan: &Plan) -> Result<(), CoreError> {
+    let spec = &plan.spec;
+    let linux = spec.linux().as_ref();
     // Private first: nothing below may propagate back into the host's mount namespace.
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
-        .map_err(step("making / private"))?;
-    mount_overlay(&spec.rootfs, overlay)?;
-    let root = Dir::root(&overlay.join("merged")).map_err(io_step("opening the container root"))?;
-    let proc = mount_proc(&root)?;
-    let dev = mount_dev(&root)?;
-    protect_proc(&proc, &dev)?;
+        .map_err(nix_step("making / private"))?;
+    let (root_path, scratch) = match &plan.root {
+        RootSource::Overlay { lower, dir } => {
+            mount_overlay(lower, dir)?;
+            (dir.join("merged"), dir.clone())
+        }
+        RootSource::Dir(dir) => {
+            // A mount of its own, as pivot_root needs, and what a read-only remount acts on.
+            mount(Some(dir), dir, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+                .map_err(nix_step(format!("binding the root {} onto itself", dir.display())))?;
+            (dir.clone(), PathBuf::from("/tmp"))
+        }
+    };
+    let root = Dir::root(&root_path).map_err(io_step("opening the container root"))?;
+    let mut proc: Option<Dir> = None;
+    let mut dev_tmpfs = false;
+    for m in spec.mounts().iter().flatten() {
+        match mount_one(&root, m)? {
+            Mounted::Proc(dir) => proc = Some(dir),
+            Mounted::DevTmpfs => dev_tmpfs = true,
+            Mounted::Other => {}
+        }
+    }
+    // runc's rule: the default devices (and the Spec's) are made unless /dev came from a bind.
+    if dev_tmpfs {
+        make_devices(&root, linux.and_then(|l| l.devices().as_ref()).map(Vec::as_slice).unwrap_or_default())?;
+    }
+    let readonly = linux.and_then(|l| l.readonly_paths().as_ref()).map(Vec::as_slice).unwrap_or_default();
+    let masked = linux.and_then(|l| l.masked_paths().as_ref()).map(Vec::as_slice).unwrap_or_default();
+    protect_paths(&root, proc.as_ref(), readonly, masked)?;
     // Any directory of ours can hold the files' tmpfs for the moment it is mounted: the mount
     // exists only in this namespace, and the binds keep the tmpfs alive once it is detached.
-    mount_etc_files(&root, overlay, files)?;
-    if spec.read_only {
+    mount_etc_files(&root, &scratch, &plan.files)?;
+    if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
         // Only the root mount: /proc, /dev, /dev/shm and the /etc files keep their own flags,
         // as with Docker's --read-only.
         let ro = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY;
         mount(None::<&str>, root.mount_path(), None::<&str>, ro, None::<&str>)
-            .map_err(step("making the root read-only"))?;
+            .map_err(nix_step("making the root read-only"))?;
     }
     pivot(&root)
 }
 
-/// The rootfs directory is only ever the lower layer: whatever the container writes, deletes or
-/// makes (setuid copies, device nodes) goes to its own upper directory, which host users cannot
-/// reach and which goes with the container.
-fn mount_overlay(rootfs: &Path, overlay: &Path) -> Result<(), SetupError> {
-    let (lower, upper, work) = (rootfs.display(), overlay.join("upper"), overlay.join("work"));
+/// The lower directories are only ever read: whatever the container writes, deletes or makes
+/// (setuid copies, device nodes) goes to its own upper directory, which host users cannot reach
+/// and which goes with the container.
+fn mount_overlay(lower: &[PathBuf], dir: &Path) -> Result<(), CoreError> {
+    let (upper, work) = (dir.join("upper"), dir.join("work"));
     // overlayfs options are split at ',' and lower layers at ':'; such a path cannot be passed.
-    for p in [rootfs, overlay] {
+    for p in lower.iter().map(PathBuf::as_path).chain([dir]) {
         if p.to_string_lossy().contains([',', ':', '\\']) {
-            return Err(SetupError::new(format!(
-                "{}: overlayfs cannot use a path containing ',', ':' or '\\'",
-                p.display()
-            )));
+            return Err(CoreError::Root {
+                step: format!("{}: overlayfs cannot use a path containing ',', ':' or '\\'", p.display()),
+                source: std::io::Error::from_raw_os_error(libc::EINVAL),
+            });
         }
     }
-    // index=off: the lower directory is shared by many containers and must stay plain; the index
+    let lowers: Vec<String> = lower.iter().map(|p| p.display().to_string()).collect();
+    // index=off: a lower directory is shared by many containers and must stay plain; the index
     // would tie it to one upper (and refuse the next mount) on kernels that enable it by default.
-    let opts = format!("lowerdir={lower},upperdir={},workdir={},index=off", upper.display(), work.display());
-    mount(Some("overlay"), &overlay.join("merged"), Some("overlay"), MsFlags::empty(), Some(opts.as_str()))
-        .map_err(|e| SetupError::new(format!("mounting the overlay root on {}: {e}", rootfs.display())))
+    let opts =
+        format!("lowerdir={},upperdir={},workdir={},index=off", lowers.join(":"), upper.display(), work.display());
+    mount(Some("overlay"), &dir.join("merged"), Some("overlay"), MsFlags::empty(), Some(opts.as_str()))
+        .map_err(nix_step(format!("mounting the overlay root on {}", lowers.join(":"))))
 }
 
-/// A fresh proc for the new PID namespace: `ps` sees only the container.
-fn mount_proc(root: &Dir) -> Result<Dir, SetupError> {
-    let target = root.real_dir("proc").map_err(io_step("resolving /proc in the rootfs (a directory, not a link)"))?;
-    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV;
-    mount(Some("proc"), target.mount_path(), Some("proc"), flags, None::<&str>).map_err(step("mounting /proc"))?;
-    // The fd above is the directory under the mount; what the masking works on is the mount.
-    let proc = root.dir("proc", false).map_err(io_step("opening the new /proc"))?.strict();
-    match proc.fs_type() {
-        Ok(libc::PROC_SUPER_MAGIC) => Ok(proc),
-        _ => Err(SetupError::new("/proc changed while it was mounted".into())),
+enum Mounted {
+    Proc(Dir),
+    DevTmpfs,
+    Other,
+}
+
+/// Mount flags and the data string from fstab-style options; propagation flags apart.
+struct Options {
+    flags: MsFlags,
+    clear: MsFlags,
+    propagation: MsFlags,
+    data: Vec<String>,
+}
+
+fn parse_options(options: &[String]) -> Options {
+    let mut o =
+        Options { flags: MsFlags::empty(), clear: MsFlags::empty(), propagation: MsFlags::empty(), data: vec![] };
+    for opt in options {
+        let (set, clear, prop) = match opt.as_str() {
+            "ro" => (MsFlags::MS_RDONLY, MsFlags::empty(), MsFlags::empty()),
+            "rw" => (MsFlags::empty(), MsFlags::MS_RDONLY, MsFlags::empty()),
+            "nosuid" => (MsFlags::MS_NOSUID, MsFlags::empty(), MsFlags::empty()),
+            "suid" => (MsFlags::empty(), MsFlags::MS_NOSUID, MsFlags::empty()),
+            "nodev" => (MsFlags::MS_NODEV, MsFlags::empty(), MsFlags::empty()),
+            "dev" => (MsFlags::empty(), MsFlags::MS_NODEV, MsFlags::empty()),
+            "noexec" => (MsFlags::MS_NOEXEC, MsFlags::empty(), MsFlags::empty()),
+            "exec" => (MsFlags::empty(), MsFlags::MS_NOEXEC, MsFlags::empty()),
+            "sync" => (MsFlags::MS_SYNCHRONOUS, MsFlags::empty(), MsFlags::empty()),
+            "async" => (MsFlags::empty(), MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
+            "dirsync" => (MsFlags::MS_DIRSYNC, MsFlags::empty(), MsFlags::empty()),
+            "mand" => (MsFlags::MS_MANDLOCK, MsFlags::empty(), MsFlags::empty()),
+            "nomand" => (MsFlags::empty(), MsFlags::MS_MANDLOCK, MsFlags::empty()),
+            "noatime" => (MsFlags::MS_NOATIME, MsFlags::empty(), MsFlags::empty()),
+            "atime" => (MsFlags::empty(), MsFlags::MS_NOATIME, MsFlags::empty()),
+            "nodiratime" => (MsFlags::MS_NODIRATIME, MsFlags::empty(), MsFlags::empty()),
+            "diratime" => (MsFlags::empty(), MsFlags::MS_NODIRATIME, MsFlags::empty()),
+            "relatime" => (MsFlags::MS_RELATIME, MsFlags::empty(), MsFlags::empty()),
+            "norelatime" => (MsFlags::empty(), MsFlags::MS_RELATIME, MsFlags::empty()),
+            "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty(), MsFlags::empty()),
+            "nostrictatime" => (MsFlags::empty(), MsFlags::MS_STRICTATIME, MsFlags::empty()),
+            "bind" => (MsFlags::MS_BIND, MsFlags::empty(), MsFlags::empty()),
+            "rbind" => (MsFlags::MS_BIND | MsFlags::MS_REC, MsFlags::empty(), MsFlags::empty()),
+            "private" => (MsFlags::empty(), MsFlags::empty(), MsFlags::MS_PRIVATE),
+            "rprivate" => (MsFlags::empty(), MsFlags::empty(), MsFlags::MS_PRIVATE | MsFlags::MS_REC),
+            "shared" => (MsFlags::empty(), MsFlags::empty(), MsFlags::MS_SHARED),
+            "rshared" => (MsFlags::empty(), MsFlags::empty(), MsFlags::MS_SHARED | MsFlags::MS_REC),
+            "slave" => (MsFlags::empty(), MsFlags::empty(), MsFlags::MS_SLAVE),
+            "rslave" => (MsFlags::empty(), MsFlags::empty(), MsFlags::MS_SLAVE | MsFlags::MS_REC),
+            "unbindable" => (MsFlags::empty(), MsFlags::empty(), MsFlags::MS_UNBINDABLE),
+            "runbindable" => (MsFlags::empty(), MsFlags::empty(), MsFlags::MS_UNBINDABLE | MsFlags::MS_REC),
+            other => {
+                o.data.push(other.to_string());
+                continue;
+            }
+        };
+        o.flags = (o.flags | set) - clear;
+        o.clear = (o.clear | clear) - set;
+        o.propagation |= prop;
     }
+    o
 }
 
-/// /proc shows kernel-wide state: sysctls writable by uid 0 (core_pattern alone would run a
-/// program as host root), memory images, keys. As Docker does, these are read-only or masked.
-const PROC_READ_ONLY: &[&str] = &["bus", "fs", "irq", "sys", "sysrq-trigger"];
-const PROC_MASKED: &[&str] =
-    &["acpi", "asound", "kcore", "keys", "latency_stats", "sched_debug", "scsi", "timer_list", "timer_stats"];
+/// The filesystem a fresh mount of this type must show (statfs f_type), to prove the mount
+/// landed where it was resolved.
+fn magic(fstype: &str) -> Option<i64> {
+    Some(match fstype {
+        "proc" => libc::PROC_SUPER_MAGIC,
+        "tmpfs" => libc::TMPFS_MAGIC,
+        "sysfs" => libc::SYSFS_MAGIC,
+        "devpts" => libc::DEVPTS_SUPER_MAGIC,
+        "mqueue" => 0x1980_0202,
+        "cgroup2" => libc::CGROUP2_SUPER_MAGIC,
+        _ => return None,
+    })
+}
 
-fn protect_proc(proc: &Dir, dev: &Dir) -> Result<(), SetupError> {
-    for name in PROC_READ_ONLY {
-        let Some((entry, _)) = proc.entry(name).map_err(io_step("opening a /proc path to protect"))? else {
+/// One mount of the Spec, its target resolved inside the root. A destination directly below
+/// the root (/proc, /dev, /sys) must be a real directory, not a link (runc refuses a linked
+/// /proc too): a mount on it then lands where the container sees it.
+fn mount_one(root: &Dir, m: &Mount) -> Result<Mounted, CoreError> {
+    let dest = m.destination().to_string_lossy().to_string();
+    let fstype = m.typ().clone().unwrap_or_default();
+    let opts = parse_options(m.options().as_deref().unwrap_or_default());
+    let bind = opts.flags.contains(MsFlags::MS_BIND) || fstype == "bind";
+    let rel = dest.trim_start_matches('/');
+    if rel.is_empty() || !dest.starts_with('/') {
+        return Err(CoreError::spec("mounts", format!("destination {dest:?} must be an absolute path below /")));
+    }
+    if bind {
+        let source = m.source().clone().unwrap_or_default();
+        let is_dir = std::fs::metadata(&source).map_err(io_step(format!("bind source {}", source.display())))?.is_dir();
+        let target = resolve_target(root, rel, &dest, is_dir)?;
+        let flags = MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC);
+        mount(Some(&source), &target, None::<&str>, flags, None::<&str>)
+            .map_err(nix_step(format!("bind-mounting {} on {dest}", source.display())))?;
+        // Flags beyond the bind itself take a remount of the new mount (the kernel ignores
+        // them on the bind call).
+        let extra = opts.flags - (MsFlags::MS_BIND | MsFlags::MS_REC);
+        if !extra.is_empty() {
+            let again = resolve_target(root, rel, &dest, is_dir)?;
+            mount(None::<&str>, &again, None::<&str>, extra | MsFlags::MS_BIND | MsFlags::MS_REMOUNT, None::<&str>)
+                .map_err(nix_step(format!("remounting {dest} with its options")))?;
+        }
+        set_propagation(root, rel, &dest, is_dir, opts.propagation)?;
+        return Ok(Mounted::Other);
+    }
+    let target = if rel.contains('/') {
+        root.dir(rel, true).map_err(io_step(format!("resolving {dest} in the rootfs")))?
+    } else {
+        root.real_dir(rel).map_err(io_step(format!("resolving {dest} in the rootfs (a directory, not a link)")))?
+    };
+    let source = m.source().as_ref().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| fstype.clone());
+    let data = opts.data.join(",");
+    let data = (!data.is_empty()).then_some(data);
+    mount(Some(source.as_str()), target.mount_path(), Some(fstype.as_str()), opts.flags, data.as_deref())
+        .map_err(nix_step(format!("mounting {dest}")))?;
+    // The fd above is the directory under the mount; what comes next works on the mount.
+    let mounted = root.dir(rel, false).map_err(io_step(format!("opening the new {dest}")))?.strict();
+    if let Some(want) = magic(&fstype) {
+        if mounted.fs_type().ok() != Some(want) {
+            return Err(changed(&dest));
+        }
+    }
+    if !opts.propagation.is_empty() {
+        mount(None::<&str>, mounted.mount_path(), None::<&str>, opts.propagation, None::<&str>)
+            .map_err(nix_step(format!("setting the propagation of {dest}")))?;
+    }
+    Ok(match (fstype.as_str(), dest.as_str()) {
+        ("proc", "/proc") => Mounted::Proc(mounted),
+        ("tmpfs", "/dev") => Mounted::DevTmpfs,
+        _ => Mounted::Other,
+    })
+}
+
+/// The mount point for a bind: a directory for a directory, a file (created empty) otherwise.
+fn resolve_target(root: &Dir, rel: &str, dest: &str, is_dir: bool) -> Result<PathBuf, CoreError> {
+    let step = || format!("resolving {dest} in the rootfs");
+    Ok(if is_dir {
+        root.dir(rel, true).map_err(io_step(step()))?.mount_path().to_path_buf()
+    } else {
+        root.file(rel, true).map_err(io_step(step()))?.mount_path().to_path_buf()
+    })
+}
+
+fn set_propagation(root: &Dir, rel: &str, dest: &str, is_dir: bool, propagation: MsFlags) -> Result<(), CoreError> {
+    if propagation.is_empty() {
+        return Ok(());
+    }
+    let target = resolve_target(root, rel, dest, is_dir)?;
+    mount(None::<&str>, &target, None::<&str>, propagation, None::<&str>)
+        .map_err(nix_step(format!("setting the propagation of {dest}")))
+}
+
+/// The default devices, the Spec's devices, and /dev's usual links, in the fresh /dev tmpfs.
+fn make_devices(root: &Dir, devices: &[oci_spec::runtime::LinuxDevice]) -> Result<(), CoreError> {
+    let dev = root.dir("dev", false).map_err(io_step("opening the new /dev"))?.strict();
+    for &(name, major, minor) in DEFAULT_DEVICES {
+        dev.mknod(name, libc::S_IFCHR | 0o666, libc::makedev(major, minor))
+            .map_err(io_step(format!("creating /dev/{name}")))?;
+    }
+    for d in devices {
+        let path = d.path().to_string_lossy().to_string();
+        let Some(rel) = path.strip_prefix("/dev/").filter(|r| !r.is_empty()) else {
+            return Err(CoreError::spec("linux.devices", format!("{path:?} is not below /dev")));
+        };
+        let kind = match d.typ() {
+            LinuxDeviceType::C | LinuxDeviceType::U => libc::S_IFCHR,
+            LinuxDeviceType::B => libc::S_IFBLK,
+            LinuxDeviceType::P => libc::S_IFIFO,
+            LinuxDeviceType::A => return Err(CoreError::spec("linux.devices", format!("{path}: type a"))),
+        };
+        let (parent, name) = match rel.rsplit_once('/') {
+            Some((p, n)) => (Some(p), n),
+            None => (None, rel),
+        };
+        let sub;
+        let dir = match parent {
+            Some(p) => {
+                sub = dev.dir(p, true).map_err(io_step(format!("creating the directory of {path}")))?;
+                &sub
+            }
+            None => &dev,
+        };
+        if DEFAULT_DEVICES.iter().any(|(n, _, _)| parent.is_none() && *n == name) {
+            // Already made; the Spec's copy (same node, maybe another mode) replaces it.
+            let _ = nix::unistd::unlinkat(Some(dir.as_raw_fd()), name, nix::unistd::UnlinkatFlags::NoRemoveDir);
+        }
+        let mode = d.file_mode().unwrap_or(0o666) & 0o7777;
+        let devno = libc::makedev(d.major() as u32, d.minor() as u32);
+        dir.mknod(name, kind | mode, devno).map_err(io_step(format!("creating {path}")))?;
+        let (uid, gid) = (d.uid().unwrap_or(0), d.gid().unwrap_or(0));
+        if uid != 0 || gid != 0 {
+            nix::unistd::fchownat(
+                Some(dir.as_raw_fd()),
+                name,
+                Some(uid.into()),
+                Some(gid.into()),
+                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+            )
+            .map_err(nix_step(format!("chown {path}")))?;
+        }
+    }
+    for &(target, name) in DEV_LINKS {
+        dev.symlink(target, name).map_err(io_step(format!("linking /dev/{name}")))?;
+    }
+    Ok(())
+}
+
+/// Read-only paths: bound onto themselves and remounted read-only. Masked paths: a directory
+/// gets an empty read-only tmpfs, a file /dev/null. Paths below /proc are resolved in the
+/// /proc the init just mounted, where nothing may be a link.
+fn protect_paths(root: &Dir, proc: Option<&Dir>, readonly: &[String], masked: &[String]) -> Result<(), CoreError> {
+    let place = |path: &str| -> (&Dir, String) {
+        match (path.strip_prefix("/proc/"), proc) {
+            (Some(rel), Some(proc)) => (proc, rel.to_string()),
+            _ => (root, path.trim_start_matches('/').to_string()),
+        }
+    };
+    for path in readonly {
+        let (dir, rel) = place(path);
+        let Some((entry, _)) = dir.entry(&rel).map_err(io_step(format!("opening {path} to make it read-only")))? else {
             continue;
         };
-        let path = entry.mount_path();
-        mount(Some(path), path, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-            .map_err(step("binding a /proc path"))?;
+        let p = entry.mount_path();
+        mount(Some(p), p, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+            .map_err(nix_step(format!("binding {path}")))?;
         // Again through the name: the remount needs the new bind mount, not the file under it.
-        let Some((bound, _)) = proc.entry(name).map_err(io_step("opening a bound /proc path"))? else {
-            return Err(SetupError::new(format!("/proc/{name} vanished while being protected")));
+        let Some((bound, _)) = dir.entry(&rel).map_err(io_step(format!("opening the bound {path}")))? else {
+            return Err(changed(path));
         };
         let ro = MsFlags::MS_BIND
             | MsFlags::MS_REMOUNT
@@ -122,20 +356,28 @@ fn protect_proc(proc: &Dir, dev: &Dir) -> Result<(), SetupError> {
             | MsFlags::MS_NODEV
             | MsFlags::MS_NOEXEC;
         mount(None::<&str>, bound.mount_path(), None::<&str>, ro, None::<&str>)
-            .map_err(step("making a /proc path read-only"))?;
+            .map_err(nix_step(format!("making {path} read-only")))?;
     }
-    let Some((null, _)) = dev.entry("null").map_err(io_step("opening /dev/null"))? else {
-        return Err(SetupError::new("/dev/null is missing".into()));
+    if masked.is_empty() {
+        return Ok(());
+    }
+    let null = root.entry("dev/null").map_err(io_step("opening /dev/null"))?;
+    let Some((null, _)) = null else {
+        return Err(CoreError::Root {
+            step: "/dev/null (the source of masks)".into(),
+            source: std::io::Error::from_raw_os_error(libc::ENOENT),
+        });
     };
-    for name in PROC_MASKED {
-        match proc.entry(name).map_err(io_step("opening a /proc path to mask"))? {
-            Some((dir, Kind::Dir)) => {
-                mount(Some("tmpfs"), dir.mount_path(), Some("tmpfs"), MsFlags::MS_RDONLY, Some("size=0"))
-                    .map_err(step("masking a /proc directory"))?
+    for path in masked {
+        let (dir, rel) = place(path);
+        match dir.entry(&rel).map_err(io_step(format!("opening {path} to mask it")))? {
+            Some((d, Kind::Dir)) => {
+                mount(Some("tmpfs"), d.mount_path(), Some("tmpfs"), MsFlags::MS_RDONLY, Some("size=0"))
+                    .map_err(nix_step(format!("masking {path}")))?
             }
             Some((file, Kind::File)) => {
                 mount(Some(null.mount_path()), file.mount_path(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
-                    .map_err(step("masking a /proc file"))?
+                    .map_err(nix_step(format!("masking {path}")))?
             }
             None => {}
         }
@@ -143,85 +385,37 @@ fn protect_proc(proc: &Dir, dev: &Dir) -> Result<(), SetupError> {
     Ok(())
 }
 
-/// A tmpfs /dev with the usual nodes, pts and shm; every name made relative to the /dev fd.
-fn mount_dev(root: &Dir) -> Result<Dir, SetupError> {
-    let target = root.real_dir("dev").map_err(io_step("resolving /dev in the rootfs (a directory, not a link)"))?;
-    let nosuid = MsFlags::MS_NOSUID;
-    mount(
-        Some("tmpfs"),
-        target.mount_path(),
-        Some("tmpfs"),
-        nosuid | MsFlags::MS_STRICTATIME,
-        Some("mode=755,size=65536k"),
-    )
-    .map_err(step("mounting /dev"))?;
-    let dev = root.dir("dev", false).map_err(io_step("opening the new /dev"))?.strict();
-    if dev.fs_type().ok() != Some(libc::TMPFS_MAGIC) {
-        return Err(SetupError::new("/dev changed while it was mounted".into()));
-    }
-    for &(name, major, minor) in DEVICES {
-        dev.mknod(name, libc::S_IFCHR | 0o666, libc::makedev(major, minor))
-            .map_err(|e| SetupError::new(format!("creating /dev/{name}: {e}")))?;
-    }
-    dev.mkdir("pts", 0o755).map_err(io_step("creating /dev/pts"))?;
-    let pts = dev.dir("pts", false).map_err(io_step("opening /dev/pts"))?;
-    mount(
-        Some("devpts"),
-        pts.mount_path(),
-        Some("devpts"),
-        nosuid | MsFlags::MS_NOEXEC,
-        Some("newinstance,ptmxmode=0666,mode=0620"),
-    )
-    .map_err(step("mounting /dev/pts"))?;
-    dev.mkdir("shm", 0o755).map_err(io_step("creating /dev/shm"))?;
-    let shm = dev.dir("shm", false).map_err(io_step("opening /dev/shm"))?;
-    mount(
-        Some("shm"),
-        shm.mount_path(),
-        Some("tmpfs"),
-        nosuid | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV,
-        Some("mode=1777,size=65536k"),
-    )
-    .map_err(step("mounting /dev/shm"))?;
-    for &(target, name) in DEV_LINKS {
-        dev.symlink(target, name).map_err(|e| SetupError::new(format!("linking /dev/{name}: {e}")))?;
-    }
-    Ok(dev)
-}
-
 /// Writes each file on a small tmpfs mounted on `scratch` and binds it over its target in the
 /// root (created empty if missing, never truncated, never through a link out of the root).
-fn mount_etc_files(root: &Dir, scratch: &Path, files: &[EtcFile]) -> Result<(), SetupError> {
+fn mount_etc_files(root: &Dir, scratch: &Path, files: &[EtcFile]) -> Result<(), CoreError> {
     if files.is_empty() {
         return Ok(());
     }
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     mount(Some("tmpfs"), scratch, Some("tmpfs"), flags, Some(ETC_TMPFS))
-        .map_err(step("mounting the /etc files' tmpfs"))?;
+        .map_err(nix_step("mounting the /etc files' tmpfs"))?;
     let bound = (|| {
         let tmp = Dir::root(scratch).map_err(io_step("opening the /etc files' tmpfs"))?.strict();
         for (i, f) in files.iter().enumerate() {
             let name = format!("{i}");
-            tmp.write_new(&name, f.content.as_bytes(), 0o644)
-                .map_err(|e| SetupError::new(format!("writing {}: {e}", f.target)))?;
-            let source = tmp.file(&name, false).map_err(|e| SetupError::new(format!("opening {}: {e}", f.target)))?;
-            let target = root
-                .file(&f.target, true)
-                .map_err(|e| SetupError::new(format!("resolving {} in the rootfs: {e}", f.target)))?;
+            tmp.write_new(&name, f.content.as_bytes(), 0o644).map_err(io_step(format!("writing {}", f.target)))?;
+            let source = tmp.file(&name, false).map_err(io_step(format!("opening {}", f.target)))?;
+            let target =
+                root.file(&f.target, true).map_err(io_step(format!("resolving {} in the rootfs", f.target)))?;
             mount(Some(source.mount_path()), target.mount_path(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
-                .map_err(|e| SetupError::new(format!("bind-mounting {}: {e}", f.target)))?;
+                .map_err(nix_step(format!("bind-mounting {}", f.target)))?;
         }
         Ok(())
     })();
-    let detached = umount2(scratch, MntFlags::MNT_DETACH).map_err(step("detaching the /etc files' tmpfs"));
+    let detached = umount2(scratch, MntFlags::MNT_DETACH).map_err(nix_step("detaching the /etc files' tmpfs"));
     bound.and(detached)
 }
 
 /// pivot_root(".", ".") stacks the old root on top of the new one; detaching it leaves only the
 /// container's root, with no directory in it to reach the host through (runc's approach).
-fn pivot(root: &Dir) -> Result<(), SetupError> {
-    nix::unistd::fchdir(root.as_raw_fd()).map_err(step("entering the container root"))?;
-    pivot_root(".", ".").map_err(step("pivot_root"))?;
-    umount2(".", MntFlags::MNT_DETACH).map_err(step("detaching the old root"))?;
-    nix::unistd::chdir("/").map_err(step("chdir to the new root"))
+fn pivot(root: &Dir) -> Result<(), CoreError> {
+    nix::unistd::fchdir(root.as_raw_fd()).map_err(nix_step("entering the container root"))?;
+    pivot_root(".", ".").map_err(nix_step("pivot_root"))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(nix_step("detaching the old root"))?;
+    nix::unistd::chdir("/").map_err(nix_step("chdir to the new root"))
 }

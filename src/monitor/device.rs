@@ -14,7 +14,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::abi::{self, CmQuery, CmRegister, CmStats, CmUnregister, CmVersion};
+use super::abi::{self, CmQuery, CmRegister, CmUnregister, CmVersion};
 use super::events::{self, Event};
 
 /// A container's memory as the monitor sees it (from its latest check, which QUERY runs).
@@ -37,17 +37,6 @@ impl Usage {
     pub fn hard_killed(&self) -> bool {
         self.flags & abi::CM_FLAG_HARD_KILLED != 0
     }
-}
-
-/// Cost of the monitor's periodic check (cumulative since the module was loaded).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Stats {
-    pub nr_entries: u32,
-    pub runs: u64,
-    pub checks: u64,
-    pub total_ns: u64,
-    pub max_run_ns: u64,
-    pub events_dropped: u64,
 }
 
 /// What the loaded module speaks (CM_IOC_VERSION; ABI 1 modules have no such call).
@@ -154,19 +143,6 @@ impl MonitorDevice {
             hard_bytes: q.hard_bytes,
             flags: q.flags,
             nr_procs: q.nr_procs,
-        })
-    }
-
-    pub fn stats(&self) -> io::Result<Stats> {
-        let mut s = CmStats::default();
-        self.ioctl(abi::CM_IOC_STATS, &mut s)?;
-        Ok(Stats {
-            nr_entries: s.nr_entries,
-            runs: s.runs,
-            checks: s.checks,
-            total_ns: s.total_ns,
-            max_run_ns: s.max_run_ns,
-            events_dropped: s.events_dropped,
         })
     }
 

@@ -9,5 +9,5 @@ pub mod abi;
 pub mod device;
 pub mod events;
 
-pub use device::{MonitorDevice, Stats, Usage, Version};
+pub use device::{MonitorDevice, Usage, Version};
 pub use events::{Event, EventKind};

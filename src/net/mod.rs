@@ -288,17 +288,8 @@ fn check_ifname(name: &str) -> Result<(), NetError> {
     Ok(())
 }
 
+/// The one name rule (64 bytes at most keeps the veth alias within the kernel's 255).
 fn check_container_name(name: &str) -> Result<(), NetError> {
-    let bad = |reason: &str| NetError::InvalidName { name: name.to_string(), reason: reason.into() };
-    if name.is_empty() {
-        return Err(bad("the name is empty"));
-    }
-    // The alias carrying it is limited to 255 bytes by the kernel.
-    if name.len() > 200 {
-        return Err(bad("the name is longer than 200 bytes"));
-    }
-    if name.chars().any(|c| c.is_control()) {
-        return Err(bad("the name contains control characters"));
-    }
-    Ok(())
+    crate::container::name::validate(name)
+        .map_err(|e| NetError::InvalidName { name: name.to_string(), reason: e.to_string() })
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use super::launch::{self, Failure};
 use super::logs::follow;
+use super::spec::ContainerSpec;
 use super::Supervisor;
-use crate::container::spec::ContainerSpec;
 use crate::protocol::{write_frame, Response};
 
 type Reply = Result<(), Failure>;
@@ -111,7 +111,7 @@ pub fn wait(sup: &Supervisor, conn: &mut UnixStream, name: &str) -> Reply {
 
 /// `engine info`: the supervisor's side (the client adds what it can read from the host itself).
 pub fn info(sup: &Supervisor, conn: &mut UnixStream) -> Reply {
-    use crate::container::state::State;
+    use super::record::State;
     let mut containers = std::collections::BTreeMap::new();
     for record in sup.registry.list() {
         let kind = match record.state {

@@ -1,35 +1,12 @@
 //! Starting and stopping one container: the supervisor's half of the parent/child handshake.
 use std::time::Duration;
 
+pub use super::failure::Failure;
 use super::logs::LogFile;
 use super::resources::{self, Resources};
+use super::spec::ContainerSpec;
 use super::Supervisor;
-use crate::container::channel::{FromInit, ToInit};
-use crate::container::init::EXIT_ENGINE_ERROR;
-use crate::container::spawn::spawn_init;
-use crate::container::spec::ContainerSpec;
-
-/// How long an init may take from go-ahead to running its command before we give up on it.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A failed request: the sentence for the user and the exit code for the CLI.
-#[derive(Debug)]
-pub struct Failure {
-    pub message: String,
-    pub exit_code: i32,
-}
-
-impl Failure {
-    pub fn engine(message: impl std::fmt::Display) -> Failure {
-        Failure { message: message.to_string(), exit_code: EXIT_ENGINE_ERROR }
-    }
-}
-
-impl From<super::registry::RegistryError> for Failure {
-    fn from(e: super::registry::RegistryError) -> Failure {
-        Failure::engine(e)
-    }
-}
+use crate::container::{self, exit, CreateOptions, InitHandle, InitMode, RootSource, StartGate, Stdio};
 
 /// Creates the container and returns once its command runs (its host PID), or fails leaving
 /// nothing behind: no record, no log file, no process. Crash-consistent: the record is on disk
@@ -68,63 +45,77 @@ pub fn release(sup: &Supervisor, ended: super::registry::Ended) {
 
 fn launch(sup: &Supervisor, spec: ContainerSpec, log_path: &std::path::Path) -> Result<i32, Failure> {
     let name = spec.name.clone();
-    let child = spawn_init().map_err(Failure::engine)?;
-    let pid = child.pid.as_raw();
-    let pidfd = super::registry::pidfd_open(pid).map_err(|e| Failure::engine(format!("pidfd_open: {e}")))?;
-    let log = LogFile::new(log_path.to_path_buf());
-    sup.logs
-        .attach(&log, child.stdout, child.stderr)
-        .map_err(|e| Failure::engine(format!("creating log {}: {e}", log_path.display())))?;
-    // From here the registry holds the init's pidfd, so a failure can kill it.
-    sup.registry.set_spawned(&name, pid, pidfd, log);
-
-    // Limits, monitor and network before the workload runs.
-    let mut resources = Resources::default();
-    let acquired = resources::acquire(sup, &spec, pid, &mut resources);
-    let files = resources::etc_files(&spec, &resources);
-    let cgroup_dirs = resources.cgroup.as_ref().map(|c| c.paths()).unwrap_or_default();
-    sup.registry.set_resources(&name, resources, acquired.as_ref().ok().cloned().flatten());
-    acquired?;
+    let host = super::to_oci::Host { monitor: sup.monitor.is_some() };
+    let oci = super::to_oci::translate(&spec, &host, &format!("{}/{name}", sup.cgroup_parent))?;
     let overlay = make_overlay(sup, &spec)?;
+    let log = LogFile::new(log_path.to_path_buf());
 
-    // The init builds the container's root while the two slow steps of a start run here: the
-    // move into its cgroups (v1: one RCU grace period) and the record's one synced write, which
-    // must come before Start (a container whose record cannot be saved does not run).
-    let channel = child.channel;
-    let gone = |e: std::io::Error| Failure::engine(format!("container init of {name}: {e}"));
-    channel.send(&ToInit::Prepare { spec: Box::new(spec), files, overlay }).map_err(gone)?;
-    let ready = crate::cgroup::add_pid_to(&cgroup_dirs, pid)
-        .map_err(Failure::engine)
-        .and_then(|()| Ok(sup.registry.persist_created(&name)?))
-        .and_then(|()| channel.send(&ToInit::Start).map_err(gone));
-    if let Err(failure) = ready {
-        // An init that failed while preparing says why; that is the cause to report.
-        return Err(match channel.try_recv::<FromInit>() {
-            Ok(Some(FromInit::Failed { message, exit_code })) => {
-                Failure { message: format!("cannot start {name}: {message}"), exit_code }
-            }
-            _ => failure,
-        });
+    // Between clone and Setup (the workload never runs unlimited or unplugged): the registry
+    // learns the init (so a failure can kill it), then the monitor and the network.
+    let mut resources = Resources::default();
+    let mut enforcement = Ok(None);
+    let before_setup = |init: &InitHandle<'_>| -> Result<Vec<container::EtcFile>, container::BoxError> {
+        let pidfd =
+            init.pidfd.try_clone_to_owned().map_err(|e| Failure::engine(format!("duplicating the pidfd: {e}")))?;
+        sup.registry.set_spawned(&name, init.pid, pidfd, log.clone());
+        let paths = init.cgroup.map(|c| c.paths()).unwrap_or_default();
+        enforcement = resources::acquire(sup, &spec, init.pid, &paths, &mut resources);
+        if let Err(e) = &enforcement {
+            return Err(Box::new(Failure { message: e.message.clone(), exit_code: e.exit_code }));
+        }
+        Ok(resources::etc_files(&spec, &resources))
+    };
+    let created = container::create(CreateOptions {
+        id: name.clone(),
+        spec: oci,
+        root: RootSource::Overlay { lower: vec![spec.rootfs.clone()], dir: overlay },
+        stdio: Stdio::Pipes,
+        mode: InitMode::Reaper,
+        gate: StartGate::Channel,
+        files: Vec::new(),
+        cgroup_parent: sup.cgroup_parent.clone(),
+        before_setup: Some(Box::new(before_setup)),
+    });
+    let mut pending = match created {
+        Ok(p) => p,
+        Err(e) => {
+            // What the hook acquired (monitor, network) is given back by the caller's abandon.
+            sup.registry.set_resources(&name, resources, None);
+            return Err(cannot_start(&name, e));
+        }
+    };
+    resources.cgroup = pending.take_cgroup();
+    let output = pending.take_output();
+    let enforcement = enforcement.ok().flatten();
+    sup.registry.set_resources(&name, resources, enforcement);
+    if let Some((stdout, stderr)) = output {
+        sup.logs
+            .attach(&log, stdout, stderr)
+            .map_err(|e| Failure::engine(format!("creating log {}: {e}", log_path.display())))?;
     }
-    let reply = (|| {
-        channel.set_timeout(Some(START_TIMEOUT))?;
-        let reply = channel.recv::<FromInit>();
-        channel.set_timeout(None)?;
-        reply
-    })();
-    match reply {
-        Ok(Some(FromInit::Started { .. })) => {
-            if let Some(ended) = sup.registry.mark_running(&name, channel)? {
-                release(sup, ended);
-            }
-            Ok(pid)
-        }
-        Ok(Some(FromInit::Failed { message, exit_code })) => {
-            Err(Failure { message: format!("cannot start {name}: {message}"), exit_code })
-        }
-        Ok(Some(other)) => Err(Failure::engine(format!("unexpected message from container init: {other:?}"))),
-        Ok(None) => Err(Failure::engine(format!("container init of {name} exited before starting the command"))),
-        Err(e) => Err(Failure::engine(format!("waiting for container init of {name}: {e}"))),
+    // The init builds the container's root while the two slow steps of a start run: the move
+    // into its cgroups (in `create`) and the record's one synced write here, which must come
+    // before Start (a container whose record cannot be saved does not run).
+    sup.registry.persist_created(&name)?;
+    let running = pending.ready().and_then(|created| created.start()).map_err(|e| cannot_start(&name, e))?;
+    let Some(channel) = running.channel else {
+        return Err(Failure::engine(format!("container init of {name} kept no channel")));
+    };
+    if let Some(ended) = sup.registry.mark_running(&name, channel)? {
+        release(sup, ended);
+    }
+    Ok(running.pid)
+}
+
+/// A failure the init (or the core) reported, as the user sees it.
+fn cannot_start(name: &str, e: container::CoreError) -> Failure {
+    match e {
+        // The supervisor's own step between clone and Setup: its sentence as it is.
+        container::CoreError::Caller(inner) => match inner.downcast::<Failure>() {
+            Ok(f) => *f,
+            Err(other) => Failure::engine(other),
+        },
+        e => Failure { exit_code: e.exit_code(), message: format!("cannot start {name}: {e}") },
     }
 }
 
@@ -190,7 +181,7 @@ pub fn wait_settled(sup: &Supervisor, name: &str) -> Result<i32, Failure> {
         }
     }
     // Only a `lost` container has none: engine could not see how it ended.
-    Ok(record.exit_code.unwrap_or(EXIT_ENGINE_ERROR))
+    Ok(record.exit_code.unwrap_or(exit::ENGINE_ERROR))
 }
 
 /// SIGTERM (forwarded by the init to the command), then SIGKILL to the whole container after

@@ -8,8 +8,8 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use super::record::{ContainerRecord, KillReason, State};
 use super::Supervisor;
-use crate::container::state::{ContainerRecord, KillReason, State};
 
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 

@@ -1,17 +1,21 @@
 //! The daemon that owns every container: it accepts CLI requests on a UNIX socket, spawns and
 //! reaps containers, captures their output and keeps their records.
+pub mod failure;
 pub mod handlers;
 pub mod launch;
 pub mod logs;
 pub mod metrics;
 mod monitor_events;
 mod reaper;
+pub mod record;
 pub mod registry;
 pub mod resources;
 mod server;
 pub mod softlimit;
+pub mod spec;
 pub mod store;
 mod systemd;
+pub mod to_oci;
 
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};

@@ -11,7 +11,7 @@
 //! the record dirty: it is retried by `flush_dirty` (on every later save and on the supervisor's
 //! tick) and `inspect` shows `record_saved: false` until it lands.
 use std::collections::{BTreeMap, HashMap};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,11 +19,12 @@ use nix::sys::wait::WaitStatus;
 use parking_lot::{Condvar, Mutex};
 
 use super::logs::LogFile;
+use super::record::{ContainerRecord, KillReason, State, Termination};
 use super::resources::Resources;
+use super::spec::ContainerSpec;
 use super::store::{Durability, Store};
 use crate::container::channel::{FromInit, InitChannel};
-use crate::container::spec::ContainerSpec;
-use crate::container::state::{ContainerRecord, KillReason, State, Termination};
+use crate::container::pidfd::{pidfd_send_signal, process_start_ticks};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -217,8 +218,7 @@ impl Registry {
             EventKind::SoftLimit => "soft limit exceeded".to_string(),
             EventKind::SoftSignal => {
                 e.record.soft_signals_sent += 1;
-                let sig =
-                    e.record.spec.soft_signal.map_or_else(|| "signal".into(), crate::container::state::signal_name);
+                let sig = e.record.spec.soft_signal.map_or_else(|| "signal".into(), super::record::signal_name);
                 format!("soft-limit signal {sig} sent")
             }
             EventKind::HardKill => "hard limit exceeded, killed".to_string(),
@@ -339,7 +339,7 @@ impl Registry {
         let mut how = match status {
             WaitStatus::Signaled(_, s, _) => Termination::Signal(s as i32),
             WaitStatus::Exited(_, c) => Termination::Code(c),
-            _ => Termination::Code(crate::container::init::EXIT_ENGINE_ERROR),
+            _ => Termination::Code(crate::container::exit::ENGINE_ERROR),
         };
         let (stop_requested, kill_reason) = match &live {
             Some(l) => {
@@ -451,7 +451,8 @@ impl Registry {
         match (&e.record.state, e.live.as_mut()) {
             (State::Running, Some(live)) => {
                 mark(live);
-                pidfd_send_signal(&live.pidfd, signal);
+                // ESRCH: it has ended and is about to be reaped; the reaper records that.
+                let _ = pidfd_send_signal(&live.pidfd, signal);
                 Ok(true)
             }
             _ => Ok(false),
@@ -461,7 +462,7 @@ impl Registry {
     /// SIGKILL to the init of a container in any live state (used to undo a failed start).
     pub fn kill_init(&self, name: &str) {
         if let Some(live) = self.inner.lock().containers.get(name).and_then(|e| e.live.as_ref()) {
-            pidfd_send_signal(&live.pidfd, libc::SIGKILL);
+            let _ = pidfd_send_signal(&live.pidfd, libc::SIGKILL);
         }
     }
 
@@ -514,26 +515,114 @@ impl Registry {
     }
 }
 
-/// A pidfd for a child that cannot have been reaped yet (it is blocked on its init channel).
-pub fn pidfd_open(pid: i32) -> std::io::Result<OwnedFd> {
-    // SAFETY: plain syscall returning a new fd (close-on-exec by definition).
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::container::channel::FromInit;
+    use crate::container::exit::Termination;
+    use nix::unistd::Pid;
+
+    struct Fixture {
+        dir: tempfile::TempDir,
+        registry: Registry,
     }
-    // SAFETY: the fd was just returned to us.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
-}
 
-fn pidfd_send_signal(pidfd: &OwnedFd, signal: i32) {
-    // SAFETY: plain syscall on an fd we own.
-    unsafe { libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), signal, std::ptr::null::<u8>(), 0) };
-}
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::load(Store::open(dir.path()).unwrap()).unwrap();
+        Fixture { dir, registry }
+    }
 
-/// Field 22 of /proc/PID/stat: when the process started, in clock ticks since boot.
-pub fn process_start_ticks(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may contain spaces and ')': fields resume after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split(' ').nth(19)?.parse().ok()
+    fn spec(name: &str) -> ContainerSpec {
+        ContainerSpec { name: name.into(), rootfs: "/".into(), command: vec!["/bin/true".into()], ..Default::default() }
+    }
+
+    /// Reserved and spawned under a fake pid (the test's own pidfd stands for the init's).
+    fn spawned(f: &Fixture, name: &str, pid: i32) {
+        f.registry.reserve(&spec(name), f.dir.path().join(format!("{name}.log"))).unwrap();
+        let pidfd = crate::container::pidfd::pidfd_open(std::process::id() as i32).unwrap();
+        f.registry.set_spawned(name, pid, pidfd, LogFile::new(f.dir.path().join(format!("{name}.log"))));
+    }
+
+    fn on_disk(f: &Fixture, name: &str) -> Option<ContainerRecord> {
+        let text = std::fs::read_to_string(f.registry.records_dir().join(format!("{name}.json"))).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    #[test]
+    fn a_start_goes_created_persisted_running_exited() {
+        let f = fixture();
+        spawned(&f, "a", 4_000_001);
+        assert_eq!(f.registry.get("a").unwrap().state, State::Created);
+        assert!(on_disk(&f, "a").is_none(), "a reservation is in memory only");
+        assert!(matches!(f.registry.reserve(&spec("a"), "x".into()), Err(RegistryError::Exists(_))));
+        f.registry.persist_created("a").unwrap();
+        let saved = on_disk(&f, "a").unwrap();
+        assert_eq!((saved.state, saved.pid), (State::Created, Some(4_000_001)));
+        let (parent, init) = InitChannel::pair().unwrap();
+        assert!(f.registry.mark_running("a", parent).unwrap().is_none());
+        assert_eq!(f.registry.get("a").unwrap().state, State::Running);
+        assert!(f.registry.get("a").unwrap().started_at.is_some());
+        assert!(matches!(f.registry.remove("a"), Err(RegistryError::Running(_))));
+        // The init's report of the command wins over its own exit status.
+        init.send(&FromInit::Exited(Termination::Code(7))).unwrap();
+        let ended = f.registry.on_exit(4_000_001, WaitStatus::Exited(Pid::from_raw(4_000_001), 0)).unwrap();
+        assert_eq!((ended.name.as_str(), ended.pid), ("a", Some(4_000_001)));
+        let record = f.registry.get("a").unwrap();
+        assert_eq!((record.state.clone(), record.exit_code, record.pid), (State::Exited { code: 7 }, Some(7), None));
+        assert_eq!(on_disk(&f, "a").unwrap().state, State::Exited { code: 7 });
+        // Settled only once released; then it can be removed.
+        assert!(f.registry.wait_terminal("a", Some(Duration::from_millis(10))).unwrap().is_none());
+        f.registry.released("a");
+        assert!(f.registry.wait_terminal("a", Some(Duration::from_millis(10))).unwrap().is_some());
+        f.registry.remove("a").unwrap();
+        assert!(on_disk(&f, "a").is_none() && !f.registry.contains("a"));
+        // The pid is forgotten: a later exit of it is nobody's.
+        assert!(f.registry.on_exit(4_000_001, WaitStatus::Exited(Pid::from_raw(4_000_001), 0)).is_none());
+    }
+
+    #[test]
+    fn abandon_forgets_the_container_and_its_record() {
+        let f = fixture();
+        spawned(&f, "b", 4_000_002);
+        f.registry.persist_created("b").unwrap();
+        assert!(on_disk(&f, "b").is_some());
+        let ended = f.registry.abandon("b").unwrap();
+        assert_eq!((ended.name.as_str(), ended.pid), ("b", Some(4_000_002)));
+        assert!(!f.registry.contains("b") && on_disk(&f, "b").is_none());
+        assert!(f.registry.on_exit(4_000_002, WaitStatus::Exited(Pid::from_raw(4_000_002), 0)).is_none());
+        assert!(f.registry.abandon("b").is_none());
+        // The name is free again.
+        f.registry.reserve(&spec("b"), "x".into()).unwrap();
+    }
+
+    #[test]
+    fn an_exit_before_running_is_applied_by_mark_running() {
+        let f = fixture();
+        spawned(&f, "c", 4_000_003);
+        let killed = WaitStatus::Signaled(Pid::from_raw(4_000_003), nix::sys::signal::Signal::SIGKILL, false);
+        // Still `created`: kept aside, nothing ends yet.
+        assert!(f.registry.on_exit(4_000_003, killed).is_none());
+        assert_eq!(f.registry.get("c").unwrap().state, State::Created);
+        let (parent, _init) = InitChannel::pair().unwrap();
+        let ended = f.registry.mark_running("c", parent).unwrap().expect("the early exit ends it");
+        assert_eq!(ended.name, "c");
+        let record = f.registry.get("c").unwrap();
+        assert_eq!(record.state, State::Killed { signal: libc::SIGKILL, reason: KillReason::Signal });
+        assert_eq!(record.exit_code, Some(137));
+    }
+
+    #[test]
+    fn a_stop_request_makes_the_end_stopped() {
+        let f = fixture();
+        spawned(&f, "d", 4_000_004);
+        let (parent, _init) = InitChannel::pair().unwrap();
+        f.registry.mark_running("d", parent).unwrap();
+        // Signal 0 probes; the mark is what matters here.
+        assert!(f.registry.signal("d", 0, |live| live.stop_requested = true).unwrap());
+        let term = WaitStatus::Signaled(Pid::from_raw(4_000_004), nix::sys::signal::Signal::SIGTERM, false);
+        f.registry.on_exit(4_000_004, term).unwrap();
+        assert_eq!(f.registry.get("d").unwrap().state, State::Stopped { code: None, signal: Some(libc::SIGTERM) });
+        assert!(!f.registry.signal("d", 0, |_| {}).unwrap(), "an ended container takes no signal");
+    }
 }

@@ -1,12 +1,12 @@
 //! What a container holds outside its namespaces while it lives: a cgroup, an entry in the kernel
 //! memory monitor, a network attachment. Acquired between clone() and the go-ahead (so the
 //! workload never runs unlimited or unplugged), released when the container ends.
-use crate::cgroup::{Cgroup, Limits, DEFAULT_PIDS_MAX};
-use crate::container::spec::{ContainerSpec, NetMode};
-use crate::container::state::KillReason;
+use crate::cgroup::Cgroup;
 use crate::net::{self, Attachment};
 
-use super::launch::Failure;
+use super::failure::Failure;
+use super::record::KillReason;
+use super::spec::{ContainerSpec, NetMode};
 use super::Supervisor;
 
 #[derive(Default)]
@@ -28,22 +28,17 @@ impl Resources {
     }
 }
 
-/// Puts the container (init `pid`, still waiting for its go-ahead) under its limits and on its
-/// network, filling `res` as it goes so the caller can release a partial acquisition. Returns
-/// which mechanism enforces `--soft-mib/--hard-mib`, if they were given.
+/// Registers the container (init `pid`, before its Setup; its cgroup at `cgroup_paths` is made
+/// by the core with the limits of `to_oci`) with the memory monitor or the cgroup fallback and
+/// puts it on its network, filling `res` as it goes so the caller can release a partial
+/// acquisition. Returns which mechanism enforces `--soft-mib/--hard-mib`, if they were given.
 pub fn acquire(
     sup: &Supervisor,
     spec: &ContainerSpec,
     pid: i32,
+    cgroup_paths: &[std::path::PathBuf],
     res: &mut Resources,
 ) -> Result<Option<String>, Failure> {
-    let mut limits = Limits {
-        memory_max: spec.memory,
-        memory_high: None,
-        cpus: spec.cpus,
-        pids_max: spec.pids_limit,
-        cpuset_cpus: spec.cpuset_cpus.clone(),
-    };
     res.oom_reason = Some(KillReason::Oom);
     let mut enforcement = None;
     let (soft, hard) = (spec.soft_bytes(), spec.hard_bytes());
@@ -63,37 +58,18 @@ pub fn acquire(
                 enforcement = Some("kernel monitor (/dev/container_monitor)".to_string());
             }
             None => {
-                // The second line of defence: the cgroup's own limits.
-                limits.memory_high = soft;
-                if let Some(h) = hard {
-                    if limits.memory_max.is_none_or(|m| h <= m) {
-                        limits.memory_max = Some(h);
-                        res.oom_reason = Some(KillReason::HardLimit);
-                    }
+                // The cgroup's own limits (set by `to_oci::limits`) are the second line of defence.
+                if hard.is_some_and(|h| spec.memory.is_none_or(|m| h <= m)) {
+                    res.oom_reason = Some(KillReason::HardLimit);
                 }
                 let version = Cgroup::detect().map_err(|e| Failure::engine(format!("--soft-mib/--hard-mib: {e}")))?;
                 enforcement = Some(format!("{version} memory (no /dev/container_monitor)"));
             }
         }
     }
-    // Every container gets its own groups, limits or not: left in the supervisor's groups it
-    // would share its pids (a fork bomb would silence the socket) and have no device rules.
-    limits.pids_max = spec.pids_limit.or(Some(DEFAULT_PIDS_MAX));
-    let unsupported = Cgroup::unsupported(&limits).map_err(Failure::engine)?;
-    // sched_setaffinity in the init pins the command where no cpuset controller is delegated.
-    if unsupported.contains(&"--cpuset-cpus") {
-        limits.cpuset_cpus = None;
-    }
-    // The default pids limit is a safety net where a pids controller exists, not a demand.
-    if spec.pids_limit.is_none() && unsupported.contains(&"--pids-limit") {
-        limits.pids_max = None;
-    }
-    let cg = Cgroup::create_in(&sup.cgroup_parent, &spec.name, &limits).map_err(Failure::engine)?;
-    // The init joins it later (cgroup::add_pid_to), while it builds its root: before Start.
-    let cg = res.cgroup.insert(cg);
     if let (false, Some(soft)) = (res.monitored, soft) {
         // The cgroup tells the supervisor of soft crossings (events, and --soft-signal).
-        match sup.softlimits.add(&cg.paths(), &spec.name, soft, spec.soft_signal) {
+        match sup.softlimits.add(cgroup_paths, &spec.name, soft, spec.soft_signal) {
             Ok(()) => res.soft_watched = true,
             Err(e) if spec.soft_signal.is_some() => {
                 return Err(Failure::engine(format!("--soft-signal: watching the memory cgroup of {}: {e}", spec.name)))
@@ -138,8 +114,8 @@ pub fn release(sup: &Supervisor, name: &str, pid: Option<i32>, res: Resources) -
 
 /// /etc/hosts and /etc/hostname for the container. Only their contents: the init writes them on
 /// a small tmpfs of the container's own, so nothing of them is on the supervisor's disk.
-pub fn etc_files(spec: &ContainerSpec, res: &Resources) -> Vec<crate::container::channel::EtcFile> {
-    use crate::container::channel::EtcFile;
+pub fn etc_files(spec: &ContainerSpec, res: &Resources) -> Vec<crate::container::EtcFile> {
+    use crate::container::EtcFile;
     vec![
         EtcFile {
             target: "/etc/hosts".into(),

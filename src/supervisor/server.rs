@@ -22,7 +22,7 @@ pub const MAX_CONNECTIONS: usize = 128;
 /// stream for as long as they like).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Exit code of the CLI for a request the supervisor turned away.
-const EXIT_REFUSED: i32 = 125;
+use crate::container::exit::ENGINE_ERROR as EXIT_REFUSED;
 
 pub fn serve(sup: Arc<Supervisor>, listener: UnixListener) {
     let active = Arc::new(AtomicUsize::new(0));
@@ -157,20 +157,24 @@ fn parse_envelope(header: serde_json::Value) -> Result<Request, String> {
 
 fn serve_one(sup: &Supervisor, mut conn: UnixStream) {
     if !peer_allowed(&conn) {
-        let _ = write_frame(&mut conn, &Response::error("permission denied: the engine socket is root-only", 125), b"");
+        let _ = write_frame(
+            &mut conn,
+            &Response::error("permission denied: the engine socket is root-only", EXIT_REFUSED),
+            b"",
+        );
         return;
     }
     let request = match read_request(&conn) {
         Ok(Some((header, _))) => match parse_envelope(header) {
             Ok(request) => request,
             Err(msg) => {
-                let _ = write_frame(&mut conn, &Response::error(msg, 125), b"");
+                let _ = write_frame(&mut conn, &Response::error(msg, EXIT_REFUSED), b"");
                 return;
             }
         },
         Ok(None) => return,
         Err(e) => {
-            let _ = write_frame(&mut conn, &Response::error(format!("bad request: {e}"), 125), b"");
+            let _ = write_frame(&mut conn, &Response::error(format!("bad request: {e}"), EXIT_REFUSED), b"");
             return;
         }
     };

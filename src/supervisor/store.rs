@@ -7,7 +7,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::container::state::ContainerRecord;
+use super::record::ContainerRecord;
 
 /// How far a save goes before it returns.
 #[derive(Clone, Copy, PartialEq, Eq)]

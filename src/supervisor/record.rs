@@ -1,4 +1,4 @@
-//! A container's lifecycle state and the record kept for it (on disk and on the wire).
+//! The supervisor's record of a container (on disk and on the wire) and its lifecycle state.
 //!
 //! created → running → exited(code) | stopped (by `stop`) | killed(signal or limit, not asked for);
 //! `lost` is a container whose supervisor died while it ran. The supervisor's registry is the only
@@ -8,6 +8,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::spec::ContainerSpec;
+pub use crate::container::exit::Termination;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -29,13 +30,6 @@ pub enum State {
     Stopped { code: Option<i32>, signal: Option<i32> },
     Killed { signal: i32, reason: KillReason },
     Lost,
-}
-
-/// How the container's command ended, as its init reported it (or as waitpid saw the init).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Termination {
-    Code(i32),
-    Signal(i32),
 }
 
 impl State {
@@ -65,9 +59,9 @@ impl State {
         match self {
             State::Exited { code } => Some(*code),
             State::Stopped { code: Some(c), .. } => Some(*c),
-            State::Stopped { signal: Some(s), .. } => Some(128 + s),
+            State::Stopped { signal: Some(s), .. } => Some(Termination::Signal(*s).exit_code()),
             State::Stopped { .. } => None,
-            State::Killed { signal, .. } => Some(128 + signal),
+            State::Killed { signal, .. } => Some(Termination::Signal(*signal).exit_code()),
             State::Created | State::Running | State::Lost => None,
         }
     }

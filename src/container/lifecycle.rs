@@ -1,0 +1,378 @@
+//! The container lifecycle as library calls, with no supervisor needed:
+//! `create` → `Pending::ready` → `Created::start` (or `detach` + `start_fifo`) → `signal` /
+//! `wait` → `delete`. The supervisor and the OCI binary both drive containers through these.
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::fcntl::{open, OFlag};
+use nix::sys::stat::Mode;
+use serde::{Deserialize, Serialize};
+
+use super::channel::{EtcFile, InitChannel, Plan, ToInit};
+use super::error::CoreError;
+use super::exit::Termination;
+use super::{limits, name, pidfd, spawn, Spec};
+use crate::cgroup::Cgroup;
+
+/// How long an init may take from Setup to Ready, and from Start to Started.
+const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum RootSource {
+    /// A directory used as the root as it is (an OCI bundle's root.path, already joined to the
+    /// bundle dir): bind-mounted onto itself (MS_BIND|MS_REC), as runc does, then pivot_root.
+    Dir(PathBuf),
+    /// overlayfs: `lower` read-only dirs (first = top), the container's own `dir` holding
+    /// upper/ work/ merged/ (made by the caller).
+    Overlay { lower: Vec<PathBuf>, dir: PathBuf },
+}
+
+pub enum Stdio {
+    /// stdin /dev/null; stdout and stderr pipes whose read ends come back in `Pending`.
+    Pipes,
+    /// These fds become the container's 0, 1, 2 (OCI: the caller's own stdio, or a pty slave).
+    Fds([OwnedFd; 3]),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InitMode {
+    /// The init stays as PID 1: forwards signals, reaps orphans, reports Exited on the channel.
+    Reaper,
+    /// The init execs spec.process itself, which becomes PID 1 of the container.
+    Exec,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StartGate {
+    /// `Created::start()` sends Start on the channel and waits for Started.
+    Channel,
+    /// The init opens this FIFO (made by the caller, mode 0622) for writing and blocks until
+    /// `start_fifo(path)` opens it for reading (runc's exec.fifo).
+    Fifo(PathBuf),
+}
+
+/// What the caller's step between clone and Setup sees: the init exists, in its namespaces
+/// (blocked before Setup), its cgroup is made (not joined yet).
+pub struct InitHandle<'a> {
+    pub pid: i32,
+    pub pidfd: BorrowedFd<'a>,
+    pub cgroup: Option<&'a Cgroup>,
+}
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// Runs after clone and the cgroup, before Setup (what the supervisor does there: register the
+/// init with the memory monitor, wire its network); returns more files for the root (/etc/hosts
+/// with the address it got). An error fails `create`, which then cleans up.
+pub type BeforeSetup<'a> = Box<dyn FnOnce(&InitHandle<'_>) -> Result<Vec<EtcFile>, BoxError> + 'a>;
+
+pub struct CreateOptions<'a> {
+    pub id: String,
+    pub spec: Spec,
+    pub root: RootSource,
+    pub stdio: Stdio,
+    pub mode: InitMode,
+    pub gate: StartGate,
+    /// Files of the container's own (/etc/hosts, /etc/hostname): written on a small tmpfs,
+    /// bound over their targets.
+    pub files: Vec<EtcFile>,
+    /// The group when spec.linux.cgroupsPath is None: `<cgroup_parent>/<id>`.
+    pub cgroup_parent: String,
+    pub before_setup: Option<BeforeSetup<'a>>,
+}
+
+/// A created init still building its root.
+pub struct Pending {
+    pid: i32,
+    pidfd: Option<OwnedFd>,
+    channel: Option<InitChannel>,
+    output: Option<(OwnedFd, OwnedFd)>,
+    cgroup: Option<Cgroup>,
+    mode: InitMode,
+    gate: StartGate,
+}
+
+/// An init at its start gate: the root is built, the program found (Fifo gate).
+pub struct Created {
+    pid: i32,
+    pidfd: Option<OwnedFd>,
+    channel: Option<InitChannel>,
+    cgroup: Option<Cgroup>,
+    mode: InitMode,
+    gate: StartGate,
+}
+
+/// The command runs.
+pub struct Running {
+    pub pid: i32,
+    pub pidfd: Option<OwnedFd>,
+    /// Reaper mode: the init reports Exited here (`InitChannel::wait_exited`).
+    pub channel: Option<InitChannel>,
+    pub cgroup: Option<Cgroup>,
+}
+
+/// The cgroup a Spec asks for: cgroupsPath (absolute or relative, both taken below the root of
+/// engine's hierarchy) or `<parent>/<id>`; split into (parent, name) for `Cgroup::create_in`.
+fn cgroup_place(spec: &Spec, parent: &str, id: &str) -> Result<(String, String), CoreError> {
+    let path = match spec.linux().as_ref().and_then(|l| l.cgroups_path().as_ref()) {
+        Some(p) => p.to_string_lossy().trim_start_matches('/').to_string(),
+        None => format!("{parent}/{id}"),
+    };
+    match path.rsplit_once('/') {
+        Some((parent, name)) if !parent.is_empty() => Ok((parent.to_string(), name.to_string())),
+        _ => Err(CoreError::spec("linux.cgroupsPath", format!("{path:?} needs a parent group and a name"))),
+    }
+}
+
+/// Clones the init into the Spec's namespaces, creates its cgroup (cgroupsPath + resources),
+/// runs `before_setup`, sends Setup and moves the init into the cgroup (overlapping the init's
+/// own work on its root), and returns. On error nothing is left: the init is killed and reaped,
+/// the cgroup removed.
+pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
+    name::validate(&opts.id)?;
+    let args = opts.spec.process().as_ref().and_then(|p| p.args().as_ref());
+    if args.is_none_or(|a| a.is_empty() || a[0].is_empty()) {
+        return Err(CoreError::spec("process.args", "no program given"));
+    }
+    let (cg_parent, cg_name) = cgroup_place(&opts.spec, &opts.cgroup_parent, &opts.id)?;
+    let resources = opts.spec.linux().as_ref().and_then(|l| l.resources().as_ref());
+    let limits = limits::from_oci(resources)?;
+    let flags = spawn::clone_flags(&opts.spec)?;
+    let child = spawn::spawn_init(flags, opts.stdio)?;
+    let mut pending = Pending {
+        pid: child.pid,
+        pidfd: Some(child.pidfd),
+        channel: Some(child.channel),
+        output: child.output,
+        cgroup: None,
+        mode: opts.mode,
+        gate: opts.gate.clone(),
+    };
+    let plan =
+        Plan { id: opts.id, spec: opts.spec, root: opts.root, files: opts.files, mode: opts.mode, gate: opts.gate };
+    match pending.setup(plan, &cg_parent, &cg_name, &limits, opts.before_setup) {
+        Ok(()) => Ok(pending),
+        Err(e) => {
+            pending.destroy();
+            Err(e)
+        }
+    }
+}
+
+impl Pending {
+    fn setup(
+        &mut self,
+        mut plan: Plan,
+        cg_parent: &str,
+        cg_name: &str,
+        limits: &crate::cgroup::Limits,
+        before_setup: Option<BeforeSetup<'_>>,
+    ) -> Result<(), CoreError> {
+        let cg = Cgroup::create_in(cg_parent, cg_name, limits)
+            .map_err(|source| CoreError::Cgroup { path: format!("{cg_parent}/{cg_name}"), source })?;
+        let paths = cg.paths();
+        let cg = self.cgroup.insert(cg);
+        if let (Some(hook), Some(pidfd)) = (before_setup, self.pidfd.as_ref()) {
+            let handle = InitHandle { pid: self.pid, pidfd: pidfd.as_fd(), cgroup: Some(cg) };
+            let files = hook(&handle).map_err(CoreError::Caller)?;
+            plan.files.extend(files);
+        }
+        let channel = self
+            .channel
+            .as_ref()
+            .ok_or(CoreError::Channel(super::channel::ChannelError::Closed { awaited: "Setup" }))?;
+        let join = || {
+            crate::cgroup::add_pid_to(&paths, self.pid)
+                .map_err(|source| CoreError::Cgroup { path: format!("{cg_parent}/{cg_name}"), source })
+        };
+        // Fifo gate: the init applies the process (affinity, ...) before its gate, so it must be
+        // in the cgroup first. Channel gate: the move overlaps with the init building its root
+        // (v1: one RCU grace period), and the init applies the process only after Start.
+        if self.gate != StartGate::Channel {
+            join()?;
+        }
+        channel.send(&ToInit::Setup(Box::new(plan)))?;
+        channel.set_timeout(Some(STEP_TIMEOUT))?;
+        if self.gate == StartGate::Channel {
+            if let Err(e) = join() {
+                // An init that failed meanwhile says why; that is the cause to report.
+                if let Ok(Some(super::channel::FromInit::Failed(f))) = channel.try_recv() {
+                    return Err(CoreError::Init(f));
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// The init's pidfd (taken: the caller keeps it; the core's error paths then signal by pid).
+    pub fn take_pidfd(&mut self) -> Option<OwnedFd> {
+        self.pidfd.take()
+    }
+
+    pub fn pidfd(&self) -> Option<BorrowedFd<'_>> {
+        self.pidfd.as_ref().map(|p| p.as_fd())
+    }
+
+    /// stdout/stderr read ends (Stdio::Pipes).
+    pub fn take_output(&mut self) -> Option<(OwnedFd, OwnedFd)> {
+        self.output.take()
+    }
+
+    pub fn cgroup(&self) -> Option<&Cgroup> {
+        self.cgroup.as_ref()
+    }
+
+    /// The cgroup becomes the caller's (to read stats, and to remove when the container ends).
+    pub fn take_cgroup(&mut self) -> Option<Cgroup> {
+        self.cgroup.take()
+    }
+
+    /// Waits for Ready: the root built and pivoted, every step up to the start gate done.
+    pub fn ready(mut self) -> Result<Created, CoreError> {
+        let waited = match self.channel.as_ref() {
+            Some(c) => c.wait_ready().map_err(CoreError::from),
+            None => Err(CoreError::Channel(super::channel::ChannelError::Closed { awaited: "Ready" })),
+        };
+        if let Err(e) = waited {
+            self.destroy();
+            return Err(e);
+        }
+        Ok(Created {
+            pid: self.pid,
+            pidfd: self.pidfd.take(),
+            channel: self.channel.take(),
+            cgroup: self.cgroup.take(),
+            mode: self.mode,
+            gate: self.gate.clone(),
+        })
+    }
+
+    /// Kills and reaps the init, removes the cgroup it has (if still the core's).
+    fn destroy(&mut self) {
+        kill_and_reap(self.pid, self.pidfd.take());
+        self.channel = None;
+        if let Some(cg) = self.cgroup.take() {
+            let _ = cg.remove();
+        }
+    }
+}
+
+impl Drop for Pending {
+    /// A Pending dropped unused (the caller failed meanwhile) takes its init with it.
+    fn drop(&mut self) {
+        if self.channel.is_some() {
+            self.destroy();
+        }
+    }
+}
+
+fn kill_and_reap(pid: i32, pidfd: Option<OwnedFd>) {
+    match pidfd {
+        Some(fd) => {
+            let _ = pidfd::pidfd_send_signal(&fd, libc::SIGKILL);
+            // ECHILD: a reaper of the caller's (the supervisor's) was first.
+            let _ = pidfd::wait(&fd);
+        }
+        None => {
+            // The caller holds the pidfd and so the duty to reap; a SIGKILL by pid is safe while
+            // the init is unreaped, which it is until the caller's reaper sees it.
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+        }
+    }
+}
+
+impl Created {
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    pub fn cgroup(&self) -> Option<&Cgroup> {
+        self.cgroup.as_ref()
+    }
+
+    pub fn take_cgroup(&mut self) -> Option<Cgroup> {
+        self.cgroup.take()
+    }
+
+    pub fn take_pidfd(&mut self) -> Option<OwnedFd> {
+        self.pidfd.take()
+    }
+
+    /// StartGate::Channel: sends Start, waits for Started (Exec mode: for the exec).
+    pub fn start(mut self) -> Result<Running, CoreError> {
+        if self.gate != StartGate::Channel {
+            return Err(CoreError::spec("start", "this container starts through its fifo (start_fifo)"));
+        }
+        let channel = self.channel.take();
+        let started = match channel.as_ref() {
+            Some(c) => c.send(&ToInit::Start).map_err(CoreError::from).and_then(|()| {
+                c.wait_started(self.mode)?;
+                c.set_timeout(None)?;
+                Ok(())
+            }),
+            None => Err(CoreError::Channel(super::channel::ChannelError::Closed { awaited: "Started" })),
+        };
+        if let Err(e) = started {
+            kill_and_reap(self.pid, self.pidfd.take());
+            if let Some(cg) = self.cgroup.take() {
+                let _ = cg.remove();
+            }
+            return Err(e);
+        }
+        let keep = if self.mode == InitMode::Reaper { channel } else { None };
+        Ok(Running { pid: self.pid, pidfd: self.pidfd.take(), channel: keep, cgroup: self.cgroup.take() })
+    }
+
+    /// StartGate::Fifo: leaves the init blocked at its fifo and lets go of it (the OCI `create`
+    /// exits; `start_fifo` releases it later).
+    pub fn detach(mut self) {
+        self.channel = None;
+    }
+}
+
+/// OCI `start`: opens the fifo for reading (which unblocks the init's open for writing), reads
+/// its byte, removes the fifo. An init that is gone (nobody opens the other end) is an error
+/// after a bounded wait, never a hang.
+pub fn start_fifo(fifo: &Path) -> Result<(), CoreError> {
+    let err = |source: std::io::Error| CoreError::Fifo { path: fifo.to_path_buf(), source };
+    let fd =
+        open(fifo, OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC, Mode::empty()).map_err(|e| err(e.into()))?;
+    // SAFETY: `fd` was just returned by open and is owned here.
+    let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: one pollfd, valid for the call.
+    let n = unsafe { libc::poll(&mut pfd, 1, STEP_TIMEOUT.as_millis() as libc::c_int) };
+    if n < 0 {
+        return Err(err(std::io::Error::last_os_error()));
+    }
+    let mut byte = [0u8; 1];
+    let read = nix::unistd::read(fd.as_raw_fd(), &mut byte).map_err(|e| err(e.into()))?;
+    if n == 0 || read != 1 {
+        return Err(err(std::io::Error::new(
+            std::io::ErrorKind::BrokenPipe,
+            "the container's init is not waiting on it",
+        )));
+    }
+    std::fs::remove_file(fifo).map_err(err)
+}
+
+/// Sends `signal` to the init (the container's PID 1).
+pub fn signal(pidfd: impl AsFd, signal: i32) -> Result<(), CoreError> {
+    pidfd::pidfd_send_signal(pidfd, signal).map_err(CoreError::Signal)
+}
+
+/// Waits for the init (a child of the caller) to end and reaps it.
+pub fn wait(pidfd: impl AsFd) -> Result<Termination, CoreError> {
+    pidfd::wait(pidfd).map_err(CoreError::Wait)
+}
+
+/// Removes what the container held outside its namespaces: its cgroup (killing what is left).
+pub fn delete(cgroup: Cgroup) -> Result<(), CoreError> {
+    let path = cgroup.name().to_string();
+    cgroup.remove().map_err(|source| CoreError::Cgroup { path, source })
+}

@@ -1,0 +1,193 @@
+//! The Docker-style description → the OCI runtime Spec the core consumes: what docker →
+//! containerd → runc do, giving exactly engine's own behaviour (namespaces, mounts, masked and
+//! read-only /proc paths, Docker's capabilities, limits). What OCI has no field for travels as
+//! `org.engine.*` annotations.
+use std::collections::HashMap;
+
+use oci_spec::runtime::{
+    Capabilities, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxMemoryBuilder, LinuxNamespaceBuilder,
+    LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder,
+    Spec, SpecBuilder, UserBuilder,
+};
+
+use super::failure::Failure;
+use super::spec::ContainerSpec;
+use crate::cgroup::{Cgroup, Limits, Version, DEFAULT_PIDS_MAX};
+use crate::container::init::{ANNOTATION_CPU_AFFINITY, ANNOTATION_NICE};
+
+pub const ANNOTATION_SOFT_BYTES: &str = "org.engine.monitor.soft-bytes";
+pub const ANNOTATION_HARD_BYTES: &str = "org.engine.monitor.hard-bytes";
+pub const ANNOTATION_SOFT_SIGNAL: &str = "org.engine.monitor.soft-signal";
+
+/// Docker's CFS period for `--cpus`: quota = cpus × 100 ms.
+const CPU_PERIOD_US: u64 = 100_000;
+
+/// /proc paths made read-only, and masked, as Docker does: sysctls writable by uid 0
+/// (core_pattern alone would run a program as host root), memory images, keys.
+const PROC_READ_ONLY: &[&str] = &["bus", "fs", "irq", "sys", "sysrq-trigger"];
+const PROC_MASKED: &[&str] =
+    &["acpi", "asound", "kcore", "keys", "latency_stats", "sched_debug", "scsi", "timer_list", "timer_stats"];
+
+/// What the translation needs to know of the host.
+pub struct Host {
+    /// /dev/container_monitor enforces --soft-mib/--hard-mib; without it the cgroup does.
+    pub monitor: bool,
+}
+
+fn oci(what: &str) -> impl Fn(oci_spec::OciSpecError) -> Failure + '_ {
+    move |e| Failure::engine(format!("building the container's {what}: {e}"))
+}
+
+fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Result<Mount, Failure> {
+    MountBuilder::default()
+        .destination(dest)
+        .typ(typ)
+        .source(source)
+        .options(options.iter().map(|o| o.to_string()).collect::<Vec<_>>())
+        .build()
+        .map_err(oci("mounts"))
+}
+
+/// The cgroup limits of today's flags (the memory fallback of the monitor included), with what
+/// this host cannot enforce left out where engine has another way or it is only a default.
+pub fn limits(spec: &ContainerSpec, host: &Host) -> Result<Limits, Failure> {
+    let mut limits = Limits {
+        memory_max: spec.memory,
+        memory_high: None,
+        cpus: spec.cpus,
+        pids_max: spec.pids_limit,
+        cpuset_cpus: spec.cpuset_cpus.clone(),
+    };
+    if !host.monitor {
+        // The second line of defence: the cgroup's own limits.
+        limits.memory_high = spec.soft_bytes();
+        if let Some(h) = spec.hard_bytes() {
+            if limits.memory_max.is_none_or(|m| h <= m) {
+                limits.memory_max = Some(h);
+            }
+        }
+    }
+    // Every container gets its own groups, limits or not: left in the supervisor's groups it
+    // would share its pids (a fork bomb would silence the socket) and have no device rules.
+    limits.pids_max = spec.pids_limit.or(Some(DEFAULT_PIDS_MAX));
+    let unsupported = Cgroup::unsupported(&limits).map_err(Failure::engine)?;
+    // sched_setaffinity in the init pins the command where no cpuset controller is delegated.
+    if unsupported.contains(&"--cpuset-cpus") {
+        limits.cpuset_cpus = None;
+    }
+    // The default pids limit is a safety net where a pids controller exists, not a demand.
+    if spec.pids_limit.is_none() && unsupported.contains(&"--pids-limit") {
+        limits.pids_max = None;
+    }
+    Ok(limits)
+}
+
+/// The Spec for `spec` on this host; `cgroups_path` is `<parent>/<name>`.
+pub fn translate(spec: &ContainerSpec, host: &Host, cgroups_path: &str) -> Result<Spec, Failure> {
+    let caps: Capabilities = crate::container::security::DEFAULT_CAPS.iter().copied().collect();
+    let none = Capabilities::new();
+    let capabilities = LinuxCapabilitiesBuilder::default()
+        .bounding(caps.clone())
+        .effective(caps.clone())
+        .permitted(caps)
+        .inheritable(none.clone())
+        .ambient(none)
+        .build()
+        .map_err(oci("capabilities"))?;
+    let env: Vec<String> = spec.environment().into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let process = ProcessBuilder::default()
+        .terminal(false)
+        .user(UserBuilder::default().uid(0u32).gid(0u32).build().map_err(oci("user"))?)
+        .args(spec.command.clone())
+        .env(env)
+        .cwd(spec.workdir.as_deref().unwrap_or("/"))
+        .capabilities(capabilities)
+        .no_new_privileges(spec.no_new_privileges)
+        .build()
+        .map_err(oci("process"))?;
+    let mounts = vec![
+        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
+        mount("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"])?,
+        mount("/dev/pts", "devpts", "devpts", &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"])?,
+        mount("/dev/shm", "tmpfs", "shm", &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"])?,
+    ];
+    let namespaces = [
+        LinuxNamespaceType::Pid,
+        LinuxNamespaceType::Uts,
+        LinuxNamespaceType::Mount,
+        LinuxNamespaceType::Ipc,
+        LinuxNamespaceType::Network,
+    ]
+    .into_iter()
+    .map(|typ| LinuxNamespaceBuilder::default().typ(typ).build().map_err(oci("namespaces")))
+    .collect::<Result<Vec<_>, _>>()?;
+
+    let limits = limits(spec, host)?;
+    let mut resources = LinuxResourcesBuilder::default();
+    let mut memory = LinuxMemoryBuilder::default();
+    if let Some(max) = limits.memory_max {
+        memory = memory.limit(max as i64);
+    }
+    let mut unified = HashMap::new();
+    if let Some(high) = limits.memory_high {
+        // The soft limit: memory.high on v2 (OCI's reservation would be memory.low there), the
+        // soft limit (reservation) on v1.
+        match Cgroup::detect().map_err(|e| Failure::engine(format!("--soft-mib/--hard-mib: {e}")))? {
+            Version::V2 => {
+                unified.insert("memory.high".to_string(), high.to_string());
+            }
+            Version::V1 => memory = memory.reservation(high as i64),
+        }
+    }
+    resources = resources.memory(memory.build().map_err(oci("memory limits"))?);
+    if !unified.is_empty() {
+        resources = resources.unified(unified);
+    }
+    let mut cpu = LinuxCpuBuilder::default();
+    if let Some(cpus) = limits.cpus {
+        cpu = cpu.quota((cpus * CPU_PERIOD_US as f64).round() as i64).period(CPU_PERIOD_US);
+    }
+    if let Some(set) = &limits.cpuset_cpus {
+        cpu = cpu.cpus(set.clone());
+    }
+    resources = resources.cpu(cpu.build().map_err(oci("CPU limits"))?);
+    if let Some(pids) = limits.pids_max {
+        resources = resources.pids(LinuxPidsBuilder::default().limit(pids as i64).build().map_err(oci("pids limit"))?);
+    }
+    let mut linux = LinuxBuilder::default()
+        .namespaces(namespaces)
+        .resources(resources.build().map_err(oci("resources"))?)
+        .cgroups_path(cgroups_path)
+        .masked_paths(PROC_MASKED.iter().map(|p| format!("/proc/{p}")).collect::<Vec<_>>())
+        .readonly_paths(PROC_READ_ONLY.iter().map(|p| format!("/proc/{p}")).collect::<Vec<_>>());
+    if !spec.seccomp_unconfined {
+        linux = linux.seccomp(crate::container::seccomp::default_profile());
+    }
+
+    let mut annotations = HashMap::new();
+    if let Some(n) = spec.nice {
+        annotations.insert(ANNOTATION_NICE.to_string(), n.to_string());
+    }
+    if let Some(cpus) = &spec.cpuset_cpus {
+        annotations.insert(ANNOTATION_CPU_AFFINITY.to_string(), cpus.clone());
+    }
+    for (key, value) in [
+        (ANNOTATION_SOFT_BYTES, spec.soft_bytes()),
+        (ANNOTATION_HARD_BYTES, spec.hard_bytes()),
+        (ANNOTATION_SOFT_SIGNAL, spec.soft_signal.map(|s| s as u64)),
+    ] {
+        if let Some(v) = value {
+            annotations.insert(key.to_string(), v.to_string());
+        }
+    }
+    SpecBuilder::default()
+        .version("1.0.2")
+        .root(RootBuilder::default().path(&spec.rootfs).readonly(spec.read_only).build().map_err(oci("root"))?)
+        .mounts(mounts)
+        .process(process)
+        .hostname(spec.hostname())
+        .annotations(annotations)
+        .linux(linux.build().map_err(oci("linux section"))?)
+        .build()
+        .map_err(oci("spec"))
+}
