@@ -67,6 +67,9 @@ pub struct Record {
     /// The container's cgroup directories (one on v2, one per hierarchy on v1).
     #[serde(default)]
     pub cgroup_paths: Vec<PathBuf>,
+    /// Its cgroupsPath, absolute (what `Cgroup::open_oci` takes).
+    #[serde(default)]
+    pub cgroup_path: String,
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
     /// Registered with /dev/container_monitor under `pid` (unregistered at delete).
@@ -361,6 +364,7 @@ mod tests {
             rootfs: "/b/rootfs".into(),
             created: "now".into(),
             cgroup_paths: vec![],
+            cgroup_path: String::new(),
             annotations: BTreeMap::new(),
             monitored: false,
             hooks: None,
