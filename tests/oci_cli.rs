@@ -51,6 +51,18 @@ impl Env {
     }
 }
 
+/// A failed test leaves nothing either: every container it made is force-deleted, its cgroup
+/// parent removed.
+impl Drop for Env {
+    fn drop(&mut self) {
+        for id in std::fs::read_dir(&self.root).into_iter().flatten().flatten() {
+            let id = id.file_name().to_string_lossy().into_owned();
+            let _ = self.cmd(&["delete", "--force", &id]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        }
+        self.remove_cgroup_parent();
+    }
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -663,6 +675,12 @@ fn lifecycle_create_start_state_kill_delete_with_hooks() {
     // exec sees the container's hostname.
     let o = env.run(&["exec", "c1", "hostname"]);
     assert_eq!(stdout(&o).trim(), "oci-test", "{}", stderr(&o));
+    // ... and gets the container's capabilities (runc's default spec: AUDIT_WRITE, KILL,
+    // NET_BIND_SERVICE), not engine-oci's full set; as a user, none.
+    let o = env.run(&["exec", "c1", "grep", "-E", "^Cap(Eff|Bnd)", "/proc/self/status"]);
+    assert_eq!(stdout(&o), "CapEff:\t0000000020000420\nCapBnd:\t0000000020000420\n", "{}", stderr(&o));
+    let o = env.run(&["exec", "--user", "1000:1000", "c1", "grep", "-E", "^CapEff", "/proc/self/status"]);
+    assert_eq!(stdout(&o), "CapEff:\t0000000000000000\n", "{}", stderr(&o));
     assert!(env.run(&["kill", "c1", "KILL"]).status.success());
     let t = Instant::now();
     while status_of(&env, "c1") != "stopped" {

@@ -128,7 +128,13 @@ pub fn join_namespaces(ns: &[NsFd]) -> std::result::Result<(), String> {
 
 /// The process to run: `--process FILE`, or the container's own process (from its config.json)
 /// with the command and options of this call, as runc builds it.
-fn build_process(a: &Args, bundle: &Path) -> Result<Process> {
+fn build_process(a: &Args, bundle: &Path) -> Result<(Process, Option<oci_spec::runtime::Linux>)> {
+    let config = super::config::load(bundle).ok();
+    let linux = config.as_ref().and_then(|b| b.spec.linux().clone());
+    Ok((build_process_only(a, config.as_ref())?, linux))
+}
+
+fn build_process_only(a: &Args, config: Option<&super::config::Bundle>) -> Result<Process> {
     if let Some(p) = &a.process {
         let text = std::fs::read(p).map_err(OciError::io(format!("exec: reading {}", p.display())))?;
         let process: Process = serde_json::from_slice(&text).map_err(|e| {
@@ -143,7 +149,7 @@ fn build_process(a: &Args, bundle: &Path) -> Result<Process> {
     if a.command.is_empty() {
         return Err(OciError::Other("exec: no command given (ARGS... or --process FILE)".into()));
     }
-    let mut p = super::config::load(bundle).ok().and_then(|b| b.spec.process().clone()).unwrap_or_default();
+    let mut p = config.and_then(|b| b.spec.process().clone()).unwrap_or_default();
     p.set_args(Some(a.command.clone()));
     p.set_terminal(Some(a.tty));
     if !a.env.is_empty() {
@@ -207,7 +213,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
         Status::Paused if args.ignore_paused => {}
         s => return Err(OciError::Status { id: args.id, status: s.as_str(), verb: "exec", wanted: "running" }),
     }
-    let process = build_process(&args, &rec.bundle)?;
+    let (process, linux) = build_process(&args, &rec.bundle)?;
     let ns = open_namespaces(rec.pid)?;
     // Checked after the opens: the fds are the container's, not those of a process that took its pid.
     if !state::process_is(rec.pid, rec.pid_start) {
@@ -230,6 +236,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
     };
     let plan = Plan {
         process,
+        linux,
         ns,
         cgroups: rec.cgroup_paths.clone(),
         pty_slave: pty.map(|p| p.slave),
@@ -241,6 +248,8 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
 /// Everything the children need, prepared before the fork.
 struct Plan {
     process: Process,
+    /// The container's `linux` section: its seccomp profile applies to the new process too.
+    linux: Option<oci_spec::runtime::Linux>,
     ns: Vec<NsFd>,
     cgroups: Vec<PathBuf>,
     pty_slave: Option<OwnedFd>,
@@ -419,7 +428,7 @@ fn exec_process_inner(plan: &Plan) -> std::result::Result<std::convert::Infallib
     let first = 3 + plan.preserve_fds;
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
     unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
-    apply_process(p).map_err(|e| (1, format!("exec: {e}")))?;
+    apply_process(p, plan.linux.as_ref()).map_err(|e| (1, format!("exec: {e}")))?;
     let args: Vec<CString> = match p.args().iter().flatten().map(|a| CString::new(a.as_bytes())).collect() {
         Ok(a) => a,
         Err(_) => return Err((1, "exec: an argument holds a NUL byte".into())),
@@ -462,30 +471,102 @@ fn resolve(prog: &str, path_var: &str) -> String {
     prog.to_string()
 }
 
-/// The process's attributes (until the core's `container::process::apply` serves exec too):
-/// groups, gid, uid, umask, no_new_privs, cwd.
-fn apply_process(p: &Process) -> std::result::Result<(), String> {
+/// The process's attributes: rlimits, oom_score_adj, the user (groups, gid, uid, umask), then the
+/// core's `container::process::apply` (cwd, seccomp, capabilities, no_new_privs). The core's
+/// apply does not switch users, so that happens here first, as runc does it: with PR_SET_KEEPCAPS
+/// so the permitted set survives setuid, and the effective set raised again from it so the
+/// core can still install seccomp and set the process's own capability sets.
+fn apply_process(p: &Process, linux: Option<&oci_spec::runtime::Linux>) -> std::result::Result<(), String> {
+    let os = |what: String| move |()| format!("{what}: {}", std::io::Error::last_os_error());
+    for r in p.rlimits().iter().flatten() {
+        let name = r.typ().to_string();
+        let Some(res) = rlimit_resource(&name) else { return Err(format!("rlimit {name}: unknown")) };
+        let lim = libc::rlimit { rlim_cur: r.soft(), rlim_max: r.hard() };
+        // SAFETY: setrlimit with a valid struct.
+        if unsafe { libc::setrlimit(res, &lim) } != 0 {
+            return Err(os(format!("setrlimit {name}"))(()));
+        }
+    }
+    if let Some(adj) = p.oom_score_adj() {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string()).map_err(|e| format!("oom_score_adj {adj}: {e}"))?;
+    }
     let u = p.user();
     let gids: Vec<libc::gid_t> = u.additional_gids().clone().unwrap_or_default();
     // SAFETY: plain syscalls with valid pointers.
     unsafe {
+        if libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0 {
+            return Err(os("PR_SET_KEEPCAPS".into())(()));
+        }
         if libc::setgroups(gids.len(), gids.as_ptr()) != 0 {
-            return Err(format!("setgroups: {}", std::io::Error::last_os_error()));
+            return Err(os("setgroups".into())(()));
         }
-        if libc::setgid(u.gid()) != 0 {
-            return Err(format!("setgid {}: {}", u.gid(), std::io::Error::last_os_error()));
+        if libc::setresgid(u.gid(), u.gid(), u.gid()) != 0 {
+            return Err(os(format!("setgid {}", u.gid()))(()));
         }
+        if libc::setresuid(u.uid(), u.uid(), u.uid()) != 0 {
+            return Err(os(format!("setuid {}", u.uid()))(()));
+        }
+        libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0);
         if let Some(m) = u.umask() {
             libc::umask(m as libc::mode_t);
         }
-        if p.no_new_privileges().unwrap_or(false) && libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
-            return Err(format!("no_new_privs: {}", std::io::Error::last_os_error()));
+    }
+    raise_effective().map_err(|e| format!("restoring the effective capabilities after setuid: {e}"))?;
+    crate::container::process::apply(p, linux).map_err(|e| e.to_string())
+}
+
+/// effective = permitted (setuid away from 0 cleared the effective set, KEEPCAPS kept permitted).
+fn raise_effective() -> std::io::Result<()> {
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    let mut header = Header { version: VERSION_3, pid: 0 };
+    let mut data = [Data::default(); 2];
+    // SAFETY: capget/capset with a version-3 header and two data words.
+    unsafe {
+        if libc::syscall(libc::SYS_capget, &mut header as *mut Header, data.as_mut_ptr()) != 0 {
+            return Err(std::io::Error::last_os_error());
         }
-        if libc::setuid(u.uid()) != 0 {
-            return Err(format!("setuid {}: {}", u.uid(), std::io::Error::last_os_error()));
+        for d in &mut data {
+            d.effective = d.permitted;
+        }
+        if libc::syscall(libc::SYS_capset, &mut header as *mut Header, data.as_ptr()) != 0 {
+            return Err(std::io::Error::last_os_error());
         }
     }
-    std::env::set_current_dir(p.cwd()).map_err(|e| format!("chdir {}: {e}", p.cwd().display()))
+    Ok(())
+}
+
+fn rlimit_resource(name: &str) -> Option<libc::__rlimit_resource_t> {
+    Some(match name {
+        "RLIMIT_CPU" => libc::RLIMIT_CPU,
+        "RLIMIT_FSIZE" => libc::RLIMIT_FSIZE,
+        "RLIMIT_DATA" => libc::RLIMIT_DATA,
+        "RLIMIT_STACK" => libc::RLIMIT_STACK,
+        "RLIMIT_CORE" => libc::RLIMIT_CORE,
+        "RLIMIT_RSS" => libc::RLIMIT_RSS,
+        "RLIMIT_NPROC" => libc::RLIMIT_NPROC,
+        "RLIMIT_NOFILE" => libc::RLIMIT_NOFILE,
+        "RLIMIT_MEMLOCK" => libc::RLIMIT_MEMLOCK,
+        "RLIMIT_AS" => libc::RLIMIT_AS,
+        "RLIMIT_LOCKS" => libc::RLIMIT_LOCKS,
+        "RLIMIT_SIGPENDING" => libc::RLIMIT_SIGPENDING,
+        "RLIMIT_MSGQUEUE" => libc::RLIMIT_MSGQUEUE,
+        "RLIMIT_NICE" => libc::RLIMIT_NICE,
+        "RLIMIT_RTPRIO" => libc::RLIMIT_RTPRIO,
+        "RLIMIT_RTTIME" => libc::RLIMIT_RTTIME,
+        _ => return None,
+    })
 }
 
 #[cfg(test)]

@@ -102,7 +102,7 @@ pub fn plan(spec: &mut Spec, req: &Request) -> Result<Plan> {
     }
     let mut linux = spec.linux().clone().unwrap_or_default();
     let mut res = linux.resources().clone().unwrap_or_default();
-    let mut mem = res.memory().clone().unwrap_or_default();
+    let mut mem = res.memory().unwrap_or_default();
     if let Some(h) = req.hard_bytes {
         let h = h as i64;
         if mem.limit().is_none_or(|m| m <= 0 || h <= m) {
@@ -182,7 +182,7 @@ mod tests {
         let req = request(&spec).unwrap();
         assert!(matches!(plan(&mut spec, &req).unwrap(), Plan::Cgroup));
         let res = spec.linux().as_ref().unwrap().resources().clone().unwrap();
-        let mem = res.memory().clone().unwrap();
+        let mem = res.memory().unwrap();
         assert_eq!(mem.limit(), Some(64 * MIB as i64));
         match crate::cgroup::Cgroup::detect().unwrap() {
             crate::cgroup::Version::V1 => assert_eq!(mem.reservation(), Some(32 * MIB as i64)),
