@@ -681,6 +681,20 @@ fn lifecycle_create_start_state_kill_delete_with_hooks() {
     assert_eq!(stdout(&o), "CapEff:\t0000000020000420\nCapBnd:\t0000000020000420\n", "{}", stderr(&o));
     let o = env.run(&["exec", "--user", "1000:1000", "c1", "grep", "-E", "^CapEff", "/proc/self/status"]);
     assert_eq!(stdout(&o), "CapEff:\t0000000000000000\n", "{}", stderr(&o));
+    // update and events go through the container's own groups.
+    let o = env.run(&["update", "--pids-limit", "42", "c1"]);
+    assert!(o.status.success(), "update: {}", stderr(&o));
+    let rel = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    if let Some(rel) = rel.lines().find_map(|l| l.split_once(":pids:").map(|(_, r)| r.to_string())) {
+        let max = std::fs::read_to_string(format!("/sys/fs/cgroup/pids{rel}/pids.max")).unwrap();
+        assert_eq!(max.trim(), "42");
+    }
+    let o = env.run(&["events", "--stats", "c1"]);
+    assert!(o.status.success(), "events: {}", stderr(&o));
+    let ev: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(ev["type"], "stats");
+    assert_eq!(ev["id"], "c1");
+    assert!(ev["data"]["pids"]["current"].as_u64().unwrap() >= 1, "{ev}");
     assert!(env.run(&["kill", "c1", "KILL"]).status.success());
     let t = Instant::now();
     while status_of(&env, "c1") != "stopped" {

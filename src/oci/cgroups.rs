@@ -195,21 +195,14 @@ pub fn remove_own_freezer(cgroup_paths: &[PathBuf]) -> Result<()> {
     fs::remove_dir(&dir).map_err(OciError::io(format!("removing the freezer cgroup {}", dir.display())))
 }
 
-/// The container's directory for a v1 controller, or its one v2 directory (`Err` names what is
-/// missing).
-pub fn controller_dir(cgroup_paths: &[PathBuf], ctrl: &str) -> Option<(PathBuf, bool)> {
-    let ms = mounts();
-    for p in cgroup_paths {
-        if let Some((m, _)) = split_path(&ms, p) {
-            if m.v2 {
-                return Some((p.clone(), true));
-            }
-            if m.controllers.iter().any(|c| c == ctrl) {
-                return Some((p.clone(), false));
-            }
-        }
+/// The container's group as the cgroup module opens it (by its recorded cgroupsPath), for
+/// `update` and `events`.
+pub fn open(rec: &super::state::Record) -> Result<crate::cgroup::Cgroup> {
+    if rec.cgroup_path.is_empty() {
+        return Err(OciError::Unsupported(format!("container \"{}\" has no cgroup on record", rec.id)));
     }
-    None
+    crate::cgroup::Cgroup::open_oci(&rec.cgroup_path)
+        .map_err(|e| OciError::Other(format!("opening the cgroup {} of \"{}\": {e}", rec.cgroup_path, rec.id)))
 }
 
 /// Removes the container's groups (sub-groups it made first): what is still inside is SIGKILLed

@@ -1,12 +1,10 @@
 //! `events [--stats] [--interval D] ID`: the container's resource usage as runc's event JSON,
 //! `{"type":"stats","id":ID,"data":{...}}`: once with --stats, else every interval until the
-//! container stops. Read from its cgroup files (v1 or v2).
-use std::path::Path;
+//! container stops. The numbers are the cgroup module's (`Cgroup::stats_oci`, runc's shape).
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
-use super::cgroups::controller_dir;
 use super::error::{OciError, Result};
 use super::state::Status;
 use super::status::write_stdout;
@@ -54,57 +52,6 @@ pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     Ok(Duration::from_secs_f64(total))
 }
 
-fn read_u64(p: &Path) -> Option<u64> {
-    std::fs::read_to_string(p).ok()?.trim().parse().ok()
-}
-
-fn read_keyed(p: &Path) -> serde_json::Map<String, Value> {
-    let text = std::fs::read_to_string(p).unwrap_or_default();
-    text.lines()
-        .filter_map(|l| {
-            let (k, v) = l.split_once(' ')?;
-            Some((k.to_string(), json!(v.trim().parse::<u64>().ok()?)))
-        })
-        .collect()
-}
-
-/// The stats document from the container's cgroups.
-pub fn stats(paths: &[std::path::PathBuf]) -> Value {
-    let mut data = json!({});
-    if let Some((dir, v2)) = controller_dir(paths, "memory") {
-        data["memory"] = if v2 {
-            json!({
-                "usage": { "usage": read_u64(&dir.join("memory.current")), "max": read_u64(&dir.join("memory.peak")),
-                           "limit": read_u64(&dir.join("memory.max")) },
-                "swap": { "usage": read_u64(&dir.join("memory.swap.current")) },
-                "raw": read_keyed(&dir.join("memory.stat")),
-            })
-        } else {
-            json!({
-                "usage": { "usage": read_u64(&dir.join("memory.usage_in_bytes")),
-                           "max": read_u64(&dir.join("memory.max_usage_in_bytes")),
-                           "limit": read_u64(&dir.join("memory.limit_in_bytes")),
-                           "failcnt": read_u64(&dir.join("memory.failcnt")) },
-                "raw": read_keyed(&dir.join("memory.stat")),
-            })
-        };
-    }
-    if let Some((dir, v2)) = controller_dir(paths, "cpuacct") {
-        data["cpu"] = if v2 {
-            let s = read_keyed(&dir.join("cpu.stat"));
-            let us = |k: &str| s.get(k).and_then(|v| v.as_u64()).map(|v| v * 1000);
-            json!({ "usage": { "total": us("usage_usec"), "user": us("user_usec"), "kernel": us("system_usec") } })
-        } else {
-            json!({ "usage": { "total": read_u64(&dir.join("cpuacct.usage")) } })
-        };
-    }
-    if let Some((dir, _)) = controller_dir(paths, "pids") {
-        let limit = std::fs::read_to_string(dir.join("pids.max")).ok().and_then(|s| s.trim().parse::<u64>().ok());
-        data["pids"] = json!({ "current": read_u64(&dir.join("pids.current")), "limit": limit.unwrap_or(0) });
-    }
-    data
-}
-
 pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
     loop {
         // The lock is held only for the read: `delete` must not wait for a long events loop.
@@ -114,7 +61,8 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
             return Ok(0);
         }
         let rec = c.record()?;
-        let ev = json!({ "type": "stats", "id": rec.id, "data": stats(&rec.cgroup_paths) });
+        let stats = super::cgroups::open(rec)?.stats_oci().map_err(|e| OciError::Other(format!("events: {e}")))?;
+        let ev = json!({ "type": "stats", "id": rec.id, "data": stats });
         drop(c);
         let line = serde_json::to_string(&ev).map_err(|e| OciError::Other(format!("events: encoding: {e}")))?;
         write_stdout(format!("{line}\n").as_bytes())?;

@@ -1,12 +1,12 @@
-//! `update [-r FILE | flags] ID`: new resource limits for a live container, written into its
-//! cgroups (v1 files or their v2 equivalents, as runc converts them). What this host's cgroups
-//! cannot take is refused in one line naming the option.
+//! `update [-r FILE | flags] ID`: new resource limits for a live container: runc's flags (or a
+//! `linux.resources` JSON) become a `LinuxResources`, which the cgroup module writes into the
+//! container's groups (`Cgroup::update`: v1 files or their v2 equivalents, as runc converts
+//! them). What this host's cgroups cannot take is refused in one line naming the field.
 use std::io::Read;
 use std::path::PathBuf;
 
 use oci_spec::runtime::LinuxResources;
 
-use super::cgroups::controller_dir;
 use super::error::{OciError, Result};
 use super::Ctx;
 
@@ -49,15 +49,6 @@ pub struct Args {
     #[arg(long = "mem-bw-schema")]
     mem_bw_schema: Option<String>,
     id: String,
-}
-
-/// One cgroup file write of an update.
-#[derive(Debug, PartialEq)]
-struct Write {
-    ctrl: &'static str,
-    v1: Option<(String, String)>,
-    v2: Option<(String, String)>,
-    flag: &'static str,
 }
 
 fn size(flag: &str, s: &str) -> Result<i64> {
@@ -118,107 +109,6 @@ fn from_flags(a: &Args) -> Result<LinuxResources> {
     Ok(r)
 }
 
-fn max_or(v: i64) -> String {
-    if v < 0 {
-        "max".into()
-    } else {
-        v.to_string()
-    }
-}
-
-/// runc's conversion of cpu.shares (2..262144) to cpu.weight (1..10000).
-fn shares_to_weight(shares: u64) -> u64 {
-    if shares == 0 {
-        return 0;
-    }
-    1 + (shares.clamp(2, 262_144) - 2) * 9999 / 262_142
-}
-
-fn plan(r: &LinuxResources) -> Result<Vec<Write>> {
-    let mut w = Vec::new();
-    let mut add = |ctrl, v1: Option<(&str, String)>, v2: Option<(&str, String)>, flag| {
-        let own = |x: Option<(&str, String)>| x.map(|(f, v)| (f.to_string(), v));
-        let (v1, v2) = (own(v1), own(v2));
-        w.push(Write { ctrl, v1, v2, flag })
-    };
-    if let Some(m) = r.memory() {
-        if let Some(l) = m.limit() {
-            add("memory", Some(("memory.limit_in_bytes", l.to_string())), Some(("memory.max", max_or(l))), "memory");
-        }
-        if let Some(s) = m.swap() {
-            // v2's swap.max is swap alone; the spec's (and v1's) is memory plus swap.
-            let v2 = if s < 0 { "max".to_string() } else { (s - m.limit().unwrap_or(0)).max(0).to_string() };
-            add(
-                "memory",
-                Some(("memory.memsw.limit_in_bytes", s.to_string())),
-                Some(("memory.swap.max", v2)),
-                "memory-swap",
-            );
-        }
-        if let Some(s) = m.reservation() {
-            add(
-                "memory",
-                Some(("memory.soft_limit_in_bytes", s.to_string())),
-                Some(("memory.low", max_or(s))),
-                "memory-reservation",
-            );
-        }
-        if m.kernel().is_some() || m.kernel_tcp().is_some() {
-            return Err(OciError::Unsupported("update: memory.kernel and memory.kernelTCP are not supported".into()));
-        }
-    }
-    if let Some(c) = r.cpu() {
-        if let Some(s) = c.shares() {
-            add(
-                "cpu",
-                Some(("cpu.shares", s.to_string())),
-                Some(("cpu.weight", shares_to_weight(s).to_string())),
-                "cpu-shares",
-            );
-        }
-        if let Some(p) = c.period() {
-            add("cpu", Some(("cpu.cfs_period_us", p.to_string())), None, "cpu-period");
-        }
-        if c.quota().is_some() || c.period().is_some() {
-            let q = c.quota();
-            let v2 = format!("{} {}", q.map_or("max".to_string(), max_or), c.period().unwrap_or(100_000));
-            add("cpu", q.map(|q| ("cpu.cfs_quota_us", q.to_string())), Some(("cpu.max", v2)), "cpu-quota");
-        }
-        if let Some(p) = c.realtime_period() {
-            add("cpu", Some(("cpu.rt_period_us", p.to_string())), None, "cpu-rt-period");
-        }
-        if let Some(p) = c.realtime_runtime() {
-            add("cpu", Some(("cpu.rt_runtime_us", p.to_string())), None, "cpu-rt-runtime");
-        }
-        if let Some(s) = c.cpus() {
-            add("cpuset", Some(("cpuset.cpus", s.clone())), Some(("cpuset.cpus", s.clone())), "cpuset-cpus");
-        }
-        if let Some(s) = c.mems() {
-            add("cpuset", Some(("cpuset.mems", s.clone())), Some(("cpuset.mems", s.clone())), "cpuset-mems");
-        }
-    }
-    if let Some(p) = r.pids() {
-        let v = if p.limit() <= 0 { "max".to_string() } else { p.limit().to_string() };
-        add("pids", Some(("pids.max", v.clone())), Some(("pids.max", v)), "pids-limit");
-    }
-    if let Some(b) = r.block_io() {
-        if let Some(wt) = b.weight() {
-            add(
-                "blkio",
-                Some(("blkio.weight", wt.to_string())),
-                Some(("io.weight", format!("default {wt}"))),
-                "blkio-weight",
-            );
-        }
-    }
-    if let Some(u) = r.unified() {
-        for (k, v) in u {
-            add("unified", None, Some((k.as_str(), v.clone())), "unified");
-        }
-    }
-    Ok(w)
-}
-
 pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
     let resources = match &args.resources {
         Some(p) => {
@@ -236,53 +126,44 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
         None => from_flags(&args)?,
     };
     let c = ctx.root.open(&args.id)?;
-    let paths = &c.record()?.cgroup_paths;
-    for w in plan(&resources)? {
-        let Some((dir, v2)) = controller_dir(paths, w.ctrl) else {
-            return Err(OciError::Unsupported(format!("update: --{}: the container has no {} cgroup", w.flag, w.ctrl)));
-        };
-        let Some((file, value)) = (if v2 { w.v2 } else { w.v1 }) else {
-            return Err(OciError::Unsupported(format!(
-                "update: --{} is not available on cgroup {}",
-                w.flag,
-                if v2 { "v2" } else { "v1" }
-            )));
-        };
-        if file.contains('/') || file.starts_with('.') {
-            return Err(OciError::Unsupported(format!("update: unified key {file:?} is not a cgroup file name")));
-        }
-        let target = dir.join(&file);
-        std::fs::write(&target, &value).map_err(OciError::io(format!(
-            "update: --{}: writing {value:?} to {}",
-            w.flag,
-            target.display()
-        )))?;
-    }
+    let cg = super::cgroups::open(c.record()?)?;
+    // The cgroup module converts (v1 files or v2 equivalents) and refuses what this host's
+    // groups cannot take, naming the field.
+    cg.update(&resources).map_err(|e| OciError::Other(format!("update: {e}")))?;
     Ok(0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
 
-    #[test]
-    fn weights_as_runc() {
-        assert_eq!(shares_to_weight(2), 1);
-        assert_eq!(shares_to_weight(1024), 39);
-        assert_eq!(shares_to_weight(262_144), 10_000);
+    #[derive(Parser)]
+    struct T {
+        #[command(flatten)]
+        a: Args,
     }
 
     #[test]
-    fn plan_v1_and_v2_files() {
-        let r: LinuxResources = serde_json::from_str(
-            r#"{"memory":{"limit":1048576,"swap":2097152},"pids":{"limit":-1},"cpu":{"quota":50000,"period":100000}}"#,
-        )
-        .unwrap();
-        let w = plan(&r).unwrap();
-        let pair = |f: &str, v: &str| Some((f.to_string(), v.to_string()));
-        assert_eq!(w[0].v1, pair("memory.limit_in_bytes", "1048576"));
-        assert_eq!(w[1].v2, pair("memory.swap.max", "1048576"));
-        assert!(w.iter().any(|x| x.v2 == pair("cpu.max", "50000 100000")));
-        assert!(w.iter().any(|x| x.v1 == pair("pids.max", "max")));
+    fn flags_become_resources() {
+        let t = T::parse_from([
+            "x",
+            "--memory",
+            "10m",
+            "--memory-swap",
+            "-1",
+            "--cpu-quota",
+            "-1",
+            "--pids-limit",
+            "5",
+            "c",
+        ]);
+        let r = from_flags(&t.a).unwrap();
+        assert_eq!(r.memory().unwrap().limit(), Some(10 << 20));
+        assert_eq!(r.memory().unwrap().swap(), Some(-1));
+        assert_eq!(r.cpu().as_ref().unwrap().quota(), Some(-1));
+        assert_eq!(r.pids().unwrap().limit(), 5);
+        let t = T::parse_from(["x", "--kernel-memory", "1m", "c"]);
+        assert!(from_flags(&t.a).unwrap_err().to_string().contains("--kernel-memory"));
     }
 }
