@@ -20,8 +20,14 @@ pub fn apply(process: &Process, linux: Option<&Linux>) -> Result<(), CoreError> 
         set_affinity(cpus, "process.execCPUAffinity.final")?;
     }
     if let Some(profile) = linux.and_then(|l| l.seccomp().as_ref()) {
-        let filter = super::seccomp::compile(profile)?;
-        super::seccomp::install(&filter)?;
+        let filter = super::seccomp::compile(profile).map_err(|e| CoreError::Process {
+            step: "compiling linux.seccomp".into(),
+            source: std::io::Error::other(e),
+        })?;
+        super::seccomp::install(&filter).map_err(|e| CoreError::Process {
+            step: "installing the seccomp profile".into(),
+            source: std::io::Error::other(e),
+        })?;
     }
     // No capabilities in the Spec: the process gets none (runc's reading of an absent list).
     security::apply_capabilities(process.capabilities().as_ref())?;

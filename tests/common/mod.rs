@@ -69,7 +69,16 @@ impl Supervisor {
             .spawn()
             .expect("spawning the supervisor");
         self.child = Some(child);
-        wait_until(Duration::from_secs(10), || UnixStream::connect(&self.socket).is_ok());
+        // Served, not just bound: the socket accepts connections before the start-up sweeps end.
+        wait_until(Duration::from_secs(10), || {
+            UnixStream::connect(&self.socket).is_ok()
+                && self
+                    .cmd(&["ps", "-a"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success())
+        });
     }
 
     pub fn pid(&self) -> i32 {
