@@ -6,5 +6,6 @@ pub mod diag;
 pub mod image;
 pub mod monitor;
 pub mod net;
+pub mod oci;
 pub mod protocol;
 pub mod supervisor;

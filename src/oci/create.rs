@@ -1,0 +1,262 @@
+//! `create --bundle DIR [--pid-file F] [--console-socket S] ID`: the container made up to its
+//! start gate; its process waits on exec.fifo for `start`.
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::PathBuf;
+
+use super::console::{self, ConsoleError};
+use super::error::{OciError, Result};
+use super::state::{Container, Record, SpecState, Status};
+use super::{config, hooks, log, monitor, state, Ctx};
+use crate::container::{
+    self, BeforeSetup, BoxError, CoreError, CreateOptions, Created, InitHandle, InitMode, RootSource, StartGate, Stdio,
+};
+
+/// The cgroup of a container whose config names none: `/engine-oci/<id>` in every hierarchy.
+pub const CGROUP_PARENT: &str = "engine-oci";
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// The bundle: config.json and the root it names.
+    #[arg(short, long, default_value = ".")]
+    pub bundle: PathBuf,
+    /// Write the container's pid here once it exists.
+    #[arg(long = "pid-file")]
+    pub pid_file: Option<PathBuf>,
+    /// A unix socket to send the pty master to (process.terminal).
+    #[arg(long = "console-socket")]
+    pub console_socket: Option<PathBuf>,
+    /// Keep the root with chroot-like MS_MOVE instead of pivot_root (refused: engine always pivots).
+    #[arg(long = "no-pivot")]
+    pub no_pivot: bool,
+    /// Do not make a new session keyring (accepted: engine makes none).
+    #[arg(long = "no-new-keyring")]
+    pub no_new_keyring: bool,
+    /// Pass fds 3 .. 3+N-1 on to the container's process.
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    pub preserve_fds: u32,
+    pub id: String,
+}
+
+/// Everything checked before anything is made: a refusal here leaves nothing behind.
+pub struct Checked {
+    pub bundle: config::Bundle,
+    pub monitor: monitor::Request,
+}
+
+pub fn check(args: &Args) -> Result<Checked> {
+    state::validate_id(&args.id)?;
+    let bundle = config::load(&args.bundle)?;
+    let terminal = bundle.spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
+    match (terminal, &args.console_socket) {
+        (true, None) => return Err(ConsoleError::NoSocket.into()),
+        (false, Some(_)) => return Err(ConsoleError::NotTerminal.into()),
+        _ => {}
+    }
+    if args.preserve_fds > 0 {
+        return Err(OciError::Unsupported("--preserve-fds: create cannot pass extra fds to the container yet".into()));
+    }
+    if args.no_pivot {
+        // pivot_root is the safer of the two and works wherever the root is not on ramfs.
+        log::warn("--no-pivot: engine-oci always uses pivot_root");
+    }
+    let monitor = monitor::request(&bundle.spec)?;
+    Ok(Checked { bundle, monitor })
+}
+
+pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
+    let checked = check(&args)?;
+    let mut c = ctx.root.create(&args.id)?;
+    match create_in(&args, checked, &mut c) {
+        Ok(made) => {
+            made.detach();
+            Ok(0)
+        }
+        Err(e) => {
+            // The core has removed what it made (process, cgroup); the state directory is ours.
+            let _ = c.remove();
+            Err(e)
+        }
+    }
+}
+
+/// A created container as `create` leaves it: the init blocked at its fifo.
+pub struct Made {
+    created: Created,
+}
+
+impl Made {
+    pub fn pid(&self) -> i32 {
+        self.created.pid()
+    }
+
+    /// Lets go of the init (it stays blocked at exec.fifo) and of its cgroup (kept, not removed).
+    pub fn detach(mut self) {
+        let _ = self.created.take_cgroup();
+        self.created.detach();
+    }
+
+    /// The init's pidfd (engine-oci is its parent until it exits: `run` waits on it).
+    pub fn take_pidfd(&mut self) -> Option<OwnedFd> {
+        self.created.take_pidfd()
+    }
+}
+
+/// Stdio for the container: the pty slave (its master sent to the console socket later), or
+/// engine-oci's own 0, 1, 2 as the caller gave them (the suite passes files, conmon pipes).
+fn stdio(terminal: Option<&console::Pty>) -> Result<Stdio> {
+    let dup = |fd: BorrowedFd<'_>| fd.try_clone_to_owned().map_err(OciError::io("duplicating stdio for the container"));
+    Ok(match terminal {
+        Some(pty) => Stdio::Fds([dup(pty.slave.as_fd())?, dup(pty.slave.as_fd())?, dup(pty.slave.as_fd())?]),
+        None => {
+            // SAFETY: 0, 1 and 2 are open for the life of the process (the caller's stdio).
+            let (i, o, e) =
+                unsafe { (BorrowedFd::borrow_raw(0), BorrowedFd::borrow_raw(1), BorrowedFd::borrow_raw(2)) };
+            Stdio::Fds([dup(i)?, dup(o)?, dup(e)?])
+        }
+    })
+}
+
+/// The state hooks see while the container is being created.
+fn hook_state(id: &str, pid: i32, bundle: &config::Bundle, status: Status) -> SpecState {
+    SpecState {
+        oci_version: state::OCI_VERSION.to_string(),
+        id: id.to_string(),
+        status,
+        pid,
+        bundle: bundle.dir.clone(),
+        rootfs: None,
+        created: None,
+        owner: None,
+        annotations: bundle.spec.annotations().clone().unwrap_or_default().into_iter().collect(),
+    }
+}
+
+pub fn create_in(args: &Args, checked: Checked, c: &mut Container) -> Result<Made> {
+    let Checked { bundle, monitor: request } = checked;
+    let fifo = c.make_fifo()?;
+    let mut spec = bundle.spec.clone();
+    let plan = monitor::plan(&mut spec, &request)?;
+    // The group's path is decided here and recorded, so every later verb opens the same one.
+    let cgroup_path = cgroup_path(&spec, &args.id);
+    let process = spec.process().clone().unwrap_or_default();
+    let pty = match process.terminal().unwrap_or(false) {
+        true => Some(console::open(process.console_size().as_ref().map(|b| (b.height() as u16, b.width() as u16)))?),
+        false => None,
+    };
+    let hooks = spec.hooks().clone();
+    let id = args.id.clone();
+    let monitored = std::cell::Cell::new(false);
+    // Between clone and Setup: the container's namespaces exist, its process does not run yet.
+    // The runtime-namespace hooks run here (createRuntime, then the older prestart, as runc
+    // orders them), then the monitor registration; a failure fails create, and the core takes the
+    // init and its cgroup away.
+    let before: BeforeSetup<'_> = Box::new(|h: &InitHandle<'_>| {
+        let run = || -> Result<()> {
+            if let Some(hk) = hooks.as_ref() {
+                hooks::run_all(
+                    "createRuntime",
+                    hk.create_runtime().as_ref(),
+                    &hook_state(&id, h.pid, &bundle, Status::Creating),
+                )?;
+                #[allow(deprecated)]
+                let prestart = hk.prestart();
+                hooks::run_all("prestart", prestart.as_ref(), &hook_state(&id, h.pid, &bundle, Status::Created))?;
+            }
+            if let monitor::Plan::Device(dev) = &plan {
+                monitor::register(dev, h.pid, &id, &request)?;
+                monitored.set(true);
+            }
+            Ok(())
+        };
+        run().map(|()| Vec::new()).map_err(|e| Box::new(e) as BoxError)
+    });
+    let opts = CreateOptions {
+        id: args.id.clone(),
+        spec,
+        root: RootSource::Dir(bundle.rootfs.clone()),
+        stdio: stdio(pty.as_ref())?,
+        mode: InitMode::Exec,
+        gate: StartGate::Fifo(fifo),
+        files: Vec::new(),
+        cgroup_parent: CGROUP_PARENT.to_string(),
+        before_setup: Some(before),
+    };
+    let pending = container::create(opts).map_err(core_error)?;
+    let pid = pending.pid();
+    let created = match pending.ready() {
+        Ok(c) => c,
+        Err(e) => {
+            if monitored.get() {
+                let _ = monitor::unregister(pid);
+            }
+            return Err(core_error(e));
+        }
+    };
+    let mut made = Made { created };
+    match record(args, &bundle, c, &made, monitored.get(), pty.as_ref(), cgroup_path) {
+        Ok(()) => Ok(made),
+        Err(e) => {
+            // Nothing of it may stay: the init (our child) killed and reaped, its cgroup removed.
+            if let Some(fd) = made.take_pidfd() {
+                let _ = container::signal(&fd, libc::SIGKILL);
+                let _ = container::wait(&fd);
+            }
+            if let Some(cg) = made.created.take_cgroup() {
+                let _ = container::delete(cg);
+            }
+            if monitored.get() {
+                let _ = monitor::unregister(pid);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The rest of create once the init waits at its gate: state.json, the pid file, the console.
+fn record(
+    args: &Args,
+    bundle: &config::Bundle,
+    c: &mut Container,
+    made: &Made,
+    monitored: bool,
+    pty: Option<&console::Pty>,
+    cgroup_path: String,
+) -> Result<()> {
+    let pid = made.pid();
+    let cgroup_paths = made.created.cgroup().map(|cg| cg.paths()).unwrap_or_default();
+    c.save(Record {
+        id: args.id.clone(),
+        pid,
+        pid_start: state::start_ticks(pid)?,
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        cgroup_paths,
+        cgroup_path,
+        annotations: bundle.spec.annotations().clone().unwrap_or_default().into_iter().collect(),
+        monitored,
+        hooks: bundle.spec.hooks().clone(),
+    })?;
+    if let Some(p) = &args.pid_file {
+        super::exec::write_pid_file(p, pid)?;
+    }
+    if let (Some(pty), Some(sock)) = (pty, &args.console_socket) {
+        console::send_master(sock, pty.master.as_fd())?;
+    }
+    Ok(())
+}
+
+/// The container's cgroupsPath as the core reads it (below the root of each hierarchy), or
+/// `/engine-oci/<id>`.
+fn cgroup_path(spec: &oci_spec::runtime::Spec, id: &str) -> String {
+    match spec.linux().as_ref().and_then(|l| l.cgroups_path().as_ref()) {
+        Some(p) => format!("/{}", p.to_string_lossy().trim_start_matches('/')),
+        None => format!("/{CGROUP_PARENT}/{id}"),
+    }
+}
+
+/// The core's error as one line: its step and cause.
+pub fn core_error(e: CoreError) -> OciError {
+    // A hook or monitor failure from before_setup comes back as the caller's own error.
+    OciError::Other(e.to_string())
+}

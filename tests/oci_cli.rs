@@ -1,0 +1,854 @@
+//! The OCI runtime binary (`engine-oci`) as podman, containerd and the conformance suite call it:
+//! real processes, a private `--root` per test under /tmp/engine-test-*, runc's command line.
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const OCI: &str = env!("CARGO_BIN_EXE_engine-oci");
+
+struct Env {
+    dir: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::Builder::new().prefix("engine-test-oci-").tempdir_in("/tmp").unwrap();
+        let root = dir.path().join("state");
+        Env { dir, root }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(OCI);
+        c.arg("--root").arg(&self.root).args(args);
+        c.stdin(Stdio::null());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    /// Runs a verb whose container keeps the stdio it is given (create, run -d): stdout and
+    /// stderr go to files, since a pipe's reader would wait for the container to end.
+    fn run_detached(&self, args: &[&str]) -> Output {
+        let out = tempfile::tempfile_in(self.dir.path()).unwrap();
+        let err = tempfile::tempfile_in(self.dir.path()).unwrap();
+        let status = self.cmd(args).stdout(out.try_clone().unwrap()).stderr(err.try_clone().unwrap()).status().unwrap();
+        let read = |mut f: std::fs::File| {
+            use std::io::{Read, Seek};
+            let mut v = Vec::new();
+            f.seek(std::io::SeekFrom::Start(0)).unwrap();
+            f.read_to_end(&mut v).unwrap();
+            v
+        };
+        Output { status, stdout: read(out), stderr: read(err) }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+}
+
+/// A failed test leaves nothing either: every container it made is force-deleted, its cgroup
+/// parent removed.
+impl Drop for Env {
+    fn drop(&mut self) {
+        for id in std::fs::read_dir(&self.root).into_iter().flatten().flatten() {
+            let id = id.file_name().to_string_lossy().into_owned();
+            let _ = self.cmd(&["delete", "--force", &id]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        }
+        self.remove_cgroup_parent();
+    }
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A failure as the issue asks: a non-zero exit and exactly one line on stderr.
+fn one_line_failure(o: &Output) -> String {
+    assert!(!o.status.success(), "expected a failure, got success; stdout {}", stdout(o));
+    let e = stderr(o);
+    assert_eq!(e.lines().count(), 1, "not one line: {e:?}");
+    e.trim_end().to_string()
+}
+
+#[test]
+fn version_is_runc_like() {
+    let o = Command::new(OCI).arg("--version").output().unwrap();
+    assert!(o.status.success());
+    let out = stdout(&o);
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some(format!("engine-oci version {}", env!("CARGO_PKG_VERSION")).as_str()));
+    assert!(lines.next().is_some_and(|l| l.starts_with("spec: 1.")), "{out}");
+}
+
+#[test]
+fn systemd_cgroup_is_refused_in_one_line() {
+    let env = Env::new();
+    let o = env.run(&["--systemd-cgroup", "list"]);
+    let e = one_line_failure(&o);
+    assert!(e.contains("--systemd-cgroup is not supported"), "{e}");
+}
+
+#[test]
+fn flags_runc_accepts_are_accepted_and_ignored() {
+    let env = Env::new();
+    let o = env.run(&["--rootless", "false", "--criu", "/usr/sbin/criu", "--debug", "list", "-q"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "");
+}
+
+#[test]
+fn unknown_container_is_one_line_and_a_json_error_in_the_log() {
+    let env = Env::new();
+    let log = env.path("log.json");
+    let o = env.run(&["--log", log.to_str().unwrap(), "--log-format", "json", "state", "nope"]);
+    let e = one_line_failure(&o);
+    assert_eq!(e, "engine-oci: container \"nope\" does not exist");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(last["level"], "error");
+    assert_eq!(last["msg"], "container \"nope\" does not exist");
+    // RFC 3339 with a zone.
+    let t = last["time"].as_str().unwrap();
+    assert!(chrono::DateTime::parse_from_rfc3339(t).is_ok(), "{t}");
+    for verb in [&["kill", "nope", "KILL"][..], &["delete", "nope"], &["start", "nope"], &["pause", "nope"]] {
+        let o = env.run(verb);
+        assert_eq!(one_line_failure(&o), "engine-oci: container \"nope\" does not exist", "{verb:?}");
+    }
+    // delete --force of what is not there is no error (the shim's cleanup relies on it).
+    assert!(env.run(&["delete", "--force", "nope"]).status.success());
+}
+
+#[test]
+fn ids_are_validated_as_runc() {
+    let env = Env::new();
+    for bad in ["../x", "a/b", "..", "a b"] {
+        let e = one_line_failure(&env.run(&["state", bad]));
+        assert!(e.contains("invalid container ID"), "{bad}: {e}");
+    }
+    assert!(!env.root.join("..").join("x").exists());
+}
+
+#[test]
+fn spec_writes_a_default_config_once_and_features_parse() {
+    let env = Env::new();
+    let b = env.path("bundle");
+    std::fs::create_dir(&b).unwrap();
+    let o = env.run(&["spec", "--bundle", b.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let spec: oci_spec::runtime::Spec =
+        serde_json::from_str(&std::fs::read_to_string(b.join("config.json")).unwrap()).unwrap();
+    assert_eq!(spec.root().as_ref().unwrap().path(), Path::new("rootfs"));
+    assert_eq!(spec.process().as_ref().unwrap().args().as_ref().unwrap(), &vec!["sh".to_string()]);
+    let e = one_line_failure(&env.run(&["spec", "--bundle", b.to_str().unwrap()]));
+    assert!(e.contains("exists"), "{e}");
+    let o = env.run(&["features"]);
+    assert!(o.status.success());
+    let f: oci_spec::runtime::Features = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(f.hooks().as_ref().unwrap().iter().any(|h| h == "poststop"));
+}
+
+#[test]
+fn list_of_an_empty_root() {
+    let env = Env::new();
+    let o = env.run(&["list"]);
+    assert!(o.status.success());
+    assert_eq!(stdout(&o).trim_end(), "ID   PID   STATUS   BUNDLE   CREATED   OWNER");
+    let o = env.run(&["list", "--format", "json"]);
+    assert_eq!(stdout(&o).trim(), "[]");
+}
+
+#[test]
+fn bad_signals_are_refused() {
+    let env = Env::new();
+    let e = one_line_failure(&env.run(&["kill", "x", "SIGFOO"]));
+    assert_eq!(e, "engine-oci: invalid signal \"SIGFOO\"");
+    let e = one_line_failure(&env.run(&["kill", "x", "99"]));
+    assert_eq!(e, "engine-oci: invalid signal \"99\"");
+}
+
+/// A state directory as `create` leaves it, for a process that has already ended.
+fn fake_stopped(env: &Env, id: &str, poststop_out: &Path) -> PathBuf {
+    let mut child = Command::new("/bin/true").spawn().unwrap();
+    let pid = child.id() as i32;
+    child.wait().unwrap();
+    let dir = env.root.join(id);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let rec = serde_json::json!({
+        "id": id, "pid": pid, "pid_start": 1, "bundle": env.dir.path(), "rootfs": env.dir.path().join("rootfs"),
+        "created": "2026-01-01T00:00:00Z", "cgroup_paths": [], "annotations": {"a": "b"},
+        "hooks": { "poststop": [ { "path": "/bin/sh",
+            "args": ["sh", "-c", format!("cat > {}", poststop_out.display())] } ] },
+    });
+    std::fs::write(dir.join("state.json"), rec.to_string()).unwrap();
+    dir
+}
+
+#[test]
+fn a_stopped_container_reports_stopped_and_delete_runs_poststop_and_removes_it() {
+    let env = Env::new();
+    let out = env.path("poststop.json");
+    let dir = fake_stopped(&env, "c1", &out);
+    let o = env.run(&["state", "c1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let st: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(st["status"], "stopped");
+    assert_eq!(st["pid"], 0);
+    assert_eq!(st["id"], "c1");
+    assert_eq!(st["annotations"]["a"], "b");
+    let o = env.run(&["list", "--format", "json"]);
+    let l: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(l[0]["id"], "c1");
+    // A stopped container cannot be signalled, and that leaves it as it was.
+    let e = one_line_failure(&env.run(&["kill", "c1", "KILL"]));
+    assert!(e.contains("is stopped"), "{e}");
+    let o = env.run(&["delete", "c1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!dir.exists());
+    let seen: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(seen["status"], "stopped");
+    assert_eq!(seen["id"], "c1");
+    one_line_failure(&env.run(&["state", "c1"]));
+}
+
+#[test]
+fn verbs_on_one_id_wait_for_each_other() {
+    use std::os::fd::AsRawFd;
+    let env = Env::new();
+    let dir = fake_stopped(&env, "c2", &env.path("unused"));
+    let lock = std::fs::File::open(&dir).unwrap();
+    assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0);
+    let mut child = env.cmd(&["delete", "c2"]).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(child.try_wait().unwrap().is_none(), "delete did not wait for the lock");
+    assert!(dir.exists());
+    drop(lock);
+    let t = Instant::now();
+    let st = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(st.success());
+    assert!(!dir.exists());
+}
+
+/// A bundle with the test rootfs bound in... (no: a copy of nothing) and `config`.
+fn bundle_with(env: &Env, config: &str) -> PathBuf {
+    let b = env.path("bundle");
+    std::fs::create_dir_all(b.join("rootfs")).unwrap();
+    std::fs::write(b.join("config.json"), config).unwrap();
+    b
+}
+
+fn nothing_left(env: &Env, id: &str) {
+    assert!(!env.root.join(id).exists(), "state directory of {id} left behind");
+}
+
+#[test]
+fn bad_bundles_fail_in_one_line_naming_the_field_and_leave_nothing() {
+    let env = Env::new();
+    let e = one_line_failure(&env.run(&["create", "--bundle", "/nonexistent/bundle", "c"]));
+    assert!(e.starts_with("engine-oci: bundle /nonexistent/bundle: "), "{e}");
+    nothing_left(&env, "c");
+    let cases = [
+        (
+            r#"{"ociVersion": "1.0.2", "process": {"cwd": "/", "args": ["sh"], "user": {"uid": "root", "gid": 0}}, "root": {"path": "rootfs"}}"#,
+            "config.json: process.user.uid: invalid type: string \"root\"",
+        ),
+        (
+            r#"{"ociVersion": "2.0.0", "process": {"cwd": "/", "args": ["sh"], "user": {"uid": 0, "gid": 0}}, "root": {"path": "rootfs"}}"#,
+            "config.json: ociVersion: \"2.0.0\" is not a 1.x runtime-spec version",
+        ),
+        (
+            r#"{"ociVersion": "1.0.2", "process": {"cwd": "/", "args": ["sh"], "user": {"uid": 0, "gid": 0}}"#,
+            "config.json: ",
+        ),
+        (
+            r#"{"ociVersion": "1.0.2", "process": {"cwd": "/", "args": [], "user": {"uid": 0, "gid": 0}}, "root": {"path": "rootfs"}}"#,
+            "config.json: process.args: must hold at least the program",
+        ),
+        (
+            r#"{"ociVersion": "1.0.2", "process": {"cwd": "/", "args": ["sh"], "user": {"uid": 0, "gid": 0}}, "root": {"path": "nope"}}"#,
+            "config.json: root.path: ",
+        ),
+        (
+            r#"{"ociVersion": "1.0.2", "process": {"terminal": true, "cwd": "/", "args": ["sh"], "user": {"uid": 0, "gid": 0}}, "root": {"path": "rootfs"}}"#,
+            "console: process.terminal is true but no --console-socket was given",
+        ),
+        (
+            r#"{"ociVersion": "1.0.2", "process": {"cwd": "/", "args": ["sh"], "user": {"uid": 0, "gid": 0}}, "root": {"path": "rootfs"}, "hooks": {"prestart": [{"path": "rel/hook"}]}}"#,
+            "config.json: hooks.prestart[0].path: must be an absolute path",
+        ),
+        (
+            r#"{"ociVersion": "1.0.2", "process": {"cwd": "/", "args": ["sh"], "user": {"uid": 0, "gid": 0}}, "root": {"path": "rootfs"}, "annotations": {"org.engine.monitor.hard-mib": "x"}}"#,
+            "config.json: annotations.org.engine.monitor.hard-mib: \"x\" is not a positive number of MiB",
+        ),
+    ];
+    let log = env.path("log.json");
+    for (config, want) in cases {
+        let b = bundle_with(&env, config);
+        let o = env.run(&[
+            "--log",
+            log.to_str().unwrap(),
+            "--log-format",
+            "json",
+            "create",
+            "--bundle",
+            b.to_str().unwrap(),
+            "c",
+        ]);
+        let e = one_line_failure(&o);
+        assert!(e.starts_with(&format!("engine-oci: {want}")), "want {want:?}, got {e:?}");
+        nothing_left(&env, "c");
+        let text = std::fs::read_to_string(&log).unwrap();
+        let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+        assert!(last["msg"].as_str().unwrap().starts_with(want), "{last}");
+    }
+}
+
+/// A stand-in for a created container until a test needs the core: a process in new uts, ipc,
+/// net, pid and mount namespaces (made with unshare(1), a test tool), recorded as `create` would
+/// record it. Killed (with its namespaces) on drop.
+struct FakeContainer {
+    unshare: std::process::Child,
+    pid: i32,
+}
+
+impl Drop for FakeContainer {
+    fn drop(&mut self) {
+        unsafe { libc::kill(self.pid, libc::SIGKILL) };
+        let _ = self.unshare.kill();
+        let _ = self.unshare.wait();
+    }
+}
+
+fn start_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = &stat[stat.rfind(')').unwrap() + 1..];
+    rest.split_whitespace().nth(19).unwrap().parse().unwrap()
+}
+
+fn fake_running(env: &Env, id: &str, hostname: &str) -> FakeContainer {
+    let unshare = Command::new("unshare")
+        .args(["--uts", "--ipc", "--net", "--pid", "--mount", "--fork", "sh", "-c"])
+        .arg(format!("hostname {hostname} && exec sleep 1000"))
+        .spawn()
+        .unwrap();
+    let upid = unshare.id();
+    // The container's process is unshare's child (the first process of the new pid namespace),
+    // once it has exec'd sleep.
+    let t = Instant::now();
+    let pid = loop {
+        let kids = std::fs::read_to_string(format!("/proc/{upid}/task/{upid}/children")).unwrap_or_default();
+        if let Some(p) = kids.split_whitespace().next().and_then(|p| p.parse::<i32>().ok()) {
+            if std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "sleep") {
+                break p;
+            }
+        }
+        assert!(t.elapsed() < Duration::from_secs(5), "unshare did not start");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let dir = env.root.join(id);
+    std::fs::create_dir_all(&dir).unwrap();
+    let rec = serde_json::json!({
+        "id": id, "pid": pid, "pid_start": start_ticks(pid), "bundle": env.dir.path().join("no-bundle"),
+        "rootfs": "/", "created": "2026-01-01T00:00:00Z", "cgroup_paths": [], "annotations": {},
+    });
+    std::fs::write(dir.join("state.json"), rec.to_string()).unwrap();
+    FakeContainer { unshare, pid }
+}
+
+fn ns_of(pid: i32, ns: &str) -> PathBuf {
+    std::fs::read_link(format!("/proc/{pid}/ns/{ns}")).unwrap()
+}
+
+#[test]
+fn exec_joins_the_containers_namespaces_and_returns_its_code() {
+    let env = Env::new();
+    let fake = fake_running(&env, "x1", "exec-test-host");
+    let o = env.run(&["state", "x1"]);
+    let st: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(st["status"], "running");
+    // uts: the container's hostname; pid: a pid of its namespace (its sleep is 1).
+    let o = env.run(&["exec", "x1", "sh", "-c", "hostname; echo $$; readlink /proc/self/ns/net"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "exec-test-host");
+    assert!(lines[1].parse::<i32>().unwrap() < 10, "pid {} is not from the container's namespace", lines[1]);
+    assert_eq!(Path::new(lines[2]), ns_of(fake.pid, "net"));
+    // The process's code is engine-oci's; a missing program is 127 in one line.
+    assert_eq!(env.run(&["exec", "x1", "sh", "-c", "exit 7"]).status.code(), Some(7));
+    let o = env.run(&["exec", "x1", "/no/such/program"]);
+    assert_eq!(o.status.code(), Some(127));
+    let e = one_line_failure(&o);
+    assert!(e.contains("/no/such/program"), "{e}");
+    // --env, --cwd and --user as runc takes them.
+    let o = env.run(&[
+        "exec",
+        "--env",
+        "FOO=bar",
+        "--cwd",
+        "/tmp",
+        "--user",
+        "65534:65534",
+        "x1",
+        "sh",
+        "-c",
+        "echo $FOO $(pwd) $(id -u):$(id -g)",
+    ]);
+    assert_eq!(stdout(&o).trim(), "bar /tmp 65534:65534", "{}", stderr(&o));
+}
+
+#[test]
+fn exec_detach_writes_the_pid_file_of_a_process_inside() {
+    let env = Env::new();
+    let fake = fake_running(&env, "x2", "h2");
+    let pidfile = env.path("exec.pid");
+    let t = Instant::now();
+    // Not through pipes: the detached process keeps the stdio it was given, and a pipe's reader
+    // would wait for it.
+    let st = env
+        .cmd(&["exec", "--detach", "--pid-file", pidfile.to_str().unwrap(), "x2", "sleep", "30"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert!(t.elapsed() < Duration::from_secs(5), "--detach waited for the process");
+    let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+    for ns in ["pid", "net", "uts", "ipc", "mnt"] {
+        assert_eq!(ns_of(pid, ns), ns_of(fake.pid, ns), "{ns}");
+    }
+    assert_eq!(std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap().trim(), "sleep");
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+}
+
+/// The receiving end of --console-socket, as conmon or the shim has it: one message whose data is
+/// the console's name and whose SCM_RIGHTS carry the pty master.
+fn receive_console(listener: &std::os::unix::net::UnixListener) -> (String, std::fs::File) {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let (stream, _) = listener.accept().unwrap();
+    let mut buf = [0u8; 256];
+    let mut cmsg = [0u8; 64];
+    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cmsg.as_mut_ptr().cast();
+    msg.msg_controllen = cmsg.len();
+    let n = unsafe { libc::recvmsg(stream.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+    assert!(n > 0, "recvmsg: {}", std::io::Error::last_os_error());
+    let c = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    assert!(!c.is_null(), "no control message");
+    let (level, typ) = unsafe { ((*c).cmsg_level, (*c).cmsg_type) };
+    assert_eq!((level, typ), (libc::SOL_SOCKET, libc::SCM_RIGHTS));
+    let fd = unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const i32) };
+    (String::from_utf8_lossy(&buf[..n as usize]).into_owned(), unsafe { std::fs::File::from_raw_fd(fd) })
+}
+
+#[test]
+fn exec_tty_sends_the_pty_master_over_the_console_socket() {
+    use std::io::Read;
+    let env = Env::new();
+    let _fake = fake_running(&env, "x3", "h3");
+    let sock = env.path("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let process = env.path("process.json");
+    std::fs::write(
+        &process,
+        r#"{"terminal": true, "consoleSize": {"height": 30, "width": 111}, "user": {"uid": 0, "gid": 0},
+            "args": ["sh", "-c", "stty size; [ -t 0 ] && [ -t 1 ] && echo on-a-tty"], "env": ["PATH=/bin:/usr/bin"], "cwd": "/"}"#,
+    )
+    .unwrap();
+    let mut child = env
+        .cmd(&["exec", "--process", process.to_str().unwrap(), "--console-socket", sock.to_str().unwrap(), "x3"])
+        .spawn()
+        .unwrap();
+    let (name, mut master) = receive_console(&listener);
+    assert_eq!(name, "/dev/ptmx");
+    let st = child.wait().unwrap();
+    assert!(st.success());
+    // The process has ended; what it wrote waits in the pty (EIO once drained: no slave left).
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        match master.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(_) => break,
+        }
+    }
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.contains("30 111"), "{out:?}");
+    assert!(out.contains("on-a-tty"), "{out:?}");
+}
+
+/// Puts the fake container's process in a pids cgroup of the test's own (v1 here; v2 hosts too).
+fn with_cgroup(env: &Env, id: &str, fake: &FakeContainer) -> PathBuf {
+    let tag = env.dir.path().file_name().unwrap().to_string_lossy().into_owned();
+    let v1 = Path::new("/sys/fs/cgroup/pids");
+    let base = if v1.exists() { v1.to_path_buf() } else { PathBuf::from("/sys/fs/cgroup") };
+    let dir = base.join(&tag).join(id);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("cgroup.procs"), fake.pid.to_string()).unwrap();
+    let state = env.root.join(id).join("state.json");
+    let mut rec: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    rec["cgroup_paths"] = serde_json::json!([dir]);
+    std::fs::write(&state, rec.to_string()).unwrap();
+    dir
+}
+
+fn status_of(env: &Env, id: &str) -> String {
+    let o = env.run(&["state", id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let st: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    st["status"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn pause_resume_ps_and_delete_force_through_the_cgroup() {
+    let env = Env::new();
+    let fake = fake_running(&env, "p1", "h");
+    let cg = with_cgroup(&env, "p1", &fake);
+    let o = env.run(&["ps", "--format", "json", "p1"]);
+    let pids: Vec<i32> = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(pids, vec![fake.pid]);
+    let o = env.run(&["ps", "p1"]);
+    assert!(stdout(&o).contains("sleep 1000"), "{}", stdout(&o));
+    let o = env.run(&["pause", "p1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(status_of(&env, "p1"), "paused");
+    let tag = env.dir.path().file_name().unwrap().to_string_lossy().into_owned();
+    let freezer = Path::new("/sys/fs/cgroup/freezer").join(&tag).join("p1");
+    if freezer.exists() {
+        assert_eq!(std::fs::read_to_string(freezer.join("freezer.state")).unwrap().trim(), "FROZEN");
+        assert_eq!(std::fs::read_to_string(freezer.join("cgroup.procs")).unwrap().trim(), fake.pid.to_string());
+    }
+    assert!(env.run(&["resume", "p1"]).status.success());
+    assert_eq!(status_of(&env, "p1"), "running");
+    // Not stopped: delete refuses and changes nothing; --force kills it and removes every trace.
+    let e = one_line_failure(&env.run(&["delete", "p1"]));
+    assert!(e.contains("is not stopped"), "{e}");
+    assert_eq!(status_of(&env, "p1"), "running");
+    assert!(env.run(&["pause", "p1"]).status.success());
+    let o = env.run(&["delete", "--force", "p1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!env.root.join("p1").exists());
+    assert!(!cg.exists(), "cgroup left");
+    assert!(!freezer.exists(), "freezer cgroup left");
+    assert!(
+        !Path::new(&format!("/proc/{}", fake.pid)).exists()
+            || std::fs::read_to_string(format!("/proc/{}/stat", fake.pid)).unwrap().contains(") Z")
+    );
+    let _ = std::fs::remove_dir(cg.parent().unwrap());
+    let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup/freezer").join(&tag));
+}
+
+#[test]
+fn kill_by_name_and_number_and_all() {
+    let env = Env::new();
+    let fake = fake_running(&env, "k1", "h");
+    let cg = with_cgroup(&env, "k1", &fake);
+    // SIGCONT by name without SIG, then by number: the process ignores neither and lives on.
+    assert!(env.run(&["kill", "k1", "CONT"]).status.success());
+    assert!(env.run(&["kill", "k1", "18"]).status.success());
+    assert_eq!(status_of(&env, "k1"), "running");
+    assert!(env.run(&["kill", "--all", "k1", "SIGKILL"]).status.success());
+    let t = Instant::now();
+    while status_of(&env, "k1") != "stopped" {
+        assert!(t.elapsed() < Duration::from_secs(5), "kill --all did not stop it");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(env.run(&["delete", "k1"]).status.success());
+    assert!(!cg.exists());
+    let _ = std::fs::remove_dir(cg.parent().unwrap());
+}
+
+// ---- Real containers: a bundle with a copy of the test rootfs (busybox) ----
+
+fn rootfs() -> PathBuf {
+    let path = std::env::var_os("ENGINE_TEST_ROOTFS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("rootfs"));
+    assert!(path.join("bin/busybox").exists(), "no rootfs at {}: run `make rootfs` first", path.display());
+    path
+}
+
+/// `engine-oci spec`'s default config with `edit` applied, in a bundle whose rootfs is a copy of
+/// the test rootfs (the original stays read-only), its cgroup under the test's own parent.
+fn real_bundle(env: &Env, name: &str, edit: impl FnOnce(&mut serde_json::Value)) -> PathBuf {
+    let b = env.path(name);
+    std::fs::create_dir_all(&b).unwrap();
+    let st = Command::new("cp").arg("-a").arg(rootfs()).arg(b.join("rootfs")).status().unwrap();
+    assert!(st.success());
+    assert!(env.run(&["spec", "--bundle", b.to_str().unwrap()]).status.success());
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(b.join("config.json")).unwrap()).unwrap();
+    cfg["process"]["terminal"] = false.into();
+    cfg["process"]["env"] = serde_json::json!(["PATH=/bin:/sbin:/usr/bin"]);
+    cfg["hostname"] = "oci-test".into();
+    cfg["linux"]["cgroupsPath"] = format!("/{}/{name}", env.tag()).into();
+    // runc's default mounts a cgroup filesystem, which the core does not do yet on a v1 host.
+    cfg["mounts"].as_array_mut().unwrap().retain(|m| m["type"] != "cgroup");
+    edit(&mut cfg);
+    std::fs::write(b.join("config.json"), cfg.to_string()).unwrap();
+    b
+}
+
+impl Env {
+    fn tag(&self) -> String {
+        self.dir.path().file_name().unwrap().to_string_lossy().into_owned()
+    }
+
+    /// The test's cgroup parent in every hierarchy, removed (it must be empty by now).
+    fn remove_cgroup_parent(&self) -> Vec<PathBuf> {
+        let mut left = Vec::new();
+        for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+            let d = h.path().join(self.tag());
+            if d.exists() {
+                for sub in std::fs::read_dir(&d).unwrap().flatten().filter(|e| e.path().is_dir()) {
+                    left.push(sub.path());
+                }
+                let _ = std::fs::remove_dir(&d);
+            }
+        }
+        let d = Path::new("/sys/fs/cgroup").join(self.tag());
+        if d.exists() {
+            let _ = std::fs::remove_dir(&d);
+        }
+        left
+    }
+}
+
+fn pid_alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+}
+
+#[test]
+fn lifecycle_create_start_state_kill_delete_with_hooks() {
+    let env = Env::new();
+    let out = env.path("hooks.log");
+    let hook = |name: &str| serde_json::json!({"path": "/bin/sh", "args": ["sh", "-c", format!("read s; echo \"{name} $s\" >> {}", out.display())]});
+    let b = real_bundle(&env, "c1", |cfg| {
+        cfg["process"]["args"] = serde_json::json!(["sleep", "1000"]);
+        cfg["annotations"] = serde_json::json!({"org.test": "yes"});
+        cfg["hooks"] = serde_json::json!({
+            "createRuntime": [hook("createRuntime")], "prestart": [hook("prestart")],
+            "poststart": [hook("poststart")], "poststop": [hook("poststop")],
+        });
+    });
+    let pidfile = env.path("c1.pid");
+    let o =
+        env.run_detached(&["create", "--bundle", b.to_str().unwrap(), "--pid-file", pidfile.to_str().unwrap(), "c1"]);
+    assert!(o.status.success(), "create: {}", stderr(&o));
+    let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().parse().unwrap();
+    let st: serde_json::Value = serde_json::from_slice(&env.run(&["state", "c1"]).stdout).unwrap();
+    assert_eq!(st["status"], "created");
+    assert_eq!(st["pid"], pid);
+    assert_eq!(st["bundle"], b.to_str().unwrap());
+    assert_eq!(st["annotations"]["org.test"], "yes");
+    assert!(env.root.join("c1/exec.fifo").exists());
+    // Duplicate ids are refused and change nothing.
+    let e = one_line_failure(&env.run_detached(&["create", "--bundle", b.to_str().unwrap(), "c1"]));
+    assert_eq!(e, "engine-oci: container ID already exists: c1");
+    assert_eq!(status_of(&env, "c1"), "created");
+    let o = env.run(&["start", "c1"]);
+    assert!(o.status.success(), "start: {}", stderr(&o));
+    assert_eq!(status_of(&env, "c1"), "running");
+    assert_eq!(std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap().trim(), "sleep");
+    assert!(!env.root.join("c1/exec.fifo").exists());
+    let e = one_line_failure(&env.run(&["start", "c1"]));
+    assert!(e.contains("is running"), "{e}");
+    // exec sees the container's hostname.
+    let o = env.run(&["exec", "c1", "hostname"]);
+    assert_eq!(stdout(&o).trim(), "oci-test", "{}", stderr(&o));
+    // ... and gets the container's capabilities (runc's default spec: AUDIT_WRITE, KILL,
+    // NET_BIND_SERVICE), not engine-oci's full set; as a user, none.
+    let o = env.run(&["exec", "c1", "grep", "-E", "^Cap(Eff|Bnd)", "/proc/self/status"]);
+    assert_eq!(stdout(&o), "CapEff:\t0000000020000420\nCapBnd:\t0000000020000420\n", "{}", stderr(&o));
+    let o = env.run(&["exec", "--user", "1000:1000", "c1", "grep", "-E", "^CapEff", "/proc/self/status"]);
+    assert_eq!(stdout(&o), "CapEff:\t0000000000000000\n", "{}", stderr(&o));
+    // update and events go through the container's own groups.
+    let o = env.run(&["update", "--pids-limit", "42", "c1"]);
+    assert!(o.status.success(), "update: {}", stderr(&o));
+    let rel = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    if let Some(rel) = rel.lines().find_map(|l| l.split_once(":pids:").map(|(_, r)| r.to_string())) {
+        let max = std::fs::read_to_string(format!("/sys/fs/cgroup/pids{rel}/pids.max")).unwrap();
+        assert_eq!(max.trim(), "42");
+    }
+    let o = env.run(&["events", "--stats", "c1"]);
+    assert!(o.status.success(), "events: {}", stderr(&o));
+    let ev: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(ev["type"], "stats");
+    assert_eq!(ev["id"], "c1");
+    assert!(ev["data"]["pids"]["current"].as_u64().unwrap() >= 1, "{ev}");
+    assert!(env.run(&["kill", "c1", "KILL"]).status.success());
+    let t = Instant::now();
+    while status_of(&env, "c1") != "stopped" {
+        assert!(t.elapsed() < Duration::from_secs(5));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let o = env.run(&["delete", "c1"]);
+    assert!(o.status.success(), "delete: {}", stderr(&o));
+    assert!(!env.root.join("c1").exists());
+    assert!(!pid_alive(pid));
+    assert_eq!(env.remove_cgroup_parent(), Vec::<PathBuf>::new());
+    let log = std::fs::read_to_string(&out).unwrap();
+    let kinds: Vec<&str> = log.lines().map(|l| l.split(' ').next().unwrap()).collect();
+    assert_eq!(kinds, ["createRuntime", "prestart", "poststart", "poststop"], "{log}");
+    for line in log.lines() {
+        let (kind, json) = line.split_once(' ').unwrap();
+        let s: serde_json::Value = serde_json::from_str(json).unwrap();
+        assert_eq!(s["id"], "c1", "{kind}");
+        assert_eq!(s["bundle"], b.to_str().unwrap(), "{kind}");
+        let want = match kind {
+            "createRuntime" => "creating",
+            "prestart" => "created",
+            "poststart" => "running",
+            _ => "stopped",
+        };
+        assert_eq!(s["status"], want, "{kind}");
+        if kind != "poststop" {
+            assert_eq!(s["pid"], pid, "{kind}");
+        }
+    }
+}
+
+#[test]
+fn run_passes_stdio_and_returns_the_process_code() {
+    let env = Env::new();
+    let b = real_bundle(&env, "r1", |cfg| {
+        cfg["process"]["args"] = serde_json::json!(["sh", "-c", "echo out-$(hostname); echo err >&2; exit 3"]);
+    });
+    let o = env.run(&["run", "--bundle", b.to_str().unwrap(), "r1"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "out-oci-test\n");
+    assert_eq!(stderr(&o), "err\n");
+    assert!(!env.root.join("r1").exists(), "run left its state");
+    assert_eq!(env.remove_cgroup_parent(), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn failing_or_hanging_runtime_hooks_fail_create_and_leave_nothing() {
+    let env = Env::new();
+    for (name, hook, want) in [
+        ("h1", serde_json::json!({"path": "/bin/false"}), "createRuntime hook: /bin/false: exited with status 1"),
+        (
+            "h2",
+            serde_json::json!({"path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1}),
+            "createRuntime hook: /bin/sleep: timed out after 1 s",
+        ),
+    ] {
+        let b = real_bundle(&env, name, |cfg| {
+            cfg["process"]["args"] = serde_json::json!(["sleep", "1000"]);
+            cfg["hooks"] = serde_json::json!({"createRuntime": [hook]});
+        });
+        let log = env.path("log.json");
+        let o = env.run(&[
+            "--log",
+            log.to_str().unwrap(),
+            "--log-format",
+            "json",
+            "create",
+            "--bundle",
+            b.to_str().unwrap(),
+            name,
+        ]);
+        let e = one_line_failure(&o);
+        assert!(e.contains(want), "{e}");
+        assert!(!env.root.join(name).exists());
+        let last = std::fs::read_to_string(&log).unwrap();
+        assert!(last.lines().last().unwrap().contains(want), "{last}");
+        assert_eq!(env.remove_cgroup_parent(), Vec::<PathBuf>::new(), "cgroup left by {name}");
+        // No process of it is left: nothing runs from its root.
+        for p in std::fs::read_dir("/proc").unwrap().flatten() {
+            if let Ok(root) = std::fs::read_link(p.path().join("root")) {
+                assert!(!root.starts_with(&b), "process {:?} left in {}", p.file_name(), b.display());
+            }
+        }
+    }
+}
+
+#[test]
+fn terminal_through_the_console_socket() {
+    use std::io::Read;
+    let env = Env::new();
+    let b = real_bundle(&env, "t1", |cfg| {
+        cfg["process"]["terminal"] = true.into();
+        cfg["process"]["consoleSize"] = serde_json::json!({"height": 25, "width": 90});
+        cfg["process"]["args"] = serde_json::json!(["sh", "-c", "stty size; [ -t 1 ] && echo tty-ok"]);
+    });
+    let sock = env.path("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let mut create = env
+        .cmd(&["create", "--bundle", b.to_str().unwrap(), "--console-socket", sock.to_str().unwrap(), "t1"])
+        .spawn()
+        .unwrap();
+    let (name, mut master) = receive_console(&listener);
+    assert_eq!(name, "/dev/ptmx");
+    assert!(create.wait().unwrap().success());
+    assert!(env.run(&["start", "t1"]).status.success());
+    let mut out = Vec::new();
+    let mut buf = [0u8; 512];
+    while let Ok(n) = master.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+        if String::from_utf8_lossy(&out).contains("tty-ok") {
+            break;
+        }
+    }
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.contains("25 90") && out.contains("tty-ok"), "{out:?}");
+    assert!(env.run(&["delete", "--force", "t1"]).status.success());
+    assert_eq!(env.remove_cgroup_parent(), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn monitor_annotations_fall_back_to_cgroup_memory_without_the_device() {
+    if Path::new("/dev/container_monitor").exists() {
+        eprintln!("the device exists here: the fallback is not what runs (the QEMU test covers the device)");
+        return;
+    }
+    let env = Env::new();
+    let b = real_bundle(&env, "m1", |cfg| {
+        cfg["process"]["args"] = serde_json::json!(["sleep", "1000"]);
+        cfg["annotations"] =
+            serde_json::json!({"org.engine.monitor.soft-mib": "32", "org.engine.monitor.hard-mib": "64"});
+    });
+    let o = env.run_detached(&["create", "--bundle", b.to_str().unwrap(), "m1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let st: serde_json::Value = serde_json::from_slice(&env.run(&["state", "m1"]).stdout).unwrap();
+    let pid = st["pid"].as_i64().unwrap();
+    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let read = |f: &str| -> u64 {
+        if let Some(rel) = cg.lines().find_map(|l| l.split_once(":memory:").map(|(_, r)| r.to_string())) {
+            std::fs::read_to_string(format!("/sys/fs/cgroup/memory{rel}/{f}")).unwrap().trim().parse().unwrap()
+        } else {
+            let rel = cg.lines().find_map(|l| l.strip_prefix("0::")).unwrap();
+            let v2 = match f {
+                "memory.limit_in_bytes" => "memory.max",
+                _ => "memory.high",
+            };
+            std::fs::read_to_string(format!("/sys/fs/cgroup{rel}/{v2}")).unwrap().trim().parse().unwrap()
+        }
+    };
+    assert_eq!(read("memory.limit_in_bytes"), 64 << 20);
+    assert_eq!(read("memory.soft_limit_in_bytes"), 32 << 20);
+    assert!(env.run(&["delete", "--force", "m1"]).status.success());
+    assert_eq!(env.remove_cgroup_parent(), Vec::<PathBuf>::new());
+}
