@@ -65,6 +65,15 @@ pub fn main() -> i32 {
 fn run(chan: &InitChannel, plan: &Plan, signals: &SigSet) -> Result<Pid, CoreError> {
     let spec = &plan.spec;
     let process = spec.process().as_ref().ok_or_else(|| CoreError::spec("process", "missing"))?;
+    join_namespaces(spec)?;
+    if new_namespace(spec, LinuxNamespaceType::User) {
+        // The parent has written the maps: become the namespace's root (its capabilities).
+        // SAFETY: plain syscalls with integer arguments.
+        let rc = unsafe { libc::setresgid(0, 0, 0) };
+        super::security::syscall_result(rc.into()).map_err(CoreError::process("setresgid 0 in the user namespace"))?;
+        let rc = unsafe { libc::setresuid(0, 0, 0) };
+        super::security::syscall_result(rc.into()).map_err(CoreError::process("setresuid 0 in the user namespace"))?;
+    }
     // The fifo is a host path: held as an O_PATH fd from before the pivot, reopened after.
     let fifo = match &plan.gate {
         StartGate::Fifo(path) => Some(open_path(path)?),
@@ -198,8 +207,53 @@ fn resolve_program(process: &Process) -> Result<CString, CoreError> {
     Err(fail(errno))
 }
 
+/// Joins the namespaces the Spec gives by path (a pid namespace was entered by the clone). The
+/// user namespace first would be needed for the others; joining one is not supported.
+fn join_namespaces(spec: &super::Spec) -> Result<(), CoreError> {
+    let namespaces = spec.linux().as_ref().and_then(|l| l.namespaces().as_ref());
+    for ns in namespaces.into_iter().flatten() {
+        let (Some(path), flag) = (
+            ns.path(),
+            match ns.typ() {
+                LinuxNamespaceType::Network => nix::sched::CloneFlags::CLONE_NEWNET,
+                LinuxNamespaceType::Ipc => nix::sched::CloneFlags::CLONE_NEWIPC,
+                LinuxNamespaceType::Uts => nix::sched::CloneFlags::CLONE_NEWUTS,
+                LinuxNamespaceType::Cgroup => nix::sched::CloneFlags::CLONE_NEWCGROUP,
+                _ => continue,
+            },
+        ) else {
+            continue;
+        };
+        let err =
+            |e: nix::Error| CoreError::Namespace { kind: ns.typ().to_string(), path: path.clone(), source: e.into() };
+        let fd = nix::fcntl::open(
+            path,
+            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(err)?;
+        // SAFETY: a fresh fd owned here.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        nix::sched::setns(&fd, flag).map_err(err)?;
+    }
+    Ok(())
+}
+
+/// process.terminal: fd 0 is a terminal (the pty slave the caller gave) and becomes the
+/// controlling terminal of a new session, as a login would make it.
+fn take_terminal() -> io::Result<()> {
+    nix::unistd::setsid()?;
+    // SAFETY: ioctl on fd 0 with an integer argument.
+    super::security::syscall_result(unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) }.into())
+}
+
 /// Exec mode: the command replaces the init. Returns only on failure.
 fn exec(program: &CString, process: &Process) -> CoreError {
+    if process.terminal() == Some(true) {
+        if let Err(e) = take_terminal() {
+            return CoreError::process("making fd 0 the controlling terminal")(e);
+        }
+    }
     let name = program.to_string_lossy().into_owned();
     let cstrings = |v: &[String]| v.iter().map(|s| CString::new(s.as_bytes())).collect::<Result<Vec<_>, _>>();
     let args = process.args().as_deref().unwrap_or_default();
@@ -276,12 +330,23 @@ fn start_command(process: &Process, signals: &SigSet) -> Result<Pid, CoreError> 
         None => (kv.clone(), String::new()),
     });
     let mut cmd = Command::new(&program);
-    // Its own process group, so a forwarded signal reaches the whole job, as Ctrl-C in a terminal
-    // would (`tini -g`): `sh -c 'a; b'` would otherwise wait for `a` before acting on SIGINT.
-    cmd.args(&args[1..]).env_clear().envs(env).arg0(&program).process_group(0);
-    // SAFETY: pthread_sigmask is async-signal-safe.
+    cmd.args(&args[1..]).env_clear().envs(env).arg0(&program);
+    let terminal = process.terminal() == Some(true);
+    if !terminal {
+        // Its own process group, so a forwarded signal reaches the whole job, as Ctrl-C in a
+        // terminal would (`tini -g`): `sh -c 'a; b'` would otherwise wait for `a` before acting
+        // on SIGINT. With a terminal it leads a session of its own instead.
+        cmd.process_group(0);
+    }
+    // SAFETY: pthread_sigmask, setsid and ioctl are async-signal-safe.
     unsafe {
-        cmd.pre_exec(|| SigSet::empty().thread_set_mask().map_err(io::Error::from));
+        cmd.pre_exec(move || {
+            SigSet::empty().thread_set_mask().map_err(io::Error::from)?;
+            if terminal {
+                take_terminal()?;
+            }
+            Ok(())
+        });
     }
     match cmd.spawn() {
         Ok(child) => Ok(Pid::from_raw(child.id() as i32)),

@@ -79,6 +79,9 @@ pub struct CreateOptions<'a> {
     /// The group when spec.linux.cgroupsPath is None: `<cgroup_parent>/<id>`.
     pub cgroup_parent: String,
     pub before_setup: Option<BeforeSetup<'a>>,
+    /// The engine binary re-exec'd as the init; None: /proc/self/exe (the running engine). A
+    /// library user whose own binary is not engine (a test) names engine's.
+    pub init_binary: Option<PathBuf>,
 }
 
 /// A created init still building its root.
@@ -137,8 +140,13 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
     let (cg_parent, cg_name) = cgroup_place(&opts.spec, &opts.cgroup_parent, &opts.id)?;
     let resources = opts.spec.linux().as_ref().and_then(|l| l.resources().as_ref());
     let limits = limits::from_oci(resources)?;
-    let flags = spawn::clone_flags(&opts.spec)?;
-    let child = spawn::spawn_init(flags, opts.stdio)?;
+    let (flags, pid_ns) = spawn::clone_flags(&opts.spec)?;
+    let (stdio, binary) = (opts.stdio, opts.init_binary.as_deref());
+    let child = match &pid_ns {
+        Some(path) => spawn::in_pid_namespace(path, || spawn::spawn_init(flags, stdio, binary))?,
+        None => spawn::spawn_init(flags, stdio, binary)?,
+    };
+    let user_ns = flags.contains(nix::sched::CloneFlags::CLONE_NEWUSER);
     let mut pending = Pending {
         pid: child.pid,
         pidfd: Some(child.pidfd),
@@ -150,7 +158,8 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
     };
     let plan =
         Plan { id: opts.id, spec: opts.spec, root: opts.root, files: opts.files, mode: opts.mode, gate: opts.gate };
-    match pending.setup(plan, &cg_parent, &cg_name, &limits, opts.before_setup) {
+    let maps = if user_ns { spawn::write_id_maps(pending.pid, &plan.spec) } else { Ok(()) };
+    match maps.and_then(|()| pending.setup(plan, &cg_parent, &cg_name, &limits, opts.before_setup)) {
         Ok(()) => Ok(pending),
         Err(e) => {
             pending.destroy();
