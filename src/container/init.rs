@@ -66,14 +66,6 @@ fn run(chan: &InitChannel, plan: &Plan, signals: &SigSet) -> Result<Pid, CoreErr
     let spec = &plan.spec;
     let process = spec.process().as_ref().ok_or_else(|| CoreError::spec("process", "missing"))?;
     join_namespaces(spec)?;
-    if new_namespace(spec, LinuxNamespaceType::User) {
-        // The parent has written the maps: become the namespace's root (its capabilities).
-        // SAFETY: plain syscalls with integer arguments.
-        let rc = unsafe { libc::setresgid(0, 0, 0) };
-        super::security::syscall_result(rc.into()).map_err(CoreError::process("setresgid 0 in the user namespace"))?;
-        let rc = unsafe { libc::setresuid(0, 0, 0) };
-        super::security::syscall_result(rc.into()).map_err(CoreError::process("setresuid 0 in the user namespace"))?;
-    }
     // The fifo is a host path: held as an O_PATH fd from before the pivot, reopened after.
     let fifo = match &plan.gate {
         StartGate::Fifo(path) => Some(open_path(path)?),
@@ -99,7 +91,7 @@ fn run(chan: &InitChannel, plan: &Plan, signals: &SigSet) -> Result<Pid, CoreErr
             wait_fifo(&fifo)?;
             match plan.mode {
                 InitMode::Exec => Err(exec(&program, process)),
-                InitMode::Reaper => start_command(process, signals),
+                InitMode::Reaper => reaper(process, signals),
             }
         }
         None => {
@@ -113,7 +105,7 @@ fn run(chan: &InitChannel, plan: &Plan, signals: &SigSet) -> Result<Pid, CoreErr
                     let program = resolve_program(process)?;
                     Err(exec(&program, process))
                 }
-                InitMode::Reaper => start_command(process, signals),
+                InitMode::Reaper => reaper(process, signals),
             }
         }
     }
@@ -135,11 +127,7 @@ fn finish(spec: &super::Spec, process: &Process) -> Result<(), CoreError> {
     if let Some(cpus) = spec.annotations().as_ref().and_then(|a| a.get(ANNOTATION_CPU_AFFINITY)) {
         process::set_affinity(cpus, ANNOTATION_CPU_AFFINITY)?;
     }
-    process::apply(process, spec.linux().as_ref())?;
-    // The init runs the host's engine binary and holds the channel to the parent: made
-    // non-dumpable, processes of the container cannot ptrace it, read /proc/1/exe or reach its
-    // fds (what runc guards against since CVE-2019-5736). An exec resets it for the command.
-    super::security::hide_init()
+    process::apply(process, spec.linux().as_ref())
 }
 
 fn new_namespace(spec: &super::Spec, kind: LinuxNamespaceType) -> bool {
@@ -205,6 +193,16 @@ fn resolve_program(process: &Process) -> Result<CString, CoreError> {
         }
     }
     Err(fail(errno))
+}
+
+/// Reaper mode: the init stays, running the host's engine binary and holding the channel to the
+/// parent: made non-dumpable, processes of the container cannot ptrace it, read /proc/1/exe or
+/// reach its fds (what runc guards against since CVE-2019-5736). Not earlier: a non-dumpable
+/// process's /proc/self/fd is root's, which a non-root init could not reopen its fifo through.
+/// (In Exec mode the exec replaces the init's image and resets the flag anyway.)
+fn reaper(process: &Process, signals: &SigSet) -> Result<Pid, CoreError> {
+    super::security::hide_init()?;
+    start_command(process, signals)
 }
 
 /// Joins the namespaces the Spec gives by path (a pid namespace was entered by the clone). The

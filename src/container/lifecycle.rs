@@ -146,7 +146,8 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
         Some(path) => spawn::in_pid_namespace(path, || spawn::spawn_init(flags, stdio, binary))?,
         None => spawn::spawn_init(flags, stdio, binary)?,
     };
-    let user_ns = flags.contains(nix::sched::CloneFlags::CLONE_NEWUSER);
+    let mut child = child;
+    let gate = child.user_ns_gate.take();
     let mut pending = Pending {
         pid: child.pid,
         pidfd: Some(child.pidfd),
@@ -158,7 +159,10 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
     };
     let plan =
         Plan { id: opts.id, spec: opts.spec, root: opts.root, files: opts.files, mode: opts.mode, gate: opts.gate };
-    let maps = if user_ns { spawn::write_id_maps(pending.pid, &plan.spec) } else { Ok(()) };
+    let maps = match gate {
+        Some(gate) => spawn::write_id_maps(pending.pid, &plan.spec).and_then(|()| spawn::release(gate)),
+        None => Ok(()),
+    };
     match maps.and_then(|()| pending.setup(plan, &cg_parent, &cg_name, &limits, opts.before_setup)) {
         Ok(()) => Ok(pending),
         Err(e) => {

@@ -296,15 +296,21 @@ fn mount_one(root: &Dir, m: &Mount) -> Result<Mounted, CoreError> {
         let is_dir = std::fs::metadata(&source).map_err(io_step(format!("bind source {}", source.display())))?.is_dir();
         let target = resolve_target(root, rel, &dest, is_dir)?;
         let flags = MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC);
-        mount(Some(&source), &target, None::<&str>, flags, None::<&str>)
+        mount(Some(&source), target.path(), None::<&str>, flags, None::<&str>)
             .map_err(nix_step(format!("bind-mounting {} on {dest}", source.display())))?;
         // Flags beyond the bind itself take a remount of the new mount (the kernel ignores
         // them on the bind call).
         let extra = opts.flags - (MsFlags::MS_BIND | MsFlags::MS_REC);
         if !extra.is_empty() {
             let again = resolve_target(root, rel, &dest, is_dir)?;
-            mount(None::<&str>, &again, None::<&str>, extra | MsFlags::MS_BIND | MsFlags::MS_REMOUNT, None::<&str>)
-                .map_err(nix_step(format!("remounting {dest} with its options")))?;
+            mount(
+                None::<&str>,
+                again.path(),
+                None::<&str>,
+                extra | MsFlags::MS_BIND | MsFlags::MS_REMOUNT,
+                None::<&str>,
+            )
+            .map_err(nix_step(format!("remounting {dest} with its options")))?;
         }
         set_propagation(root, rel, &dest, is_dir, opts.propagation)?;
         return Ok(Mounted::Other);
@@ -337,13 +343,28 @@ fn mount_one(root: &Dir, m: &Mount) -> Result<Mounted, CoreError> {
     })
 }
 
+/// A resolved mount point, held open: its `mount_path` names the fd.
+enum Target {
+    Dir(Dir),
+    File(super::safepath::Entry),
+}
+
+impl Target {
+    fn path(&self) -> &Path {
+        match self {
+            Target::Dir(d) => d.mount_path(),
+            Target::File(f) => f.mount_path(),
+        }
+    }
+}
+
 /// The mount point for a bind: a directory for a directory, a file (created empty) otherwise.
-fn resolve_target(root: &Dir, rel: &str, dest: &str, is_dir: bool) -> Result<PathBuf, CoreError> {
+fn resolve_target(root: &Dir, rel: &str, dest: &str, is_dir: bool) -> Result<Target, CoreError> {
     let step = || format!("resolving {dest} in the rootfs");
     Ok(if is_dir {
-        root.dir(rel, true).map_err(io_step(step()))?.mount_path().to_path_buf()
+        Target::Dir(root.dir(rel, true).map_err(io_step(step()))?)
     } else {
-        root.file(rel, true).map_err(io_step(step()))?.mount_path().to_path_buf()
+        Target::File(root.file(rel, true).map_err(io_step(step()))?)
     })
 }
 
@@ -352,7 +373,7 @@ fn set_propagation(root: &Dir, rel: &str, dest: &str, is_dir: bool, propagation:
         return Ok(());
     }
     let target = resolve_target(root, rel, dest, is_dir)?;
-    mount(None::<&str>, &target, None::<&str>, propagation, None::<&str>)
+    mount(None::<&str>, target.path(), None::<&str>, propagation, None::<&str>)
         .map_err(nix_step(format!("setting the propagation of {dest}")))
 }
 

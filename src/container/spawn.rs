@@ -33,6 +33,15 @@ pub struct Child {
     pub channel: InitChannel,
     /// Read ends of stdout and stderr (Stdio::Pipes).
     pub output: Option<(OwnedFd, OwnedFd)>,
+    /// New user namespace: the child waits on this pipe until its id maps are written
+    /// ([`release`]), then becomes the namespace's root before its exec (an exec as an unmapped
+    /// or non-root uid would drop every capability it has there).
+    pub user_ns_gate: Option<OwnedFd>,
+}
+
+/// Lets a child waiting in a new user namespace go on (its maps are written).
+pub fn release(gate: OwnedFd) -> Result<(), CoreError> {
+    nix::unistd::write(&gate, b"1").map(drop).map_err(|e| CoreError::IdMap { what: "release", source: e.into() })
 }
 
 /// The namespaces the clone makes (every one the Spec lists without a path), and the pid
@@ -143,6 +152,12 @@ pub fn spawn_init(flags: CloneFlags, stdio: Stdio, binary: Option<&std::path::Pa
     };
     let (parent_chan, child_chan) =
         InitChannel::pair().map_err(|e| CoreError::Resource { what: "init channel", source: e })?;
+    let gate = if flags.contains(CloneFlags::CLONE_NEWUSER) {
+        Some(pipe2(OFlag::O_CLOEXEC).map_err(setup("user namespace gate"))?)
+    } else {
+        None
+    };
+    let gate_fd = gate.as_ref().map_or(-1, |(r, _)| r.as_raw_fd());
 
     // Prepared before clone(): the child must not allocate.
     let exe = match binary {
@@ -160,13 +175,17 @@ pub fn spawn_init(flags: CloneFlags, stdio: Stdio, binary: Option<&std::path::Pa
 
     let child = Box::new(move || -> isize {
         // SAFETY: only async-signal-safe calls on fds and pointers prepared above.
-        unsafe { exec_init(raw, chan, exe, &argv, &envp) }
+        unsafe { exec_init(raw, chan, gate_fd, exe, &argv, &envp) }
     });
     // SAFETY: the callback runs in a copy of this address space and ends in execve or _exit.
     let pid = unsafe { nix::sched::clone(child, &mut stack, flags, Some(libc::SIGCHLD)) }
         .map_err(|e| CoreError::Clone(e.into()))?;
     // The child's copies of the stdio fds and child_chan are its own; ours close here, so the
     // pipes see EOF once every process of the container is gone.
+    let user_ns_gate = gate.map(|(r, w)| {
+        drop(r);
+        w
+    });
     drop((stdio_fds, child_chan));
     // Before anything can reap it: the child is blocked on its channel until Setup.
     let pidfd = match super::pidfd::pidfd_open(pid.as_raw()) {
@@ -177,7 +196,7 @@ pub fn spawn_init(flags: CloneFlags, stdio: Stdio, binary: Option<&std::path::Pa
             return Err(CoreError::Resource { what: "pidfd", source: e });
         }
     };
-    Ok(Child { pid: pid.as_raw(), pidfd, channel: parent_chan, output })
+    Ok(Child { pid: pid.as_raw(), pidfd, channel: parent_chan, output, user_ns_gate })
 }
 
 /// Runs in the cloned child: wire fds 0-3 and exec `engine-init`. The sources are dup'd above
@@ -185,10 +204,21 @@ pub fn spawn_init(flags: CloneFlags, stdio: Stdio, binary: Option<&std::path::Pa
 unsafe fn exec_init(
     stdio: [RawFd; 3],
     chan: RawFd,
+    user_ns_gate: RawFd,
     exe: &CStr,
     argv: &[*const libc::c_char; 2],
     envp: &[*const libc::c_char; 1],
 ) -> isize {
+    if user_ns_gate >= 0 {
+        let mut byte = 0u8;
+        if libc::read(user_ns_gate, (&mut byte as *mut u8).cast(), 1) != 1 {
+            libc::_exit(exit::ENGINE_ERROR);
+        }
+        // Raw system calls: glibc's setresuid would signal the threads the parent had.
+        if libc::syscall(libc::SYS_setresgid, 0, 0, 0) != 0 || libc::syscall(libc::SYS_setresuid, 0, 0, 0) != 0 {
+            libc::_exit(exit::ENGINE_ERROR);
+        }
+    }
     let mut high = [0 as RawFd; 4];
     for (slot, fd) in high.iter_mut().zip(stdio.iter().chain(std::iter::once(&chan))) {
         *slot = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 10);
