@@ -283,6 +283,13 @@ fn hostname_domainname_and_namespaced_sysctls() {
         .expect("a host sysctl must be refused");
     assert!(e.to_string().contains("linux.sysctl.kernel.panic"), "{e}");
     assert_eq!(e.exit_code(), 125);
+    // A host name without a UTS namespace of the container's own would rename the host: refused.
+    let host_before = nix::unistd::gethostname().unwrap();
+    let e = run_oci(&b, script("true", |c| c["linux"]["namespaces"] = json!([{"type": "pid"}, {"type": "mount"}])))
+        .err()
+        .expect("a hostname without a UTS namespace must be refused");
+    assert!(e.to_string().contains("hostname"), "{e}");
+    assert_eq!(nix::unistd::gethostname().unwrap(), host_before);
 }
 
 /// The mountinfo line of `dest` as the container printed it: (mount options, optional fields,

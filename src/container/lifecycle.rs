@@ -137,6 +137,19 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
     if args.is_none_or(|a| a.is_empty() || a[0].is_empty()) {
         return Err(CoreError::spec("process.args", "no program given"));
     }
+    let uts = opts
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| ns.iter().any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Uts));
+    for (field, set) in [("hostname", opts.spec.hostname().is_some()), ("domainname", opts.spec.domainname().is_some())]
+    {
+        // Without a UTS namespace of its own the init would rename the host (runc refuses too).
+        if set && !uts {
+            return Err(CoreError::spec(field, "needs a UTS namespace of the container's own"));
+        }
+    }
     let (cg_parent, cg_name) = cgroup_place(&opts.spec, &opts.cgroup_parent, &opts.id)?;
     let resources = opts.spec.linux().as_ref().and_then(|l| l.resources().as_ref());
     let limits = limits::from_oci(resources)?;
