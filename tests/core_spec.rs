@@ -498,3 +498,28 @@ fn process_terminal_makes_fd_0_the_controlling_terminal() {
     let tty: u32 = out.trim().rsplit('=').next().unwrap().parse().unwrap();
     assert!(out.starts_with("session=1 ") && (tty >> 8) & 0xfff == 136, "{out}");
 }
+
+#[test]
+fn a_cgroup_mount_shows_the_containers_own_groups_only() {
+    let b = Bundle::new();
+    let out = stdout_of(
+        &b,
+        script(
+            "cat $(find /sys/fs/cgroup -name pids.max | head -1); \
+             for f in $(find /sys/fs/cgroup -name cgroup.procs); do cat $f; done | sort -u | tr '\\n' ' '; echo; \
+             touch /sys/fs/cgroup/x 2>/dev/null && echo WRITABLE; grep -c ' /sys/fs/cgroup' /proc/self/mountinfo",
+            |c| {
+                c["mounts"].as_array_mut().unwrap().push(json!({
+                    "destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+                    "options": ["ro", "nosuid", "nodev", "noexec"]
+                }));
+                c["linux"]["resources"] = json!({"pids": {"limit": 77}});
+            },
+        ),
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "77", "the group's own limit: {out}");
+    // Only the container's processes (the shell and what it runs), as seen in its pid namespace.
+    assert!(lines[1].split_whitespace().all(|p| p.parse::<u32>().is_ok_and(|p| p < 20)), "{out}");
+    assert!(!out.contains("WRITABLE"), "{out}");
+}

@@ -170,8 +170,15 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
         mode: opts.mode,
         gate: opts.gate.clone(),
     };
-    let plan =
-        Plan { id: opts.id, spec: opts.spec, root: opts.root, files: opts.files, mode: opts.mode, gate: opts.gate };
+    let plan = Plan {
+        id: opts.id,
+        spec: opts.spec,
+        root: opts.root,
+        files: opts.files,
+        mode: opts.mode,
+        gate: opts.gate,
+        cgroup_paths: Vec::new(),
+    };
     let maps = match gate {
         Some(gate) => spawn::write_id_maps(pending.pid, &plan.spec).and_then(|()| spawn::release(gate)),
         None => Ok(()),
@@ -197,6 +204,7 @@ impl Pending {
         let cg = Cgroup::create_in(cg_parent, cg_name, limits)
             .map_err(|source| CoreError::Cgroup { path: format!("{cg_parent}/{cg_name}"), source })?;
         let paths = cg.paths();
+        plan.cgroup_paths.clone_from(&paths);
         let cg = self.cgroup.insert(cg);
         if let (Some(hook), Some(pidfd)) = (before_setup, self.pidfd.as_ref()) {
             let handle = InitHandle { pid: self.pid, pidfd: pidfd.as_fd(), cgroup: Some(cg) };

@@ -70,6 +70,10 @@ pub fn build(plan: &Plan) -> Result<(), CoreError> {
     let mut proc: Option<Dir> = None;
     let mut dev_tmpfs = false;
     for m in spec.mounts().iter().flatten() {
+        if matches!(m.typ().as_deref(), Some("cgroup" | "cgroup2")) {
+            mount_cgroup(&root, m, &plan.cgroup_paths)?;
+            continue;
+        }
         match mount_one(&root, m)? {
             Mounted::Proc(dir) => proc = Some(dir),
             Mounted::DevTmpfs => dev_tmpfs = true,
@@ -341,6 +345,60 @@ fn mount_one(root: &Dir, m: &Mount) -> Result<Mounted, CoreError> {
         ("tmpfs", "/dev") => Mounted::DevTmpfs,
         _ => Mounted::Other,
     })
+}
+
+/// A mount of type `cgroup`: the container's own groups and nothing above them, bound from the
+/// host (runc's way without a cgroup namespace): on v2 its directory at the destination, on v1 a
+/// tmpfs there with one directory per hierarchy (`memory`, `cpu,cpuacct`, ...) bound to its group.
+fn mount_cgroup(root: &Dir, m: &Mount, paths: &[PathBuf]) -> Result<(), CoreError> {
+    let dest = m.destination().to_string_lossy().to_string();
+    let rel = dest.trim_start_matches('/').to_string();
+    let opts = parse_options(m.options().as_deref().unwrap_or_default());
+    let flags = opts.flags & (MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC);
+    let bind = |source: &Path, target: &Dir, what: &str| -> Result<(), CoreError> {
+        mount(Some(source), target.mount_path(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
+            .map_err(nix_step(format!("binding the container's cgroup on {what}")))?;
+        let again = root.dir(what.trim_start_matches('/'), false).map_err(io_step(format!("opening {what}")))?;
+        mount(
+            None::<&str>,
+            again.mount_path(),
+            None::<&str>,
+            flags | MsFlags::MS_BIND | MsFlags::MS_REMOUNT,
+            None::<&str>,
+        )
+        .map_err(nix_step(format!("remounting {what} with its options")))
+    };
+    let target = root.dir(&rel, true).map_err(io_step(format!("resolving {dest} in the rootfs")))?;
+    if let [single] = paths {
+        if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+            return bind(single, &target, &dest);
+        }
+    }
+    mount(
+        Some("tmpfs"),
+        target.mount_path(),
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some("mode=755"),
+    )
+    .map_err(nix_step(format!("mounting the tmpfs of {dest}")))?;
+    for path in paths {
+        // /sys/fs/cgroup/<hierarchy>/<group...>: the hierarchy's name is the first component.
+        let Some(hierarchy) = path.strip_prefix("/sys/fs/cgroup").ok().and_then(|p| p.components().next()) else {
+            continue;
+        };
+        let hierarchy = hierarchy.as_os_str().to_string_lossy().to_string();
+        let sub = format!("{rel}/{hierarchy}");
+        let dir = root.dir(&sub, true).map_err(io_step(format!("creating /{sub}")))?;
+        bind(path, &dir, &format!("/{sub}"))?;
+    }
+    if opts.flags.contains(MsFlags::MS_RDONLY) {
+        let top = root.dir(&rel, false).map_err(io_step(format!("opening {dest}")))?;
+        let ro = MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+        mount(None::<&str>, top.mount_path(), None::<&str>, ro, None::<&str>)
+            .map_err(nix_step(format!("making {dest} read-only")))?;
+    }
+    Ok(())
 }
 
 /// A resolved mount point, held open: its `mount_path` names the fd.
