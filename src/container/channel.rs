@@ -38,6 +38,10 @@ pub struct Plan {
     pub files: Vec<EtcFile>,
     pub mode: InitMode,
     pub gate: StartGate,
+    /// The container's cgroup directories on the host (one on v2, one per hierarchy on v1): what
+    /// a mount of type `cgroup` shows.
+    #[serde(default)]
+    pub cgroup_paths: Vec<std::path::PathBuf>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

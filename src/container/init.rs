@@ -65,6 +65,7 @@ pub fn main() -> i32 {
 fn run(chan: &InitChannel, plan: &Plan, signals: &SigSet) -> Result<Pid, CoreError> {
     let spec = &plan.spec;
     let process = spec.process().as_ref().ok_or_else(|| CoreError::spec("process", "missing"))?;
+    join_namespaces(spec)?;
     // The fifo is a host path: held as an O_PATH fd from before the pivot, reopened after.
     let fifo = match &plan.gate {
         StartGate::Fifo(path) => Some(open_path(path)?),
@@ -90,7 +91,7 @@ fn run(chan: &InitChannel, plan: &Plan, signals: &SigSet) -> Result<Pid, CoreErr
             wait_fifo(&fifo)?;
             match plan.mode {
                 InitMode::Exec => Err(exec(&program, process)),
-                InitMode::Reaper => start_command(process, signals),
+                InitMode::Reaper => reaper(process, signals),
             }
         }
         None => {
@@ -104,7 +105,7 @@ fn run(chan: &InitChannel, plan: &Plan, signals: &SigSet) -> Result<Pid, CoreErr
                     let program = resolve_program(process)?;
                     Err(exec(&program, process))
                 }
-                InitMode::Reaper => start_command(process, signals),
+                InitMode::Reaper => reaper(process, signals),
             }
         }
     }
@@ -126,11 +127,7 @@ fn finish(spec: &super::Spec, process: &Process) -> Result<(), CoreError> {
     if let Some(cpus) = spec.annotations().as_ref().and_then(|a| a.get(ANNOTATION_CPU_AFFINITY)) {
         process::set_affinity(cpus, ANNOTATION_CPU_AFFINITY)?;
     }
-    process::apply(process, spec.linux().as_ref())?;
-    // The init runs the host's engine binary and holds the channel to the parent: made
-    // non-dumpable, processes of the container cannot ptrace it, read /proc/1/exe or reach its
-    // fds (what runc guards against since CVE-2019-5736). An exec resets it for the command.
-    super::security::hide_init()
+    process::apply(process, spec.linux().as_ref())
 }
 
 fn new_namespace(spec: &super::Spec, kind: LinuxNamespaceType) -> bool {
@@ -198,8 +195,63 @@ fn resolve_program(process: &Process) -> Result<CString, CoreError> {
     Err(fail(errno))
 }
 
+/// Reaper mode: the init stays, running the host's engine binary and holding the channel to the
+/// parent: made non-dumpable, processes of the container cannot ptrace it, read /proc/1/exe or
+/// reach its fds (what runc guards against since CVE-2019-5736). Not earlier: a non-dumpable
+/// process's /proc/self/fd is root's, which a non-root init could not reopen its fifo through.
+/// (In Exec mode the exec replaces the init's image and resets the flag anyway.)
+fn reaper(process: &Process, signals: &SigSet) -> Result<Pid, CoreError> {
+    super::security::hide_init()?;
+    start_command(process, signals)
+}
+
+/// Joins the namespaces the Spec gives by path (a pid namespace was entered by the clone). The
+/// user namespace first would be needed for the others; joining one is not supported.
+fn join_namespaces(spec: &super::Spec) -> Result<(), CoreError> {
+    let namespaces = spec.linux().as_ref().and_then(|l| l.namespaces().as_ref());
+    for ns in namespaces.into_iter().flatten() {
+        let (Some(path), flag) = (
+            ns.path(),
+            match ns.typ() {
+                LinuxNamespaceType::Network => nix::sched::CloneFlags::CLONE_NEWNET,
+                LinuxNamespaceType::Ipc => nix::sched::CloneFlags::CLONE_NEWIPC,
+                LinuxNamespaceType::Uts => nix::sched::CloneFlags::CLONE_NEWUTS,
+                LinuxNamespaceType::Cgroup => nix::sched::CloneFlags::CLONE_NEWCGROUP,
+                _ => continue,
+            },
+        ) else {
+            continue;
+        };
+        let err =
+            |e: nix::Error| CoreError::Namespace { kind: ns.typ().to_string(), path: path.clone(), source: e.into() };
+        let fd = nix::fcntl::open(
+            path,
+            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(err)?;
+        // SAFETY: a fresh fd owned here.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        nix::sched::setns(&fd, flag).map_err(err)?;
+    }
+    Ok(())
+}
+
+/// process.terminal: fd 0 is a terminal (the pty slave the caller gave) and becomes the
+/// controlling terminal of a new session, as a login would make it.
+fn take_terminal() -> io::Result<()> {
+    nix::unistd::setsid()?;
+    // SAFETY: ioctl on fd 0 with an integer argument.
+    super::security::syscall_result(unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) }.into())
+}
+
 /// Exec mode: the command replaces the init. Returns only on failure.
 fn exec(program: &CString, process: &Process) -> CoreError {
+    if process.terminal() == Some(true) {
+        if let Err(e) = take_terminal() {
+            return CoreError::process("making fd 0 the controlling terminal")(e);
+        }
+    }
     let name = program.to_string_lossy().into_owned();
     let cstrings = |v: &[String]| v.iter().map(|s| CString::new(s.as_bytes())).collect::<Result<Vec<_>, _>>();
     let args = process.args().as_deref().unwrap_or_default();
@@ -276,12 +328,23 @@ fn start_command(process: &Process, signals: &SigSet) -> Result<Pid, CoreError> 
         None => (kv.clone(), String::new()),
     });
     let mut cmd = Command::new(&program);
-    // Its own process group, so a forwarded signal reaches the whole job, as Ctrl-C in a terminal
-    // would (`tini -g`): `sh -c 'a; b'` would otherwise wait for `a` before acting on SIGINT.
-    cmd.args(&args[1..]).env_clear().envs(env).arg0(&program).process_group(0);
-    // SAFETY: pthread_sigmask is async-signal-safe.
+    cmd.args(&args[1..]).env_clear().envs(env).arg0(&program);
+    let terminal = process.terminal() == Some(true);
+    if !terminal {
+        // Its own process group, so a forwarded signal reaches the whole job, as Ctrl-C in a
+        // terminal would (`tini -g`): `sh -c 'a; b'` would otherwise wait for `a` before acting
+        // on SIGINT. With a terminal it leads a session of its own instead.
+        cmd.process_group(0);
+    }
+    // SAFETY: pthread_sigmask, setsid and ioctl are async-signal-safe.
     unsafe {
-        cmd.pre_exec(|| SigSet::empty().thread_set_mask().map_err(io::Error::from));
+        cmd.pre_exec(move || {
+            SigSet::empty().thread_set_mask().map_err(io::Error::from)?;
+            if terminal {
+                take_terminal()?;
+            }
+            Ok(())
+        });
     }
     match cmd.spawn() {
         Ok(child) => Ok(Pid::from_raw(child.id() as i32)),

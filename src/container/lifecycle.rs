@@ -79,6 +79,9 @@ pub struct CreateOptions<'a> {
     /// The group when spec.linux.cgroupsPath is None: `<cgroup_parent>/<id>`.
     pub cgroup_parent: String,
     pub before_setup: Option<BeforeSetup<'a>>,
+    /// The engine binary re-exec'd as the init; None: /proc/self/exe (the running engine). A
+    /// library user whose own binary is not engine (a test) names engine's.
+    pub init_binary: Option<PathBuf>,
 }
 
 /// A created init still building its root.
@@ -134,11 +137,30 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
     if args.is_none_or(|a| a.is_empty() || a[0].is_empty()) {
         return Err(CoreError::spec("process.args", "no program given"));
     }
+    let uts = opts
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| ns.iter().any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Uts));
+    for (field, set) in [("hostname", opts.spec.hostname().is_some()), ("domainname", opts.spec.domainname().is_some())]
+    {
+        // Without a UTS namespace of its own the init would rename the host (runc refuses too).
+        if set && !uts {
+            return Err(CoreError::spec(field, "needs a UTS namespace of the container's own"));
+        }
+    }
     let (cg_parent, cg_name) = cgroup_place(&opts.spec, &opts.cgroup_parent, &opts.id)?;
     let resources = opts.spec.linux().as_ref().and_then(|l| l.resources().as_ref());
     let limits = limits::from_oci(resources)?;
-    let flags = spawn::clone_flags(&opts.spec)?;
-    let child = spawn::spawn_init(flags, opts.stdio)?;
+    let (flags, pid_ns) = spawn::clone_flags(&opts.spec)?;
+    let (stdio, binary) = (opts.stdio, opts.init_binary.as_deref());
+    let child = match &pid_ns {
+        Some(path) => spawn::in_pid_namespace(path, || spawn::spawn_init(flags, stdio, binary))?,
+        None => spawn::spawn_init(flags, stdio, binary)?,
+    };
+    let mut child = child;
+    let gate = child.user_ns_gate.take();
     let mut pending = Pending {
         pid: child.pid,
         pidfd: Some(child.pidfd),
@@ -148,9 +170,20 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
         mode: opts.mode,
         gate: opts.gate.clone(),
     };
-    let plan =
-        Plan { id: opts.id, spec: opts.spec, root: opts.root, files: opts.files, mode: opts.mode, gate: opts.gate };
-    match pending.setup(plan, &cg_parent, &cg_name, &limits, opts.before_setup) {
+    let plan = Plan {
+        id: opts.id,
+        spec: opts.spec,
+        root: opts.root,
+        files: opts.files,
+        mode: opts.mode,
+        gate: opts.gate,
+        cgroup_paths: Vec::new(),
+    };
+    let maps = match gate {
+        Some(gate) => spawn::write_id_maps(pending.pid, &plan.spec).and_then(|()| spawn::release(gate)),
+        None => Ok(()),
+    };
+    match maps.and_then(|()| pending.setup(plan, &cg_parent, &cg_name, &limits, opts.before_setup)) {
         Ok(()) => Ok(pending),
         Err(e) => {
             pending.destroy();
@@ -171,6 +204,7 @@ impl Pending {
         let cg = Cgroup::create_in(cg_parent, cg_name, limits)
             .map_err(|source| CoreError::Cgroup { path: format!("{cg_parent}/{cg_name}"), source })?;
         let paths = cg.paths();
+        plan.cgroup_paths.clone_from(&paths);
         let cg = self.cgroup.insert(cg);
         if let (Some(hook), Some(pidfd)) = (before_setup, self.pidfd.as_ref()) {
             let handle = InitHandle { pid: self.pid, pidfd: pidfd.as_fd(), cgroup: Some(cg) };

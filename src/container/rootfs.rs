@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::unistd::pivot_root;
-use oci_spec::runtime::{LinuxDeviceType, Mount};
+use oci_spec::runtime::{LinuxDeviceType, LinuxNamespaceType, Mount};
 
 use super::channel::{EtcFile, Plan};
 use super::error::CoreError;
@@ -70,6 +70,10 @@ pub fn build(plan: &Plan) -> Result<(), CoreError> {
     let mut proc: Option<Dir> = None;
     let mut dev_tmpfs = false;
     for m in spec.mounts().iter().flatten() {
+        if matches!(m.typ().as_deref(), Some("cgroup" | "cgroup2")) {
+            mount_cgroup(&root, m, &plan.cgroup_paths)?;
+            continue;
+        }
         match mount_one(&root, m)? {
             Mounted::Proc(dir) => proc = Some(dir),
             Mounted::DevTmpfs => dev_tmpfs = true,
@@ -78,7 +82,11 @@ pub fn build(plan: &Plan) -> Result<(), CoreError> {
     }
     // runc's rule: the default devices (and the Spec's) are made unless /dev came from a bind.
     if dev_tmpfs {
-        make_devices(&root, linux.and_then(|l| l.devices().as_ref()).map(Vec::as_slice).unwrap_or_default())?;
+        let devices = linux.and_then(|l| l.devices().as_ref()).map(Vec::as_slice).unwrap_or_default();
+        make_devices(&root, devices, has_new_namespace(spec, LinuxNamespaceType::User))?;
+    }
+    if let Some(sysctl) = linux.and_then(|l| l.sysctl().as_ref()) {
+        write_sysctls(spec, proc.as_ref(), sysctl)?;
     }
     let readonly = linux.and_then(|l| l.readonly_paths().as_ref()).map(Vec::as_slice).unwrap_or_default();
     let masked = linux.and_then(|l| l.masked_paths().as_ref()).map(Vec::as_slice).unwrap_or_default();
@@ -93,7 +101,87 @@ pub fn build(plan: &Plan) -> Result<(), CoreError> {
         mount(None::<&str>, root.mount_path(), None::<&str>, ro, None::<&str>)
             .map_err(nix_step("making the root read-only"))?;
     }
-    pivot(&root)
+    pivot(&root)?;
+    if let Some(p) = linux.and_then(|l| l.rootfs_propagation().as_ref()).filter(|p| !p.is_empty()) {
+        let flags = match p.as_str() {
+            "private" => MsFlags::MS_PRIVATE,
+            "rprivate" => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+            "shared" => MsFlags::MS_SHARED,
+            "rshared" => MsFlags::MS_SHARED | MsFlags::MS_REC,
+            "slave" => MsFlags::MS_SLAVE,
+            "rslave" => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+            "unbindable" => MsFlags::MS_UNBINDABLE,
+            "runbindable" => MsFlags::MS_UNBINDABLE | MsFlags::MS_REC,
+            other => return Err(CoreError::spec("linux.rootfsPropagation", format!("unknown value {other:?}"))),
+        };
+        mount(None::<&str>, "/", None::<&str>, flags, None::<&str>)
+            .map_err(nix_step(format!("setting the root's propagation to {p}")))?;
+    }
+    Ok(())
+}
+
+fn has_new_namespace(spec: &super::Spec, kind: LinuxNamespaceType) -> bool {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| ns.iter().any(|n| n.typ() == kind && n.path().is_none()))
+}
+
+/// Whether the Spec gives the container its own namespace of `kind` (new or joined by path).
+fn has_namespace(spec: &super::Spec, kind: LinuxNamespaceType) -> bool {
+    spec.linux().as_ref().and_then(|l| l.namespaces().as_ref()).is_some_and(|ns| ns.iter().any(|n| n.typ() == kind))
+}
+
+/// linux.sysctl, refusing (as runc does) any key that is not namespaced by a namespace the
+/// container has: a write would change the host. Written through the container's /proc.
+fn write_sysctls(
+    spec: &super::Spec,
+    proc: Option<&Dir>,
+    sysctl: &std::collections::HashMap<String, String>,
+) -> Result<(), CoreError> {
+    const IPC: &[&str] = &[
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    let mut keys: Vec<&String> = sysctl.keys().collect();
+    keys.sort();
+    for key in keys {
+        let value = &sysctl[key];
+        let allowed = if IPC.contains(&key.as_str()) || key.starts_with("fs.mqueue.") {
+            has_namespace(spec, LinuxNamespaceType::Ipc)
+        } else if key.starts_with("net.") {
+            has_namespace(spec, LinuxNamespaceType::Network)
+        } else if key == "kernel.hostname" || key == "kernel.domainname" {
+            has_namespace(spec, LinuxNamespaceType::Uts)
+        } else {
+            false
+        };
+        if !allowed || key.contains("..") || key.contains('/') {
+            return Err(CoreError::spec(
+                format!("linux.sysctl.{key}"),
+                "not a sysctl of a namespace the container has (it would change the host)",
+            ));
+        }
+        let rel = format!("sys/{}", key.replace('.', "/"));
+        let file = match proc {
+            Some(proc) => {
+                let entry = proc.file(&rel, false).map_err(io_step(format!("opening sysctl {key}")))?;
+                std::fs::OpenOptions::new().write(true).open(entry.mount_path())
+            }
+            // No /proc of its own yet: the host's, whose sysctl files answer for the writer's namespaces.
+            None => std::fs::OpenOptions::new().write(true).open(Path::new("/proc").join(&rel)),
+        };
+        use std::io::Write;
+        file.and_then(|mut f| f.write_all(value.as_bytes()))
+            .map_err(io_step(format!("setting sysctl {key}={value}")))?;
+    }
+    Ok(())
 }
 
 /// The lower directories are only ever read: whatever the container writes, deletes or makes
@@ -212,15 +300,21 @@ fn mount_one(root: &Dir, m: &Mount) -> Result<Mounted, CoreError> {
         let is_dir = std::fs::metadata(&source).map_err(io_step(format!("bind source {}", source.display())))?.is_dir();
         let target = resolve_target(root, rel, &dest, is_dir)?;
         let flags = MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC);
-        mount(Some(&source), &target, None::<&str>, flags, None::<&str>)
+        mount(Some(&source), target.path(), None::<&str>, flags, None::<&str>)
             .map_err(nix_step(format!("bind-mounting {} on {dest}", source.display())))?;
         // Flags beyond the bind itself take a remount of the new mount (the kernel ignores
         // them on the bind call).
         let extra = opts.flags - (MsFlags::MS_BIND | MsFlags::MS_REC);
         if !extra.is_empty() {
             let again = resolve_target(root, rel, &dest, is_dir)?;
-            mount(None::<&str>, &again, None::<&str>, extra | MsFlags::MS_BIND | MsFlags::MS_REMOUNT, None::<&str>)
-                .map_err(nix_step(format!("remounting {dest} with its options")))?;
+            mount(
+                None::<&str>,
+                again.path(),
+                None::<&str>,
+                extra | MsFlags::MS_BIND | MsFlags::MS_REMOUNT,
+                None::<&str>,
+            )
+            .map_err(nix_step(format!("remounting {dest} with its options")))?;
         }
         set_propagation(root, rel, &dest, is_dir, opts.propagation)?;
         return Ok(Mounted::Other);
@@ -253,13 +347,82 @@ fn mount_one(root: &Dir, m: &Mount) -> Result<Mounted, CoreError> {
     })
 }
 
+/// A mount of type `cgroup`: the container's own groups and nothing above them, bound from the
+/// host (runc's way without a cgroup namespace): on v2 its directory at the destination, on v1 a
+/// tmpfs there with one directory per hierarchy (`memory`, `cpu,cpuacct`, ...) bound to its group.
+fn mount_cgroup(root: &Dir, m: &Mount, paths: &[PathBuf]) -> Result<(), CoreError> {
+    let dest = m.destination().to_string_lossy().to_string();
+    let rel = dest.trim_start_matches('/').to_string();
+    let opts = parse_options(m.options().as_deref().unwrap_or_default());
+    let flags = opts.flags & (MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC);
+    let bind = |source: &Path, target: &Dir, what: &str| -> Result<(), CoreError> {
+        mount(Some(source), target.mount_path(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
+            .map_err(nix_step(format!("binding the container's cgroup on {what}")))?;
+        let again = root.dir(what.trim_start_matches('/'), false).map_err(io_step(format!("opening {what}")))?;
+        mount(
+            None::<&str>,
+            again.mount_path(),
+            None::<&str>,
+            flags | MsFlags::MS_BIND | MsFlags::MS_REMOUNT,
+            None::<&str>,
+        )
+        .map_err(nix_step(format!("remounting {what} with its options")))
+    };
+    let target = root.dir(&rel, true).map_err(io_step(format!("resolving {dest} in the rootfs")))?;
+    if let [single] = paths {
+        if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+            return bind(single, &target, &dest);
+        }
+    }
+    mount(
+        Some("tmpfs"),
+        target.mount_path(),
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some("mode=755"),
+    )
+    .map_err(nix_step(format!("mounting the tmpfs of {dest}")))?;
+    for path in paths {
+        // /sys/fs/cgroup/<hierarchy>/<group...>: the hierarchy's name is the first component.
+        let Some(hierarchy) = path.strip_prefix("/sys/fs/cgroup").ok().and_then(|p| p.components().next()) else {
+            continue;
+        };
+        let hierarchy = hierarchy.as_os_str().to_string_lossy().to_string();
+        let sub = format!("{rel}/{hierarchy}");
+        let dir = root.dir(&sub, true).map_err(io_step(format!("creating /{sub}")))?;
+        bind(path, &dir, &format!("/{sub}"))?;
+    }
+    if opts.flags.contains(MsFlags::MS_RDONLY) {
+        let top = root.dir(&rel, false).map_err(io_step(format!("opening {dest}")))?;
+        let ro = MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+        mount(None::<&str>, top.mount_path(), None::<&str>, ro, None::<&str>)
+            .map_err(nix_step(format!("making {dest} read-only")))?;
+    }
+    Ok(())
+}
+
+/// A resolved mount point, held open: its `mount_path` names the fd.
+enum Target {
+    Dir(Dir),
+    File(super::safepath::Entry),
+}
+
+impl Target {
+    fn path(&self) -> &Path {
+        match self {
+            Target::Dir(d) => d.mount_path(),
+            Target::File(f) => f.mount_path(),
+        }
+    }
+}
+
 /// The mount point for a bind: a directory for a directory, a file (created empty) otherwise.
-fn resolve_target(root: &Dir, rel: &str, dest: &str, is_dir: bool) -> Result<PathBuf, CoreError> {
+fn resolve_target(root: &Dir, rel: &str, dest: &str, is_dir: bool) -> Result<Target, CoreError> {
     let step = || format!("resolving {dest} in the rootfs");
     Ok(if is_dir {
-        root.dir(rel, true).map_err(io_step(step()))?.mount_path().to_path_buf()
+        Target::Dir(root.dir(rel, true).map_err(io_step(step()))?)
     } else {
-        root.file(rel, true).map_err(io_step(step()))?.mount_path().to_path_buf()
+        Target::File(root.file(rel, true).map_err(io_step(step()))?)
     })
 }
 
@@ -268,13 +431,31 @@ fn set_propagation(root: &Dir, rel: &str, dest: &str, is_dir: bool, propagation:
         return Ok(());
     }
     let target = resolve_target(root, rel, dest, is_dir)?;
-    mount(None::<&str>, &target, None::<&str>, propagation, None::<&str>)
+    mount(None::<&str>, target.path(), None::<&str>, propagation, None::<&str>)
         .map_err(nix_step(format!("setting the propagation of {dest}")))
 }
 
 /// The default devices, the Spec's devices, and /dev's usual links, in the fresh /dev tmpfs.
-fn make_devices(root: &Dir, devices: &[oci_spec::runtime::LinuxDevice]) -> Result<(), CoreError> {
+/// In a user namespace no device node can be made: the host's are bound instead (runc's way).
+fn make_devices(root: &Dir, devices: &[oci_spec::runtime::LinuxDevice], user_ns: bool) -> Result<(), CoreError> {
     let dev = root.dir("dev", false).map_err(io_step("opening the new /dev"))?.strict();
+    if user_ns {
+        let host: Vec<PathBuf> = DEFAULT_DEVICES
+            .iter()
+            .map(|(name, _, _)| PathBuf::from(format!("/dev/{name}")))
+            .chain(devices.iter().map(|d| d.path().clone()))
+            .collect();
+        for path in host {
+            let rel = path.to_string_lossy().trim_start_matches("/dev/").to_string();
+            let target = dev.file(&rel, true).map_err(io_step(format!("creating {}", path.display())))?;
+            mount(Some(&path), target.mount_path(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
+                .map_err(nix_step(format!("binding the host's {}", path.display())))?;
+        }
+        for &(target, name) in DEV_LINKS {
+            dev.symlink(target, name).map_err(io_step(format!("linking /dev/{name}")))?;
+        }
+        return Ok(());
+    }
     for &(name, major, minor) in DEFAULT_DEVICES {
         dev.mknod(name, libc::S_IFCHR | 0o666, libc::makedev(major, minor))
             .map_err(io_step(format!("creating /dev/{name}")))?;

@@ -82,6 +82,11 @@ pub fn mask(set: Option<&Capabilities>) -> u64 {
     set.into_iter().flatten().fold(0, |m, &c| m | 1 << number(c))
 }
 
+/// One set of the Spec's (absent: empty) as a mask.
+pub fn set_mask(caps: Option<&LinuxCapabilities>, get: impl Fn(&LinuxCapabilities) -> &Option<Capabilities>) -> u64 {
+    mask(caps.and_then(|c| get(c).as_ref()))
+}
+
 /// Docker's default set as a mask.
 pub fn default_mask() -> u64 {
     DEFAULT_CAPS.iter().fold(0, |m, &c| m | 1 << number(c))
@@ -107,11 +112,11 @@ pub fn limit_bounding(bounding: u64) -> Result<(), CoreError> {
     Ok(())
 }
 
-/// The Spec's sets on the calling process: bounding, then effective/permitted/inheritable, then
-/// ambient (each ambient one must be permitted and inheritable, or the kernel refuses it).
+/// The Spec's effective/permitted/inheritable sets on the calling process, then ambient (each
+/// ambient one must be permitted and inheritable, or the kernel refuses it). The bounding set is
+/// [`limit_bounding`]'s, earlier: after a switch to another uid CAP_SETPCAP is no longer effective.
 pub fn apply_capabilities(caps: Option<&LinuxCapabilities>) -> Result<(), CoreError> {
-    let set = |get: fn(&LinuxCapabilities) -> &Option<Capabilities>| mask(caps.and_then(|c| get(c).as_ref()));
-    limit_bounding(set(LinuxCapabilities::bounding))?;
+    let set = |get: fn(&LinuxCapabilities) -> &Option<Capabilities>| set_mask(caps, get);
     let (eff, perm, inh) =
         (set(LinuxCapabilities::effective), set(LinuxCapabilities::permitted), set(LinuxCapabilities::inheritable));
     capset(eff, perm, inh).map_err(CoreError::process("capset"))?;

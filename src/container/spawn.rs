@@ -33,18 +33,40 @@ pub struct Child {
     pub channel: InitChannel,
     /// Read ends of stdout and stderr (Stdio::Pipes).
     pub output: Option<(OwnedFd, OwnedFd)>,
+    /// New user namespace: the child waits on this pipe until its id maps are written
+    /// ([`release`]), then becomes the namespace's root before its exec (an exec as an unmapped
+    /// or non-root uid would drop every capability it has there).
+    pub user_ns_gate: Option<OwnedFd>,
 }
 
-/// The namespaces the clone makes: every one the Spec lists without a path.
-pub fn clone_flags(spec: &Spec) -> Result<CloneFlags, CoreError> {
+/// Lets a child waiting in a new user namespace go on (its maps are written).
+pub fn release(gate: OwnedFd) -> Result<(), CoreError> {
+    nix::unistd::write(&gate, b"1").map(drop).map_err(|e| CoreError::IdMap { what: "release", source: e.into() })
+}
+
+/// The namespaces the clone makes (every one the Spec lists without a path), and the pid
+/// namespace to create the init in when the Spec joins one by path (only a clone can enter one).
+/// The other namespaces given by path are joined by the init itself (`init::join_namespaces`).
+pub fn clone_flags(spec: &Spec) -> Result<(CloneFlags, Option<std::path::PathBuf>), CoreError> {
     let mut flags = CloneFlags::empty();
+    let mut pid_ns = None;
     let namespaces = spec.linux().as_ref().and_then(|l| l.namespaces().as_ref());
     for ns in namespaces.into_iter().flatten() {
-        if ns.path().is_some() {
-            return Err(CoreError::spec(
-                "linux.namespaces",
-                format!("joining a {} namespace by path is not supported yet", ns.typ()),
-            ));
+        if let Some(path) = ns.path() {
+            match ns.typ() {
+                LinuxNamespaceType::Pid => pid_ns = Some(path.clone()),
+                LinuxNamespaceType::Network
+                | LinuxNamespaceType::Ipc
+                | LinuxNamespaceType::Uts
+                | LinuxNamespaceType::Cgroup => {}
+                other => {
+                    return Err(CoreError::spec(
+                        "linux.namespaces",
+                        format!("joining a {other} namespace by path is not supported"),
+                    ))
+                }
+            }
+            continue;
         }
         flags |= match ns.typ() {
             LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
@@ -52,13 +74,11 @@ pub fn clone_flags(spec: &Spec) -> Result<CloneFlags, CoreError> {
             LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
             LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
             LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
+            LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
             // Unshared by the init once it is in its cgroup: the namespace's root is that group.
             LinuxNamespaceType::Cgroup => CloneFlags::empty(),
             other => {
-                return Err(CoreError::spec(
-                    "linux.namespaces",
-                    format!("a new {other} namespace is not supported yet"),
-                ))
+                return Err(CoreError::spec("linux.namespaces", format!("a new {other} namespace is not supported")))
             }
         };
     }
@@ -66,10 +86,57 @@ pub fn clone_flags(spec: &Spec) -> Result<CloneFlags, CoreError> {
         // The init mounts the root: outside a mount namespace of its own that is the host's tree.
         return Err(CoreError::spec("linux.namespaces", "a new mount namespace is required"));
     }
-    Ok(flags)
+    Ok((flags, pid_ns))
 }
 
-pub fn spawn_init(flags: CloneFlags, stdio: Stdio) -> Result<Child, CoreError> {
+/// Runs `clone` with the calling thread's children created in the pid namespace at `path`, and
+/// puts the thread back in its own afterwards (setns of a pid namespace changes only where the
+/// thread's next children go, so a multi-threaded caller is not disturbed).
+pub fn in_pid_namespace<T>(
+    path: &std::path::Path,
+    clone: impl FnOnce() -> Result<T, CoreError>,
+) -> Result<T, CoreError> {
+    let err = |path: &std::path::Path| {
+        let path = path.to_path_buf();
+        move |e: nix::Error| CoreError::Namespace { kind: "pid".into(), path, source: e.into() }
+    };
+    let own = std::path::Path::new("/proc/thread-self/ns/pid");
+    let back = open(own, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).map_err(err(own))?;
+    // SAFETY: fresh fds owned here.
+    let back = unsafe { OwnedFd::from_raw_fd(back) };
+    let target = open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).map_err(err(path))?;
+    let target = unsafe { OwnedFd::from_raw_fd(target) };
+    nix::sched::setns(&target, CloneFlags::CLONE_NEWPID).map_err(err(path))?;
+    let made = clone();
+    let restored = nix::sched::setns(&back, CloneFlags::CLONE_NEWPID).map_err(err(own));
+    let made = made?;
+    restored?;
+    Ok(made)
+}
+
+/// Writes the user namespace's uid and gid maps of the just-cloned init `pid` (before its Setup:
+/// the init starts by becoming root of the namespace).
+pub fn write_id_maps(pid: i32, spec: &Spec) -> Result<(), CoreError> {
+    let linux = spec.linux().as_ref();
+    for (what, file, maps) in [
+        ("uid map", "uid_map", linux.and_then(|l| l.uid_mappings().as_ref())),
+        ("gid map", "gid_map", linux.and_then(|l| l.gid_mappings().as_ref())),
+    ] {
+        let Some(maps) = maps.filter(|m| !m.is_empty()) else {
+            return Err(CoreError::spec(
+                format!("linux.{}Mappings", &file[..3]),
+                "a new user namespace needs mappings",
+            ));
+        };
+        let text: String =
+            maps.iter().map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size())).collect();
+        // One write, as the kernel requires.
+        std::fs::write(format!("/proc/{pid}/{file}"), text).map_err(|source| CoreError::IdMap { what, source })?;
+    }
+    Ok(())
+}
+
+pub fn spawn_init(flags: CloneFlags, stdio: Stdio, binary: Option<&std::path::Path>) -> Result<Child, CoreError> {
     let setup = |what| move |e: nix::Error| CoreError::Resource { what, source: e.into() };
     let (stdio_fds, output): ([OwnedFd; 3], _) = match stdio {
         Stdio::Pipes => {
@@ -85,9 +152,20 @@ pub fn spawn_init(flags: CloneFlags, stdio: Stdio) -> Result<Child, CoreError> {
     };
     let (parent_chan, child_chan) =
         InitChannel::pair().map_err(|e| CoreError::Resource { what: "init channel", source: e })?;
+    let gate = if flags.contains(CloneFlags::CLONE_NEWUSER) {
+        Some(pipe2(OFlag::O_CLOEXEC).map_err(setup("user namespace gate"))?)
+    } else {
+        None
+    };
+    let gate_fd = gate.as_ref().map_or(-1, |(r, _)| r.as_raw_fd());
 
     // Prepared before clone(): the child must not allocate.
-    let exe: &'static CStr = c"/proc/self/exe";
+    let exe = match binary {
+        Some(path) => std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+            .map_err(|_| CoreError::spec("init binary", "the path contains a NUL byte"))?,
+        None => c"/proc/self/exe".to_owned(),
+    };
+    let exe = exe.as_c_str();
     let argv0: &'static CStr = c"engine-init";
     let argv = [argv0.as_ptr(), std::ptr::null()];
     let envp = [std::ptr::null::<libc::c_char>()];
@@ -97,13 +175,17 @@ pub fn spawn_init(flags: CloneFlags, stdio: Stdio) -> Result<Child, CoreError> {
 
     let child = Box::new(move || -> isize {
         // SAFETY: only async-signal-safe calls on fds and pointers prepared above.
-        unsafe { exec_init(raw, chan, exe, &argv, &envp) }
+        unsafe { exec_init(raw, chan, gate_fd, exe, &argv, &envp) }
     });
     // SAFETY: the callback runs in a copy of this address space and ends in execve or _exit.
     let pid = unsafe { nix::sched::clone(child, &mut stack, flags, Some(libc::SIGCHLD)) }
         .map_err(|e| CoreError::Clone(e.into()))?;
     // The child's copies of the stdio fds and child_chan are its own; ours close here, so the
     // pipes see EOF once every process of the container is gone.
+    let user_ns_gate = gate.map(|(r, w)| {
+        drop(r);
+        w
+    });
     drop((stdio_fds, child_chan));
     // Before anything can reap it: the child is blocked on its channel until Setup.
     let pidfd = match super::pidfd::pidfd_open(pid.as_raw()) {
@@ -114,7 +196,7 @@ pub fn spawn_init(flags: CloneFlags, stdio: Stdio) -> Result<Child, CoreError> {
             return Err(CoreError::Resource { what: "pidfd", source: e });
         }
     };
-    Ok(Child { pid: pid.as_raw(), pidfd, channel: parent_chan, output })
+    Ok(Child { pid: pid.as_raw(), pidfd, channel: parent_chan, output, user_ns_gate })
 }
 
 /// Runs in the cloned child: wire fds 0-3 and exec `engine-init`. The sources are dup'd above
@@ -122,10 +204,21 @@ pub fn spawn_init(flags: CloneFlags, stdio: Stdio) -> Result<Child, CoreError> {
 unsafe fn exec_init(
     stdio: [RawFd; 3],
     chan: RawFd,
+    user_ns_gate: RawFd,
     exe: &CStr,
     argv: &[*const libc::c_char; 2],
     envp: &[*const libc::c_char; 1],
 ) -> isize {
+    if user_ns_gate >= 0 {
+        let mut byte = 0u8;
+        if libc::read(user_ns_gate, (&mut byte as *mut u8).cast(), 1) != 1 {
+            libc::_exit(exit::ENGINE_ERROR);
+        }
+        // Raw system calls: glibc's setresuid would signal the threads the parent had.
+        if libc::syscall(libc::SYS_setresgid, 0, 0, 0) != 0 || libc::syscall(libc::SYS_setresuid, 0, 0, 0) != 0 {
+            libc::_exit(exit::ENGINE_ERROR);
+        }
+    }
     let mut high = [0 as RawFd; 4];
     for (slot, fd) in high.iter_mut().zip(stdio.iter().chain(std::iter::once(&chan))) {
         *slot = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 10);

@@ -471,102 +471,10 @@ fn resolve(prog: &str, path_var: &str) -> String {
     prog.to_string()
 }
 
-/// The process's attributes: rlimits, oom_score_adj, the user (groups, gid, uid, umask), then the
-/// core's `container::process::apply` (cwd, seccomp, capabilities, no_new_privs). The core's
-/// apply does not switch users, so that happens here first, as runc does it: with PR_SET_KEEPCAPS
-/// so the permitted set survives setuid, and the effective set raised again from it so the
-/// core can still install seccomp and set the process's own capability sets.
+/// The process's attributes (rlimits, oom_score_adj, user, umask, cwd, seccomp, capabilities,
+/// no_new_privs): the core's `container::process::apply`, the same code the init runs.
 fn apply_process(p: &Process, linux: Option<&oci_spec::runtime::Linux>) -> std::result::Result<(), String> {
-    let os = |what: String| move |()| format!("{what}: {}", std::io::Error::last_os_error());
-    for r in p.rlimits().iter().flatten() {
-        let name = r.typ().to_string();
-        let Some(res) = rlimit_resource(&name) else { return Err(format!("rlimit {name}: unknown")) };
-        let lim = libc::rlimit { rlim_cur: r.soft(), rlim_max: r.hard() };
-        // SAFETY: setrlimit with a valid struct.
-        if unsafe { libc::setrlimit(res, &lim) } != 0 {
-            return Err(os(format!("setrlimit {name}"))(()));
-        }
-    }
-    if let Some(adj) = p.oom_score_adj() {
-        std::fs::write("/proc/self/oom_score_adj", adj.to_string()).map_err(|e| format!("oom_score_adj {adj}: {e}"))?;
-    }
-    let u = p.user();
-    let gids: Vec<libc::gid_t> = u.additional_gids().clone().unwrap_or_default();
-    // SAFETY: plain syscalls with valid pointers.
-    unsafe {
-        if libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0 {
-            return Err(os("PR_SET_KEEPCAPS".into())(()));
-        }
-        if libc::setgroups(gids.len(), gids.as_ptr()) != 0 {
-            return Err(os("setgroups".into())(()));
-        }
-        if libc::setresgid(u.gid(), u.gid(), u.gid()) != 0 {
-            return Err(os(format!("setgid {}", u.gid()))(()));
-        }
-        if libc::setresuid(u.uid(), u.uid(), u.uid()) != 0 {
-            return Err(os(format!("setuid {}", u.uid()))(()));
-        }
-        libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0);
-        if let Some(m) = u.umask() {
-            libc::umask(m as libc::mode_t);
-        }
-    }
-    raise_effective().map_err(|e| format!("restoring the effective capabilities after setuid: {e}"))?;
     crate::container::process::apply(p, linux).map_err(|e| e.to_string())
-}
-
-/// effective = permitted (setuid away from 0 cleared the effective set, KEEPCAPS kept permitted).
-fn raise_effective() -> std::io::Result<()> {
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: i32,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy, Default)]
-    struct Data {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
-    const VERSION_3: u32 = 0x2008_0522;
-    let mut header = Header { version: VERSION_3, pid: 0 };
-    let mut data = [Data::default(); 2];
-    // SAFETY: capget/capset with a version-3 header and two data words.
-    unsafe {
-        if libc::syscall(libc::SYS_capget, &mut header as *mut Header, data.as_mut_ptr()) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        for d in &mut data {
-            d.effective = d.permitted;
-        }
-        if libc::syscall(libc::SYS_capset, &mut header as *mut Header, data.as_ptr()) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok(())
-}
-
-fn rlimit_resource(name: &str) -> Option<libc::__rlimit_resource_t> {
-    Some(match name {
-        "RLIMIT_CPU" => libc::RLIMIT_CPU,
-        "RLIMIT_FSIZE" => libc::RLIMIT_FSIZE,
-        "RLIMIT_DATA" => libc::RLIMIT_DATA,
-        "RLIMIT_STACK" => libc::RLIMIT_STACK,
-        "RLIMIT_CORE" => libc::RLIMIT_CORE,
-        "RLIMIT_RSS" => libc::RLIMIT_RSS,
-        "RLIMIT_NPROC" => libc::RLIMIT_NPROC,
-        "RLIMIT_NOFILE" => libc::RLIMIT_NOFILE,
-        "RLIMIT_MEMLOCK" => libc::RLIMIT_MEMLOCK,
-        "RLIMIT_AS" => libc::RLIMIT_AS,
-        "RLIMIT_LOCKS" => libc::RLIMIT_LOCKS,
-        "RLIMIT_SIGPENDING" => libc::RLIMIT_SIGPENDING,
-        "RLIMIT_MSGQUEUE" => libc::RLIMIT_MSGQUEUE,
-        "RLIMIT_NICE" => libc::RLIMIT_NICE,
-        "RLIMIT_RTPRIO" => libc::RLIMIT_RTPRIO,
-        "RLIMIT_RTTIME" => libc::RLIMIT_RTTIME,
-        _ => return None,
-    })
 }
 
 #[cfg(test)]

@@ -75,6 +75,7 @@ fn launch(sup: &Supervisor, spec: ContainerSpec, log_path: &std::path::Path) -> 
         files: Vec::new(),
         cgroup_parent: sup.cgroup_parent.clone(),
         before_setup: Some(Box::new(before_setup)),
+        init_binary: None,
     });
     let mut pending = match created {
         Ok(p) => p,
