@@ -140,7 +140,10 @@ fn run_oci(b: &Bundle, spec: Value) -> Result<Outcome, container::CoreError> {
     created.detach();
     assert!(fifo.exists(), "the fifo is there until start");
     if let Err(e) = container::start_fifo(&fifo) {
-        drop(pidfd);
+        // Nothing left behind by a failing test: the init blocked at its fifo, its group.
+        let _ = container::signal(&pidfd, libc::SIGKILL);
+        let _ = container::wait(&pidfd);
+        let _ = container::delete(cgroup);
         panic!("start: {e}; the init said: {}", read_all(err_r));
     }
     assert!(!fifo.exists(), "start removes the fifo");
