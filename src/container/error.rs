@@ -30,6 +30,8 @@ pub enum CoreError {
     /// A setting of the process (cwd, user, capabilities, rlimits, seccomp, ...), named.
     #[error("{step}: {source}")]
     Process { step: String, source: io::Error },
+    #[error(transparent)]
+    Seccomp(#[from] super::seccomp::SeccompError),
     #[error("exec {program}: {}", nix::errno::Errno::from_raw(*errno).desc())]
     Exec { program: String, errno: i32 },
     /// The init reported this failed step.
@@ -98,6 +100,7 @@ impl CoreError {
             CoreError::Channel(_) => "channel",
             CoreError::Root { .. } => "root",
             CoreError::Process { .. } => "process",
+            CoreError::Seccomp(_) => "seccomp",
             CoreError::Exec { .. } => "exec",
             CoreError::Init(f) => &f.step,
             CoreError::Fifo { .. } => "fifo",
@@ -119,6 +122,7 @@ impl CoreError {
             | CoreError::Signal(source)
             | CoreError::Wait(source) => source.raw_os_error(),
             CoreError::Exec { errno, .. } => Some(*errno),
+            CoreError::Seccomp(super::seccomp::SeccompError::Install(source)) => source.raw_os_error(),
             CoreError::Channel(c) => c.errno(),
             CoreError::Init(f) => f.errno,
             _ => None,

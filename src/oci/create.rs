@@ -180,6 +180,7 @@ pub fn create_in(args: &Args, checked: Checked, c: &mut Container) -> Result<Mad
         files: Vec::new(),
         cgroup_parent: CGROUP_PARENT.to_string(),
         before_setup: Some(before),
+        init_binary: None,
     };
     let pending = container::create(opts).map_err(core_error)?;
     let pid = pending.pid();
