@@ -50,6 +50,8 @@ install-stage: build
 # "MODE SOURCE DESTINATION" for packaging/install.sh.
 define install_list
 0755 $(ENGINE) $(BINDIR)/engine
+0755 $(ENGINE)-oci $(BINDIR)/engine-oci
+0644 $(ROOT)/packaging/man/engine-oci.1 $(MANDIR)/man1/engine-oci.1
 0644 $(STAGE)/completions/engine $(BASHCOMPDIR)/engine
 0644 $(STAGE)/completions/_engine $(ZSHCOMPDIR)/_engine
 0644 $(STAGE)/completions/engine.fish $(FISHCOMPDIR)/engine.fish

@@ -22,7 +22,7 @@ rm "$eng/usr/share/engine/installed-files"
 mkdir -p "$dk/usr/src"
 mv "$eng/usr/src/monitor-$PKG_VERSION" "$dk/usr/src/"
 rmdir "$eng/usr/src"
-strip --remove-section=.comment --remove-section=.note --strip-unneeded "$eng/usr/bin/engine"
+strip --remove-section=.comment --remove-section=.note --strip-unneeded "$eng/usr/bin/engine" "$eng/usr/bin/engine-oci"
 gzip -9n "$eng"/usr/share/man/man1/*.1
 
 # doc/copyright and a changelog in each package (Debian policy 12.5, 12.7).
