@@ -90,6 +90,7 @@ fn run(chan: &InitChannel, plan: &Plan, signals: &SigSet) -> Result<Pid, CoreErr
             let program = resolve_program(process)?;
             chan.send(&FromInit::Ready)?;
             wait_fifo(&fifo)?;
+            start_hooks(plan)?;
             match plan.mode {
                 InitMode::Exec => Err(exec(&program, process)),
                 InitMode::Reaper => reaper(process, signals),
@@ -101,6 +102,7 @@ fn run(chan: &InitChannel, plan: &Plan, signals: &SigSet) -> Result<Pid, CoreErr
             // affinity set earlier) and saved what it must.
             chan.wait_start()?;
             finish(spec, process)?;
+            start_hooks(plan)?;
             match plan.mode {
                 InitMode::Exec => {
                     let program = resolve_program(process)?;
@@ -208,6 +210,16 @@ fn reaper(process: &Process, signals: &SigSet) -> Result<Pid, CoreError> {
 
 /// Joins the namespaces the Spec gives by path (a pid namespace was entered by the clone). The
 /// user namespace first would be needed for the others; joining one is not supported.
+/// startContainer: after the start gate, before the program is exec'd (runc's place: the process
+/// already applied), its path resolved in the container's root.
+fn start_hooks(plan: &Plan) -> Result<(), CoreError> {
+    super::hooks::run_in_init(
+        "startContainer",
+        plan.spec.hooks().as_ref().and_then(|h| h.start_container().as_ref()),
+        plan.hook_state.as_deref(),
+    )
+}
+
 fn join_namespaces(spec: &super::Spec) -> Result<(), CoreError> {
     let namespaces = spec.linux().as_ref().and_then(|l| l.namespaces().as_ref());
     // Every path opened first: once in another mount namespace, the later paths would resolve there.
