@@ -115,6 +115,7 @@ fn options(b: &Bundle, spec: Value, stdio: Stdio, mode: InitMode, gate: StartGat
         cgroup_parent: b.cgroup_parent.clone(),
         before_setup: None,
         init_binary: Some(PathBuf::from(common::ENGINE)),
+        hook_state: None,
     }
 }
 

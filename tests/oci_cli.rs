@@ -728,6 +728,47 @@ fn lifecycle_create_start_state_kill_delete_with_hooks() {
 }
 
 #[test]
+fn container_hooks_run_in_the_init_with_the_state() {
+    let env = Env::new();
+    let name = "ch1";
+    let log_host = env.path(name).join("rootfs/hooks.log");
+    // createContainer runs before pivot_root (host paths), startContainer after (the container's).
+    let hook = |kind: &str, log: &str| {
+        serde_json::json!({"path": "/bin/sh", "args": ["sh", "-c",
+            format!("read s; echo \"{kind} $(readlink /proc/self/ns/mnt) $s\" >> {log}")]})
+    };
+    let b = real_bundle(&env, name, |cfg| {
+        cfg["process"]["args"] = serde_json::json!(["true"]);
+        cfg["root"]["readonly"] = false.into();
+        cfg["hooks"] = serde_json::json!({
+            "createContainer": [hook("createContainer", log_host.to_str().unwrap())],
+            "startContainer": [hook("startContainer", "/hooks.log")],
+        });
+    });
+    let o = env.run(&["run", "--bundle", b.to_str().unwrap(), name]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let log = std::fs::read_to_string(&log_host).unwrap_or_default();
+    let lines: Vec<(&str, &str, serde_json::Value)> = log
+        .lines()
+        .map(|l| {
+            let mut it = l.splitn(3, ' ');
+            let (kind, ns, json) = (it.next().unwrap(), it.next().unwrap(), it.next().unwrap());
+            (kind, ns, serde_json::from_str(json).unwrap())
+        })
+        .collect();
+    assert_eq!(lines.iter().map(|l| l.0).collect::<Vec<_>>(), ["createContainer", "startContainer"], "{log}");
+    let own_mnt = std::fs::read_link("/proc/self/ns/mnt").unwrap();
+    for (kind, ns, state) in &lines {
+        assert_ne!(*ns, own_mnt.to_str().unwrap(), "{kind} ran in the runtime's mount namespace");
+        assert_eq!(*ns, lines[0].1, "{kind}");
+        assert_eq!(state["id"], name, "{kind}");
+        assert_eq!(state["bundle"], b.to_str().unwrap(), "{kind}");
+        assert!(state["pid"].as_i64().unwrap_or(0) > 0, "{kind}: {state}");
+    }
+    assert_eq!(env.remove_cgroup_parent(), Vec::<PathBuf>::new());
+}
+
+#[test]
 fn run_passes_stdio_and_returns_the_process_code() {
     let env = Env::new();
     let b = real_bundle(&env, "r1", |cfg| {

@@ -42,6 +42,10 @@ pub struct Plan {
     /// a mount of type `cgroup` shows.
     #[serde(default)]
     pub cgroup_paths: Vec<std::path::PathBuf>,
+    /// The OCI state JSON given on stdin to the Spec's createContainer and startContainer hooks,
+    /// which the init runs (None: they are not run; the supervisor has none).
+    #[serde(default)]
+    pub hook_state: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

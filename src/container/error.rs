@@ -16,6 +16,9 @@ pub enum CoreError {
     Resource { what: &'static str, source: io::Error },
     #[error("clone() into the container's namespaces: {0}")]
     Clone(io::Error),
+    /// A createContainer or startContainer hook run by the init.
+    #[error("{kind} hook {source}")]
+    Hook { kind: &'static str, source: super::hooks::HookError },
     #[error("joining the {kind} namespace {path}: {source}")]
     Namespace { kind: String, path: PathBuf, source: io::Error },
     #[error("writing the {what} of the container's user namespace: {source}")]
@@ -95,6 +98,7 @@ impl CoreError {
             CoreError::Resource { .. } => "resources",
             CoreError::Clone(_) => "clone",
             CoreError::Namespace { .. } => "namespace",
+            CoreError::Hook { .. } => "hook",
             CoreError::IdMap { .. } => "idmap",
             CoreError::Cgroup { .. } => "cgroup",
             CoreError::Channel(_) => "channel",

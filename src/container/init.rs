@@ -65,12 +65,13 @@ pub fn main() -> i32 {
 fn run(chan: &InitChannel, plan: &Plan, signals: &SigSet) -> Result<Pid, CoreError> {
     let spec = &plan.spec;
     let process = spec.process().as_ref().ok_or_else(|| CoreError::spec("process", "missing"))?;
-    join_namespaces(spec)?;
-    // The fifo is a host path: held as an O_PATH fd from before the pivot, reopened after.
+    // The fifo is a host path: held as an O_PATH fd from before the namespaces are joined and
+    // the pivot, reopened after.
     let fifo = match &plan.gate {
         StartGate::Fifo(path) => Some(open_path(path)?),
         StartGate::Channel => None,
     };
+    join_namespaces(spec)?;
     rootfs::build(plan)?;
     if let Some(name) = spec.hostname() {
         nix::unistd::sethostname(name)
@@ -89,6 +90,7 @@ fn run(chan: &InitChannel, plan: &Plan, signals: &SigSet) -> Result<Pid, CoreErr
             let program = resolve_program(process)?;
             chan.send(&FromInit::Ready)?;
             wait_fifo(&fifo)?;
+            start_hooks(plan)?;
             match plan.mode {
                 InitMode::Exec => Err(exec(&program, process)),
                 InitMode::Reaper => reaper(process, signals),
@@ -100,6 +102,7 @@ fn run(chan: &InitChannel, plan: &Plan, signals: &SigSet) -> Result<Pid, CoreErr
             // affinity set earlier) and saved what it must.
             chan.wait_start()?;
             finish(spec, process)?;
+            start_hooks(plan)?;
             match plan.mode {
                 InitMode::Exec => {
                     let program = resolve_program(process)?;
@@ -207,8 +210,20 @@ fn reaper(process: &Process, signals: &SigSet) -> Result<Pid, CoreError> {
 
 /// Joins the namespaces the Spec gives by path (a pid namespace was entered by the clone). The
 /// user namespace first would be needed for the others; joining one is not supported.
+/// startContainer: after the start gate, before the program is exec'd (runc's place: the process
+/// already applied), its path resolved in the container's root.
+fn start_hooks(plan: &Plan) -> Result<(), CoreError> {
+    super::hooks::run_in_init(
+        "startContainer",
+        plan.spec.hooks().as_ref().and_then(|h| h.start_container().as_ref()),
+        plan.hook_state.as_deref(),
+    )
+}
+
 fn join_namespaces(spec: &super::Spec) -> Result<(), CoreError> {
     let namespaces = spec.linux().as_ref().and_then(|l| l.namespaces().as_ref());
+    // Every path opened first: once in another mount namespace, the later paths would resolve there.
+    let mut joins = Vec::new();
     for ns in namespaces.into_iter().flatten() {
         let (Some(path), flag) = (
             ns.path(),
@@ -217,6 +232,7 @@ fn join_namespaces(spec: &super::Spec) -> Result<(), CoreError> {
                 LinuxNamespaceType::Ipc => nix::sched::CloneFlags::CLONE_NEWIPC,
                 LinuxNamespaceType::Uts => nix::sched::CloneFlags::CLONE_NEWUTS,
                 LinuxNamespaceType::Cgroup => nix::sched::CloneFlags::CLONE_NEWCGROUP,
+                LinuxNamespaceType::Mount => nix::sched::CloneFlags::CLONE_NEWNS,
                 _ => continue,
             },
         ) else {
@@ -232,7 +248,10 @@ fn join_namespaces(spec: &super::Spec) -> Result<(), CoreError> {
         .map_err(err)?;
         // SAFETY: a fresh fd owned here.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        nix::sched::setns(&fd, flag).map_err(err)?;
+        joins.push((fd, flag, ns.typ().to_string(), path.clone()));
+    }
+    for (fd, flag, kind, path) in joins {
+        nix::sched::setns(&fd, flag).map_err(|e| CoreError::Namespace { kind, path, source: e.into() })?;
     }
     Ok(())
 }

@@ -66,6 +66,10 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// with the address it got). An error fails `create`, which then cleans up.
 pub type BeforeSetup<'a> = Box<dyn FnOnce(&InitHandle<'_>) -> Result<Vec<EtcFile>, BoxError> + 'a>;
 
+/// Renders the OCI state JSON for the init's hooks from the init's host pid (the caller knows the
+/// bundle and the rest of the state).
+pub type HookState<'a> = Box<dyn FnOnce(i32) -> String + 'a>;
+
 pub struct CreateOptions<'a> {
     pub id: String,
     pub spec: Spec,
@@ -82,6 +86,8 @@ pub struct CreateOptions<'a> {
     /// The engine binary re-exec'd as the init; None: /proc/self/exe (the running engine). A
     /// library user whose own binary is not engine (a test) names engine's.
     pub init_binary: Option<PathBuf>,
+    /// The state for the createContainer/startContainer hooks the init runs; None: not run.
+    pub hook_state: Option<HookState<'a>>,
 }
 
 /// A created init still building its root.
@@ -178,6 +184,7 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
         mode: opts.mode,
         gate: opts.gate,
         cgroup_paths: Vec::new(),
+        hook_state: opts.hook_state.map(|render| render(pending.pid)),
     };
     let maps = match gate {
         Some(gate) => spawn::write_id_maps(pending.pid, &plan.spec).and_then(|()| spawn::release(gate)),

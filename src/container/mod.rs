@@ -6,6 +6,7 @@
 pub mod channel;
 pub mod error;
 pub mod exit;
+pub mod hooks;
 pub mod init;
 pub mod lifecycle;
 mod limits;
@@ -21,7 +22,7 @@ pub mod spawn;
 pub use channel::EtcFile;
 pub use error::CoreError;
 pub use lifecycle::{
-    create, delete, signal, start_fifo, wait, BeforeSetup, BoxError, CreateOptions, Created, InitHandle, InitMode,
-    Pending, RootSource, Running, StartGate, Stdio,
+    create, delete, signal, start_fifo, wait, BeforeSetup, BoxError, CreateOptions, Created, HookState, InitHandle,
+    InitMode, Pending, RootSource, Running, StartGate, Stdio,
 };
 pub use oci_spec::runtime::Spec;

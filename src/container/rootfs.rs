@@ -101,6 +101,12 @@ pub fn build(plan: &Plan) -> Result<(), CoreError> {
         mount(None::<&str>, root.mount_path(), None::<&str>, ro, None::<&str>)
             .map_err(nix_step("making the root read-only"))?;
     }
+    // createContainer: after the Spec's mounts, before pivot_root, in the container's namespaces.
+    super::hooks::run_in_init(
+        "createContainer",
+        spec.hooks().as_ref().and_then(|h| h.create_container().as_ref()),
+        plan.hook_state.as_deref(),
+    )?;
     pivot(&root)?;
     if let Some(p) = linux.and_then(|l| l.rootfs_propagation().as_ref()).filter(|p| !p.is_empty()) {
         let flags = match p.as_str() {

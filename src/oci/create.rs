@@ -144,6 +144,11 @@ pub fn create_in(args: &Args, checked: Checked, c: &mut Container) -> Result<Mad
         false => None,
     };
     let hooks = spec.hooks().clone();
+    // createContainer/startContainer run in the init, which gets their state in its plan.
+    let in_init_hooks = hooks.as_ref().is_some_and(|h| {
+        h.create_container().as_ref().is_some_and(|v| !v.is_empty())
+            || h.start_container().as_ref().is_some_and(|v| !v.is_empty())
+    });
     let id = args.id.clone();
     let monitored = std::cell::Cell::new(false);
     // Between clone and Setup: the container's namespaces exist, its process does not run yet.
@@ -181,6 +186,13 @@ pub fn create_in(args: &Args, checked: Checked, c: &mut Container) -> Result<Mad
         cgroup_parent: CGROUP_PARENT.to_string(),
         before_setup: Some(before),
         init_binary: None,
+        hook_state: in_init_hooks.then(|| {
+            let render: container::HookState<'_> = Box::new(|pid| {
+                // SpecState is plain data: encoding it cannot fail in practice.
+                serde_json::to_string(&hook_state(&id, pid, &bundle, Status::Created)).unwrap_or_default()
+            });
+            render
+        }),
     };
     let pending = container::create(opts).map_err(core_error)?;
     let pid = pending.pid();

@@ -1,4 +1,5 @@
-//! The state directory: `<root>/<id>/` (0700) per container, holding
+//! The state directory: `<root>/<id>/` (0711, as runc's: an init that is root of a user namespace
+//! must reach exec.fifo through it; its files are 0600 or the fifo's 0622) per container, holding
 //! - `state.json`: what later verbs need (pid and its start time, bundle, cgroup, annotations),
 //!   written atomically (temp file, fsync, rename), so a crash never leaves a torn record;
 //! - `exec.fifo` (0622) while the container is created and not yet started: the init blocks
@@ -15,7 +16,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{ErrorKind, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -160,11 +161,14 @@ impl Root {
         validate_id(id)?;
         fs::DirBuilder::new()
             .recursive(true)
-            .mode(0o700)
+            .mode(0o711)
             .create(&self.dir)
             .map_err(OciError::io(format!("creating the state root {}", self.dir.display())))?;
+        // A root made 0700 by an earlier version: a user namespace's root could not reach the fifo.
+        fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o711))
+            .map_err(OciError::io(format!("setting the mode of the state root {}", self.dir.display())))?;
         let dir = self.dir.join(id);
-        match fs::DirBuilder::new().mode(0o700).create(&dir) {
+        match fs::DirBuilder::new().mode(0o711).create(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::AlreadyExists => return Err(OciError::Exists(id.to_string())),
             Err(e) => return Err(OciError::io(format!("creating the state directory {}", dir.display()))(e)),
@@ -255,7 +259,13 @@ impl Container {
         let tmp = self.dir.join(".state.json.tmp");
         let step = || format!("writing {}", path.display());
         let bytes = serde_json::to_vec(&record).map_err(|e| OciError::Other(format!("{}: {e}", step())))?;
-        let mut f = File::create(&tmp).map_err(OciError::io(step()))?;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(OciError::io(step()))?;
         f.write_all(&bytes).and_then(|()| f.sync_all()).map_err(OciError::io(step()))?;
         fs::rename(&tmp, &path).map_err(OciError::io(step()))?;
         self.record = Some(record);
@@ -375,7 +385,7 @@ mod tests {
         let meta = fs::metadata(&fifo).unwrap();
         assert!(meta.file_type().is_fifo());
         assert_eq!(meta.permissions().mode() & 0o777, 0o622);
-        assert_eq!(fs::metadata(&c.dir).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(fs::metadata(&c.dir).unwrap().permissions().mode() & 0o777, 0o711);
         assert_eq!(c.status(), Status::Created);
         drop(c);
         let c = root.open("c1").unwrap();

@@ -76,6 +76,7 @@ fn launch(sup: &Supervisor, spec: ContainerSpec, log_path: &std::path::Path) -> 
         cgroup_parent: sup.cgroup_parent.clone(),
         before_setup: Some(Box::new(before_setup)),
         init_binary: None,
+        hook_state: None,
     });
     let mut pending = match created {
         Ok(p) => p,
