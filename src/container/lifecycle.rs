@@ -145,7 +145,7 @@ fn cgroup_place(spec: &Spec, parent: &str, id: &str) -> Result<(String, String),
 /// The container's group, checked before the clone so a refused Spec leaves nothing.
 enum GroupPlan {
     Engine { parent: String, name: String, limits: crate::cgroup::Limits },
-    Oci { path: String, resources: Option<oci_spec::runtime::LinuxResources> },
+    Oci { path: String, resources: Option<Box<oci_spec::runtime::LinuxResources>> },
 }
 
 impl GroupPlan {
@@ -162,7 +162,7 @@ impl GroupPlan {
                     Some(p) => p.to_string_lossy().into_owned(),
                     None => format!("/{parent}/{id}"),
                 };
-                Ok(GroupPlan::Oci { path, resources: oci_resources(spec)? })
+                Ok(GroupPlan::Oci { path, resources: oci_resources(spec)?.map(Box::new) })
             }
         }
     }
@@ -177,7 +177,7 @@ impl GroupPlan {
     fn create(&self) -> Result<Cgroup, CoreError> {
         let made = match self {
             GroupPlan::Engine { parent, name, limits } => Cgroup::create_in(parent, name, limits),
-            GroupPlan::Oci { path, resources } => Cgroup::create_oci(path, resources.as_ref()),
+            GroupPlan::Oci { path, resources } => Cgroup::create_oci(path, resources.as_deref()),
         };
         made.map_err(|source| CoreError::Cgroup { path: self.path(), source })
     }
