@@ -113,6 +113,7 @@ fn options(b: &Bundle, spec: Value, stdio: Stdio, mode: InitMode, gate: StartGat
         gate,
         files: Vec::new(),
         cgroup_parent: b.cgroup_parent.clone(),
+        cgroup: container::CgroupRules::Engine,
         before_setup: None,
         init_binary: Some(PathBuf::from(common::ENGINE)),
         hook_state: None,

@@ -893,3 +893,39 @@ fn monitor_annotations_fall_back_to_cgroup_memory_without_the_device() {
     assert!(env.run(&["delete", "--force", "m1"]).status.success());
     assert_eq!(env.remove_cgroup_parent(), Vec::<PathBuf>::new());
 }
+
+/// runc's cgroupsPath rules: a one-component path is a group of its own, nested parents are made,
+/// linux.resources are written, and delete removes the container's leaf only.
+#[test]
+fn cgroups_path_gets_its_resources_and_delete_removes_the_leaf_only() {
+    let env = Env::new();
+    let base = |ctrl: &str| {
+        let v1 = Path::new("/sys/fs/cgroup").join(ctrl);
+        if v1.exists() {
+            v1
+        } else {
+            PathBuf::from("/sys/fs/cgroup")
+        }
+    };
+    for (name, path) in [("one", format!("/{}", env.tag())), ("nested", format!("/{}/pod/nested", env.tag()))] {
+        let b = real_bundle(&env, name, |cfg| {
+            cfg["process"]["args"] = serde_json::json!(["sleep", "1000"]);
+            cfg["linux"]["cgroupsPath"] = path.clone().into();
+            cfg["linux"]["resources"]["pids"] = serde_json::json!({"limit": 33});
+        });
+        let o = env.run_detached(&["create", "--bundle", b.to_str().unwrap(), name]);
+        assert!(o.status.success(), "create {name} at {path}: {}", stderr(&o));
+        let dir = base("pids").join(path.trim_start_matches('/'));
+        assert_eq!(std::fs::read_to_string(dir.join("pids.max")).unwrap().trim(), "33", "{}", dir.display());
+        let o = env.run(&["delete", "--force", name]);
+        assert!(o.status.success(), "delete {name}: {}", stderr(&o));
+        assert!(!dir.exists(), "{} left", dir.display());
+    }
+    // The parent made for the nested group stays (it could be a pod's), as with runc.
+    let pod = base("pids").join(env.tag()).join("pod");
+    assert!(pod.exists());
+    for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let _ = std::fs::remove_dir(h.path().join(env.tag()).join("pod"));
+    }
+    let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(env.tag()).join("pod"));
+}

@@ -70,6 +70,20 @@ pub type BeforeSetup<'a> = Box<dyn FnOnce(&InitHandle<'_>) -> Result<Vec<EtcFile
 /// bundle and the rest of the state).
 pub type HookState<'a> = Box<dyn FnOnce(i32) -> String + 'a>;
 
+/// Which rules make the container's cgroup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CgroupRules {
+    /// `<cgroup_parent>/<id>` (or cgroupsPath below the hierarchy's root) through
+    /// `Cgroup::create_in` with engine's own `Limits`: a fresh group, refused if it exists. The
+    /// supervisor's (its few limits, its speed).
+    Engine,
+    /// runc's: `Cgroup::create_oci(cgroupsPath or "/<cgroup_parent>/<id>", linux.resources)`, with
+    /// an allow rule for each `linux.devices` node. Relative paths join the caller's own group,
+    /// nested parents are made, an existing group is joined, every resource is applied. The OCI
+    /// binary's.
+    Oci,
+}
+
 pub struct CreateOptions<'a> {
     pub id: String,
     pub spec: Spec,
@@ -82,6 +96,7 @@ pub struct CreateOptions<'a> {
     pub files: Vec<EtcFile>,
     /// The group when spec.linux.cgroupsPath is None: `<cgroup_parent>/<id>`.
     pub cgroup_parent: String,
+    pub cgroup: CgroupRules,
     pub before_setup: Option<BeforeSetup<'a>>,
     /// The engine binary re-exec'd as the init; None: /proc/self/exe (the running engine). A
     /// library user whose own binary is not engine (a test) names engine's.
@@ -133,6 +148,73 @@ fn cgroup_place(spec: &Spec, parent: &str, id: &str) -> Result<(String, String),
     }
 }
 
+/// The container's group, checked before the clone so a refused Spec leaves nothing.
+enum GroupPlan {
+    Engine { parent: String, name: String, limits: crate::cgroup::Limits },
+    Oci { path: String, resources: Option<Box<oci_spec::runtime::LinuxResources>> },
+}
+
+impl GroupPlan {
+    fn new(spec: &Spec, rules: CgroupRules, parent: &str, id: &str) -> Result<GroupPlan, CoreError> {
+        let linux = spec.linux().as_ref();
+        let resources = linux.and_then(|l| l.resources().as_ref());
+        match rules {
+            CgroupRules::Engine => {
+                let (parent, name) = cgroup_place(spec, parent, id)?;
+                Ok(GroupPlan::Engine { parent, name, limits: limits::from_oci(resources)? })
+            }
+            CgroupRules::Oci => {
+                let path = match linux.and_then(|l| l.cgroups_path().as_ref()) {
+                    Some(p) => p.to_string_lossy().into_owned(),
+                    None => format!("/{parent}/{id}"),
+                };
+                Ok(GroupPlan::Oci { path, resources: oci_resources(spec)?.map(Box::new) })
+            }
+        }
+    }
+
+    fn path(&self) -> String {
+        match self {
+            GroupPlan::Engine { parent, name, .. } => format!("{parent}/{name}"),
+            GroupPlan::Oci { path, .. } => path.clone(),
+        }
+    }
+
+    fn create(&self) -> Result<Cgroup, CoreError> {
+        let made = match self {
+            GroupPlan::Engine { parent, name, limits } => Cgroup::create_in(parent, name, limits),
+            GroupPlan::Oci { path, resources } => Cgroup::create_oci(path, resources.as_deref()),
+        };
+        made.map_err(|source| CoreError::Cgroup { path: self.path(), source })
+    }
+}
+
+/// linux.resources with an allow rule for each linux.devices node appended (after the Spec's
+/// own rules, as runc's specconv does): a node the container is given must also be usable.
+fn oci_resources(spec: &Spec) -> Result<Option<oci_spec::runtime::LinuxResources>, CoreError> {
+    use oci_spec::runtime::{LinuxDeviceCgroupBuilder, LinuxResources};
+    let Some(linux) = spec.linux().as_ref() else { return Ok(None) };
+    let nodes = linux.devices().as_deref().unwrap_or_default();
+    if nodes.is_empty() {
+        return Ok(linux.resources().clone());
+    }
+    let mut r = linux.resources().clone().unwrap_or_else(LinuxResources::default);
+    let mut rules = r.devices().clone().unwrap_or_default();
+    for d in nodes {
+        let rule = LinuxDeviceCgroupBuilder::default()
+            .allow(true)
+            .typ(d.typ())
+            .major(d.major())
+            .minor(d.minor())
+            .access("rwm")
+            .build()
+            .map_err(|e| CoreError::spec("linux.devices", format!("{}: {e}", d.path().display())))?;
+        rules.push(rule);
+    }
+    r.set_devices(Some(rules));
+    Ok(Some(r))
+}
+
 /// Clones the init into the Spec's namespaces, creates its cgroup (cgroupsPath + resources),
 /// runs `before_setup`, sends Setup and moves the init into the cgroup (overlapping the init's
 /// own work on its root), and returns. On error nothing is left: the init is killed and reaped,
@@ -156,9 +238,7 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
             return Err(CoreError::spec(field, "needs a UTS namespace of the container's own"));
         }
     }
-    let (cg_parent, cg_name) = cgroup_place(&opts.spec, &opts.cgroup_parent, &opts.id)?;
-    let resources = opts.spec.linux().as_ref().and_then(|l| l.resources().as_ref());
-    let limits = limits::from_oci(resources)?;
+    let group = GroupPlan::new(&opts.spec, opts.cgroup, &opts.cgroup_parent, &opts.id)?;
     let (flags, pid_ns) = spawn::clone_flags(&opts.spec)?;
     let (stdio, binary) = (opts.stdio, opts.init_binary.as_deref());
     let child = match &pid_ns {
@@ -190,7 +270,7 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
         Some(gate) => spawn::write_id_maps(pending.pid, &plan.spec).and_then(|()| spawn::release(gate)),
         None => Ok(()),
     };
-    match maps.and_then(|()| pending.setup(plan, &cg_parent, &cg_name, &limits, opts.before_setup)) {
+    match maps.and_then(|()| pending.setup(plan, &group, opts.before_setup)) {
         Ok(()) => Ok(pending),
         Err(e) => {
             pending.destroy();
@@ -203,13 +283,10 @@ impl Pending {
     fn setup(
         &mut self,
         mut plan: Plan,
-        cg_parent: &str,
-        cg_name: &str,
-        limits: &crate::cgroup::Limits,
+        group: &GroupPlan,
         before_setup: Option<BeforeSetup<'_>>,
     ) -> Result<(), CoreError> {
-        let cg = Cgroup::create_in(cg_parent, cg_name, limits)
-            .map_err(|source| CoreError::Cgroup { path: format!("{cg_parent}/{cg_name}"), source })?;
+        let cg = group.create()?;
         let paths = cg.paths();
         plan.cgroup_paths.clone_from(&paths);
         let cg = self.cgroup.insert(cg);
@@ -224,7 +301,7 @@ impl Pending {
             .ok_or(CoreError::Channel(super::channel::ChannelError::Closed { awaited: "Setup" }))?;
         let join = || {
             crate::cgroup::add_pid_to(&paths, self.pid)
-                .map_err(|source| CoreError::Cgroup { path: format!("{cg_parent}/{cg_name}"), source })
+                .map_err(|source| CoreError::Cgroup { path: group.path(), source })
         };
         // Fifo gate: the init applies the process (affinity, ...) before its gate, so it must be
         // in the cgroup first. Channel gate: the move overlaps with the init building its root

@@ -22,7 +22,7 @@ pub mod spawn;
 pub use channel::EtcFile;
 pub use error::CoreError;
 pub use lifecycle::{
-    create, delete, signal, start_fifo, wait, BeforeSetup, BoxError, CreateOptions, Created, HookState, InitHandle,
-    InitMode, Pending, RootSource, Running, StartGate, Stdio,
+    create, delete, signal, start_fifo, wait, BeforeSetup, BoxError, CgroupRules, CreateOptions, Created, HookState,
+    InitHandle, InitMode, Pending, RootSource, Running, StartGate, Stdio,
 };
 pub use oci_spec::runtime::Spec;

@@ -195,6 +195,19 @@ pub fn remove_own_freezer(cgroup_paths: &[PathBuf]) -> Result<()> {
     fs::remove_dir(&dir).map_err(OciError::io(format!("removing the freezer cgroup {}", dir.display())))
 }
 
+/// The group's path from the root of its hierarchy ("/a/b"), from its directories: the v2 one, or
+/// the v1 devices one (every OCI group has it). What `Cgroup::open_oci` takes as absolute.
+pub fn absolute_path(cgroup_paths: &[PathBuf]) -> Option<String> {
+    let ms = mounts();
+    let split: Vec<(&Mount, PathBuf)> = cgroup_paths.iter().filter_map(|p| split_path(&ms, p)).collect();
+    let (_, rel) = split
+        .iter()
+        .find(|(m, _)| m.v2)
+        .or_else(|| split.iter().find(|(m, _)| m.controllers.iter().any(|c| c == "devices")))
+        .or_else(|| split.first())?;
+    Some(format!("/{}", rel.display()))
+}
+
 /// The container's group as the cgroup module opens it (by its recorded cgroupsPath), for
 /// `update` and `events`.
 pub fn open(rec: &super::state::Record) -> Result<crate::cgroup::Cgroup> {

@@ -136,8 +136,6 @@ pub fn create_in(args: &Args, checked: Checked, c: &mut Container) -> Result<Mad
     let fifo = c.make_fifo()?;
     let mut spec = bundle.spec.clone();
     let plan = monitor::plan(&mut spec, &request)?;
-    // The group's path is decided here and recorded, so every later verb opens the same one.
-    let cgroup_path = cgroup_path(&spec, &args.id);
     let process = spec.process().clone().unwrap_or_default();
     let pty = match process.terminal().unwrap_or(false) {
         true => Some(console::open(process.console_size().as_ref().map(|b| (b.height() as u16, b.width() as u16)))?),
@@ -184,6 +182,7 @@ pub fn create_in(args: &Args, checked: Checked, c: &mut Container) -> Result<Mad
         gate: StartGate::Fifo(fifo),
         files: Vec::new(),
         cgroup_parent: CGROUP_PARENT.to_string(),
+        cgroup: container::CgroupRules::Oci,
         before_setup: Some(before),
         init_binary: None,
         hook_state: in_init_hooks.then(|| {
@@ -206,7 +205,7 @@ pub fn create_in(args: &Args, checked: Checked, c: &mut Container) -> Result<Mad
         }
     };
     let mut made = Made { created };
-    match record(args, &bundle, c, &made, monitored.get(), pty.as_ref(), cgroup_path) {
+    match record(args, &bundle, c, &made, monitored.get(), pty.as_ref()) {
         Ok(()) => Ok(made),
         Err(e) => {
             // Nothing of it may stay: the init (our child) killed and reaped, its cgroup removed.
@@ -233,10 +232,12 @@ fn record(
     made: &Made,
     monitored: bool,
     pty: Option<&console::Pty>,
-    cgroup_path: String,
 ) -> Result<()> {
     let pid = made.pid();
     let cgroup_paths = made.created.cgroup().map(|cg| cg.paths()).unwrap_or_default();
+    // Recorded absolute, so every later verb opens the same group whatever its own cgroup (a
+    // relative cgroupsPath was joined to this process's group).
+    let cgroup_path = super::cgroups::absolute_path(&cgroup_paths).unwrap_or_default();
     c.save(Record {
         id: args.id.clone(),
         pid,
@@ -257,15 +258,6 @@ fn record(
         console::send_master(sock, pty.master.as_fd())?;
     }
     Ok(())
-}
-
-/// The container's cgroupsPath as the core reads it (below the root of each hierarchy), or
-/// `/engine-oci/<id>`.
-fn cgroup_path(spec: &oci_spec::runtime::Spec, id: &str) -> String {
-    match spec.linux().as_ref().and_then(|l| l.cgroups_path().as_ref()) {
-        Some(p) => format!("/{}", p.to_string_lossy().trim_start_matches('/')),
-        None => format!("/{CGROUP_PARENT}/{id}"),
-    }
 }
 
 /// The core's error as one line: its step and cause.

@@ -74,6 +74,7 @@ fn launch(sup: &Supervisor, spec: ContainerSpec, log_path: &std::path::Path) -> 
         gate: StartGate::Channel,
         files: Vec::new(),
         cgroup_parent: sup.cgroup_parent.clone(),
+        cgroup: container::CgroupRules::Engine,
         before_setup: Some(Box::new(before_setup)),
         init_binary: None,
         hook_state: None,
