@@ -200,7 +200,8 @@ fn oci_resources(spec: &Spec) -> Result<Option<oci_spec::runtime::LinuxResources
     }
     let mut r = linux.resources().clone().unwrap_or_else(LinuxResources::default);
     let mut rules = r.devices().clone().unwrap_or_default();
-    for d in nodes {
+    // A fifo needs no device rule (the device cgroup only knows block and character devices).
+    for d in nodes.iter().filter(|d| d.typ() != oci_spec::runtime::LinuxDeviceType::P) {
         let rule = LinuxDeviceCgroupBuilder::default()
             .allow(true)
             .typ(d.typ())
