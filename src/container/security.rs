@@ -127,9 +127,19 @@ pub fn apply_capabilities(caps: Option<&LinuxCapabilities>) -> Result<(), CoreEr
         let n = number(*cap);
         // SAFETY: as above.
         let rc = unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_RAISE, n as libc::c_ulong, 0, 0) };
-        syscall_result(rc.into()).map_err(CoreError::process(format!("raising ambient capability {cap}")))?;
+        match syscall_result(rc.into()) {
+            // Not in the inheritable set (`crun spec`'s default lists ambient caps with an empty
+            // inheritable set): the kernel grants nothing, and crun and runc run the container
+            // without it, as here; any other error is refused.
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) && !inh_has(caps, *cap) => {}
+            other => other.map_err(CoreError::process(format!("raising ambient capability {cap}")))?,
+        }
     }
     Ok(())
+}
+
+fn inh_has(caps: Option<&LinuxCapabilities>, cap: Capability) -> bool {
+    caps.and_then(|c| c.inheritable().as_ref()).is_some_and(|set| set.contains(&cap))
 }
 
 /// The init runs the host's engine binary and holds the channel to its parent: made
