@@ -22,7 +22,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import (BUILD, ENGINE, ROOTFS, RESULTS, BenchError, Supervisor, dump_json, fmt,
+from common import (BUILD, ENGINE, oci_bundle, ROOTFS, RESULTS, BenchError, Supervisor, dump_json, fmt,
                     host_info, log, md_table, mounts, plot, proc_stat, processes_matching,
                     require_root, rss_kib, run, summary, write_report)
 
@@ -33,23 +33,6 @@ PRIVATE_NS = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
 
 
 # --- startup --------------------------------------------------------------------------------
-
-def oci_bundle(workdir):
-    """An OCI bundle for crun and runc: `crun spec` defaults (pid, net, ipc, uts, mount
-    namespaces, like engine), no terminal, our rootfs read-only, /bin/true."""
-    bundle = os.path.join(workdir, "bundle")
-    os.makedirs(bundle)
-    run(["crun", "spec"], cwd=bundle)
-    path = os.path.join(bundle, "config.json")
-    with open(path) as f:
-        spec = json.load(f)
-    spec["process"]["terminal"] = False
-    spec["process"]["args"] = ["/bin/true"]
-    spec["root"] = {"path": ROOTFS, "readonly": True}
-    with open(path, "w") as f:
-        json.dump(spec, f)
-    return bundle
-
 
 def hyperfine(cmd, runs, workdir):
     """Wall times (ms) of `runs` runs of cmd, after 3 warm-ups, in the private mount namespace."""
@@ -65,7 +48,7 @@ def bench_startup(args, report):
     workdir = tempfile.mkdtemp(prefix="bench-startup-", dir=BUILD)
     rows, data = [], {}
     try:
-        bundle = oci_bundle(workdir)
+        bundle = oci_bundle(workdir, ROOTFS)
         peers = [
             ("crun", ["crun", "--root", f"{workdir}/crun", "run", "--bundle", bundle, "bench-crun"]),
             ("runc", ["runc", "--root", f"{workdir}/runc", "run", "--bundle", bundle, "bench-runc"]),

@@ -50,6 +50,23 @@ def run(cmd, check=True, **kw):
     return p
 
 
+def oci_bundle(workdir, rootfs):
+    """An OCI bundle in workdir/bundle: `crun spec` defaults (pid, net, ipc, uts, mount namespaces,
+    like engine), no terminal, `rootfs` read-only, /bin/true. Shared by bench.py and oci_bench.py."""
+    bundle = os.path.join(workdir, "bundle")
+    os.makedirs(bundle)
+    run(["crun", "spec"], cwd=bundle)
+    path = os.path.join(bundle, "config.json")
+    with open(path) as f:
+        spec = json.load(f)
+    spec["process"]["terminal"] = False
+    spec["process"]["args"] = ["/bin/true"]
+    spec["root"] = {"path": rootfs, "readonly": True}
+    with open(path, "w") as f:
+        json.dump(spec, f)
+    return bundle
+
+
 # --- statistics -----------------------------------------------------------------------------
 
 def summary(samples):

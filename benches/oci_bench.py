@@ -24,7 +24,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import (BUILD, ROOT, ROOTFS, BenchError, dump_json, fmt, host_info, log, md_table, run,  # noqa: E402
+from common import (BUILD, oci_bundle, ROOT, ROOTFS, BenchError, dump_json, fmt, host_info, log, md_table, run,  # noqa: E402
                     summary, write_report)
 
 GOALS = {"bundle": 0.8, "podman": 1.0, "ctr": 1.0}
@@ -106,19 +106,10 @@ class Bench:
     # --- setups ---------------------------------------------------------------------------
 
     def bundle(self):
-        b = os.path.join(self.w, "bundle")
-        os.makedirs(b)
-        run(["cp", "-a", ROOTFS, os.path.join(b, "rootfs")])
-        run(["crun", "spec"], cwd=b)
-        path = os.path.join(b, "config.json")
-        with open(path) as f:
-            spec = json.load(f)
-        spec["process"]["terminal"] = False
-        spec["process"]["args"] = ["/bin/true"]
-        spec["root"] = {"path": "rootfs", "readonly": True}
-        with open(path, "w") as f:
-            json.dump(spec, f, indent=1)
-        return b
+        # A copy of the rootfs, so no runtime can touch the shared one.
+        rootfs = os.path.join(self.w, "rootfs")
+        run(["cp", "-a", ROOTFS, rootfs])
+        return oci_bundle(self.w, rootfs)
 
     def image_archive(self):
         """An OCI archive of the rootfs (umoci + skopeo), for ctr; podman imports the tar."""
