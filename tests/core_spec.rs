@@ -253,6 +253,20 @@ fn the_five_capability_sets_come_from_the_spec() {
     );
 }
 
+/// `crun spec`'s default: ambient capabilities with no inheritable set. The kernel refuses
+/// to raise them (EPERM); the container runs without them, as under crun and runc.
+#[test]
+fn an_ambient_capability_not_inheritable_is_skipped() {
+    let b = Bundle::new();
+    let out = stdout_of(
+        &b,
+        script("grep -E '^Cap(Inh|Amb)' /proc/self/status", |c| {
+            c["process"]["capabilities"]["ambient"] = json!(["CAP_NET_BIND_SERVICE"]);
+        }),
+    );
+    assert_eq!(out, "CapInh:\t0000000000000000\nCapAmb:\t0000000000000000\n");
+}
+
 #[test]
 fn rlimits_and_oom_score_adj() {
     let b = Bundle::new();

@@ -118,13 +118,8 @@ fn memfd() -> std::io::Result<File> {
 
 /// Waits for `child` at most `limit`: None when it is still running then.
 fn wait_timeout(child: &mut std::process::Child, limit: Duration) -> std::io::Result<Option<ExitStatus>> {
-    // SAFETY: pidfd_open on a child we have not reaped: the pid is still ours.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id() as libc::pid_t, 0) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: a fresh fd from pidfd_open.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    // A child we have not reaped: its pid still names it.
+    let pidfd = super::pidfd::pidfd_open(child.id() as i32)?;
     let deadline = std::time::Instant::now() + limit;
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());

@@ -208,8 +208,6 @@ fn reaper(process: &Process, signals: &SigSet) -> Result<Pid, CoreError> {
     start_command(process, signals)
 }
 
-/// Joins the namespaces the Spec gives by path (a pid namespace was entered by the clone). The
-/// user namespace first would be needed for the others; joining one is not supported.
 /// startContainer: after the start gate, before the program is exec'd (runc's place: the process
 /// already applied), its path resolved in the container's root.
 fn start_hooks(plan: &Plan) -> Result<(), CoreError> {
@@ -220,6 +218,8 @@ fn start_hooks(plan: &Plan) -> Result<(), CoreError> {
     )
 }
 
+/// Joins the namespaces the Spec gives by path (a pid namespace was entered by the clone). The
+/// user namespace first would be needed for the others; joining one is not supported.
 fn join_namespaces(spec: &super::Spec) -> Result<(), CoreError> {
     let namespaces = spec.linux().as_ref().and_then(|l| l.namespaces().as_ref());
     // Every path opened first: once in another mount namespace, the later paths would resolve there.

@@ -222,55 +222,60 @@ enum Mounted {
 /// Mount flags and the data string from fstab-style options; propagation flags apart.
 struct Options {
     flags: MsFlags,
-    clear: MsFlags,
     propagation: MsFlags,
     data: Vec<String>,
 }
 
+/// fstab-style flag options: (name, flag, whether the option sets it or clears it). A later
+/// option overrides an earlier one ("ro,rw" is read-write).
+const FLAG_OPTIONS: &[(&str, MsFlags, bool)] = &[
+    ("ro", MsFlags::MS_RDONLY, true),
+    ("rw", MsFlags::MS_RDONLY, false),
+    ("nosuid", MsFlags::MS_NOSUID, true),
+    ("suid", MsFlags::MS_NOSUID, false),
+    ("nodev", MsFlags::MS_NODEV, true),
+    ("dev", MsFlags::MS_NODEV, false),
+    ("noexec", MsFlags::MS_NOEXEC, true),
+    ("exec", MsFlags::MS_NOEXEC, false),
+    ("sync", MsFlags::MS_SYNCHRONOUS, true),
+    ("async", MsFlags::MS_SYNCHRONOUS, false),
+    ("dirsync", MsFlags::MS_DIRSYNC, true),
+    ("mand", MsFlags::MS_MANDLOCK, true),
+    ("nomand", MsFlags::MS_MANDLOCK, false),
+    ("noatime", MsFlags::MS_NOATIME, true),
+    ("atime", MsFlags::MS_NOATIME, false),
+    ("nodiratime", MsFlags::MS_NODIRATIME, true),
+    ("diratime", MsFlags::MS_NODIRATIME, false),
+    ("relatime", MsFlags::MS_RELATIME, true),
+    ("norelatime", MsFlags::MS_RELATIME, false),
+    ("strictatime", MsFlags::MS_STRICTATIME, true),
+    ("nostrictatime", MsFlags::MS_STRICTATIME, false),
+    ("bind", MsFlags::MS_BIND, true),
+    ("rbind", MsFlags::MS_BIND.union(MsFlags::MS_REC), true),
+];
+
+/// Propagation options: applied by a mount call of their own, after the mount itself.
+const PROPAGATION_OPTIONS: &[(&str, MsFlags)] = &[
+    ("private", MsFlags::MS_PRIVATE),
+    ("rprivate", MsFlags::MS_PRIVATE.union(MsFlags::MS_REC)),
+    ("shared", MsFlags::MS_SHARED),
+    ("rshared", MsFlags::MS_SHARED.union(MsFlags::MS_REC)),
+    ("slave", MsFlags::MS_SLAVE),
+    ("rslave", MsFlags::MS_SLAVE.union(MsFlags::MS_REC)),
+    ("unbindable", MsFlags::MS_UNBINDABLE),
+    ("runbindable", MsFlags::MS_UNBINDABLE.union(MsFlags::MS_REC)),
+];
+
 fn parse_options(options: &[String]) -> Options {
-    let mut o =
-        Options { flags: MsFlags::empty(), clear: MsFlags::empty(), propagation: MsFlags::empty(), data: vec![] };
+    let mut o = Options { flags: MsFlags::empty(), propagation: MsFlags::empty(), data: vec![] };
     for opt in options {
-        let (set, clear, prop) = match opt.as_str() {
-            "ro" => (MsFlags::MS_RDONLY, MsFlags::empty(), MsFlags::empty()),
-            "rw" => (MsFlags::empty(), MsFlags::MS_RDONLY, MsFlags::empty()),
-            "nosuid" => (MsFlags::MS_NOSUID, MsFlags::empty(), MsFlags::empty()),
-            "suid" => (MsFlags::empty(), MsFlags::MS_NOSUID, MsFlags::empty()),
-            "nodev" => (MsFlags::MS_NODEV, MsFlags::empty(), MsFlags::empty()),
-            "dev" => (MsFlags::empty(), MsFlags::MS_NODEV, MsFlags::empty()),
-            "noexec" => (MsFlags::MS_NOEXEC, MsFlags::empty(), MsFlags::empty()),
-            "exec" => (MsFlags::empty(), MsFlags::MS_NOEXEC, MsFlags::empty()),
-            "sync" => (MsFlags::MS_SYNCHRONOUS, MsFlags::empty(), MsFlags::empty()),
-            "async" => (MsFlags::empty(), MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
-            "dirsync" => (MsFlags::MS_DIRSYNC, MsFlags::empty(), MsFlags::empty()),
-            "mand" => (MsFlags::MS_MANDLOCK, MsFlags::empty(), MsFlags::empty()),
-            "nomand" => (MsFlags::empty(), MsFlags::MS_MANDLOCK, MsFlags::empty()),
-            "noatime" => (MsFlags::MS_NOATIME, MsFlags::empty(), MsFlags::empty()),
-            "atime" => (MsFlags::empty(), MsFlags::MS_NOATIME, MsFlags::empty()),
-            "nodiratime" => (MsFlags::MS_NODIRATIME, MsFlags::empty(), MsFlags::empty()),
-            "diratime" => (MsFlags::empty(), MsFlags::MS_NODIRATIME, MsFlags::empty()),
-            "relatime" => (MsFlags::MS_RELATIME, MsFlags::empty(), MsFlags::empty()),
-            "norelatime" => (MsFlags::empty(), MsFlags::MS_RELATIME, MsFlags::empty()),
-            "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty(), MsFlags::empty()),
-            "nostrictatime" => (MsFlags::empty(), MsFlags::MS_STRICTATIME, MsFlags::empty()),
-            "bind" => (MsFlags::MS_BIND, MsFlags::empty(), MsFlags::empty()),
-            "rbind" => (MsFlags::MS_BIND | MsFlags::MS_REC, MsFlags::empty(), MsFlags::empty()),
-            "private" => (MsFlags::empty(), MsFlags::empty(), MsFlags::MS_PRIVATE),
-            "rprivate" => (MsFlags::empty(), MsFlags::empty(), MsFlags::MS_PRIVATE | MsFlags::MS_REC),
-            "shared" => (MsFlags::empty(), MsFlags::empty(), MsFlags::MS_SHARED),
-            "rshared" => (MsFlags::empty(), MsFlags::empty(), MsFlags::MS_SHARED | MsFlags::MS_REC),
-            "slave" => (MsFlags::empty(), MsFlags::empty(), MsFlags::MS_SLAVE),
-            "rslave" => (MsFlags::empty(), MsFlags::empty(), MsFlags::MS_SLAVE | MsFlags::MS_REC),
-            "unbindable" => (MsFlags::empty(), MsFlags::empty(), MsFlags::MS_UNBINDABLE),
-            "runbindable" => (MsFlags::empty(), MsFlags::empty(), MsFlags::MS_UNBINDABLE | MsFlags::MS_REC),
-            other => {
-                o.data.push(other.to_string());
-                continue;
-            }
-        };
-        o.flags = (o.flags | set) - clear;
-        o.clear = (o.clear | clear) - set;
-        o.propagation |= prop;
+        if let Some(&(_, flag, set)) = FLAG_OPTIONS.iter().find(|(name, ..)| name == opt) {
+            o.flags.set(flag, set);
+        } else if let Some(&(_, prop)) = PROPAGATION_OPTIONS.iter().find(|(name, _)| name == opt) {
+            o.propagation |= prop;
+        } else {
+            o.data.push(opt.clone());
+        }
     }
     o
 }
@@ -605,4 +610,20 @@ fn pivot(root: &Dir) -> Result<(), CoreError> {
     pivot_root(".", ".").map_err(nix_step("pivot_root"))?;
     umount2(".", MntFlags::MNT_DETACH).map_err(nix_step("detaching the old root"))?;
     nix::unistd::chdir("/").map_err(nix_step("chdir to the new root"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_split_into_flags_propagation_and_data() {
+        let opts: Vec<String> =
+            ["ro", "nosuid", "rw", "rbind", "rslave", "mode=755", "size=1k"].iter().map(|s| s.to_string()).collect();
+        let o = parse_options(&opts);
+        // The later "rw" wins over "ro".
+        assert_eq!(o.flags, MsFlags::MS_NOSUID | MsFlags::MS_BIND | MsFlags::MS_REC);
+        assert_eq!(o.propagation, MsFlags::MS_SLAVE | MsFlags::MS_REC);
+        assert_eq!(o.data, ["mode=755", "size=1k"]);
+    }
 }
