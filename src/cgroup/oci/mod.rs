@@ -18,7 +18,7 @@ pub use resources::{IGNORED_V1, IGNORED_V2};
 pub use stats::OciStats;
 
 use super::devices::{self, DEFAULT_RULES};
-use super::layout::{self, has_controller, Layout};
+use super::layout::{self, Layout};
 use super::{fs, v1::V1, v2::V2, Backend, Cgroup, CgroupError, Dirs};
 use oci_spec::runtime::LinuxResources;
 use std::collections::BTreeMap;
@@ -67,6 +67,12 @@ fn make_dirs(mount: &Path, dir: &Path, cpuset: bool, made: &mut Vec<PathBuf>) ->
     Ok(())
 }
 
+/// Refuses a field whose v1 controller is not among `dirs` (mounted, or joined by the group).
+fn check_v1(dirs: &BTreeMap<String, PathBuf>, r: &LinuxResources, where_: &str) -> Result<(), CgroupError> {
+    let have: Vec<&str> = dirs.keys().map(|k| k.as_str()).collect();
+    resources::check_controllers(&resources::needs_v1(r), &have, where_)
+}
+
 fn v1_init_cpuset(dir: &Path) -> Result<(), CgroupError> {
     let Some(parent) = dir.parent() else { return Ok(()) };
     for file in ["cpuset.cpus", "cpuset.mems"] {
@@ -85,14 +91,10 @@ fn undo(made: &[PathBuf]) {
 }
 
 fn create_v1(mounts: &BTreeMap<String, PathBuf>, p: &path::OciPath, r: &LinuxResources) -> Result<V1, CgroupError> {
-    let have: Vec<&str> = mounts.keys().map(|k| k.as_str()).collect();
-    resources::check_controllers(
-        &resources::needs_v1(r),
-        &|c| mounts.contains_key(c),
-        &format!("in this host's cgroup v1 hierarchies (mounted: {have:?})"),
-    )?;
+    check_v1(mounts, r, "in this host's cgroup v1 hierarchies")?;
     // Without the devices controller a container could open any node it makes.
     if !mounts.contains_key("devices") {
+        let have: Vec<&str> = mounts.keys().map(|k| k.as_str()).collect();
         return Err(CgroupError::NoHierarchy(format!(
             "no devices controller mounted (cgroup v1 controllers mounted: {have:?}): device rules cannot be enforced"
         )));
@@ -125,11 +127,8 @@ fn create_v1(mounts: &BTreeMap<String, PathBuf>, p: &path::OciPath, r: &LinuxRes
 fn create_v2(mount: &Path, p: &path::OciPath, r: &LinuxResources) -> Result<V2, CgroupError> {
     let needs = resources::needs_v2(r)?;
     let avail = fs::read(&mount.join("cgroup.controllers")).unwrap_or_default();
-    resources::check_controllers(
-        &needs,
-        &|c| has_controller(mount, c),
-        &format!("in the cgroup v2 hierarchy at {} (available: {:?})", mount.display(), avail.trim()),
-    )?;
+    let avail: Vec<&str> = avail.split_whitespace().collect();
+    resources::check_controllers(&needs, &avail, &format!("in the cgroup v2 hierarchy at {}", mount.display()))?;
     let rules = rules_for(r)?;
     let own = if p.absolute { Vec::new() } else { path::read_own()? };
     let dir = p.dir(mount, &path::own_v2(&own));
@@ -224,12 +223,7 @@ impl Cgroup {
     pub fn update(&self, r: &LinuxResources) -> Result<(), CgroupError> {
         match self.backend.dirs() {
             Dirs::V1(dirs) => {
-                let have: Vec<&str> = dirs.keys().map(|k| k.as_str()).collect();
-                resources::check_controllers(
-                    &resources::needs_v1(r),
-                    &|c| dirs.contains_key(c),
-                    &format!("joined by this group (joined: {have:?})"),
-                )?;
+                check_v1(dirs, r, "joined by this group")?;
                 resources::apply_v1(dirs, r)
             }
             Dirs::V2(dir) => resources::apply_v2(dir, r),

@@ -61,37 +61,46 @@ fn has<T>(v: &Option<Vec<T>>) -> bool {
     v.as_ref().is_some_and(|v| !v.is_empty())
 }
 
+/// Adds `ctrl` for each field that is set.
+fn need<const N: usize>(
+    n: &mut Vec<(&'static str, &'static str)>,
+    ctrl: &'static str,
+    fields: [(bool, &'static str); N],
+) {
+    n.extend(fields.into_iter().filter(|(set, _)| *set).map(|(_, f)| (ctrl, f)));
+}
+
 /// The controller each requested (and not ignored) field needs on v1, with the field to name.
 pub fn needs_v1(r: &LinuxResources) -> Vec<(&'static str, &'static str)> {
     let mut n = Vec::new();
     if let Some(m) = r.memory() {
-        for (set, f) in [
-            (m.limit().is_some(), F_MEM_LIMIT),
-            (m.reservation().is_some(), F_MEM_RESERVATION),
-            (m.swap().is_some(), F_MEM_SWAP),
-            (m.kernel_tcp().is_some(), F_MEM_KERNEL_TCP),
-            (m.swappiness().is_some(), F_MEM_SWAPPINESS),
-            (m.disable_oom_killer() == Some(true), F_MEM_OOM),
-        ] {
-            if set {
-                n.push(("memory", f));
-            }
-        }
+        need(
+            &mut n,
+            "memory",
+            [
+                (m.limit().is_some(), F_MEM_LIMIT),
+                (m.reservation().is_some(), F_MEM_RESERVATION),
+                (m.swap().is_some(), F_MEM_SWAP),
+                (m.kernel_tcp().is_some(), F_MEM_KERNEL_TCP),
+                (m.swappiness().is_some(), F_MEM_SWAPPINESS),
+                (m.disable_oom_killer() == Some(true), F_MEM_OOM),
+            ],
+        );
     }
     if let Some(c) = r.cpu() {
-        for (set, f) in [
-            (c.shares().is_some(), F_CPU_SHARES),
-            (c.quota().is_some(), F_CPU_QUOTA),
-            (c.period().is_some(), F_CPU_PERIOD),
-            (c.burst().is_some(), F_CPU_BURST),
-            (c.realtime_runtime().is_some(), F_CPU_RT_RUNTIME),
-            (c.realtime_period().is_some(), F_CPU_RT_PERIOD),
-            (c.idle().is_some(), F_CPU_IDLE),
-        ] {
-            if set {
-                n.push(("cpu", f));
-            }
-        }
+        need(
+            &mut n,
+            "cpu",
+            [
+                (c.shares().is_some(), F_CPU_SHARES),
+                (c.quota().is_some(), F_CPU_QUOTA),
+                (c.period().is_some(), F_CPU_PERIOD),
+                (c.burst().is_some(), F_CPU_BURST),
+                (c.realtime_runtime().is_some(), F_CPU_RT_RUNTIME),
+                (c.realtime_period().is_some(), F_CPU_RT_PERIOD),
+                (c.idle().is_some(), F_CPU_IDLE),
+            ],
+        );
         if c.cpus().as_deref().is_some_and(|s| !s.is_empty()) {
             n.push(("cpuset", F_CPUS));
         }
@@ -103,19 +112,19 @@ pub fn needs_v1(r: &LinuxResources) -> Vec<(&'static str, &'static str)> {
         n.push(("pids", F_PIDS));
     }
     if let Some(b) = r.block_io() {
-        for (set, f) in [
-            (b.weight().is_some(), F_BLKIO_WEIGHT),
-            (b.leaf_weight().is_some(), F_BLKIO_LEAF),
-            (has(b.weight_device()), F_BLKIO_WEIGHT_DEV),
-            (has(b.throttle_read_bps_device()), F_BLKIO_RBPS),
-            (has(b.throttle_write_bps_device()), F_BLKIO_WBPS),
-            (has(b.throttle_read_iops_device()), F_BLKIO_RIOPS),
-            (has(b.throttle_write_iops_device()), F_BLKIO_WIOPS),
-        ] {
-            if set {
-                n.push(("blkio", f));
-            }
-        }
+        need(
+            &mut n,
+            "blkio",
+            [
+                (b.weight().is_some(), F_BLKIO_WEIGHT),
+                (b.leaf_weight().is_some(), F_BLKIO_LEAF),
+                (has(b.weight_device()), F_BLKIO_WEIGHT_DEV),
+                (has(b.throttle_read_bps_device()), F_BLKIO_RBPS),
+                (has(b.throttle_write_bps_device()), F_BLKIO_WBPS),
+                (has(b.throttle_read_iops_device()), F_BLKIO_RIOPS),
+                (has(b.throttle_write_iops_device()), F_BLKIO_WIOPS),
+            ],
+        );
     }
     if has(r.hugepage_limits()) {
         n.push(("hugetlb", F_HUGETLB));
@@ -170,12 +179,14 @@ fn check_unified_key(k: &str) -> Result<(), CgroupError> {
 /// Refuses, by field, what the host's hierarchies lack, before anything is created.
 pub fn check_controllers(
     needs: &[(&'static str, &'static str)],
-    have: &dyn Fn(&str) -> bool,
+    have: &[&str],
     where_: &str,
 ) -> Result<(), CgroupError> {
-    match needs.iter().find(|(c, _)| !have(c)) {
+    match needs.iter().find(|(c, _)| !have.contains(c)) {
         None => Ok(()),
-        Some((c, f)) => Err(CgroupError::Unsupported { flag: f, reason: format!("no {c} controller {where_}") }),
+        Some((c, f)) => {
+            Err(CgroupError::Unsupported { flag: f, reason: format!("no {c} controller {where_} (there: {have:?})") })
+        }
     }
 }
 
@@ -714,10 +725,10 @@ mod tests {
             let e = apply_v1(&dirs, &res(json)).expect_err(json).to_string();
             assert!(e.starts_with(field) && e.contains(why), "{json}: {e}");
         }
-        let have = |c: &str| dirs.contains_key(c);
+        let have: Vec<&str> = dirs.keys().map(|k| k.as_str()).collect();
         let e = check_controllers(&needs_v1(&res(r#"{"network":{"classID":1}}"#)), &have, "mounted")
             .unwrap_err()
             .to_string();
-        assert_eq!(e, "linux.resources.network.classID: no net_cls controller mounted");
+        assert!(e.starts_with("linux.resources.network.classID: no net_cls controller mounted (there: ["), "{e}");
     }
 }

@@ -15,20 +15,10 @@ use super::{tables, Filter, SeccompError, X32_BIT};
 
 const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
 const AUDIT_ARCH_I386: u32 = 0x4000_0003;
-/// The kernel's limit (BPF_MAXINSNS).
-const MAX_INSNS: usize = 4096;
 /// seccomp_data: nr at 0, arch at 4, instruction pointer at 8, args[6] (u64 each) from 16.
 const OFFSET_NR: u32 = 0;
 const OFFSET_ARCH: u32 = 4;
 const OFFSET_ARGS: u32 = 16;
-
-const RET_KILL_PROCESS: u32 = 0x8000_0000;
-const RET_KILL_THREAD: u32 = 0;
-const RET_TRAP: u32 = 0x0003_0000;
-const RET_ERRNO: u32 = 0x0005_0000;
-const RET_TRACE: u32 = 0x7ff0_0000;
-const RET_LOG: u32 = 0x7ffc_0000;
-const RET_ALLOW: u32 = 0x7fff_0000;
 
 /// The three ABIs of an x86_64 host, each a section of the program.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
@@ -95,13 +85,13 @@ fn action_value(action: LinuxSeccompAction, errno: Option<u32>, field: &str) -> 
         }
     };
     match action {
-        LinuxSeccompAction::ScmpActErrno => Ok(RET_ERRNO | data(errno)?),
-        LinuxSeccompAction::ScmpActTrace => Ok(RET_TRACE | data(errno)?),
-        LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => plain(RET_KILL_THREAD),
-        LinuxSeccompAction::ScmpActKillProcess => plain(RET_KILL_PROCESS),
-        LinuxSeccompAction::ScmpActTrap => plain(RET_TRAP),
-        LinuxSeccompAction::ScmpActLog => plain(RET_LOG),
-        LinuxSeccompAction::ScmpActAllow => plain(RET_ALLOW),
+        LinuxSeccompAction::ScmpActErrno => Ok(libc::SECCOMP_RET_ERRNO | data(errno)?),
+        LinuxSeccompAction::ScmpActTrace => Ok(libc::SECCOMP_RET_TRACE | data(errno)?),
+        LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => plain(libc::SECCOMP_RET_KILL_THREAD),
+        LinuxSeccompAction::ScmpActKillProcess => plain(libc::SECCOMP_RET_KILL_PROCESS),
+        LinuxSeccompAction::ScmpActTrap => plain(libc::SECCOMP_RET_TRAP),
+        LinuxSeccompAction::ScmpActLog => plain(libc::SECCOMP_RET_LOG),
+        LinuxSeccompAction::ScmpActAllow => plain(libc::SECCOMP_RET_ALLOW),
         LinuxSeccompAction::ScmpActNotify => Err(SeccompError::UnsupportedAction {
             field: field.to_string(),
             action: "SCMP_ACT_NOTIFY",
@@ -197,12 +187,12 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Filter, SeccompError> {
     let stub = !matches!(
         profile.default_action(),
         LinuxSeccompAction::ScmpActAllow | LinuxSeccompAction::ScmpActLog | LinuxSeccompAction::ScmpActTrace
-    ) && default_ret != RET_ERRNO | libc::ENOSYS as u32;
+    ) && default_ret != libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32;
 
     let mut gen = Gen { asm: Asm::default(), rets: BTreeMap::new(), blocks: Vec::new() };
     let default = gen.ret(default_ret);
-    let enosys = gen.ret(RET_ERRNO | libc::ENOSYS as u32);
-    let bad_arch = gen.ret(RET_KILL_PROCESS);
+    let enosys = gen.ret(libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32);
+    let bad_arch = gen.ret(libc::SECCOMP_RET_KILL_PROCESS);
     let section: BTreeMap<Abi, Label> = abis.iter().map(|&abi| (abi, gen.asm.label())).collect();
 
     gen.asm.load(OFFSET_ARCH);
@@ -234,7 +224,7 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Filter, SeccompError> {
     gen.blocks(default);
     gen.rets();
     let program = gen.asm.assemble().map_err(|e| SeccompError::Layout(e.0))?;
-    if program.len() > MAX_INSNS {
+    if program.len() > libc::BPF_MAXINSNS as usize {
         return Err(SeccompError::TooLong(program.len()));
     }
     Ok(Filter { program, flags })
