@@ -95,6 +95,13 @@ impl Registry {
         Registry { child, tokens, dir, host, creds: auth.map(|(u, p)| format!("{u}:{p}")) }
     }
 
+    /// An open registry holding `fixtures`.
+    fn with(fixtures: &[&str]) -> Registry {
+        let reg = Registry::start(None);
+        reg.push(fixtures);
+        reg
+    }
+
     fn push(&self, fixtures: &[&str]) {
         let t = self.dir.path();
         let work = t.join("work");
@@ -180,6 +187,12 @@ impl Engine {
         v
     }
 
+    /// Pulls `reference`, then resolves it as the supervisor would.
+    fn pull(&self, reference: &str) -> engine::image::ResolvedImage {
+        self.ok(&["pull", reference]);
+        self.resolve(reference)
+    }
+
     fn resolve(&self, reference: &str) -> engine::image::ResolvedImage {
         engine::image::resolve(&self.store(), reference).expect("resolve")
     }
@@ -193,8 +206,7 @@ fn same_tree(a: &Path, b: &Path) {
 
 #[test]
 fn pull_oci_and_schema2_share_layers_and_rmi_leaves_nothing() {
-    let reg = Registry::start(None);
-    reg.push(&["oci", "v2s2"]);
+    let reg = Registry::with(&["oci", "v2s2"]);
     let e = Engine::new();
     let oci = format!("{}/busybox:oci", reg.host);
     let v2 = format!("{}/busybox:v2s2", reg.host);
@@ -260,12 +272,10 @@ fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
 
 #[test]
 fn whiteouts_and_opaque_dirs_work_in_a_real_overlay() {
-    let reg = Registry::start(None);
-    reg.push(&["wh"]);
+    let reg = Registry::with(&["wh"]);
     let e = Engine::new();
     let name = format!("{}/wh:latest", reg.host);
-    e.ok(&["pull", &name]);
-    let img = e.resolve(&name);
+    let img = e.pull(&name);
     assert_eq!(img.lower_dirs.len(), 3);
     let top = &img.lower_dirs[0];
     let wh = std::fs::symlink_metadata(top.join("data/gone")).expect("whiteout");
@@ -317,12 +327,10 @@ fn whiteouts_and_opaque_dirs_work_in_a_real_overlay() {
 
 #[test]
 fn multi_platform_index_picks_the_platform() {
-    let reg = Registry::start(None);
-    reg.push(&["index"]);
+    let reg = Registry::with(&["index"]);
     let e = Engine::new();
     let multi = format!("{}/multi:latest", reg.host);
-    e.ok(&["pull", &multi]);
-    assert_eq!(e.resolve(&multi).config.architecture, "amd64");
+    assert_eq!(e.pull(&multi).config.architecture, "amd64");
     let e2 = Engine::new();
     e2.ok(&["pull", "--platform", "linux/arm64", &multi]);
     let arm = e2.resolve(&multi);
@@ -339,8 +347,7 @@ fn multi_platform_index_picks_the_platform() {
 
 #[test]
 fn bad_input_fails_in_one_line_and_leaves_nothing() {
-    let reg = Registry::start(None);
-    reg.push(&["bad"]);
+    let reg = Registry::with(&["bad"]);
     let e = Engine::new();
     let _ = std::fs::remove_file("/tmp/escaped-absolute");
     let _ = std::fs::remove_file("/tmp/escaped-symlink");
@@ -394,8 +401,7 @@ fn basic_auth_registry_needs_login() {
     assert!(login.wait().expect("wait").success());
     let mode = std::fs::metadata(e.store().join("auth.json")).expect("auth.json").permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
-    e.ok(&["pull", &name]);
-    same_tree(&e.resolve(&name).lower_dirs[0], &rootfs());
+    same_tree(&e.pull(&name).lower_dirs[0], &rootfs());
 }
 
 #[test]
@@ -404,16 +410,15 @@ fn token_auth_registry_gives_anonymous_pulls_a_token() {
     reg.push(&["oci"]); // skopeo pushes with the credentials, through the token server
     let e = Engine::new();
     let name = format!("{}/busybox:oci", reg.host);
-    e.ok(&["pull", &name]); // anonymous: the challenge's realm hands out a pull token
-    same_tree(&e.resolve(&name).lower_dirs[0], &rootfs());
+    // Anonymous: the challenge's realm hands out a pull token.
+    same_tree(&e.pull(&name).lower_dirs[0], &rootfs());
     let err = e.fails(&["login", "-u", "pusher", "-p", "wrong", &reg.host]);
     assert!(err.contains("refused the credentials"), "{err}");
 }
 
 #[test]
 fn import_docker_and_oci_archives_from_skopeo() {
-    let reg = Registry::start(None);
-    reg.push(&["oci"]); // builds the umoci layout under the registry's work dir
+    let reg = Registry::with(&["oci"]); // builds the umoci layout under the registry's work dir
     let layout = reg.dir.path().join("work/oci");
     let t = reg.dir.path();
     let docker_tar = t.join("docker.tar");
@@ -442,12 +447,10 @@ fn import_docker_and_oci_archives_from_skopeo() {
 
 #[test]
 fn zstd_and_plain_layers_and_special_files_survive() {
-    let reg = Registry::start(None);
-    reg.push(&["formats"]);
+    let reg = Registry::with(&["formats"]);
     let e = Engine::new();
     let name = format!("{}/formats:latest", reg.host);
-    e.ok(&["pull", &name]);
-    let img = e.resolve(&name);
+    let img = e.pull(&name);
     assert_eq!(img.lower_dirs.len(), 3);
     let (top, zst, gz) = (&img.lower_dirs[0], &img.lower_dirs[1], &img.lower_dirs[2]);
     assert_eq!(std::fs::read_to_string(gz.join("gz")).ok().as_deref(), Some("gz\n"));
@@ -468,8 +471,7 @@ fn zstd_and_plain_layers_and_special_files_survive() {
 
 #[test]
 fn interrupted_pull_leaves_nothing_visible_and_a_rerun_completes() {
-    let reg = Registry::start(None);
-    reg.push(&["big"]);
+    let reg = Registry::with(&["big"]);
     let e = Engine::new();
     let name = format!("{}/big:latest", reg.host);
     let mut child = Command::new(ENGINE)
@@ -500,8 +502,7 @@ fn interrupted_pull_leaves_nothing_visible_and_a_rerun_completes() {
 
 #[test]
 fn prune_removes_dangling_images_and_their_layers() {
-    let reg = Registry::start(None);
-    reg.push(&["oci", "formats"]);
+    let reg = Registry::with(&["oci", "formats"]);
     let e = Engine::new();
     let name = format!("{}/app:v1", reg.host);
     let retag = |src: &str| {
@@ -529,8 +530,7 @@ fn prune_removes_dangling_images_and_their_layers() {
 
 #[test]
 fn full_disk_fails_in_one_line_and_leaves_nothing() {
-    let reg = Registry::start(None);
-    reg.push(&["oci"]);
+    let reg = Registry::with(&["oci"]);
     let e = Engine::new();
     // A 3 MiB tmpfs as the root, in a mount namespace that dies with the shell: the 7 MB
     // busybox layer cannot fit.
@@ -563,8 +563,7 @@ const LISTING: &str = r#"find . -printf "%p %y %m %U %G %s %l\n" | grep -v '^\. 
 
 #[test]
 fn podman_sees_the_same_files_as_an_overlay_of_our_layers() {
-    let reg = Registry::start(None);
-    reg.push(&["wh", "formats"]);
+    let reg = Registry::with(&["wh", "formats"]);
     let e = Engine::new();
     let t = e.dir.path();
     let containers_existed = Path::new("/var/lib/containers").exists();
@@ -576,8 +575,7 @@ fn podman_sees_the_same_files_as_an_overlay_of_our_layers() {
     std::fs::write(t.join("containers.conf"), conf).expect("containers.conf");
     for image in ["wh:latest", "formats:latest"] {
         let name = format!("{}/{image}", reg.host);
-        e.ok(&["pull", &name]);
-        let lower = e.resolve(&name).lower_dirs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":");
+        let lower = e.pull(&name).lower_dirs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":");
         let mnt = t.join("mnt");
         std::fs::create_dir_all(&mnt).expect("mnt");
         // Podman with storage of its own; both trees mounted in a mount namespace that dies with

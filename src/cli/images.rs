@@ -2,7 +2,7 @@
 use std::path::PathBuf;
 
 use super::CliResult;
-use crate::image::{self, pull::human, Store};
+use crate::image::{self, pull::human, pull::short};
 use crate::supervisor::DEFAULT_ROOT;
 
 #[derive(clap::Args)]
@@ -49,14 +49,12 @@ pub struct InspectArgs {
 }
 
 pub fn execute(args: Args) -> CliResult {
-    super::pull::require_root()?;
-    let store = Store::open(&image::store_dir(&args.root))?;
     let images = {
-        let _shared = store.lock_shared()?;
+        let (_, store, _shared) = super::pull::open_store(&args.root, false)?;
         store.images()?
     };
     if args.quiet {
-        images.iter().for_each(|i| println!("{}", &i.id[7..19]));
+        images.iter().for_each(|i| println!("{}", short(&i.id)));
         return Ok(0);
     }
     match args.format.as_str() {
@@ -80,7 +78,7 @@ pub fn execute(args: Args) -> CliResult {
                     let (repo, tag) = split_name(&n);
                     let created =
                         i.created.as_deref().map(|c| c.chars().take(19).collect::<String>()).unwrap_or_default();
-                    println!("{repo:<40} {tag:<16} {:<14} {created:<22} {:>10}", &i.id[7..19], human(i.size));
+                    println!("{repo:<40} {tag:<16} {:<14} {created:<22} {:>10}", short(&i.id), human(i.size));
                 }
             }
         }
@@ -92,7 +90,7 @@ pub fn execute(args: Args) -> CliResult {
 /// `repo:tag` / `repo@digest` → (repo, tag).
 fn split_name(name: &str) -> (String, String) {
     if let Some((r, d)) = name.split_once('@') {
-        return (r.to_string(), format!("@{}", super::super::image::pull::short(d)));
+        return (r.to_string(), format!("@{}", short(d)));
     }
     let slash = name.rfind('/').map_or(0, |i| i + 1);
     match name[slash..].rfind(':') {
@@ -110,10 +108,7 @@ pub fn execute_image(args: ImageArgs) -> CliResult {
 }
 
 fn prune(args: PruneArgs) -> CliResult {
-    super::pull::require_root()?;
-    let dir = image::store_dir(&args.root);
-    let store = Store::open(&dir)?;
-    let lock = store.lock_exclusive()?;
+    let (dir, store, lock) = super::pull::open_store(&args.root, true)?;
     for i in store.images()? {
         if i.names.is_empty() && image::in_use(&dir, &i.id)?.is_empty() {
             store.remove_image(&i)?;
@@ -127,10 +122,7 @@ fn prune(args: PruneArgs) -> CliResult {
 }
 
 fn inspect(args: InspectArgs) -> CliResult {
-    super::pull::require_root()?;
-    let dir = image::store_dir(&args.root);
-    let store = Store::open(&dir)?;
-    let _shared = store.lock_shared()?;
+    let (_, store, _shared) = super::pull::open_store(&args.root, false)?;
     let mut out = Vec::new();
     for q in &args.images {
         let rec = store.find(q)?;

@@ -1,9 +1,9 @@
 //! `engine pull [--platform os/arch[/variant]] [--insecure-registry] [-q] REF`: fetch an image
 //! into the store (daemonless, as podman: the store is shared with the supervisor by flock).
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::CliResult;
-use crate::image;
+use crate::image::{self, store::Lock, Store};
 use crate::supervisor::DEFAULT_ROOT;
 
 #[derive(clap::Args)]
@@ -31,6 +31,16 @@ pub fn require_root() -> Result<(), super::CliError> {
     } else {
         Err("image commands need root: the image store is owned by root".into())
     }
+}
+
+/// The store under the supervisor's root `root`, opened after `require_root` and locked: shared
+/// for the verbs that read, exclusive for those that remove. Also returns the store's folder.
+pub fn open_store(root: &Path, exclusive: bool) -> Result<(PathBuf, Store, Lock), super::CliError> {
+    require_root()?;
+    let dir = image::store_dir(root);
+    let store = Store::open(&dir)?;
+    let lock = if exclusive { store.lock_exclusive()? } else { store.lock_shared()? };
+    Ok((dir, store, lock))
 }
 
 pub fn execute(args: Args) -> CliResult {

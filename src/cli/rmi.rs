@@ -19,10 +19,7 @@ pub struct Args {
 }
 
 pub fn execute(args: Args) -> CliResult {
-    super::pull::require_root()?;
-    let dir = image::store_dir(&args.root);
-    let store = Store::open(&dir)?;
-    let lock = store.lock_exclusive()?;
+    let (dir, store, lock) = super::pull::open_store(&args.root, true)?;
     let mut failures = Vec::new();
     for query in &args.images {
         match remove_one(&store, &dir, query, args.force) {

@@ -176,7 +176,7 @@ impl Progress {
 
 pub fn short(digest: &str) -> &str {
     let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
-    &hex[..hex.len().min(12)]
+    hex.get(..12).unwrap_or(hex)
 }
 
 pub fn human(bytes: u64) -> String {
@@ -224,7 +224,7 @@ pub fn ingest_layer(
     // A registry that streams past the size the manifest promised is cut off there, not read
     // until the disk is full; the size check below then names it.
     let reader = match job.size {
-        Some(size) => Box::new(open()?.take(size + 1)) as Box<dyn Read + Send>,
+        Some(size) => Box::new(open()?.take(size.saturating_add(1))) as Box<dyn Read + Send>,
         None => open()?,
     };
     let bar = progress.bar(&label, job.size.unwrap_or(0));
@@ -251,8 +251,8 @@ where
     let fetched = AtomicUsize::new(0);
     let first_error: Mutex<Option<Error>> = Mutex::new(None);
     let workers = PARALLEL_LAYERS.min(jobs.len());
+    // The scope joins every worker, on the error path too.
     let spawned = std::thread::scope(|s| {
-        let mut handles = Vec::new();
         for i in 0..workers {
             let h = std::thread::Builder::new().name(format!("pull-{i}")).spawn_scoped(s, || loop {
                 if failed.load(Ordering::Relaxed) {
@@ -274,9 +274,10 @@ where
                     }
                 }
             });
-            match h {
-                Ok(h) => handles.push(h),
-                Err(e) => return Err(Error::io("start a layer download thread")(e)),
+            if let Err(e) = h {
+                // The workers already running take no further job.
+                failed.store(true, Ordering::Relaxed);
+                return Err(Error::io("start a layer download thread")(e));
             }
         }
         Ok(())

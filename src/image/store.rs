@@ -351,10 +351,10 @@ impl Store {
                 }
             }
         }
-        let hex = query.strip_prefix("sha256:").unwrap_or(query);
+        let hex = query.strip_prefix("sha256:").unwrap_or(query).to_ascii_lowercase();
         if hex.len() >= 3 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             let mut found: Vec<ImageRecord> =
-                self.images()?.into_iter().filter(|i| i.id[7..].starts_with(&hex.to_ascii_lowercase())).collect();
+                self.images()?.into_iter().filter(|i| i.id.trim_start_matches("sha256:").starts_with(&hex)).collect();
             match found.len() {
                 0 => {}
                 1 => return Ok(found.remove(0)),
@@ -391,7 +391,7 @@ impl Store {
         let mut keep_layers = std::collections::HashSet::new();
         let mut keep_blobs = std::collections::HashSet::new();
         for i in &images {
-            keep_blobs.insert(i.id[7..].to_string());
+            keep_blobs.insert(i.id.trim_start_matches("sha256:").to_string());
             if let Some(m) = &i.manifest_digest {
                 keep_blobs.insert(m.trim_start_matches("sha256:").to_string());
             }

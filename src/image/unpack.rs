@@ -323,8 +323,9 @@ impl Unpacker<'_> {
             return Ok(()); // aufs bookkeeping (.wh..wh.plnk, .wh..wh.aufs): nothing for overlay
         }
         if let Some(target) = name.strip_prefix(b".wh.") {
-            if target.is_empty() {
-                return Err(self.unsafe_entry(raw, "whiteout of nothing"));
+            // `.wh..` and `.wh...` would name the directory itself or its parent.
+            if matches!(target, b"" | b"." | b"..") {
+                return Err(self.unsafe_entry(raw, "whiteout of nothing, . or .."));
             }
             let target = cstr(target).map_err(self.entry_err(raw))?;
             remove_existing(parent, &target).map_err(self.entry_err(raw))?;
@@ -596,7 +597,32 @@ fn set_times_fd(fd: RawFd, mtime: i64) -> io::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::clean;
+    use super::{clean, unpack_layer, Compression, Expect};
+    use crate::image::Error;
+
+    /// A tar of one empty file per name (names the tar crate itself would refuse are avoided).
+    fn tar_of(names: &[&str]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for n in names {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(0);
+            h.set_mode(0o644);
+            h.set_entry_type(tar::EntryType::Regular);
+            b.append_data(&mut h, n, &[][..]).expect("append");
+        }
+        b.into_inner().expect("tar")
+    }
+
+    #[test]
+    fn whiteout_of_dot_or_dotdot_is_refused() {
+        for name in ["d/.wh..", "d/.wh...", ".wh..."] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let tar = tar_of(&["d/f", name]);
+            let expect = Expect { digest: None, size: None, diff_id: "sha256:0" };
+            let r = unpack_layer(&tar[..], Compression::None, &expect, dir.path(), "t", None);
+            assert!(matches!(r, Err(Error::Unsafe { .. })), "{name}: {r:?}");
+        }
+    }
 
     #[test]
     fn clean_refuses_escapes() {
