@@ -46,6 +46,16 @@ impl Env {
         Output { status, stdout: read(out), stderr: read(err) }
     }
 
+    /// A `create` of `bundle` that must fail, logging JSON: its one stderr line, the log's last entry.
+    fn failed_create_logged(&self, bundle: &Path, id: &str) -> (String, serde_json::Value) {
+        let log = self.path("log.json");
+        let b = bundle.to_str().unwrap();
+        let o = self.run(&["--log", log.to_str().unwrap(), "--log-format", "json", "create", "--bundle", b, id]);
+        let e = one_line_failure(&o);
+        let text = std::fs::read_to_string(&log).unwrap();
+        (e, serde_json::from_str(text.lines().last().unwrap()).unwrap())
+    }
+
     fn path(&self, p: &str) -> PathBuf {
         self.dir.path().join(p)
     }
@@ -296,24 +306,11 @@ fn bad_bundles_fail_in_one_line_naming_the_field_and_leave_nothing() {
             "config.json: annotations.org.engine.monitor.hard-mib: \"x\" is not a positive number of MiB",
         ),
     ];
-    let log = env.path("log.json");
     for (config, want) in cases {
         let b = bundle_with(&env, config);
-        let o = env.run(&[
-            "--log",
-            log.to_str().unwrap(),
-            "--log-format",
-            "json",
-            "create",
-            "--bundle",
-            b.to_str().unwrap(),
-            "c",
-        ]);
-        let e = one_line_failure(&o);
+        let (e, last) = env.failed_create_logged(&b, "c");
         assert!(e.starts_with(&format!("engine-oci: {want}")), "want {want:?}, got {e:?}");
         nothing_left(&env, "c");
-        let text = std::fs::read_to_string(&log).unwrap();
-        let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
         assert!(last["msg"].as_str().unwrap().starts_with(want), "{last}");
     }
 }
@@ -496,19 +493,42 @@ fn exec_tty_sends_the_pty_master_over_the_console_socket() {
     assert!(out.contains("on-a-tty"), "{out:?}");
 }
 
-/// Puts the fake container's process in a pids cgroup of the test's own (v1 here; v2 hosts too).
+/// Puts the fake container's process in a group of the test's own, made as `create` makes one:
+/// the same relative path in every v1 hierarchy (or the v2 directory), recorded as its cgroupsPath.
+/// Returns the pids group's directory.
 fn with_cgroup(env: &Env, id: &str, fake: &FakeContainer) -> PathBuf {
-    let tag = env.dir.path().file_name().unwrap().to_string_lossy().into_owned();
-    let v1 = Path::new("/sys/fs/cgroup/pids");
-    let base = if v1.exists() { v1.to_path_buf() } else { PathBuf::from("/sys/fs/cgroup") };
-    let dir = base.join(&tag).join(id);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("cgroup.procs"), fake.pid.to_string()).unwrap();
+    let rel = format!("{}/{id}", env.tag());
+    let mut dirs = Vec::new();
+    if Path::new("/sys/fs/cgroup/pids").exists() {
+        // Every controller hierarchy (symlinks such as cpu -> cpu,cpuacct once); not the
+        // controller-less named ones (systemd) nor the v2 one beside them.
+        for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+            let name = h.file_name().to_string_lossy().into_owned();
+            if h.file_type().unwrap().is_dir() && !matches!(name.as_str(), "unified" | "systemd") {
+                dirs.push(h.path().join(&rel));
+            }
+        }
+        dirs.sort_by_key(|d| !d.starts_with("/sys/fs/cgroup/pids"));
+    } else {
+        dirs.push(Path::new("/sys/fs/cgroup").join(&rel));
+    }
+    for dir in &dirs {
+        std::fs::create_dir_all(dir).unwrap();
+        if dir.starts_with("/sys/fs/cgroup/cpuset") {
+            for f in ["cpuset.cpus", "cpuset.mems"] {
+                let parent = std::fs::read_to_string(Path::new("/sys/fs/cgroup/cpuset").join(f)).unwrap();
+                std::fs::write(dir.parent().unwrap().join(f), parent.trim()).unwrap();
+                std::fs::write(dir.join(f), parent.trim()).unwrap();
+            }
+        }
+        std::fs::write(dir.join("cgroup.procs"), fake.pid.to_string()).unwrap();
+    }
     let state = env.root.join(id).join("state.json");
     let mut rec: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
-    rec["cgroup_paths"] = serde_json::json!([dir]);
+    rec["cgroup_paths"] = serde_json::json!(dirs);
+    rec["cgroup_path"] = format!("/{rel}").into();
     std::fs::write(&state, rec.to_string()).unwrap();
-    dir
+    dirs.into_iter().next().unwrap()
 }
 
 fn status_of(env: &Env, id: &str) -> String {
@@ -553,8 +573,7 @@ fn pause_resume_ps_and_delete_force_through_the_cgroup() {
         !Path::new(&format!("/proc/{}", fake.pid)).exists()
             || std::fs::read_to_string(format!("/proc/{}/stat", fake.pid)).unwrap().contains(") Z")
     );
-    let _ = std::fs::remove_dir(cg.parent().unwrap());
-    let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup/freezer").join(&tag));
+    assert_eq!(env.remove_cgroup_parent(), Vec::<PathBuf>::new());
 }
 
 #[test]
@@ -574,7 +593,7 @@ fn kill_by_name_and_number_and_all() {
     }
     assert!(env.run(&["delete", "k1"]).status.success());
     assert!(!cg.exists());
-    let _ = std::fs::remove_dir(cg.parent().unwrap());
+    assert_eq!(env.remove_cgroup_parent(), Vec::<PathBuf>::new());
 }
 
 // ---- Real containers: a bundle with a copy of the test rootfs (busybox) ----
@@ -613,20 +632,25 @@ impl Env {
         self.dir.path().file_name().unwrap().to_string_lossy().into_owned()
     }
 
-    /// The test's cgroup parent in every hierarchy, removed (it must be empty by now).
+    /// The test's cgroup parent in every hierarchy, removed; returns the groups still below it
+    /// (there should be none), which are removed too (deepest first), so a failed test leaves
+    /// nothing either.
     fn remove_cgroup_parent(&self) -> Vec<PathBuf> {
-        let mut left = Vec::new();
-        for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
-            let d = h.path().join(self.tag());
-            if d.exists() {
-                for sub in std::fs::read_dir(&d).unwrap().flatten().filter(|e| e.path().is_dir()) {
-                    left.push(sub.path());
-                }
-                let _ = std::fs::remove_dir(&d);
+        fn below(d: &Path, out: &mut Vec<PathBuf>) {
+            for sub in std::fs::read_dir(d).into_iter().flatten().flatten().filter(|e| e.path().is_dir()) {
+                below(&sub.path(), out);
+                out.push(sub.path());
             }
         }
-        let d = Path::new("/sys/fs/cgroup").join(self.tag());
-        if d.exists() {
+        let mut left = Vec::new();
+        let hierarchies = std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten().map(|h| h.path());
+        for d in hierarchies.chain([PathBuf::from("/sys/fs/cgroup")]).map(|h| h.join(self.tag())) {
+            let mut subs = Vec::new();
+            below(&d, &mut subs);
+            for s in &subs {
+                let _ = std::fs::remove_dir(s);
+            }
+            left.extend(subs);
             let _ = std::fs::remove_dir(&d);
         }
         left
@@ -797,22 +821,10 @@ fn failing_or_hanging_runtime_hooks_fail_create_and_leave_nothing() {
             cfg["process"]["args"] = serde_json::json!(["sleep", "1000"]);
             cfg["hooks"] = serde_json::json!({"createRuntime": [hook]});
         });
-        let log = env.path("log.json");
-        let o = env.run(&[
-            "--log",
-            log.to_str().unwrap(),
-            "--log-format",
-            "json",
-            "create",
-            "--bundle",
-            b.to_str().unwrap(),
-            name,
-        ]);
-        let e = one_line_failure(&o);
+        let (e, last) = env.failed_create_logged(&b, name);
         assert!(e.contains(want), "{e}");
-        assert!(!env.root.join(name).exists());
-        let last = std::fs::read_to_string(&log).unwrap();
-        assert!(last.lines().last().unwrap().contains(want), "{last}");
+        nothing_left(&env, name);
+        assert!(last["msg"].as_str().unwrap().contains(want), "{last}");
         assert_eq!(env.remove_cgroup_parent(), Vec::<PathBuf>::new(), "cgroup left by {name}");
         // No process of it is left: nothing runs from its root.
         for p in std::fs::read_dir("/proc").unwrap().flatten() {

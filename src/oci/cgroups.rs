@@ -2,14 +2,13 @@
 //! freezer (`pause`, `resume`, the `paused` status), the member pids (`ps`, `kill --all`) and
 //! limits changed after create (`update`).
 //!
-//! The core groups a container in the hierarchies it limits; on a v1 host without a freezer
-//! group for it, `pause` makes one at the same relative path and moves the container's
-//! processes in (children forked later follow their parent), and `delete` removes it.
+//! All of it goes through the cgroup module's OCI API (`Cgroup::open_oci` by the recorded
+//! absolute cgroupsPath); what is left here is finding that path from the group's directories.
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use super::error::{OciError, Result};
+use crate::cgroup::{Cgroup, CgroupError, FreezerState};
 
 /// A cgroup mount: where, which version, and (v1) its controllers.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,134 +64,12 @@ fn unescape(s: &str) -> String {
     out
 }
 
-/// The v1 freezer mount, if any.
-fn freezer_mount(ms: &[Mount]) -> Option<&Mount> {
-    ms.iter().find(|m| !m.v2 && m.controllers.iter().any(|c| c == "freezer"))
-}
-
 /// The mount holding `path` (longest prefix) and the path relative to it.
 fn split_path<'a>(ms: &'a [Mount], path: &Path) -> Option<(&'a Mount, PathBuf)> {
     ms.iter()
         .filter(|m| path.starts_with(&m.point))
         .max_by_key(|m| m.point.as_os_str().len())
         .and_then(|m| path.strip_prefix(&m.point).ok().map(|rel| (m, rel.to_path_buf())))
-}
-
-/// The container's freezer directory: v2 its group (cgroup.freeze), v1 the group under the freezer
-/// hierarchy at the same relative path as its other groups.
-pub fn freezer_dir(cgroup_paths: &[PathBuf]) -> Option<(PathBuf, bool)> {
-    let ms = mounts();
-    if let Some(p) = cgroup_paths.iter().find(|p| p.join("cgroup.freeze").exists()) {
-        return Some((p.clone(), true));
-    }
-    let fm = freezer_mount(&ms)?;
-    if let Some(p) = cgroup_paths.iter().find(|p| p.starts_with(&fm.point)) {
-        return Some((p.clone(), false));
-    }
-    let (_, rel) = cgroup_paths.iter().find_map(|p| split_path(&ms, p))?;
-    (!rel.as_os_str().is_empty()).then(|| (fm.point.join(rel), false))
-}
-
-/// Whether `pid`'s cgroup is frozen (v1 freezer.state FROZEN or FREEZING, v2 cgroup.freeze 1).
-pub fn is_frozen(pid: i32) -> bool {
-    let Ok(own) = fs::read_to_string(format!("/proc/{pid}/cgroup")) else { return false };
-    let ms = mounts();
-    for line in own.lines() {
-        let mut f = line.splitn(3, ':');
-        let (Some(_), Some(ctrls), Some(rel)) = (f.next(), f.next(), f.next()) else { continue };
-        let rel = rel.trim_start_matches('/');
-        if ctrls.is_empty() {
-            if let Some(m) = ms.iter().find(|m| m.v2) {
-                let v = fs::read_to_string(m.point.join(rel).join("cgroup.freeze")).unwrap_or_default();
-                if v.trim() == "1" {
-                    return true;
-                }
-            }
-        } else if ctrls.split(',').any(|c| c == "freezer") {
-            if let Some(m) = freezer_mount(&ms) {
-                let v = fs::read_to_string(m.point.join(rel).join("freezer.state")).unwrap_or_default();
-                if matches!(v.trim(), "FROZEN" | "FREEZING") {
-                    return true;
-                }
-            }
-        }
-    }
-    false
-}
-
-/// The pids in the container's cgroup (the first of its groups that can be read).
-pub fn procs(cgroup_paths: &[PathBuf]) -> Result<Vec<i32>> {
-    let mut last = None;
-    for p in cgroup_paths {
-        match fs::read_to_string(p.join("cgroup.procs")) {
-            Ok(s) => return Ok(s.lines().filter_map(|l| l.trim().parse().ok()).collect()),
-            Err(e) => last = Some((p, e)),
-        }
-    }
-    match last {
-        Some((p, e)) => Err(OciError::io(format!("reading {}", p.join("cgroup.procs").display()))(e)),
-        None => Err(OciError::Unsupported("the container has no cgroup to list processes from".into())),
-    }
-}
-
-const FREEZE_WAIT: Duration = Duration::from_secs(10);
-
-/// Freezes (`true`) or thaws the container's processes and waits until the kernel says it is done.
-pub fn set_frozen(cgroup_paths: &[PathBuf], frozen: bool) -> Result<()> {
-    let verb = if frozen { "pause" } else { "resume" };
-    let (dir, v2) = freezer_dir(cgroup_paths)
-        .ok_or_else(|| OciError::Unsupported(format!("{verb}: no freezer cgroup on this host for the container")))?;
-    let write = |file: &str, value: &str| {
-        fs::write(dir.join(file), value).map_err(OciError::io(format!("{verb}: writing {}", dir.join(file).display())))
-    };
-    if v2 {
-        write("cgroup.freeze", if frozen { "1" } else { "0" })?;
-        return wait_for(&dir.join("cgroup.events"), verb, |s| {
-            s.lines().any(|l| l == if frozen { "frozen 1" } else { "frozen 0" })
-        });
-    }
-    if frozen {
-        if !dir.exists() {
-            fs::create_dir_all(&dir).map_err(OciError::io(format!("{verb}: creating {}", dir.display())))?;
-        }
-        // Every process of the container, moved in before the freeze; one that forks meanwhile
-        // brings its child along.
-        for pid in procs(cgroup_paths)? {
-            match fs::write(dir.join("cgroup.procs"), pid.to_string()) {
-                Ok(()) => {}
-                // Exited since the listing.
-                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
-                Err(e) => return Err(OciError::io(format!("{verb}: moving {pid} into {}", dir.display()))(e)),
-            }
-        }
-    }
-    write("freezer.state", if frozen { "FROZEN" } else { "THAWED" })?;
-    wait_for(&dir.join("freezer.state"), verb, |s| s.trim() == if frozen { "FROZEN" } else { "THAWED" })
-}
-
-fn wait_for(file: &Path, verb: &str, done: impl Fn(&str) -> bool) -> Result<()> {
-    let deadline = Instant::now() + FREEZE_WAIT;
-    loop {
-        let s = fs::read_to_string(file).map_err(OciError::io(format!("{verb}: reading {}", file.display())))?;
-        if done(&s) {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return Err(OciError::Other(format!("{verb}: {} did not settle within {FREEZE_WAIT:?}", file.display())));
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
-/// Removes a v1 freezer group that `pause` made (the core removes the groups it made itself).
-pub fn remove_own_freezer(cgroup_paths: &[PathBuf]) -> Result<()> {
-    let Some((dir, false)) = freezer_dir(cgroup_paths) else { return Ok(()) };
-    if cgroup_paths.contains(&dir) || !dir.exists() {
-        return Ok(());
-    }
-    // A frozen group cannot be emptied: thaw first (delete --force of a paused container).
-    let _ = fs::write(dir.join("freezer.state"), "THAWED");
-    fs::remove_dir(&dir).map_err(OciError::io(format!("removing the freezer cgroup {}", dir.display())))
 }
 
 /// The group's path from the root of its hierarchy ("/a/b"), from its directories: the v2 one, or
@@ -208,59 +85,53 @@ pub fn absolute_path(cgroup_paths: &[PathBuf]) -> Option<String> {
     Some(format!("/{}", rel.display()))
 }
 
-/// The container's group as the cgroup module opens it (by its recorded cgroupsPath), for
-/// `update` and `events`.
-pub fn open(rec: &super::state::Record) -> Result<crate::cgroup::Cgroup> {
+/// The container's group as the cgroup module opens it (by its recorded cgroupsPath), for every
+/// verb after create: `update`, `events`, `pause`/`resume`, `ps`, `kill --all`, `delete`.
+pub fn open(rec: &super::state::Record) -> Result<Cgroup> {
     if rec.cgroup_path.is_empty() {
         return Err(OciError::Unsupported(format!("container \"{}\" has no cgroup on record", rec.id)));
     }
-    crate::cgroup::Cgroup::open_oci(&rec.cgroup_path)
-        .map_err(|e| OciError::Other(format!("opening the cgroup {} of \"{}\": {e}", rec.cgroup_path, rec.id)))
+    Cgroup::open_oci(&rec.cgroup_path).map_err(cgroup_error(rec, "opening"))
 }
 
-/// Removes the container's groups (sub-groups it made first): what is still inside is SIGKILLed
-/// and waited for. Every directory is tried; the first error is returned.
-pub fn remove(cgroup_paths: &[PathBuf]) -> Result<()> {
-    let mut first = None;
-    for dir in cgroup_paths {
-        if let Err(e) = remove_tree(dir) {
-            first.get_or_insert(e);
-        }
-    }
-    first.map_or(Ok(()), Err)
+fn cgroup_error<'a>(rec: &'a super::state::Record, step: &'a str) -> impl FnOnce(CgroupError) -> OciError + 'a {
+    move |source| OciError::Cgroup { step: format!("{step} the cgroup {} of \"{}\"", rec.cgroup_path, rec.id), source }
 }
 
-fn remove_tree(dir: &Path) -> Result<()> {
-    let entries = match fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(OciError::io(format!("removing the cgroup {}", dir.display()))(e)),
-    };
-    for e in entries.flatten() {
-        if e.file_type().is_ok_and(|t| t.is_dir()) {
-            remove_tree(&e.path())?;
-        }
+/// Whether the container's group is frozen or freezing (the `paused` status); no group, no freezer.
+pub fn is_frozen(rec: &super::state::Record) -> bool {
+    open(rec)
+        .and_then(|cg| cg.state().map_err(cgroup_error(rec, "reading the freezer of")))
+        .is_ok_and(|s| s != FreezerState::Thawed)
+}
+
+/// Freezes (`true`) or thaws the container's processes and waits until the kernel says it is done.
+pub fn set_frozen(rec: &super::state::Record, frozen: bool) -> Result<()> {
+    let cg = open(rec)?;
+    if frozen {
+        cg.freeze().map_err(cgroup_error(rec, "pause: freezing"))
+    } else {
+        cg.thaw().map_err(cgroup_error(rec, "resume: thawing"))
     }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let pids: Vec<i32> = fs::read_to_string(dir.join("cgroup.procs"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
-            .collect();
-        for &pid in &pids {
-            // SAFETY: kill(2) with integers.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-        match fs::remove_dir(dir) {
-            Ok(()) => return Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            // EBUSY while the killed processes are still leaving.
-            Err(e) if Instant::now() < deadline && e.raw_os_error() == Some(libc::EBUSY) => {
-                std::thread::sleep(Duration::from_millis(5))
-            }
-            Err(e) => return Err(OciError::io(format!("removing the cgroup {}", dir.display()))(e)),
-        }
+}
+
+/// The pids in the container's group and the groups below it, sorted.
+pub fn procs(rec: &super::state::Record) -> Result<Vec<i32>> {
+    open(rec)?.pids().map_err(cgroup_error(rec, "listing the processes of"))
+}
+
+/// `kill --all`: `signal` to every process of the group, frozen meanwhile so none forks past it.
+pub fn kill_all(rec: &super::state::Record, signal: i32) -> Result<()> {
+    open(rec)?.kill_all(signal).map_err(cgroup_error(rec, "signalling the processes of"))
+}
+
+/// Removes the container's group (sub-groups first): what is still inside is SIGKILLed and
+/// waited for. A group already gone (or never made) is no error.
+pub fn remove(rec: &super::state::Record) -> Result<()> {
+    match open(rec) {
+        Ok(cg) => cg.remove().map_err(cgroup_error(rec, "removing")),
+        Err(OciError::Unsupported(_)) | Err(OciError::Cgroup { source: CgroupError::NotFound { .. }, .. }) => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
@@ -280,18 +151,11 @@ mod tests {
     fn mountinfo_cgroups() {
         let ms = parse_mountinfo(INFO);
         assert_eq!(ms.len(), 5);
-        assert_eq!(freezer_mount(&ms).unwrap().point, Path::new("/sys/fs/cgroup/freezer"));
         assert_eq!(ms[1].controllers, vec!["cpu", "cpuacct"]);
         assert!(ms[2].v2);
         let (m, rel) = split_path(&ms, Path::new("/sys/fs/cgroup/memory/engine-oci/x")).unwrap();
         assert_eq!(m.point, Path::new("/sys/fs/cgroup/memory"));
         assert_eq!(rel, Path::new("engine-oci/x"));
         assert_eq!(unescape("/a\\040b"), "/a b");
-    }
-
-    #[test]
-    fn own_process_is_not_frozen() {
-        assert!(!is_frozen(std::process::id() as i32));
-        assert!(!is_frozen(-1));
     }
 }

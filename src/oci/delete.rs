@@ -49,13 +49,12 @@ pub fn destroy(c: Container) -> Result<()> {
     };
     if let Some(rec) = c.record.clone() {
         // A frozen task dies only once thawed: SIGKILL first (so nothing runs in between), thaw.
-        if state::process_is(rec.pid, rec.pid_start) && cgroups::is_frozen(rec.pid) {
+        if state::process_is(rec.pid, rec.pid_start) && cgroups::is_frozen(&rec) {
             let _ = kill::signal_checked(rec.pid, rec.pid_start, libc::SIGKILL);
-            keep(cgroups::set_frozen(&rec.cgroup_paths, false));
+            keep(cgroups::set_frozen(&rec, false));
         }
         keep(kill_and_wait(rec.pid, rec.pid_start));
-        keep(cgroups::remove_own_freezer(&rec.cgroup_paths));
-        keep(cgroups::remove(&rec.cgroup_paths));
+        keep(cgroups::remove(&rec));
         if rec.monitored {
             keep(super::monitor::unregister(rec.pid));
         }

@@ -24,6 +24,8 @@ pub enum OciError {
     Status { id: String, status: &'static str, verb: &'static str, wanted: &'static str },
     #[error("invalid signal {0:?}")]
     Signal(String),
+    #[error("{step}: {source}")]
+    Cgroup { step: String, source: crate::cgroup::CgroupError },
     #[error("{kind} hook: {source}")]
     Hook { kind: &'static str, source: HookError },
     #[error(transparent)]

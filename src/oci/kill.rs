@@ -50,10 +50,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
     let status = c.status();
     if args.all {
         // Every process of the cgroup, the init's leftovers too (runc allows this when stopped).
-        for pid in super::cgroups::procs(&rec.cgroup_paths)? {
-            // SAFETY: kill(2) with integers; a process gone meanwhile is ESRCH, ignored.
-            unsafe { libc::kill(pid, sig) };
-        }
+        super::cgroups::kill_all(rec, sig)?;
     } else {
         if status == Status::Stopped {
             return Err(OciError::Status {
@@ -68,7 +65,7 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
     // A frozen v1 task does not die before it is thawed: a kill of a paused container thaws it,
     // as runc does, so SIGKILL means gone.
     if status == Status::Paused && sig == libc::SIGKILL {
-        super::cgroups::set_frozen(&rec.cgroup_paths, false)?;
+        super::cgroups::set_frozen(rec, false)?;
     }
     Ok(0)
 }

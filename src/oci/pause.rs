@@ -22,6 +22,6 @@ pub(super) fn set_paused(ctx: &Ctx, id: String, paused: bool) -> Result<i32> {
         s if s == to => return Ok(0),
         s => return Err(OciError::Status { id, status: s.as_str(), verb, wanted: from.as_str() }),
     }
-    super::cgroups::set_frozen(&c.record()?.cgroup_paths, paused)?;
+    super::cgroups::set_frozen(c.record()?, paused)?;
     Ok(0)
 }

@@ -23,8 +23,7 @@ enum Format {
 
 pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
     let c = ctx.root.open(&args.id)?;
-    let mut pids = super::cgroups::procs(&c.record()?.cgroup_paths)?;
-    pids.sort_unstable();
+    let pids = super::cgroups::procs(c.record()?)?;
     match args.format {
         Format::Json => {
             if !args.ps_args.is_empty() {

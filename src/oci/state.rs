@@ -296,7 +296,7 @@ pub fn derive_status(r: &Record, fifo: &Path) -> Status {
     if fifo.exists() {
         return Status::Created;
     }
-    if super::cgroups::is_frozen(r.pid) {
+    if super::cgroups::is_frozen(r) {
         return Status::Paused;
     }
     Status::Running
