@@ -1,10 +1,9 @@
-//! LinuxResources → today's `cgroup::Limits`.
-//!
-//! TO BE REPLACED by the cgroup helper's OCI entry point (`Cgroup::create_oci(path,
-//! Option<&LinuxResources>)`), which takes the resources as they are. Until then only what
-//! `Limits` can express is honoured: memory limit, memory.high (unified, or the v1 soft limit
-//! from reservation), CPU quota/period, pids, cpuset CPUs. The cgroup's device rules are its own
-//! default allow-list.
+//! LinuxResources → `cgroup::Limits`, for `CgroupRules::Engine`: the supervisor's containers,
+//! whose groups engine makes under its own parent with its own device allow-list. The Spec the
+//! supervisor builds (src/supervisor/to_oci.rs) only carries what `Limits` expresses: memory
+//! limit, memory.high (unified, or the v1 soft limit from reservation), CPU quota/period, pids,
+//! cpuset CPUs. OCI bundles (`CgroupRules::Oci`) take the resources as they are through
+//! `Cgroup::create_oci`.
 use oci_spec::runtime::LinuxResources;
 
 use super::error::CoreError;
