@@ -607,6 +607,10 @@ mod tests {
             let mut h = tar::Header::new_gnu();
             h.set_size(0);
             h.set_mode(0o644);
+            // A fresh GNU header's uid, gid and mtime are blank, which the reader refuses.
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(0);
             h.set_entry_type(tar::EntryType::Regular);
             b.append_data(&mut h, n, &[][..]).expect("append");
         }
