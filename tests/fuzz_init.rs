@@ -33,6 +33,7 @@ fn seeds() -> Vec<Vec<u8>> {
         mode: InitMode::Reaper,
         gate: StartGate::Channel,
         cgroup_paths: vec!["/sys/fs/cgroup/x".into()],
+        cgroup_self_join: vec!["/sys/fs/cgroup/x".into()],
         hook_state: Some("{\"id\":\"x\"}".into()),
     };
     let go = ToInit::Setup(Box::new(plan));

@@ -6,5 +6,7 @@ fn main() {
     if argv0 == engine::container::spawn::INIT_ARGV0 {
         std::process::exit(engine::container::init::main());
     }
+    // engine-oci never starts a thread: its clones may run the container's init without exec.
+    engine::container::spawn::allow_init_without_exec();
     std::process::exit(engine::oci::main());
 }

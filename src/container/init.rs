@@ -65,6 +65,8 @@ pub fn main() -> i32 {
 fn run(chan: &InitChannel, plan: &Plan, signals: &SigSet) -> Result<Pid, CoreError> {
     let spec = &plan.spec;
     let process = spec.process().as_ref().ok_or_else(|| CoreError::spec("process", "missing"))?;
+    // First, before anything else happens in the container: its cgroups.
+    join_cgroups(&plan.cgroup_self_join)?;
     // The fifo is a host path: held as an O_PATH fd from before the namespaces are joined and
     // the pivot, reopened after.
     let fifo = match &plan.gate {
@@ -131,6 +133,21 @@ fn finish(spec: &super::Spec, process: &Process) -> Result<(), CoreError> {
         process::set_affinity(cpus, ANNOTATION_CPU_AFFINITY)?;
     }
     process::apply(process, spec.linux().as_ref())
+}
+
+/// Moves this (single-threaded) process into each v1 cgroup directory by writing "0" (the
+/// calling thread) to its `tasks`: a thread moving itself is migrated without the global
+/// threadgroup lock a write of a pid to `cgroup.procs` takes, so no RCU grace period is waited for.
+fn join_cgroups(dirs: &[PathBuf]) -> Result<(), CoreError> {
+    for dir in dirs {
+        let tasks = dir.join("tasks");
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&tasks)
+            .and_then(|mut f| f.write_all(b"0"))
+            .map_err(CoreError::process(format!("joining the cgroup {}", dir.display())))?;
+    }
+    Ok(())
 }
 
 fn new_namespace(spec: &super::Spec, kind: LinuxNamespaceType) -> bool {

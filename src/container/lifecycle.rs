@@ -265,13 +265,16 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
         mode: opts.mode,
         gate: opts.gate,
         cgroup_paths: Vec::new(),
+        cgroup_self_join: Vec::new(),
         hook_state: opts.hook_state.map(|render| render(pending.pid)),
     };
     let maps = match gate {
         Some(gate) => spawn::write_id_maps(pending.pid, &plan.spec).and_then(|()| spawn::release(gate)),
         None => Ok(()),
     };
-    match maps.and_then(|()| pending.setup(plan, &group, opts.before_setup)) {
+    match maps.and_then(|()| {
+        pending.setup(plan, &group, opts.before_setup, flags.contains(nix::sched::CloneFlags::CLONE_NEWUSER))
+    }) {
         Ok(()) => Ok(pending),
         Err(e) => {
             pending.destroy();
@@ -286,10 +289,19 @@ impl Pending {
         mut plan: Plan,
         group: &GroupPlan,
         before_setup: Option<BeforeSetup<'_>>,
+        new_user_ns: bool,
     ) -> Result<(), CoreError> {
         let cg = group.create()?;
         let paths = cg.paths();
         plan.cgroup_paths.clone_from(&paths);
+        // v1 hierarchies (they have `tasks`) the init joins itself, cheaply (see
+        // `Plan::cgroup_self_join`); the parent writes the pid into the others. A new user
+        // namespace's root is not the host's and may not write the host's cgroup files.
+        let (self_join, paths): (Vec<PathBuf>, Vec<PathBuf>) = match new_user_ns {
+            true => (Vec::new(), paths),
+            false => paths.into_iter().partition(|d| d.join("tasks").is_file()),
+        };
+        plan.cgroup_self_join = self_join;
         let cg = self.cgroup.insert(cg);
         if let (Some(hook), Some(pidfd)) = (before_setup, self.pidfd.as_ref()) {
             let handle = InitHandle { pid: self.pid, pidfd: pidfd.as_fd(), cgroup: Some(cg) };

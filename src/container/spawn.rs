@@ -6,6 +6,13 @@
 //! beforehand: another thread may hold the allocator's lock at the moment of the clone.
 //! Everything else (mounts, pivot_root, the process's settings, exec of the command) happens in
 //! the freshly exec'd, single-threaded `engine-init` (see `init.rs`).
+//!
+//! A caller that is single-threaded for its whole life (the OCI binary says so with
+//! [`allow_init_without_exec`]) has no other thread that could hold a lock at the clone: there the
+//! clone runs `init::main` itself, as crun's child does, without the execve of the 6 MB
+//! dynamically linked binary (unmapping the parent's copy, mapping and relocating the new one, the
+//! loader's CPU probing: about a third of the CPU time of an OCI `run`). The init's first step is
+//! the same either way: close every fd above its channel.
 use std::ffi::CStr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
@@ -25,6 +32,28 @@ pub const INIT_ARGV0: &str = "engine-init";
 /// The fd number on which the init finds its end of the [`InitChannel`].
 pub const INIT_CHANNEL_FD: RawFd = 3;
 const CHILD_STACK: usize = 256 * 1024;
+/// The stack of a clone that runs the init itself (serde, seccomp, the mounts): mapped lazily,
+/// only the pages it touches cost.
+const INIT_STACK: usize = 8 * 1024 * 1024;
+
+static INIT_WITHOUT_EXEC: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Declares the process single-threaded for good, so its clones may run the init without an
+/// execve. Checked again at each spawn (a second thread found means the exec is kept).
+pub fn allow_init_without_exec() {
+    INIT_WITHOUT_EXEC.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether this clone may run the init without exec: allowed, and one thread (/proc/self/stat
+/// field 20). An explicit init binary (a library user that is not engine) keeps the exec.
+fn init_without_exec(binary: Option<&std::path::Path>) -> bool {
+    if binary.is_some() || !INIT_WITHOUT_EXEC.load(std::sync::atomic::Ordering::Relaxed) {
+        return false;
+    }
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return false };
+    let threads = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_ascii_whitespace().nth(17));
+    threads == Some("1")
+}
 
 /// A just-cloned init, blocked until it gets its Setup.
 pub struct Child {
@@ -174,11 +203,20 @@ pub fn spawn_init(flags: CloneFlags, stdio: Stdio, binary: Option<&std::path::Pa
     let envp = [std::ptr::null::<libc::c_char>()];
     let raw = [stdio_fds[0].as_raw_fd(), stdio_fds[1].as_raw_fd(), stdio_fds[2].as_raw_fd()];
     let chan = child_chan.as_raw_fd();
-    let mut stack = vec![0u8; CHILD_STACK];
+    let no_exec = init_without_exec(binary);
+    let mut stack = vec![0u8; if no_exec { INIT_STACK } else { CHILD_STACK }];
 
     let child = Box::new(move || -> isize {
-        // SAFETY: only async-signal-safe calls on fds and pointers prepared above.
-        unsafe { exec_init(raw, chan, gate_fd, exe, &argv, &envp) }
+        // SAFETY: only async-signal-safe calls on fds and pointers prepared above; without exec
+        // the caller is single-threaded (checked), so the init may run here as in a fork.
+        unsafe {
+            if no_exec {
+                wire_fds(raw, chan, gate_fd);
+                // _exit: no destructor or buffered output of the parent's may run twice.
+                libc::_exit(super::init::main())
+            }
+            exec_init(raw, chan, gate_fd, exe, &argv, &envp)
+        }
     });
     // SAFETY: the callback runs in a copy of this address space and ends in execve or _exit.
     let pid = unsafe { nix::sched::clone(child, &mut stack, flags, Some(libc::SIGCHLD)) }
@@ -212,6 +250,14 @@ unsafe fn exec_init(
     argv: &[*const libc::c_char; 2],
     envp: &[*const libc::c_char; 1],
 ) -> isize {
+    wire_fds(stdio, chan, user_ns_gate);
+    libc::execve(exe.as_ptr(), argv.as_ptr(), envp.as_ptr());
+    libc::_exit(exit::ENGINE_ERROR)
+}
+
+/// Waits for the id maps (new user namespace) and becomes its root, then puts stdio on 0-2 and
+/// the channel on 3 (without FD_CLOEXEC). Exits the child on any failure.
+unsafe fn wire_fds(stdio: [RawFd; 3], chan: RawFd, user_ns_gate: RawFd) {
     if user_ns_gate >= 0 {
         let mut byte = 0u8;
         if libc::read(user_ns_gate, (&mut byte as *mut u8).cast(), 1) != 1 {
@@ -235,6 +281,4 @@ unsafe fn exec_init(
             libc::_exit(exit::ENGINE_ERROR);
         }
     }
-    libc::execve(exe.as_ptr(), argv.as_ptr(), envp.as_ptr());
-    libc::_exit(exit::ENGINE_ERROR)
 }
