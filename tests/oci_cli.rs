@@ -941,3 +941,23 @@ fn cgroups_path_gets_its_resources_and_delete_removes_the_leaf_only() {
     }
     let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(env.tag()).join("pod"));
 }
+
+/// A privileged container (ctr run --privileged, a privileged Kubernetes pod) gets every host
+/// device in linux.devices, /dev/ptmx among them: create must not fail on it ("linking /dev/ptmx:
+/// File exists"), and /dev/ptmx stays the link to the container's own devpts, as with runc.
+#[test]
+fn a_ptmx_device_in_the_spec_leaves_dev_ptmx_the_devpts_link() {
+    let env = Env::new();
+    let b = real_bundle(&env, "p1", |cfg| {
+        cfg["process"]["args"] = serde_json::json!(["sh", "-c", "readlink /dev/ptmx; [ -c /dev/kmsg ] && echo kmsg"]);
+        cfg["linux"]["devices"] = serde_json::json!([
+            {"path": "/dev/ptmx", "type": "c", "major": 5, "minor": 2, "fileMode": 438, "uid": 0, "gid": 0},
+            {"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11, "fileMode": 420, "uid": 0, "gid": 0},
+        ]);
+        cfg["linux"]["resources"]["devices"] = serde_json::json!([{"allow": true, "access": "rwm"}]);
+    });
+    let o = env.run(&["run", "--bundle", b.to_str().unwrap(), "p1"]);
+    assert!(o.status.success(), "run: {}", stderr(&o));
+    assert_eq!(stdout(&o), "pts/ptmx\nkmsg\n");
+    assert_eq!(env.remove_cgroup_parent(), Vec::<PathBuf>::new());
+}

@@ -450,6 +450,12 @@ fn set_propagation(root: &Dir, rel: &str, dest: &str, is_dir: bool, propagation:
 /// In a user namespace no device node can be made: the host's are bound instead (runc's way).
 fn make_devices(root: &Dir, devices: &[oci_spec::runtime::LinuxDevice], user_ns: bool) -> Result<(), CoreError> {
     let dev = root.dir("dev", false).map_err(io_step("opening the new /dev"))?.strict();
+    // /dev/ptmx is always the link to the container's own devpts instance (DEV_LINKS), as runc
+    // makes it whatever the Spec lists: a privileged container (ctr run --privileged, a
+    // privileged Kubernetes pod) gets every host device in linux.devices, /dev/ptmx among them,
+    // and that node would open the host's pty instance. Its device rule stays as given.
+    let devices: Vec<&oci_spec::runtime::LinuxDevice> =
+        devices.iter().filter(|d| d.path() != Path::new("/dev/ptmx")).collect();
     if user_ns {
         let host: Vec<PathBuf> = DEFAULT_DEVICES
             .iter()

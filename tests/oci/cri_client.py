@@ -123,12 +123,14 @@ class Cri:
 NS_CONTAINER = 1
 # What the container asks for, as a kubelet sends a burstable pod's (LinuxContainerResources).
 CPU_PERIOD, CPU_QUOTA, CPU_SHARES, MEMORY_LIMIT, OOM_SCORE_ADJ = 100000, 50000, 256, 64 << 20, 876
+RUN_AS_USER = 1000
 
 
 def pod_config(args, uid, cgroup_parent):
     # PodSandboxConfig{metadata{name, uid, namespace, attempt}, hostname, log_directory, labels,
     # linux{cgroup_parent, security_context{namespace_options{pid}}}}
-    linux = enc((1, cgroup_parent), (2, enc((1, enc((2, NS_CONTAINER))))))
+    # privileged (6): the pod may hold a privileged container, as a kubelet says when one asks.
+    linux = enc((1, cgroup_parent), (2, enc((1, enc((2, NS_CONTAINER))), (6, True))))
     return enc((1, enc((1, "oci-test-pod"), (2, uid), (3, "default"), (4, 0))),
                (2, "oci-test-pod"), (3, args.logdir), (6, enc((1, "app"), (2, "oci-test"))), (8, linux))
 
@@ -171,6 +173,7 @@ def main():
     cri = Cri(args.socket, args.timeout)
     step = "start"
     pod = ctr = None
+    extra = []  # other containers of the pod, removed on failure
     uid = f"uid{os.getpid()}"
     # A kubelet's pod cgroup under its QoS class (cgroupfs driver), made by the runtime on demand.
     cgroup_parent = f"/oci-test-kubepods/burstable/pod{uid}"
@@ -209,7 +212,11 @@ def main():
         # LinuxContainerConfig{resources{cpu_period, cpu_quota, cpu_shares, memory_limit_in_bytes,
         # oom_score_adj}, security_context{namespace_options{pid}}}
         resources = enc((1, CPU_PERIOD), (2, CPU_QUOTA), (3, CPU_SHARES), (4, MEMORY_LIMIT), (5, OOM_SCORE_ADJ))
-        linux = enc((1, resources), (2, enc((3, enc((2, NS_CONTAINER))))))
+        # security_context{namespace_options{pid}=3, run_as_user=5, seccomp=15}: a non-root user and
+        # the RuntimeDefault profile (an empty SecurityProfile: profile_type 0), containerd's default
+        # seccomp allow-list with its argument conditions, as a kubelet with SeccompDefault sends it.
+        security = enc((3, enc((2, NS_CONTAINER))), (5, enc((1, RUN_AS_USER))), (15, b""))
+        linux = enc((1, resources), (2, security))
         config = enc((1, enc((1, "oci-test-c"), (2, 0))), (2, enc((1, args.image))),
                      (3, ["/bin/sh"]), (4, ["-c", script]), (5, "/tmp"),
                      (6, enc((1, "OCI_TEST"), (2, "cri-env"))), (11, "oci-test-c.log"), (15, linux))
@@ -248,6 +255,7 @@ def main():
         probe = ('echo "env=$OCI_TEST cwd=$(pwd)"; echo "host=$(hostname)"; '
                  'echo "pid1=$(tr "\\0" " " </proc/1/cmdline)"; '
                  'echo "oom1=$(cat /proc/1/oom_score_adj) oom=$(cat /proc/self/oom_score_adj)"; '
+                 'echo "uid=$(id -u) $(grep -E "^(Seccomp|CapEff):" /proc/self/status | tr -s "\\t\\n" "  ")"; '
                  '{ grep -m1 ":memory:" /proc/self/cgroup || grep "^0::" /proc/self/cgroup; } | sed "s/^[^:]*:[^:]*:/memcg=/"; '
                  'ip -4 addr show eth0; exit 4')
         r = cri.call("ExecSync", enc((1, ctr), (2, ["/bin/sh", "-c", probe]), (3, 20)))
@@ -264,11 +272,37 @@ def main():
             raise Fail(f"pid 1 is not the container's process (pid namespace CONTAINER): {out!r}")
         if f"oom1={OOM_SCORE_ADJ} oom={OOM_SCORE_ADJ}" not in out:
             raise Fail(f"oom_score_adj of the process and of the exec is not {OOM_SCORE_ADJ}: {out!r}")
+        # run_as_user for both (containerd copies the process to the exec), no capabilities left
+        # for a non-root user, seccomp mode 2 (filter).
+        want = f"uid={RUN_AS_USER} CapEff: 0000000000000000 Seccomp: 2"
+        if want not in out:
+            raise Fail(f"user, seccomp or capabilities: want {want!r} in {out!r}")
         m = re.search(r"^memcg=(\S+)$", out, re.M)
         if not m or not m.group(1).endswith(cg):
             raise Fail(f"the exec is not in the container's cgroup {cg}: {m and m.group(1)!r}")
         say("ExecSync: env, cwd, exit code; the pod's net and UTS namespaces, its own pid namespace, "
-            "cgroup and oom_score_adj")
+            "cgroup, oom_score_adj, user, seccomp")
+
+        step = "a privileged container"
+        # privileged (2): every host device in linux.devices (/dev/ptmx among them), all capabilities.
+        linux = enc((2, enc((2, True), (3, enc((2, NS_CONTAINER))))))
+        config = enc((1, enc((1, "oci-test-priv"), (2, 0))), (2, enc((1, args.image))),
+                     (3, ["/bin/sleep"]), (4, ["1000"]), (11, "oci-test-priv.log"), (15, linux))
+        priv = s(cri.call("CreateContainer", enc((1, pod), (2, config), (3, sandbox))), 1)
+        extra.append(priv)
+        cri.call("StartContainer", enc((1, priv)))
+        r = cri.call("ExecSync", enc((1, priv), (2, ["/bin/sh", "-c", 'echo "ptmx=$(readlink /dev/ptmx)"; '
+                                                     'grep ^CapEff: /proc/self/status; [ -c /dev/kmsg ]']), (3, 20)))
+        out, code = one(r, 1, b"").decode(errors="replace"), signed32(one(r, 3, 0))
+        # All capabilities: every one of the bounding set containerd itself runs with (this host's).
+        bounding = re.search(r"^CapBnd:\s*(\w+)", read("/proc/self/status"), re.M).group(1)
+        if code != 0 or "ptmx=pts/ptmx" not in out or f"CapEff:\t{bounding}" not in out:
+            raise Fail(f"exit {code}, stdout {out!r} (want /dev/ptmx -> pts/ptmx, all capabilities, the host's "
+                       f"devices), stderr {one(r, 2, b'')!r}")
+        cri.call("StopContainer", enc((1, priv), (2, 0)))
+        cri.call("RemoveContainer", enc((1, priv)))
+        extra.remove(priv)
+        say("a privileged container: the host's devices, /dev/ptmx its own devpts's, all capabilities")
 
         step = "container log"
         log = os.path.join(args.logdir, "oci-test-c.log")
@@ -310,6 +344,8 @@ def main():
         remove_parent(cgroup_parent, strict=True)
     except Fail as e:
         print(f"cri_client: {step}: {e}", file=sys.stderr)
+        for c in extra:
+            cleanup(cri, None, c)
         cleanup(cri, pod, ctr)
         remove_parent(cgroup_parent, strict=False)
         sys.exit(1)
