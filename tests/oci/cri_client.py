@@ -169,12 +169,13 @@ def main():
     p.add_argument("--image", required=True)
     p.add_argument("--logdir", required=True)
     p.add_argument("--timeout", type=float, default=60)
+    p.add_argument("--uid", default=f"uid{os.getpid()}", help="the pod's UID (its cgroup: .../pod<UID>)")
     args = p.parse_args()
     cri = Cri(args.socket, args.timeout)
     step = "start"
     pod = ctr = None
     extra = []  # other containers of the pod, removed on failure
-    uid = f"uid{os.getpid()}"
+    uid = args.uid
     # A kubelet's pod cgroup under its QoS class (cgroupfs driver), made by the runtime on demand.
     cgroup_parent = f"/oci-test-kubepods/burstable/pod{uid}"
     t0 = time.monotonic()
