@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# containerd (Debian's 1.6.20) with RUNTIME as its runc: `ctr run --runc-binary`, and the CRI path a
-# Kubernetes node uses (the CRI plugin, a runtime handler whose BinaryName is RUNTIME, a CNI bridge
-# of the test's own), driven by tests/oci/cri_client.py through the CRI gRPC API. containerd runs
-# from its own config under the test's temp dir, is stopped by PID; mounts, netns, cgroups, CNI
-# state and the bridge are removed after.
+# containerd (Debian's 1.6.20) with RUNTIME as its runc: `ctr run --runc-binary` (run --rm: output,
+# exit code, the runtime's error through the shim, --privileged; run -d: task exec, ps, pause,
+# resume, metrics, kill, delete), and the CRI path a Kubernetes node uses (the CRI plugin, a
+# runtime handler whose BinaryName is RUNTIME, a CNI bridge of the test's own), driven by
+# tests/oci/cri_client.py through the CRI gRPC API as a kubelet drives it. containerd runs from
+# its own config under the test's temp dir and is stopped by PID; the test then asserts that
+# nothing is left (shims, processes, mounts, the containers' cgroups) and removes mounts, netns,
+# cgroup parents, CNI state and the bridge. About 10-20 s, most of it making the images.
 #
 #   tests/oci/containerd.sh RUNTIME        e.g. /usr/bin/crun, /usr/sbin/runc, target/release/engine-oci
 set -euo pipefail
@@ -60,12 +63,14 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
     conf_dir = "$T/cni"
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
-    default_runtime_name = "eng"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.eng]
+    default_runtime_name = "engine"
+    # The runtime handler of README's "engine as an OCI runtime" (Root under \$T here).
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.engine]
       runtime_type = "io.containerd.runc.v2"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.eng.options]
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.engine.options]
         BinaryName = "$RUNTIME"
         Root = "$T/rt-root"
+        SystemdCgroup = false
 CONF
 start_daemon containerd containerd --config "$T/config.toml"
 for i in $(seq 100); do
@@ -142,7 +147,7 @@ expect_in "$out" "exit code 7"
 [ -z "$(ls -A "$T/rt/default" 2>/dev/null)" ] || fail "runtime state left: $(ls -A "$T/rt/default")"
 
 step "CRI: the pod lifecycle (cri_client.py)"
-/usr/bin/python3 "$here/cri_client.py" "$SOCK" --handler eng --image localhost/busybox:t --logdir "$T/pods" --uid "uid$$"
+/usr/bin/python3 "$here/cri_client.py" "$SOCK" --handler engine --image localhost/busybox:t --logdir "$T/pods" --uid "uid$$"
 
 step "CRI: nothing left"
 [ -z "$("${CTR[@]}" -n k8s.io container ls -q)" ] || fail "CRI containers left: $("${CTR[@]}" -n k8s.io container ls -q)"
