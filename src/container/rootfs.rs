@@ -51,9 +51,15 @@ fn changed(what: &str) -> CoreError {
 pub fn build(plan: &Plan) -> Result<(), CoreError> {
     let spec = &plan.spec;
     let linux = spec.linux().as_ref();
-    // Private first: nothing below may propagate back into the host's mount namespace.
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
-        .map_err(nix_step("making / private"))?;
+    // Private first: nothing below may propagate back into the host's mount namespace. A slave
+    // root (rootfsPropagation slave/rslave) is made a slave here instead, as runc does: nothing
+    // goes back either, but what the host mounts later under a shared source still reaches the
+    // container's binds of it. That is Kubernetes' mountPropagation: HostToContainer (containerd
+    // asks for an rslave root and rslave binds); a private copy would cut the link for good.
+    let slave = matches!(linux.and_then(|l| l.rootfs_propagation().as_deref()), Some("slave" | "rslave"));
+    let first = if slave { MsFlags::MS_SLAVE } else { MsFlags::MS_PRIVATE };
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | first, None::<&str>)
+        .map_err(nix_step("making / private (or a slave)"))?;
     let (root_path, scratch) = match &plan.root {
         RootSource::Overlay { lower, dir } => {
             mount_overlay(lower, dir)?;

@@ -147,7 +147,8 @@ expect_in "$out" "exit code 7"
 [ -z "$(ls -A "$T/rt/default" 2>/dev/null)" ] || fail "runtime state left: $(ls -A "$T/rt/default")"
 
 step "CRI: the pod lifecycle (cri_client.py)"
-/usr/bin/python3 "$here/cri_client.py" "$SOCK" --handler engine --image localhost/busybox:t --logdir "$T/pods" --uid "uid$$"
+# In the runtime's mount namespace (crun's private one): the client mounts the pod's volume.
+"${IN[@]}" /usr/bin/python3 "$here/cri_client.py" "$SOCK" --handler engine --image localhost/busybox:t --logdir "$T/pods" --uid "uid$$"
 
 step "CRI: nothing left"
 [ -z "$("${CTR[@]}" -n k8s.io container ls -q)" ] || fail "CRI containers left: $("${CTR[@]}" -n k8s.io container ls -q)"

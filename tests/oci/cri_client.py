@@ -19,6 +19,7 @@ cri.proto (beside this file) are encoded here by hand: no protoc, no generated c
 import argparse
 import os
 import re
+import subprocess
 import sys
 import time
 
@@ -175,6 +176,8 @@ def main():
     step = "start"
     pod = ctr = None
     extra = []  # other containers of the pod, removed on failure
+    vol = os.path.join(args.logdir, "vol")
+    mounted = []  # the volume's mounts on the host, unmounted at the end
     uid = args.uid
     # A kubelet's pod cgroup under its QoS class (cgroupfs driver), made by the runtime on demand.
     cgroup_parent = f"/oci-test-kubepods/burstable/pod{uid}"
@@ -207,9 +210,18 @@ def main():
             raise Fail("the pod has no IP (CNI did not run in its network namespace)")
         say(f"PodSandboxStatus: ready, ip {pod_ip}")
 
-        step = "CreateContainer"
         script = ('trap "echo got-term; exit 9" TERM; echo cri-started; '
                   'while :; do sleep 0.1; done')
+        # A volume with mountPropagation: HostToContainer, Mount{container_path, host_path,
+        # propagation=5: PROPAGATION_HOST_TO_CONTAINER = 1}: its source must be a shared mount
+        # (a kubelet's /var/lib/kubelet is one on a systemd host; here a bind of its own).
+        step = "a shared volume directory"
+        os.makedirs(os.path.join(vol, "sub"), exist_ok=True)
+        host(["mount", "--bind", vol, vol])
+        mounted.append(vol)
+        host(["mount", "--make-shared", vol])
+        volume = enc((1, "/vol"), (2, vol), (5, 1))
+        step = "CreateContainer"
         # LinuxContainerConfig{resources{cpu_period, cpu_quota, cpu_shares, memory_limit_in_bytes,
         # oom_score_adj}, security_context{namespace_options{pid}}}
         resources = enc((1, CPU_PERIOD), (2, CPU_QUOTA), (3, CPU_SHARES), (4, MEMORY_LIMIT), (5, OOM_SCORE_ADJ))
@@ -220,7 +232,7 @@ def main():
         linux = enc((1, resources), (2, security))
         config = enc((1, enc((1, "oci-test-c"), (2, 0))), (2, enc((1, args.image))),
                      (3, ["/bin/sh"]), (4, ["-c", script]), (5, "/tmp"),
-                     (6, enc((1, "OCI_TEST"), (2, "cri-env"))), (11, "oci-test-c.log"), (15, linux))
+                     (6, enc((1, "OCI_TEST"), (2, "cri-env"))), (7, [volume]), (11, "oci-test-c.log"), (15, linux))
         r = cri.call("CreateContainer", enc((1, pod), (2, config), (3, sandbox)))
         ctr = s(r, 1)
         if len(ctr) != 64:
@@ -252,13 +264,19 @@ def main():
                 raise Fail(f"{name} of {cg} is {got!r}, want {expected!r} (the container's resources)")
         say(f"resources written to {cg}")
 
+        step = "a host mount after the start (mountPropagation: HostToContainer)"
+        host(["mount", "-t", "tmpfs", "late", os.path.join(vol, "sub")])
+        mounted.append(os.path.join(vol, "sub"))
+        with open(os.path.join(vol, "sub", "late"), "w") as f:
+            f.write("late-ok\n")
+
         step = "ExecSync"
         probe = ('echo "env=$OCI_TEST cwd=$(pwd)"; echo "host=$(hostname)"; '
                  'echo "pid1=$(tr "\\0" " " </proc/1/cmdline)"; '
                  'echo "oom1=$(cat /proc/1/oom_score_adj) oom=$(cat /proc/self/oom_score_adj)"; '
                  'echo "uid=$(id -u) $(grep -E "^(Seccomp|CapEff):" /proc/self/status | tr -s "\\t\\n" "  ")"; '
                  '{ grep -m1 ":memory:" /proc/self/cgroup || grep "^0::" /proc/self/cgroup; } | sed "s/^[^:]*:[^:]*:/memcg=/"; '
-                 'ip -4 addr show eth0; exit 4')
+                 'echo "vol=$(cat /vol/sub/late)"; ip -4 addr show eth0; exit 4')
         r = cri.call("ExecSync", enc((1, ctr), (2, ["/bin/sh", "-c", probe]), (3, 20)))
         out, code = one(r, 1, b"").decode(errors="replace"), signed32(one(r, 3, 0))
         err = one(r, 2, b"").decode(errors="replace")
@@ -280,11 +298,14 @@ def main():
         want = f"uid={RUN_AS_USER} CapEff: 0000000000000000 Seccomp: 2"
         if want not in out:
             raise Fail(f"user, seccomp or capabilities: want {want!r} in {out!r}")
+        if "vol=late-ok" not in out:
+            raise Fail(f"a mount the host made under the volume after the start is not in the container "
+                       f"(mountPropagation HostToContainer): {out!r}")
         m = re.search(r"^memcg=(\S+)$", out, re.M)
         if not m or not m.group(1).endswith(cg):
             raise Fail(f"the exec is not in the container's cgroup {cg}: {m and m.group(1)!r}")
         say("ExecSync: env, cwd, exit code; the pod's net and UTS namespaces, its own pid namespace, "
-            "cgroup, oom_score_adj, user, seccomp")
+            "cgroup, oom_score_adj, user, seccomp; a host mount reached the HostToContainer volume")
 
         step = "a privileged container"
         # privileged (2): every host device in linux.devices (/dev/ptmx among them), all capabilities.
@@ -345,14 +366,31 @@ def main():
         say("RemoveContainer, StopPodSandbox, RemovePodSandbox (their cgroups removed)")
         step = "the pod's cgroup parent (the kubelet's to remove)"
         remove_parent(cgroup_parent, strict=True)
+        step = "the volume's mounts"
+        unmount(mounted, strict=True)
     except Fail as e:
         print(f"cri_client: {step}: {e}", file=sys.stderr)
         for c in extra:
             cleanup(cri, None, c)
         cleanup(cri, pod, ctr)
         remove_parent(cgroup_parent, strict=False)
+        unmount(mounted, strict=False)
         sys.exit(1)
     print("cri_client: pod lifecycle passed", file=sys.stderr)
+
+
+def host(argv):
+    r = subprocess.run(argv, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise Fail(f"{' '.join(argv)}: {r.stderr.strip()}")
+
+
+def unmount(mounted, strict):
+    while mounted:
+        path = mounted.pop()
+        r = subprocess.run(["umount", path], capture_output=True, text=True)
+        if r.returncode != 0 and strict:
+            raise Fail(f"umount {path}: {r.stderr.strip()}")
 
 
 def remove_parent(cgroup_parent, strict):
