@@ -941,3 +941,75 @@ fn cgroups_path_gets_its_resources_and_delete_removes_the_leaf_only() {
     }
     let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(env.tag()).join("pod"));
 }
+
+/// A privileged container (ctr run --privileged, a privileged Kubernetes pod) gets every host
+/// device in linux.devices, /dev/ptmx among them: create must not fail on it ("linking /dev/ptmx:
+/// File exists"), and /dev/ptmx stays the link to the container's own devpts, as with runc.
+#[test]
+fn a_ptmx_device_in_the_spec_leaves_dev_ptmx_the_devpts_link() {
+    let env = Env::new();
+    let b = real_bundle(&env, "p1", |cfg| {
+        cfg["process"]["args"] = serde_json::json!(["sh", "-c", "readlink /dev/ptmx; [ -c /dev/kmsg ] && echo kmsg"]);
+        cfg["linux"]["devices"] = serde_json::json!([
+            {"path": "/dev/ptmx", "type": "c", "major": 5, "minor": 2, "fileMode": 438, "uid": 0, "gid": 0},
+            {"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11, "fileMode": 420, "uid": 0, "gid": 0},
+        ]);
+        cfg["linux"]["resources"]["devices"] = serde_json::json!([{"allow": true, "access": "rwm"}]);
+    });
+    let o = env.run(&["run", "--bundle", b.to_str().unwrap(), "p1"]);
+    assert!(o.status.success(), "run: {}", stderr(&o));
+    assert_eq!(stdout(&o), "pts/ptmx\nkmsg\n");
+    assert_eq!(env.remove_cgroup_parent(), Vec::<PathBuf>::new());
+}
+
+/// rootfsPropagation rslave with an rslave bind of a shared host directory (what containerd's CRI
+/// plugin makes of a Kubernetes volume with mountPropagation: HostToContainer): a mount the host
+/// makes under the source after create reaches the container, as with runc. The root used to be
+/// made rprivate first, which cut the bind's link to the host for good.
+#[test]
+fn an_rslave_root_keeps_host_mounts_reaching_its_binds() {
+    let env = Env::new();
+    let vol = env.path("vol");
+    std::fs::create_dir_all(vol.join("sub")).unwrap();
+    let mount = |args: &[&str]| assert!(Command::new("mount").args(args).status().unwrap().success(), "mount {args:?}");
+    let v = vol.to_str().unwrap();
+    let sub = vol.join("sub");
+    // A shared mount of its own, as a kubelet's /var/lib/kubelet is on a systemd host.
+    mount(&["--bind", v, v]);
+    mount(&["--make-shared", v]);
+    struct Unmount(PathBuf, PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            for p in [&self.1, &self.0] {
+                let _ = Command::new("umount").arg("-l").arg(p).status();
+            }
+        }
+    }
+    let _unmount = Unmount(vol.clone(), sub.clone());
+    let b = real_bundle(&env, "v1", |cfg| {
+        cfg["process"]["args"] = serde_json::json!(["sh", "-c",
+            "for i in $(seq 100); do [ -e /vol/sub/late ] && break; sleep 0.05; done; cat /vol/sub/late || grep /vol /proc/self/mountinfo"]);
+        cfg["linux"]["rootfsPropagation"] = "rslave".into();
+        cfg["mounts"].as_array_mut().unwrap().push(serde_json::json!(
+            {"destination": "/vol", "type": "bind", "source": v, "options": ["rbind", "rslave"]}));
+    });
+    let out = env.path("v1.out");
+    let o = env
+        .cmd(&["create", "--bundle", b.to_str().unwrap(), "v1"])
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(env.path("v1.err")).unwrap())
+        .status()
+        .unwrap();
+    assert!(o.success(), "create: {}", std::fs::read_to_string(env.path("v1.err")).unwrap());
+    // After create: the container's mount namespace exists; only propagation can bring this in.
+    mount(&["-t", "tmpfs", "late", sub.to_str().unwrap()]);
+    std::fs::write(sub.join("late"), "late-ok\n").unwrap();
+    assert!(env.run(&["start", "v1"]).status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status_of(&env, "v1") != "stopped" && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "late-ok\n");
+    assert!(env.run(&["delete", "--force", "v1"]).status.success());
+    assert_eq!(env.remove_cgroup_parent(), Vec::<PathBuf>::new());
+}

@@ -51,9 +51,15 @@ fn changed(what: &str) -> CoreError {
 pub fn build(plan: &Plan) -> Result<(), CoreError> {
     let spec = &plan.spec;
     let linux = spec.linux().as_ref();
-    // Private first: nothing below may propagate back into the host's mount namespace.
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
-        .map_err(nix_step("making / private"))?;
+    // Private first: nothing below may propagate back into the host's mount namespace. A slave
+    // root (rootfsPropagation slave/rslave) is made a slave here instead, as runc does: nothing
+    // goes back either, but what the host mounts later under a shared source still reaches the
+    // container's binds of it. That is Kubernetes' mountPropagation: HostToContainer (containerd
+    // asks for an rslave root and rslave binds); a private copy would cut the link for good.
+    let slave = matches!(linux.and_then(|l| l.rootfs_propagation().as_deref()), Some("slave" | "rslave"));
+    let first = if slave { MsFlags::MS_SLAVE } else { MsFlags::MS_PRIVATE };
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | first, None::<&str>)
+        .map_err(nix_step("making / private (or a slave)"))?;
     let (root_path, scratch) = match &plan.root {
         RootSource::Overlay { lower, dir } => {
             mount_overlay(lower, dir)?;
@@ -450,6 +456,12 @@ fn set_propagation(root: &Dir, rel: &str, dest: &str, is_dir: bool, propagation:
 /// In a user namespace no device node can be made: the host's are bound instead (runc's way).
 fn make_devices(root: &Dir, devices: &[oci_spec::runtime::LinuxDevice], user_ns: bool) -> Result<(), CoreError> {
     let dev = root.dir("dev", false).map_err(io_step("opening the new /dev"))?.strict();
+    // /dev/ptmx is always the link to the container's own devpts instance (DEV_LINKS), as runc
+    // makes it whatever the Spec lists: a privileged container (ctr run --privileged, a
+    // privileged Kubernetes pod) gets every host device in linux.devices, /dev/ptmx among them,
+    // and that node would open the host's pty instance. Its device rule stays as given.
+    let devices: Vec<&oci_spec::runtime::LinuxDevice> =
+        devices.iter().filter(|d| d.path() != Path::new("/dev/ptmx")).collect();
     if user_ns {
         let host: Vec<PathBuf> = DEFAULT_DEVICES
             .iter()

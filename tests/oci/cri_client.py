@@ -5,14 +5,21 @@ a kubelet makes, each result asserted:
   cri_client.py SOCKET --handler NAME --image REF --logdir DIR
 
 Version, RunPodSandbox, PodSandboxStatus, CreateContainer, StartContainer, ContainerStatus (running),
-ExecSync (output, exit code, the pod's network namespace joined), StopContainer (SIGTERM reaches the
+ExecSync (output, exit code; the pod's network and UTS namespaces joined, a pid namespace of the
+container's own, its cgroup, resources and oom_score_adj), StopContainer (SIGTERM reaches the
 container: its trap's exit code), ContainerStatus (exited), RemoveContainer, StopPodSandbox,
-RemovePodSandbox. Exits 1 with one line `cri_client: STEP: reason` on the first failure (and
-removes the pod). Runs with Debian's python3-grpcio; the messages of cri.proto (beside this file)
-are encoded here by hand: no protoc, no generated code.
+RemovePodSandbox. The requests carry what a kubelet with the cgroupfs driver sends: the pod's
+cgroup parent (/oci-test-kubepods/burstable/pod<UID>, standing for /kubepods/...), pid namespace
+CONTAINER (the v1.PodSpec default), the container's CPU and memory resources and oom_score_adj.
+Like a kubelet it removes the pod's cgroup parent after RemovePodSandbox, and it checks that the
+runtime removed each container's own cgroup. Exits 1 with one line `cri_client: STEP: reason` on
+the first failure (and removes the pod). Runs with Debian's python3-grpcio; the messages of
+cri.proto (beside this file) are encoded here by hand: no protoc, no generated code.
 """
 import argparse
 import os
+import re
+import subprocess
 import sys
 import time
 
@@ -113,10 +120,47 @@ class Cri:
             raise Fail(f"{method} failed: {e.code().name}: {e.details()}") from None
 
 
-def pod_config(args, uid):
-    # PodSandboxConfig{metadata{name, uid, namespace, attempt}, hostname, log_directory, labels}
+# NamespaceMode: POD = 0, CONTAINER = 1 (NamespaceOption{network=1, pid=2, ipc=3}).
+NS_CONTAINER = 1
+# What the container asks for, as a kubelet sends a burstable pod's (LinuxContainerResources).
+CPU_PERIOD, CPU_QUOTA, CPU_SHARES, MEMORY_LIMIT, OOM_SCORE_ADJ = 100000, 50000, 256, 64 << 20, 876
+RUN_AS_USER = 1000
+
+
+def pod_config(args, uid, cgroup_parent):
+    # PodSandboxConfig{metadata{name, uid, namespace, attempt}, hostname, log_directory, labels,
+    # linux{cgroup_parent, security_context{namespace_options{pid}}}}
+    # privileged (6): the pod may hold a privileged container, as a kubelet says when one asks.
+    linux = enc((1, cgroup_parent), (2, enc((1, enc((2, NS_CONTAINER))), (6, True))))
     return enc((1, enc((1, "oci-test-pod"), (2, uid), (3, "default"), (4, 0))),
-               (2, "oci-test-pod"), (3, args.logdir), (6, enc((1, "app"), (2, "oci-test"))))
+               (2, "oci-test-pod"), (3, args.logdir), (6, enc((1, "app"), (2, "oci-test"))), (8, linux))
+
+
+def cgroup_dirs(path):
+    """The host directories of cgroup PATH: one per v1 hierarchy, or the unified one (v2)."""
+    root = "/sys/fs/cgroup"
+    if os.path.exists(os.path.join(root, "cgroup.controllers")):
+        return [os.path.join(root, path.lstrip("/"))]
+    out = []
+    for h in sorted(os.listdir(root)):
+        base = os.path.join(root, h)
+        # Co-mounted hierarchies appear under several names (cpu, cpuacct -> cpu,cpuacct): once each.
+        if os.path.isdir(base) and not os.path.islink(base) and os.path.ismount(base):
+            out.append(os.path.join(base, path.lstrip("/")))
+    return out
+
+
+def cgroup_file(path, v1, v2):
+    """The content of a control file of cgroup PATH on the host (v1 name, else the v2 one)."""
+    ctl, name = v1.split("/", 1)
+    f = os.path.join("/sys/fs/cgroup", ctl, path.lstrip("/"), name)
+    if os.path.exists(f):
+        return read(f).strip()
+    return read(os.path.join("/sys/fs/cgroup", path.lstrip("/"), v2)).strip()
+
+
+def left_of(path):
+    return [d for d in cgroup_dirs(path) if os.path.isdir(d)]
 
 
 def main():
@@ -126,10 +170,17 @@ def main():
     p.add_argument("--image", required=True)
     p.add_argument("--logdir", required=True)
     p.add_argument("--timeout", type=float, default=60)
+    p.add_argument("--uid", default=f"uid{os.getpid()}", help="the pod's UID (its cgroup: .../pod<UID>)")
     args = p.parse_args()
     cri = Cri(args.socket, args.timeout)
     step = "start"
     pod = ctr = None
+    extra = []  # other containers of the pod, removed on failure
+    vol = os.path.join(args.logdir, "vol")
+    mounted = []  # the volume's mounts on the host, unmounted at the end
+    uid = args.uid
+    # A kubelet's pod cgroup under its QoS class (cgroupfs driver), made by the runtime on demand.
+    cgroup_parent = f"/oci-test-kubepods/burstable/pod{uid}"
     t0 = time.monotonic()
 
     def say(msg):
@@ -143,7 +194,7 @@ def main():
         say(f"Version: {s(v, 2)} {s(v, 3)} api {s(v, 4)}")
 
         step = "RunPodSandbox"
-        sandbox = pod_config(args, f"uid-{os.getpid()}")
+        sandbox = pod_config(args, uid, cgroup_parent)
         r = cri.call("RunPodSandbox", enc((1, sandbox), (2, args.handler)))
         pod = s(r, 1)
         if len(pod) != 64:
@@ -159,12 +210,29 @@ def main():
             raise Fail("the pod has no IP (CNI did not run in its network namespace)")
         say(f"PodSandboxStatus: ready, ip {pod_ip}")
 
-        step = "CreateContainer"
         script = ('trap "echo got-term; exit 9" TERM; echo cri-started; '
                   'while :; do sleep 0.1; done')
+        # A volume with mountPropagation: HostToContainer, Mount{container_path, host_path,
+        # propagation=5: PROPAGATION_HOST_TO_CONTAINER = 1}: its source must be a shared mount
+        # (a kubelet's /var/lib/kubelet is one on a systemd host; here a bind of its own).
+        step = "a shared volume directory"
+        os.makedirs(os.path.join(vol, "sub"), exist_ok=True)
+        host(["mount", "--bind", vol, vol])
+        mounted.append(vol)
+        host(["mount", "--make-shared", vol])
+        volume = enc((1, "/vol"), (2, vol), (5, 1))
+        step = "CreateContainer"
+        # LinuxContainerConfig{resources{cpu_period, cpu_quota, cpu_shares, memory_limit_in_bytes,
+        # oom_score_adj}, security_context{namespace_options{pid}}}
+        resources = enc((1, CPU_PERIOD), (2, CPU_QUOTA), (3, CPU_SHARES), (4, MEMORY_LIMIT), (5, OOM_SCORE_ADJ))
+        # security_context{namespace_options{pid}=3, run_as_user=5, seccomp=15}: a non-root user and
+        # the RuntimeDefault profile (an empty SecurityProfile: profile_type 0), containerd's default
+        # seccomp allow-list with its argument conditions, as a kubelet with SeccompDefault sends it.
+        security = enc((3, enc((2, NS_CONTAINER))), (5, enc((1, RUN_AS_USER))), (15, b""))
+        linux = enc((1, resources), (2, security))
         config = enc((1, enc((1, "oci-test-c"), (2, 0))), (2, enc((1, args.image))),
                      (3, ["/bin/sh"]), (4, ["-c", script]), (5, "/tmp"),
-                     (6, enc((1, "OCI_TEST"), (2, "cri-env"))), (11, "oci-test-c.log"))
+                     (6, enc((1, "OCI_TEST"), (2, "cri-env"))), (7, [volume]), (11, "oci-test-c.log"), (15, linux))
         r = cri.call("CreateContainer", enc((1, pod), (2, config), (3, sandbox)))
         ctr = s(r, 1)
         if len(ctr) != 64:
@@ -182,15 +250,83 @@ def main():
             raise Fail(f"state {state[0]}, want CONTAINER_RUNNING (1)")
         say("StartContainer: running")
 
+        step = "cgroup and resources (host side)"
+        cg = f"{cgroup_parent}/{ctr}"
+        want = {"memory.limit_in_bytes": (cgroup_file(cg, "memory/memory.limit_in_bytes", "memory.max"),
+                                          str(MEMORY_LIMIT)),
+                "cpu.shares": (cgroup_file(cg, "cpu/cpu.shares", "cpu.weight"),
+                               str(CPU_SHARES) if not os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+                               else str(1 + ((CPU_SHARES - 2) * 9999) // 262142)),
+                "cpu.cfs_quota_us": (cgroup_file(cg, "cpu/cpu.cfs_quota_us", "cpu.max").split()[0],
+                                     str(CPU_QUOTA))}
+        for name, (got, expected) in want.items():
+            if got != expected:
+                raise Fail(f"{name} of {cg} is {got!r}, want {expected!r} (the container's resources)")
+        say(f"resources written to {cg}")
+
+        step = "a host mount after the start (mountPropagation: HostToContainer)"
+        host(["mount", "-t", "tmpfs", "late", os.path.join(vol, "sub")])
+        mounted.append(os.path.join(vol, "sub"))
+        with open(os.path.join(vol, "sub", "late"), "w") as f:
+            f.write("late-ok\n")
+
         step = "ExecSync"
-        r = cri.call("ExecSync", enc((1, ctr), (2, ["/bin/sh", "-c", 'echo "$OCI_TEST $(pwd)"; '
-                                                    'ip -4 addr show eth0; exit 4']), (3, 20)))
+        probe = ('echo "env=$OCI_TEST cwd=$(pwd)"; echo "host=$(hostname)"; '
+                 'echo "pid1=$(tr "\\0" " " </proc/1/cmdline)"; '
+                 'echo "oom1=$(cat /proc/1/oom_score_adj) oom=$(cat /proc/self/oom_score_adj)"; '
+                 'echo "uid=$(id -u) $(grep -E "^(Seccomp|CapEff):" /proc/self/status | tr -s "\\t\\n" "  ")"; '
+                 '{ grep -m1 ":memory:" /proc/self/cgroup || grep "^0::" /proc/self/cgroup; } | sed "s/^[^:]*:[^:]*:/memcg=/"; '
+                 'echo "vol=$(cat /vol/sub/late)"; ip -4 addr show eth0; exit 4')
+        r = cri.call("ExecSync", enc((1, ctr), (2, ["/bin/sh", "-c", probe]), (3, 20)))
         out, code = one(r, 1, b"").decode(errors="replace"), signed32(one(r, 3, 0))
-        if code != 4 or "cri-env /tmp" not in out:
-            raise Fail(f"exit {code} (want 4), stdout {out!r}, stderr {one(r, 2, b'')!r}")
+        err = one(r, 2, b"").decode(errors="replace")
+        if code != 4 or "env=cri-env cwd=/tmp" not in out:
+            raise Fail(f"exit {code} (want 4), stdout {out!r}, stderr {err!r}")
         if pod_ip not in out:
             raise Fail(f"the pod IP {pod_ip} is not on the container's eth0: {out!r}")
-        say("ExecSync: env, cwd, exit code, the pod's network namespace")
+        if "host=oci-test-pod" not in out:
+            raise Fail(f"hostname is not the pod's (its UTS namespace): {out!r}")
+        # pid namespace CONTAINER: pid 1 is the container's own process, not the pod's pause.
+        if "pid1=/bin/sh -c trap" not in out:
+            raise Fail(f"pid 1 is not the container's process (pid namespace CONTAINER): {out!r}")
+        # The container's process; an exec's own score is the runtime's choice (runc and engine-oci
+        # give it the process's, crun 1.8 leaves it at its own).
+        if f"oom1={OOM_SCORE_ADJ} " not in out:
+            raise Fail(f"oom_score_adj of the container's process is not {OOM_SCORE_ADJ}: {out!r}")
+        # run_as_user for both (containerd copies the process to the exec), no capabilities left
+        # for a non-root user, seccomp mode 2 (filter).
+        want = f"uid={RUN_AS_USER} CapEff: 0000000000000000 Seccomp: 2"
+        if want not in out:
+            raise Fail(f"user, seccomp or capabilities: want {want!r} in {out!r}")
+        if "vol=late-ok" not in out:
+            raise Fail(f"a mount the host made under the volume after the start is not in the container "
+                       f"(mountPropagation HostToContainer): {out!r}")
+        m = re.search(r"^memcg=(\S+)$", out, re.M)
+        if not m or not m.group(1).endswith(cg):
+            raise Fail(f"the exec is not in the container's cgroup {cg}: {m and m.group(1)!r}")
+        say("ExecSync: env, cwd, exit code; the pod's net and UTS namespaces, its own pid namespace, "
+            "cgroup, oom_score_adj, user, seccomp; a host mount reached the HostToContainer volume")
+
+        step = "a privileged container"
+        # privileged (2): every host device in linux.devices (/dev/ptmx among them), all capabilities.
+        linux = enc((2, enc((2, True), (3, enc((2, NS_CONTAINER))))))
+        config = enc((1, enc((1, "oci-test-priv"), (2, 0))), (2, enc((1, args.image))),
+                     (3, ["/bin/sleep"]), (4, ["1000"]), (11, "oci-test-priv.log"), (15, linux))
+        priv = s(cri.call("CreateContainer", enc((1, pod), (2, config), (3, sandbox))), 1)
+        extra.append(priv)
+        cri.call("StartContainer", enc((1, priv)))
+        r = cri.call("ExecSync", enc((1, priv), (2, ["/bin/sh", "-c", 'echo "ptmx=$(readlink /dev/ptmx)"; '
+                                                     'grep ^CapEff: /proc/self/status; [ -c /dev/kmsg ]']), (3, 20)))
+        out, code = one(r, 1, b"").decode(errors="replace"), signed32(one(r, 3, 0))
+        # All capabilities: every one of the bounding set containerd itself runs with (this host's).
+        bounding = re.search(r"^CapBnd:\s*(\w+)", read("/proc/self/status"), re.M).group(1)
+        if code != 0 or "ptmx=pts/ptmx" not in out or f"CapEff:\t{bounding}" not in out:
+            raise Fail(f"exit {code}, stdout {out!r} (want /dev/ptmx -> pts/ptmx, all capabilities, the host's "
+                       f"devices), stderr {one(r, 2, b'')!r}")
+        cri.call("StopContainer", enc((1, priv), (2, 0)))
+        cri.call("RemoveContainer", enc((1, priv)))
+        extra.remove(priv)
+        say("a privileged container: the host's devices, /dev/ptmx its own devpts's, all capabilities")
 
         step = "container log"
         log = os.path.join(args.logdir, "oci-test-c.log")
@@ -210,9 +346,13 @@ def main():
 
         step = "RemoveContainer"
         cri.call("RemoveContainer", enc((1, ctr)))
+        if left_of(cg):
+            raise Fail(f"the container's cgroup is left: {left_of(cg)}")
         ctr = None
         step = "StopPodSandbox"
         cri.call("StopPodSandbox", enc((1, pod)))
+        if left_of(f"{cgroup_parent}/{pod}"):
+            raise Fail(f"the sandbox's cgroup is left: {left_of(f'{cgroup_parent}/{pod}')}")
         step = "RemovePodSandbox"
         cri.call("RemovePodSandbox", enc((1, pod)))
         removed, pod = pod, None
@@ -223,12 +363,47 @@ def main():
         except Fail as e:
             if "NOT_FOUND" not in str(e):
                 raise
-        say("RemoveContainer, StopPodSandbox, RemovePodSandbox")
+        say("RemoveContainer, StopPodSandbox, RemovePodSandbox (their cgroups removed)")
+        step = "the pod's cgroup parent (the kubelet's to remove)"
+        remove_parent(cgroup_parent, strict=True)
+        step = "the volume's mounts"
+        unmount(mounted, strict=True)
     except Fail as e:
         print(f"cri_client: {step}: {e}", file=sys.stderr)
+        for c in extra:
+            cleanup(cri, None, c)
         cleanup(cri, pod, ctr)
+        remove_parent(cgroup_parent, strict=False)
+        unmount(mounted, strict=False)
         sys.exit(1)
     print("cri_client: pod lifecycle passed", file=sys.stderr)
+
+
+def host(argv):
+    r = subprocess.run(argv, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise Fail(f"{' '.join(argv)}: {r.stderr.strip()}")
+
+
+def unmount(mounted, strict):
+    while mounted:
+        path = mounted.pop()
+        r = subprocess.run(["umount", path], capture_output=True, text=True)
+        if r.returncode != 0 and strict:
+            raise Fail(f"umount {path}: {r.stderr.strip()}")
+
+
+def remove_parent(cgroup_parent, strict):
+    """rmdir the pod's cgroup and its QoS and top parents when empty; strict: a busy pod cgroup fails."""
+    parts = cgroup_parent.strip("/").split("/")
+    for n in range(len(parts), 0, -1):
+        for d in left_of("/" + "/".join(parts[:n])):
+            try:
+                os.rmdir(d)
+            except OSError as e:
+                # The pod's own cgroup must be empty now: a busy one holds a container's leftovers.
+                if strict and n == len(parts):
+                    raise Fail(f"rmdir {d}: {e.strerror} (something of the pod is still in it)") from None
 
 
 def container_state(cri, ctr):
