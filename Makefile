@@ -61,6 +61,7 @@ test: deps build rootfs lint
 	ENGINE_TEST_ROOTFS=$(ROOTFS) $(CARGO) test --release
 	$(MAKE) oci-conformance
 	$(MAKE) oci-containerd
+	$(MAKE) oci-podman
 	$(MAKE) vm-test
 	$(MAKE) vm-dkms-test
 	bash tests/leak-check.sh

@@ -35,6 +35,7 @@ fn seeds() -> Vec<Vec<u8>> {
         cgroup_paths: vec!["/sys/fs/cgroup/x".into()],
         cgroup_self_join: vec!["/sys/fs/cgroup/x".into()],
         hook_state: Some("{\"id\":\"x\"}".into()),
+        console: false,
     };
     let go = ToInit::Setup(Box::new(plan));
     let failed = InitFailure { step: "exec".into(), message: "x".into(), errno: Some(2), exit_code: 127 };

@@ -842,7 +842,9 @@ fn terminal_through_the_console_socket() {
     let b = real_bundle(&env, "t1", |cfg| {
         cfg["process"]["terminal"] = true.into();
         cfg["process"]["consoleSize"] = serde_json::json!({"height": 25, "width": 90});
-        cfg["process"]["args"] = serde_json::json!(["sh", "-c", "stty size; [ -t 1 ] && echo tty-ok"]);
+        // `tty` prints the name only if the pty is one of the container's own /dev/pts (a pty
+        // of the host's devpts instance is "not a tty" there: podman's `run -it` saw that).
+        cfg["process"]["args"] = serde_json::json!(["sh", "-c", "tty; stty size; [ -t 1 ] && echo tty-ok"]);
     });
     let sock = env.path("console.sock");
     let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
@@ -867,6 +869,7 @@ fn terminal_through_the_console_socket() {
     }
     let out = String::from_utf8_lossy(&out);
     assert!(out.contains("25 90") && out.contains("tty-ok"), "{out:?}");
+    assert!(out.contains("/dev/pts/0"), "the container's stdio is not a pty of its own devpts: {out:?}");
     assert!(env.run(&["delete", "--force", "t1"]).status.success());
     assert_eq!(env.remove_cgroup_parent(), Vec::<PathBuf>::new());
 }
@@ -1011,5 +1014,72 @@ fn an_rslave_root_keeps_host_mounts_reaching_its_binds() {
     }
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "late-ok\n");
     assert!(env.run(&["delete", "--force", "v1"]).status.success());
+    assert_eq!(env.remove_cgroup_parent(), Vec::<PathBuf>::new());
+}
+
+/// `exec --tty` in a real container (its own devpts, newinstance): the pty is one of the
+/// container's, so `tty` names it, as podman's `exec -it` needs. A pty opened in engine-oci's
+/// namespaces was a pty to isatty() but "not a tty" to ttyname() inside.
+#[test]
+fn exec_tty_in_a_real_container_is_a_pty_of_its_own_devpts() {
+    use std::io::Read;
+    let env = Env::new();
+    let b = real_bundle(&env, "xt", |cfg| {
+        cfg["process"]["args"] = serde_json::json!(["sleep", "1000"]);
+    });
+    let o = env.run_detached(&["create", "--bundle", b.to_str().unwrap(), "xt"]);
+    assert!(o.status.success(), "create: {}", stderr(&o));
+    assert!(env.run(&["start", "xt"]).status.success());
+    let sock = env.path("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let process = env.path("process.json");
+    std::fs::write(
+        &process,
+        r#"{"terminal": true, "consoleSize": {"height": 33, "width": 99}, "user": {"uid": 0, "gid": 0},
+            "args": ["sh", "-c", "tty; stty size; exit 4"], "env": ["PATH=/bin:/usr/bin"], "cwd": "/"}"#,
+    )
+    .unwrap();
+    let mut child = env
+        .cmd(&[
+            "exec",
+            "--process",
+            process.to_str().unwrap(),
+            "--tty",
+            "--console-socket",
+            sock.to_str().unwrap(),
+            "xt",
+        ])
+        .spawn()
+        .unwrap();
+    let (name, mut master) = receive_console(&listener);
+    assert_eq!(name, "/dev/ptmx");
+    assert_eq!(child.wait().unwrap().code(), Some(4));
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1024];
+    while let Ok(n) = master.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.contains("/dev/pts/0\r\n"), "not a pty of the container's devpts: {out:?}");
+    assert!(out.contains("33 99"), "{out:?}");
+    assert!(env.run(&["delete", "--force", "xt"]).status.success());
+    assert_eq!(env.remove_cgroup_parent(), Vec::<PathBuf>::new());
+}
+
+/// The container's program starts with every signal at its default action and none blocked, as
+/// under runc: not with the SIGPIPE the Rust runtime ignores in engine-oci (an ignored signal
+/// survives execve), which would turn `yes | head -1` into an EPIPE error loop.
+#[test]
+fn the_program_starts_with_default_signal_dispositions() {
+    let env = Env::new();
+    let b = real_bundle(&env, "s1", |cfg| {
+        cfg["process"]["args"] = serde_json::json!(["grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status"]);
+    });
+    let o = env.run(&["run", "--bundle", b.to_str().unwrap(), "s1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n");
     assert_eq!(env.remove_cgroup_parent(), Vec::<PathBuf>::new());
 }

@@ -53,6 +53,10 @@ pub struct Plan {
     /// which the init runs (None: they are not run; the supervisor has none).
     #[serde(default)]
     pub hook_state: Option<String>,
+    /// process.terminal: the init finds the console socket at `spawn::INIT_CONSOLE_FD` and
+    /// opens the container's pty itself (`console::attach`) once its root is built.
+    #[serde(default)]
+    pub console: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

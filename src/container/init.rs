@@ -7,7 +7,7 @@
 //! forwards signals, reaps orphans as `docker --init` does, and reports how the command ended).
 use std::ffi::CString;
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,7 +21,7 @@ use super::channel::{FromInit, InitChannel, Plan};
 use super::error::CoreError;
 use super::exit::{self, Termination};
 use super::lifecycle::{InitMode, StartGate};
-use super::spawn::INIT_CHANNEL_FD;
+use super::spawn::{INIT_CHANNEL_FD, INIT_CONSOLE_FD};
 use super::{process, rootfs};
 
 /// Annotation: the command's scheduling niceness (-20..19); OCI has no plain field for it.
@@ -35,16 +35,30 @@ pub fn main() -> i32 {
     // Whatever the parent had open must not reach the container (the class of leak behind
     // CVE-2024-21626): close everything but stdio and the channel, and whatever the init opens
     // itself from here on is close-on-exec.
-    close_fds_from(INIT_CHANNEL_FD as u32 + 1);
-    // The channel stays with the init; the command must not inherit it.
-    // SAFETY: sets a flag on an fd this process owns.
-    unsafe { libc::fcntl(INIT_CHANNEL_FD, libc::F_SETFD, libc::FD_CLOEXEC) };
+    // Fd 4 may be the console socket: whether it is, the plan says (closed below if not).
+    close_fds_from(INIT_CONSOLE_FD as u32 + 1);
+    // The channel (and console socket) stay with the init; the command must not inherit them.
+    // SAFETY: sets a flag on fds this process owns (EBADF on a closed 4 is harmless).
+    unsafe {
+        libc::fcntl(INIT_CHANNEL_FD, libc::F_SETFD, libc::FD_CLOEXEC);
+        libc::fcntl(INIT_CONSOLE_FD, libc::F_SETFD, libc::FD_CLOEXEC);
+    }
     // SAFETY: fd 3 is the init channel, placed there by spawn::exec_init.
     let chan = unsafe { InitChannel::from_raw_fd(INIT_CHANNEL_FD) };
     // The parent gave up on this container before its Setup: nothing was done.
     let Ok(plan) = chan.wait_setup() else { return exit::ENGINE_ERROR };
+    let console = match plan.console {
+        // SAFETY: spawn::exec_init placed the console socket at fd 4 for this plan.
+        true => Some(unsafe { OwnedFd::from_raw_fd(INIT_CONSOLE_FD) }),
+        false => {
+            // Not ours: whatever the caller left at 4 (close-on-exec already).
+            // SAFETY: closing an fd nothing here uses.
+            unsafe { libc::close(INIT_CONSOLE_FD) };
+            None
+        }
+    };
     let signals = forwarded_signals();
-    let child = match run(&chan, &plan, &signals) {
+    let child = match run(&chan, &plan, console, &signals) {
         Ok(child) => child,
         Err(e) => {
             // After a Fifo gate nobody reads the channel any more: the container's stderr is
@@ -62,7 +76,7 @@ pub fn main() -> i32 {
 }
 
 /// Everything up to the command; in Exec mode it does not return on success.
-fn run(chan: &InitChannel, plan: &Plan, signals: &SigSet) -> Result<Pid, CoreError> {
+fn run(chan: &InitChannel, plan: &Plan, console: Option<OwnedFd>, signals: &SigSet) -> Result<Pid, CoreError> {
     let spec = &plan.spec;
     let process = spec.process().as_ref().ok_or_else(|| CoreError::spec("process", "missing"))?;
     // First, before anything else happens in the container: its cgroups.
@@ -84,6 +98,15 @@ fn run(chan: &InitChannel, plan: &Plan, signals: &SigSet) -> Result<Pid, CoreErr
     }
     if new_namespace(spec, LinuxNamespaceType::Network) {
         loopback_up().map_err(CoreError::process("bringing up lo"))?;
+    }
+    if let Some(socket) = console {
+        // After the root (the container's own /dev/ptmx and devpts), before the process's
+        // settings drop the rights to open it; the slave becomes the controlling terminal at
+        // the exec (take_terminal).
+        let size = process.console_size().as_ref().map(|b| (b.height() as u16, b.width() as u16));
+        super::console::attach(socket.as_fd(), size).map_err(CoreError::process(
+            "process.terminal: the container's pty from /dev/ptmx to the console socket",
+        ))?;
     }
     match fifo {
         Some(fifo) => {
@@ -295,10 +318,28 @@ fn exec(program: &CString, process: &Process) -> CoreError {
     let (Ok(args), Ok(env)) = (cstrings(args), cstrings(env)) else {
         return CoreError::spec("process", "arguments and environment must not contain NUL bytes");
     };
+    default_signals();
     match nix::unistd::execve(program, &args, &env) {
         Err(e) => CoreError::Exec { program: name, errno: e as i32 },
         Ok(never) => match never {},
     }
+}
+
+/// Every signal back to its default action and none blocked, so the command starts as under
+/// runc: an ignored signal survives execve, and the init inherits at least the SIGPIPE the Rust
+/// runtime ignores (whatever else its caller ignored too, without the re-exec). Done last, after
+/// the hooks, whose stdin writes rely on SIGPIPE being ignored. Raw rt_sigaction, which unlike
+/// glibc's wrapper also resets the signals glibc reserves (32, 33); failures (SIGKILL, SIGSTOP,
+/// a seccomp profile refusing it) leave that signal as it was.
+fn default_signals() {
+    // The kernel's struct sigaction, all zero: SIG_DFL, no flags, empty mask. Sized for the
+    // largest layout (handler, flags, restorer, mask).
+    let dfl = [0u64; 4];
+    for sig in 1..=libc::SIGRTMAX() {
+        // SAFETY: rt_sigaction reads `dfl` (8 bytes of mask, as the kernel expects) and writes nothing.
+        unsafe { libc::syscall(libc::SYS_rt_sigaction, sig, dfl.as_ptr(), std::ptr::null_mut::<u64>(), 8usize) };
+    }
+    let _ = SigSet::empty().thread_set_mask();
 }
 
 fn close_fds_from(first: u32) {

@@ -31,8 +31,12 @@ pub enum RootSource {
 pub enum Stdio {
     /// stdin /dev/null; stdout and stderr pipes whose read ends come back in `Pending`.
     Pipes,
-    /// These fds become the container's 0, 1, 2 (OCI: the caller's own stdio, or a pty slave).
+    /// These fds become the container's 0, 1, 2 (OCI: the caller's own stdio).
     Fds([OwnedFd; 3]),
+    /// process.terminal: a connected console socket (OCI `--console-socket`). The init's stdio is
+    /// /dev/null until its root is built; it then opens a pty from the container's own
+    /// /dev/ptmx, sends the master on this socket and makes the slave its 0, 1, 2.
+    Console(OwnedFd),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -241,6 +245,7 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
     }
     let group = GroupPlan::new(&opts.spec, opts.cgroup, &opts.cgroup_parent, &opts.id)?;
     let (flags, pid_ns) = spawn::clone_flags(&opts.spec)?;
+    let console = matches!(opts.stdio, Stdio::Console(_));
     let (stdio, binary) = (opts.stdio, opts.init_binary.as_deref());
     let child = match &pid_ns {
         Some(path) => spawn::in_pid_namespace(path, || spawn::spawn_init(flags, stdio, binary))?,
@@ -267,6 +272,7 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
         cgroup_paths: Vec::new(),
         cgroup_self_join: Vec::new(),
         hook_state: opts.hook_state.map(|render| render(pending.pid)),
+        console,
     };
     let maps = match gate {
         Some(gate) => spawn::write_id_maps(pending.pid, &plan.spec).and_then(|()| spawn::release(gate)),

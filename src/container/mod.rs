@@ -4,6 +4,7 @@
 //! through `safepath`) and applies the process (`process`, `security`, `seccomp`). Errors name
 //! their step (`error`); exit codes have one table (`exit`); names one rule (`name`).
 pub mod channel;
+pub mod console;
 pub mod error;
 pub mod exit;
 pub mod hooks;

@@ -31,6 +31,9 @@ use super::{exit, Spec};
 pub const INIT_ARGV0: &str = "engine-init";
 /// The fd number on which the init finds its end of the [`InitChannel`].
 pub const INIT_CHANNEL_FD: RawFd = 3;
+/// The fd number of the console socket (Stdio::Console); the init closes it unless its plan
+/// says it has one.
+pub const INIT_CONSOLE_FD: RawFd = 4;
 const CHILD_STACK: usize = 256 * 1024;
 /// The stack of a clone that runs the init itself (serde, seccomp, the mounts): mapped lazily,
 /// only the pages it touches cost.
@@ -170,6 +173,7 @@ pub fn write_id_maps(pid: i32, spec: &Spec) -> Result<(), CoreError> {
 
 pub fn spawn_init(flags: CloneFlags, stdio: Stdio, binary: Option<&std::path::Path>) -> Result<Child, CoreError> {
     let setup = |what| move |e: nix::Error| CoreError::Resource { what, source: e.into() };
+    let mut console = None;
     let (stdio_fds, output): ([OwnedFd; 3], _) = match stdio {
         Stdio::Pipes => {
             let (out_r, out_w) = pipe2(OFlag::O_CLOEXEC).map_err(setup("stdout pipe"))?;
@@ -181,6 +185,17 @@ pub fn spawn_init(flags: CloneFlags, stdio: Stdio, binary: Option<&std::path::Pa
             ([devnull, out_w, err_w], Some((out_r, err_r)))
         }
         Stdio::Fds(fds) => (fds, None),
+        Stdio::Console(sock) => {
+            // Until the init has the container's pty: nothing to read, writes discarded.
+            let devnull =
+                open("/dev/null", OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty()).map_err(setup("stdio /dev/null"))?;
+            // SAFETY: devnull from open() is a fresh fd owned here.
+            let devnull = unsafe { OwnedFd::from_raw_fd(devnull) };
+            let dup =
+                |fd: &OwnedFd| fd.try_clone().map_err(|e| CoreError::Resource { what: "stdio /dev/null", source: e });
+            console = Some(sock);
+            ([dup(&devnull)?, dup(&devnull)?, devnull], None)
+        }
     };
     let (parent_chan, child_chan) =
         InitChannel::pair().map_err(|e| CoreError::Resource { what: "init channel", source: e })?;
@@ -203,6 +218,7 @@ pub fn spawn_init(flags: CloneFlags, stdio: Stdio, binary: Option<&std::path::Pa
     let envp = [std::ptr::null::<libc::c_char>()];
     let raw = [stdio_fds[0].as_raw_fd(), stdio_fds[1].as_raw_fd(), stdio_fds[2].as_raw_fd()];
     let chan = child_chan.as_raw_fd();
+    let console_fd = console.as_ref().map_or(-1, |c| c.as_raw_fd());
     let no_exec = init_without_exec(binary);
     let mut stack = vec![0u8; if no_exec { INIT_STACK } else { CHILD_STACK }];
 
@@ -211,11 +227,11 @@ pub fn spawn_init(flags: CloneFlags, stdio: Stdio, binary: Option<&std::path::Pa
         // the caller is single-threaded (checked), so the init may run here as in a fork.
         unsafe {
             if no_exec {
-                wire_fds(raw, chan, gate_fd);
+                wire_fds(raw, chan, console_fd, gate_fd);
                 // _exit: no destructor or buffered output of the parent's may run twice.
                 libc::_exit(super::init::main())
             }
-            exec_init(raw, chan, gate_fd, exe, &argv, &envp)
+            exec_init(raw, chan, console_fd, gate_fd, exe, &argv, &envp)
         }
     });
     // SAFETY: the callback runs in a copy of this address space and ends in execve or _exit.
@@ -227,7 +243,7 @@ pub fn spawn_init(flags: CloneFlags, stdio: Stdio, binary: Option<&std::path::Pa
         drop(r);
         w
     });
-    drop((stdio_fds, child_chan));
+    drop((stdio_fds, child_chan, console));
     // Before anything can reap it: the child is blocked on its channel until Setup.
     let pidfd = match super::pidfd::pidfd_open(pid.as_raw()) {
         Ok(fd) => fd,
@@ -240,24 +256,26 @@ pub fn spawn_init(flags: CloneFlags, stdio: Stdio, binary: Option<&std::path::Pa
     Ok(Child { pid: pid.as_raw(), pidfd, channel: parent_chan, output, user_ns_gate })
 }
 
-/// Runs in the cloned child: wire fds 0-3 and exec `engine-init`. The sources are dup'd above
-/// 3 first, so a caller's fd 0-3 given as a source cannot be clobbered by another dup2.
+/// Runs in the cloned child: wire fds 0-3 (and 4, the console socket, when given) and exec
+/// `engine-init`. The sources are dup'd above 4 first, so a caller's fd 0-4 given as a source
+/// cannot be clobbered by another dup2.
 unsafe fn exec_init(
     stdio: [RawFd; 3],
     chan: RawFd,
+    console: RawFd,
     user_ns_gate: RawFd,
     exe: &CStr,
     argv: &[*const libc::c_char; 2],
     envp: &[*const libc::c_char; 1],
 ) -> isize {
-    wire_fds(stdio, chan, user_ns_gate);
+    wire_fds(stdio, chan, console, user_ns_gate);
     libc::execve(exe.as_ptr(), argv.as_ptr(), envp.as_ptr());
     libc::_exit(exit::ENGINE_ERROR)
 }
 
 /// Waits for the id maps (new user namespace) and becomes its root, then puts stdio on 0-2 and
-/// the channel on 3 (without FD_CLOEXEC). Exits the child on any failure.
-unsafe fn wire_fds(stdio: [RawFd; 3], chan: RawFd, user_ns_gate: RawFd) {
+/// the channel on 3 and the console socket (if any) on 4, without FD_CLOEXEC. Exits the child on any failure.
+unsafe fn wire_fds(stdio: [RawFd; 3], chan: RawFd, console: RawFd, user_ns_gate: RawFd) {
     if user_ns_gate >= 0 {
         let mut byte = 0u8;
         if libc::read(user_ns_gate, (&mut byte as *mut u8).cast(), 1) != 1 {
@@ -268,14 +286,15 @@ unsafe fn wire_fds(stdio: [RawFd; 3], chan: RawFd, user_ns_gate: RawFd) {
             libc::_exit(exit::ENGINE_ERROR);
         }
     }
-    let mut high = [0 as RawFd; 4];
-    for (slot, fd) in high.iter_mut().zip(stdio.iter().chain(std::iter::once(&chan))) {
-        *slot = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 10);
+    // Target fd = index; -1: none (no console socket).
+    let mut high = [stdio[0], stdio[1], stdio[2], chan, console];
+    for slot in high.iter_mut().filter(|fd| **fd >= 0) {
+        *slot = libc::fcntl(*slot, libc::F_DUPFD_CLOEXEC, 10);
         if *slot < 0 {
             libc::_exit(exit::ENGINE_ERROR);
         }
     }
-    for (target, fd) in high.iter().enumerate() {
+    for (target, fd) in high.iter().enumerate().filter(|(_, fd)| **fd >= 0) {
         // dup2 clears FD_CLOEXEC on the new fd.
         if libc::dup2(*fd, target as RawFd) < 0 {
             libc::_exit(exit::ENGINE_ERROR);

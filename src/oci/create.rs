@@ -1,6 +1,6 @@
 //! `create --bundle DIR [--pid-file F] [--console-socket S] ID`: the container made up to its
 //! start gate; its process waits on exec.fifo for `start`.
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 
 use super::console::{self, ConsoleError};
@@ -101,12 +101,13 @@ impl Made {
     }
 }
 
-/// Stdio for the container: the pty slave (its master sent to the console socket later), or
-/// engine-oci's own 0, 1, 2 as the caller gave them (the suite passes files, conmon pipes).
-fn stdio(terminal: Option<&console::Pty>) -> Result<Stdio> {
+/// Stdio for the container: the connected console socket (the init opens the container's pty and
+/// sends its master there), or engine-oci's own 0, 1, 2 as the caller gave them (the suite
+/// passes files, conmon pipes).
+fn stdio(console: Option<OwnedFd>) -> Result<Stdio> {
     let dup = |fd: BorrowedFd<'_>| fd.try_clone_to_owned().map_err(OciError::io("duplicating stdio for the container"));
-    Ok(match terminal {
-        Some(pty) => Stdio::Fds([dup(pty.slave.as_fd())?, dup(pty.slave.as_fd())?, dup(pty.slave.as_fd())?]),
+    Ok(match console {
+        Some(socket) => Stdio::Console(socket),
         None => {
             // SAFETY: 0, 1 and 2 are open for the life of the process (the caller's stdio).
             let (i, o, e) =
@@ -137,9 +138,11 @@ pub fn create_in(args: &Args, checked: Checked, c: &mut Container) -> Result<Mad
     let mut spec = bundle.spec.clone();
     let plan = monitor::plan(&mut spec, &request)?;
     let process = spec.process().clone().unwrap_or_default();
-    let pty = match process.terminal().unwrap_or(false) {
-        true => Some(console::open(process.console_size().as_ref().map(|b| (b.height() as u16, b.width() as u16)))?),
-        false => None,
+    // Connected here, where the socket's path means what the caller meant; check() made sure
+    // terminal and --console-socket go together.
+    let console = match (process.terminal().unwrap_or(false), &args.console_socket) {
+        (true, Some(sock)) => Some(console::connect(sock)?),
+        _ => None,
     };
     let hooks = spec.hooks().clone();
     // createContainer/startContainer run in the init, which gets their state in its plan.
@@ -177,7 +180,7 @@ pub fn create_in(args: &Args, checked: Checked, c: &mut Container) -> Result<Mad
         id: args.id.clone(),
         spec,
         root: RootSource::Dir(bundle.rootfs.clone()),
-        stdio: stdio(pty.as_ref())?,
+        stdio: stdio(console)?,
         mode: InitMode::Exec,
         gate: StartGate::Fifo(fifo),
         files: Vec::new(),
@@ -205,7 +208,7 @@ pub fn create_in(args: &Args, checked: Checked, c: &mut Container) -> Result<Mad
         }
     };
     let mut made = Made { created };
-    match record(args, &bundle, c, &made, monitored.get(), pty.as_ref()) {
+    match record(args, &bundle, c, &made, monitored.get()) {
         Ok(()) => Ok(made),
         Err(e) => {
             // Nothing of it may stay: the init (our child) killed and reaped, its cgroup removed.
@@ -224,15 +227,9 @@ pub fn create_in(args: &Args, checked: Checked, c: &mut Container) -> Result<Mad
     }
 }
 
-/// The rest of create once the init waits at its gate: state.json, the pid file, the console.
-fn record(
-    args: &Args,
-    bundle: &config::Bundle,
-    c: &mut Container,
-    made: &Made,
-    monitored: bool,
-    pty: Option<&console::Pty>,
-) -> Result<()> {
+/// The rest of create once the init waits at its gate (the console's master already sent by
+/// it): state.json, the pid file.
+fn record(args: &Args, bundle: &config::Bundle, c: &mut Container, made: &Made, monitored: bool) -> Result<()> {
     let pid = made.pid();
     let cgroup_paths = made.created.cgroup().map(|cg| cg.paths()).unwrap_or_default();
     // Recorded absolute, so every later verb opens the same group whatever its own cgroup (a
@@ -253,9 +250,6 @@ fn record(
     })?;
     if let Some(p) = &args.pid_file {
         super::exec::write_pid_file(p, pid)?;
-    }
-    if let (Some(pty), Some(sock)) = (pty, &args.console_socket) {
-        console::send_master(sock, pty.master.as_fd())?;
     }
     Ok(())
 }

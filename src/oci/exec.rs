@@ -17,7 +17,7 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -223,25 +223,15 @@ pub fn run(ctx: &Ctx, args: Args) -> Result<i32> {
     drop(c);
 
     let terminal = process.terminal().unwrap_or(false);
-    let pty = match (terminal, &args.console_socket) {
-        (true, Some(sock)) => {
-            let size = process.console_size().as_ref().map(|b| (b.height() as u16, b.width() as u16));
-            let pty = console::open(size)?;
-            console::send_master(sock, pty.master.as_fd())?;
-            Some(pty)
-        }
+    // Connected here, in engine-oci's namespaces; the pty is opened by the process itself once
+    // it is in the container's (exec_process_inner).
+    let console = match (terminal, &args.console_socket) {
+        (true, Some(sock)) => Some(console::connect(sock)?),
         (true, None) => return Err(console::ConsoleError::NoSocket.into()),
         (false, Some(_)) => return Err(console::ConsoleError::NotTerminal.into()),
         (false, None) => None,
     };
-    let plan = Plan {
-        process,
-        linux,
-        ns,
-        cgroups: rec.cgroup_paths.clone(),
-        pty_slave: pty.map(|p| p.slave),
-        preserve_fds: args.preserve_fds,
-    };
+    let plan = Plan { process, linux, ns, cgroups: rec.cgroup_paths.clone(), console, preserve_fds: args.preserve_fds };
     spawn(&plan, args.detach, args.pid_file.as_deref())
 }
 
@@ -252,7 +242,8 @@ struct Plan {
     linux: Option<oci_spec::runtime::Linux>,
     ns: Vec<NsFd>,
     cgroups: Vec<PathBuf>,
-    pty_slave: Option<OwnedFd>,
+    /// process.terminal: the connected console socket, for the container's pty.
+    console: Option<OwnedFd>,
     preserve_fds: u32,
 }
 
@@ -405,21 +396,21 @@ fn exec_process(plan: &Plan) -> (i32, String) {
 
 fn exec_process_inner(plan: &Plan) -> std::result::Result<std::convert::Infallible, (i32, String)> {
     let p = &plan.process;
-    if let Some(slave) = &plan.pty_slave {
-        // A session of its own with the pty as its controlling terminal.
-        // SAFETY: setsid/ioctl/dup2 on fds we hold.
+    if let Some(socket) = &plan.console {
+        // In the container's mount namespace now: the pty comes from its own /dev/ptmx, so it
+        // has a name in its /dev/pts (a host pty would be "not a tty" to ttyname() there).
+        let size = p.console_size().as_ref().map(|b| (b.height() as u16, b.width() as u16));
+        crate::container::console::attach(socket.as_fd(), size)
+            .map_err(|e| (1, format!("exec: process.terminal: the container's pty from /dev/ptmx: {e}")))?;
+        // A session of its own with the pty (now fd 0) as its controlling terminal.
+        // SAFETY: setsid/ioctl on our own stdio.
         unsafe {
             libc::setsid();
-            if libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0) != 0 {
+            if libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
                 return Err((
                     1,
                     format!("exec: making the pty the controlling terminal: {}", std::io::Error::last_os_error()),
                 ));
-            }
-            for t in 0..3 {
-                if libc::dup2(slave.as_raw_fd(), t) < 0 {
-                    return Err((1, format!("exec: pty as stdio: {}", std::io::Error::last_os_error())));
-                }
             }
         }
     }
