@@ -309,7 +309,9 @@ fn stop_uses_sigterm_then_sigkill_after_the_grace_time() {
     let t = Instant::now();
     sup.ok(&["stop", "-t", "1", "stubborn"]);
     let took = t.elapsed();
-    assert!(took >= Duration::from_millis(950) && took < Duration::from_secs(4), "grace not honoured: {took:?}");
+    // Under the default grace (10 s) it would take 10 s; the margin above 1 s is for a loaded
+    // host (4.0 s seen at load 10 with parallel builds).
+    assert!(took >= Duration::from_millis(950) && took < Duration::from_secs(8), "grace not honoured: {took:?}");
     let st = sup.state("stubborn");
     assert_eq!(st["state"]["status"], "stopped");
     assert_eq!(st["exit_code"], 137);
