@@ -1075,11 +1075,20 @@ fn exec_tty_in_a_real_container_is_a_pty_of_its_own_devpts() {
 #[test]
 fn the_program_starts_with_default_signal_dispositions() {
     let env = Env::new();
-    let b = real_bundle(&env, "s1", |cfg| {
-        cfg["process"]["args"] = serde_json::json!(["grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status"]);
-    });
+    let show = ["grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status"];
+    let want = "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n";
+    let b = real_bundle(&env, "s1", |cfg| cfg["process"]["args"] = serde_json::json!(show));
     let o = env.run(&["run", "--bundle", b.to_str().unwrap(), "s1"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(stdout(&o), "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n");
+    assert_eq!(stdout(&o), want, "run");
+    // And a process `exec` adds (podman exec, CRI ExecSync).
+    let b = real_bundle(&env, "s2", |cfg| cfg["process"]["args"] = serde_json::json!(["sleep", "1000"]));
+    assert!(env.run_detached(&["run", "-d", "--bundle", b.to_str().unwrap(), "s2"]).status.success());
+    let mut args = vec!["exec", "s2"];
+    args.extend(show);
+    let o = env.run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), want, "exec");
+    assert!(env.run(&["delete", "--force", "s2"]).status.success());
     assert_eq!(env.remove_cgroup_parent(), Vec::<PathBuf>::new());
 }

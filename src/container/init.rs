@@ -205,7 +205,7 @@ fn wait_fifo(fifo: &OwnedFd) -> Result<(), CoreError> {
 /// Where execve will find args[0]: as given when it has a '/', else the first executable
 /// regular file in the process's PATH (the default one if it has none). Not found: ENOENT;
 /// found but not executable: EACCES (execvp's rules).
-fn resolve_program(process: &Process) -> Result<CString, CoreError> {
+pub(crate) fn resolve_program(process: &Process) -> Result<CString, CoreError> {
     let program = process.args().as_ref().and_then(|a| a.first()).cloned().unwrap_or_default();
     let fail = |errno: i32| CoreError::Exec { program: program.clone(), errno };
     let candidates: Vec<PathBuf> = if program.contains('/') {
@@ -304,8 +304,9 @@ fn take_terminal() -> io::Result<()> {
     super::security::syscall_result(unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) }.into())
 }
 
-/// Exec mode: the command replaces the init. Returns only on failure.
-fn exec(program: &CString, process: &Process) -> CoreError {
+/// Exec mode (and `engine-oci exec`): the command replaces this process, with a terminal of
+/// its own session when it asks for one. Returns only on failure.
+pub(crate) fn exec(program: &CString, process: &Process) -> CoreError {
     if process.terminal() == Some(true) {
         if let Err(e) = take_terminal() {
             return CoreError::process("making fd 0 the controlling terminal")(e);

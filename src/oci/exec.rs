@@ -14,7 +14,6 @@
 //!
 //! All of this relies on engine-oci being single-threaded: setns into a user or mount namespace
 //! is refused to a threaded process, and a fork child of a single-threaded parent may allocate.
-use std::ffi::CString;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -402,17 +401,7 @@ fn exec_process_inner(plan: &Plan) -> std::result::Result<std::convert::Infallib
         let size = p.console_size().as_ref().map(|b| (b.height() as u16, b.width() as u16));
         crate::container::console::attach(socket.as_fd(), size)
             .map_err(|e| (1, format!("exec: process.terminal: the container's pty from /dev/ptmx: {e}")))?;
-        // A session of its own with the pty (now fd 0) as its controlling terminal.
-        // SAFETY: setsid/ioctl on our own stdio.
-        unsafe {
-            libc::setsid();
-            if libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
-                return Err((
-                    1,
-                    format!("exec: making the pty the controlling terminal: {}", std::io::Error::last_os_error()),
-                ));
-            }
-        }
+        // Its own session with the pty as controlling terminal: `init::exec` below.
     }
     // Every inherited fd beyond stdio and the preserved ones closes at exec (the class of leak
     // behind CVE-2024-21626); ours are close-on-exec already, the caller's may not be.
@@ -420,50 +409,13 @@ fn exec_process_inner(plan: &Plan) -> std::result::Result<std::convert::Infallib
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
     unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
     apply_process(p, plan.linux.as_ref()).map_err(|e| (1, format!("exec: {e}")))?;
-    let args: Vec<CString> = match p.args().iter().flatten().map(|a| CString::new(a.as_bytes())).collect() {
-        Ok(a) => a,
-        Err(_) => return Err((1, "exec: an argument holds a NUL byte".into())),
-    };
-    let env: Vec<CString> = p.env().iter().flatten().filter_map(|e| CString::new(e.as_bytes()).ok()).collect();
-    let Some(prog) = args.first() else { return Err((1, "exec: no program".into())) };
-    let path_var = p
-        .env()
-        .iter()
-        .flatten()
-        .find_map(|e| e.strip_prefix("PATH="))
-        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-    let program = resolve(prog.to_str().unwrap_or(""), path_var);
-    let Ok(cprog) = CString::new(program.as_bytes()) else { return Err((1, "exec: bad program path".into())) };
-    let e = match nix::unistd::execve(&cprog, &args, &env) {
-        Err(e) => e,
-        Ok(never) => match never {},
-    };
-    let code = match e {
-        nix::Error::ENOENT | nix::Error::ENOTDIR => 127,
-        nix::Error::EACCES | nix::Error::ENOEXEC | nix::Error::EPERM => 126,
-        _ => 1,
-    };
-    Err((code, format!("exec: {}: {}", prog.to_string_lossy(), std::io::Error::from(e))))
+    // The init's own lookup (the container's PATH, execvp's rules) and exec (default signal
+    // dispositions, the terminal's session), so both enter a container the same way.
+    let fail = |e: crate::container::CoreError| (e.exit_code(), format!("exec: {e}"));
+    let program = crate::container::init::resolve_program(p).map_err(fail)?;
+    Err(fail(crate::container::init::exec(&program, p)))
 }
 
-/// The program as execvp would find it, with the container's PATH (not engine-oci's).
-fn resolve(prog: &str, path_var: &str) -> String {
-    if prog.contains('/') {
-        return prog.to_string();
-    }
-    for dir in path_var.split(':').filter(|d| !d.is_empty()) {
-        let cand = format!("{dir}/{prog}");
-        if let Ok(m) = std::fs::metadata(&cand) {
-            if m.is_file() && m.mode() & 0o111 != 0 {
-                return cand;
-            }
-        }
-    }
-    prog.to_string()
-}
-
-/// The process's attributes (rlimits, oom_score_adj, user, umask, cwd, seccomp, capabilities,
-/// no_new_privs): the core's `container::process::apply`, the same code the init runs.
 fn apply_process(p: &Process, linux: Option<&oci_spec::runtime::Linux>) -> std::result::Result<(), String> {
     crate::container::process::apply(p, linux).map_err(|e| e.to_string())
 }
@@ -476,12 +428,5 @@ mod tests {
     fn own_namespaces_are_skipped() {
         let me = std::process::id() as i32;
         assert!(open_namespaces(me).unwrap().is_empty());
-    }
-
-    #[test]
-    fn path_lookup_uses_the_given_path() {
-        assert_eq!(resolve("sh", "/nonexistent:/bin"), "/bin/sh");
-        assert_eq!(resolve("/x/y", "/bin"), "/x/y");
-        assert_eq!(resolve("no-such-prog", "/bin"), "no-such-prog");
     }
 }
