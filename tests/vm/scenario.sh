@@ -1,7 +1,7 @@
 #!/bin/sh
 # vm-test scenario for the container memory monitor (issue 3).
-# Part (a): the module, driven by cm_test. Part (b): the engine (engine-scenario.sh),
-# run when the kernel command line says engine_checks=1.
+# Part (a): the module, driven by cm_test. Part (b): the OCI binary with the monitor's
+# annotations (engine-oci-monitor.sh), then the engine (engine-scenario.sh), both run when the kernel command line says engine_checks=1.
 . /vm/lib.sh
 cd /
 
@@ -69,6 +69,8 @@ for p in $(grep '^[0-9]' /tmp/hold.out /tmp/hold2.out | cut -d: -f2); do kill -9
 check no_entries_after_kill wait_for 5 sh -c 'cm_test stats 0 | grep -q "^PASS"'
 
 if grep -q 'engine_checks=1' /proc/cmdline; then
+	echo "--- engine-oci with the monitor"
+	sh /vm/engine-oci-monitor.sh
 	echo "--- engine"
 	sh /vm/engine-scenario.sh
 else
