@@ -46,7 +46,12 @@
  * earliest next one; with no entries it is not armed at all.  Entries on a
  * short interval are checked first, and one run checks at most CM_RUN_BUDGET
  * of the others, so a thousand idle containers falling due together cannot
- * hold up the check of one that is about to cross its limit.  It runs in process
+ * hold up the check of one that is about to cross its limit.  A run costs in
+ * proportion to what it checks, not to the number of entries: urgent entries
+ * are kept at the head of the list (and the pass over them is skipped when
+ * there are none), every other entry checked moves to the tail, so the ones
+ * due next are found first and a run that stopped at its budget resumes where
+ * it left off; the earliest next check is taken on the same walk.  It runs in process
  * context on a WQ_HIGHPRI workqueue, so a CPU-bound allocating container
  * cannot starve it, and may take cm_lock (a mutex).  RSS is read under
  * task_lock(), which pins task->mm, so no mm reference is taken or dropped.
@@ -131,6 +136,7 @@ static DEFINE_MUTEX(cm_lock);
 static LIST_HEAD(cm_entries);
 static LIST_HEAD(cm_readers);
 static unsigned int cm_nr_entries;
+static unsigned int cm_nr_urgent;	/* entries with ->urgent set */
 static bool cm_armed;			/* cm_work queued for cm_due */
 static unsigned long cm_due;
 static bool cm_exiting;
@@ -175,6 +181,14 @@ static u64 cm_process_rss(struct task_struct *p)
 	struct task_struct *t;
 	u64 rss = 0;
 
+	/* Usually the leader's own mm: no walk over the thread list. */
+	task_lock(p);
+	if (p->mm) {
+		rss = get_mm_rss(p->mm);
+		task_unlock(p);
+		return rss << PAGE_SHIFT;
+	}
+	task_unlock(p);
 	/* The leader may have exited while other threads still run. */
 	for_each_thread(p, t) {
 		task_lock(t);
@@ -216,6 +230,17 @@ static bool cm_measure(struct cm_entry *e, u64 *rss, u32 *nr_procs)
 	}
 	/* struct pid holds a reference on its namespace. */
 	ns = ns_of_pid(e->pid);
+	/*
+	 * Only the init has a pid in the namespace (a single-process container,
+	 * the usual case): no walk over its pid IDR.  A fork racing with this
+	 * read is seen at the next check, as one racing with the walk would be.
+	 */
+	if ((READ_ONCE(ns->pid_allocated) & ~PIDNS_ADDING) == 1) {
+		*rss = cm_process_rss(init);
+		*nr_procs = 1;
+		rcu_read_unlock();
+		return true;
+	}
 	idr_for_each_entry(&ns->idr, pid, nr) {
 		p = pid_task(pid, PIDTYPE_TGID);
 		if (!p)
@@ -251,6 +276,7 @@ static void cm_free_entry(struct cm_entry *e)
 {
 	list_del(&e->node);
 	cm_nr_entries--;
+	cm_nr_urgent -= e->urgent;
 	put_pid(e->pid);
 	kfree(e);
 }
@@ -352,7 +378,9 @@ static bool cm_check(struct cm_entry *e, u64 now)
 	e->next_check = jiffies + delay;
 	/* Checking early is always safe: lets one run serve many idle entries. */
 	e->slack = delay / 4;
+	cm_nr_urgent -= e->urgent;
 	e->urgent = delay <= msecs_to_jiffies(2 * detect_ms);
+	cm_nr_urgent += e->urgent;
 	return true;
 }
 
@@ -374,38 +402,65 @@ static void cm_arm(unsigned long when)
 static void cm_work_fn(struct work_struct *work)
 {
 	unsigned long now, next;
-	struct cm_entry *e, *tmp;
+	struct cm_entry *e, *tmp, *moved = NULL;
 	u64 start, spent, checks = 0;
+	unsigned int urgent, seen = 0;
 	bool more = false;
-	int pass;
 
 	mutex_lock(&cm_lock);
 	start = ktime_get_ns();
 	cm_armed = false;
 	now = jiffies;
+	next = now + max(msecs_to_jiffies(interval_ms), 1UL);
+
 	/*
-	 * Pass 0 checks the entries on a short interval (near their limit or
-	 * growing fast), so they never wait behind idle ones.  Pass 1 checks
-	 * the others, at most CM_RUN_BUDGET of them: with more due, the work
-	 * runs again at once, after cm_lock has been let go.
+	 * Pass 0: the entries on a short interval (near their limit or growing
+	 * fast), so they never wait behind idle ones.  They are kept at the
+	 * head: the walk ends once it has seen as many as there were.
 	 */
-	for (pass = 0; pass < 2 && !more; pass++) {
-		list_for_each_entry_safe(e, tmp, &cm_entries, node) {
-			if (e->urgent != !pass ||
-			    time_before(now + e->slack, e->next_check))
-				continue;
-			if (pass && checks >= CM_RUN_BUDGET) {
+	urgent = cm_nr_urgent;
+	list_for_each_entry_safe(e, tmp, &cm_entries, node) {
+		if (seen == urgent)
+			break;
+		if (!e->urgent)
+			continue;
+		seen++;
+		if (time_before(now + e->slack, e->next_check))
+			continue;
+		checks++;
+		if (cm_check(e, start) && e->urgent)	/* may free e */
+			list_move(&e->node, &cm_entries);
+	}
+
+	/*
+	 * Pass 1: the others, at most CM_RUN_BUDGET of them: with more due,
+	 * the work runs again at once, after cm_lock has been let go.  Each one
+	 * checked goes to the tail (or to the head if it turned urgent), so the
+	 * walk ends at the first one moved there, having seen every entry once:
+	 * that walk also finds the earliest next check.
+	 */
+	list_for_each_entry_safe(e, tmp, &cm_entries, node) {
+		if (e == moved)
+			break;
+		if (!e->urgent && !time_before(now + e->slack, e->next_check)) {
+			if (checks >= CM_RUN_BUDGET) {
 				more = true;
 				break;
 			}
 			checks++;
-			cm_check(e, start);	/* may free e */
+			if (!cm_check(e, start))	/* freed */
+				continue;
+			if (e->urgent) {
+				list_move(&e->node, &cm_entries);
+			} else {
+				list_move_tail(&e->node, &cm_entries);
+				if (!moved)
+					moved = e;
+			}
 		}
-	}
-	next = now + max(msecs_to_jiffies(interval_ms), 1UL);
-	list_for_each_entry(e, &cm_entries, node)
 		if (time_before(e->next_check, next))
 			next = e->next_check;
+	}
 	if (more)
 		next = now;
 
@@ -532,6 +587,8 @@ static long cm_ioctl_register(void __user *arg)
 		mutex_unlock(&cm_lock);
 		return -ESRCH;
 	}
+	if (e->urgent)		/* where cm_work_fn looks for urgent entries */
+		list_move(&e->node, &cm_entries);
 	cm_arm(e->next_check);
 	mutex_unlock(&cm_lock);
 	return 0;
@@ -592,6 +649,8 @@ static long cm_ioctl_query(void __user *arg)
 		mutex_unlock(&cm_lock);
 		return -ENOENT;
 	}
+	if (e->urgent)
+		list_move(&e->node, &cm_entries);
 	cm_arm(e->next_check);
 	q.pid = e->nr;
 	q.flags = e->flags;

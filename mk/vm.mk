@@ -17,7 +17,8 @@
 #                       build/vm/softlimit.out (make softlimit / experiments plot them)
 #
 # VM_ACCEL=kvm for hosts with a real KVM; VM_ENGINE_CHECKS=1 adds the engine checks
-# (tests/vm/engine-scenario.sh) to vm-test.
+# (tests/vm/engine-scenario.sh) and the OCI binary's monitor checks (tests/vm/engine-oci-monitor.sh)
+# to vm-test.
 
 VM_DIR           := $(BUILD)/vm
 VM_TOOLS         := $(VM_DIR)/tools
@@ -35,7 +36,8 @@ ENGINE_STATIC    := $(ROOT)/target/$(ENGINE_TARGET)/release/engine
 HOST_KDIR        := /lib/modules/$(shell uname -r)/build
 KMOD_SRCS        := $(ROOT)/kmod/monitor.c $(ROOT)/kmod/monitor_uapi.h $(ROOT)/kmod/Kbuild
 VM_EXPECTED      := $(ROOT)/tests/vm/expected-module.txt \
-                    $(if $(filter 1,$(VM_ENGINE_CHECKS)),$(ROOT)/tests/vm/expected-engine.txt)
+                    $(if $(filter 1,$(VM_ENGINE_CHECKS)),$(ROOT)/tests/vm/expected-engine.txt \
+                                                         $(ROOT)/tests/vm/expected-oci.txt)
 
 # What scripts/vm-initramfs.sh and tests/vm/boot.sh read.
 VM_ENV = VM_DIR=$(VM_DIR) MONITOR_KO=$(VM_KMOD)/monitor.ko VM_TOOLS=$(VM_TOOLS) \

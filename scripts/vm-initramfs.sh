@@ -8,7 +8,8 @@
 #   VM_TOOLS      folder with the static cm_test and vm-exit
 #   WORKLOAD_DIR  static workloads (memory_hog, ...)
 #   ROOTFS        busybox rootfs for containers (scripts/mkrootfs.sh)
-#   ENGINE_BIN    static engine; may be missing: the engine checks then fail, the rest runs
+#   ENGINE_BIN    static engine (and engine-oci beside it); may be missing: the engine checks
+#                 then fail, the rest runs
 # The host has no cpio: busybox packs it (newc, uncompressed: fastest to boot).
 set -euo pipefail
 
@@ -33,6 +34,10 @@ for w in "$WORKLOAD_DIR"/*; do
 done
 if [ -n "${ENGINE_BIN:-}" ] && [ -x "$ENGINE_BIN" ]; then
   install -m 0755 "$ENGINE_BIN" "$stage/bin/engine"
+  # The OCI runtime binary is built beside it (tests/vm/engine-oci-monitor.sh).
+  if [ -x "$(dirname "$ENGINE_BIN")/engine-oci" ]; then
+    install -m 0755 "$(dirname "$ENGINE_BIN")/engine-oci" "$stage/bin/engine-oci"
+  fi
 fi
 install -m 0644 "$MONITOR_KO" "$stage/modules/monitor.ko"
 # The guest kernel's own modules engine needs (veth, bridge, overlay for container roots), each

@@ -23,6 +23,16 @@
  *                               processes) and memory.current every
  *                               INTERVAL_MS: "sample REALTIME_MS RSS_KIB
  *                               CURRENT_KIB NPROCS" lines, until it empties
+ *   cm_test query PID           the module's entry for PID as one line
+ *                               ("entry pid=.. name=.. soft=.. hard=.. flags=..")
+ *                               and exit 0, or "none: ERRNO" and exit 1
+ *   cm_test reap FILE CMD...    what a containerd shim or conmon is to an OCI
+ *                               runtime: a child subreaper that runs CMD (e.g.
+ *                               engine-oci create), writes "cmd exit N" to FILE
+ *                               when it returns, then adopts what CMD left
+ *                               running (the container's init) and appends
+ *                               "pid P exit N" or "pid P signal S" for each,
+ *                               until none is left
  *
  * A "container" here is what engine makes of one: a process that is PID 1 of
  * its own PID namespace, registered before it is allowed to run.
@@ -41,6 +51,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -1137,6 +1148,72 @@ static void rsswatch(const char *dir, int interval_ms, int max_ms)
 	printf("rsswatch: %d samples of %s\n", seen, dir);
 }
 
+static void query(pid_t pid)
+{
+	struct cm_query q;
+	int rc;
+
+	open_dev();
+	rc = cm_query(pid, &q);
+	if (rc) {
+		printf("none: %s\n", strerror(-rc));
+		exit(1);
+	}
+	printf("entry pid=%d name=%.*s soft=%llu hard=%llu flags=0x%x rss=%llu procs=%u\n", q.pid,
+	       (int)sizeof(q.name), q.name, (unsigned long long)q.soft_bytes,
+	       (unsigned long long)q.hard_bytes, q.flags, (unsigned long long)q.rss_bytes, q.nr_procs);
+}
+
+/* One line appended to @path (opened per line, so a reader never sees half a line). */
+static void note(const char *path, const char *fmt, ...)
+{
+	va_list ap;
+	FILE *f = fopen(path, "a");
+
+	if (!f)
+		return;
+	va_start(ap, fmt);
+	vfprintf(f, fmt, ap);
+	va_end(ap);
+	fclose(f);
+}
+
+static void subreaper(const char *path, char **cmd)
+{
+	pid_t child, p;
+	int st;
+
+	if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) {
+		note(path, "error prctl: %s\n", strerror(errno));
+		exit(1);
+	}
+	child = fork();
+	if (child < 0) {
+		note(path, "error fork: %s\n", strerror(errno));
+		exit(1);
+	}
+	if (child == 0) {
+		execvp(cmd[0], cmd);
+		fprintf(stderr, "exec %s: %s\n", cmd[0], strerror(errno));
+		_exit(127);
+	}
+	for (;;) {
+		p = waitpid(-1, &st, 0);
+		if (p < 0) {
+			if (errno == EINTR)
+				continue;
+			break;	/* ECHILD: nothing left */
+		}
+		if (p == child)
+			note(path, "cmd exit %d\n", WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+		else if (WIFSIGNALED(st))
+			note(path, "pid %d signal %d\n", p, WTERMSIG(st));
+		else
+			note(path, "pid %d exit %d\n", p, WEXITSTATUS(st));
+	}
+	note(path, "done\n");
+}
+
 int main(int argc, char **argv)
 {
 	const char *cmd = argc > 1 ? argv[1] : "";
@@ -1167,6 +1244,10 @@ int main(int argc, char **argv)
 	else if (!strcmp(cmd, "idlecost-sig") && argc >= 4)
 		idlecost(atoi(argv[2]), atoi(argv[3]),
 			 (argc > 4 ? strtoull(argv[4], NULL, 0) : 1024) * MIB, SIGTERM);
+	else if (!strcmp(cmd, "query") && argc == 3)
+		query(atoi(argv[2]));
+	else if (!strcmp(cmd, "reap") && argc >= 4)
+		subreaper(argv[2], argv + 3);
 	else if (!strcmp(cmd, "rsswatch") && argc == 5)
 		rsswatch(argv[2], atoi(argv[3]), atoi(argv[4]));
 	else {
