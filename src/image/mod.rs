@@ -8,6 +8,7 @@
 //! check, so an interrupted or forged download leaves nothing half-visible.
 pub mod archive;
 pub mod config;
+pub mod export;
 pub mod pull;
 pub mod reference;
 pub mod registry;
