@@ -667,7 +667,19 @@ fn run_an_image_applies_its_config_on_a_root_of_its_own() {
     let out = sup.ok(&["run", "--rm", "c1", &app]);
     assert_eq!(out, "default\n65534\n65534\n/etc\nhello\n");
     // A command replaces Cmd (the Entrypoint stays); -e overrides the image's Env; --user, -w win.
-    let out = sup.ok(&["run", "--rm", "-e", "GREETING=bye", "--user", "0:0", "-w", "/", "c2", &app, "echo $GREETING; id -u; pwd"]);
+    let out = sup.ok(&[
+        "run",
+        "--rm",
+        "-e",
+        "GREETING=bye",
+        "--user",
+        "0:0",
+        "-w",
+        "/",
+        "c2",
+        &app,
+        "echo $GREETING; id -u; pwd",
+    ]);
     assert_eq!(out, "bye\n0\n/\n");
     let out = sup.ok(&["run", "--rm", "--entrypoint", "/bin/echo", "c3", &app, "plain"]);
     assert_eq!(out, "plain\n");
@@ -676,7 +688,8 @@ fn run_an_image_applies_its_config_on_a_root_of_its_own() {
 
     // Writes stay in the container: the image, and every other container of it, see none.
     sup.ok(&["run", "w1", &busybox, "/bin/sh", "-c", "rm /bin/ls && echo mine > /etc/written"]);
-    let out = sup.ok(&["run", "--rm", "w2", &busybox, "/bin/sh", "-c", "ls /bin/ls && test ! -e /etc/written && echo clean"]);
+    let out =
+        sup.ok(&["run", "--rm", "w2", &busybox, "/bin/sh", "-c", "ls /bin/ls && test ! -e /etc/written && echo clean"]);
     assert!(out.ends_with("clean\n"), "{out}");
     let inspect = sup.state("w1");
     assert_eq!(inspect["image"]["reference"], busybox.as_str(), "{inspect}");
@@ -797,8 +810,7 @@ fn an_unknown_image_or_a_broken_layer_fails_in_one_line_and_leaves_nothing() {
     let busybox = format!("{}/busybox:oci", reg.host);
     let nothing_left = |name: &str| {
         for dir in ["overlay", "containers", "logs"] {
-            let left: Vec<String> =
-                dir_entries(&sup.root.join(dir)).into_iter().filter(|e| e.contains(name)).collect();
+            let left: Vec<String> = dir_entries(&sup.root.join(dir)).into_iter().filter(|e| e.contains(name)).collect();
             assert!(left.is_empty(), "{name} left {dir}/{left:?}");
         }
         for ctrl in ["memory", "pids", "cpu", "unified", ""] {

@@ -115,7 +115,8 @@ pub struct Target {
 /// `engine run NAME rootfs CMD` keeps working). Returns (image, directory).
 fn image_or_dir(arg: &std::path::Path) -> Result<(Option<String>, PathBuf), CliError> {
     let text = arg.to_string_lossy();
-    let path_like = arg.is_absolute() || text == "." || text == ".." || text.starts_with("./") || text.starts_with("../");
+    let path_like =
+        arg.is_absolute() || text == "." || text == ".." || text.starts_with("./") || text.starts_with("../");
     // The supervisor runs elsewhere: hand it an absolute path, and name a missing rootfs here.
     let dir = || std::fs::canonicalize(arg).map_err(|e| CliError::from(format!("rootfs {}: {e}", arg.display())));
     if path_like {
@@ -130,7 +131,9 @@ impl CreateOptions {
         crate::container::name::validate(&target.name)?;
         let (image, rootfs) = image_or_dir(&target.rootfs)?;
         if image.is_none() && target.command.is_empty() {
-            return Err(format!("no command given: a directory root {} has no default command", rootfs.display()).into());
+            return Err(
+                format!("no command given: a directory root {} has no default command", rootfs.display()).into()
+            );
         }
         let spec = ContainerSpec {
             name: target.name,

@@ -47,9 +47,9 @@ fn read_in_layers(layers: &[PathBuf], file: &str) -> Result<Option<String>, Erro
 /// whose first field or number matches `who`.
 fn find<'a>(text: &'a str, who: &str) -> Option<Vec<&'a str>> {
     let numeric = who.parse::<u32>().ok();
-    text.lines().map(|l| l.split(':').collect::<Vec<_>>()).find(|f| {
-        f.len() >= 3 && (f[0] == who || (numeric.is_some() && f[2].parse::<u32>().ok() == numeric))
-    })
+    text.lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 3 && (f[0] == who || (numeric.is_some() && f[2].parse::<u32>().ok() == numeric)))
 }
 
 /// Resolves `user` (`""` is root) against the root made of `layers`.
@@ -81,7 +81,7 @@ pub fn resolve_user(user: &str, layers: &[PathBuf]) -> Result<ExecUser, Error> {
     let group_file = || read_in_layers(layers, "etc/group");
     let mut groups = Vec::new();
     match group {
-        Some(g) if g.is_empty() => return Err(invalid("empty group")),
+        Some("") => return Err(invalid("empty group")),
         Some(g) => {
             gid = match g.parse::<u32>() {
                 Ok(n) => n,
@@ -123,7 +123,10 @@ mod tests {
 
     #[test]
     fn names_numbers_and_groups() -> Result<(), Error> {
-        let d = root("root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\n", "app:x:1001:\nwheel:x:10:app,bob\n");
+        let d = root(
+            "root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\n",
+            "app:x:1001:\nwheel:x:10:app,bob\n",
+        );
         let layers = [d.path().to_path_buf()];
         assert_eq!(resolve_user("", &layers)?, ExecUser::default());
         assert_eq!(resolve_user("app", &layers)?, ExecUser { uid: 1000, gid: 1001, groups: vec![10] });

@@ -3,8 +3,8 @@ use std::time::Duration;
 
 pub use super::failure::Failure;
 use super::logs::LogFile;
-use super::resources::{self, Resources};
 use super::record::ImageUse;
+use super::resources::{self, Resources};
 use super::spec::ContainerSpec;
 use super::Supervisor;
 use crate::container::{self, exit, CreateOptions, InitHandle, InitMode, RootSource, StartGate, Stdio};
@@ -65,8 +65,12 @@ fn resolve_image(
         Ok((image, lock)) => {
             spec.rootfs = std::path::PathBuf::new();
             spec.apply_image(&image.config, &image.reference).map_err(Failure::engine)?;
-            let used =
-                ImageUse { id: image.digest, reference: image.reference, layers: image.lower_dirs, config: image.config };
+            let used = ImageUse {
+                id: image.digest,
+                reference: image.reference,
+                layers: image.lower_dirs,
+                config: image.config,
+            };
             Ok(Some((used, lock)))
         }
         Err(crate::image::Error::NotFound(_)) if !spec.rootfs.as_os_str().is_empty() => {

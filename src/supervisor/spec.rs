@@ -320,7 +320,8 @@ mod tests {
         assert!(s.environment().contains(&("A".into(), "2".into())));
         assert!(s.environment().contains(&("PATH".into(), "/img".into())));
         assert_eq!((s.workdir.as_deref(), s.user.as_deref()), (Some("/srv"), Some("app")));
-        let mut s = ContainerSpec { command: vec!["echo bye".into()], workdir: Some("/w".into()), ..Default::default() };
+        let mut s =
+            ContainerSpec { command: vec!["echo bye".into()], workdir: Some("/w".into()), ..Default::default() };
         s.apply_image(&image, "x").unwrap();
         assert_eq!((s.command.join(" "), s.workdir.as_deref()), ("/bin/sh -c echo bye".into(), Some("/w")));
         let mut s = ContainerSpec { entrypoint: Some("/bin/true".into()), ..Default::default() };
