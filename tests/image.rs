@@ -683,6 +683,8 @@ fn run_an_image_applies_its_config_on_a_root_of_its_own() {
     assert_eq!(out, "bye\n0\n/\n");
     let out = sup.ok(&["run", "--rm", "--entrypoint", "/bin/echo", "c3", &app, "plain"]);
     assert_eq!(out, "plain\n");
+    let out = sup.ok(&["run", "--rm", "--entrypoint", "", "c5", &app, "/bin/sh", "-c", "echo $HOME"]);
+    assert_eq!(out, "/nonexistent\n", "HOME from nobody's passwd line");
     let err = sup_fails(&sup, &["run", "--rm", "--user", "nosuchuser", "c4", &app]);
     assert!(err.contains("no such user"), "{err}");
 

@@ -20,6 +20,8 @@ pub struct ExecUser {
     pub gid: u32,
     /// Supplementary groups: those listing the user as a member (only when no group is given).
     pub groups: Vec<u32>,
+    /// The home directory of its /etc/passwd line: `HOME` unless the image or `-e` set one.
+    pub home: Option<String>,
 }
 
 /// `/etc/passwd` or `/etc/group` of a root made of `layers` (top first; a directory root is one
@@ -68,6 +70,7 @@ pub fn resolve_user(user: &str, layers: &[PathBuf]) -> Result<ExecUser, Error> {
         read_in_layers(layers, "etc/passwd")?
     };
     let entry = passwd.as_deref().and_then(|t| find(t, who));
+    let home = entry.as_ref().and_then(|f| f.get(5)).filter(|h| !h.is_empty()).map(|h| h.to_string());
     let (uid, mut gid, name) = match (&entry, who.parse::<u32>()) {
         (Some(f), _) => (
             f[2].parse::<u32>().map_err(|_| invalid("its /etc/passwd line has no numeric uid"))?,
@@ -106,7 +109,7 @@ pub fn resolve_user(user: &str, layers: &[PathBuf]) -> Result<ExecUser, Error> {
             }
         }
     }
-    Ok(ExecUser { uid, gid, groups })
+    Ok(ExecUser { uid, gid, groups, home })
 }
 
 #[cfg(test)]
@@ -129,11 +132,14 @@ mod tests {
         );
         let layers = [d.path().to_path_buf()];
         assert_eq!(resolve_user("", &layers)?, ExecUser::default());
-        assert_eq!(resolve_user("app", &layers)?, ExecUser { uid: 1000, gid: 1001, groups: vec![10] });
-        assert_eq!(resolve_user("1000", &layers)?, ExecUser { uid: 1000, gid: 1001, groups: vec![10] });
-        assert_eq!(resolve_user("app:wheel", &layers)?, ExecUser { uid: 1000, gid: 10, groups: vec![] });
-        assert_eq!(resolve_user("4242", &layers)?, ExecUser { uid: 4242, gid: 0, groups: vec![] });
-        assert_eq!(resolve_user("7:8", &[])?, ExecUser { uid: 7, gid: 8, groups: vec![] });
+        assert_eq!(
+            resolve_user("app", &layers)?,
+            ExecUser { uid: 1000, gid: 1001, groups: vec![10], home: Some("/home/app".into()) }
+        );
+        assert_eq!(resolve_user("1000", &layers)?.groups, [10]);
+        assert_eq!(resolve_user("app:wheel", &layers)?.gid, 10);
+        assert_eq!(resolve_user("4242", &layers)?, ExecUser { uid: 4242, ..Default::default() });
+        assert_eq!(resolve_user("7:8", &[])?, ExecUser { uid: 7, gid: 8, ..Default::default() });
         assert!(resolve_user("nobody", &layers).is_err());
         assert!(resolve_user("app:nogroup", &layers).is_err());
         Ok(())

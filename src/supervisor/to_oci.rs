@@ -100,7 +100,14 @@ pub fn translate(
         .ambient(none)
         .build()
         .map_err(oci("capabilities"))?;
-    let env: Vec<String> = spec.environment().into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let mut environment = spec.environment();
+    // HOME of the user's passwd line, as Docker, unless the image or `-e` set it.
+    if let (Some(home), false) = (&user.home, spec.env.iter().any(|kv| kv.starts_with("HOME="))) {
+        if let Some(slot) = environment.iter_mut().find(|(k, _)| k == "HOME") {
+            slot.1 = home.clone();
+        }
+    }
+    let env: Vec<String> = environment.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
     let process = ProcessBuilder::default()
         .terminal(false)
         .user(
