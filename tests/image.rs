@@ -614,3 +614,229 @@ wc -l < {t}/engine.txt"#,
         let _ = std::fs::remove_dir_all("/var/lib/containers");
     }
 }
+
+/// A supervisor of the test's own whose store (ROOT/images) holds `images`, pulled from `reg`.
+fn supervisor_with(reg: &Registry, images: &[&str]) -> common::Supervisor {
+    let sup = common::Supervisor::start();
+    for image in images {
+        let out = Command::new(ENGINE)
+            .args(["pull", "-q", "--root"])
+            .arg(&sup.root)
+            .arg(format!("{}/{image}", reg.host))
+            .output()
+            .expect("engine pull");
+        assert!(out.status.success(), "pull {image}: {}", common::describe(&out));
+    }
+    sup
+}
+
+/// `engine OPTIONS` against `sup` that must fail: its one stderr line.
+fn sup_fails(sup: &common::Supervisor, args: &[&str]) -> String {
+    let out = sup.engine(args);
+    let err = String::from_utf8_lossy(&out.stderr).trim_end().to_string();
+    assert!(!out.status.success(), "engine {args:?} succeeded: {}", common::describe(&out));
+    assert_eq!(err.lines().count(), 1, "not one line: {err:?}");
+    err
+}
+
+fn image_cmd(sup: &common::Supervisor, verb: &str, args: &[&str]) -> Output {
+    let mut cmd = Command::new(ENGINE);
+    match verb.split_once(' ') {
+        Some((v, sub)) => cmd.args([v, sub]),
+        None => cmd.arg(verb),
+    };
+    cmd.arg("--root").arg(&sup.root).args(args).output().expect("engine")
+}
+
+fn dir_entries(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[test]
+fn run_an_image_applies_its_config_on_a_root_of_its_own() {
+    let reg = Registry::with(&["oci", "app"]);
+    let sup = supervisor_with(&reg, &["busybox:oci", "app:latest"]);
+    let app = format!("{}/app:latest", reg.host);
+    let busybox = format!("{}/busybox:oci", reg.host);
+
+    // No command: Entrypoint + Cmd, as User nobody, in WorkingDir, with the image's Env.
+    let out = sup.ok(&["run", "--rm", "c1", &app]);
+    assert_eq!(out, "default\n65534\n65534\n/etc\nhello\n");
+    // A command replaces Cmd (the Entrypoint stays); -e overrides the image's Env; --user, -w win.
+    let out = sup.ok(&[
+        "run",
+        "--rm",
+        "-e",
+        "GREETING=bye",
+        "--user",
+        "0:0",
+        "-w",
+        "/",
+        "c2",
+        &app,
+        "echo $GREETING; id -u; pwd",
+    ]);
+    assert_eq!(out, "bye\n0\n/\n");
+    let out = sup.ok(&["run", "--rm", "--entrypoint", "/bin/echo", "c3", &app, "plain"]);
+    assert_eq!(out, "plain\n");
+    let out = sup.ok(&["run", "--rm", "--entrypoint", "", "c5", &app, "/bin/sh", "-c", "echo $HOME"]);
+    assert_eq!(out, "/nonexistent\n", "HOME from nobody's passwd line");
+    let err = sup_fails(&sup, &["run", "--rm", "--user", "nosuchuser", "c4", &app]);
+    assert!(err.contains("no such user"), "{err}");
+
+    // Writes stay in the container: the image, and every other container of it, see none.
+    sup.ok(&["run", "w1", &busybox, "/bin/sh", "-c", "rm /bin/ls && echo mine > /etc/written"]);
+    let out =
+        sup.ok(&["run", "--rm", "w2", &busybox, "/bin/sh", "-c", "ls /bin/ls && test ! -e /etc/written && echo clean"]);
+    assert!(out.ends_with("clean\n"), "{out}");
+    let inspect = sup.state("w1");
+    assert_eq!(inspect["image"]["reference"], busybox.as_str(), "{inspect}");
+    assert!(inspect["image"]["id"].as_str().is_some_and(|i| i.starts_with("sha256:")), "{inspect}");
+    assert_eq!(inspect["image"]["config"]["ExposedPorts"], serde_json::json!(["8080/tcp"]), "{inspect}");
+    let layers: Vec<PathBuf> = inspect["image"]["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .filter_map(|l| l.as_str().map(PathBuf::from))
+        .collect();
+    assert_eq!(layers.len(), 1);
+    same_tree(&layers[0], &rootfs());
+    let upper = sup.root.join("overlay/w1/upper");
+    assert_eq!(std::fs::read_to_string(upper.join("etc/written")).ok().as_deref(), Some("mine\n"));
+
+    // export: the root w1 saw (its writes, not what it deleted), as GNU tar reads it.
+    let tar = sup.dir.path().join("w1.tar");
+    sup.ok(&["export", "-o", tar.to_str().expect("path"), "w1"]);
+    let listing = Command::new("tar").arg("-tvf").arg(&tar).output().expect("tar");
+    let text = String::from_utf8_lossy(&listing.stdout);
+    assert!(listing.status.success(), "{}", common::describe(&listing));
+    let has = |p: &str| text.lines().any(|l| l.ends_with(&format!(" {p}")) || l.contains(&format!(" {p} -> ")));
+    assert!(has("etc/written") && has("bin/busybox") && has("bin/sh") && !has("bin/ls"), "{text}");
+    let content = Command::new("tar").arg("-xOf").arg(&tar).arg("etc/written").output().expect("tar");
+    assert_eq!(String::from_utf8_lossy(&content.stdout), "mine\n");
+
+    // Two containers of one image at once, each with its own root.
+    sup.ok(&["start", "a1", &busybox, "/bin/sh", "-c", "echo a1 > /tmp/who; sleep 30"]);
+    sup.ok(&["start", "a2", &busybox, "/bin/sh", "-c", "sleep 1; cat /tmp/who 2>&1; echo done"]);
+    assert_eq!(sup.wait_exit("a2"), 0);
+    let logs = sup.ok(&["logs", "a2"]);
+    assert!(logs.contains("No such file") && logs.contains("done"), "a2 saw a1's file: {logs}");
+    sup.ok(&["rm", "-f", "a1"]);
+    // rm takes the container's upper and work dirs with it.
+    sup.ok(&["rm", "w1"]);
+    sup.ok(&["rm", "a2"]);
+    assert!(dir_entries(&sup.root.join("overlay")).is_empty(), "{:?}", dir_entries(&sup.root.join("overlay")));
+
+    // A bare name the store does not know is the directory of that name here (today's form).
+    let rootfs = rootfs();
+    let (parent, base) = (rootfs.parent().expect("parent"), rootfs.file_name().expect("name"));
+    let out = Command::new(ENGINE)
+        .current_dir(parent)
+        .arg("--socket")
+        .arg(&sup.socket)
+        .args(["run", "--rm", "d1"])
+        .arg(base)
+        .args(["/bin/echo", "dir"])
+        .output()
+        .expect("engine");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "dir\n", "{}", common::describe(&out));
+}
+
+#[test]
+fn rmi_refuses_an_image_a_container_uses_and_force_keeps_its_layers() {
+    let reg = Registry::with(&["oci"]);
+    let sup = supervisor_with(&reg, &["busybox:oci"]);
+    let busybox = format!("{}/busybox:oci", reg.host);
+    let id = engine::image::resolve(&sup.root.join("images"), &busybox).expect("resolve").digest;
+    sup.ok(&["run", "s1", &busybox, "/bin/true"]);
+    sup.ok(&["start", "r1", &busybox, "/bin/sleep", "60"]);
+    for query in [busybox.as_str(), &id[7..19]] {
+        let out = image_cmd(&sup, "rmi", &[query]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.trim_end().lines().count() == 1, "{}", common::describe(&out));
+        assert!(err.contains("used by container(s) r1, s1"), "{err}");
+    }
+    // -f: the name goes, the image stays (as <none>) with its layers while containers use it.
+    let out = image_cmd(&sup, "rmi", &["-f", &busybox]);
+    assert!(out.status.success(), "{}", common::describe(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("Untagged: {busybox}\n"));
+    let listing = String::from_utf8_lossy(&image_cmd(&sup, "images", &[]).stdout).into_owned();
+    assert!(listing.contains("<none>") && listing.contains(&id[7..19]), "{listing}");
+    assert_eq!(sup.ok(&["run", "--rm", "by-id", &id[7..19], "/bin/echo", "still runs"]), "still runs\n");
+    let out = image_cmd(&sup, "image prune", &[]);
+    assert!(out.status.success() && out.stdout.is_empty(), "prune removed a used image: {}", common::describe(&out));
+    let err = String::from_utf8_lossy(&image_cmd(&sup, "rmi", &["-f", &id]).stderr).into_owned();
+    assert!(err.contains("cannot be removed before them") && err.contains("r1, s1"), "{err}");
+    assert_eq!(dir_entries(&sup.root.join("images/layers")).len(), 1);
+
+    // Once the containers are gone, prune removes the image and its layers.
+    sup.ok(&["rm", "-f", "r1"]);
+    sup.ok(&["rm", "s1"]);
+    let out = image_cmd(&sup, "image prune", &[]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("Deleted: {id}")), "{}", common::describe(&out));
+    for sub in ["layers", "images", "refs"] {
+        assert!(dir_entries(&sup.root.join("images").join(sub)).is_empty(), "{sub} not empty");
+    }
+}
+
+#[test]
+fn a_supervisor_restart_keeps_the_overlay_and_the_image_reference() {
+    let reg = Registry::with(&["oci"]);
+    let mut sup = supervisor_with(&reg, &["busybox:oci"]);
+    let busybox = format!("{}/busybox:oci", reg.host);
+    sup.ok(&["start", "k1", &busybox, "/bin/sh", "-c", "echo kept > /kept; sleep 60"]);
+    let upper = sup.root.join("overlay/k1/upper");
+    common::wait_until(Duration::from_secs(10), || upper.join("kept").exists());
+    sup.signal_and_wait(libc::SIGKILL);
+    sup.spawn();
+    let state = sup.state("k1");
+    assert_eq!(state["state"]["status"], "lost", "{state}");
+    assert_eq!(state["image"]["reference"], busybox.as_str(), "{state}");
+    assert_eq!(std::fs::read_to_string(upper.join("kept")).ok().as_deref(), Some("kept\n"));
+    let out = image_cmd(&sup, "rmi", &[&busybox]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("used by container(s) k1"), "{}", common::describe(&out));
+    sup.ok(&["rm", "k1"]);
+    assert!(!sup.root.join("overlay/k1").exists(), "rm left the overlay");
+    let out = image_cmd(&sup, "rmi", &[&busybox]);
+    assert!(out.status.success(), "{}", common::describe(&out));
+}
+
+#[test]
+fn an_unknown_image_or_a_broken_layer_fails_in_one_line_and_leaves_nothing() {
+    let reg = Registry::with(&["oci"]);
+    let sup = supervisor_with(&reg, &["busybox:oci"]);
+    let busybox = format!("{}/busybox:oci", reg.host);
+    let nothing_left = |name: &str| {
+        for dir in ["overlay", "containers", "logs"] {
+            let left: Vec<String> = dir_entries(&sup.root.join(dir)).into_iter().filter(|e| e.contains(name)).collect();
+            assert!(left.is_empty(), "{name} left {dir}/{left:?}");
+        }
+        for ctrl in ["memory", "pids", "cpu", "unified", ""] {
+            let cg = Path::new("/sys/fs/cgroup").join(ctrl).join(&sup.cgroup_parent).join(name);
+            assert!(!cg.exists(), "{name} left {}", cg.display());
+        }
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        assert!(!mounts.contains(&format!("overlay/{name}/")), "{name} left a mount");
+    };
+    let err = sup_fails(&sup, &["run", "--rm", "u1", &format!("{}/nosuch:latest", reg.host)]);
+    assert!(err.contains("no such image or directory"), "{err}");
+    nothing_left("u1");
+    let err = sup_fails(&sup, &["run", "--rm", "u2", "no-such-image-or-dir"]);
+    assert!(err.contains("no such image or directory: no-such-image-or-dir"), "{err}");
+    nothing_left("u2");
+
+    // A layer gone from the store under the image.
+    let layers = sup.root.join("images/layers");
+    let layer = dir_entries(&layers).pop().expect("a layer");
+    std::fs::rename(layers.join(&layer), layers.join(format!(".{layer}"))).expect("hide the layer");
+    let err = sup_fails(&sup, &["run", "--rm", "b1", &busybox, "/bin/true"]);
+    assert!(err.contains("image store damaged") && err.contains("is missing"), "{err}");
+    nothing_left("b1");
+    std::fs::rename(layers.join(format!(".{layer}")), layers.join(&layer)).expect("restore the layer");
+    assert_eq!(sup.ok(&["run", "--rm", "b2", &busybox, "/bin/echo", "ok"]), "ok\n");
+    nothing_left("b2");
+}

@@ -53,6 +53,12 @@ pub struct CreateOptions {
     /// Mount the container's root filesystem read-only
     #[arg(long)]
     pub read_only: bool,
+    /// Run as this user: uid[:gid] or name[:group] of the container's /etc/passwd (default: the image's User, else root)
+    #[arg(long, short = 'u', value_name = "USER[:GROUP]")]
+    pub user: Option<String>,
+    /// Replace the image's entrypoint ("" runs the command alone)
+    #[arg(long, value_name = "PROGRAM")]
+    pub entrypoint: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,23 +99,49 @@ fn parse_ip(s: &str) -> Result<std::net::Ipv4Addr, String> {
 pub struct Target {
     /// Container name: [a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}
     pub name: String,
-    /// Root filesystem directory
+    /// An image (busybox, 127.0.0.1:5000/app:v1, an image ID) or a root filesystem directory
+    /// (a path: /srv/rootfs, ./rootfs; a bare name is an image when the store has one, else the
+    /// directory of that name)
+    #[arg(value_name = "IMAGE|ROOTFS")]
     pub rootfs: PathBuf,
-    /// The command and its arguments
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+    /// The command and its arguments (default: the image's entrypoint and command)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
     pub command: Vec<String>,
+}
+
+/// How the ROOTFS argument reads: a path (`/x`, `./x`, `../x`, `.`, `..`) is a directory, always;
+/// anything else is an image reference or ID, and also the directory of that name if one exists
+/// here, which the supervisor uses only when its store has no such image (today's
+/// `engine run NAME rootfs CMD` keeps working). Returns (image, directory).
+fn image_or_dir(arg: &std::path::Path) -> Result<(Option<String>, PathBuf), CliError> {
+    let text = arg.to_string_lossy();
+    let path_like =
+        arg.is_absolute() || text == "." || text == ".." || text.starts_with("./") || text.starts_with("../");
+    // The supervisor runs elsewhere: hand it an absolute path, and name a missing rootfs here.
+    let dir = || std::fs::canonicalize(arg).map_err(|e| CliError::from(format!("rootfs {}: {e}", arg.display())));
+    if path_like {
+        return Ok((None, dir()?));
+    }
+    let fallback = if arg.is_dir() { dir()? } else { PathBuf::new() };
+    Ok((Some(text.into_owned()), fallback))
 }
 
 impl CreateOptions {
     pub fn into_spec(self, target: Target) -> Result<ContainerSpec, CliError> {
         crate::container::name::validate(&target.name)?;
-        // The supervisor runs elsewhere: hand it an absolute path, and name a missing rootfs here.
-        let rootfs = std::fs::canonicalize(&target.rootfs)
-            .map_err(|e| CliError::from(format!("rootfs {}: {e}", target.rootfs.display())))?;
+        let (image, rootfs) = image_or_dir(&target.rootfs)?;
+        if image.is_none() && target.command.is_empty() {
+            return Err(
+                format!("no command given: a directory root {} has no default command", rootfs.display()).into()
+            );
+        }
         let spec = ContainerSpec {
             name: target.name,
             rootfs,
+            image,
             command: target.command,
+            entrypoint: self.entrypoint,
+            user: self.user,
             hostname: self.hostname,
             env: self.env,
             workdir: self.workdir,
@@ -136,7 +168,7 @@ impl CreateOptions {
             seccomp_unconfined: self.security_opt.contains(&SecurityOpt::SeccompUnconfined),
             read_only: self.read_only,
         };
-        spec.validate()?;
+        spec.validate_request()?;
         Ok(spec)
     }
 }

@@ -3,6 +3,7 @@
 mod client;
 mod completions;
 mod create;
+mod export;
 mod images;
 mod import;
 mod info;
@@ -56,6 +57,8 @@ enum Command {
     Inspect(inspect::Args),
     /// Remove a finished container and its log
     Rm(rm::Args),
+    /// Write a container's root filesystem as a tar archive
+    Export(export::Args),
     /// Block until a container ends and print its exit code
     Wait(wait::Args),
     /// Show what this host supports and what the supervisor holds
@@ -127,6 +130,7 @@ pub fn main() -> i32 {
         Command::Logs(a) => logs::execute(a, &client),
         Command::Inspect(a) => inspect::execute(a, &client),
         Command::Rm(a) => rm::execute(a, &client),
+        Command::Export(a) => export::execute(a, &client),
         Command::Wait(a) => wait::execute(a, &client),
         Command::Info(a) => info::execute(a, &client),
         Command::Version(a) => version::execute(a, &client),

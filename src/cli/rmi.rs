@@ -42,11 +42,8 @@ pub fn execute(args: Args) -> CliResult {
 
 fn remove_one(store: &Store, dir: &std::path::Path, query: &str, force: bool) -> Result<Vec<String>, image::Error> {
     let record = store.find(query)?;
-    let users = image::in_use(dir, &record.id)?;
-    if !users.is_empty() && !force {
-        return Err(image::Error::InUse(query.to_string(), users.join(", ")));
-    }
-    // Named by one of its names and it has others: only that name goes (Docker's untag).
+    // Named by one of its names and it has others: only that name goes (Docker's untag), in use
+    // or not: the image stays.
     let by_name = Reference::parse(query).ok().map(|r| r.to_string()).filter(|n| record.names.contains(n));
     if let Some(name) = by_name {
         if record.names.len() > 1 {
@@ -59,6 +56,25 @@ fn remove_one(store: &Store, dir: &std::path::Path, query: &str, force: bool) ->
             query,
             record.names.join(", ")
         )));
+    }
+    let users = image::in_use(dir, &record.id)?;
+    if !users.is_empty() {
+        if !force {
+            return Err(image::Error::InUse(query.to_string(), users.join(", ")));
+        }
+        // Docker's `rmi -f` of an image a container uses: its names go, the image itself stays
+        // (listed as <none>) with its layers while a container's root is made of them; `image
+        // prune` removes it once they are gone.
+        if record.names.is_empty() {
+            return Err(image::Error::Invalid(format!(
+                "image {query} is used by container(s) {}: it cannot be removed before them, even with -f",
+                users.join(", ")
+            )));
+        }
+        for n in &record.names {
+            store.remove_name(n)?;
+        }
+        return Ok(record.names.iter().map(|n| format!("Untagged: {n}")).collect());
     }
     let mut lines: Vec<String> = record.names.iter().map(|n| format!("Untagged: {n}")).collect();
     store.remove_image(&record)?;

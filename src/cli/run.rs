@@ -1,4 +1,4 @@
-//! `engine run [--rm] [OPTIONS] NAME ROOTFS CMD...`: run in the foreground, stream the output
+//! `engine run [--rm] [OPTIONS] NAME IMAGE|ROOTFS [CMD...]`: run in the foreground, stream the output
 //! live, and exit with the container's exit code (128+N for signal N). Ctrl-C and SIGTERM are
 //! passed on to the container's command, like `docker run`.
 use signal_hook::consts::{SIGINT, SIGTERM};

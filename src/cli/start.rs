@@ -1,4 +1,4 @@
-//! `engine start [OPTIONS] NAME ROOTFS CMD...`: start a container in the background.
+//! `engine start [OPTIONS] NAME IMAGE|ROOTFS [CMD...]`: start a container in the background.
 use super::client::unexpected;
 use super::create::{CreateOptions, Target};
 use super::{CliResult, Client};

@@ -8,11 +8,13 @@
 //! check, so an interrupted or forged download leaves nothing half-visible.
 pub mod archive;
 pub mod config;
+pub mod export;
 pub mod pull;
 pub mod reference;
 pub mod registry;
 pub mod store;
 pub mod unpack;
+pub mod user;
 
 use std::path::{Path, PathBuf};
 
@@ -42,8 +44,15 @@ pub struct ResolvedImage {
 /// (`busybox`, `127.0.0.1:5000/x:tag`, `name@sha256:...`) or by image ID (prefix).
 /// Read-only: takes the store's lock shared, so an `rmi` cannot remove layers mid-way.
 pub fn resolve(store_root: &Path, reference: &str) -> Result<ResolvedImage, Error> {
+    resolve_locked(store_root, reference).map(|(image, _shared)| image)
+}
+
+/// `resolve`, also handing back the store's shared lock: a container start holds it until its
+/// record (naming the image) is on disk, so an `rmi` cannot slip in between and remove the
+/// layers of a container that `in_use` cannot see yet.
+pub fn resolve_locked(store_root: &Path, reference: &str) -> Result<(ResolvedImage, store::Lock), Error> {
     let store = Store::open(store_root)?;
-    let _shared = store.lock_shared()?;
+    let shared = store.lock_shared()?;
     let record = store.find(reference)?;
     let config = store.image_config(&record)?;
     let lower_dirs = record.layers.iter().rev().map(|d| store.layer_dir(d)).collect::<Result<Vec<_>, _>>()?;
@@ -52,19 +61,58 @@ pub fn resolve(store_root: &Path, reference: &str) -> Result<ResolvedImage, Erro
             return Err(Error::Corrupt(format!("layer {} of {reference} is missing", dir.display())));
         }
     }
-    Ok(ResolvedImage {
+    // The name the user gave if it is one of the image's, else its first name, else the ID.
+    let given = Reference::parse(reference).ok().map(|r| r.to_string()).filter(|n| record.names.contains(n));
+    let image = ResolvedImage {
         lower_dirs,
         config: ImageConfig::from_oci(&config),
         digest: record.id.clone(),
-        reference: record.names.first().cloned().unwrap_or_else(|| record.id.clone()),
-    })
+        reference: given.or_else(|| record.names.first().cloned()).unwrap_or_else(|| record.id.clone()),
+    };
+    Ok((image, shared))
 }
 
-/// Whether a container uses the image: `rmi` refuses such an image unless forced.
-/// The hook the supervisor fills in: today the store does not know the containers, so nothing is
-/// in use (`rmi` of an image a running container uses leaves its mounted layers busy).
-pub fn in_use(_store_root: &Path, _image_id: &str) -> Result<Vec<String>, Error> {
-    Ok(Vec::new())
+/// The containers (running or ended, not removed) whose root is made of the image `image_id`,
+/// by name, from the supervisor's records (`<root>/containers/*.json`, beside the store): `rmi`
+/// refuses such an image unless forced, and `prune` and `rmi -f` keep its layers.
+/// A record that cannot be read or parsed is skipped (it is being replaced, or is not a record).
+pub fn in_use(store_root: &Path, image_id: &str) -> Result<Vec<String>, Error> {
+    #[derive(serde::Deserialize)]
+    struct Spec {
+        name: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct Image {
+        id: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct Record {
+        spec: Spec,
+        #[serde(default)]
+        image: Option<Image>,
+    }
+    let Some(root) = store_root.parent() else { return Ok(Vec::new()) };
+    let dir = root.join("containers");
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(format!("read {}", dir.display()))(e)),
+    };
+    let mut users = Vec::new();
+    for e in entries {
+        let e = e.map_err(Error::io(format!("read {}", dir.display())))?;
+        let file = e.file_name().to_string_lossy().into_owned();
+        if file.starts_with('.') || !file.ends_with(".json") {
+            continue;
+        }
+        let Ok(bytes) = std::fs::read(e.path()) else { continue };
+        let Ok(record) = serde_json::from_slice::<Record>(&bytes) else { continue };
+        if record.image.is_some_and(|i| i.id == image_id) {
+            users.push(record.spec.name);
+        }
+    }
+    users.sort();
+    Ok(users)
 }
 
 /// Every failure of the image side: each variant names the step, keeps the cause, and reads as

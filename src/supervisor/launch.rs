@@ -3,6 +3,7 @@ use std::time::Duration;
 
 pub use super::failure::Failure;
 use super::logs::LogFile;
+use super::record::ImageUse;
 use super::resources::{self, Resources};
 use super::spec::ContainerSpec;
 use super::Supervisor;
@@ -12,18 +13,26 @@ use crate::container::{self, exit, CreateOptions, InitHandle, InitMode, RootSour
 /// nothing behind: no record, no log file, no process. Crash-consistent: the record is on disk
 /// before the init may run the command (see `registry`), and a supervisor killed earlier leaves
 /// only files and cgroups the next one removes as orphans.
-pub fn start(sup: &Supervisor, spec: ContainerSpec) -> Result<i32, Failure> {
+pub fn start(sup: &Supervisor, mut spec: ContainerSpec) -> Result<i32, Failure> {
+    // Held until the record naming the image is on disk (or the start failed): see resolve_locked.
+    let (image, _store_lock) = match resolve_image(sup, &mut spec)? {
+        Some((image, lock)) => (Some(image), Some(lock)),
+        None => (None, None),
+    };
     spec.validate().map_err(Failure::engine)?;
     let name = spec.name.clone();
     let log_path = sup.logs_dir().join(format!("{name}.log"));
     sup.registry.reserve(&spec, log_path.clone())?;
+    if let Some(image) = &image {
+        sup.registry.set_image(&name, image.clone());
+    }
     // Checked after the reservation: a shutdown sets the flag before it lists the containers to
     // stop, so a start either is on that list or sees the flag here.
     if sup.shutting_down.load(std::sync::atomic::Ordering::SeqCst) {
         sup.registry.abandon(&name);
         return Err(Failure::engine("the supervisor is shutting down"));
     }
-    let started = launch(sup, spec, &log_path);
+    let started = launch(sup, spec, image.as_ref(), &log_path);
     if started.is_err() {
         sup.registry.kill_init(&name);
         if let Some(ended) = sup.registry.abandon(&name) {
@@ -43,11 +52,54 @@ pub fn release(sup: &Supervisor, ended: super::registry::Ended) {
     sup.registry.released(&ended.name);
 }
 
-fn launch(sup: &Supervisor, spec: ContainerSpec, log_path: &std::path::Path) -> Result<i32, Failure> {
+/// The image named where a ROOTFS stands, merged into `spec` (its command, environment, working
+/// directory, user), with the store's shared lock. A name the store does not know falls back to
+/// the directory of that name the CLI found, if any (see the README: how `run` tells an image
+/// from a directory).
+fn resolve_image(
+    sup: &Supervisor,
+    spec: &mut ContainerSpec,
+) -> Result<Option<(ImageUse, crate::image::store::Lock)>, Failure> {
+    let Some(reference) = spec.image.clone() else { return Ok(None) };
+    match crate::image::resolve_locked(&crate::image::store_dir(&sup.root), &reference) {
+        Ok((image, lock)) => {
+            spec.rootfs = std::path::PathBuf::new();
+            spec.apply_image(&image.config, &image.reference).map_err(Failure::engine)?;
+            let used = ImageUse {
+                id: image.digest,
+                reference: image.reference,
+                layers: image.lower_dirs,
+                config: image.config,
+            };
+            Ok(Some((used, lock)))
+        }
+        Err(crate::image::Error::NotFound(_)) if !spec.rootfs.as_os_str().is_empty() => {
+            spec.image = None;
+            Ok(None)
+        }
+        Err(crate::image::Error::NotFound(_)) => Err(Failure::engine(format!(
+            "no such image or directory: {reference} (`engine pull {reference}` fetches an image)"
+        ))),
+        Err(e) => Err(Failure::engine(format!("image {reference}: {e}"))),
+    }
+}
+
+fn launch(
+    sup: &Supervisor,
+    spec: ContainerSpec,
+    image: Option<&ImageUse>,
+    log_path: &std::path::Path,
+) -> Result<i32, Failure> {
     let name = spec.name.clone();
+    let lower = match image {
+        Some(i) => i.layers.clone(),
+        None => vec![spec.rootfs.clone()],
+    };
+    let user = crate::image::user::resolve_user(spec.user.as_deref().unwrap_or(""), &lower)
+        .map_err(|e| Failure::engine(format!("cannot start {name}: {e}")))?;
     let host = super::to_oci::Host { monitor: sup.monitor.is_some() };
-    let oci = super::to_oci::translate(&spec, &host, &format!("{}/{name}", sup.cgroup_parent))?;
-    let overlay = make_overlay(sup, &spec)?;
+    let oci = super::to_oci::translate(&spec, &host, &format!("{}/{name}", sup.cgroup_parent), &user)?;
+    let overlay = make_overlay(sup, &name, &lower, image.is_none())?;
     let log = LogFile::new(log_path.to_path_buf());
 
     // Between clone and Setup (the workload never runs unlimited or unplugged): the registry
@@ -68,7 +120,7 @@ fn launch(sup: &Supervisor, spec: ContainerSpec, log_path: &std::path::Path) -> 
     let created = container::create(CreateOptions {
         id: name.clone(),
         spec: oci,
-        root: RootSource::Overlay { lower: vec![spec.rootfs.clone()], dir: overlay },
+        root: RootSource::Overlay { lower, dir: overlay },
         stdio: Stdio::Pipes,
         mode: InitMode::Reaper,
         gate: StartGate::Channel,
@@ -123,26 +175,35 @@ fn cannot_start(name: &str, e: container::CoreError) -> Failure {
 }
 
 /// The container's own `upper`, `work` and `merged` directories under `<root>/overlay/<name>`
-/// (0700: host users must not reach what the container writes, such as setuid copies).
-fn make_overlay(sup: &Supervisor, spec: &ContainerSpec) -> Result<std::path::PathBuf, Failure> {
+/// (0700: host users must not reach what the container writes, such as setuid copies), over
+/// `lower` (top first). `user_dir`: the lower is a directory the user gave, not the store's.
+fn make_overlay(
+    sup: &Supervisor,
+    name: &str,
+    lower: &[std::path::PathBuf],
+    user_dir: bool,
+) -> Result<std::path::PathBuf, Failure> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
-    let fail = |what: &str, e: std::io::Error| Failure::engine(format!("{what} for {}: {e}", spec.name));
-    let rootfs = spec.rootfs.canonicalize().map_err(|e| fail("resolving the rootfs", e))?;
-    // overlayfs refuses layers inside one another; say so before the init fails obscurely.
-    if rootfs.starts_with(&sup.root) || sup.root.starts_with(&rootfs) {
-        return Err(Failure::engine(format!(
-            "rootfs {} overlaps the supervisor's root {}: it cannot be an overlay lower layer",
-            rootfs.display(),
-            sup.root.display()
-        )));
+    let fail = |what: &str, e: std::io::Error| Failure::engine(format!("{what} for {name}: {e}"));
+    let top = lower.first().ok_or_else(|| Failure::engine(format!("no root layers for {name}")))?;
+    if user_dir {
+        let rootfs = top.canonicalize().map_err(|e| fail("resolving the rootfs", e))?;
+        // overlayfs refuses layers inside one another; say so before the init fails obscurely.
+        if rootfs.starts_with(&sup.root) || sup.root.starts_with(&rootfs) {
+            return Err(Failure::engine(format!(
+                "rootfs {} overlaps the supervisor's root {}: it cannot be an overlay lower layer",
+                rootfs.display(),
+                sup.root.display()
+            )));
+        }
     }
-    let lower = std::fs::metadata(&rootfs).map_err(|e| fail("reading the rootfs", e))?;
+    let lower = std::fs::metadata(top).map_err(|e| fail("reading the rootfs", e))?;
     let mkdir = |path: &std::path::Path, mode: u32| {
         std::fs::DirBuilder::new().mode(mode).create(path)?;
         // Exactly `mode`, whatever the umask.
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
     };
-    let dir = sup.overlay_dir(&spec.name);
+    let dir = sup.overlay_dir(name);
     // The name is free in the registry, so anything here is a leftover of a crash.
     if dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(|e| fail("removing a stale overlay directory", e))?;

@@ -86,6 +86,20 @@ pub fn signal_name(sig: i32) -> String {
     nix::sys::signal::Signal::try_from(sig).map(|s| s.as_str().to_string()).unwrap_or_else(|_| format!("signal {sig}"))
 }
 
+/// The image a container's root is made of, as resolved when it started: the record keeps it so
+/// `rmi` knows the image is in use, a restarted supervisor still knows what the overlay's lower
+/// layers are, and `inspect` shows the image's config.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImageUse {
+    /// The image ID (config digest, `sha256:...`).
+    pub id: String,
+    /// The name it was found by, normalised (`docker.io/library/busybox:latest`), or the ID.
+    pub reference: String,
+    /// The overlay's lower dirs, top layer first.
+    pub layers: Vec<std::path::PathBuf>,
+    pub config: crate::image::ImageConfig,
+}
+
 /// Everything engine knows about one container; one JSON file per container on disk.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ContainerRecord {
@@ -101,6 +115,9 @@ pub struct ContainerRecord {
     pub finished_at: Option<String>,
     pub exit_code: Option<i32>,
     pub log_path: std::path::PathBuf,
+    /// The image its root is made of (None: a directory root).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageUse>,
     /// What enforces `--soft-mib/--hard-mib` ("kernel monitor", "cgroup v1", ...), if asked for.
     #[serde(default)]
     pub memory_enforcement: Option<String>,

@@ -152,6 +152,7 @@ impl Registry {
             finished_at: None,
             exit_code: None,
             log_path,
+            image: None,
             memory_enforcement: None,
             peak_rss_bytes: None,
             events: Vec::new(),
@@ -166,6 +167,13 @@ impl Registry {
             Entry { record, live: None, log: None, releasing: false, dirty: false, save_failing: false },
         );
         Ok(())
+    }
+
+    /// The image a reserved container is made of: in the record before it reaches the disk.
+    pub fn set_image(&self, name: &str, image: super::record::ImageUse) {
+        if let Some(e) = self.inner.lock().containers.get_mut(name) {
+            e.record.image = Some(image);
+        }
     }
 
     /// The container's init exists (still waiting for its go-ahead).

@@ -8,9 +8,21 @@ use serde::{Deserialize, Serialize};
 #[serde(default)]
 pub struct ContainerSpec {
     pub name: String,
-    /// Absolute path of the root filesystem directory (the CLI resolves it).
+    /// Absolute path of the root filesystem directory (the CLI resolves it). With `image` set:
+    /// the directory of that name the CLI also found, used only if the store has no such image
+    /// (empty when there is none, and cleared once the image is resolved).
     pub rootfs: PathBuf,
+    /// An image reference or ID given where a ROOTFS stands (`busybox`, `127.0.0.1:5000/x:tag`,
+    /// `sha256:ab12...`), resolved by the supervisor in its store; None: `rootfs` is the root.
+    pub image: Option<String>,
+    /// Empty with an image: the image's Entrypoint + Cmd (given: Entrypoint + these, as Docker).
     pub command: Vec<String>,
+    /// `--entrypoint`: replaces the image's Entrypoint and drops its Cmd (Docker's rule);
+    /// `--entrypoint ""` runs the given command alone.
+    pub entrypoint: Option<String>,
+    /// `--user` (else the image's User): uid[:gid] or name[:group], looked up in the container's
+    /// /etc/passwd and /etc/group.
+    pub user: Option<String>,
     pub hostname: Option<String>,
     /// `KEY=VALUE` entries added to (and overriding) the default environment.
     pub env: Vec<String>,
@@ -115,6 +127,15 @@ fn validate_hostname(host: &str) -> Result<(), InvalidSpec> {
 }
 
 impl ContainerSpec {
+    /// What the CLI checks before sending: an image may bring the command.
+    pub fn validate_request(&self) -> Result<(), InvalidSpec> {
+        if self.image.is_some() && self.command.is_empty() {
+            let probe = ContainerSpec { command: vec!["/image-command".into()], ..self.clone() };
+            return probe.validate();
+        }
+        self.validate()
+    }
+
     pub fn validate(&self) -> Result<(), InvalidSpec> {
         validate_name(&self.name)?;
         if self.command.is_empty() || self.command[0].is_empty() {
@@ -123,13 +144,20 @@ impl ContainerSpec {
         if self.command.iter().any(|a| a.contains('\0')) {
             return Err(InvalidSpec("command arguments must not contain NUL bytes".into()));
         }
-        if !self.rootfs.is_absolute() {
-            return Err(InvalidSpec(format!("rootfs {} is not an absolute path", self.rootfs.display())));
+        if self.image.is_none() {
+            if !self.rootfs.is_absolute() {
+                return Err(InvalidSpec(format!("rootfs {} is not an absolute path", self.rootfs.display())));
+            }
+            match std::fs::metadata(&self.rootfs) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => return Err(InvalidSpec(format!("rootfs {} is not a directory", self.rootfs.display()))),
+                Err(e) => return Err(InvalidSpec(format!("rootfs {}: {e}", self.rootfs.display()))),
+            }
         }
-        match std::fs::metadata(&self.rootfs) {
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => return Err(InvalidSpec(format!("rootfs {} is not a directory", self.rootfs.display()))),
-            Err(e) => return Err(InvalidSpec(format!("rootfs {}: {e}", self.rootfs.display()))),
+        if let Some(u) = &self.user {
+            if u.is_empty() || u.contains(['\0', '\n']) || u.split(':').count() > 2 {
+                return Err(InvalidSpec(format!("invalid --user {u:?}: expected user[:group] (names or numbers)")));
+            }
         }
         if let Some(h) = &self.hostname {
             validate_hostname(h)?;
@@ -197,6 +225,34 @@ impl ContainerSpec {
         Ok(())
     }
 
+    /// Merges an image's config in, as Docker does: `--entrypoint` replaces the image's
+    /// Entrypoint (and drops its Cmd), a command given replaces its Cmd; the image's Env comes
+    /// first so `-e` overrides it by key; WorkingDir and User apply unless `-w`/`--user` were given.
+    pub fn apply_image(&mut self, image: &crate::image::ImageConfig, reference: &str) -> Result<(), InvalidSpec> {
+        let entrypoint = match &self.entrypoint {
+            Some(e) if e.is_empty() => Vec::new(),
+            Some(e) => vec![e.clone()],
+            None => image.entrypoint.clone(),
+        };
+        let cmd = match (self.command.is_empty(), self.entrypoint.is_some()) {
+            (false, _) => std::mem::take(&mut self.command),
+            (true, true) => Vec::new(),
+            (true, false) => image.cmd.clone(),
+        };
+        self.command = entrypoint.into_iter().chain(cmd).collect();
+        if self.command.is_empty() {
+            return Err(InvalidSpec(format!("image {reference} has no Entrypoint or Cmd: give a command")));
+        }
+        self.env = image.env.iter().cloned().chain(std::mem::take(&mut self.env)).collect();
+        if self.workdir.is_none() && !image.working_dir.is_empty() {
+            self.workdir = Some(image.working_dir.clone());
+        }
+        if self.user.is_none() && !image.user.is_empty() {
+            self.user = Some(image.user.clone());
+        }
+        Ok(())
+    }
+
     /// `--soft-mib` in bytes (validated not to overflow).
     pub fn soft_bytes(&self) -> Option<u64> {
         self.soft_mib.map(|m| m.saturating_mul(MIB))
@@ -245,6 +301,34 @@ mod tests {
         assert_eq!(env[0], ("PATH".into(), "/x".into()));
         assert!(env.contains(&("FOO".into(), "bar=baz".into())));
         assert!(env.contains(&("HOSTNAME".into(), "a".into())));
+    }
+
+    #[test]
+    fn image_config_merges_as_docker_does() {
+        let image = crate::image::ImageConfig {
+            entrypoint: vec!["/bin/sh".into(), "-c".into()],
+            cmd: vec!["echo hi".into()],
+            env: vec!["PATH=/img".into(), "A=1".into()],
+            working_dir: "/srv".into(),
+            user: "app".into(),
+            ..Default::default()
+        };
+        let mut s = ContainerSpec { name: "a".into(), image: Some("x".into()), ..Default::default() };
+        s.env = vec!["A=2".into()];
+        s.apply_image(&image, "x").unwrap();
+        assert_eq!(s.command, ["/bin/sh", "-c", "echo hi"]);
+        assert!(s.environment().contains(&("A".into(), "2".into())));
+        assert!(s.environment().contains(&("PATH".into(), "/img".into())));
+        assert_eq!((s.workdir.as_deref(), s.user.as_deref()), (Some("/srv"), Some("app")));
+        let mut s =
+            ContainerSpec { command: vec!["echo bye".into()], workdir: Some("/w".into()), ..Default::default() };
+        s.apply_image(&image, "x").unwrap();
+        assert_eq!((s.command.join(" "), s.workdir.as_deref()), ("/bin/sh -c echo bye".into(), Some("/w")));
+        let mut s = ContainerSpec { entrypoint: Some("/bin/true".into()), ..Default::default() };
+        s.apply_image(&image, "x").unwrap();
+        assert_eq!(s.command, ["/bin/true"], "--entrypoint drops the image's Cmd");
+        let mut s = ContainerSpec { entrypoint: Some(String::new()), ..Default::default() };
+        assert!(s.apply_image(&image, "x").is_err(), "nothing left to run");
     }
 
     #[test]

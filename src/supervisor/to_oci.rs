@@ -82,8 +82,14 @@ pub fn limits(spec: &ContainerSpec, host: &Host) -> Result<Limits, Failure> {
     Ok(limits)
 }
 
-/// The Spec for `spec` on this host; `cgroups_path` is `<parent>/<name>`.
-pub fn translate(spec: &ContainerSpec, host: &Host, cgroups_path: &str) -> Result<Spec, Failure> {
+/// The Spec for `spec` on this host; `cgroups_path` is `<parent>/<name>`; `user` is `--user` or
+/// the image's User, resolved in the container's files.
+pub fn translate(
+    spec: &ContainerSpec,
+    host: &Host,
+    cgroups_path: &str,
+    user: &crate::image::user::ExecUser,
+) -> Result<Spec, Failure> {
     let caps: Capabilities = crate::container::security::DEFAULT_CAPS.iter().copied().collect();
     let none = Capabilities::new();
     let capabilities = LinuxCapabilitiesBuilder::default()
@@ -94,10 +100,24 @@ pub fn translate(spec: &ContainerSpec, host: &Host, cgroups_path: &str) -> Resul
         .ambient(none)
         .build()
         .map_err(oci("capabilities"))?;
-    let env: Vec<String> = spec.environment().into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let mut environment = spec.environment();
+    // HOME of the user's passwd line, as Docker, unless the image or `-e` set it.
+    if let (Some(home), false) = (&user.home, spec.env.iter().any(|kv| kv.starts_with("HOME="))) {
+        if let Some(slot) = environment.iter_mut().find(|(k, _)| k == "HOME") {
+            slot.1 = home.clone();
+        }
+    }
+    let env: Vec<String> = environment.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
     let process = ProcessBuilder::default()
         .terminal(false)
-        .user(UserBuilder::default().uid(0u32).gid(0u32).build().map_err(oci("user"))?)
+        .user(
+            UserBuilder::default()
+                .uid(user.uid)
+                .gid(user.gid)
+                .additional_gids(user.groups.clone())
+                .build()
+                .map_err(oci("user"))?,
+        )
         .args(spec.command.clone())
         .env(env)
         .cwd(spec.workdir.as_deref().unwrap_or("/"))

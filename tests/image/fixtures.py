@@ -180,6 +180,14 @@ def main():
                 skopeo_push(layout, "busybox", f"{host}/busybox:v2s2", creds, "v2s2")
             else:
                 skopeo_push(layout, "wh", f"{host}/wh:latest", creds)
+        elif fx == "app":
+            # The busybox image with a config that exercises every field a container takes from it.
+            layout = umoci_layout(work, rootfs)
+            run("umoci", "config", "--image", f"{layout}:busybox", "--tag", "app",
+                "--config.entrypoint", "/bin/sh", "--config.entrypoint", "-c",
+                "--config.cmd", "echo default; id -u; id -g; pwd; echo $GREETING",
+                "--config.env", "GREETING=hello", "--config.workingdir", "/etc", "--config.user", "nobody")
+            skopeo_push(layout, "app", f"{host}/app:latest", creds)
         elif fx == "index":
             # linux/amd64 is the umoci image; linux/arm64 a config that says so over the same layers.
             layout = umoci_layout(work, rootfs)
