@@ -115,6 +115,12 @@ expect_in "$out" "ptmx=pts/ptmx"
 expect_in "$out" "$(printf 'CapEff:\t%s' "$bounding")"
 expect_in "$out" host-devices
 
+step "ctr run --rm -t (a terminal: the container's own pty, the exit code)"
+# `script` gives ctr a real terminal; `tty` names the container's devpts pty.
+rc=0; out=$(script -qec "${RUN[*]} -t localhost/busybox:t $P-6 /bin/sh -c 'tty; exit 6'" /dev/null </dev/null) || rc=$?
+[ $rc -eq 6 ] || fail "exit code $rc, want 6: $out"
+expect_in "$out" /dev/pts/0
+
 step "ctr run -d, task exec, ps, pause, resume, metrics, kill, delete"
 "${CTR[@]}" run -d --runc-binary "$RUNTIME" --runc-root "$T/rt" --fifo-dir "$T/fifo" localhost/busybox:t "$P-3" \
   /bin/sh -c 'trap "exit 7" TERM; while :; do sleep 0.1; done' >/dev/null
