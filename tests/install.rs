@@ -10,28 +10,30 @@ use common::{describe, ENGINE};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 /// The verbs `engine --help` lists; each gets a man page.
-const VERBS: &[&str] = &[
-    "supervisor",
-    "start",
-    "run",
-    "stop",
-    "ps",
-    "logs",
-    "inspect",
-    "rm",
-    "wait",
-    "info",
-    "version",
-    "pull",
-    "images",
-    "rmi",
-    "import",
-    "login",
-    "image",
-    "image-ls",
-    "image-prune",
-    "image-inspect",
-];
+/// The verbs `engine --help` lists (and the subcommands of those that have some, as
+/// "image-ls"), so a new verb without its man page fails here without editing a list.
+fn verbs() -> Vec<String> {
+    fn commands(args: &[&str]) -> Vec<String> {
+        let out = Command::new(env!("CARGO_BIN_EXE_engine")).args(args).arg("--help").output().unwrap();
+        let help = String::from_utf8_lossy(&out.stdout).into_owned();
+        help.lines()
+            .skip_while(|l| !l.starts_with("Commands:"))
+            .skip(1)
+            .take_while(|l| !l.trim().is_empty())
+            .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+            .filter(|v| v != "help")
+            .collect()
+    }
+    let mut all = Vec::new();
+    for verb in commands(&[]) {
+        all.extend(commands(&[&verb]).into_iter().map(|sub| format!("{verb}-{sub}")));
+        all.push(verb);
+    }
+    for core in ["supervisor", "start", "run", "stop", "ps", "logs", "rm", "pull", "image-ls"] {
+        assert!(all.iter().any(|v| v == core), "`engine --help` lists no {core}: {all:?}");
+    }
+    all
+}
 
 /// `make TARGET` with the test's binary (CARGO=true: no cargo build inside a cargo test) and a
 /// staging directory of its own.
@@ -142,7 +144,7 @@ fn install_into_destdir_then_uninstall_leaves_nothing() {
         std::fs::read_dir(&man1).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     pages.sort();
     // engine-oci(1) is written by hand (its verbs are runc's), the others generated from clap.
-    let mut want: Vec<String> = VERBS
+    let mut want: Vec<String> = verbs()
         .iter()
         .map(|v| format!("engine-{v}.1"))
         .chain(["engine.1".to_string(), "engine-oci.1".to_string()])
