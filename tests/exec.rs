@@ -173,3 +173,35 @@ fn exec_into_an_unknown_or_stopped_container_or_as_an_unknown_user_is_one_line_1
     let out = Command::new(ENGINE).args(["exec", "ex4"]).output().unwrap();
     assert_eq!(out.status.code(), Some(125));
 }
+
+#[test]
+fn top_lists_the_containers_processes_exec_ones_included() {
+    let sup = Supervisor::start();
+    let rootfs = rootfs();
+    let script = "sleep 470007 & sleep 470008";
+    sup.ok(&["start", "--net", "none", "ex5", rootfs.to_str().unwrap(), "/bin/sh", "-c", script]);
+    let init = sup.state("ex5")["pid"].as_i64().unwrap() as i32;
+    let cli = sup.cmd(&["exec", "ex5", "/bin/sleep", "470009"]).stdout(Stdio::null()).spawn().unwrap();
+    let mut execd = None;
+    wait_until(Duration::from_secs(10), || {
+        execd = pid_of("/bin/sleep 470009");
+        execd.is_some() && pid_of("sleep 470007").is_some()
+    });
+    let top = sup.ok(&["top", "ex5"]);
+    let header: Vec<&str> = top.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["UID", "PID", "PPID", "TIME", "CMD"]);
+    let pids: Vec<i32> = top.lines().skip(1).map(|l| l.split_whitespace().nth(1).unwrap().parse().unwrap()).collect();
+    for (what, pid) in [("init", Some(init)), ("sleep", pid_of("sleep 470007")), ("exec", execd)] {
+        assert!(pids.contains(&pid.unwrap()), "{what} missing from top: {top}");
+    }
+    assert!(top.contains("/bin/sleep 470009") && top.contains("sleep 470008"), "{top}");
+    assert_eq!(pids.len(), 4, "{top}");
+    unsafe { libc::kill(execd.unwrap(), libc::SIGKILL) };
+    let out = cli.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(137));
+    sup.ok(&["stop", "-t", "0", "ex5"]);
+    let out = sup.engine(&["top", "ex5"]);
+    assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1, "{}", describe(&out));
+    sup.ok(&["rm", "ex5"]);
+}

@@ -19,6 +19,7 @@ mod run;
 mod start;
 mod stop;
 mod supervisor;
+mod top;
 mod version;
 mod wait;
 
@@ -50,6 +51,8 @@ enum Command {
     Run(run::Args),
     /// Run a command in a running container
     Exec(exec::Args),
+    /// List the processes of a running container
+    Top(top::Args),
     /// Stop a container: SIGTERM, then SIGKILL after the timeout
     Stop(stop::Args),
     /// List containers
@@ -129,6 +132,7 @@ pub fn main() -> i32 {
         Command::Start(a) => start::execute(a, &client),
         Command::Run(a) => run::execute(a, &client),
         Command::Exec(a) => exec::execute(a, &client),
+        Command::Top(a) => top::execute(a, &client),
         Command::Stop(a) => stop::execute(a, &client),
         Command::Ps(a) => ps::execute(a, &client),
         Command::Logs(a) => logs::execute(a, &client),
