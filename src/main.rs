@@ -5,5 +5,8 @@ fn main() {
     if argv0 == engine::container::spawn::INIT_ARGV0 {
         std::process::exit(engine::container::init::main());
     }
+    if argv0 == engine::container::exec::HELPER_ARGV0 {
+        std::process::exit(engine::container::exec::helper_main());
+    }
     std::process::exit(engine::cli::main());
 }

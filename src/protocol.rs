@@ -29,6 +29,8 @@ pub const MAX_PAYLOAD: usize = 4 << 20;
 /// payload.
 pub const MAX_REQUEST_HEADER: usize = 256 << 10;
 pub const MAX_REQUEST_PAYLOAD: usize = 0;
+/// The byte after an [`Request::Exec`] frame that carries the client's stdout and stderr.
+pub const EXEC_FDS_BYTE: u8 = b'F';
 /// Bytes a frame's buffer grows by per read.
 const READ_STEP: usize = 64 << 10;
 
@@ -80,6 +82,21 @@ pub enum Request {
     },
     Wait {
         name: String,
+    },
+    /// Run a command in a running container (`engine exec`). Right after this frame the client
+    /// sends one byte carrying its stdout and stderr as SCM_RIGHTS ([`EXEC_FDS_BYTE`]): the
+    /// process writes to them directly. Answered by [`Response::Exited`] once it ends. Added in
+    /// protocol 1 without a bump (an older supervisor refuses it in one line).
+    Exec {
+        name: String,
+        command: Vec<String>,
+        /// `KEY=VALUE`, over the container's environment by key.
+        #[serde(default)]
+        env: Vec<String>,
+        #[serde(default)]
+        workdir: Option<String>,
+        #[serde(default)]
+        user: Option<String>,
     },
     /// What the supervisor knows about itself and the host (`engine info`); answered by
     /// [`Response::Info`]. Added in protocol 1 without a bump.

@@ -59,6 +59,13 @@ impl Client {
 }
 
 impl Connection {
+    /// Sends `byte` with `fds` attached (SCM_RIGHTS): `exec` gives the supervisor its stdio so.
+    pub fn send_fds(&mut self, byte: &[u8], fds: &[i32]) -> Result<(), CliError> {
+        super::exec::send_fds(&self.stream, byte, fds)
+            .map(drop)
+            .map_err(|e| CliError::from(format!("passing stdout and stderr to the supervisor: {e}")))
+    }
+
     /// The next response; `Error` responses and a closed connection are errors.
     pub fn next(&mut self) -> Result<Response, CliError> {
         Ok(self.next_with_payload()?.0)

@@ -3,6 +3,7 @@
 mod client;
 mod completions;
 mod create;
+mod exec;
 mod export;
 mod images;
 mod import;
@@ -18,6 +19,7 @@ mod run;
 mod start;
 mod stop;
 mod supervisor;
+mod top;
 mod version;
 mod wait;
 
@@ -47,6 +49,10 @@ enum Command {
     Start(start::Args),
     /// Run a container in the foreground and return its exit code
     Run(run::Args),
+    /// Run a command in a running container
+    Exec(exec::Args),
+    /// List the processes of a running container
+    Top(top::Args),
     /// Stop a container: SIGTERM, then SIGKILL after the timeout
     Stop(stop::Args),
     /// List containers
@@ -125,6 +131,8 @@ pub fn main() -> i32 {
         Command::Supervisor(a) => supervisor::execute(a, client.socket()),
         Command::Start(a) => start::execute(a, &client),
         Command::Run(a) => run::execute(a, &client),
+        Command::Exec(a) => exec::execute(a, &client),
+        Command::Top(a) => top::execute(a, &client),
         Command::Stop(a) => stop::execute(a, &client),
         Command::Ps(a) => ps::execute(a, &client),
         Command::Logs(a) => logs::execute(a, &client),

@@ -6,6 +6,7 @@
 pub mod channel;
 pub mod console;
 pub mod error;
+pub mod exec;
 pub mod exit;
 pub mod hooks;
 pub mod init;

@@ -1,5 +1,6 @@
 //! The daemon that owns every container: it accepts CLI requests on a UNIX socket, spawns and
 //! reaps containers, captures their output and keeps their records.
+mod exec;
 pub mod failure;
 pub mod handlers;
 pub mod launch;
