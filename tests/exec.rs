@@ -205,3 +205,30 @@ fn top_lists_the_containers_processes_exec_ones_included() {
     assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1, "{}", describe(&out));
     sup.ok(&["rm", "ex5"]);
 }
+
+/// The container's environment (a secret passed with -e) never shows in a host process's
+/// command line, which every user of the host can read: the helper's plan travels on a pipe.
+#[test]
+fn the_exec_helper_keeps_the_environment_off_its_command_line() {
+    let sup = Supervisor::start();
+    start(&sup, "ex-secret", &["-e", "TOKEN=hunter2-secret"], "1001");
+    let mut cmd = Command::new(ENGINE);
+    cmd.arg("--socket").arg(&sup.socket).args(["exec", "ex-secret", "/bin/sleep", "2"]).stdin(Stdio::null());
+    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut helper_seen = false;
+    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(c) = std::fs::read(entry.path().join("cmdline")) else { continue };
+            let c = String::from_utf8_lossy(&c);
+            if c.starts_with("engine-exec") {
+                helper_seen = true;
+                assert!(!c.contains("hunter2-secret"), "the secret is on a command line: {c:?}");
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(child.wait().unwrap().success());
+    assert!(helper_seen, "no engine-exec helper was seen while the exec ran");
+    sup.ok(&["stop", "-t", "0", "ex-secret"]);
+}

@@ -37,6 +37,9 @@ use super::exit;
 pub const HELPER_ARGV0: &str = "engine-exec";
 /// The fd on which the helper writes its [`HelperResult`].
 const HELPER_RESULT_FD: i32 = 3;
+/// The fd from which the helper reads its [`HelperPlan`] (JSON, to EOF): not argv, which every
+/// user of the host can read in /proc and which would show the container's environment.
+const HELPER_PLAN_FD: i32 = 4;
 
 /// A failed step of an exec, with the exit code the caller should end with.
 #[derive(Debug, thiserror::Error)]
@@ -333,31 +336,47 @@ pub fn spawn_helper(
     let json = serde_json::to_string(plan)
         .map_err(|e| ExecError::Setup { step: "encoding the plan", source: std::io::Error::other(e) })?;
     let (result_r, result_w) = pipe()?;
-    let raw = result_w.as_raw_fd();
+    let (plan_r, mut plan_w) = pipe()?;
+    // Both ends the child keeps, above the numbers they go to, so the dup2s cannot collide.
+    let high = |f: &File| -> Result<OwnedFd, ExecError> {
+        f.as_fd()
+            .try_clone_to_owned()
+            .and_then(|fd| {
+                // SAFETY: F_DUPFD_CLOEXEC on an fd we own; the result is a new fd we own.
+                let n = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10) };
+                if n < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // SAFETY: n is a fresh fd from fcntl.
+                Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(n) })
+            })
+            .map_err(|source| ExecError::Setup { step: "placing the helper's fds", source })
+    };
+    let (result_fd, plan_fd) = (high(&result_w)?, high(&plan_r)?);
+    drop((result_w, plan_r));
+    let (result_raw, plan_raw) = (result_fd.as_raw_fd(), plan_fd.as_raw_fd());
     let mut cmd = std::process::Command::new("/proc/self/exe");
     cmd.arg0(HELPER_ARGV0)
-        .arg(json)
         .env_clear()
         .stdin(std::process::Stdio::from(stdin))
         .stdout(std::process::Stdio::from(stdout))
         .stderr(std::process::Stdio::from(stderr));
-    // SAFETY: between fork and execve only dup2 and fcntl, both async-signal-safe, on an fd
-    // number taken beforehand: the caller is threaded and another thread may hold a lock.
+    // SAFETY: between fork and execve only dup2, async-signal-safe, on fd numbers taken
+    // beforehand: the caller is threaded and another thread may hold a lock. dup2 clears
+    // close-on-exec on the target.
     unsafe {
         cmd.pre_exec(move || {
-            if raw == HELPER_RESULT_FD {
-                // dup2 onto itself keeps close-on-exec: clear it instead.
-                if libc::fcntl(raw, libc::F_SETFD, 0) == -1 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            } else if libc::dup2(raw, HELPER_RESULT_FD) == -1 {
+            if libc::dup2(result_raw, HELPER_RESULT_FD) == -1 || libc::dup2(plan_raw, HELPER_PLAN_FD) == -1 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
         });
     }
     let child = cmd.spawn().map_err(|source| ExecError::Setup { step: "starting the engine-exec helper", source })?;
-    drop(result_w);
+    drop((result_fd, plan_fd));
+    // A failed write (the helper died at once) shows as its missing result.
+    let _ = plan_w.write_all(json.as_bytes());
+    drop(plan_w);
     Ok((result_r, child))
 }
 
@@ -377,7 +396,7 @@ pub fn helper_result(mut pipe: File) -> Result<i32, ExecError> {
     }
 }
 
-/// `engine-exec`: the helper's main (a fresh, single-threaded process). Its plan is argv[1].
+/// `engine-exec`: the helper's main (a fresh, single-threaded process). Its plan is on fd 4.
 pub fn helper_main() -> i32 {
     // SAFETY: fd 3 was set up by spawn_helper for this process alone.
     let mut out = unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(HELPER_RESULT_FD) };
@@ -398,7 +417,11 @@ pub fn helper_main() -> i32 {
 }
 
 fn helper_run() -> Result<i32, ExecError> {
-    let arg = std::env::args().nth(1).unwrap_or_default();
+    let mut arg = String::new();
+    // SAFETY: fd 4 was set up by spawn_helper for this process alone.
+    let mut plan_in = unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(HELPER_PLAN_FD) };
+    plan_in.read_to_string(&mut arg).map_err(|source| ExecError::Setup { step: "reading the plan", source })?;
+    drop(plan_in);
     let plan: HelperPlan = serde_json::from_str(&arg)
         .map_err(|e| ExecError::Setup { step: "reading the plan", source: std::io::Error::other(e) })?;
     let ns = open_namespaces(plan.pid)?;
