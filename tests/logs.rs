@@ -265,10 +265,12 @@ fn a_bad_log_opt_is_one_line_exit_125_and_makes_nothing() {
             let err = String::from_utf8_lossy(&out.stderr);
             assert_eq!(out.status.code(), Some(125), "{verb} --log-opt {opt}: {}", describe(&out));
             assert_eq!(err.lines().count(), 1, "{err}");
-            assert!(err.contains("log-opt"), "{err}");
+            assert!(err.contains("log-opt") && err.contains(opt), "{err}");
         }
     }
     assert_eq!(sup.ok(&["ps", "-a"]).lines().count(), 1, "a container was made");
+    // The same command with good options is accepted.
+    sup.ok(&["run", "--log-opt", "max-size=10m", "--log-opt", "max-file=3", "good", r.to_str().unwrap(), "/bin/true"]);
     assert_eq!(log_files(&sup, "bad"), Vec::<(String, u64)>::new());
 }
 
