@@ -217,7 +217,7 @@ def bench_logs(args, report):
         try:
             with Supervisor() as sup:
                 t0, cpu0 = time.time(), proc_stat(sup.pid())[1]
-                sup.engine("start", "logflood", ROOTFS, "/bin/cat", f"/tmp/{payload_name}")
+                sup.engine("start", "--log-opt", "max-size=-1", "logflood", ROOTFS, "/bin/cat", f"/tmp/{payload_name}")
                 sup.engine("wait", "logflood")
                 sup_cpu = proc_stat(sup.pid())[1] - cpu0  # before `logs` makes it read 1.4 GB back
                 # What a user sees right after `wait` (Docker's wait-then-logs promise).

@@ -173,3 +173,114 @@ fn after_wait_and_stop_the_log_is_complete() {
     sup.ok(&["stop", "tail"]);
     assert_eq!(sup.engine(&["logs", "tail"]).stdout.len(), 64_000_000, "log incomplete right after stop");
 }
+
+const ROTATE: [&str; 4] = ["--log-opt", "max-size=1m", "--log-opt", "max-file=3"];
+
+/// The files of a container's log, by name.
+fn log_files(sup: &Supervisor, name: &str) -> Vec<(String, u64)> {
+    let mut files: Vec<(String, u64)> = std::fs::read_dir(sup.root.join("logs"))
+        .unwrap()
+        .flatten()
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.metadata().unwrap().len()))
+        .filter(|(f, _)| f.starts_with(&format!("{name}.log")))
+        .collect();
+    files.sort();
+    files
+}
+
+/// The numbers `seq` printed, checked to be one contiguous run: no gap, no duplicate.
+fn contiguous_run(out: &str) -> (u64, u64) {
+    let numbers: Vec<u64> = out.lines().map(|l| l.parse().unwrap_or_else(|_| panic!("not a number: {l:?}"))).collect();
+    assert!(!numbers.is_empty(), "no output");
+    for pair in numbers.windows(2) {
+        assert_eq!(pair[1], pair[0] + 1, "gap or duplicate after {}", pair[0]);
+    }
+    (numbers[0], numbers[numbers.len() - 1])
+}
+
+/// 20 bursts of 10,000 lines (about 9 MB of log in all), 50 ms apart.
+const PACED_SEQ: &str = "for i in $(seq 0 19); do seq $((i*10000+1)) $((i*10000+10000)); sleep 0.05; done";
+
+#[test]
+fn rotation_keeps_max_file_files_of_max_size_and_logs_reads_the_last_lines_in_order() {
+    let sup = Supervisor::start();
+    let r = rootfs();
+    let mut args = vec!["start"];
+    args.extend_from_slice(&ROTATE);
+    args.extend_from_slice(&["rot", r.to_str().unwrap(), "/bin/sh", "-c", "seq 1 200000"]);
+    sup.ok(&args);
+    assert_eq!(sup.wait_exit("rot"), 0);
+
+    let files = log_files(&sup, "rot");
+    let names: Vec<&str> = files.iter().map(|(f, _)| f.as_str()).collect();
+    assert_eq!(names, ["rot.log", "rot.log.1", "rot.log.2"], "{files:?}");
+    // A record is at most a timestamp, "stdout F " and one short line.
+    for (f, len) in &files {
+        assert!(*len <= (1 << 20) + 64, "{f} is {len} bytes");
+    }
+    assert!(files.iter().filter(|(f, _)| f != "rot.log").all(|(_, len)| *len > (1 << 20) - 64), "{files:?}");
+
+    let (first, last) = contiguous_run(&sup.ok(&["logs", "rot"]));
+    assert_eq!(last, 200000);
+    assert!(first > 1, "nothing was rotated away");
+    let kept: u64 = files.iter().map(|(_, len)| len).sum();
+    // Every kept record is read back: about 48 bytes a record.
+    assert!((last - first + 1) * 44 < kept && kept < (last - first + 1) * 52, "{first}..{last} from {kept} bytes");
+    assert_eq!(sup.ok(&["logs", "--tail", "3", "rot"]), "199998\n199999\n200000\n");
+    let (tail_first, _) = contiguous_run(&sup.ok(&["logs", "--tail", "50000", "rot"]));
+    assert_eq!(tail_first, 150001, "a tail spanning the rotated files");
+
+    sup.ok(&["rm", "rot"]);
+    assert_eq!(log_files(&sup, "rot"), Vec::<(String, u64)>::new(), "rm left log files");
+}
+
+#[test]
+fn logs_follow_and_run_see_every_line_across_rotations() {
+    let sup = Supervisor::start();
+    let r = rootfs();
+    let mut args = vec!["start"];
+    args.extend_from_slice(&ROTATE);
+    let script = format!("sleep 0.5; {PACED_SEQ}");
+    args.extend_from_slice(&["rotf", r.to_str().unwrap(), "/bin/sh", "-c", &script]);
+    sup.ok(&args);
+    let follower = sup.cmd(&["logs", "-f", "rotf"]).stdout(Stdio::piped()).spawn().unwrap();
+    let out = follower.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(contiguous_run(&String::from_utf8_lossy(&out.stdout)), (1, 200000));
+    assert_eq!(log_files(&sup, "rotf").len(), 3, "the log was not rotated");
+
+    // `run` streams through the same follower.
+    let (code, stdout, stderr) = sup.run_with(&ROTATE, "rotr", &r, &["/bin/sh", "-c", PACED_SEQ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(contiguous_run(&stdout), (1, 200000));
+}
+
+#[test]
+fn a_bad_log_opt_is_one_line_exit_125_and_makes_nothing() {
+    let sup = Supervisor::start();
+    let r = rootfs();
+    for opt in ["max-size=abc", "max-file=0", "mode=non-blocking", "max-size=0", "max-size"] {
+        for verb in ["start", "run"] {
+            let out = sup.engine(&[verb, "--log-opt", opt, "bad", r.to_str().unwrap(), "/bin/true"]);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(125), "{verb} --log-opt {opt}: {}", describe(&out));
+            assert_eq!(err.lines().count(), 1, "{err}");
+            assert!(err.contains("log-opt") && err.contains(opt), "{err}");
+        }
+    }
+    assert_eq!(sup.ok(&["ps", "-a"]).lines().count(), 1, "a container was made");
+    // The same command with good options is accepted.
+    sup.ok(&["run", "--log-opt", "max-size=10m", "--log-opt", "max-file=3", "good", r.to_str().unwrap(), "/bin/true"]);
+    assert_eq!(log_files(&sup, "bad"), Vec::<(String, u64)>::new());
+}
+
+#[test]
+fn log_opts_are_recorded_in_the_container_spec() {
+    let sup = Supervisor::start();
+    let r = rootfs();
+    sup.ok(&["start", "--log-opt", "max-size=2m", "deflt", r.to_str().unwrap(), "/bin/true"]);
+    assert_eq!(sup.wait_exit("deflt"), 0);
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(sup.root.join("containers/deflt.json")).unwrap()).unwrap();
+    assert_eq!(record["spec"]["log"]["max_size"], 2 << 20, "{record}");
+}

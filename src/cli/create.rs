@@ -59,6 +59,13 @@ pub struct CreateOptions {
     /// Replace the image's entrypoint ("" runs the command alone)
     #[arg(long, value_name = "PROGRAM")]
     pub entrypoint: Option<String>,
+    /// Log rotation as Docker's json-file: max-size=SIZE (default 100m, -1 unlimited), max-file=N (default 5)
+    #[arg(long = "log-opt", value_name = "KEY=VALUE", value_parser = parse_log_opt)]
+    pub log_opt: Vec<String>,
+}
+
+fn parse_log_opt(s: &str) -> Result<String, String> {
+    crate::supervisor::logs::rotate::LogConfig::default().apply(s).map(|()| s.to_string())
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -167,6 +174,11 @@ impl CreateOptions {
                 .unwrap_or(false),
             seccomp_unconfined: self.security_opt.contains(&SecurityOpt::SeccompUnconfined),
             read_only: self.read_only,
+            log: {
+                let mut log = crate::supervisor::logs::rotate::LogConfig::default();
+                self.log_opt.iter().try_for_each(|o| log.apply(o))?;
+                log
+            },
         };
         spec.validate_request()?;
         Ok(spec)

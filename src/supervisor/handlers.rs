@@ -1,6 +1,5 @@
 //! One function per request. Each writes its responses to the connection and returns a
 //! [`Failure`] for the dispatcher to report.
-use std::io;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
@@ -96,12 +95,8 @@ pub fn rm(sup: &Supervisor, conn: &mut UnixStream, name: &str, force: bool) -> R
 fn remove_container(sup: &Supervisor, name: &str) -> Reply {
     let record = sup.registry.remove(name)?;
     launch::remove_overlay(sup, name);
-    match std::fs::remove_file(&record.log_path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => {
-            Err(Failure::engine(format!("removing {}: {e}", record.log_path.display())))
-        }
-        _ => Ok(()),
-    }
+    super::logs::rotate::remove_all(&record.log_path)
+        .map_err(|e| Failure::engine(format!("removing the log files {}*: {e}", record.log_path.display())))
 }
 
 pub fn wait(sup: &Supervisor, conn: &mut UnixStream, name: &str) -> Reply {

@@ -38,7 +38,7 @@ pub fn start(sup: &Supervisor, mut spec: ContainerSpec) -> Result<i32, Failure> 
         if let Some(ended) = sup.registry.abandon(&name) {
             release(sup, ended);
         }
-        let _ = std::fs::remove_file(&log_path);
+        let _ = super::logs::rotate::remove_all(&log_path);
         remove_overlay(sup, &name);
     }
     started
@@ -100,7 +100,7 @@ fn launch(
     let host = super::to_oci::Host { monitor: sup.monitor.is_some() };
     let oci = super::to_oci::translate(&spec, &host, &format!("{}/{name}", sup.cgroup_parent), &user)?;
     let overlay = make_overlay(sup, &name, &lower, image.is_none())?;
-    let log = LogFile::new(log_path.to_path_buf());
+    let log = LogFile::rotating(log_path.to_path_buf(), spec.log.rotation());
 
     // Between clone and Setup (the workload never runs unlimited or unplugged): the registry
     // learns the init (so a failure can kill it), then the monitor and the network.

@@ -311,7 +311,12 @@ fn remove_orphan_files(root: &Path, registry: &registry::Registry) {
             })
             .collect()
     };
-    for (name, path) in orphans(&root.join("logs"), ".log") {
+    let logs = fs::read_dir(root.join("logs")).into_iter().flatten().flatten().filter_map(|e| {
+        let file = e.file_name().into_string().ok()?;
+        let name = logs::rotate::container_of(&file)?.to_string();
+        (!name.is_empty() && !name.starts_with('.') && !known(&name)).then(|| (name, e.path()))
+    });
+    for (name, path) in logs.collect::<Vec<_>>() {
         match fs::remove_file(&path) {
             Ok(()) => crate::warn!("removed the orphan log of {name}"),
             Err(e) => crate::warn!("removing orphan {}: {e}", path.display()),

@@ -49,6 +49,9 @@ pub struct ContainerSpec {
     /// `--read-only`: the container's root is mounted read-only (/dev, /dev/shm, /proc and the
     /// /etc files keep their own mounts, as in Docker).
     pub read_only: bool,
+    /// `--log-opt max-size=.. --log-opt max-file=..`: how the log rotates (recorded, so whoever
+    /// starts the container again keeps rotating it the same way).
+    pub log: crate::supervisor::logs::rotate::LogConfig,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]

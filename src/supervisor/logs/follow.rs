@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::{cri, LogFile};
 use crate::protocol::Stream;
@@ -21,27 +21,37 @@ pub struct Options {
 
 pub type Sink<'a> = dyn FnMut(Stream, &[u8]) -> io::Result<()> + 'a;
 
-/// Streams the payload of the log at `path` to `sink`. With a `live` log it reads only what the
-/// writer has published, and with `follow` it waits for more until the container's output ends.
+/// Streams the payload of the log at `path` (its rotated files first, oldest first) to `sink`.
+/// With a `live` log it reads only what the writer has published, and with `follow` it waits for
+/// more, across rotations, until the container's output ends.
 pub fn stream(path: &Path, live: Option<&LogFile>, opts: Options, sink: &mut Sink<'_>) -> io::Result<()> {
-    let mut file = match File::open(path) {
-        Ok(f) => f,
-        // A container whose output never started has no log yet: no output, not an error.
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    let end_now = |file: &File| -> io::Result<(u64, bool)> {
-        match live {
-            Some(l) => Ok(l.snapshot()),
-            None => Ok((file.metadata()?.len(), true)),
+    // Every file is opened before any is read: a rotation meanwhile cannot make one vanish, and
+    // records are never split across files, so the files read in order are one log.
+    let (files, mut generation, published, done) = match live {
+        Some(l) => l.open_all()?,
+        None => {
+            let mut files = Vec::new();
+            for p in super::rotate::existing_rotated(path).iter().map(PathBuf::as_path).chain([path]) {
+                match File::open(p) {
+                    Ok(f) => files.push(f),
+                    // A container whose output never started has no log yet: no output, not an error.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            (files, 0, 0, true)
         }
     };
-    let mut offset = match opts.tail {
-        Some(n) => {
-            let (end, _) = end_now(&file)?;
-            tail_start(&mut file, end, n)?
-        }
-        None => 0,
+    let mut segments = Vec::with_capacity(files.len());
+    let last = files.len().saturating_sub(1);
+    for (i, file) in files.into_iter().enumerate() {
+        // The newest file of a live log holds whole records only up to what was published.
+        let end = if i == last && live.is_some() { published } else { file.metadata()?.len() };
+        segments.push((file, end));
+    }
+    let (first, mut offset) = match opts.tail {
+        Some(n) => tail_start(&mut segments, n)?,
+        None => (0, 0),
     };
     let mut batch = Batcher {
         sink,
@@ -50,17 +60,30 @@ pub fn stream(path: &Path, live: Option<&LogFile>, opts: Options, sink: &mut Sin
         buf: Vec::new(),
         at_line_start: [true; 2],
     };
+    let mut current = None;
+    for (i, (mut file, end)) in segments.into_iter().enumerate().skip(first) {
+        let start = if i == first { offset } else { 0 };
+        for_each_record(&mut file, start, end, |rec, _| batch.push(&rec))?;
+        offset = end;
+        current = Some(file);
+    }
+    let (Some(live), Some(mut file), true, false) = (live, current, opts.follow, done) else {
+        return batch.flush();
+    };
     loop {
-        let (end, done) = match live {
-            Some(l) if opts.follow => {
-                batch.flush()?;
-                l.wait_beyond(offset)
+        batch.flush()?;
+        let (newest, end, done) = live.wait_beyond(generation, offset);
+        if newest > generation {
+            // This generation is complete: the rest of its file, then the next one.
+            let end = file.metadata()?.len();
+            for_each_record(&mut file, offset, end, |rec, _| batch.push(&rec))?;
+            let (next, next_file) = live.open_generation(generation + 1)?;
+            if next > generation + 1 {
+                crate::warn!("{}: a follower fell {} files behind rotation", path.display(), next - generation - 1);
             }
-            _ => {
-                let (end, _) = end_now(&file)?;
-                (end, true)
-            }
-        };
+            (generation, file, offset) = (next, next_file, 0);
+            continue;
+        }
         for_each_record(&mut file, offset, end, |rec, _| batch.push(&rec))?;
         offset = end;
         if done {
@@ -102,28 +125,31 @@ fn for_each_record(
     Ok(())
 }
 
-/// Offset where the last `n` lines of output begin. A line ends with an `F` record; a trailing
-/// partial line (only `P` records) counts as one.
-fn tail_start(file: &mut File, end: u64, n: usize) -> io::Result<u64> {
+/// File and offset where the last `n` lines of output begin. A line ends with an `F` record; a
+/// trailing partial line (only `P` records) counts as one.
+fn tail_start(segments: &mut [(File, u64)], n: usize) -> io::Result<(usize, u64)> {
+    if n == 0 {
+        // From the end of the newest file: nothing now, and `-f` follows on from there.
+        return Ok(segments.last().map_or((0, 0), |(_, end)| (segments.len() - 1, *end)));
+    }
     // `n` comes from the client: a huge one must neither overflow nor allocate up front.
-    let mut line_ends: VecDeque<u64> = VecDeque::with_capacity(n.saturating_add(2).min(4096));
+    let mut line_ends: VecDeque<(usize, u64)> = VecDeque::with_capacity(n.saturating_add(2).min(4096));
     let mut last_partial = false;
-    for_each_record(file, 0, end, |rec, rec_end| {
-        last_partial = !rec.line_ends;
-        if rec.line_ends {
-            line_ends.push_back(rec_end);
-            if line_ends.len() > n.saturating_add(1) {
-                line_ends.pop_front();
+    for (i, (file, end)) in segments.iter_mut().enumerate() {
+        for_each_record(file, 0, *end, |rec, rec_end| {
+            last_partial = !rec.line_ends;
+            if rec.line_ends {
+                line_ends.push_back((i, rec_end));
+                if line_ends.len() > n.saturating_add(1) {
+                    line_ends.pop_front();
+                }
             }
-        }
-        Ok(())
-    })?;
+            Ok(())
+        })?;
+    }
     // Lines that end before the tail starts: drop one more if a partial line is part of the tail.
     let keep = if last_partial { n.saturating_sub(1) } else { n };
-    if n == 0 {
-        return Ok(end);
-    }
-    Ok(if line_ends.len() > keep { line_ends[line_ends.len() - keep - 1] } else { 0 })
+    Ok(if line_ends.len() > keep { line_ends[line_ends.len() - keep - 1] } else { (0, 0) })
 }
 
 struct Batcher<'s, 'a> {

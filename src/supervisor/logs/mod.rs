@@ -9,6 +9,7 @@
 pub mod cri;
 pub mod follow;
 mod reader;
+pub mod rotate;
 mod writer;
 
 use std::fs::File;
@@ -35,6 +36,7 @@ pub const STUCK_GRACE: Duration = Duration::from_secs(3);
 /// the container's output has ended.
 pub struct LogFile {
     pub path: PathBuf,
+    rotation: rotate::Rotation,
     progress: Mutex<Progress>,
     changed: Condvar,
     /// Payload bytes the reader has taken from the pipes that the writer has not yet put on disk.
@@ -48,7 +50,10 @@ pub struct LogFile {
 
 #[derive(Clone, Default)]
 struct Progress {
-    /// Bytes of whole records written to the file.
+    /// How many times the log was rotated: the file now at `path` holds this generation, and
+    /// generation `generation - k` is at `path.k` while k < max-file.
+    generation: u64,
+    /// Bytes of whole records written to the current file.
     published: u64,
     /// Both pipes reached EOF and everything was written.
     done: bool,
@@ -68,8 +73,13 @@ impl std::fmt::Display for LogStuck {
 
 impl LogFile {
     pub fn new(path: PathBuf) -> Arc<LogFile> {
+        LogFile::rotating(path, rotate::Rotation::UNLIMITED)
+    }
+
+    pub fn rotating(path: PathBuf, rotation: rotate::Rotation) -> Arc<LogFile> {
         Arc::new(LogFile {
             path,
+            rotation,
             progress: Mutex::new(Progress::default()),
             changed: Condvar::new(),
             in_flight: AtomicUsize::new(0),
@@ -86,6 +96,30 @@ impl LogFile {
         self.changed.notify_all();
     }
 
+    /// The writer's rotation: the current file becomes `.1` (older ones shift up, the one past
+    /// max-file is replaced) and a new file is current, under the lock followers open files
+    /// under, so a generation's number always names the right file. Returns the new file.
+    fn rotate(&self) -> io::Result<File> {
+        let next = rotate::next_path(&self.path);
+        // Made first: a failure here (ENOSPC, EMFILE) leaves every file where it was.
+        let file = create_log(&next)?;
+        let mut p = self.progress.lock();
+        let max = u64::from(self.rotation.max_file);
+        let gone = |e: &io::Error| e.kind() == io::ErrorKind::NotFound;
+        if max == 1 {
+            std::fs::remove_file(&self.path).or_else(|e| if gone(&e) { Ok(()) } else { Err(e) })?;
+        }
+        for k in (1..max).rev() {
+            let moved = std::fs::rename(rotate::rotated_path(&self.path, k - 1), rotate::rotated_path(&self.path, k));
+            moved.or_else(|e| if gone(&e) { Ok(()) } else { Err(e) })?;
+        }
+        std::fs::rename(&next, &self.path)?;
+        p.generation += 1;
+        p.published = 0;
+        self.changed.notify_all();
+        Ok(file)
+    }
+
     fn set_failing(&self, error: String) {
         let mut p = self.progress.lock();
         if p.failing.is_none() {
@@ -94,18 +128,41 @@ impl LogFile {
         }
     }
 
-    /// Blocks until more than `offset` bytes are published or the log is done; returns both.
-    pub fn wait_beyond(&self, offset: u64) -> (u64, bool) {
+    /// Blocks until generation `generation` has more than `offset` bytes published, a newer
+    /// generation started, or the log is done; returns (generation, published, done).
+    pub fn wait_beyond(&self, generation: u64, offset: u64) -> (u64, u64, bool) {
         let mut p = self.progress.lock();
-        while p.published <= offset && !p.done {
+        while p.generation == generation && p.published <= offset && !p.done {
             self.changed.wait(&mut p);
         }
-        (p.published, p.done)
+        (p.generation, p.published, p.done)
     }
 
-    pub fn snapshot(&self) -> (u64, bool) {
+    /// Opens every file of the log that exists, oldest first, under the lock the writer rotates
+    /// under, so the set is consistent; also the newest file's generation, its published length
+    /// and whether the log is done. An open file stays readable after rotation removes it.
+    pub fn open_all(&self) -> io::Result<(Vec<File>, u64, u64, bool)> {
         let p = self.progress.lock();
-        (p.published, p.done)
+        let keep = p.generation.min(u64::from(self.rotation.max_file) - 1);
+        let mut files = Vec::new();
+        for k in (0..=keep).rev() {
+            match File::open(rotate::rotated_path(&self.path, k)) {
+                Ok(f) => files.push(f),
+                // Not yet made (a log whose output never started) or removed by `rm`.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((files, p.generation, p.published, p.done))
+    }
+
+    /// Opens the file of `generation`, or of the oldest one still kept if it was rotated away:
+    /// the generation opened and its file.
+    pub fn open_generation(&self, generation: u64) -> io::Result<(u64, File)> {
+        let p = self.progress.lock();
+        let oldest_kept = p.generation.saturating_sub(u64::from(self.rotation.max_file) - 1);
+        let generation = generation.clamp(oldest_kept, p.generation);
+        Ok((generation, File::open(rotate::rotated_path(&self.path, p.generation - generation))?))
     }
 
     /// Blocks until the output has ended and is on disk. Gives up, with the reason, once the
@@ -163,11 +220,13 @@ impl LogPipeline {
 
     /// Creates (truncates) the log file and starts capturing the two pipes into it.
     pub fn attach(&self, log: &Arc<LogFile>, stdout: OwnedFd, stderr: OwnedFd) -> io::Result<()> {
-        let file =
-            std::os::unix::fs::OpenOptionsExt::mode(File::options().write(true).create(true).truncate(true), 0o600)
-                .open(&log.path)?;
+        let file = create_log(&log.path)?;
         // Through the same FIFO as the data, so the writer has the file before the first chunk.
         self.tx.send(LogMsg::Open(log.clone(), file)).map_err(|_| io::Error::other("log writer has stopped"))?;
         self.reader.add(log.clone(), stdout, stderr)
     }
+}
+
+fn create_log(path: &std::path::Path) -> io::Result<File> {
+    std::os::unix::fs::OpenOptionsExt::mode(File::options().write(true).create(true).truncate(true), 0o600).open(path)
 }

@@ -75,11 +75,24 @@ impl OpenLog {
                 self.file.set_len(self.durable)?;
                 self.torn = false;
             }
-            if let Err(e) = self.file.write_all_at(&self.batch, self.durable) {
+            let len = match self.fitting_len() {
+                Some(len) => len,
+                None => {
+                    self.file = self.log.rotate()?;
+                    self.durable = 0;
+                    continue;
+                }
+            };
+            if let Err(e) = self.file.write_all_at(&self.batch[..len], self.durable) {
                 self.torn = self.file.set_len(self.durable).is_err();
                 return Err(e);
             }
-            self.durable += self.batch.len() as u64;
+            self.durable += len as u64;
+            if len < self.batch.len() {
+                // The rest goes to the next file.
+                self.batch.drain(..len);
+                continue;
+            }
             self.batch.clear();
             let freed = std::mem::take(&mut self.batch_payload);
             self.log.in_flight.fetch_sub(freed, Ordering::SeqCst);
@@ -88,6 +101,25 @@ impl OpenLog {
                     crate::warn!("waking the log reader: {e}");
                 }
             }
+        }
+    }
+
+    /// How much of the batch goes into the current file: the whole records that fit under
+    /// max-size, or the first record alone into an empty file (a record is never split). None:
+    /// nothing fits, rotate first.
+    fn fitting_len(&self) -> Option<usize> {
+        let room = self.log.rotation.max_size.saturating_sub(self.durable);
+        if self.batch.len() as u64 <= room {
+            return Some(self.batch.len());
+        }
+        // room < batch.len(), so it fits in usize.
+        let fit = self.batch[..room as usize].iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        match fit {
+            0 if self.durable == 0 => {
+                Some(self.batch.iter().position(|&b| b == b'\n').map_or(self.batch.len(), |i| i + 1))
+            }
+            0 => None,
+            n => Some(n),
         }
     }
 
