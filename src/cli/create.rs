@@ -5,6 +5,7 @@ use clap::{Args, Parser};
 
 use super::CliError;
 use crate::supervisor::spec::{ContainerSpec, NetMode};
+use crate::supervisor::volumes::{self, VolumeMount};
 
 #[derive(Args, Clone, Debug, Default)]
 pub struct CreateOptions {
@@ -59,6 +60,15 @@ pub struct CreateOptions {
     /// Replace the image's entrypoint ("" runs the command alone)
     #[arg(long, value_name = "PROGRAM")]
     pub entrypoint: Option<String>,
+    /// Bind a host path or a named volume: HOST-PATH:CTR[:ro|rw] or NAME:CTR[:ro|rw] (repeatable)
+    #[arg(long = "volume", short = 'v', value_name = "SRC:CTR[:ro]", value_parser = volumes::parse_volume_flag)]
+    pub volume: Vec<VolumeMount>,
+    /// Mount a tmpfs: PATH[:size=64m,mode=1777,ro,exec] (repeatable)
+    #[arg(long, value_name = "PATH[:OPTS]", value_parser = volumes::parse_tmpfs_flag)]
+    pub tmpfs: Vec<VolumeMount>,
+    /// Docker's --mount: type=bind|volume|tmpfs,source=..,target=..[,readonly] (repeatable)
+    #[arg(long, value_name = "SPEC", value_parser = volumes::parse_mount_flag)]
+    pub mount: Vec<VolumeMount>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -167,6 +177,7 @@ impl CreateOptions {
                 .unwrap_or(false),
             seccomp_unconfined: self.security_opt.contains(&SecurityOpt::SeccompUnconfined),
             read_only: self.read_only,
+            volumes: self.volume.into_iter().chain(self.tmpfs).chain(self.mount).collect(),
         };
         spec.validate_request()?;
         Ok(spec)

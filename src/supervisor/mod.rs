@@ -16,6 +16,7 @@ pub mod spec;
 pub mod store;
 mod systemd;
 pub mod to_oci;
+pub mod volumes;
 
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};

@@ -49,6 +49,9 @@ pub struct ContainerSpec {
     /// `--read-only`: the container's root is mounted read-only (/dev, /dev/shm, /proc and the
     /// /etc files keep their own mounts, as in Docker).
     pub read_only: bool,
+    /// `-v`, `--tmpfs` and `--mount`, in the order given (see [`super::volumes`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<super::volumes::VolumeMount>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -216,6 +219,7 @@ impl ContainerSpec {
             return Err(InvalidSpec("--memory and --pids-limit must be greater than 0".into()));
         }
         self.cpu_list()?;
+        super::volumes::validate(&self.volumes)?;
         let size = serde_json::to_vec(self).map_or(usize::MAX, |json| json.len());
         if size > MAX_SPEC_BYTES {
             return Err(InvalidSpec(format!(
