@@ -5,6 +5,7 @@ use clap::{Args, Parser};
 
 use super::CliError;
 use crate::supervisor::spec::{ContainerSpec, NetMode};
+use crate::supervisor::volumes::{self, VolumeMount};
 
 #[derive(Args, Clone, Debug, Default)]
 pub struct CreateOptions {
@@ -59,6 +60,15 @@ pub struct CreateOptions {
     /// Replace the image's entrypoint ("" runs the command alone)
     #[arg(long, value_name = "PROGRAM")]
     pub entrypoint: Option<String>,
+    /// Bind a host path or a named volume: HOST-PATH:CTR[:ro|rw] or NAME:CTR[:ro|rw] (repeatable)
+    #[arg(long = "volume", short = 'v', value_name = "SRC:CTR[:ro]", value_parser = volumes::parse_volume_flag)]
+    pub volume: Vec<VolumeMount>,
+    /// Mount a tmpfs: PATH[:size=64m,mode=1777,ro,exec] (repeatable)
+    #[arg(long, value_name = "PATH[:OPTS]", value_parser = volumes::parse_tmpfs_flag)]
+    pub tmpfs: Vec<VolumeMount>,
+    /// Docker's --mount: type=bind|volume|tmpfs,source=..,target=..[,readonly] (repeatable)
+    #[arg(long, value_name = "SPEC", value_parser = volumes::parse_mount_flag)]
+    pub mount: Vec<VolumeMount>,
     /// Log rotation as Docker's json-file: max-size=SIZE (default 100m, -1 unlimited), max-file=N (default 5)
     #[arg(long = "log-opt", value_name = "KEY=VALUE", value_parser = parse_log_opt)]
     pub log_opt: Vec<String>,
@@ -179,6 +189,7 @@ impl CreateOptions {
                 self.log_opt.iter().try_for_each(|o| log.apply(o))?;
                 log
             },
+            volumes: self.volume.into_iter().chain(self.tmpfs).chain(self.mount).collect(),
         };
         spec.validate_request()?;
         Ok(spec)

@@ -21,6 +21,7 @@ mod stop;
 mod supervisor;
 mod top;
 mod version;
+mod volume;
 mod wait;
 
 use std::path::PathBuf;
@@ -83,6 +84,8 @@ enum Command {
     Import(import::Args),
     /// Keep credentials for a registry
     Login(login::Args),
+    /// Manage named volumes (create, ls, rm, inspect)
+    Volume(volume::Args),
     /// Print a shell completion script (used by make install)
     #[command(hide = true)]
     Completions(completions::CompletionArgs),
@@ -148,6 +151,7 @@ pub fn main() -> i32 {
         Command::Image(a) => images::execute_image(a),
         Command::Import(a) => import::execute(a),
         Command::Login(a) => login::execute(a),
+        Command::Volume(a) => volume::execute(a),
         Command::Completions(a) => completions::completions(a, Cli::command()),
         Command::Man(a) => completions::man(a, Cli::command()),
     };

@@ -58,7 +58,8 @@ pub fn exec(sup: &Supervisor, conn: &mut UnixStream, name: &str, opts: Options) 
     let root = vec![PathBuf::from(format!("/proc/{pid}/root/"))];
     let user = crate::image::user::resolve_user(spec.user.as_deref().unwrap_or(""), &root)
         .map_err(|e| Failure::engine(format!("cannot exec in {name}: {e}")))?;
-    let host = super::to_oci::Host { monitor: sup.monitor.is_some() };
+    let host =
+        super::to_oci::Host { monitor: sup.monitor.is_some(), volumes_dir: super::volumes::volumes_dir(&sup.root) };
     let oci = super::to_oci::translate(&spec, &host, &format!("{}/{name}", sup.cgroup_parent), &user)?;
     let Some(process) = oci.process().clone() else {
         return Err(Failure::engine("exec: the container's Spec has no process"));

@@ -97,7 +97,12 @@ fn launch(
     };
     let user = crate::image::user::resolve_user(spec.user.as_deref().unwrap_or(""), &lower)
         .map_err(|e| Failure::engine(format!("cannot start {name}: {e}")))?;
-    let host = super::to_oci::Host { monitor: sup.monitor.is_some() };
+    // `-v NAME:CTR` uses the volume, creating it on first use (Docker's way).
+    for v in spec.volumes.iter().filter(|v| v.kind == super::volumes::MountKind::Volume) {
+        super::volumes::create(&sup.root, &v.source).map_err(Failure::engine)?;
+    }
+    let volumes_dir = super::volumes::volumes_dir(&sup.root);
+    let host = super::to_oci::Host { monitor: sup.monitor.is_some(), volumes_dir };
     let oci = super::to_oci::translate(&spec, &host, &format!("{}/{name}", sup.cgroup_parent), &user)?;
     let overlay = make_overlay(sup, &name, &lower, image.is_none())?;
     let log = LogFile::rotating(log_path.to_path_buf(), spec.log.rotation());

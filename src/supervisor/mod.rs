@@ -17,6 +17,7 @@ pub mod spec;
 pub mod store;
 mod systemd;
 pub mod to_oci;
+pub mod volumes;
 
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};

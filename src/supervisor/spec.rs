@@ -52,6 +52,9 @@ pub struct ContainerSpec {
     /// `--log-opt max-size=.. --log-opt max-file=..`: how the log rotates (recorded, so whoever
     /// starts the container again keeps rotating it the same way).
     pub log: crate::supervisor::logs::rotate::LogConfig,
+    /// `-v`, `--tmpfs` and `--mount`, in the order given (see [`super::volumes`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<super::volumes::VolumeMount>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -219,6 +222,7 @@ impl ContainerSpec {
             return Err(InvalidSpec("--memory and --pids-limit must be greater than 0".into()));
         }
         self.cpu_list()?;
+        super::volumes::validate(&self.volumes)?;
         let size = serde_json::to_vec(self).map_or(usize::MAX, |json| json.len());
         if size > MAX_SPEC_BYTES {
             return Err(InvalidSpec(format!(

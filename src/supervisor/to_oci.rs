@@ -32,6 +32,8 @@ const PROC_MASKED: &[&str] =
 pub struct Host {
     /// /dev/container_monitor enforces --soft-mib/--hard-mib; without it the cgroup does.
     pub monitor: bool,
+    /// Where named volumes live (`ROOT/volumes`).
+    pub volumes_dir: std::path::PathBuf,
 }
 
 fn oci(what: &str) -> impl Fn(oci_spec::OciSpecError) -> Failure + '_ {
@@ -46,6 +48,34 @@ fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Result<Mount,
         .options(options.iter().map(|o| o.to_string()).collect::<Vec<_>>())
         .build()
         .map_err(oci("mounts"))
+}
+
+/// `-v`/`--tmpfs`/`--mount`, parents before what is mounted inside them (Docker sorts the same
+/// way), so `/a/b` is not hidden by a later `/a`.
+fn volume_mounts(spec: &ContainerSpec, host: &Host) -> Result<Vec<Mount>, Failure> {
+    use super::volumes::MountKind;
+    let mut volumes: Vec<_> = spec.volumes.iter().collect();
+    volumes.sort_by_key(|v| v.target.split('/').filter(|c| !c.is_empty()).count());
+    let mut out = Vec::new();
+    for v in volumes {
+        let ro: &[&str] = if v.readonly { &["ro"] } else { &[] };
+        let m = match v.kind {
+            MountKind::Tmpfs => {
+                let options: Vec<&str> = v.options.iter().map(String::as_str).chain(ro.iter().copied()).collect();
+                mount(&v.target, "tmpfs", "tmpfs", &options)?
+            }
+            MountKind::Bind | MountKind::Volume => {
+                let source = match v.kind {
+                    MountKind::Volume => host.volumes_dir.join(&v.source).join("_data"),
+                    _ => v.source.clone().into(),
+                };
+                let options: Vec<&str> = ["rbind", "rprivate"].into_iter().chain(ro.iter().copied()).collect();
+                mount(&v.target, "bind", &source.to_string_lossy(), &options)?
+            }
+        };
+        out.push(m);
+    }
+    Ok(out)
 }
 
 /// The cgroup limits of today's flags (the memory fallback of the monitor included), with what
@@ -125,12 +155,13 @@ pub fn translate(
         .no_new_privileges(spec.no_new_privileges)
         .build()
         .map_err(oci("process"))?;
-    let mounts = vec![
+    let mut mounts = vec![
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
         mount("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"])?,
         mount("/dev/pts", "devpts", "devpts", &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"])?,
         mount("/dev/shm", "tmpfs", "shm", &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"])?,
     ];
+    mounts.extend(volume_mounts(spec, host)?);
     let namespaces = [
         LinuxNamespaceType::Pid,
         LinuxNamespaceType::Uts,
