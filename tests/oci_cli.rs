@@ -456,39 +456,45 @@ fn receive_console(listener: &std::os::unix::net::UnixListener) -> (String, std:
     (String::from_utf8_lossy(&buf[..n as usize]).into_owned(), unsafe { std::fs::File::from_raw_fd(fd) })
 }
 
-#[test]
-fn exec_tty_sends_the_pty_master_over_the_console_socket() {
+/// `exec --process P --console-socket S ID` with `process` as P (its `terminal` asks for the
+/// pty, as conmon's and the shim's process files do): its exit code and what it
+/// wrote to the pty master it sent (read once it has ended: EIO once drained, no slave left).
+fn exec_on_console(env: &Env, id: &str, process: &str) -> (Option<i32>, String) {
     use std::io::Read;
-    let env = Env::new();
-    let _fake = fake_running(&env, "x3", "h3");
     let sock = env.path("console.sock");
+    let _ = std::fs::remove_file(&sock);
     let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
-    let process = env.path("process.json");
-    std::fs::write(
-        &process,
-        r#"{"terminal": true, "consoleSize": {"height": 30, "width": 111}, "user": {"uid": 0, "gid": 0},
-            "args": ["sh", "-c", "stty size; [ -t 0 ] && [ -t 1 ] && echo on-a-tty"], "env": ["PATH=/bin:/usr/bin"], "cwd": "/"}"#,
-    )
-    .unwrap();
+    let file = env.path("process.json");
+    std::fs::write(&file, process).unwrap();
     let mut child = env
-        .cmd(&["exec", "--process", process.to_str().unwrap(), "--console-socket", sock.to_str().unwrap(), "x3"])
+        .cmd(&["exec", "--process", file.to_str().unwrap(), "--console-socket", sock.to_str().unwrap(), id])
         .spawn()
         .unwrap();
     let (name, mut master) = receive_console(&listener);
     assert_eq!(name, "/dev/ptmx");
-    let st = child.wait().unwrap();
-    assert!(st.success());
-    // The process has ended; what it wrote waits in the pty (EIO once drained: no slave left).
+    let code = child.wait().unwrap().code();
     let mut out = Vec::new();
     let mut buf = [0u8; 1024];
-    loop {
-        match master.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(_) => break,
+    while let Ok(n) = master.read(&mut buf) {
+        if n == 0 {
+            break;
         }
+        out.extend_from_slice(&buf[..n]);
     }
-    let out = String::from_utf8_lossy(&out);
+    (code, String::from_utf8_lossy(&out).into_owned())
+}
+
+#[test]
+fn exec_tty_sends_the_pty_master_over_the_console_socket() {
+    let env = Env::new();
+    let _fake = fake_running(&env, "x3", "h3");
+    let (code, out) = exec_on_console(
+        &env,
+        "x3",
+        r#"{"terminal": true, "consoleSize": {"height": 30, "width": 111}, "user": {"uid": 0, "gid": 0},
+            "args": ["sh", "-c", "stty size; [ -t 0 ] && [ -t 1 ] && echo on-a-tty"], "env": ["PATH=/bin:/usr/bin"], "cwd": "/"}"#,
+    );
+    assert_eq!(code, Some(0), "{out:?}");
     assert!(out.contains("30 111"), "{out:?}");
     assert!(out.contains("on-a-tty"), "{out:?}");
 }
@@ -1022,7 +1028,6 @@ fn an_rslave_root_keeps_host_mounts_reaching_its_binds() {
 /// namespaces was a pty to isatty() but "not a tty" to ttyname() inside.
 #[test]
 fn exec_tty_in_a_real_container_is_a_pty_of_its_own_devpts() {
-    use std::io::Read;
     let env = Env::new();
     let b = real_bundle(&env, "xt", |cfg| {
         cfg["process"]["args"] = serde_json::json!(["sleep", "1000"]);
@@ -1030,39 +1035,13 @@ fn exec_tty_in_a_real_container_is_a_pty_of_its_own_devpts() {
     let o = env.run_detached(&["create", "--bundle", b.to_str().unwrap(), "xt"]);
     assert!(o.status.success(), "create: {}", stderr(&o));
     assert!(env.run(&["start", "xt"]).status.success());
-    let sock = env.path("console.sock");
-    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
-    let process = env.path("process.json");
-    std::fs::write(
-        &process,
+    let (code, out) = exec_on_console(
+        &env,
+        "xt",
         r#"{"terminal": true, "consoleSize": {"height": 33, "width": 99}, "user": {"uid": 0, "gid": 0},
             "args": ["sh", "-c", "tty; stty size; exit 4"], "env": ["PATH=/bin:/usr/bin"], "cwd": "/"}"#,
-    )
-    .unwrap();
-    let mut child = env
-        .cmd(&[
-            "exec",
-            "--process",
-            process.to_str().unwrap(),
-            "--tty",
-            "--console-socket",
-            sock.to_str().unwrap(),
-            "xt",
-        ])
-        .spawn()
-        .unwrap();
-    let (name, mut master) = receive_console(&listener);
-    assert_eq!(name, "/dev/ptmx");
-    assert_eq!(child.wait().unwrap().code(), Some(4));
-    let mut out = Vec::new();
-    let mut buf = [0u8; 1024];
-    while let Ok(n) = master.read(&mut buf) {
-        if n == 0 {
-            break;
-        }
-        out.extend_from_slice(&buf[..n]);
-    }
-    let out = String::from_utf8_lossy(&out);
+    );
+    assert_eq!(code, Some(4), "{out:?}");
     assert!(out.contains("/dev/pts/0\r\n"), "not a pty of the container's devpts: {out:?}");
     assert!(out.contains("33 99"), "{out:?}");
     assert!(env.run(&["delete", "--force", "xt"]).status.success());
