@@ -141,7 +141,8 @@ fn bad_input_is_one_clear_line_and_leaves_nothing() {
         (vec!["start", "--hard-mib", "2", "x", r, "/bin/true"], "--hard-mib must be at least 6"),
         (vec!["start", "--memory", "4m", "x", r, "/bin/true"], "--memory must be at least 6m"),
         (vec!["start", "-e", &big_env, "x", r, "/bin/true"], "at most 65536 are allowed"),
-        (vec!["start", "x", r], "required"),
+        // A directory root has no image config to take the command from.
+        (vec!["start", "x", r], "no command given"),
         (vec!["stop", "ghost"], "no such container: ghost"),
         (vec!["logs", "ghost"], "no such container: ghost"),
         (vec!["inspect", "ghost"], "no such container: ghost"),
