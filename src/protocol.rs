@@ -31,6 +31,9 @@ pub const MAX_REQUEST_HEADER: usize = 256 << 10;
 pub const MAX_REQUEST_PAYLOAD: usize = 0;
 /// The byte after an [`Request::Exec`] frame that carries the client's stdout and stderr.
 pub const EXEC_FDS_BYTE: u8 = b'F';
+/// Bytes of records per `ps` frame: half of [`MAX_HEADER`], so one more record (a spec is capped
+/// at [`MAX_REQUEST_HEADER`]) never pushes a page over the cap.
+pub const LIST_PAGE_BYTES: usize = MAX_HEADER / 2;
 /// Bytes a frame's buffer grows by per read.
 const READ_STEP: usize = 64 << 10;
 
@@ -139,7 +142,13 @@ pub enum Response {
     Exited {
         code: i32,
     },
+    /// The last (often only) page of `ps`'s records.
     List {
+        containers: Vec<ContainerRecord>,
+    },
+    /// A page of `ps`'s records with more to follow: a list of thousands of records does not fit
+    /// one frame, so it travels as `ListPage`s of up to [`LIST_PAGE_BYTES`] and a final `List`.
+    ListPage {
         containers: Vec<ContainerRecord>,
     },
     Record {

@@ -201,3 +201,22 @@ fn wrong_protocol_version_and_oversized_frames_are_refused() {
     assert!(reply.contains("bad request"), "{reply}");
     sup.ok(&["ps"]); // still serving
 }
+
+/// `ps` of more records than one frame holds (1 MiB of header): 1,000 containers of the scale
+/// bench did not fit, and `ps` failed with "frame exceeds the protocol size cap". Here 110
+/// records of ~12 KiB each (a long environment value) make 1.3 MiB.
+#[test]
+fn ps_lists_more_records_than_one_frame_holds() {
+    let sup = Supervisor::start();
+    let env = format!("BULK={}", "x".repeat(12 << 10));
+    for i in 0..110 {
+        let (code, _, err) = sup.run_with(&["-e", &env], &format!("many{i}"), &rootfs(), &["/bin/true"]);
+        assert_eq!(code, 0, "run many{i}: {err}");
+    }
+    let listed: serde_json::Value = serde_json::from_str(&sup.ok(&["ps", "-a", "--json"])).unwrap();
+    let names: std::collections::BTreeSet<_> =
+        listed.as_array().unwrap().iter().map(|r| r["spec"]["name"].as_str().unwrap_or("").to_string()).collect();
+    assert_eq!(names.len(), 110, "ps -a --json listed {} distinct names", names.len());
+    assert!((0..110).all(|i| names.contains(&format!("many{i}"))));
+    assert_eq!(sup.ok(&["ps", "-a"]).lines().count(), 111, "the table: a header and 110 rows");
+}

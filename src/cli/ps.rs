@@ -18,10 +18,18 @@ pub struct Args {
 }
 
 pub fn execute(args: Args, client: &Client) -> CliResult {
-    let containers = match client.call(Request::Ps { all: args.all, stats: args.stats })? {
-        Response::List { containers } => containers,
-        other => return Err(unexpected(other)),
-    };
+    let mut conn = client.send(Request::Ps { all: args.all, stats: args.stats })?;
+    let mut containers = Vec::new();
+    loop {
+        match conn.next()? {
+            Response::ListPage { containers: page } => containers.extend(page),
+            Response::List { containers: page } => {
+                containers.extend(page);
+                break;
+            }
+            other => return Err(unexpected(other)),
+        }
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&containers)?);
     } else {
