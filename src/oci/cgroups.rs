@@ -2,88 +2,10 @@
 //! freezer (`pause`, `resume`, the `paused` status), the member pids (`ps`, `kill --all`) and
 //! limits changed after create (`update`).
 //!
-//! All of it goes through the cgroup module's OCI API (`Cgroup::open_oci` by the recorded
-//! absolute cgroupsPath); what is left here is finding that path from the group's directories.
-use std::fs;
-use std::path::{Path, PathBuf};
-
+//! All of it goes through the cgroup module's OCI API: `Cgroup::open_oci` by the absolute
+//! cgroupsPath that create recorded.
 use super::error::{OciError, Result};
 use crate::cgroup::{Cgroup, CgroupError, FreezerState};
-
-/// A cgroup mount: where, which version, and (v1) its controllers.
-#[derive(Debug, Clone, PartialEq)]
-struct Mount {
-    point: PathBuf,
-    v2: bool,
-    controllers: Vec<String>,
-}
-
-fn mounts() -> Vec<Mount> {
-    let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    parse_mountinfo(&info)
-}
-
-fn parse_mountinfo(info: &str) -> Vec<Mount> {
-    let mut out = Vec::new();
-    for line in info.lines() {
-        let Some((left, right)) = line.split_once(" - ") else { continue };
-        let Some(point) = left.split(' ').nth(4) else { continue };
-        let mut r = right.split(' ');
-        let fstype = r.next().unwrap_or("");
-        let opts = r.nth(1).unwrap_or("");
-        let v2 = match fstype {
-            "cgroup2" => true,
-            "cgroup" => false,
-            _ => continue,
-        };
-        let controllers = if v2 {
-            Vec::new()
-        } else {
-            opts.split(',').filter(|o| !["rw", "ro"].contains(o) && !o.contains('=')).map(str::to_string).collect()
-        };
-        out.push(Mount { point: PathBuf::from(unescape(point)), v2, controllers });
-    }
-    out
-}
-
-/// mountinfo escapes space, tab, newline and backslash as octal.
-fn unescape(s: &str) -> String {
-    let mut out = String::new();
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
-            out.push(v as char);
-            i += 4;
-        } else {
-            out.push(b[i] as char);
-            i += 1;
-        }
-    }
-    out
-}
-
-/// The mount holding `path` (longest prefix) and the path relative to it.
-fn split_path<'a>(ms: &'a [Mount], path: &Path) -> Option<(&'a Mount, PathBuf)> {
-    ms.iter()
-        .filter(|m| path.starts_with(&m.point))
-        .max_by_key(|m| m.point.as_os_str().len())
-        .and_then(|m| path.strip_prefix(&m.point).ok().map(|rel| (m, rel.to_path_buf())))
-}
-
-/// The group's path from the root of its hierarchy ("/a/b"), from its directories: the v2 one, or
-/// the v1 devices one (every OCI group has it). What `Cgroup::open_oci` takes as absolute.
-pub fn absolute_path(cgroup_paths: &[PathBuf]) -> Option<String> {
-    let ms = mounts();
-    let split: Vec<(&Mount, PathBuf)> = cgroup_paths.iter().filter_map(|p| split_path(&ms, p)).collect();
-    let (_, rel) = split
-        .iter()
-        .find(|(m, _)| m.v2)
-        .or_else(|| split.iter().find(|(m, _)| m.controllers.iter().any(|c| c == "devices")))
-        .or_else(|| split.first())?;
-    Some(format!("/{}", rel.display()))
-}
 
 /// The container's group as the cgroup module opens it (by its recorded cgroupsPath), for every
 /// verb after create: `update`, `events`, `pause`/`resume`, `ps`, `kill --all`, `delete`.
@@ -132,30 +54,5 @@ pub fn remove(rec: &super::state::Record) -> Result<()> {
         Ok(cg) => cg.remove().map_err(cgroup_error(rec, "removing")),
         Err(OciError::Unsupported(_)) | Err(OciError::Cgroup { source: CgroupError::NotFound { .. }, .. }) => Ok(()),
         Err(e) => Err(e),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const INFO: &str = "\
-25 1 0:23 / /sys/fs/cgroup/freezer rw,nosuid - cgroup cgroup rw,freezer
-26 1 0:24 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct
-27 1 0:25 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw,nsdelegate
-28 1 0:26 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory
-29 1 0:27 / /proc rw - proc proc rw
-30 1 0:28 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd";
-
-    #[test]
-    fn mountinfo_cgroups() {
-        let ms = parse_mountinfo(INFO);
-        assert_eq!(ms.len(), 5);
-        assert_eq!(ms[1].controllers, vec!["cpu", "cpuacct"]);
-        assert!(ms[2].v2);
-        let (m, rel) = split_path(&ms, Path::new("/sys/fs/cgroup/memory/engine-oci/x")).unwrap();
-        assert_eq!(m.point, Path::new("/sys/fs/cgroup/memory"));
-        assert_eq!(rel, Path::new("engine-oci/x"));
-        assert_eq!(unescape("/a\\040b"), "/a b");
     }
 }

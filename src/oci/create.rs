@@ -231,10 +231,11 @@ pub fn create_in(args: &Args, checked: Checked, c: &mut Container) -> Result<Mad
 /// it): state.json, the pid file.
 fn record(args: &Args, bundle: &config::Bundle, c: &mut Container, made: &Made, monitored: bool) -> Result<()> {
     let pid = made.pid();
-    let cgroup_paths = made.created.cgroup().map(|cg| cg.paths()).unwrap_or_default();
-    // Recorded absolute, so every later verb opens the same group whatever its own cgroup (a
-    // relative cgroupsPath was joined to this process's group).
-    let cgroup_path = super::cgroups::absolute_path(&cgroup_paths).unwrap_or_default();
+    let cgroup = made.created.cgroup();
+    let cgroup_paths = cgroup.map(|cg| cg.paths()).unwrap_or_default();
+    // Recorded absolute (the group's name from create_oci), so every later verb opens the same
+    // group whatever its own cgroup (a relative cgroupsPath was joined to this process's group).
+    let cgroup_path = cgroup.map(|cg| cg.name().to_string()).unwrap_or_default();
     c.save(Record {
         id: args.id.clone(),
         pid,

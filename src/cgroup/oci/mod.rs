@@ -90,7 +90,12 @@ fn undo(made: &[PathBuf]) {
     }
 }
 
-fn create_v1(mounts: &BTreeMap<String, PathBuf>, p: &path::OciPath, r: &LinuxResources) -> Result<V1, CgroupError> {
+fn create_v1(
+    mounts: &BTreeMap<String, PathBuf>,
+    p: &path::OciPath,
+    own: &path::OwnGroups,
+    r: &LinuxResources,
+) -> Result<V1, CgroupError> {
     check_v1(mounts, r, "in this host's cgroup v1 hierarchies")?;
     // Without the devices controller a container could open any node it makes.
     if !mounts.contains_key("devices") {
@@ -100,12 +105,11 @@ fn create_v1(mounts: &BTreeMap<String, PathBuf>, p: &path::OciPath, r: &LinuxRes
         )));
     }
     let rules = rules_for(r)?;
-    let own = if p.absolute { Vec::new() } else { path::read_own()? };
     let mut made = Vec::new();
     let mut dirs = BTreeMap::new();
     let result = (|| {
         for (ctrl, mount) in mounts {
-            let dir = p.dir(mount, &path::own_v1(&own, ctrl));
+            let dir = p.dir(mount, &path::own_v1(own, ctrl));
             // Co-mounted controllers (cpu,cpuacct) share one directory.
             if !dirs.values().any(|d| d == &dir) {
                 make_dirs(mount, &dir, ctrl == "cpuset" || mounts.get("cpuset") == Some(mount), &mut made)?;
@@ -124,14 +128,13 @@ fn create_v1(mounts: &BTreeMap<String, PathBuf>, p: &path::OciPath, r: &LinuxRes
     }
 }
 
-fn create_v2(mount: &Path, p: &path::OciPath, r: &LinuxResources) -> Result<V2, CgroupError> {
+fn create_v2(mount: &Path, p: &path::OciPath, own: &path::OwnGroups, r: &LinuxResources) -> Result<V2, CgroupError> {
     let needs = resources::needs_v2(r)?;
     let avail = fs::read(&mount.join("cgroup.controllers")).unwrap_or_default();
     let avail: Vec<&str> = avail.split_whitespace().collect();
     resources::check_controllers(&needs, &avail, &format!("in the cgroup v2 hierarchy at {}", mount.display()))?;
     let rules = rules_for(r)?;
-    let own = if p.absolute { Vec::new() } else { path::read_own()? };
-    let dir = p.dir(mount, &path::own_v2(&own));
+    let dir = p.dir(mount, &path::own_v2(own));
     let mut made = Vec::new();
     let result = (|| {
         let parent = dir.parent().unwrap_or(mount);
@@ -179,15 +182,20 @@ impl Cgroup {
     /// before any process joins. Everything asked for is enforced or refused by field name,
     /// except the fields runc ignores (IGNORED_V1 / IGNORED_V2). On a failure the directories
     /// this call made are removed again.
+    ///
+    /// The group's name ([`Cgroup::name`]) is its path from the hierarchy's root ("/a/b": a
+    /// relative cgroupsPath joined to the caller's own group, on v1 the devices hierarchy's),
+    /// which any other process can give [`Cgroup::open_oci`] to reach the same group.
     pub fn create_oci(path: &str, resources: Option<&LinuxResources>) -> Result<Cgroup, CgroupError> {
         let p = path::parse(path)?;
         let default = LinuxResources::default();
         let r = resources.unwrap_or(&default);
-        let backend: Box<dyn Backend> = match layout::detect()? {
-            Layout::V2 { mount } => Box::new(create_v2(&mount, &p, r)?),
-            Layout::V1 { mounts } => Box::new(create_v1(&mounts, &p, r)?),
+        let own = if p.absolute { Vec::new() } else { path::read_own()? };
+        let (backend, base): (Box<dyn Backend>, _) = match layout::detect()? {
+            Layout::V2 { mount } => (Box::new(create_v2(&mount, &p, &own, r)?), path::own_v2(&own)),
+            Layout::V1 { mounts } => (Box::new(create_v1(&mounts, &p, &own, r)?), path::own_v1(&own, "devices")),
         };
-        Ok(Cgroup { name: path.to_string(), backend, oci: true })
+        Ok(Cgroup { name: p.absolute_from(&base), backend, oci: true })
     }
 
     /// The existing group at a cgroupsPath, for `update`, `pause`, `ps`, `kill --all`, `delete`

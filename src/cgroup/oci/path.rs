@@ -61,11 +61,20 @@ impl OciPath {
         d.extend(&self.components);
         d
     }
+
+    /// The path from the hierarchy's root ("/a/b") where the caller's own group is `own`.
+    pub fn absolute_from(&self, own: &[String]) -> String {
+        let own = if self.absolute { &[][..] } else { own };
+        own.iter().chain(&self.components).fold(String::new(), |acc, c| acc + "/" + c)
+    }
 }
+
+/// The caller's own groups: (v1 controller or "" for v2) → components, as [`own_cgroups`] reads them.
+pub type OwnGroups = Vec<(String, Vec<String>)>;
 
 /// The caller's own groups from /proc/self/cgroup: (v1 controller or "" for v2) → components.
 /// A path outside the caller's cgroup namespace ("/../x") is refused: it cannot be reached.
-pub fn own_cgroups(content: &str) -> Result<Vec<(String, Vec<String>)>, CgroupError> {
+pub fn own_cgroups(content: &str) -> Result<OwnGroups, CgroupError> {
     let mut out = Vec::new();
     for line in content.lines() {
         let mut it = line.splitn(3, ':');
@@ -100,7 +109,7 @@ pub fn own_v2(own: &[(String, Vec<String>)]) -> Vec<String> {
     p
 }
 
-pub fn read_own() -> Result<Vec<(String, Vec<String>)>, CgroupError> {
+pub fn read_own() -> Result<OwnGroups, CgroupError> {
     let path = Path::new("/proc/self/cgroup");
     let s = std::fs::read_to_string(path).map_err(|source| CgroupError::Read { path: path.into(), source })?;
     own_cgroups(&s)
@@ -159,6 +168,10 @@ mod tests {
         // Absolute ignores the caller's group.
         let abs = parse("/ctr/abc").unwrap();
         assert_eq!(abs.dir(m, &own_v2(&own)), Path::new("/sys/fs/cgroup/ctr/abc"));
+        // What create records for other processes to open: the same groups from the root.
+        assert_eq!(rel.absolute_from(&own_v1(&own, "cpu")), "/user/1000/ctr/abc");
+        assert_eq!(rel.absolute_from(&own_v2(&own)), "/user.slice/ctr/abc");
+        assert_eq!(abs.absolute_from(&own_v1(&own, "cpu")), "/ctr/abc");
         assert!(own_cgroups("0::/../../outside\n").is_err());
     }
 }
