@@ -176,6 +176,15 @@ fn after_wait_and_stop_the_log_is_complete() {
 
 const ROTATE: [&str; 4] = ["--log-opt", "max-size=1m", "--log-opt", "max-file=3"];
 
+/// `engine start` with ROTATE of `/bin/sh -c script`.
+fn start_rotated(sup: &Supervisor, name: &str, script: &str) {
+    let r = rootfs();
+    let mut args = vec!["start"];
+    args.extend_from_slice(&ROTATE);
+    args.extend_from_slice(&[name, r.to_str().unwrap(), "/bin/sh", "-c", script]);
+    sup.ok(&args);
+}
+
 /// The files of a container's log, by name.
 fn log_files(sup: &Supervisor, name: &str) -> Vec<(String, u64)> {
     let mut files: Vec<(String, u64)> = std::fs::read_dir(sup.root.join("logs"))
@@ -204,11 +213,7 @@ const PACED_SEQ: &str = "for i in $(seq 0 19); do seq $((i*10000+1)) $((i*10000+
 #[test]
 fn rotation_keeps_max_file_files_of_max_size_and_logs_reads_the_last_lines_in_order() {
     let sup = Supervisor::start();
-    let r = rootfs();
-    let mut args = vec!["start"];
-    args.extend_from_slice(&ROTATE);
-    args.extend_from_slice(&["rot", r.to_str().unwrap(), "/bin/sh", "-c", "seq 1 200000"]);
-    sup.ok(&args);
+    start_rotated(&sup, "rot", "seq 1 200000");
     assert_eq!(sup.wait_exit("rot"), 0);
 
     let files = log_files(&sup, "rot");
@@ -237,12 +242,7 @@ fn rotation_keeps_max_file_files_of_max_size_and_logs_reads_the_last_lines_in_or
 #[test]
 fn logs_follow_and_run_see_every_line_across_rotations() {
     let sup = Supervisor::start();
-    let r = rootfs();
-    let mut args = vec!["start"];
-    args.extend_from_slice(&ROTATE);
-    let script = format!("sleep 0.5; {PACED_SEQ}");
-    args.extend_from_slice(&["rotf", r.to_str().unwrap(), "/bin/sh", "-c", &script]);
-    sup.ok(&args);
+    start_rotated(&sup, "rotf", &format!("sleep 0.5; {PACED_SEQ}"));
     let follower = sup.cmd(&["logs", "-f", "rotf"]).stdout(Stdio::piped()).spawn().unwrap();
     let out = follower.wait_with_output().unwrap();
     assert!(out.status.success());
@@ -250,7 +250,7 @@ fn logs_follow_and_run_see_every_line_across_rotations() {
     assert_eq!(log_files(&sup, "rotf").len(), 3, "the log was not rotated");
 
     // `run` streams through the same follower.
-    let (code, stdout, stderr) = sup.run_with(&ROTATE, "rotr", &r, &["/bin/sh", "-c", PACED_SEQ]);
+    let (code, stdout, stderr) = sup.run_with(&ROTATE, "rotr", &rootfs(), &["/bin/sh", "-c", PACED_SEQ]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(contiguous_run(&stdout), (1, 200000));
 }
