@@ -681,6 +681,9 @@ fn run_an_image_applies_its_config_on_a_root_of_its_own() {
         "echo $GREETING; id -u; pwd",
     ]);
     assert_eq!(out, "bye\n0\n/\n");
+    // A working directory the image lacks is made in the container's own layer, as Docker does.
+    let out = sup.ok(&["run", "--rm", "-w", "/app/work", "--entrypoint", "", "c6", &app, "/bin/pwd"]);
+    assert_eq!(out, "/app/work\n");
     let out = sup.ok(&["run", "--rm", "--entrypoint", "/bin/echo", "c3", &app, "plain"]);
     assert_eq!(out, "plain\n");
     let out = sup.ok(&["run", "--rm", "--entrypoint", "", "c5", &app, "/bin/sh", "-c", "echo $HOME"]);

@@ -100,7 +100,9 @@ pub fn build(plan: &Plan) -> Result<(), CoreError> {
     // Any directory of ours can hold the files' tmpfs for the moment it is mounted: the mount
     // exists only in this namespace, and the binds keep the tmpfs alive once it is detached.
     mount_etc_files(&root, &scratch, &plan.files)?;
-    if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
+    if spec.root().as_ref().and_then(|r| r.readonly()) != Some(true) {
+        make_cwd(&root, spec)?;
+    } else {
         // Only the root mount: /proc, /dev, /dev/shm and the /etc files keep their own flags,
         // as with Docker's --read-only.
         let ro = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY;
@@ -431,6 +433,17 @@ impl Target {
             Target::File(f) => f.mount_path(),
         }
     }
+}
+
+/// A working directory the root lacks is made (0755, missing parents too), as Docker makes an
+/// image's WorkingDir and runc a process's cwd; resolved inside the root like every path here.
+/// Not in a read-only root: nothing is written there, and the chdir names the missing directory.
+fn make_cwd(root: &Dir, spec: &oci_spec::runtime::Spec) -> Result<(), CoreError> {
+    let Some(cwd) = spec.process().as_ref().map(|p| p.cwd().to_string_lossy().into_owned()) else { return Ok(()) };
+    if root.entry(&cwd).map_err(io_step(format!("resolving the working directory {cwd}")))?.is_none() {
+        root.dir(&cwd, true).map_err(io_step(format!("making the working directory {cwd}")))?;
+    }
+    Ok(())
 }
 
 /// The mount point for a bind: a directory for a directory, a file (created empty) otherwise.
