@@ -166,6 +166,13 @@ pub enum Response {
         /// The wire protocol it speaks.
         protocol: u32,
     },
+    /// A start or run named an image the store lacks (and no directory of that name): the
+    /// client pulls it into `store` and asks again, or prints `message` (exit 125).
+    NoSuchImage {
+        reference: String,
+        store: std::path::PathBuf,
+        message: String,
+    },
     /// One line for the user and the process exit code the CLI should use.
     Error {
         message: String,

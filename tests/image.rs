@@ -843,3 +843,38 @@ fn an_unknown_image_or_a_broken_layer_fails_in_one_line_and_leaves_nothing() {
     assert_eq!(sup.ok(&["run", "--rm", "b2", &busybox, "/bin/echo", "ok"]), "ok\n");
     nothing_left("b2");
 }
+
+/// `run` of an image the store lacks pulls it first, as `docker run` does: progress on stderr,
+/// only the container's output on stdout, and no pull the second time. `--pull never` and an
+/// image the registry lacks fail in one line and leave no container.
+#[test]
+fn run_pulls_an_image_the_store_lacks() {
+    let reg = Registry::with(&["oci"]);
+    let sup = supervisor_with(&reg, &[]);
+    let busybox = format!("{}/busybox:oci", reg.host);
+    let err = sup_fails(&sup, &["run", "--rm", "--pull", "never", "n1", &busybox, "/bin/true"]);
+    assert!(err.contains("no such image or directory"), "{err}");
+
+    let out = sup.engine(&["run", "--rm", "p1", &busybox, "/bin/echo", "pulled"]);
+    assert!(out.status.success(), "{}", common::describe(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "pulled\n");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with(&format!("Unable to find image '{busybox}' locally\n")), "{stderr}");
+    let listed = image_cmd(&sup, "images", &[]);
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("busybox"), "{}", common::describe(&listed));
+
+    let out = sup.engine(&["start", "p2", &busybox, "/bin/true"]);
+    assert!(out.status.success() && out.stderr.is_empty(), "a second pull: {}", common::describe(&out));
+    assert_eq!(sup.wait_exit("p2"), 0);
+
+    let missing = format!("{}/nosuch:latest", reg.host);
+    // Docker's notice, then the one line of the error.
+    let out = sup.engine(&["run", "--rm", "p3", &missing, "/bin/true"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "{}", common::describe(&out));
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(lines[0].starts_with("Unable to find image") && lines[1].contains("nosuch:latest not found"), "{stderr}");
+    let ps = sup.ok(&["ps", "-a"]);
+    assert!(!ps.contains("n1") && !ps.contains("p3"), "{ps}");
+}

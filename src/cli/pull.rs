@@ -45,7 +45,12 @@ pub fn open_store(root: &Path, exclusive: bool) -> Result<(PathBuf, Store, Lock)
 
 pub fn execute(args: Args) -> CliResult {
     require_root()?;
-    let opts = image::PullOptions { platform: args.platform, insecure: args.insecure_registry, quiet: args.quiet };
+    let opts = image::PullOptions {
+        platform: args.platform,
+        insecure: args.insecure_registry,
+        quiet: args.quiet,
+        to_stderr: false,
+    };
     let pulled = image::pull(&image::store_dir(&args.root), &args.reference, &opts)?;
     println!("{}", pulled.id);
     Ok(0)

@@ -17,10 +17,11 @@ pub struct Args {
 }
 
 pub fn execute(args: Args, client: &Client) -> CliResult {
-    let spec = args.container.into_spec()?;
+    let (spec, pull) = args.container.into_spec()?;
     let name = spec.name.clone();
-    let mut conn = client.send(Request::Run { spec, remove: args.rm })?;
-    match conn.next()? {
+    let remove = args.rm;
+    let (mut conn, first) = super::start::send_pulling(client, spec, pull, |spec| Request::Run { spec, remove })?;
+    match first {
         Response::Started { .. } => {}
         other => return Err(unexpected(other)),
     }

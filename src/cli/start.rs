@@ -1,8 +1,18 @@
 //! `engine start [OPTIONS] NAME IMAGE|ROOTFS [CMD...]`: start a container in the background.
-use super::client::unexpected;
+use super::client::{unexpected, Connection};
 use super::create::{CreateOptions, Target};
-use super::{CliResult, Client};
+use super::{CliError, CliResult, Client};
 use crate::protocol::{Request, Response};
+use crate::supervisor::spec::ContainerSpec;
+
+/// `--pull`: what a start does when the store lacks the image it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PullPolicy {
+    /// Pull it, then start (Docker's default)
+    Missing,
+    /// Fail in one line
+    Never,
+}
 
 /// Also the arguments of `run`, which adds `--rm`.
 #[derive(clap::Args)]
@@ -11,17 +21,48 @@ pub struct Args {
     options: CreateOptions,
     #[command(flatten)]
     target: Target,
+    /// Pull the image when the store lacks it (missing) or fail (never)
+    #[arg(long, value_enum, default_value = "missing", value_name = "POLICY")]
+    pull: PullPolicy,
 }
 
 impl Args {
-    pub fn into_spec(self) -> Result<crate::supervisor::spec::ContainerSpec, super::CliError> {
-        self.options.into_spec(self.target)
+    /// The spec, and the `--pull` policy for [`send_pulling`].
+    pub fn into_spec(self) -> Result<(ContainerSpec, PullPolicy), CliError> {
+        Ok((self.options.into_spec(self.target)?, self.pull))
+    }
+}
+
+/// Sends `request(spec)` and returns the connection with its first answer. An image the store
+/// lacks is pulled into the supervisor's store (progress on stderr: `run`'s stdout is the
+/// container's), as `docker run` does, and the request is sent again.
+pub fn send_pulling(
+    client: &Client,
+    spec: ContainerSpec,
+    pull: PullPolicy,
+    request: impl Fn(ContainerSpec) -> Request,
+) -> Result<(Connection, Response), CliError> {
+    let mut conn = client.send(request(spec.clone()))?;
+    let (reference, store) = match conn.next()? {
+        Response::NoSuchImage { message, .. } if pull == PullPolicy::Never => return Err(message.into()),
+        Response::NoSuchImage { reference, store, .. } => (reference, store),
+        first => return Ok((conn, first)),
+    };
+    eprintln!("Unable to find image '{reference}' locally");
+    super::pull::require_root()?;
+    let opts = crate::image::PullOptions { platform: None, insecure: false, quiet: false, to_stderr: true };
+    crate::image::pull(&store, &reference, &opts)?;
+    let mut conn = client.send(request(spec))?;
+    match conn.next()? {
+        Response::NoSuchImage { message, .. } => Err(message.into()),
+        first => Ok((conn, first)),
     }
 }
 
 pub fn execute(args: Args, client: &Client) -> CliResult {
-    let spec = args.into_spec()?;
-    match client.call(Request::Start { spec })? {
+    let (spec, pull) = args.into_spec()?;
+    let (_conn, first) = send_pulling(client, spec, pull, |spec| Request::Start { spec })?;
+    match first {
         Response::Started { name, .. } => {
             println!("{name}");
             Ok(0)

@@ -28,6 +28,8 @@ pub struct PullOptions {
     pub insecure: bool,
     /// Print only the image ID.
     pub quiet: bool,
+    /// Progress on stderr, not stdout: a pull on `run`'s behalf, whose stdout is the container's.
+    pub to_stderr: bool,
 }
 
 /// What a pull did.
@@ -136,13 +138,23 @@ fn check_config_type(media_type: &str, what: &str) -> Result<(), Error> {
 pub struct Progress {
     bars: Option<indicatif::MultiProgress>,
     quiet: bool,
-    out: Mutex<std::io::Stdout>,
+    out: Mutex<Box<dyn Write + Send>>,
 }
 
 impl Progress {
     pub fn new(quiet: bool) -> Progress {
-        let tty = !quiet && std::io::stdout().is_terminal();
-        Progress { bars: tty.then(indicatif::MultiProgress::new), quiet, out: Mutex::new(std::io::stdout()) }
+        Progress::to(quiet, false)
+    }
+
+    /// Progress on stderr (bars only when it is a terminal) when `to_stderr`, else on stdout.
+    pub fn to(quiet: bool, to_stderr: bool) -> Progress {
+        let (tty, out): (bool, Box<dyn Write + Send>) = if to_stderr {
+            (std::io::stderr().is_terminal(), Box::new(std::io::stderr()))
+        } else {
+            (std::io::stdout().is_terminal(), Box::new(std::io::stdout()))
+        };
+        let bars = (tty && !quiet).then(indicatif::MultiProgress::new);
+        Progress { bars, quiet, out: Mutex::new(out) }
     }
 
     pub fn line(&self, text: &str) {
@@ -304,7 +316,7 @@ pub fn pull(store_root: &Path, reference: &str, opts: &PullOptions) -> Result<Pu
     let _shared = store.lock_shared()?;
     let creds = AuthFile::load(&store.auth_path())?.get(&r.registry);
     let registry = Registry::new(&r, opts.insecure, creds);
-    let progress = Progress::new(opts.quiet);
+    let progress = Progress::to(opts.quiet, opts.to_stderr);
     let name = r.to_string();
     let what = format!("image {name}");
 

@@ -73,14 +73,14 @@ pub fn exec(sup: &Supervisor, conn: &mut UnixStream, name: &str, opts: Options) 
     };
     let stdin =
         std::fs::File::open("/dev/null").map_err(|e| Failure::engine(format!("exec: opening /dev/null: {e}")))?;
-    let (result, _helper) = spawn_helper(&plan, stdin.into(), stdout, stderr)
-        .map_err(|e| Failure { exit_code: e.exit_code(), message: e.to_string() })?;
+    let (result, _helper) =
+        spawn_helper(&plan, stdin.into(), stdout, stderr).map_err(|e| Failure::with_code(e.exit_code(), e))?;
     // The helper is not waited for here: the reaper collects it (and ignores it).
     // A step of the child that failed before the exec (its code 1, runc's) is the engine's 125;
     // 126/127 (not executable, not found) stay, as Docker's.
     let code = helper_result(result).map_err(|e| match e.exit_code() {
         1 => Failure::engine(e),
-        code => Failure { exit_code: code, message: e.to_string() },
+        code => Failure::with_code(code, e),
     })?;
     write_frame(conn, &Response::Exited { code }, b"").map_err(|e| Failure::engine(format!("client went away: {e}")))
 }

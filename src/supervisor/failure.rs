@@ -5,11 +5,18 @@ use crate::container::exit;
 pub struct Failure {
     pub message: String,
     pub exit_code: i32,
+    /// The image reference a start named that the store lacks: the client may pull it and ask
+    /// again (Docker's pull on `run`), so it travels as its own response.
+    pub missing_image: Option<String>,
 }
 
 impl Failure {
     pub fn engine(message: impl std::fmt::Display) -> Failure {
-        Failure { message: message.to_string(), exit_code: exit::ENGINE_ERROR }
+        Failure::with_code(exit::ENGINE_ERROR, message)
+    }
+
+    pub fn with_code(exit_code: i32, message: impl std::fmt::Display) -> Failure {
+        Failure { message: message.to_string(), exit_code, missing_image: None }
     }
 }
 
@@ -29,6 +36,6 @@ impl From<super::registry::RegistryError> for Failure {
 
 impl From<crate::container::CoreError> for Failure {
     fn from(e: crate::container::CoreError) -> Failure {
-        Failure { exit_code: e.exit_code(), message: e.to_string() }
+        Failure::with_code(e.exit_code(), e)
     }
 }

@@ -77,9 +77,12 @@ fn resolve_image(
             spec.image = None;
             Ok(None)
         }
-        Err(crate::image::Error::NotFound(_)) => Err(Failure::engine(format!(
-            "no such image or directory: {reference} (`engine pull {reference}` fetches an image)"
-        ))),
+        Err(crate::image::Error::NotFound(_)) => Err(Failure {
+            missing_image: Some(reference.clone()),
+            ..Failure::engine(format!(
+                "no such image or directory: {reference} (`engine pull {reference}` fetches an image)"
+            ))
+        }),
         Err(e) => Err(Failure::engine(format!("image {reference}: {e}"))),
     }
 }
@@ -118,7 +121,7 @@ fn launch(
         let paths = init.cgroup.map(|c| c.paths()).unwrap_or_default();
         enforcement = resources::acquire(sup, &spec, init.pid, &paths, &mut resources);
         if let Err(e) = &enforcement {
-            return Err(Box::new(Failure { message: e.message.clone(), exit_code: e.exit_code }));
+            return Err(Box::new(Failure::with_code(e.exit_code, &e.message)));
         }
         Ok(resources::etc_files(&spec, &resources))
     };
@@ -175,7 +178,7 @@ fn cannot_start(name: &str, e: container::CoreError) -> Failure {
             Ok(f) => *f,
             Err(other) => Failure::engine(other),
         },
-        e => Failure { exit_code: e.exit_code(), message: format!("cannot start {name}: {e}") },
+        e => Failure::with_code(e.exit_code(), format!("cannot start {name}: {e}")),
     }
 }
 

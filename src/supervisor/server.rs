@@ -197,6 +197,12 @@ fn serve_one(sup: &Supervisor, mut conn: UnixStream) {
         Request::Version => handlers::version(&mut conn),
     };
     if let Err(f) = result {
-        let _ = write_frame(&mut conn, &Response::error(f.message, f.exit_code), b"");
+        let answer = match f.missing_image {
+            Some(reference) => {
+                Response::NoSuchImage { reference, store: crate::image::store_dir(&sup.root), message: f.message }
+            }
+            None => Response::error(f.message, f.exit_code),
+        };
+        let _ = write_frame(&mut conn, &answer, b"");
     }
 }
