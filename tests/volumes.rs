@@ -185,3 +185,39 @@ fn bad_volume_input_is_one_line_exit_125_and_nothing_made() {
     let out = sup.engine(&["volume", "rm", "--root", &root, "nope"]);
     assert_eq!((out.status.code(), String::from_utf8_lossy(&out.stderr).lines().count()), (Some(125), 1));
 }
+
+/// `volume rm` and a start naming a volume exclude each other through ROOT/volumes/.lock: a
+/// start waits while a removal holds it, and a removal waits while a start holds it, so rm never
+/// deletes a volume that a start checked no record for and is about to mount. Shown with the
+/// lock held by `flock(1)` for 1.5 s in the other party's place.
+#[test]
+fn volume_rm_and_a_start_naming_the_volume_exclude_each_other() {
+    let sup = Supervisor::start();
+    let root = s(&sup.root).to_string();
+    sup.ok(&["volume", "create", "--root", &root, "shared"]);
+    let lock = sup.root.join("volumes/.lock");
+    let hold = |mode: &str| {
+        let child = Command::new("flock").arg(mode).arg(&lock).args(["sleep", "1.5"]).spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        child
+    };
+    let mut holder = hold("--exclusive");
+    let started = std::time::Instant::now();
+    sup.ok(&["start", "-v", "shared:/data", "user1", s(&rootfs()), "/bin/true"]);
+    assert!(started.elapsed().as_millis() >= 1000, "the start did not wait for the removal's lock");
+    holder.wait().unwrap();
+    assert_eq!(sup.wait_exit("user1"), 0);
+    sup.ok(&["rm", "user1"]);
+
+    let mut holder = hold("--shared");
+    let started = std::time::Instant::now();
+    sup.ok(&["volume", "rm", "--root", &root, "shared"]);
+    assert!(started.elapsed().as_millis() >= 1000, "volume rm did not wait for a start's lock");
+    holder.wait().unwrap();
+    // A start without a named volume takes no lock.
+    let mut holder = hold("--exclusive");
+    let started = std::time::Instant::now();
+    sup.ok(&["start", "plain", s(&rootfs()), "/bin/true"]);
+    assert!(started.elapsed().as_millis() < 1000, "a start without volumes waited");
+    holder.wait().unwrap();
+}

@@ -56,6 +56,16 @@ pub struct Store {
 /// A held flock; released when dropped (the fd closes).
 pub struct Lock(#[allow(dead_code)] File);
 
+impl Lock {
+    /// flock `op` (LOCK_SH or LOCK_EX, maybe with LOCK_NB) on the file at `path`, made 0600 if
+    /// absent. Also the volumes' lock (supervisor/volumes.rs).
+    pub fn acquire(path: &Path, op: libc::c_int) -> io::Result<Lock> {
+        let f = OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(path)?;
+        flock(&f, op)?;
+        Ok(Lock(f))
+    }
+}
+
 /// A directory under tmp/ removed on drop unless taken by `commit_layer`.
 pub struct TempDir {
     path: Option<PathBuf>,
@@ -156,17 +166,7 @@ impl Store {
     }
 
     fn lock_file(&self, path: &Path, op: libc::c_int) -> Result<Lock, Error> {
-        let step = || format!("lock {}", path.display());
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(path)
-            .map_err(Error::io(step()))?;
-        flock(&f, op).map_err(Error::io(step()))?;
-        Ok(Lock(f))
+        Lock::acquire(path, op).map_err(Error::io(format!("lock {}", path.display())))
     }
 
     pub fn lock_shared(&self) -> Result<Lock, Error> {

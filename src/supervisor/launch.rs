@@ -20,6 +20,11 @@ pub fn start(sup: &Supervisor, mut spec: ContainerSpec) -> Result<i32, Failure> 
         None => (None, None),
     };
     spec.validate().map_err(Failure::engine)?;
+    // Until the volumes are made, so a `volume rm` either finished first or sees this record.
+    let _volumes_lock = match spec.volumes.iter().any(|v| v.kind == super::volumes::MountKind::Volume) {
+        true => Some(super::volumes::lock(&sup.root, false).map_err(Failure::engine)?),
+        false => None,
+    };
     let name = spec.name.clone();
     let log_path = sup.logs_dir().join(format!("{name}.log"));
     sup.registry.reserve(&spec, log_path.clone())?;

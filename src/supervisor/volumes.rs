@@ -8,6 +8,7 @@
 //! never out to the host.
 use std::path::{Path, PathBuf};
 
+use crate::image::store::Lock;
 use serde::{Deserialize, Serialize};
 
 use super::spec::InvalidSpec;
@@ -253,6 +254,18 @@ pub fn users(root: &Path, name: &str) -> Result<Vec<String>, String> {
     Ok(users)
 }
 
+/// ROOT/volumes/.lock (not a volume name). A start that names volumes holds it shared from
+/// before its record is on disk until its volumes are made; `volume rm` holds it exclusive while
+/// it looks for users and removes. So rm never removes what a start is about to mount, and a
+/// start after the rm makes the volume anew.
+pub fn lock(root: &Path, exclusive: bool) -> Result<Lock, String> {
+    let dir = volumes_dir(root);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let path = dir.join(".lock");
+    Lock::acquire(&path, if exclusive { libc::LOCK_EX } else { libc::LOCK_SH })
+        .map_err(|e| format!("locking {}: {e}", path.display()))
+}
+
 /// Removes a volume and its data, unless a container uses it.
 pub fn remove(root: &Path, name: &str) -> Result<(), String> {
     validate_volume_name(name)?;
@@ -260,6 +273,7 @@ pub fn remove(root: &Path, name: &str) -> Result<(), String> {
     if !dir.is_dir() {
         return Err(format!("no such volume: {name}"));
     }
+    let _lock = lock(root, true)?;
     let users = users(root, name)?;
     if !users.is_empty() {
         return Err(format!("volume {name} is in use by container {}: remove it first", users.join(", ")));
