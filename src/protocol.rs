@@ -31,6 +31,8 @@ pub const MAX_REQUEST_HEADER: usize = 256 << 10;
 pub const MAX_REQUEST_PAYLOAD: usize = 0;
 /// The byte after an [`Request::Exec`] frame that carries the client's stdout and stderr.
 pub const EXEC_FDS_BYTE: u8 = b'F';
+/// Cap on the payload of an [`Input`] frame (client → supervisor, after a `-i`/`-t` request).
+pub const MAX_INPUT_PAYLOAD: usize = 64 << 10;
 /// Bytes a frame's buffer grows by per read.
 const READ_STEP: usize = 64 << 10;
 
@@ -97,6 +99,25 @@ pub enum Request {
         workdir: Option<String>,
         #[serde(default)]
         user: Option<String>,
+        /// `-t`: the process gets a pty opened in the container (the supervisor holds the
+        /// master); no fds follow the frame, its output comes back as [`Response::Output`]
+        /// frames and the client sends [`Input`] frames.
+        #[serde(default)]
+        tty: bool,
+        /// `-i`: without `-t`, the client's stdin travels too (three fds: stdin, stdout,
+        /// stderr); with `-t`, [`Input`] frames are written to the pty.
+        #[serde(default)]
+        interactive: bool,
+    },
+    /// Attach to a running container (`engine attach`, `start -a`): answered by
+    /// [`Response::Attached`], then its output as [`Response::Output`] frames (from the start of
+    /// its log with `logs`, else from now on) and [`Response::Exited`]. The client may send
+    /// [`Input`] frames for a container started with `-i` or `-t`; closing the connection
+    /// detaches. Added in protocol 1 without a bump.
+    Attach {
+        name: String,
+        #[serde(default)]
+        logs: bool,
     },
     /// What the supervisor knows about itself and the host (`engine info`); answered by
     /// [`Response::Info`]. Added in protocol 1 without a bump.
@@ -157,11 +178,32 @@ pub enum Response {
         /// The wire protocol it speaks.
         protocol: u32,
     },
+    /// The answer to [`Request::Attach`]: whether the container has a pty (the client puts its
+    /// terminal in raw mode) and an open stdin (the client forwards its own).
+    Attached {
+        tty: bool,
+        stdin: bool,
+    },
     /// One line for the user and the process exit code the CLI should use.
     Error {
         message: String,
         exit_code: i32,
     },
+}
+
+/// What a client sends after a `run`/`attach`/`exec` request with `-i` or `-t`, as frames
+/// (header [`Input`], payload at most [`MAX_INPUT_PAYLOAD`]). Frames, not the client's terminal
+/// fd: the client must see the detach keys and keep its terminal once detached, and a resize
+/// needs a message anyway.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "input", rename_all = "snake_case")]
+pub enum Input {
+    /// Bytes for the container's stdin (or its pty); they are the frame's payload.
+    Stdin,
+    /// The client's terminal size: TIOCSWINSZ on the pty master (the container gets SIGWINCH).
+    Resize { rows: u16, cols: u16 },
+    /// The client's stdin ended: the container's stdin pipe is closed (no effect on a pty).
+    CloseStdin,
 }
 
 /// The supervisor's part of `engine info`: what only it knows (the client adds host facts).
