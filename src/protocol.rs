@@ -347,6 +347,20 @@ mod tests {
     }
 
     #[test]
+    fn input_frames_carry_stdin_bytes_and_sizes_under_their_own_cap() {
+        let mut buf = Vec::new();
+        write_frame(&mut buf, &Input::Stdin, b"\x03ls\r").unwrap();
+        write_frame(&mut buf, &Input::Resize { rows: 24, cols: 80 }, b"").unwrap();
+        write_frame(&mut buf, &Input::Stdin, &vec![0u8; MAX_INPUT_PAYLOAD + 1]).unwrap();
+        let mut r = buf.as_slice();
+        let mut next = || read_frame_capped::<_, Input>(&mut r, MAX_REQUEST_HEADER, MAX_INPUT_PAYLOAD);
+        let (first, bytes) = next().unwrap().unwrap();
+        assert!(matches!(first, Input::Stdin) && bytes == b"\x03ls\r");
+        assert!(matches!(next().unwrap().unwrap().0, Input::Resize { rows: 24, cols: 80 }));
+        assert_eq!(next().unwrap_err().kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
     fn clean_eof_is_none_and_torn_frame_is_an_error() {
         assert!(read_frame::<_, Response>(&mut [].as_slice()).unwrap().is_none());
         let mut buf = Vec::new();

@@ -23,18 +23,20 @@ pub struct Args {
 }
 
 pub fn execute(args: Args, client: &Client) -> CliResult {
-    let conn = client.send(Request::Attach { name: args.name, logs: false })?;
-    attached(conn, !args.no_stdin)
+    let conn = client.send(Request::Attach { name: args.name.clone(), logs: false })?;
+    attached(conn, client, &args.name, !args.no_stdin)
 }
 
-/// After an [`Request::Attach`]: its answer, then the session.
-pub fn attached(mut conn: Connection, forward_stdin: bool) -> CliResult {
+/// After an [`Request::Attach`]: its answer, then the session. SIGINT and SIGTERM sent to this
+/// client go to the container's command, as Docker's `--sig-proxy` does by default.
+pub fn attached(mut conn: Connection, client: &Client, name: &str, forward_stdin: bool) -> CliResult {
     let (tty, stdin) = match conn.next()? {
         Response::Attached { tty, stdin } => (tty, stdin),
         other => return Err(unexpected(other)),
     };
     let stdin = stdin && forward_stdin;
     check_tty(tty, stdin)?;
+    super::run::forward_signals(client.socket().to_path_buf(), name.to_string())?;
     session(conn, tty, stdin)
 }
 

@@ -37,7 +37,7 @@ pub fn execute(args: Args, client: &Client) -> CliResult {
     }
 }
 
-fn forward_signals(socket: std::path::PathBuf, name: String) -> Result<(), super::CliError> {
+pub(super) fn forward_signals(socket: std::path::PathBuf, name: String) -> Result<(), super::CliError> {
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
     std::thread::spawn(move || {
         let client = Client::new(socket);

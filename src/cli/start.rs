@@ -36,8 +36,8 @@ pub fn execute(args: StartArgs, client: &Client) -> CliResult {
     }
     match client.call(Request::Start { spec })? {
         Response::Started { name, .. } if args.attach => {
-            let conn = client.send(Request::Attach { name, logs: true })?;
-            super::attach::attached(conn, true)
+            let conn = client.send(Request::Attach { name: name.clone(), logs: true })?;
+            super::attach::attached(conn, client, &name, true)
         }
         Response::Started { name, .. } => {
             println!("{name}");

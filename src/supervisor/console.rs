@@ -117,13 +117,21 @@ fn engine(what: &str) -> impl Fn(io::Error) -> Failure + '_ {
     move |e| Failure::engine(format!("{what}: {e}"))
 }
 
-/// The core's stdio for a `-i`/`-t` container (None: a plain one, whose path stays as it is),
-/// what to finish after Ready, and the stdout/stderr read ends for the log (`-i` alone).
-pub fn stdio(spec: &ContainerSpec) -> Result<Option<(Stdio, Setup, Option<(OwnedFd, OwnedFd)>)>, Failure> {
+/// A `-i`/`-t` container's stdio for the core, and what `launch` does with it.
+pub struct ConsoleStdio {
+    pub stdio: Stdio,
+    /// What to finish after Ready.
+    pub setup: Setup,
+    /// The stdout/stderr read ends for the log (`-i` alone; a pty's comes with its master).
+    pub output: Option<(OwnedFd, OwnedFd)>,
+}
+
+/// The stdio of a `-i`/`-t` container; None: a plain one, whose path stays as it is.
+pub fn stdio(spec: &ContainerSpec) -> Result<Option<ConsoleStdio>, Failure> {
     if spec.tty {
         let (ours, theirs) = UnixStream::pair().map_err(engine("creating the console socket"))?;
         let setup = Setup::Tty { socket: ours, stdin_open: spec.interactive };
-        return Ok(Some((Stdio::Console(theirs.into()), setup, None)));
+        return Ok(Some(ConsoleStdio { stdio: Stdio::Console(theirs.into()), setup, output: None }));
     }
     if !spec.interactive {
         return Ok(None);
@@ -132,7 +140,11 @@ pub fn stdio(spec: &ContainerSpec) -> Result<Option<(Stdio, Setup, Option<(Owned
     let (in_r, in_w) = pipe()?;
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
-    Ok(Some((Stdio::Fds([in_r, out_w, err_w]), Setup::Stdin(in_w), Some((out_r, err_r)))))
+    Ok(Some(ConsoleStdio {
+        stdio: Stdio::Fds([in_r, out_w, err_w]),
+        setup: Setup::Stdin(in_w),
+        output: Some((out_r, err_r)),
+    }))
 }
 
 /// After Ready: the pty master received and given to the log as stdout (with an empty stderr),

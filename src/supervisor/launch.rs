@@ -125,7 +125,7 @@ fn launch(
     };
     // `-i`/`-t`: their stdio (a plain container keeps its pipes; see `console`).
     let (stdio, console, console_output) = match super::console::stdio(&spec)? {
-        Some((stdio, setup, output)) => (stdio, Some(setup), output),
+        Some(c) => (c.stdio, Some(c.setup), c.output),
         None => (Stdio::Pipes, None, None),
     };
     let created = container::create(CreateOptions {
