@@ -6,7 +6,7 @@ mod common;
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -15,6 +15,23 @@ use std::time::{Duration, Instant};
 use common::*;
 
 const WAIT: Duration = Duration::from_secs(20);
+
+/// A pty whose both ends are close-on-exec from the start: the tests run in parallel threads,
+/// and an end inherited by another test's supervisor or client would keep this one open (and
+/// show as a pty that supervisor holds).
+fn open_pty(rows: u16, cols: u16) -> (OwnedFd, OwnedFd) {
+    unsafe {
+        let m = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+        assert!(m >= 0, "posix_openpt: {}", std::io::Error::last_os_error());
+        let master = OwnedFd::from_raw_fd(m);
+        assert_eq!(libc::unlockpt(m), 0);
+        let s = libc::ioctl(m, libc::TIOCGPTPEER, libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+        assert!(s >= 0, "TIOCGPTPEER: {}", std::io::Error::last_os_error());
+        let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+        assert_eq!(libc::ioctl(m, libc::TIOCSWINSZ, &ws), 0);
+        (master, OwnedFd::from_raw_fd(s))
+    }
+}
 
 /// The engine client on a pty of the test's own.
 struct Term {
@@ -27,9 +44,7 @@ struct Term {
 
 impl Term {
     fn spawn(sup: &Supervisor, args: &[&str], rows: u16, cols: u16) -> Term {
-        let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
-        let pty = nix::pty::openpty(Some(&ws), None).expect("openpty");
-        let (master, slave) = (pty.master, pty.slave);
+        let (master, slave) = open_pty(rows, cols);
         let fd = |f: &OwnedFd| Stdio::from(f.try_clone().unwrap());
         let mut cmd = Command::new(ENGINE);
         cmd.arg("--socket").arg(&sup.socket).args(args).stdin(fd(&slave)).stdout(fd(&slave)).stderr(fd(&slave));
@@ -186,6 +201,11 @@ fn exec_it_enters_a_running_container_on_a_pty_of_its_own() {
     assert_eq!(sup.status("e1"), "running");
     // An exec's output is not the container's.
     assert!(!logs(&sup, "e1").contains("n=42"));
+    // A command that is not there: Docker's 127 and one line, the terminal given back.
+    let mut term = Term::spawn(&sup, &["exec", "-it", "e1", "/nonexistent"], 25, 80);
+    assert_eq!(term.exit_code(), 127, "terminal: {:?}", term.text());
+    term.expect_after(0, "/nonexistent");
+    assert!(term.cooked(), "the client left its terminal in raw mode after a failed exec");
     sup.ok(&["rm", "-f", "e1"]);
 }
 
