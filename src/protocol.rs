@@ -34,6 +34,8 @@ pub const EXEC_FDS_BYTE: u8 = b'F';
 /// Bytes of records per `ps` frame: half of [`MAX_HEADER`], so one more record (a spec is capped
 /// at [`MAX_REQUEST_HEADER`]) never pushes a page over the cap.
 pub const LIST_PAGE_BYTES: usize = MAX_HEADER / 2;
+/// Cap on the payload of an [`Input`] frame (client → supervisor, after a `-i`/`-t` request).
+pub const MAX_INPUT_PAYLOAD: usize = 64 << 10;
 /// Bytes a frame's buffer grows by per read.
 const READ_STEP: usize = 64 << 10;
 
@@ -100,6 +102,25 @@ pub enum Request {
         workdir: Option<String>,
         #[serde(default)]
         user: Option<String>,
+        /// `-t`: the process gets a pty opened in the container (the supervisor holds the
+        /// master); no fds follow the frame, its output comes back as [`Response::Output`]
+        /// frames and the client sends [`Input`] frames.
+        #[serde(default)]
+        tty: bool,
+        /// `-i`: without `-t`, the client's stdin travels too (three fds: stdin, stdout,
+        /// stderr); with `-t`, [`Input`] frames are written to the pty.
+        #[serde(default)]
+        interactive: bool,
+    },
+    /// Attach to a running container (`engine attach`, `start -a`): answered by
+    /// [`Response::Attached`], then its output as [`Response::Output`] frames (from the start of
+    /// its log with `logs`, else from now on) and [`Response::Exited`]. The client may send
+    /// [`Input`] frames for a container started with `-i` or `-t`; closing the connection
+    /// detaches. Added in protocol 1 without a bump.
+    Attach {
+        name: String,
+        #[serde(default)]
+        logs: bool,
     },
     /// What the supervisor knows about itself and the host (`engine info`); answered by
     /// [`Response::Info`]. Added in protocol 1 without a bump.
@@ -173,11 +194,32 @@ pub enum Response {
         store: std::path::PathBuf,
         message: String,
     },
+    /// The answer to [`Request::Attach`]: whether the container has a pty (the client puts its
+    /// terminal in raw mode) and an open stdin (the client forwards its own).
+    Attached {
+        tty: bool,
+        stdin: bool,
+    },
     /// One line for the user and the process exit code the CLI should use.
     Error {
         message: String,
         exit_code: i32,
     },
+}
+
+/// What a client sends after a `run`/`attach`/`exec` request with `-i` or `-t`, as frames
+/// (header [`Input`], payload at most [`MAX_INPUT_PAYLOAD`]). Frames, not the client's terminal
+/// fd: the client must see the detach keys and keep its terminal once detached, and a resize
+/// needs a message anyway.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "input", rename_all = "snake_case")]
+pub enum Input {
+    /// Bytes for the container's stdin (or its pty); they are the frame's payload.
+    Stdin,
+    /// The client's terminal size: TIOCSWINSZ on the pty master (the container gets SIGWINCH).
+    Resize { rows: u16, cols: u16 },
+    /// The client's stdin ended: the container's stdin pipe is closed (no effect on a pty).
+    CloseStdin,
 }
 
 /// The supervisor's part of `engine info`: what only it knows (the client adds host facts).
@@ -318,6 +360,20 @@ mod tests {
         let err =
             read_frame_capped::<_, Response>(&mut buf.as_slice(), MAX_REQUEST_HEADER, MAX_REQUEST_PAYLOAD).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn input_frames_carry_stdin_bytes_and_sizes_under_their_own_cap() {
+        let mut buf = Vec::new();
+        write_frame(&mut buf, &Input::Stdin, b"\x03ls\r").unwrap();
+        write_frame(&mut buf, &Input::Resize { rows: 24, cols: 80 }, b"").unwrap();
+        write_frame(&mut buf, &Input::Stdin, &vec![0u8; MAX_INPUT_PAYLOAD + 1]).unwrap();
+        let mut r = buf.as_slice();
+        let mut next = || read_frame_capped::<_, Input>(&mut r, MAX_REQUEST_HEADER, MAX_INPUT_PAYLOAD);
+        let (first, bytes) = next().unwrap().unwrap();
+        assert!(matches!(first, Input::Stdin) && bytes == b"\x03ls\r");
+        assert!(matches!(next().unwrap().unwrap().0, Input::Resize { rows: 24, cols: 80 }));
+        assert_eq!(next().unwrap_err().kind(), io::ErrorKind::InvalidData);
     }
 
     #[test]

@@ -66,6 +66,11 @@ impl Connection {
             .map_err(|e| CliError::from(format!("passing stdout and stderr to the supervisor: {e}")))
     }
 
+    /// A second handle on the socket, for a thread that writes `Input` frames.
+    pub fn try_clone_stream(&self) -> Result<UnixStream, CliError> {
+        self.stream.try_clone().map_err(|e| CliError::from(format!("duplicating the supervisor connection: {e}")))
+    }
+
     /// The next response; `Error` responses and a closed connection are errors.
     pub fn next(&mut self) -> Result<Response, CliError> {
         Ok(self.next_with_payload()?.0)

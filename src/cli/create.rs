@@ -72,6 +72,12 @@ pub struct CreateOptions {
     /// Log rotation as Docker's json-file: max-size=SIZE (default 100m, -1 unlimited), max-file=N (default 5)
     #[arg(long = "log-opt", value_name = "KEY=VALUE", value_parser = parse_log_opt)]
     pub log_opt: Vec<String>,
+    /// Keep the command's stdin open; run/attach forward the client's stdin (Docker's -i)
+    #[arg(long, short = 'i')]
+    pub interactive: bool,
+    /// Allocate a pseudo-terminal inside the container for the command (Docker's -t)
+    #[arg(long, short = 't')]
+    pub tty: bool,
 }
 
 fn parse_log_opt(s: &str) -> Result<String, String> {
@@ -190,6 +196,8 @@ impl CreateOptions {
                 log
             },
             volumes: self.volume.into_iter().chain(self.tmpfs).chain(self.mount).collect(),
+            tty: self.tty,
+            interactive: self.interactive,
         };
         spec.validate_request()?;
         Ok(spec)

@@ -1,5 +1,6 @@
 //! The `engine` command line: one file per verb, each with its arguments and what it asks the
 //! supervisor. Errors are one line on stderr and a non-zero exit (125 for engine errors, as Docker).
+mod attach;
 mod client;
 mod completions;
 mod create;
@@ -19,6 +20,7 @@ mod run;
 mod start;
 mod stop;
 mod supervisor;
+mod terminal;
 mod top;
 mod version;
 mod volume;
@@ -47,11 +49,13 @@ enum Command {
     /// Run the daemon that owns every container
     Supervisor(supervisor::Args),
     /// Start a container in the background
-    Start(start::Args),
+    Start(start::StartArgs),
     /// Run a container in the foreground and return its exit code
     Run(run::Args),
     /// Run a command in a running container
     Exec(exec::Args),
+    /// Attach to a running container's output and input (Ctrl-P Ctrl-Q detaches)
+    Attach(attach::Args),
     /// List the processes of a running container
     Top(top::Args),
     /// Stop a container: SIGTERM, then SIGKILL after the timeout
@@ -135,6 +139,7 @@ pub fn main() -> i32 {
         Command::Start(a) => start::execute(a, &client),
         Command::Run(a) => run::execute(a, &client),
         Command::Exec(a) => exec::execute(a, &client),
+        Command::Attach(a) => attach::execute(a, &client),
         Command::Top(a) => top::execute(a, &client),
         Command::Stop(a) => stop::execute(a, &client),
         Command::Ps(a) => ps::execute(a, &client),

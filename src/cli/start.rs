@@ -1,4 +1,5 @@
-//! `engine start [OPTIONS] NAME IMAGE|ROOTFS [CMD...]`: start a container in the background.
+//! `engine start [-a] [OPTIONS] NAME IMAGE|ROOTFS [CMD...]`: start a container in the background,
+//! or with `-a` stay attached to it as `engine attach` does (its output from the start).
 use super::client::{unexpected, Connection};
 use super::create::{CreateOptions, Target};
 use super::{CliError, CliResult, Client};
@@ -12,6 +13,15 @@ pub enum PullPolicy {
     Missing,
     /// Fail in one line
     Never,
+}
+
+#[derive(clap::Args)]
+pub struct StartArgs {
+    /// Attach to the container's output (and its stdin with -i) until it ends; Ctrl-P Ctrl-Q detaches
+    #[arg(short = 'a', long)]
+    attach: bool,
+    #[command(flatten)]
+    container: Args,
 }
 
 /// Also the arguments of `run`, which adds `--rm`.
@@ -59,10 +69,17 @@ pub fn send_pulling(
     }
 }
 
-pub fn execute(args: Args, client: &Client) -> CliResult {
-    let (spec, pull) = args.into_spec()?;
+pub fn execute(args: StartArgs, client: &Client) -> CliResult {
+    let (spec, pull) = args.container.into_spec()?;
+    if args.attach {
+        super::attach::check_tty(spec.tty, spec.interactive)?;
+    }
     let (_conn, first) = send_pulling(client, spec, pull, |spec| Request::Start { spec })?;
     match first {
+        Response::Started { name, .. } if args.attach => {
+            let conn = client.send(Request::Attach { name: name.clone(), logs: true })?;
+            super::attach::attached(conn, client, &name, true)
+        }
         Response::Started { name, .. } => {
             println!("{name}");
             Ok(0)

@@ -40,6 +40,8 @@ const HELPER_RESULT_FD: i32 = 3;
 /// The fd from which the helper reads its [`HelperPlan`] (JSON, to EOF): not argv, which every
 /// user of the host can read in /proc and which would show the container's environment.
 const HELPER_PLAN_FD: i32 = 4;
+/// The fd of the connected console socket, when the plan's `console` says so (`exec -t`).
+const HELPER_CONSOLE_FD: i32 = 5;
 
 /// A failed step of an exec, with the exit code the caller should end with.
 #[derive(Debug, thiserror::Error)]
@@ -314,6 +316,11 @@ pub struct HelperPlan {
     pub process: Process,
     pub linux: Option<Linux>,
     pub cgroups: Vec<PathBuf>,
+    /// process.terminal: the helper has the console socket at fd 5 and the process gets a pty
+    /// from the container's /dev/ptmx, its master sent there (the same path as `engine-oci exec
+    /// --console-socket`).
+    #[serde(default)]
+    pub console: bool,
 }
 
 /// How the helper's process ended, written on fd 3.
@@ -324,23 +331,23 @@ pub enum HelperResult {
 }
 
 /// Starts the helper for `plan` with the given stdio (no fd of the caller's but these and the
-/// result pipe reaches it: every fd of engine's is close-on-exec). Returns the read end of the
-/// result pipe: read it with [`helper_result`]. The helper is not waited for here: the caller's
-/// reaper collects it.
+/// result pipe reaches it: every fd of engine's is close-on-exec), and the connected console
+/// socket when `plan.console`. Returns the read end of the result pipe: read it with
+/// [`helper_result`]. The helper is not waited for here: the caller's reaper collects it.
 pub fn spawn_helper(
     plan: &HelperPlan,
     stdin: OwnedFd,
     stdout: OwnedFd,
     stderr: OwnedFd,
+    console: Option<OwnedFd>,
 ) -> Result<(File, std::process::Child), ExecError> {
     let json = serde_json::to_string(plan)
         .map_err(|e| ExecError::Setup { step: "encoding the plan", source: std::io::Error::other(e) })?;
     let (result_r, result_w) = pipe()?;
     let (plan_r, mut plan_w) = pipe()?;
     // Both ends the child keeps, above the numbers they go to, so the dup2s cannot collide.
-    let high = |f: &File| -> Result<OwnedFd, ExecError> {
-        f.as_fd()
-            .try_clone_to_owned()
+    let high = |f: std::os::fd::BorrowedFd<'_>| -> Result<OwnedFd, ExecError> {
+        f.try_clone_to_owned()
             .and_then(|fd| {
                 // SAFETY: F_DUPFD_CLOEXEC on an fd we own; the result is a new fd we own.
                 let n = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10) };
@@ -352,9 +359,12 @@ pub fn spawn_helper(
             })
             .map_err(|source| ExecError::Setup { step: "placing the helper's fds", source })
     };
-    let (result_fd, plan_fd) = (high(&result_w)?, high(&plan_r)?);
+    let (result_fd, plan_fd) = (high(result_w.as_fd())?, high(plan_r.as_fd())?);
     drop((result_w, plan_r));
+    let console_fd = console.as_ref().map(|socket| high(socket.as_fd())).transpose()?;
+    drop(console);
     let (result_raw, plan_raw) = (result_fd.as_raw_fd(), plan_fd.as_raw_fd());
+    let console_raw = console_fd.as_ref().map_or(-1, |fd| fd.as_raw_fd());
     let mut cmd = std::process::Command::new("/proc/self/exe");
     cmd.arg0(HELPER_ARGV0)
         .env_clear()
@@ -369,11 +379,14 @@ pub fn spawn_helper(
             if libc::dup2(result_raw, HELPER_RESULT_FD) == -1 || libc::dup2(plan_raw, HELPER_PLAN_FD) == -1 {
                 return Err(std::io::Error::last_os_error());
             }
+            if console_raw >= 0 && libc::dup2(console_raw, HELPER_CONSOLE_FD) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
             Ok(())
         });
     }
     let child = cmd.spawn().map_err(|source| ExecError::Setup { step: "starting the engine-exec helper", source })?;
-    drop((result_fd, plan_fd));
+    drop((result_fd, plan_fd, console_fd));
     // A failed write (the helper died at once) shows as its missing result.
     let _ = plan_w.write_all(json.as_bytes());
     drop(plan_w);
@@ -430,9 +443,14 @@ fn helper_run() -> Result<i32, ExecError> {
             return Err(ExecError::Gone { pid: plan.pid });
         }
     }
+    let console = match plan.console {
+        // SAFETY: spawn_helper placed the console socket at fd 5 for this plan (close-on-exec
+        // since helper_main's close_range).
+        true => Some(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(HELPER_CONSOLE_FD) }),
+        false => None,
+    };
     let (mask, old) = prepare_wait()?;
-    let plan =
-        Plan { process: plan.process, linux: plan.linux, ns, cgroups: plan.cgroups, console: None, preserve_fds: 0 };
+    let plan = Plan { process: plan.process, linux: plan.linux, ns, cgroups: plan.cgroups, console, preserve_fds: 0 };
     let pid = spawn(&plan, Some(&old))?;
     drop(plan);
     wait_forwarding(pid, &mask)

@@ -25,8 +25,11 @@ pub fn start(sup: &Supervisor, conn: &mut UnixStream, spec: ContainerSpec) -> Re
 /// away; `--rm` still removes it when it ends.
 pub fn run(sup: &Supervisor, conn: &mut UnixStream, spec: ContainerSpec, remove: bool) -> Reply {
     let name = spec.name.clone();
+    let interactive = spec.tty || spec.interactive;
     let pid = launch::start(sup, spec)?;
     let _ = send(conn, &Response::Started { name: name.clone(), pid });
+    // `-i`/`-t`: the client's input, on a thread of its own until this request ends.
+    let _input = if interactive { sup.consoles.get(&name).map(|c| super::console::pump(conn, c)) } else { None };
     let (path, live) = sup.registry.log_of(&name)?;
     let opts = follow::Options { follow: true, ..Default::default() };
     let streamed = follow::stream(&path, live.as_deref(), opts, &mut |stream, bytes| {

@@ -51,6 +51,7 @@ pub fn start(sup: &Supervisor, mut spec: ContainerSpec) -> Result<i32, Failure> 
 
 /// Gives back what an ended container held, reporting (not stopping at) each failure.
 pub fn release(sup: &Supervisor, ended: super::registry::Ended) {
+    sup.consoles.remove(&ended.name);
     for e in super::resources::release(sup, &ended.name, ended.pid, ended.resources) {
         crate::warn!("{e}");
     }
@@ -130,11 +131,16 @@ fn launch(
         }
         Ok(resources::etc_files(&spec, &resources))
     };
+    // `-i`/`-t`: their stdio (a plain container keeps its pipes; see `console`).
+    let (stdio, console, console_output) = match super::console::stdio(&spec)? {
+        Some(c) => (c.stdio, Some(c.setup), c.output),
+        None => (Stdio::Pipes, None, None),
+    };
     let created = container::create(CreateOptions {
         id: name.clone(),
         spec: oci,
         root: RootSource::Overlay { lower, dir: overlay },
-        stdio: Stdio::Pipes,
+        stdio,
         mode: InitMode::Reaper,
         gate: StartGate::Channel,
         files: Vec::new(),
@@ -153,7 +159,7 @@ fn launch(
         }
     };
     resources.cgroup = pending.take_cgroup();
-    let output = pending.take_output();
+    let output = pending.take_output().or(console_output);
     let enforcement = enforcement.ok().flatten();
     sup.registry.set_resources(&name, resources, enforcement);
     if let Some((stdout, stderr)) = output {
@@ -165,7 +171,11 @@ fn launch(
     // into its cgroups (in `create`) and the record's one synced write here, which must come
     // before Start (a container whose record cannot be saved does not run).
     sup.registry.persist_created(&name)?;
-    let running = pending.ready().and_then(|created| created.start()).map_err(|e| cannot_start(&name, e))?;
+    let created = pending.ready().map_err(|e| cannot_start(&name, e))?;
+    if let Some(setup) = console {
+        super::console::finish(sup, &name, &log, setup)?;
+    }
+    let running = created.start().map_err(|e| cannot_start(&name, e))?;
     let Some(channel) = running.channel else {
         return Err(Failure::engine(format!("container init of {name} kept no channel")));
     };

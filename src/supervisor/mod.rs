@@ -1,5 +1,6 @@
 //! The daemon that owns every container: it accepts CLI requests on a UNIX socket, spawns and
 //! reaps containers, captures their output and keeps their records.
+mod console;
 mod exec;
 pub mod failure;
 pub mod handlers;
@@ -104,6 +105,8 @@ pub struct Supervisor {
     pub cgroup_parent: String,
     pub net: crate::net::NetConfig,
     pub shutting_down: AtomicBool,
+    /// The stdin of `-i`/`-t` containers: pipe write ends and pty masters, by name.
+    pub consoles: console::Consoles,
     /// systemd's readiness and activation state (nothing when started by hand).
     activation: systemd::Activation,
     /// The socket came from socket activation: systemd owns its file, so it is left in place.
@@ -427,6 +430,7 @@ pub fn run(config: Config, ready: impl FnOnce()) -> anyhow::Result<()> {
         cgroup_parent: names.cgroup_parent,
         net,
         shutting_down: AtomicBool::new(false),
+        consoles: console::Consoles::default(),
         activation,
         socket_activated,
         _locks: locks,

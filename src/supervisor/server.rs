@@ -190,9 +190,11 @@ fn serve_one(sup: &Supervisor, mut conn: UnixStream) {
         Request::Inspect { name } => handlers::inspect(sup, &mut conn, &name),
         Request::Rm { name, force } => handlers::rm(sup, &mut conn, &name, force),
         Request::Wait { name } => handlers::wait(sup, &mut conn, &name),
-        Request::Exec { name, command, env, workdir, user } => {
-            super::exec::exec(sup, &mut conn, &name, super::exec::Options { command, env, workdir, user })
+        Request::Exec { name, command, env, workdir, user, tty, interactive } => {
+            let opts = super::exec::Options { command, env, workdir, user, tty, interactive };
+            super::exec::exec(sup, &mut conn, &name, opts)
         }
+        Request::Attach { name, logs } => super::console::attach(sup, &mut conn, &name, logs),
         Request::Info => handlers::info(sup, &mut conn),
         Request::Version => handlers::version(&mut conn),
     };

@@ -55,6 +55,13 @@ pub struct ContainerSpec {
     /// `-v`, `--tmpfs` and `--mount`, in the order given (see [`super::volumes`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<super::volumes::VolumeMount>,
+    /// `-t`: the command's stdio is a pty opened inside the container (the supervisor holds
+    /// the master, see `supervisor::console`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tty: bool,
+    /// `-i`: the command's stdin stays open for `run`/`attach` clients (a pipe, or the pty).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub interactive: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]

@@ -139,7 +139,7 @@ pub fn translate(
     }
     let env: Vec<String> = environment.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
     let process = ProcessBuilder::default()
-        .terminal(false)
+        .terminal(spec.tty)
         .user(
             UserBuilder::default()
                 .uid(user.uid)

@@ -89,6 +89,8 @@ fn drain(fd: &OwnedFd, buf: &mut [u8]) -> (usize, Drained) {
     while filled < buf.len() {
         match read(fd.as_raw_fd(), &mut buf[filled..]) {
             Ok(0) => return (filled, Drained::Eof),
+            // A pty master (`-t`) reads EIO once every slave fd is closed: its end of output.
+            Err(Errno::EIO) => return (filled, Drained::Eof),
             Ok(n) => filled += n,
             Err(Errno::EINTR) => {}
             Err(Errno::EAGAIN) => break,
