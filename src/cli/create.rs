@@ -72,6 +72,9 @@ pub struct CreateOptions {
     /// Log rotation as Docker's json-file: max-size=SIZE (default 100m, -1 unlimited), max-file=N (default 5)
     #[arg(long = "log-opt", value_name = "KEY=VALUE", value_parser = parse_log_opt)]
     pub log_opt: Vec<String>,
+    /// Restart policy when the container ends: no, on-failure[:N], always, unless-stopped
+    #[arg(long, value_name = "POLICY", default_value = "no", value_parser = crate::supervisor::restart::parse_flag)]
+    pub restart: crate::supervisor::restart::RestartPolicy,
 }
 
 fn parse_log_opt(s: &str) -> Result<String, String> {
@@ -190,6 +193,7 @@ impl CreateOptions {
                 log
             },
             volumes: self.volume.into_iter().chain(self.tmpfs).chain(self.mount).collect(),
+            restart: self.restart,
         };
         spec.validate_request()?;
         Ok(spec)

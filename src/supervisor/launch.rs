@@ -32,7 +32,7 @@ pub fn start(sup: &Supervisor, mut spec: ContainerSpec) -> Result<i32, Failure> 
         sup.registry.abandon(&name);
         return Err(Failure::engine("the supervisor is shutting down"));
     }
-    let started = launch(sup, spec, image.as_ref(), &log_path);
+    let started = launch(sup, spec, image.as_ref(), &log_path, false);
     if started.is_err() {
         sup.registry.kill_init(&name);
         if let Some(ended) = sup.registry.abandon(&name) {
@@ -50,6 +50,18 @@ pub fn release(sup: &Supervisor, ended: super::registry::Ended) {
         crate::warn!("{e}");
     }
     sup.registry.released(&ended.name);
+    super::restart::schedule(sup, &ended.name);
+}
+
+/// Starts an ended container again (`--restart`), on its own copy-on-write layer and appending
+/// to its log; on a failure the caller undoes what was made (see `restart`).
+pub fn relaunch(
+    sup: &Supervisor,
+    spec: ContainerSpec,
+    image: Option<&ImageUse>,
+    log_path: &std::path::Path,
+) -> Result<i32, Failure> {
+    launch(sup, spec, image, log_path, true)
 }
 
 /// The image named where a ROOTFS stands, merged into `spec` (its command, environment, working
@@ -84,11 +96,13 @@ fn resolve_image(
     }
 }
 
+/// `again`: a restart, which keeps the container's layer and log.
 fn launch(
     sup: &Supervisor,
     spec: ContainerSpec,
     image: Option<&ImageUse>,
     log_path: &std::path::Path,
+    again: bool,
 ) -> Result<i32, Failure> {
     let name = spec.name.clone();
     let lower = match image {
@@ -104,7 +118,7 @@ fn launch(
     let volumes_dir = super::volumes::volumes_dir(&sup.root);
     let host = super::to_oci::Host { monitor: sup.monitor.is_some(), volumes_dir };
     let oci = super::to_oci::translate(&spec, &host, &format!("{}/{name}", sup.cgroup_parent), &user)?;
-    let overlay = make_overlay(sup, &name, &lower, image.is_none())?;
+    let overlay = if again { sup.overlay_dir(&name) } else { make_overlay(sup, &name, &lower, image.is_none())? };
     let log = LogFile::rotating(log_path.to_path_buf(), spec.log.rotation());
 
     // Between clone and Setup (the workload never runs unlimited or unplugged): the registry
@@ -150,7 +164,7 @@ fn launch(
     sup.registry.set_resources(&name, resources, enforcement);
     if let Some((stdout, stderr)) = output {
         sup.logs
-            .attach(&log, stdout, stderr)
+            .attach(&log, stdout, stderr, again)
             .map_err(|e| Failure::engine(format!("creating log {}: {e}", log_path.display())))?;
     }
     // The init builds the container's root while the two slow steps of a start run: the move

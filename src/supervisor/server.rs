@@ -195,6 +195,10 @@ fn serve_one(sup: &Supervisor, mut conn: UnixStream) {
         }
         Request::Info => handlers::info(sup, &mut conn),
         Request::Version => handlers::version(&mut conn),
+        Request::Stats { names } => super::stats::stats(sup, &mut conn, &names),
+        Request::Events { since, until, containers } => {
+            super::events::follow(sup, &mut conn, super::events::Filter { since, until, containers })
+        }
     };
     if let Err(f) = result {
         let _ = write_frame(&mut conn, &Response::error(f.message, f.exit_code), b"");

@@ -55,6 +55,8 @@ pub struct ContainerSpec {
     /// `-v`, `--tmpfs` and `--mount`, in the order given (see [`super::volumes`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<super::volumes::VolumeMount>,
+    /// `--restart`: what the supervisor does when the container ends (see [`super::restart`]).
+    pub restart: super::restart::RestartPolicy,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
