@@ -597,6 +597,9 @@ impl Registry {
         e.record.state = State::Created;
         e.record.pid = None;
         e.record.stats = None;
+        // `ps` shows no exit code while it runs again (the back-off already used the times).
+        e.record.exit_code = None;
+        e.record.finished_at = None;
         Some(e.record.clone())
     }
 
