@@ -128,6 +128,25 @@ pub enum Request {
     /// The supervisor's versions; answered by [`Response::Version`] whatever the envelope's
     /// protocol version (see [`VERSION_OP`]). Added in protocol 1 without a bump.
     Version,
+    /// One reading of the named containers' cgroups and network (all running ones when none is
+    /// named), answered by [`Response::Stats`]; `engine stats` asks once a second. Added in
+    /// protocol 1 without a bump.
+    Stats {
+        #[serde(default)]
+        names: Vec<String>,
+    },
+    /// Lifecycle events as they happen ([`Response::Event`] each), replayed from `since`
+    /// (nanoseconds since the epoch) out of the supervisor's ring; ends with [`Response::Done`]
+    /// once `until` has passed, else when the client goes. Added in protocol 1 without a bump.
+    Events {
+        #[serde(default)]
+        since: Option<i64>,
+        #[serde(default)]
+        until: Option<i64>,
+        /// Only these containers (empty: all).
+        #[serde(default)]
+        containers: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -200,6 +219,12 @@ pub enum Response {
         tty: bool,
         stdin: bool,
     },
+    Stats {
+        stats: Vec<ContainerStats>,
+    },
+    Event {
+        event: crate::supervisor::events::Event,
+    },
     /// One line for the user and the process exit code the CLI should use.
     Error {
         message: String,
@@ -243,6 +268,30 @@ pub struct SupervisorInfo {
     pub monitor: bool,
     /// Containers by state: created, running, exited, stopped, killed, lost.
     pub containers: std::collections::BTreeMap<String, usize>,
+}
+
+/// One reading of a container for `engine stats`: counters, which the client turns into rates
+/// between two readings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ContainerStats {
+    pub name: String,
+    /// As `ps` shows it; the counters are zero unless it runs.
+    pub state: String,
+    /// When this was read, nanoseconds since the epoch.
+    pub read_at_nano: i64,
+    /// CPU time of every process of the container, nanoseconds.
+    pub cpu_ns: u64,
+    /// Memory in use less the inactive page cache (what `docker stats` shows), and the limit:
+    /// the cgroup's, or the host's memory when it has none.
+    pub memory_bytes: u64,
+    pub memory_limit_bytes: u64,
+    pub pids: u64,
+    /// Bytes received and sent by the container on the bridge (its veth's counters).
+    pub net_rx_bytes: u64,
+    pub net_tx_bytes: u64,
+    /// Bytes read and written to block devices (cgroup io/blkio accounting).
+    pub block_read_bytes: u64,
+    pub block_write_bytes: u64,
 }
 
 impl Response {

@@ -78,6 +78,9 @@ pub struct CreateOptions {
     /// Allocate a pseudo-terminal inside the container for the command (Docker's -t)
     #[arg(long, short = 't')]
     pub tty: bool,
+    /// Restart policy when the container ends: no, on-failure[:N], always, unless-stopped
+    #[arg(long, value_name = "POLICY", default_value = "no", value_parser = crate::supervisor::restart::parse_flag)]
+    pub restart: crate::supervisor::restart::RestartPolicy,
 }
 
 fn parse_log_opt(s: &str) -> Result<String, String> {
@@ -198,6 +201,7 @@ impl CreateOptions {
             volumes: self.volume.into_iter().chain(self.tmpfs).chain(self.mount).collect(),
             tty: self.tty,
             interactive: self.interactive,
+            restart: self.restart,
         };
         spec.validate_request()?;
         Ok(spec)

@@ -4,6 +4,7 @@ mod attach;
 mod client;
 mod completions;
 mod create;
+mod events;
 mod exec;
 mod export;
 mod images;
@@ -18,6 +19,7 @@ mod rm;
 mod rmi;
 mod run;
 mod start;
+mod stats;
 mod stop;
 mod supervisor;
 mod terminal;
@@ -90,6 +92,10 @@ enum Command {
     Login(login::Args),
     /// Manage named volumes (create, ls, rm, inspect)
     Volume(volume::Args),
+    /// Live CPU, memory, network, block I/O and pids of containers
+    Stats(stats::Args),
+    /// Stream container lifecycle events (create, start, die, restart, ...)
+    Events(events::Args),
     /// Print a shell completion script (used by make install)
     #[command(hide = true)]
     Completions(completions::CompletionArgs),
@@ -157,6 +163,8 @@ pub fn main() -> i32 {
         Command::Import(a) => import::execute(a),
         Command::Login(a) => login::execute(a),
         Command::Volume(a) => volume::execute(a),
+        Command::Stats(a) => stats::execute(a, &client),
+        Command::Events(a) => events::execute(a, &client),
         Command::Completions(a) => completions::completions(a, Cli::command()),
         Command::Man(a) => completions::man(a, Cli::command()),
     };

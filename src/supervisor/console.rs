@@ -148,8 +148,8 @@ pub fn stdio(spec: &ContainerSpec) -> Result<Option<ConsoleStdio>, Failure> {
 }
 
 /// After Ready: the pty master received and given to the log as stdout (with an empty stderr),
-/// and the input side registered for clients.
-pub fn finish(sup: &Supervisor, name: &str, log: &Arc<LogFile>, setup: Setup) -> Result<(), Failure> {
+/// and the input side registered for clients. `again`: a restart, whose log is appended to.
+pub fn finish(sup: &Supervisor, name: &str, log: &Arc<LogFile>, setup: Setup, again: bool) -> Result<(), Failure> {
     match setup {
         Setup::Stdin(w) => sup.consoles.insert(name, Console::new(File::from(w), false, true)),
         Setup::Tty { socket, stdin_open } => {
@@ -159,7 +159,7 @@ pub fn finish(sup: &Supervisor, name: &str, log: &Arc<LogFile>, setup: Setup) ->
             let (no_stderr, _) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
                 .map_err(|e| engine("creating the stderr pipe")(io::Error::from(e)))?;
             sup.logs
-                .attach(log, for_log, no_stderr)
+                .attach(log, for_log, no_stderr, again)
                 .map_err(|e| Failure::engine(format!("creating log {}: {e}", log.path.display())))?;
             sup.consoles.insert(name, Console::new(File::from(master), true, stdin_open));
         }

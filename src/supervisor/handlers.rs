@@ -24,6 +24,11 @@ pub fn start(sup: &Supervisor, conn: &mut UnixStream, spec: ContainerSpec) -> Re
 /// Start, stream the output live, then the exit code. The container outlives a client that goes
 /// away; `--rm` still removes it when it ends.
 pub fn run(sup: &Supervisor, conn: &mut UnixStream, spec: ContainerSpec, remove: bool) -> Reply {
+    if remove && spec.restart != super::restart::RestartPolicy::No {
+        return Err(Failure::engine(
+            "--rm and --restart cannot be used together (a container removed when it ends cannot be restarted)",
+        ));
+    }
     let name = spec.name.clone();
     let interactive = spec.tty || spec.interactive;
     let pid = launch::start(sup, spec)?;
@@ -46,13 +51,20 @@ pub fn run(sup: &Supervisor, conn: &mut UnixStream, spec: ContainerSpec, remove:
 }
 
 pub fn stop(sup: &Supervisor, conn: &mut UnixStream, name: &str, timeout_secs: u64) -> Reply {
+    // Before the signal: the exit it causes must not be restarted.
+    sup.registry.mark_user_stopped(name)?;
     launch::stop(sup, name, Duration::from_secs(timeout_secs))?;
+    sup.registry.events.emit(name, "stop", &[]);
     send(conn, &Response::Done)
 }
 
 pub fn kill(sup: &Supervisor, conn: &mut UnixStream, name: &str, signal: i32) -> Reply {
     if nix::sys::signal::Signal::try_from(signal).is_err() {
         return Err(Failure::engine(format!("invalid signal {signal}")));
+    }
+    // Docker's rule: the stop signal or SIGKILL ends the container for good (no restart).
+    if signal == libc::SIGKILL || signal == libc::SIGTERM {
+        sup.registry.mark_user_stopped(name)?;
     }
     if !sup.registry.signal(name, signal, |_| {})? {
         return Err(Failure::engine(format!("container {name} is not running")));
@@ -98,6 +110,12 @@ pub fn inspect(sup: &Supervisor, conn: &mut UnixStream, name: &str) -> Reply {
 
 pub fn rm(sup: &Supervisor, conn: &mut UnixStream, name: &str, force: bool) -> Reply {
     let record = sup.registry.get(name)?;
+    if record.restarting && !force {
+        return Err(Failure::engine(format!("container {name} is restarting: stop it first or use rm -f")));
+    }
+    if force {
+        sup.registry.mark_user_stopped(name)?;
+    }
     if force && !record.state.is_terminal() {
         launch::stop(sup, name, Duration::ZERO)?;
     }
@@ -107,6 +125,7 @@ pub fn rm(sup: &Supervisor, conn: &mut UnixStream, name: &str, force: bool) -> R
 
 fn remove_container(sup: &Supervisor, name: &str) -> Reply {
     let record = sup.registry.remove(name)?;
+    sup.restarts.forget(name);
     launch::remove_overlay(sup, name);
     super::logs::rotate::remove_all(&record.log_path)
         .map_err(|e| Failure::engine(format!("removing the log files {}*: {e}", record.log_path.display())))

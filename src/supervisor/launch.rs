@@ -37,7 +37,7 @@ pub fn start(sup: &Supervisor, mut spec: ContainerSpec) -> Result<i32, Failure> 
         sup.registry.abandon(&name);
         return Err(Failure::engine("the supervisor is shutting down"));
     }
-    let started = launch(sup, spec, image.as_ref(), &log_path);
+    let started = launch(sup, spec, image.as_ref(), &log_path, false);
     if started.is_err() {
         sup.registry.kill_init(&name);
         if let Some(ended) = sup.registry.abandon(&name) {
@@ -56,6 +56,18 @@ pub fn release(sup: &Supervisor, ended: super::registry::Ended) {
         crate::warn!("{e}");
     }
     sup.registry.released(&ended.name);
+    super::restart::schedule(sup, &ended.name);
+}
+
+/// Starts an ended container again (`--restart`), on its own copy-on-write layer and appending
+/// to its log; on a failure the caller undoes what was made (see `restart`).
+pub fn relaunch(
+    sup: &Supervisor,
+    spec: ContainerSpec,
+    image: Option<&ImageUse>,
+    log_path: &std::path::Path,
+) -> Result<i32, Failure> {
+    launch(sup, spec, image, log_path, true)
 }
 
 /// The image named where a ROOTFS stands, merged into `spec` (its command, environment, working
@@ -93,11 +105,13 @@ fn resolve_image(
     }
 }
 
+/// `again`: a restart, which keeps the container's layer and log.
 fn launch(
     sup: &Supervisor,
     spec: ContainerSpec,
     image: Option<&ImageUse>,
     log_path: &std::path::Path,
+    again: bool,
 ) -> Result<i32, Failure> {
     let name = spec.name.clone();
     let lower = match image {
@@ -113,7 +127,7 @@ fn launch(
     let volumes_dir = super::volumes::volumes_dir(&sup.root);
     let host = super::to_oci::Host { monitor: sup.monitor.is_some(), volumes_dir };
     let oci = super::to_oci::translate(&spec, &host, &format!("{}/{name}", sup.cgroup_parent), &user)?;
-    let overlay = make_overlay(sup, &name, &lower, image.is_none())?;
+    let overlay = if again { sup.overlay_dir(&name) } else { make_overlay(sup, &name, &lower, image.is_none())? };
     let log = LogFile::rotating(log_path.to_path_buf(), spec.log.rotation());
 
     // Between clone and Setup (the workload never runs unlimited or unplugged): the registry
@@ -164,7 +178,7 @@ fn launch(
     sup.registry.set_resources(&name, resources, enforcement);
     if let Some((stdout, stderr)) = output {
         sup.logs
-            .attach(&log, stdout, stderr)
+            .attach(&log, stdout, stderr, again)
             .map_err(|e| Failure::engine(format!("creating log {}: {e}", log_path.display())))?;
     }
     // The init builds the container's root while the two slow steps of a start run: the move
@@ -173,7 +187,7 @@ fn launch(
     sup.registry.persist_created(&name)?;
     let created = pending.ready().map_err(|e| cannot_start(&name, e))?;
     if let Some(setup) = console {
-        super::console::finish(sup, &name, &log, setup)?;
+        super::console::finish(sup, &name, &log, setup, again)?;
     }
     let running = created.start().map_err(|e| cannot_start(&name, e))?;
     let Some(channel) = running.channel else {

@@ -1,6 +1,7 @@
 //! The daemon that owns every container: it accepts CLI requests on a UNIX socket, spawns and
 //! reaps containers, captures their output and keeps their records.
 mod console;
+pub mod events;
 mod exec;
 pub mod failure;
 pub mod handlers;
@@ -12,9 +13,11 @@ mod reaper;
 pub mod record;
 pub mod registry;
 pub mod resources;
+pub mod restart;
 mod server;
 pub mod softlimit;
 pub mod spec;
+mod stats;
 pub mod store;
 mod systemd;
 pub mod to_oci;
@@ -102,6 +105,8 @@ pub struct Supervisor {
     pub monitor: Option<crate::monitor::MonitorDevice>,
     /// Soft-limit crossings (and `--soft-signal`) from the cgroup where the monitor is absent.
     pub softlimits: softlimit::Watcher,
+    /// `--restart`'s back-off per container.
+    pub restarts: restart::Restarter,
     pub cgroup_parent: String,
     pub net: crate::net::NetConfig,
     pub shutting_down: AtomicBool,
@@ -427,6 +432,7 @@ pub fn run(config: Config, ready: impl FnOnce()) -> anyhow::Result<()> {
         logs: logs::LogPipeline::start()?,
         monitor,
         softlimits: softlimit::Watcher::new().context("creating the soft-limit watcher's eventfd")?,
+        restarts: restart::Restarter::default(),
         cgroup_parent: names.cgroup_parent,
         net,
         shutting_down: AtomicBool::new(false),
@@ -444,6 +450,8 @@ pub fn run(config: Config, ready: impl FnOnce()) -> anyhow::Result<()> {
     if sup.monitor.is_some() {
         monitor_events::spawn(sup.clone())?;
     }
+    // After the sweeps above: a container started again gets a fresh cgroup and veth.
+    restart::resume(&sup);
     ready();
     // Type=notify: the socket accepts requests from here on.
     sup.activation.notify("READY=1");

@@ -142,6 +142,16 @@ pub struct ContainerRecord {
     /// the state shown is true, the file on disk is behind and being retried. Never stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub record_saved: Option<bool>,
+    /// How many times its restart policy started it again (Docker's RestartCount).
+    #[serde(default)]
+    pub restart_count: u32,
+    /// Ended, and its restart policy will start it again after the back-off.
+    #[serde(default)]
+    pub restarting: bool,
+    /// `stop` (or `kill`, `rm -f`) ended it: `unless-stopped` leaves it stopped, also after a
+    /// supervisor restart. Cleared when it is started again.
+    #[serde(default)]
+    pub user_stopped: bool,
 }
 
 impl ContainerRecord {
@@ -153,6 +163,7 @@ impl ContainerRecord {
     /// left on its own, after being asked to).
     pub fn state_text(&self) -> String {
         match self.state {
+            _ if self.restarting => format!("restarting (after {})", self.state),
             State::Exited { .. } if self.soft_signals_sent > 0 => format!("{} after soft-limit signal", self.state),
             _ => self.state.to_string(),
         }

@@ -84,6 +84,8 @@ pub struct Registry {
     inner: Mutex<Inner>,
     changed: Condvar,
     store: Store,
+    /// Every transition below, as `engine events` streams it.
+    pub events: super::events::EventLog,
 }
 
 pub fn now() -> String {
@@ -124,7 +126,7 @@ impl Registry {
                 Entry { record, live: None, log: None, releasing: false, dirty, save_failing: dirty },
             );
         }
-        Ok(Registry { inner: Mutex::new(inner), changed: Condvar::new(), store })
+        Ok(Registry { inner: Mutex::new(inner), changed: Condvar::new(), store, events: Default::default() })
     }
 
     /// Whether a container of this name is known (its files are not orphans).
@@ -161,11 +163,15 @@ impl Registry {
             stats: None,
             network: None,
             record_saved: None,
+            restart_count: 0,
+            restarting: false,
+            user_stopped: false,
         };
         inner.containers.insert(
             spec.name.clone(),
             Entry { record, live: None, log: None, releasing: false, dirty: false, save_failing: false },
         );
+        self.events.emit(&spec.name, "create", &[]);
         Ok(())
     }
 
@@ -222,16 +228,20 @@ impl Registry {
         use crate::monitor::EventKind;
         let mut inner = self.inner.lock();
         let Some(e) = inner.containers.get_mut(name) else { return };
-        let what = match kind {
-            EventKind::SoftLimit => "soft limit exceeded".to_string(),
+        let mut attributes =
+            vec![("rssKiB", (rss_bytes >> 10).to_string()), ("limitKiB", (limit_bytes >> 10).to_string())];
+        let (what, action) = match kind {
+            EventKind::SoftLimit => ("soft limit exceeded".to_string(), "soft-limit"),
             EventKind::SoftSignal => {
                 e.record.soft_signals_sent += 1;
                 let sig = e.record.spec.soft_signal.map_or_else(|| "signal".into(), super::record::signal_name);
-                format!("soft-limit signal {sig} sent")
+                attributes.push(("signal", sig.clone()));
+                (format!("soft-limit signal {sig} sent"), "soft-signal")
             }
-            EventKind::HardKill => "hard limit exceeded, killed".to_string(),
+            EventKind::HardKill => ("hard limit exceeded, killed".to_string(), "hard-limit-kill"),
             EventKind::Gone => return,
         };
+        self.events.emit(name, action, &attributes);
         e.record.events.push(format!("{} {what}: rss {} KiB, limit {} KiB", now(), rss_bytes >> 10, limit_bytes >> 10));
         e.record.peak_rss_bytes = e.record.peak_rss_bytes.max(Some(rss_bytes));
         if kind == EventKind::HardKill {
@@ -266,6 +276,13 @@ impl Registry {
         Ok(record)
     }
 
+    /// A full reading of a running container's cgroup (`engine stats`).
+    pub fn cgroup_stats(&self, name: &str) -> Option<crate::cgroup::OciStats> {
+        let inner = self.inner.lock();
+        let cgroup = inner.containers.get(name)?.live.as_ref()?.resources.cgroup.as_ref()?;
+        cgroup.stats_oci().ok()
+    }
+
     /// The init exists, holds its resources and waits for its go-ahead: the record (with the
     /// init's pid and start time) goes to disk, synced, before the workload may run. A failure
     /// fails the start: no container runs that a restart could not find.
@@ -285,6 +302,7 @@ impl Registry {
         let entry = inner.containers.get_mut(name).ok_or_else(|| RegistryError::NotFound(name.into()))?;
         entry.record.state = State::Running;
         entry.record.started_at = Some(now());
+        self.events.emit(name, "start", &[]);
         let early = entry.live.as_mut().and_then(|l| {
             l.channel = Some(channel);
             l.early_exit.take()
@@ -318,6 +336,7 @@ impl Registry {
         if let Some(pid) = e.record.pid {
             inner.by_pid.remove(&pid);
         }
+        self.events.emit(name, "destroy", &[]);
         self.changed.notify_all();
         Some(Ended { name: name.into(), pid: e.record.pid, resources: e.live.map(|l| l.resources).unwrap_or_default() })
     }
@@ -372,6 +391,8 @@ impl Registry {
                         peak >> 10,
                         limit >> 10
                     ));
+                    let attributes = [("rssKiB", (peak >> 10).to_string()), ("limitKiB", (limit >> 10).to_string())];
+                    self.events.emit(name, "hard-limit-kill", &attributes);
                 }
                 (l.stop_requested, l.kill_reason.or(cgroup_kill))
             }
@@ -380,6 +401,16 @@ impl Registry {
         entry.record.state = State::after_exit(how, stop_requested, kill_reason);
         entry.record.exit_code = entry.record.state.exit_code();
         entry.record.finished_at = Some(now());
+        if kill_reason == Some(KillReason::Oom) {
+            self.events.emit(name, "oom", &[]);
+        }
+        let code = entry.record.exit_code.map_or_else(|| "none".into(), |c| c.to_string());
+        self.events.emit(name, "die", &[("exitCode", code)]);
+        // Decided here, with the state, so `ps` shows "restarting" from the moment it ended.
+        if super::restart::after_exit(&entry.record, stop_requested) {
+            entry.record.restart_count += 1;
+            entry.record.restarting = true;
+        }
         entry.record.cgroup.clear();
         let resources = live.map(|l| l.resources).unwrap_or_default();
         entry.releasing = true;
@@ -461,6 +492,9 @@ impl Registry {
                 mark(live);
                 // ESRCH: it has ended and is about to be reaped; the reaper records that.
                 let _ = pidfd_send_signal(&live.pidfd, signal);
+                if signal != 0 {
+                    self.events.emit(name, "kill", &[("signal", super::record::signal_name(signal))]);
+                }
                 Ok(true)
             }
             _ => Ok(false),
@@ -507,7 +541,90 @@ impl Registry {
             return Err(RegistryError::Running(name.into()));
         }
         self.store.remove(name).map_err(|source| RegistryError::Store { name: name.into(), source })?;
+        self.events.emit(name, "destroy", &[]);
         inner.containers.remove(name).map(|e| e.record).ok_or_else(|| RegistryError::NotFound(name.into()))
+    }
+
+    /// `stop`, `kill` or `rm -f` by the user: no restart now (a pending one is cancelled), and
+    /// none after a supervisor restart under `unless-stopped`. Whether a restart was pending.
+    pub fn mark_user_stopped(&self, name: &str) -> Result<bool, RegistryError> {
+        let mut inner = self.inner.lock();
+        let e = inner.containers.get_mut(name).ok_or_else(|| RegistryError::NotFound(name.into()))?;
+        let pending = std::mem::take(&mut e.record.restarting);
+        e.record.user_stopped = true;
+        self.persist(&mut inner, name, Durability::Renamed);
+        self.changed.notify_all();
+        Ok(pending)
+    }
+
+    /// At supervisor start: the ended container `name` is to be started again (counted as a
+    /// restart unless one was already pending); the restart count to start it under.
+    pub fn mark_restarting(&self, name: &str) -> Option<u32> {
+        let mut inner = self.inner.lock();
+        let e = inner.containers.get_mut(name)?;
+        if !e.record.state.is_terminal() {
+            return None;
+        }
+        if !e.record.restarting {
+            e.record.restarting = true;
+            e.record.restart_count += 1;
+        }
+        let count = e.record.restart_count;
+        self.persist(&mut inner, name, Durability::Renamed);
+        Some(count)
+    }
+
+    /// The pending restart `count` of `name` begins: the ended, settled container becomes
+    /// `created` again (its record kept, its user stop forgotten). None if the restart was
+    /// cancelled or superseded, or the supervisor is shutting down (checked under the lock a
+    /// shutdown lists containers under, so either it sees this one or this sees the flag).
+    pub fn prepare_restart(
+        &self,
+        name: &str,
+        count: u32,
+        shutting_down: &std::sync::atomic::AtomicBool,
+    ) -> Option<ContainerRecord> {
+        let mut inner = self.inner.lock();
+        if shutting_down.load(std::sync::atomic::Ordering::SeqCst) {
+            return None;
+        }
+        let e = inner.containers.get_mut(name)?;
+        if !e.record.restarting || e.record.restart_count != count || !e.record.state.is_terminal() || e.releasing {
+            return None;
+        }
+        e.record.restarting = false;
+        e.record.user_stopped = false;
+        e.record.state = State::Created;
+        e.record.pid = None;
+        e.record.stats = None;
+        // `ps` shows no exit code while it runs again (the back-off already used the times).
+        e.record.exit_code = None;
+        e.record.finished_at = None;
+        Some(e.record.clone())
+    }
+
+    /// A start again failed before the command ran: what it acquired, for the caller to give
+    /// back. It ends as an engine error, or (`retry`) pending again under the same count.
+    pub fn restart_failed(&self, name: &str, retry: bool) -> Option<Ended> {
+        let mut inner = self.inner.lock();
+        let e = inner.containers.get_mut(name)?;
+        if e.record.state != State::Created {
+            return None;
+        }
+        let pid = e.record.pid.take();
+        let live = e.live.take();
+        e.record.state = State::Exited { code: crate::container::exit::ENGINE_ERROR };
+        e.record.exit_code = Some(crate::container::exit::ENGINE_ERROR);
+        e.record.finished_at = Some(now());
+        e.record.cgroup.clear();
+        e.record.restarting = retry;
+        e.releasing = true;
+        if let Some(pid) = pid {
+            inner.by_pid.remove(&pid);
+        }
+        self.persist(&mut inner, name, Durability::Synced);
+        self.changed.notify_all();
+        Some(Ended { name: name.into(), pid, resources: live.map(|l| l.resources).unwrap_or_default() })
     }
 
     /// Names of containers not settled yet: being started, running, or ended with their cgroup,

@@ -197,6 +197,10 @@ fn serve_one(sup: &Supervisor, mut conn: UnixStream) {
         Request::Attach { name, logs } => super::console::attach(sup, &mut conn, &name, logs),
         Request::Info => handlers::info(sup, &mut conn),
         Request::Version => handlers::version(&mut conn),
+        Request::Stats { names } => super::stats::stats(sup, &mut conn, &names),
+        Request::Events { since, until, containers } => {
+            super::events::follow(sup, &mut conn, super::events::Filter { since, until, containers })
+        }
     };
     if let Err(f) = result {
         let answer = match f.missing_image {

@@ -62,6 +62,8 @@ pub struct ContainerSpec {
     /// `-i`: the command's stdin stays open for `run`/`attach` clients (a pipe, or the pty).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub interactive: bool,
+    /// `--restart`: what the supervisor does when the container ends (see [`super::restart`]).
+    pub restart: super::restart::RestartPolicy,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]

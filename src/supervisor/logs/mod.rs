@@ -120,6 +120,20 @@ impl LogFile {
         Ok(file)
     }
 
+    /// Opens the existing log to go on writing it: followers see the files already there, the
+    /// rotated ones included, and the writer starts after the last byte (see `writer`).
+    fn reopen(&self) -> io::Result<File> {
+        let file = std::os::unix::fs::OpenOptionsExt::mode(File::options().write(true).create(true), 0o600)
+            .open(&self.path)?;
+        let len = file.metadata()?.len();
+        let max = u64::from(self.rotation.max_file);
+        let rotated = (1..max).take_while(|k| rotate::rotated_path(&self.path, *k).exists()).count() as u64;
+        let mut p = self.progress.lock();
+        p.generation = rotated;
+        p.published = len;
+        Ok(file)
+    }
+
     fn set_failing(&self, error: String) {
         let mut p = self.progress.lock();
         if p.failing.is_none() {
@@ -218,9 +232,10 @@ impl LogPipeline {
         Ok(LogPipeline { tx, reader })
     }
 
-    /// Creates (truncates) the log file and starts capturing the two pipes into it.
-    pub fn attach(&self, log: &Arc<LogFile>, stdout: OwnedFd, stderr: OwnedFd) -> io::Result<()> {
-        let file = create_log(&log.path)?;
+    /// Creates (truncates) the log file, or with `append` (a container started again) goes on
+    /// after what its files hold, and starts capturing the two pipes into it.
+    pub fn attach(&self, log: &Arc<LogFile>, stdout: OwnedFd, stderr: OwnedFd, append: bool) -> io::Result<()> {
+        let file = if append { log.reopen()? } else { create_log(&log.path)? };
         // Through the same FIFO as the data, so the writer has the file before the first chunk.
         self.tx.send(LogMsg::Open(log.clone(), file)).map_err(|_| io::Error::other("log writer has stopped"))?;
         self.reader.add(log.clone(), stdout, stderr)

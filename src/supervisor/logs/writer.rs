@@ -178,10 +178,12 @@ fn run(rx: Receiver<LogMsg>, waker: Waker) {
         let now = Instant::now();
         match msg {
             Ok(LogMsg::Open(log, file)) => {
+                // Past what is there: a container started again appends to its log.
+                let durable = file.metadata().map_or(0, |m| m.len());
                 let entry = OpenLog {
                     log,
                     file,
-                    durable: 0,
+                    durable,
                     torn: false,
                     queued: VecDeque::new(),
                     queued_bytes: 0,
