@@ -72,6 +72,12 @@ pub struct CreateOptions {
     /// Log rotation as Docker's json-file: max-size=SIZE (default 100m, -1 unlimited), max-file=N (default 5)
     #[arg(long = "log-opt", value_name = "KEY=VALUE", value_parser = parse_log_opt)]
     pub log_opt: Vec<String>,
+    /// Publish a container port on the host: [HOSTIP:]HOSTPORT:CTRPORT[/tcp|udp] (repeatable)
+    #[arg(long = "publish", short = 'p', value_name = "[IP:]HOST:CTR[/PROTO]")]
+    pub publish: Vec<crate::net::PortMapping>,
+    /// Nameserver for the container's /etc/resolv.conf (repeatable; default: the host's)
+    #[arg(long, value_name = "IP")]
+    pub dns: Vec<std::net::IpAddr>,
 }
 
 fn parse_log_opt(s: &str) -> Result<String, String> {
@@ -190,6 +196,8 @@ impl CreateOptions {
                 log
             },
             volumes: self.volume.into_iter().chain(self.tmpfs).chain(self.mount).collect(),
+            ports: self.publish,
+            dns: self.dns,
         };
         spec.validate_request()?;
         Ok(spec)
