@@ -140,6 +140,11 @@ fn published_port_is_reached_from_host_addresses_loopback_and_another_host_and_g
     assert!(from_outside.0.as_deref().is_ok_and(|t| t.contains("hello-web")), "from outside: {:?}", from_outside.0);
     assert!(from_outside.1.is_err(), "a 127.0.0.1: mapping answered another host: {:?}", from_outside.1);
 
+    // From another container on the bridge through the host's address (hairpin NAT).
+    let script = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {} {any}", outside.host_ip);
+    let (code, out, err) = sup.run_with(&[], "peer", &rootfs(), &["sh", "-c", &script]);
+    assert!(code == 0 && out.contains("hello-web"), "from a container via the host's address: {code} {out:?} {err}");
+
     let listed = sup.ok(&["port", "web"]);
     assert_eq!(listed, format!("80/tcp -> 0.0.0.0:{any}\n80/tcp -> 127.0.0.1:{local_only}\n"));
     assert_eq!(sup.state("web")["spec"]["ports"][0]["host_port"], any);
