@@ -81,6 +81,12 @@ pub struct CreateOptions {
     /// Restart policy when the container ends: no, on-failure[:N], always, unless-stopped
     #[arg(long, value_name = "POLICY", default_value = "no", value_parser = crate::supervisor::restart::parse_flag)]
     pub restart: crate::supervisor::restart::RestartPolicy,
+    /// Publish a container port on the host: [HOSTIP:]HOSTPORT:CTRPORT[/tcp|udp] (repeatable)
+    #[arg(long = "publish", short = 'p', value_name = "[IP:]HOST:CTR[/PROTO]")]
+    pub publish: Vec<crate::net::PortMapping>,
+    /// Nameserver for the container's /etc/resolv.conf (repeatable; default: the host's)
+    #[arg(long, value_name = "IP")]
+    pub dns: Vec<std::net::IpAddr>,
 }
 
 fn parse_log_opt(s: &str) -> Result<String, String> {
@@ -202,6 +208,8 @@ impl CreateOptions {
             tty: self.tty,
             interactive: self.interactive,
             restart: self.restart,
+            ports: self.publish,
+            dns: self.dns,
         };
         spec.validate_request()?;
         Ok(spec)

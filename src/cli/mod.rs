@@ -13,6 +13,7 @@ mod info;
 mod inspect;
 mod login;
 mod logs;
+mod port;
 mod ps;
 mod pull;
 mod rm;
@@ -68,6 +69,8 @@ enum Command {
     Logs(logs::Args),
     /// Print everything engine knows about a container, as JSON
     Inspect(inspect::Args),
+    /// List a container's published ports
+    Port(port::Args),
     /// Remove a finished container and its log
     Rm(rm::Args),
     /// Write a container's root filesystem as a tar archive
@@ -151,6 +154,7 @@ pub fn main() -> i32 {
         Command::Ps(a) => ps::execute(a, &client),
         Command::Logs(a) => logs::execute(a, &client),
         Command::Inspect(a) => inspect::execute(a, &client),
+        Command::Port(a) => port::execute(a, &client),
         Command::Rm(a) => rm::execute(a, &client),
         Command::Export(a) => export::execute(a, &client),
         Command::Wait(a) => wait::execute(a, &client),

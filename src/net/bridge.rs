@@ -1,6 +1,6 @@
 //! The host bridge that all container veths are plugged into. It carries
-//! the gateway address, so the host reaches containers through it; nothing
-//! is routed or NATed beyond it.
+//! the gateway address, so the host reaches containers through it; what goes
+//! beyond it is NATed by the rules of `firewall`.
 
 use std::net::Ipv4Addr;
 
@@ -41,10 +41,16 @@ pub(crate) fn ensure(nl: &mut Netlink, name: &str, subnet: Ipv4Net, gateway: Ipv
 }
 
 /// Deletes bridge `name` if it exists (its ports are released, not
-/// deleted); Ok(false) when there was none. Refuses links that are not
-/// bridges so a typo cannot delete a physical interface.
+/// deleted), and engine's NAT table for it; Ok(false) when there was no
+/// bridge. Refuses links that are not bridges so a typo cannot delete a
+/// physical interface.
 pub fn remove_bridge(name: &str) -> Result<bool, NetError> {
     let mut nl = Netlink::open()?;
+    if nl.link_by_name(name)?.is_some_and(|l| link_kind(&l) != Some(&InfoKind::Bridge)) {
+        return Err(NetError::WrongLinkKind { name: name.to_string(), expected: "bridge" });
+    }
+    // The masquerade and port rules name the bridge: they go with it.
+    super::firewall::teardown(name)?;
     match nl.link_by_name(name)? {
         None => Ok(false),
         Some(link) if link_kind(&link) != Some(&InfoKind::Bridge) => {

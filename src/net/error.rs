@@ -51,6 +51,9 @@ pub enum NetError {
     #[error("lease file {path} is corrupt: {detail}")]
     CorruptLeases { path: PathBuf, detail: String },
 
+    #[error("-p {}: host port {}/{} is already taken by {holder}", port.flag(), port.host_port, port.proto)]
+    PortTaken { port: super::firewall::PortMapping, holder: String },
+
     /// Several independent steps failed (teardown keeps going and reports all).
     #[error("{}", join(.0))]
     Multiple(Vec<NetError>),

@@ -2,14 +2,17 @@
 //! pair per container (host end on the bridge, container end as eth0 in the
 //! container's network namespace), addresses from a lease file that
 //! survives restarts. Everything goes through netlink; no program is run.
-//! Nothing is routed or NATed to the outside: containers reach the host and
-//! each other only.
+//! Published ports and the outbound masquerade are nf_tables rules in a
+//! table engine owns per bridge ([`firewall`]).
 
 mod bridge;
+pub mod dns;
 mod error;
+pub mod firewall;
 mod ipam;
 mod netlink;
 mod netns;
+mod nftables;
 mod veth;
 
 use std::fs::File;
@@ -21,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 pub use bridge::remove_bridge;
 pub use error::NetError;
+pub use firewall::{PortMapping, Proto};
 pub use ipam::{parse_ip, Ipv4Net};
 pub use netns::run_in_netns;
 pub use veth::fnv1a;

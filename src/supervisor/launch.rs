@@ -28,6 +28,11 @@ pub fn start(sup: &Supervisor, mut spec: ContainerSpec) -> Result<i32, Failure> 
     let name = spec.name.clone();
     let log_path = sup.logs_dir().join(format!("{name}.log"));
     sup.registry.reserve(&spec, log_path.clone())?;
+    // The name is ours now; its host ports are taken here, before anything is made.
+    if let Err(e) = sup.ports.claim(&name, &spec.ports) {
+        sup.registry.abandon(&name);
+        return Err(Failure::engine(e));
+    }
     if let Some(image) = &image {
         sup.registry.set_image(&name, image.clone());
     }
@@ -35,6 +40,7 @@ pub fn start(sup: &Supervisor, mut spec: ContainerSpec) -> Result<i32, Failure> 
     // stop, so a start either is on that list or sees the flag here.
     if sup.shutting_down.load(std::sync::atomic::Ordering::SeqCst) {
         sup.registry.abandon(&name);
+        sup.ports.release(&name);
         return Err(Failure::engine("the supervisor is shutting down"));
     }
     let started = launch(sup, spec, image.as_ref(), &log_path, false);
@@ -45,6 +51,7 @@ pub fn start(sup: &Supervisor, mut spec: ContainerSpec) -> Result<i32, Failure> 
         }
         let _ = super::logs::rotate::remove_all(&log_path);
         remove_overlay(sup, &name);
+        sup.ports.release(&name);
     }
     started
 }

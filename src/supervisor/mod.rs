@@ -109,6 +109,8 @@ pub struct Supervisor {
     pub restarts: restart::Restarter,
     pub cgroup_parent: String,
     pub net: crate::net::NetConfig,
+    /// Host ports published by live containers (`-p`), taken before a start makes anything.
+    pub ports: crate::net::firewall::Claims,
     pub shutting_down: AtomicBool,
     /// The stdin of `-i`/`-t` containers: pipe write ends and pty masters, by name.
     pub consoles: console::Consoles,
@@ -193,6 +195,12 @@ impl Supervisor {
         }
         if self.registry.flush_dirty() > 0 {
             crate::warn!("some records could not be saved: their files on disk are behind");
+        }
+        // Nothing of ours runs any more: the masquerade and port rules go (the next start makes them).
+        if left.is_empty() {
+            if let Err(e) = crate::net::firewall::teardown(&self.net.bridge) {
+                crate::warn!("removing the NAT rules of {}: {e}", self.net.bridge);
+            }
         }
         crate::warn!("supervisor stopped");
         std::process::exit(0);
@@ -409,6 +417,10 @@ pub fn run(config: Config, ready: impl FnOnce()) -> anyhow::Result<()> {
     for name in crate::net::cleanup_stale(&net, &|_| false) {
         crate::warn!("removed the stale network attachment of {name}");
     }
+    // Rebuilt whole: no port rule of a predecessor's container outlives this start.
+    if let Err(e) = crate::net::firewall::setup(&net) {
+        crate::warn!("no NAT for {} (published ports and outbound traffic will fail): {e}", net.bridge);
+    }
     remove_orphan_files(&root, &registry);
     let monitor = match crate::monitor::MonitorDevice::open() {
         Ok(dev) => {
@@ -435,6 +447,7 @@ pub fn run(config: Config, ready: impl FnOnce()) -> anyhow::Result<()> {
         restarts: restart::Restarter::default(),
         cgroup_parent: names.cgroup_parent,
         net,
+        ports: crate::net::firewall::Claims::new(),
         shutting_down: AtomicBool::new(false),
         consoles: console::Consoles::default(),
         activation,

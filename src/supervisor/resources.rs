@@ -19,6 +19,8 @@ pub struct Resources {
     /// Watched by the cgroup fallback for soft-limit crossings (`softlimit`).
     pub soft_watched: bool,
     pub network: Option<Attachment>,
+    /// Its `-p` ports have DNAT rules (removed at release).
+    pub published: bool,
 }
 
 impl Resources {
@@ -79,7 +81,14 @@ pub fn acquire(
     }
     if spec.net == NetMode::Bridge {
         let attachment = net::attach(&sup.net, &spec.name, pid, spec.ip).map_err(Failure::engine)?;
+        let ip = attachment.ip;
         res.network = Some(attachment);
+        if !spec.ports.is_empty() {
+            // Set before the attempt: a batch that failed half-way is still looked for at release.
+            res.published = true;
+            net::firewall::publish(&sup.net, &spec.name, ip, &spec.ports)
+                .map_err(|e| Failure::engine(format!("publishing the ports of {}: {e}", spec.name)))?;
+        }
     }
     Ok(enforcement)
 }
@@ -104,6 +113,12 @@ pub fn release(sup: &Supervisor, name: &str, pid: Option<i32>, res: Resources) -
             errors.push(format!("removing the cgroup of {name}: {e}"));
         }
     }
+    if res.published {
+        if let Err(e) = net::firewall::unpublish(&sup.net, name) {
+            errors.push(format!("removing the published ports of {name}: {e}"));
+        }
+    }
+    sup.ports.release(name);
     if res.network.is_some() {
         if let Err(e) = net::detach(&sup.net, name) {
             errors.push(format!("detaching {name} from {}: {e}", sup.net.bridge));
@@ -123,4 +138,14 @@ pub fn etc_files(spec: &ContainerSpec, res: &Resources) -> Vec<crate::container:
         },
         EtcFile { target: "/etc/hostname".into(), content: format!("{}\n", spec.hostname()) },
     ]
+    .into_iter()
+    // On the bridge, Docker's /etc/resolv.conf (`--dns`, else the host's); with `--net none`
+    // the image's own is left alone. Bound over the target like the others: resolved inside the
+    // container's root, never through a link out of it.
+    .chain(
+        res.network
+            .is_some()
+            .then(|| EtcFile { target: "/etc/resolv.conf".into(), content: net::dns::resolv_conf(&spec.dns) }),
+    )
+    .collect()
 }

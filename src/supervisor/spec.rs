@@ -64,6 +64,13 @@ pub struct ContainerSpec {
     pub interactive: bool,
     /// `--restart`: what the supervisor does when the container ends (see [`super::restart`]).
     pub restart: super::restart::RestartPolicy,
+    /// `-p [HOSTIP:]HOSTPORT:CTRPORT[/tcp|udp]`: published ports (DNAT from the host, see
+    /// [`crate::net::firewall`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<crate::net::PortMapping>,
+    /// `--dns`: the nameservers of the container's /etc/resolv.conf (empty: the host's).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dns: Vec<std::net::IpAddr>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -223,6 +230,17 @@ impl ContainerSpec {
         }
         if self.ip.is_some() && self.net == NetMode::None {
             return Err(InvalidSpec("--ip needs --net bridge".into()));
+        }
+        if self.net == NetMode::None && (!self.ports.is_empty() || !self.dns.is_empty()) {
+            let flag = if self.ports.is_empty() { "--dns" } else { "-p" };
+            return Err(InvalidSpec(format!(
+                "{flag} needs --net bridge (a container with --net none has only loopback)"
+            )));
+        }
+        for (i, p) in self.ports.iter().enumerate() {
+            if let Some(q) = self.ports[..i].iter().find(|q| q.overlaps(p)) {
+                return Err(InvalidSpec(format!("-p {} and -p {} publish the same host port", q.flag(), p.flag())));
+            }
         }
         if self.cpus.is_some_and(|c| !(c.is_finite() && c > 0.0)) {
             return Err(InvalidSpec("--cpus must be a positive number".into()));

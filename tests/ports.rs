@@ -1,0 +1,304 @@
+//! Published ports (`-p`), outbound NAT and `--dns`, through real containers as root. "The
+//! outside" is a network namespace each test makes itself (a veth from the host into it, an
+//! address in 198.18.0.0/15, the benchmarking range); no traffic goes to any other address.
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsFd;
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use common::{rootfs, wait_until, Supervisor};
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// A namespace playing "another host": `host_ip` is the host's end of a /30, `peer_ip` the
+/// namespace's. Removed when dropped, also by a failing test.
+struct Outside {
+    netns: String,
+    veth: String,
+    host_ip: Ipv4Addr,
+    peer_ip: Ipv4Addr,
+}
+
+fn sh(args: &[&str]) {
+    let out = Command::new(args[0]).args(&args[1..]).output().expect("running a host tool");
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+impl Outside {
+    fn new() -> Outside {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let pid = std::process::id();
+        let tag = format!("{}x{n}", pid % 100_000);
+        // A /30 per namespace: 198.18.A.B with A from the pid, B from the counter.
+        let base = u32::from(Ipv4Addr::new(198, 18, (pid % 250) as u8, 0)) + 4 * (n % 64);
+        let out = Outside {
+            netns: format!("engine-test-ports-{tag}"),
+            veth: format!("ept{tag}"),
+            host_ip: Ipv4Addr::from(base + 1),
+            peer_ip: Ipv4Addr::from(base + 2),
+        };
+        sh(&["ip", "netns", "add", &out.netns]);
+        sh(&["ip", "link", "add", &out.veth, "type", "veth", "peer", "name", "eth0", "netns", &out.netns]);
+        sh(&["ip", "addr", "add", &format!("{}/30", out.host_ip), "dev", &out.veth]);
+        sh(&["ip", "link", "set", &out.veth, "up"]);
+        let inside = |args: &[&str]| {
+            let mut all = vec!["ip", "-n", out.netns.as_str()];
+            all.extend_from_slice(args);
+            sh(&all);
+        };
+        inside(&["addr", "add", &format!("{}/30", out.peer_ip), "dev", "eth0"]);
+        inside(&["link", "set", "eth0", "up"]);
+        inside(&["link", "set", "lo", "up"]);
+        out
+    }
+
+    /// Runs `f` on a thread inside the namespace.
+    fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> std::thread::JoinHandle<T> {
+        let path = format!("/run/netns/{}", self.netns);
+        std::thread::spawn(move || {
+            let ns = std::fs::File::open(&path).expect("opening the outside namespace");
+            nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).expect("entering it");
+            f()
+        })
+    }
+}
+
+impl Drop for Outside {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "del", &self.veth]).output();
+        let _ = Command::new("ip").args(["netns", "del", &self.netns]).output();
+    }
+}
+
+/// A port nothing on the host listens on right now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `GET /` from `addr`: the body, or the error.
+fn http_get(addr: SocketAddr) -> std::io::Result<String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    Ok(text)
+}
+
+/// An httpd in a container serving `body`, published with `publish` (each a `-p` value).
+fn start_web(sup: &Supervisor, name: &str, publish: &[String], body: &str) {
+    let root = rootfs();
+    let script = format!("mkdir -p /tmp/www && echo {body} > /tmp/www/index.html && exec httpd -f -p 80 -h /tmp/www");
+    let mut args = vec!["start"];
+    for p in publish {
+        args.extend(["-p", p.as_str()]);
+    }
+    args.extend([name, root.to_str().unwrap(), "sh", "-c", &script]);
+    sup.ok(&args);
+}
+
+/// The comments of the port rules in the supervisor's table.
+fn port_rules(sup: &Supervisor) -> Vec<String> {
+    engine::net::firewall::rules(&sup.bridge)
+        .expect("listing the supervisor's nf_tables rules")
+        .into_iter()
+        .filter(|(chain, _)| chain == "ports")
+        .map(|(_, comment)| comment)
+        .collect()
+}
+
+#[test]
+fn published_port_is_reached_from_host_addresses_loopback_and_another_host_and_goes_with_rm() {
+    let sup = Supervisor::start();
+    let outside = Outside::new();
+    let (any, local_only) = (free_port(), free_port());
+    start_web(&sup, "web", &[format!("{any}:80"), format!("127.0.0.1:{local_only}:80")], "hello-web");
+
+    let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, any));
+    // httpd needs a moment after the start returns.
+    wait_until(Duration::from_secs(10), || http_get(loopback).is_ok_and(|t| t.contains("hello-web")));
+    let host_addr = SocketAddr::from((outside.host_ip, any));
+    let body = http_get(host_addr).unwrap_or_else(|e| panic!("GET via the host's address {host_addr}: {e}"));
+    assert!(body.contains("hello-web"), "{body}");
+    let body = http_get(SocketAddr::from((Ipv4Addr::LOCALHOST, local_only))).expect("GET 127.0.0.1-only port");
+    assert!(body.contains("hello-web"), "{body}");
+
+    // From "another host": prerouting DNAT. The 127.0.0.1-only port is not published to it.
+    let (host_ip, any_port) = (outside.host_ip, any);
+    let from_outside = outside
+        .run(move || {
+            let all = http_get(SocketAddr::from((host_ip, any_port))).map_err(|e| e.to_string());
+            let local = http_get(SocketAddr::from((host_ip, local_only))).map_err(|e| e.to_string());
+            (all, local)
+        })
+        .join()
+        .unwrap();
+    assert!(from_outside.0.as_deref().is_ok_and(|t| t.contains("hello-web")), "from outside: {:?}", from_outside.0);
+    assert!(from_outside.1.is_err(), "a 127.0.0.1: mapping answered another host: {:?}", from_outside.1);
+
+    // From another container on the bridge through the host's address (hairpin NAT).
+    let script = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {} {any}", outside.host_ip);
+    let (code, out, err) = sup.run_with(&[], "peer", &rootfs(), &["sh", "-c", &script]);
+    assert!(code == 0 && out.contains("hello-web"), "from a container via the host's address: {code} {out:?} {err}");
+
+    let listed = sup.ok(&["port", "web"]);
+    assert_eq!(listed, format!("80/tcp -> 0.0.0.0:{any}\n80/tcp -> 127.0.0.1:{local_only}\n"));
+    assert_eq!(sup.state("web")["spec"]["ports"][0]["host_port"], any);
+    assert_eq!(port_rules(&sup).len(), 2, "{:?}", port_rules(&sup));
+
+    sup.ok(&["rm", "-f", "web"]);
+    assert_eq!(port_rules(&sup), Vec::<String>::new(), "rules left after rm");
+    assert!(http_get(loopback).is_err(), "the port still answers after rm");
+}
+
+#[test]
+fn supervisor_killed_and_restarted_removes_the_stale_port_rules() {
+    let mut sup = Supervisor::start();
+    let port = free_port();
+    start_web(&sup, "stale", &[format!("{port}:80")], "stale-web");
+    let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    wait_until(Duration::from_secs(10), || http_get(loopback).is_ok());
+    sup.signal_and_wait(libc::SIGKILL);
+    // The crash itself leaves the rule (and the container) behind...
+    assert_eq!(port_rules(&sup).len(), 1);
+    sup.spawn();
+    // ...the next supervisor kills the container as lost and rebuilds the table without it.
+    assert_eq!(port_rules(&sup), Vec::<String>::new(), "a restarted supervisor kept a dead container's port rule");
+    assert!(http_get(loopback).is_err(), "the published port of a lost container still answers");
+    // The outbound masquerade is back too.
+    let rules = engine::net::firewall::rules(&sup.bridge).unwrap();
+    assert!(rules.iter().any(|(chain, c)| chain == "postrouting" && c.starts_with("outbound")), "{rules:?}");
+}
+
+#[test]
+fn conflicting_or_malformed_publish_is_refused_in_one_line_and_leaves_nothing() {
+    let sup = Supervisor::start();
+    let root = rootfs();
+    let root = root.to_str().unwrap();
+    let port = free_port();
+    sup.ok(&["start", "-p", &format!("{port}:80"), "first", root, "sleep", "60"]);
+
+    let refused = |args: &[&str], expect: &str| {
+        let out = sup.engine(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(125), "{args:?}: {}", common::describe(&out));
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: not one line: {stderr:?}");
+        assert!(stderr.contains(expect), "{args:?}: {stderr:?} lacks {expect:?}");
+    };
+    // Another container's port (on any address, or on one of them).
+    refused(
+        &["run", "-p", &format!("{port}:81"), "second", root, "true"],
+        &format!("host port {port}/tcp is already taken by container first"),
+    );
+    refused(&["run", "-p", &format!("127.0.0.1:{port}:81"), "second", root, "true"], "taken by container first");
+    // A program on the host listening there.
+    let listener = TcpListener::bind("0.0.0.0:0").unwrap();
+    let busy = listener.local_addr().unwrap().port();
+    refused(&["run", "-p", &format!("{busy}:80"), "second", root, "true"], "taken by a program on the host");
+    drop(listener);
+    // The same port twice in one command, a malformed one, one with --net none.
+    refused(&["run", "-p", "9:80", "-p", "9:81", "second", root, "true"], "publish the same host port");
+    refused(&["run", "-p", "80", "second", root, "true"], "[HOSTIP:]HOSTPORT:CTRPORT");
+    refused(&["run", "-p", "1:2/sctp", "second", root, "true"], "unknown protocol");
+    refused(&["run", "--net", "none", "-p", "1:2", "second", root, "true"], "-p needs --net bridge");
+
+    assert!(!sup.ok(&["ps", "-a"]).contains("second"), "a refused container was recorded");
+    let rules = port_rules(&sup);
+    assert_eq!(rules.len(), 1, "{rules:?}");
+    assert!(rules[0].starts_with("container=first "), "{rules:?}");
+    // The first one's port is free again once it is gone, for a new container.
+    sup.ok(&["rm", "-f", "first"]);
+    let (code, _, stderr) = sup.run_with(&["-p", &format!("{port}:80")], "third", &rootfs(), &["true"]);
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn a_container_reaches_another_host_through_masquerade() {
+    let sup = Supervisor::start();
+    let outside = Outside::new();
+    let (peer, host_ip) = (outside.peer_ip, outside.host_ip);
+    // The server in "the outside" records who connected and what it got.
+    let server = outside.run(move || {
+        let listener = TcpListener::bind((peer, 9000)).expect("binding in the outside namespace");
+        listener.set_nonblocking(true).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            match listener.accept() {
+                Ok((mut s, from)) => {
+                    s.set_nonblocking(false).unwrap();
+                    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                    let mut text = String::new();
+                    let _ = s.read_to_string(&mut text);
+                    return Some((from, text));
+                }
+                Err(_) if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+                Err(_) => return None,
+            }
+        }
+    });
+    let script = format!("echo hello-outside | nc -w 5 {peer} 9000");
+    let (code, _, stderr) = sup.run_with(&[], "client", &rootfs(), &["sh", "-c", &script]);
+    let got = server.join().unwrap();
+    let (from, text) = got.unwrap_or_else(|| panic!("the outside server saw no connection (client {code}: {stderr})"));
+    assert_eq!(text.trim(), "hello-outside");
+    assert_eq!(from.ip(), std::net::IpAddr::V4(host_ip), "the outside saw the container's own address: no masquerade");
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn dns_flag_writes_resolv_conf_inside_the_root_and_net_none_keeps_the_images() {
+    let sup = Supervisor::start();
+    let (code, out, err) =
+        sup.run_with(&["--dns", "192.0.2.53", "--dns", "192.0.2.54"], "dns", &rootfs(), &["cat", "/etc/resolv.conf"]);
+    assert_eq!(code, 0, "{err}");
+    let servers: Vec<&str> = out.lines().filter(|l| l.starts_with("nameserver")).collect();
+    assert_eq!(servers, ["nameserver 192.0.2.53", "nameserver 192.0.2.54"], "{out}");
+
+    // Without --dns: the host's servers, minus loopback ones.
+    let (code, out, err) = sup.run_with(&[], "dns2", &rootfs(), &["cat", "/etc/resolv.conf"]);
+    assert_eq!(code, 0, "{err}");
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    for line in host.lines().filter(|l| l.starts_with("nameserver")) {
+        let ip: Result<Ipv4Addr, _> = line.split_whitespace().nth(1).unwrap_or("").parse();
+        match ip {
+            Ok(ip) if ip.is_loopback() => assert!(!out.contains(line), "{out}"),
+            Ok(_) => assert!(out.contains(line), "host's {line:?} missing from {out:?}"),
+            Err(_) => {}
+        }
+    }
+
+    // --net none: the image's own file (empty in the test rootfs), not the host's.
+    let image = std::fs::read_to_string(rootfs().join("etc/resolv.conf")).unwrap_or_default();
+    let (code, out, err) = sup.run_with(&["--net", "none"], "dns3", &rootfs(), &["cat", "/etc/resolv.conf"]);
+    assert_eq!((code, out.as_str()), (0, image.as_str()), "{err}");
+
+    // An image whose /etc/resolv.conf is a link climbing out of its root: resolved inside the
+    // root, the file there gets the servers; followed out, the host's file would be the target
+    // (and the container would still read the one in its root).
+    let copy = tempfile::Builder::new().prefix("engine-test-ports-").tempdir_in("/tmp").unwrap();
+    let root = copy.path().join("rootfs");
+    sh(&["cp", "-a", rootfs().to_str().unwrap(), root.to_str().unwrap()]);
+    let name = format!("engine-test-ports-escape-{}", std::process::id());
+    let host_file = RemoveOnDrop(std::path::Path::new("/tmp").join(&name));
+    std::fs::write(&host_file.0, "host original\n").unwrap();
+    std::fs::write(root.join("tmp").join(&name), "in-root original\n").unwrap();
+    std::fs::remove_file(root.join("etc/resolv.conf")).unwrap();
+    std::os::unix::fs::symlink(format!("../../../../../tmp/{name}"), root.join("etc/resolv.conf")).unwrap();
+    let (code, out, err) = sup.run_with(&["--dns", "192.0.2.53"], "dns4", &root, &["cat", "/etc/resolv.conf"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().next(), Some("nameserver 192.0.2.53"), "not written inside the container's root: {out:?}");
+    assert_eq!(std::fs::read_to_string(&host_file.0).unwrap(), "host original\n");
+}
+
+/// A host path removed when dropped (a test that fails must not leave it).
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
