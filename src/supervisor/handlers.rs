@@ -25,7 +25,8 @@ pub fn start(sup: &Supervisor, conn: &mut UnixStream, spec: ContainerSpec) -> Re
 /// away; `--rm` still removes it when it ends.
 pub fn run(sup: &Supervisor, conn: &mut UnixStream, spec: ContainerSpec, remove: bool) -> Reply {
     let name = spec.name.clone();
-    let pid = launch::start(sup, spec)?;
+    let layer = if remove { launch::Layer::Throwaway } else { launch::Layer::Kept };
+    let pid = launch::start_with(sup, spec, layer)?;
     let _ = send(conn, &Response::Started { name: name.clone(), pid });
     let (path, live) = sup.registry.log_of(&name)?;
     let opts = follow::Options { follow: true, ..Default::default() };
