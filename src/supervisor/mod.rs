@@ -34,6 +34,8 @@ pub const DEFAULT_SOCKET: &str = "/run/engine/engine.sock";
 pub const LOCK_DIR: &str = "/run/engine/locks";
 /// How often records whose save failed are retried.
 const FLUSH_TICK: Duration = Duration::from_secs(1);
+/// How long the record syncer gathers records before one fsync round (the group commit).
+const SYNC_DELAY: Duration = Duration::from_millis(20);
 /// Grace between SIGTERM and SIGKILL when the supervisor itself is asked to stop.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -185,6 +187,9 @@ impl Supervisor {
         }
         if self.registry.flush_dirty() > 0 {
             crate::warn!("some records could not be saved: their files on disk are behind");
+        }
+        if let Err(e) = self.registry.sync_owed() {
+            crate::warn!("syncing the container records: {e}");
         }
         crate::warn!("supervisor stopped");
         std::process::exit(0);
@@ -349,6 +354,26 @@ fn spawn_flusher(sup: &Arc<Supervisor>) -> std::io::Result<()> {
     Ok(())
 }
 
+/// fsyncs the records that starts and exits renamed into place without waiting for one, a few
+/// milliseconds after the first of them (the others of that moment share the fsync of the
+/// directory), until the supervisor exits.
+fn spawn_record_syncer(sup: &Arc<Supervisor>) -> std::io::Result<()> {
+    let sup = Arc::downgrade(sup);
+    std::thread::Builder::new().name("record-sync".into()).spawn(move || loop {
+        let Some(owed) = sup.upgrade().map(|s| s.registry.wait_sync_owed(FLUSH_TICK)) else { return };
+        if !owed {
+            continue;
+        }
+        std::thread::sleep(SYNC_DELAY);
+        let Some(sup) = sup.upgrade() else { return };
+        if let Err(e) = sup.registry.sync_owed() {
+            crate::warn!("syncing the container records: {e}; retrying");
+            std::thread::sleep(FLUSH_TICK);
+        }
+    })?;
+    Ok(())
+}
+
 /// Binds the socket (0600 in a 0700 directory), refusing if a live supervisor answers on it and
 /// replacing a stale one.
 fn bind_socket(path: &Path) -> anyhow::Result<std::os::unix::net::UnixListener> {
@@ -433,6 +458,7 @@ pub fn run(config: Config, ready: impl FnOnce()) -> anyhow::Result<()> {
     });
     reaper::spawn(sup.clone())?;
     spawn_flusher(&sup)?;
+    spawn_record_syncer(&sup)?;
     softlimit::spawn(&sup)?;
     if let Some(addr) = config.metrics_addr {
         metrics::spawn(&sup, addr)?;
