@@ -92,3 +92,82 @@ fn records_are_fsynced_by_the_record_syncer_not_on_the_start_or_exit_path() {
     assert!(synced.iter().any(|l| l.contains("/containers>")), "the records directory was never fsync'd: {synced:#?}");
     sup.ok(&["rm", "kept"]);
 }
+
+/// Runs strace on the supervisor's threads and its processes (the spawner, when it has one), and
+/// what they make from then on (`-e trace=<what>`), while `during` runs; the trace's lines.
+fn strace_supervisor(sup: &Supervisor, what: &str, during: impl FnOnce()) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("strace");
+    let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", sup.pid())).unwrap();
+    let mut pids = vec![sup.pid().to_string()];
+    pids.extend(children.split_whitespace().map(str::to_string));
+    let mut strace = std::process::Command::new("strace")
+        .args(["-f", "-e", &format!("trace={what}"), "-o"])
+        .arg(&trace)
+        .args(pids.iter().flat_map(|p| ["-p", p.as_str()]))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("strace (a test tool) is needed for this test");
+    let mut stderr = std::io::BufReader::new(strace.stderr.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+    assert!(line.contains("attached"), "strace: {line}");
+    during();
+    let _ = strace.kill();
+    let _ = strace.wait();
+    std::fs::read_to_string(&trace).unwrap().lines().map(str::to_string).collect()
+}
+
+#[test]
+fn inits_are_cloned_without_an_exec_and_show_nothing_of_the_supervisor() {
+    let sup = Supervisor::start();
+    let rootfs = rootfs();
+    let execs = strace_supervisor(&sup, "execve", || {
+        let (code, _, err) = sup.run_with(&["--rm", "--net", "none"], "once", &rootfs, &["/bin/true"]);
+        assert_eq!(code, 0, "{err}");
+    });
+    let execs: Vec<&String> = execs.iter().filter(|l| l.contains("execve(")).collect();
+    // The command's exec only: no re-exec of the engine binary as the init.
+    assert!(!execs.is_empty(), "the trace saw no exec at all");
+    assert!(execs.iter().all(|l| l.contains("\"/bin/true\"")), "an exec other than the command's: {execs:#?}");
+
+    // What a container can read of its init: nothing of the supervisor's command line, environment
+    // or open files. (The test's environment, which the supervisor inherited, names the rootfs.)
+    let supervisor_env = std::fs::read(format!("/proc/{}/environ", sup.pid())).unwrap();
+    assert!(String::from_utf8_lossy(&supervisor_env).contains("ENGINE_TEST_ROOTFS"));
+    sup.ok(&["start", "--net", "none", "idle", rootfs.to_str().unwrap(), "/bin/sleep", "60"]);
+    let pid = sup.state("idle")["pid"].as_i64().unwrap();
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    assert!(environ.iter().all(|&b| b == 0), "the init shows an environment: {:?}", String::from_utf8_lossy(&environ));
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let argv: Vec<&[u8]> = cmdline.split(|&b| b == 0).filter(|a| !a.is_empty()).collect();
+    assert_eq!(argv, [b"engine-init".as_slice()], "{:?}", String::from_utf8_lossy(&cmdline));
+    let mut fds: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    fds.sort();
+    assert_eq!(fds, [0, 1, 2, 3], "the init holds more than stdio and its channel");
+    // Still the supervisor's child: reaped and signalled by it.
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert!(status.contains(&format!("\nPPid:\t{}\n", sup.pid())), "{status}");
+    sup.ok(&["rm", "-f", "idle"]);
+}
+
+#[test]
+fn the_spawner_dies_with_its_supervisor() {
+    let mut sup = Supervisor::start();
+    let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", sup.pid())).unwrap();
+    let spawner: Vec<i32> = children
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .filter(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "engine-spawner"))
+        .collect();
+    assert_eq!(spawner.len(), 1, "no engine-spawner child of the supervisor: {children}");
+    sup.signal_and_wait(libc::SIGKILL);
+    wait_until(std::time::Duration::from_secs(5), || {
+        !process_exists(spawner[0])
+            || std::fs::read_to_string(format!("/proc/{}/stat", spawner[0])).unwrap_or_default().contains(") Z ")
+    });
+}

@@ -403,6 +403,11 @@ pub fn run(config: Config, ready: impl FnOnce()) -> anyhow::Result<()> {
     if !nix::unistd::geteuid().is_root() {
         bail!("the supervisor must run as root");
     }
+    // While this is the only thread: the spawner clones the container inits without an execve
+    // (see container::spawner); without it they are exec'd as before.
+    if let Err(e) = crate::container::spawner::start() {
+        crate::warn!("starting the init spawner: {e}; container inits re-execute the engine binary");
+    }
     secure_root(&config.root)?;
     let root = config.root.canonicalize().with_context(|| format!("resolving {}", config.root.display()))?;
     let names = HostNames::resolve(&config, &root)?;
