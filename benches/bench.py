@@ -9,7 +9,9 @@ Sections (all by default; --only picks some):
   net      ping host -> container through engine's bridge vs a bare veth pair made by hand
 Writes benches/results/bench.md (+ startup.svg) and prints the tables. A section that cannot be
 measured (engine not built, a command failing) is reported as FAILED with the reason and makes
-the script exit 1; the other sections still run.
+the script exit 1; the other sections still run. The startup section also checks engine's ratios
+against issue 14's goals (STARTUP_GOALS): each ratio above its goal prints a `REGRESSION:` line
+and makes the script exit 1 as well (--no-goals: measure only).
 """
 import argparse
 import json
@@ -43,10 +45,55 @@ def hyperfine(cmd, runs, workdir):
         return [t * 1000 for t in json.load(f)["results"][0]["times"]]
 
 
+# Issue 14's start-up goals: (row, reference row, the most row/reference may be).
+STARTUP_GOALS = [
+    ("engine run", "crun", 0.8),
+    ("engine run", "unshare+chroot", 1.5),
+    ("engine run (bridge)", "engine run", 2.0),
+]
+
+
+def check_goals(data, report):
+    """The goals table; a `REGRESSION:` line (printed, and kept for the exit status) per ratio
+    above its goal. A row that was not measured cannot be checked: that is said, not passed."""
+    rows = []
+    for row, ref, goal in STARTUP_GOALS:
+        if row not in data or ref not in data:
+            rows.append([f"{row} / {ref}", "not measured", f"≤ {goal}", "UNCHECKED"])
+            report.regressions.append(f"REGRESSION: {row} / {ref} could not be checked: "
+                                      f"{row if row not in data else ref} was not measured")
+            continue
+        a, b = data[row]["median"], data[ref]["median"]
+        ratio = a / b
+        ok = ratio <= goal
+        rows.append([f"{row} / {ref}", f"{ratio:.2f}", f"≤ {goal}", "ok" if ok else "REGRESSION"])
+        if not ok:
+            report.regressions.append(f"REGRESSION: {row} median {a:.2f} ms is {ratio:.2f}x {ref} "
+                                      f"({b:.2f} ms); the goal is <= {goal}x")
+    for line in report.regressions:
+        print(line, flush=True)
+    return ["", "Goals (issue 14; medians of this run):", "",
+            md_table(["ratio", "measured", "goal", "verdict"], rows)]
+
+
+def bench_exec(sup, name, runs, workdir):
+    """`engine exec NAME /bin/true` into a running container next to `nsenter -a` into the same
+    container's namespaces (the floor: setns and an exec, nothing else), alternating."""
+    sup.engine("start", "--net", "none", name, ROOTFS, "/bin/sleep", "3600")
+    try:
+        pid = json.loads(sup.engine("inspect", name).stdout)["pid"]
+        cmds = [("engine exec", sup.cli("exec", name, "/bin/true")),
+                ("nsenter -a", ["nsenter", "-t", str(pid), "-a", "/bin/true"])]
+        return measure_interleaved(cmds, runs, workdir)
+    finally:
+        sup.engine("rm", "-f", name, check=False)
+
+
 def bench_startup(args, report):
     runs = args.runs
     workdir = tempfile.mkdtemp(prefix="bench-startup-", dir=BUILD)
     rows, data = [], {}
+    execs = []
     try:
         bundle = oci_bundle(workdir, ROOTFS)
         peers = [
@@ -69,7 +116,15 @@ def bench_startup(args, report):
         try:
             with Supervisor() as sup:
                 cmds = [(name, sup.cli("run", "--rm", *extra, "bench-true", ROOTFS, "/bin/true")) for name, extra in engine_rows]
-                measured += measure_interleaved(cmds, runs, workdir)
+                # The peers in the same alternating blocks: the goals' ratios compare runs made
+                # under the same load.
+                measured += measure_interleaved(cmds + peers, runs, workdir)
+                peers = []
+                if re.search(r"^\s+exec\s", run([ENGINE, "--help"], check=False).stdout, re.M):
+                    try:
+                        execs = bench_exec(sup, "bench-exec", runs, workdir)
+                    except BenchError as e:
+                        execs = [("engine exec", [ENGINE, "exec", "bench-exec", "/bin/true"], e)]
                 leftover = sup.engine("ps", "-a", check=False).stdout.strip().splitlines()[1:]
                 if leftover:
                     report.failed.append(f"startup: `engine run --rm` left containers behind: {leftover}")
@@ -81,6 +136,16 @@ def bench_startup(args, report):
         run(["rm", "-rf", workdir])
 
     crun = next((r for n, _, r in measured if n == "crun" and isinstance(r, dict)), None)
+    nsenter = next((r for n, _, r in execs if n == "nsenter -a" and isinstance(r, dict)), None)
+    exec_rows = []
+    for name, cmd, r in execs:
+        if isinstance(r, BenchError):
+            exec_rows.append([name, "FAILED", "", "", "", f"{r}"])
+            report.failed.append(f"startup/{name}: {r}")
+            continue
+        data[name] = r
+        ratio = r["median"] / nsenter["median"] if nsenter else None
+        exec_rows.append([name, fmt(r["median"]), fmt(r["p10"]), fmt(r["p90"]), fmt(ratio), show(cmd, workdir)])
     for name, cmd, r in measured:
         if isinstance(r, BenchError):
             rows.append([name, "FAILED", "", "", "", f"{r}"])
@@ -91,7 +156,7 @@ def bench_startup(args, report):
         rows.append([name, fmt(r["median"]), fmt(r["p10"]), fmt(r["p90"]), fmt(ratio), show(cmd, workdir)])
 
     text = [f"## Startup: `/bin/true` on the busybox rootfs ({runs} runs each, 3 warm-ups, hyperfine -N; "
-            "engine's variants in 5 alternating blocks)",
+            "all rows in 5 alternating blocks)",
             "",
             md_table(["runtime", "median ms", "p10 ms", "p90 ms", "× crun", "command"], rows),
             "",
@@ -110,6 +175,11 @@ def bench_startup(args, report):
         s = data["engine run"]["median"] - data["engine run (seccomp=unconfined)"]["median"]
         text += [f"The default seccomp profile (compiled and installed by every container's init) "
                  f"adds {s:.2f} ms to the median."]
+    if exec_rows:
+        text += ["", f"### `exec` into a running container (`/bin/true`, {runs} runs each, alternating blocks)", "",
+                 md_table(["command", "median ms", "p10 ms", "p90 ms", "× nsenter", "command line"], exec_rows)]
+    if args.goals:
+        text += check_goals(data, report)
     report.add("\n".join(text))
     if data:
         names = [n for n, _, r in measured if isinstance(r, dict)]
@@ -483,6 +553,8 @@ def bench_net(args, report):
 class Report:
     def __init__(self):
         self.sections, self.failed, self.plots, self.data = [], [], [], {}
+        # Start-up ratios above issue 14's goals (check_goals): the run exits 1 for them too.
+        self.regressions = []
 
     def add(self, text):
         self.sections.append(text)
@@ -504,6 +576,8 @@ def main():
     ap.add_argument("--net-ip", default=os.environ.get("BENCH_NET_IP", "10.88.0.250"),
                     help="address for the engine container in the network section")
     ap.add_argument("--name", default="bench", help="report name: benches/results/NAME.md")
+    ap.add_argument("--no-goals", dest="goals", action="store_false",
+                    help="measure only: no REGRESSION check of the start-up ratios against issue 14's goals")
     args = ap.parse_args()
     require_root()
     os.makedirs(BUILD, exist_ok=True)
@@ -528,8 +602,11 @@ def main():
                         + "\n\n".join(report.sections + tail) + "\n")
     dump_json(os.path.join(RESULTS, f"{args.name}.json"), report.data)
     log(f"bench: wrote {path}")
+    if report.regressions:
+        log("bench: start-up above its goals:\n  " + "\n  ".join(report.regressions))
     if report.failed:
         log("bench: FAILED:\n  " + "\n  ".join(report.failed))
+    if report.failed or report.regressions:
         sys.exit(1)
 
 

@@ -28,7 +28,11 @@ fn seeds() -> Vec<Vec<u8>> {
     let plan = Plan {
         id: "fz".into(),
         spec: Spec::default(),
-        root: RootSource::Overlay { lower: vec!["/nonexistent".into()], dir: "/nonexistent/overlay/fz".into() },
+        root: RootSource::Overlay {
+            lower: vec!["/nonexistent".into()],
+            dir: "/nonexistent/overlay/fz".into(),
+            throwaway: false,
+        },
         files,
         mode: InitMode::Reaper,
         gate: StartGate::Channel,

@@ -24,8 +24,14 @@ pub enum RootSource {
     /// bundle dir): bind-mounted onto itself (MS_BIND|MS_REC), as runc does, then pivot_root.
     Dir(PathBuf),
     /// overlayfs: `lower` read-only dirs (first = top), the container's own `dir` holding
-    /// upper/ work/ merged/ (made by the caller).
-    Overlay { lower: Vec<PathBuf>, dir: PathBuf },
+    /// upper/ work/ merged/ (made by the caller). `throwaway`: the upper is deleted when the
+    /// container ends (`run --rm`), so it is mounted `volatile` (see `rootfs::mount_overlay`).
+    Overlay {
+        lower: Vec<PathBuf>,
+        dir: PathBuf,
+        #[serde(default)]
+        throwaway: bool,
+    },
 }
 
 pub enum Stdio {

@@ -20,6 +20,7 @@ pub mod safepath;
 pub mod seccomp;
 pub mod security;
 pub mod spawn;
+pub mod spawner;
 
 pub use channel::EtcFile;
 pub use error::CoreError;

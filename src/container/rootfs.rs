@@ -61,8 +61,8 @@ pub fn build(plan: &Plan) -> Result<(), CoreError> {
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | first, None::<&str>)
         .map_err(nix_step("making / private (or a slave)"))?;
     let (root_path, scratch) = match &plan.root {
-        RootSource::Overlay { lower, dir } => {
-            mount_overlay(lower, dir)?;
+        RootSource::Overlay { lower, dir, throwaway } => {
+            mount_overlay(lower, dir, *throwaway)?;
             (dir.join("merged"), dir.clone())
         }
         RootSource::Dir(dir) => {
@@ -201,7 +201,15 @@ fn write_sysctls(
 /// The lower directories are only ever read: whatever the container writes, deletes or makes
 /// (setuid copies, device nodes) goes to its own upper directory, which host users cannot reach
 /// and which goes with the container.
-fn mount_overlay(lower: &[PathBuf], dir: &Path) -> Result<(), CoreError> {
+///
+/// `throwaway` (a `run --rm` layer, deleted when the container ends) mounts it `volatile`: the
+/// last unmount of an overlay syncs its whole upper filesystem (every dirty page of every
+/// process on the host's disk, not only the container's), and that unmount runs in the exit of
+/// the container's last process, so a `run --rm` waited for a host-wide sync at every exit
+/// (0.2 ms vs 9 ms median on this host's busy disk). A layer nobody will read again needs no
+/// sync, nor do the container's own fsyncs into it (podman mounts `--rm` layers volatile too).
+/// A kept layer keeps the syncs: an application's fsync inside it must mean what it says.
+fn mount_overlay(lower: &[PathBuf], dir: &Path, throwaway: bool) -> Result<(), CoreError> {
     let (upper, work) = (dir.join("upper"), dir.join("work"));
     // overlayfs options are split at ',' and lower layers at ':'; such a path cannot be passed.
     for p in lower.iter().map(PathBuf::as_path).chain([dir]) {
@@ -217,8 +225,22 @@ fn mount_overlay(lower: &[PathBuf], dir: &Path) -> Result<(), CoreError> {
     // would tie it to one upper (and refuse the next mount) on kernels that enable it by default.
     let opts =
         format!("lowerdir={},upperdir={},workdir={},index=off", lowers.join(":"), upper.display(), work.display());
-    mount(Some("overlay"), &dir.join("merged"), Some("overlay"), MsFlags::empty(), Some(opts.as_str()))
-        .map_err(nix_step(format!("mounting the overlay root on {}", lowers.join(":"))))
+    let merged = dir.join("merged");
+    let fail = || nix_step(format!("mounting the overlay root on {}", lowers.join(":")));
+    if throwaway {
+        match mount(
+            Some("overlay"),
+            &merged,
+            Some("overlay"),
+            MsFlags::empty(),
+            Some(format!("{opts},volatile").as_str()),
+        ) {
+            // A kernel before 5.10 does not know `volatile`: the layer is mounted as a kept one.
+            Err(nix::Error::EINVAL) => {}
+            done => return done.map_err(fail()),
+        }
+    }
+    mount(Some("overlay"), &merged, Some("overlay"), MsFlags::empty(), Some(opts.as_str())).map_err(fail())
 }
 
 enum Mounted {

@@ -13,6 +13,9 @@
 //! dynamically linked binary (unmapping the parent's copy, mapping and relocating the new one, the
 //! loader's CPU probing: about a third of the CPU time of an OCI `run`). The init's first step is
 //! the same either way: close every fd above its channel.
+//!
+//! A multi-threaded caller that started the [`spawner`](super::spawner) while it was still
+//! single-threaded (the supervisor) has its inits cloned there instead, without the execve.
 use std::ffi::CStr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
@@ -37,9 +40,15 @@ pub const INIT_CONSOLE_FD: RawFd = 4;
 const CHILD_STACK: usize = 256 * 1024;
 /// The stack of a clone that runs the init itself (serde, seccomp, the mounts): mapped lazily,
 /// only the pages it touches cost.
-const INIT_STACK: usize = 8 * 1024 * 1024;
+pub(crate) const INIT_STACK: usize = 8 * 1024 * 1024;
 
 static INIT_WITHOUT_EXEC: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+std::thread_local! {
+    /// Set while this thread's next children go to a pid namespace joined by path
+    /// ([`in_pid_namespace`]): the spawner, another process, cannot clone there.
+    static IN_JOINED_PID_NS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
 
 /// Declares the process single-threaded for good, so its clones may run the init without an
 /// execve. Checked again at each spawn (a second thread found means the exec is kept).
@@ -142,7 +151,9 @@ pub fn in_pid_namespace<T>(
     let target = open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).map_err(err(path))?;
     let target = unsafe { OwnedFd::from_raw_fd(target) };
     nix::sched::setns(&target, CloneFlags::CLONE_NEWPID).map_err(err(path))?;
+    IN_JOINED_PID_NS.with(|f| f.set(true));
     let made = clone();
+    IN_JOINED_PID_NS.with(|f| f.set(false));
     let restored = nix::sched::setns(&back, CloneFlags::CLONE_NEWPID).map_err(err(own));
     let made = made?;
     restored?;
@@ -205,6 +216,18 @@ pub fn spawn_init(flags: CloneFlags, stdio: Stdio, binary: Option<&std::path::Pa
         None
     };
     let gate_fd = gate.as_ref().map_or(-1, |(r, _)| r.as_raw_fd());
+    // The spawner's clone (no execve; see `spawner`) where it can make this init: not for a new
+    // user namespace (its gate), a pid namespace joined by path, or an explicit init binary.
+    if gate.is_none() && binary.is_none() && !IN_JOINED_PID_NS.with(|f| f.get()) && super::spawner::running() {
+        let mut fds = vec![stdio_fds[0].as_raw_fd(), stdio_fds[1].as_raw_fd(), stdio_fds[2].as_raw_fd()];
+        fds.push(child_chan.as_raw_fd());
+        fds.extend(console.as_ref().map(|c| c.as_raw_fd()));
+        if let Some(spawned) = super::spawner::spawn(flags, &fds) {
+            let pid = nix::unistd::Pid::from_raw(spawned.map_err(CoreError::Clone)?);
+            drop((stdio_fds, child_chan, console));
+            return finish_spawn(pid, parent_chan, output, None);
+        }
+    }
 
     // Prepared before clone(): the child must not allocate.
     let exe = match binary {
@@ -244,6 +267,16 @@ pub fn spawn_init(flags: CloneFlags, stdio: Stdio, binary: Option<&std::path::Pa
         w
     });
     drop((stdio_fds, child_chan, console));
+    finish_spawn(pid, parent_chan, output, user_ns_gate)
+}
+
+/// The pidfd of the just-made init, and the parent's ends.
+fn finish_spawn(
+    pid: nix::unistd::Pid,
+    parent_chan: InitChannel,
+    output: Option<(OwnedFd, OwnedFd)>,
+    user_ns_gate: Option<OwnedFd>,
+) -> Result<Child, CoreError> {
     // Before anything can reap it: the child is blocked on its channel until Setup.
     let pidfd = match super::pidfd::pidfd_open(pid.as_raw()) {
         Ok(fd) => fd,
@@ -275,7 +308,7 @@ unsafe fn exec_init(
 
 /// Waits for the id maps (new user namespace) and becomes its root, then puts stdio on 0-2 and
 /// the channel on 3 and the console socket (if any) on 4, without FD_CLOEXEC. Exits the child on any failure.
-unsafe fn wire_fds(stdio: [RawFd; 3], chan: RawFd, console: RawFd, user_ns_gate: RawFd) {
+pub(crate) unsafe fn wire_fds(stdio: [RawFd; 3], chan: RawFd, console: RawFd, user_ns_gate: RawFd) {
     if user_ns_gate >= 0 {
         let mut byte = 0u8;
         if libc::read(user_ns_gate, (&mut byte as *mut u8).cast(), 1) != 1 {

@@ -1,9 +1,12 @@
 //! IP address management: the subnet type, address parsing, and the lease
 //! file. Leases live in one JSON file (`<state_dir>/leases.json`) that is
-//! rewritten atomically (temp file, fsync, rename, fsync of the directory)
-//! while holding an exclusive flock on `<state_dir>/leases.lock`, because
-//! several supervisor threads may attach at once and a crash must never
-//! leave a torn file.
+//! rewritten atomically (temp file, rename) while holding an exclusive flock
+//! on `<state_dir>/leases.lock`, because several supervisor threads may
+//! attach at once and a crash must never leave a torn file. No fsync: a
+//! killed supervisor's successor reads the renamed file from the page cache,
+//! and after a power loss no container holds its address any more (the
+//! restart's stale sweep releases every lease whose container is not running,
+//! and a lease lost with the cache was one of those).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -274,13 +277,10 @@ impl Leases {
             .map_err(|e| NetError::CorruptLeases { path: path.clone(), detail: e.to_string() })?;
         let write = || -> std::io::Result<()> {
             let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-            f.write_all(&data)?;
-            f.sync_all()
+            f.write_all(&data)
         };
         write().map_err(|e| NetError::io("write", &tmp, e))?;
-        fs::rename(&tmp, &path).map_err(|e| NetError::io("rename into place", &path, e))?;
-        // The rename is only durable once the directory is synced.
-        File::open(&self.dir).and_then(|d| d.sync_all()).map_err(|e| NetError::io("sync", &self.dir, e))
+        fs::rename(&tmp, &path).map_err(|e| NetError::io("rename into place", &path, e))
     }
 }
 

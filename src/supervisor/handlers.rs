@@ -31,7 +31,8 @@ pub fn run(sup: &Supervisor, conn: &mut UnixStream, spec: ContainerSpec, remove:
     }
     let name = spec.name.clone();
     let interactive = spec.tty || spec.interactive;
-    let pid = launch::start(sup, spec)?;
+    let layer = if remove { launch::Layer::Throwaway } else { launch::Layer::Kept };
+    let pid = launch::start_with(sup, spec, layer)?;
     let _ = send(conn, &Response::Started { name: name.clone(), pid });
     // `-i`/`-t`: the client's input, on a thread of its own until this request ends.
     let _input = if interactive { sup.consoles.get(&name).map(|c| super::console::pump(conn, c)) } else { None };

@@ -9,11 +9,26 @@ use super::spec::ContainerSpec;
 use super::Supervisor;
 use crate::container::{self, exit, CreateOptions, InitHandle, InitMode, RootSource, StartGate, Stdio};
 
+/// What becomes of the container's writable layer when it ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layer {
+    /// Kept until `rm` (the container can be started again, exported, inspected).
+    Kept,
+    /// Deleted when the container ends (`run --rm`): mounted without syncs (see
+    /// `container::rootfs`), since nothing of it is ever read again.
+    Throwaway,
+}
+
 /// Creates the container and returns once its command runs (its host PID), or fails leaving
 /// nothing behind: no record, no log file, no process. Crash-consistent: the record is on disk
 /// before the init may run the command (see `registry`), and a supervisor killed earlier leaves
 /// only files and cgroups the next one removes as orphans.
-pub fn start(sup: &Supervisor, mut spec: ContainerSpec) -> Result<i32, Failure> {
+pub fn start(sup: &Supervisor, spec: ContainerSpec) -> Result<i32, Failure> {
+    start_with(sup, spec, Layer::Kept)
+}
+
+/// [`start`], saying what becomes of the writable layer.
+pub fn start_with(sup: &Supervisor, mut spec: ContainerSpec, layer: Layer) -> Result<i32, Failure> {
     // Held until the record naming the image is on disk (or the start failed): see resolve_locked.
     let (image, _store_lock) = match resolve_image(sup, &mut spec)? {
         Some((image, lock)) => (Some(image), Some(lock)),
@@ -43,7 +58,7 @@ pub fn start(sup: &Supervisor, mut spec: ContainerSpec) -> Result<i32, Failure> 
         sup.ports.release(&name);
         return Err(Failure::engine("the supervisor is shutting down"));
     }
-    let started = launch(sup, spec, image.as_ref(), &log_path, false);
+    let started = launch(sup, spec, image.as_ref(), &log_path, false, layer);
     if started.is_err() {
         sup.registry.kill_init(&name);
         if let Some(ended) = sup.registry.abandon(&name) {
@@ -74,7 +89,7 @@ pub fn relaunch(
     image: Option<&ImageUse>,
     log_path: &std::path::Path,
 ) -> Result<i32, Failure> {
-    launch(sup, spec, image, log_path, true)
+    launch(sup, spec, image, log_path, true, Layer::Kept)
 }
 
 /// The image named where a ROOTFS stands, merged into `spec` (its command, environment, working
@@ -119,6 +134,7 @@ fn launch(
     image: Option<&ImageUse>,
     log_path: &std::path::Path,
     again: bool,
+    layer: Layer,
 ) -> Result<i32, Failure> {
     let name = spec.name.clone();
     let lower = match image {
@@ -160,7 +176,7 @@ fn launch(
     let created = container::create(CreateOptions {
         id: name.clone(),
         spec: oci,
-        root: RootSource::Overlay { lower, dir: overlay },
+        root: RootSource::Overlay { lower, dir: overlay, throwaway: layer == Layer::Throwaway },
         stdio,
         mode: InitMode::Reaper,
         gate: StartGate::Channel,

@@ -38,6 +38,8 @@ pub const DEFAULT_SOCKET: &str = "/run/engine/engine.sock";
 pub const LOCK_DIR: &str = "/run/engine/locks";
 /// How often records whose save failed are retried.
 const FLUSH_TICK: Duration = Duration::from_secs(1);
+/// How long the record syncer gathers records before one fsync round (the group commit).
+const SYNC_DELAY: Duration = Duration::from_millis(20);
 /// Grace between SIGTERM and SIGKILL when the supervisor itself is asked to stop.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -195,6 +197,9 @@ impl Supervisor {
         }
         if self.registry.flush_dirty() > 0 {
             crate::warn!("some records could not be saved: their files on disk are behind");
+        }
+        if let Err(e) = self.registry.sync_owed() {
+            crate::warn!("syncing the container records: {e}");
         }
         // Nothing of ours runs any more: the masquerade and port rules go (the next start makes them).
         if left.is_empty() {
@@ -365,6 +370,26 @@ fn spawn_flusher(sup: &Arc<Supervisor>) -> std::io::Result<()> {
     Ok(())
 }
 
+/// fsyncs the records that starts and exits renamed into place without waiting for one, a few
+/// milliseconds after the first of them (the others of that moment share the fsync of the
+/// directory), until the supervisor exits.
+fn spawn_record_syncer(sup: &Arc<Supervisor>) -> std::io::Result<()> {
+    let sup = Arc::downgrade(sup);
+    std::thread::Builder::new().name("record-sync".into()).spawn(move || loop {
+        let Some(owed) = sup.upgrade().map(|s| s.registry.wait_sync_owed(FLUSH_TICK)) else { return };
+        if !owed {
+            continue;
+        }
+        std::thread::sleep(SYNC_DELAY);
+        let Some(sup) = sup.upgrade() else { return };
+        if let Err(e) = sup.registry.sync_owed() {
+            crate::warn!("syncing the container records: {e}; retrying");
+            std::thread::sleep(FLUSH_TICK);
+        }
+    })?;
+    Ok(())
+}
+
 /// Binds the socket (0600 in a 0700 directory), refusing if a live supervisor answers on it and
 /// replacing a stale one.
 fn bind_socket(path: &Path) -> anyhow::Result<std::os::unix::net::UnixListener> {
@@ -393,6 +418,11 @@ pub fn run(config: Config, ready: impl FnOnce()) -> anyhow::Result<()> {
     sanitize_fds();
     if !nix::unistd::geteuid().is_root() {
         bail!("the supervisor must run as root");
+    }
+    // While this is the only thread: the spawner clones the container inits without an execve
+    // (see container::spawner); without it they are exec'd as before.
+    if let Err(e) = crate::container::spawner::start() {
+        crate::warn!("starting the init spawner: {e}; container inits re-execute the engine binary");
     }
     secure_root(&config.root)?;
     let root = config.root.canonicalize().with_context(|| format!("resolving {}", config.root.display()))?;
@@ -456,6 +486,7 @@ pub fn run(config: Config, ready: impl FnOnce()) -> anyhow::Result<()> {
     });
     reaper::spawn(sup.clone())?;
     spawn_flusher(&sup)?;
+    spawn_record_syncer(&sup)?;
     softlimit::spawn(&sup)?;
     if let Some(addr) = config.metrics_addr {
         metrics::spawn(&sup, addr)?;

@@ -1,8 +1,8 @@
 //! Every container the supervisor knows, and the only place their state changes.
 //!
 //! Transitions: `reserve` (created, in memory only) → `persist_created` (created with the init's
-//! pid, fsync'd before the init gets its go-ahead) → `mark_running` → `on_exit` (exited | stopped |
-//! killed); `abandon` drops a container whose start failed, record file included, so a failed start
+//! pid, renamed into place before the init gets its go-ahead, fsync'd by the record syncer soon
+//! after: see `store`) → `mark_running` → `on_exit` (exited | stopped | killed); `abandon` drops a container whose start failed, record file included, so a failed start
 //! leaves nothing behind. Because the record is on disk before the workload can run, a supervisor
 //! killed at any point leaves either no workload (an init that never got Go exits by itself when
 //! its channel closes) or a record a restart finds it by.
@@ -284,15 +284,15 @@ impl Registry {
     }
 
     /// The init exists, holds its resources and waits for its go-ahead: the record (with the
-    /// init's pid and start time) goes to disk, synced, before the workload may run. A failure
-    /// fails the start: no container runs that a restart could not find.
+    /// init's pid and start time) is renamed into place before the workload may run (a killed
+    /// supervisor's successor finds it) and fsync'd soon after with others (a power loss ends
+    /// the workload too). A failure fails the start: no container runs that a restart could not
+    /// find.
     pub fn persist_created(&self, name: &str) -> Result<(), RegistryError> {
-        // Saved outside the lock: the fsync must not hold up every other request. Nothing else
+        // Saved outside the lock: the write must not hold up every other request. Nothing else
         // saves this record before `mark_running`, which runs after this returns.
         let record = self.get(name)?;
-        self.store
-            .save(&record, Durability::Synced)
-            .map_err(|source| RegistryError::Store { name: name.into(), source })
+        self.store.save(&record, Durability::Soon).map_err(|source| RegistryError::Store { name: name.into(), source })
     }
 
     /// The command runs: persist, and apply an exit that raced ahead of us. The save need not be
@@ -418,8 +418,9 @@ impl Registry {
             inner.by_pid.remove(&pid);
         }
         // A record that cannot be saved must not keep the container's resources from being freed:
-        // it stays dirty and is retried.
-        self.persist(inner, name, Durability::Synced);
+        // it stays dirty and is retried. Its fsync is the record syncer's, off the path of a
+        // `wait` or `run` (which waits for this).
+        self.persist(inner, name, Durability::Soon);
         self.changed.notify_all();
         Some(Ended { name: name.into(), pid, resources })
     }
@@ -456,6 +457,16 @@ impl Registry {
             }
         }
         behind
+    }
+
+    /// Blocks until a record's fsync is owed (or `timeout` passes); whether one is.
+    pub fn wait_sync_owed(&self, timeout: Duration) -> bool {
+        self.store.wait_owed(timeout)
+    }
+
+    /// fsyncs the records renamed into place without one (see `store`).
+    pub fn sync_owed(&self) -> std::io::Result<()> {
+        self.store.sync_owed()
     }
 
     /// Retries every record whose save failed; how many are still behind.

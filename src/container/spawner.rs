@@ -1,0 +1,238 @@
+//! The spawner: a single-threaded copy of a multi-threaded caller (the supervisor), forked once
+//! before its first thread, that clones container inits on request, so an init runs
+//! `init::main` straight after its clone instead of re-executing the engine binary.
+//!
+//! Why: a multi-threaded process may not run the init in its own clone (another thread may hold
+//! the allocator's lock at that moment, see `spawn`), so it used to exec the 14 MB dynamically
+//! linked engine binary per container: the clone copied the supervisor's page tables, the exec
+//! threw them away, and the loader mapped and relocated the binary again (23,600 relocations)
+//! before the init's first line. The spawner has one thread for good, a small address space
+//! (that of the supervisor before it started), and clones with CLONE_PARENT: the init is the
+//! supervisor's child, as before, reaped and signalled through its pidfd as before.
+//!
+//! What the init must not inherit from the spawner, it does not: the fds (the init closes all
+//! above its channel first, as after an exec), the supervisor's argv and environment (blanked in
+//! the spawner's memory at its start, so `/proc/<init>/cmdline` and `environ` show nothing of
+//! the supervisor), its signal dispositions (reset by the init for the command, as after an
+//! exec). A new user namespace or a pid namespace joined by path keeps the exec path.
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::OnceLock;
+
+use nix::sched::CloneFlags;
+use nix::sys::socket::{
+    recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType,
+};
+use parking_lot::Mutex;
+
+/// The supervisor's end of the spawner's socket (one request at a time).
+static SPAWNER: OnceLock<Mutex<OwnedFd>> = OnceLock::new();
+/// The spawner's argv area (start, end), where each init writes its own name.
+static ARGS: OnceLock<(usize, usize)> = OnceLock::new();
+
+/// stdin, stdout, stderr, the init's channel, and the console socket when there is one.
+const MAX_FDS: usize = 5;
+/// The request: clone flags (u64, native endian) and whether the fifth fd is a console socket.
+const REQUEST_LEN: usize = 9;
+
+/// Forks the spawner. Call only while the process has a single thread (before any thread is
+/// started): the fork copies the calling thread alone, and the spawner must find every lock
+/// free. A failure leaves the exec path in use; it is returned to be reported.
+pub fn start() -> std::io::Result<()> {
+    let (ours, theirs) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
+        .map_err(std::io::Error::from)?;
+    let parent = std::process::id() as i32;
+    // SAFETY: single-threaded (the caller's promise); the child only runs `serve`, which exits.
+    match unsafe { nix::unistd::fork() }.map_err(std::io::Error::from)? {
+        nix::unistd::ForkResult::Child => {
+            drop(ours);
+            serve(theirs, parent)
+        }
+        nix::unistd::ForkResult::Parent { .. } => {
+            drop(theirs);
+            // A second start keeps the first spawner (this one exits: its socket closes).
+            let _ = SPAWNER.set(Mutex::new(ours));
+            Ok(())
+        }
+    }
+}
+
+/// Whether inits are cloned by the spawner.
+pub fn running() -> bool {
+    SPAWNER.get().is_some()
+}
+
+/// Asks the spawner for an init cloned with `flags` (plus CLONE_PARENT: the caller's child)
+/// whose fds 0-4 are `fds` (the fifth a console socket, if given); its pid. `None`: the spawner
+/// is not running or has gone (the caller takes the exec path); an error: the clone failed.
+pub fn spawn(flags: CloneFlags, fds: &[RawFd]) -> Option<std::io::Result<i32>> {
+    let sock = SPAWNER.get()?.lock();
+    let mut request = [0u8; REQUEST_LEN];
+    request[..8].copy_from_slice(&(flags.bits() as u64).to_ne_bytes());
+    request[8] = u8::from(fds.len() == MAX_FDS);
+    let rights = [ControlMessage::ScmRights(fds)];
+    if sendmsg::<()>(sock.as_raw_fd(), &[IoSlice::new(&request)], &rights, MsgFlags::MSG_NOSIGNAL, None).is_err() {
+        return None;
+    }
+    let mut reply = [0u8; 4];
+    match nix::unistd::read(sock.as_raw_fd(), &mut reply) {
+        Ok(4) => {}
+        _ => return None,
+    }
+    let pid = i32::from_ne_bytes(reply);
+    Some(if pid > 0 { Ok(pid) } else { Err(std::io::Error::from_raw_os_error(-pid)) })
+}
+
+/// The spawner's life: blank what the init must not show, then one clone per request until the
+/// supervisor's end closes (or the supervisor dies: SIGKILL by PDEATHSIG).
+fn serve(sock: OwnedFd, parent: i32) -> ! {
+    // SAFETY: prctl and getppid on this process only.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+        if libc::getppid() != parent {
+            libc::_exit(0);
+        }
+        libc::prctl(libc::PR_SET_NAME, c"engine-spawner".as_ptr() as libc::c_ulong);
+        // Nothing of the supervisor's stays open here but the socket and stderr: a pipe a
+        // waiting reader expects to close (`--detach`'s status pipe, a caller's stdout) closes
+        // when the supervisor's copy does.
+        let keep = sock.as_raw_fd() as libc::c_uint;
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+        if null >= 0 {
+            libc::dup2(null, 0);
+            libc::dup2(null, 1);
+        }
+        if keep > 3 {
+            libc::syscall(libc::SYS_close_range, 3u32, keep - 1, 0u32);
+        }
+        libc::syscall(libc::SYS_close_range, keep + 1, u32::MAX, 0u32);
+    }
+    blank_args_and_environment();
+    loop {
+        let mut request = [0u8; REQUEST_LEN];
+        let mut cmsg = nix::cmsg_space!([RawFd; MAX_FDS]);
+        let mut iov = [IoSliceMut::new(&mut request)];
+        let (len, fds) = match recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC) {
+            Ok(msg) => {
+                let fds: Vec<OwnedFd> = msg
+                    .cmsgs()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|c| match c {
+                        // SAFETY: fds the kernel just installed in this process for us.
+                        ControlMessageOwned::ScmRights(fds) => {
+                            Some(fds.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }))
+                        }
+                        _ => None,
+                    })
+                    .flatten()
+                    .collect();
+                (msg.bytes, fds)
+            }
+            Err(nix::Error::EINTR) => continue,
+            // 0 bytes (below) or an error: the supervisor is gone.
+            Err(_) => (0, Vec::new()),
+        };
+        if len == 0 {
+            // SAFETY: ends this single-threaded process.
+            unsafe { libc::_exit(0) }
+        }
+        let pid = match (len, fds.len()) {
+            (REQUEST_LEN, n) if n == 4 + usize::from(request[8] == 1) => clone_init(&request, &fds),
+            _ => -libc::EINVAL,
+        };
+        drop(fds);
+        if nix::unistd::write(&sock, &pid.to_ne_bytes()).is_err() {
+            // SAFETY: as above.
+            unsafe { libc::_exit(0) }
+        }
+    }
+}
+
+/// One init: cloned into the requested namespaces as the supervisor's child, fds wired, then
+/// `init::main`. Its pid, or -errno.
+fn clone_init(request: &[u8; REQUEST_LEN], fds: &[OwnedFd]) -> i32 {
+    let mut bits = [0u8; 8];
+    bits.copy_from_slice(&request[..8]);
+    let Some(flags) = CloneFlags::from_bits(u64::from_ne_bytes(bits) as libc::c_int) else { return -libc::EINVAL };
+    let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+    let stdio = [raw[0], raw[1], raw[2]];
+    let (chan, console) = (raw[3], raw.get(4).copied().unwrap_or(-1));
+    // A fresh mapping per init, untouched here: the clone copies none of its pages and the init
+    // faults in only what it uses. (A Vec would come from the heap after the first free, and be
+    // zeroed, 8 MB per init, and copied page by page into the clone.)
+    // SAFETY: a new private anonymous mapping, unmapped below.
+    let base = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            super::spawn::INIT_STACK,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_STACK,
+            -1,
+            0,
+        )
+    };
+    if base == libc::MAP_FAILED {
+        return -std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::ENOMEM);
+    }
+    // SAFETY: the mapping just made, INIT_STACK bytes, ours until the munmap below.
+    let stack = unsafe { std::slice::from_raw_parts_mut(base.cast::<u8>(), super::spawn::INIT_STACK) };
+    let child = Box::new(move || -> isize {
+        // SAFETY: this process is single-threaded; the child runs the init as after a fork.
+        unsafe {
+            libc::prctl(libc::PR_SET_NAME, c"engine-init".as_ptr() as libc::c_ulong);
+            if let Some(&(start, end)) = ARGS.get() {
+                write_name(start, end, b"engine-init");
+            }
+            super::spawn::wire_fds(stdio, chan, console, -1);
+            libc::_exit(super::init::main())
+        }
+    });
+    // CLONE_PARENT: the supervisor's child (its reaper and pidfd see it); the exit signal is
+    // then the spawner's own, SIGCHLD.
+    // SAFETY: the callback ends in _exit; the stack outlives the call.
+    let made = unsafe { nix::sched::clone(child, stack, flags | CloneFlags::CLONE_PARENT, Some(libc::SIGCHLD)) };
+    // SAFETY: the child has its own copy (no CLONE_VM); nothing here uses the mapping any more.
+    unsafe { libc::munmap(base, super::spawn::INIT_STACK) };
+    match made {
+        Ok(pid) => pid.as_raw(),
+        Err(e) => -(e as i32),
+    }
+}
+
+/// Zeroes the memory `/proc/self/cmdline` and `/proc/self/environ` read (the supervisor's argv
+/// and environment, which an init cloned from here would otherwise show to the container), and
+/// names the spawner in its argv area (each init writes its own name there).
+fn blank_args_and_environment() {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return };
+    // Fields 48-51 (arg_start, arg_end, env_start, env_end), counted after the `)` of comm.
+    let fields: Vec<usize> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_ascii_whitespace().skip(45).take(4).filter_map(|f| f.parse().ok()).collect())
+        .unwrap_or_default();
+    let [arg_start, arg_end, env_start, env_end] = fields[..] else { return };
+    for (start, end) in [(arg_start, arg_end), (env_start, env_end)] {
+        if start == 0 || end <= start {
+            continue;
+        }
+        // SAFETY: the kernel's own bounds of this process's argv and environment strings, in
+        // its stack mapping; nothing reads them any more (std's args and env are not used here).
+        unsafe { std::ptr::write_bytes(start as *mut u8, 0, end - start) };
+    }
+    if arg_start != 0 && arg_end > arg_start {
+        let _ = ARGS.set((arg_start, arg_end));
+        // SAFETY: the argv area, bounds from the kernel.
+        unsafe { write_name(arg_start, arg_end, b"engine-spawner") };
+    }
+}
+
+/// Writes `name` and NULs over the argv area [start, end) (as much of it as fits, one NUL kept).
+/// Async-signal-safe (plain stores): an init calls it between its clone and `init::main`.
+///
+/// # Safety
+/// [start, end) must be this process's argv area (from /proc/self/stat).
+unsafe fn write_name(start: usize, end: usize, name: &[u8]) {
+    let len = end - start;
+    std::ptr::write_bytes(start as *mut u8, 0, len);
+    std::ptr::copy_nonoverlapping(name.as_ptr(), start as *mut u8, name.len().min(len - 1));
+}

@@ -1,0 +1,173 @@
+//! What the start-up path does for speed (issue 14), checked for what it must keep.
+mod common;
+
+use common::*;
+
+/// The super options of the container's root mount, from its own mountinfo.
+fn root_mount_options(mountinfo: &str) -> String {
+    mountinfo
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some("/"))
+        .and_then(|l| l.split(" - ").nth(1))
+        .unwrap_or_else(|| panic!("no root mount in {mountinfo}"))
+        .to_string()
+}
+
+#[test]
+fn a_run_rm_layer_is_mounted_volatile_and_a_kept_one_is_not() {
+    let sup = Supervisor::start();
+    let rootfs = rootfs();
+    let cat = ["/bin/cat", "/proc/self/mountinfo"];
+    let (code, out, err) = sup.run_with(&["--rm"], "throwaway", &rootfs, &cat);
+    assert_eq!(code, 0, "{err}");
+    let options = root_mount_options(&out);
+    assert!(options.starts_with("overlay "), "{options}");
+    // No sync of the whole upper filesystem when a layer that is deleted anyway is unmounted.
+    // Shown as `volatile` or, by newer kernels, `fsync=volatile`.
+    let volatile = |options: &str| options.split(',').any(|o| o == "volatile" || o == "fsync=volatile");
+    assert!(volatile(&options), "run --rm root not volatile: {options}");
+    assert!(!sup.root.join("overlay/throwaway").exists(), "the --rm layer was not removed");
+
+    // A kept layer keeps its syncs (an fsync inside the container reaches the disk).
+    let (code, out, err) = sup.run_with(&[], "kept", &rootfs, &cat);
+    assert_eq!(code, 0, "{err}");
+    let options = root_mount_options(&out);
+    assert!(options.starts_with("overlay "), "{options}");
+    assert!(!volatile(&options), "a kept root is volatile: {options}");
+    assert!(sup.root.join("overlay/kept/upper").is_dir());
+    sup.ok(&["rm", "kept"]);
+}
+
+/// The thread of `pid` named `name` (from /proc/PID/task/*/comm).
+fn thread_named(pid: i32, name: &str) -> Option<i32> {
+    std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten().find_map(|t| {
+        let comm = std::fs::read_to_string(t.path().join("comm")).ok()?;
+        (comm.trim() == name).then(|| t.file_name().to_str()?.parse().ok())?
+    })
+}
+
+#[test]
+fn records_are_fsynced_by_the_record_syncer_not_on_the_start_or_exit_path() {
+    let sup = Supervisor::start();
+    // None (-1): every fsync is on the path of the request that made it.
+    let syncer = thread_named(sup.pid(), "record-sync").unwrap_or(-1);
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("strace");
+    let mut strace = std::process::Command::new("strace")
+        .args(["-f", "-y", "-e", "trace=fsync,fdatasync,syncfs,sync_file_range", "-o"])
+        .arg(&trace)
+        .args(["-p", &sup.pid().to_string()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("strace (a test tool) is needed for this test");
+    // strace says it attached on stderr once every thread is traced.
+    let mut stderr = std::io::BufReader::new(strace.stderr.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+    assert!(line.contains("attached"), "strace: {line}");
+
+    let rootfs = rootfs();
+    let (code, _, err) = sup.run_with(&["--rm"], "gone", &rootfs, &["/bin/true"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = sup.run_with(&[], "kept", &rootfs, &["/bin/true"]);
+    assert_eq!(code, 0, "{err}");
+    // The syncer's round comes a few milliseconds after the last save (without a syncer, the
+    // assertions below say what was synced where).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while !std::fs::read_to_string(&trace).unwrap_or_default().contains("/containers/kept.json>")
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = strace.kill();
+    let _ = strace.wait();
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let synced: Vec<&str> = text.lines().filter(|l| l.contains("fsync(") || l.contains("sync")).collect();
+    let elsewhere: Vec<&&str> = synced.iter().filter(|l| !l.starts_with(&format!("{syncer} "))).collect();
+    assert!(elsewhere.is_empty(), "fsync on the path of run (not the record syncer's, {syncer}): {elsewhere:#?}");
+    assert!(
+        synced.iter().any(|l| l.contains("/containers/kept.json>")),
+        "the kept record was never fsync'd: {synced:#?}"
+    );
+    assert!(synced.iter().any(|l| l.contains("/containers>")), "the records directory was never fsync'd: {synced:#?}");
+    sup.ok(&["rm", "kept"]);
+}
+
+/// Runs strace on the supervisor's threads and its processes (the spawner, when it has one), and
+/// what they make from then on (`-e trace=<what>`), while `during` runs; the trace's lines.
+fn strace_supervisor(sup: &Supervisor, what: &str, during: impl FnOnce()) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("strace");
+    let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", sup.pid())).unwrap();
+    let mut pids = vec![sup.pid().to_string()];
+    pids.extend(children.split_whitespace().map(str::to_string));
+    let mut strace = std::process::Command::new("strace")
+        .args(["-f", "-e", &format!("trace={what}"), "-o"])
+        .arg(&trace)
+        .args(pids.iter().flat_map(|p| ["-p", p.as_str()]))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("strace (a test tool) is needed for this test");
+    let mut stderr = std::io::BufReader::new(strace.stderr.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+    assert!(line.contains("attached"), "strace: {line}");
+    during();
+    let _ = strace.kill();
+    let _ = strace.wait();
+    std::fs::read_to_string(&trace).unwrap().lines().map(str::to_string).collect()
+}
+
+#[test]
+fn inits_are_cloned_without_an_exec_and_show_nothing_of_the_supervisor() {
+    let sup = Supervisor::start();
+    let rootfs = rootfs();
+    let execs = strace_supervisor(&sup, "execve", || {
+        let (code, _, err) = sup.run_with(&["--rm", "--net", "none"], "once", &rootfs, &["/bin/true"]);
+        assert_eq!(code, 0, "{err}");
+    });
+    let execs: Vec<&String> = execs.iter().filter(|l| l.contains("execve(")).collect();
+    // The command's exec only: no re-exec of the engine binary as the init.
+    assert!(!execs.is_empty(), "the trace saw no exec at all");
+    assert!(execs.iter().all(|l| l.contains("\"/bin/true\"")), "an exec other than the command's: {execs:#?}");
+
+    // What a container can read of its init: nothing of the supervisor's command line, environment
+    // or open files. (The test's environment, which the supervisor inherited, names the rootfs.)
+    let supervisor_env = std::fs::read(format!("/proc/{}/environ", sup.pid())).unwrap();
+    assert!(String::from_utf8_lossy(&supervisor_env).contains("ENGINE_TEST_ROOTFS"));
+    sup.ok(&["start", "--net", "none", "idle", rootfs.to_str().unwrap(), "/bin/sleep", "60"]);
+    let pid = sup.state("idle")["pid"].as_i64().unwrap();
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    assert!(environ.iter().all(|&b| b == 0), "the init shows an environment: {:?}", String::from_utf8_lossy(&environ));
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let argv: Vec<&[u8]> = cmdline.split(|&b| b == 0).filter(|a| !a.is_empty()).collect();
+    assert_eq!(argv, [b"engine-init".as_slice()], "{:?}", String::from_utf8_lossy(&cmdline));
+    let mut fds: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    fds.sort();
+    assert_eq!(fds, [0, 1, 2, 3], "the init holds more than stdio and its channel");
+    // Still the supervisor's child: reaped and signalled by it.
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert!(status.contains(&format!("\nPPid:\t{}\n", sup.pid())), "{status}");
+    sup.ok(&["rm", "-f", "idle"]);
+}
+
+#[test]
+fn the_spawner_dies_with_its_supervisor() {
+    let mut sup = Supervisor::start();
+    let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", sup.pid())).unwrap();
+    let spawner: Vec<i32> = children
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .filter(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "engine-spawner"))
+        .collect();
+    assert_eq!(spawner.len(), 1, "no engine-spawner child of the supervisor: {children}");
+    sup.signal_and_wait(libc::SIGKILL);
+    wait_until(std::time::Duration::from_secs(5), || {
+        !process_exists(spawner[0])
+            || std::fs::read_to_string(format!("/proc/{}/stat", spawner[0])).unwrap_or_default().contains(") Z ")
+    });
+}
