@@ -51,38 +51,22 @@ fn records_are_fsynced_by_the_record_syncer_not_on_the_start_or_exit_path() {
     let sup = Supervisor::start();
     // None (-1): every fsync is on the path of the request that made it.
     let syncer = thread_named(sup.pid(), "record-sync").unwrap_or(-1);
-    let dir = tempfile::tempdir().unwrap();
-    let trace = dir.path().join("strace");
-    let mut strace = std::process::Command::new("strace")
-        .args(["-f", "-y", "-e", "trace=fsync,fdatasync,syncfs,sync_file_range", "-o"])
-        .arg(&trace)
-        .args(["-p", &sup.pid().to_string()])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("strace (a test tool) is needed for this test");
-    // strace says it attached on stderr once every thread is traced.
-    let mut stderr = std::io::BufReader::new(strace.stderr.take().unwrap());
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
-    assert!(line.contains("attached"), "strace: {line}");
-
     let rootfs = rootfs();
-    let (code, _, err) = sup.run_with(&["--rm"], "gone", &rootfs, &["/bin/true"]);
-    assert_eq!(code, 0, "{err}");
-    let (code, _, err) = sup.run_with(&[], "kept", &rootfs, &["/bin/true"]);
-    assert_eq!(code, 0, "{err}");
-    // The syncer's round comes a few milliseconds after the last save (without a syncer, the
-    // assertions below say what was synced where).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
-    while !std::fs::read_to_string(&trace).unwrap_or_default().contains("/containers/kept.json>")
-        && std::time::Instant::now() < deadline
-    {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let _ = strace.kill();
-    let _ = strace.wait();
-    let text = std::fs::read_to_string(&trace).unwrap();
-    let synced: Vec<&str> = text.lines().filter(|l| l.contains("fsync(") || l.contains("sync")).collect();
+    let text = strace_supervisor(&sup, "fsync,fdatasync,syncfs,sync_file_range", |trace| {
+        let (code, _, err) = sup.run_with(&["--rm"], "gone", &rootfs, &["/bin/true"]);
+        assert_eq!(code, 0, "{err}");
+        let (code, _, err) = sup.run_with(&[], "kept", &rootfs, &["/bin/true"]);
+        assert_eq!(code, 0, "{err}");
+        // The syncer's round comes a few milliseconds after the last save (without a syncer,
+        // the assertions below say what was synced where).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        while !std::fs::read_to_string(trace).unwrap_or_default().contains("/containers/kept.json>")
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    });
+    let synced: Vec<&str> = text.iter().map(String::as_str).filter(|l| l.contains("sync")).collect();
     let elsewhere: Vec<&&str> = synced.iter().filter(|l| !l.starts_with(&format!("{syncer} "))).collect();
     assert!(elsewhere.is_empty(), "fsync on the path of run (not the record syncer's, {syncer}): {elsewhere:#?}");
     assert!(
@@ -94,15 +78,16 @@ fn records_are_fsynced_by_the_record_syncer_not_on_the_start_or_exit_path() {
 }
 
 /// Runs strace on the supervisor's threads and its processes (the spawner, when it has one), and
-/// what they make from then on (`-e trace=<what>`), while `during` runs; the trace's lines.
-fn strace_supervisor(sup: &Supervisor, what: &str, during: impl FnOnce()) -> Vec<String> {
+/// what they make from then on (`-e trace=<what>`, fds shown with their paths), while `during`
+/// runs (given the trace file, to wait for a line); the trace's lines.
+fn strace_supervisor(sup: &Supervisor, what: &str, during: impl FnOnce(&std::path::Path)) -> Vec<String> {
     let dir = tempfile::tempdir().unwrap();
     let trace = dir.path().join("strace");
     let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", sup.pid())).unwrap();
     let mut pids = vec![sup.pid().to_string()];
     pids.extend(children.split_whitespace().map(str::to_string));
     let mut strace = std::process::Command::new("strace")
-        .args(["-f", "-e", &format!("trace={what}"), "-o"])
+        .args(["-f", "-y", "-e", &format!("trace={what}"), "-o"])
         .arg(&trace)
         .args(pids.iter().flat_map(|p| ["-p", p.as_str()]))
         .stderr(std::process::Stdio::piped())
@@ -111,8 +96,9 @@ fn strace_supervisor(sup: &Supervisor, what: &str, during: impl FnOnce()) -> Vec
     let mut stderr = std::io::BufReader::new(strace.stderr.take().unwrap());
     let mut line = String::new();
     std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+    // strace says it attached on stderr once every thread is traced.
     assert!(line.contains("attached"), "strace: {line}");
-    during();
+    during(&trace);
     let _ = strace.kill();
     let _ = strace.wait();
     std::fs::read_to_string(&trace).unwrap().lines().map(str::to_string).collect()
@@ -122,7 +108,7 @@ fn strace_supervisor(sup: &Supervisor, what: &str, during: impl FnOnce()) -> Vec
 fn inits_are_cloned_without_an_exec_and_show_nothing_of_the_supervisor() {
     let sup = Supervisor::start();
     let rootfs = rootfs();
-    let execs = strace_supervisor(&sup, "execve", || {
+    let execs = strace_supervisor(&sup, "execve", |_| {
         let (code, _, err) = sup.run_with(&["--rm", "--net", "none"], "once", &rootfs, &["/bin/true"]);
         assert_eq!(code, 0, "{err}");
     });

@@ -23,6 +23,7 @@ mod start;
 mod stats;
 mod stop;
 mod supervisor;
+mod table;
 mod terminal;
 mod top;
 mod version;

@@ -78,14 +78,7 @@ fn table(stats: &[ContainerStats], previous: &HashMap<String, ContainerStats>) -
             s.pids.to_string(),
         ]);
     }
-    let widths: Vec<usize> = (0..7).map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0)).collect();
-    let mut out = String::new();
-    for row in rows {
-        let cells: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
-        out.push_str(cells.join("   ").trim_end());
-        out.push('\n');
-    }
-    out
+    super::table::aligned(&rows, "   ")
 }
 
 /// CPU time used between two readings over the wall time between them: 100 % is one CPU.
