@@ -281,9 +281,10 @@ fn exit_codes_follow_docker() {
     assert_eq!(code, 137, "{err}");
     assert_eq!(sup.status("c137"), "killed");
     let rootfs = rootfs();
-    let out = sup.engine(&["run", "--workdir", "/nonexistent", "c125", rootfs.to_str().unwrap(), "/bin/true"]);
+    // A missing working directory is made (as Docker makes it); a file there cannot be one.
+    let out = sup.engine(&["run", "--workdir", "/etc/passwd", "c125", rootfs.to_str().unwrap(), "/bin/true"]);
     assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/etc/passwd"));
     // Failed starts leave nothing: no record, no log.
     let ps = sup.ok(&["ps", "-a"]);
     for gone in ["c127", "c126", "c125"] {
