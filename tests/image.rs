@@ -825,10 +825,12 @@ fn an_unknown_image_or_a_broken_layer_fails_in_one_line_and_leaves_nothing() {
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         assert!(!mounts.contains(&format!("overlay/{name}/")), "{name} left a mount");
     };
-    let err = sup_fails(&sup, &["run", "--rm", "u1", &format!("{}/nosuch:latest", reg.host)]);
+    // --pull never: the store's answer itself (a pull, and its failure, is run_pulls_...'s; a
+    // bare name would be pulled from Docker Hub, which tests never reach for).
+    let err = sup_fails(&sup, &["run", "--rm", "--pull", "never", "u1", &format!("{}/nosuch:latest", reg.host)]);
     assert!(err.contains("no such image or directory"), "{err}");
     nothing_left("u1");
-    let err = sup_fails(&sup, &["run", "--rm", "u2", "no-such-image-or-dir"]);
+    let err = sup_fails(&sup, &["run", "--rm", "--pull", "never", "u2", "no-such-image-or-dir"]);
     assert!(err.contains("no such image or directory: no-such-image-or-dir"), "{err}");
     nothing_left("u2");
 
