@@ -137,23 +137,22 @@ def bench_startup(args, report):
 
     crun = next((r for n, _, r in measured if n == "crun" and isinstance(r, dict)), None)
     nsenter = next((r for n, _, r in execs if n == "nsenter -a" and isinstance(r, dict)), None)
-    exec_rows = []
-    for name, cmd, r in execs:
-        if isinstance(r, BenchError):
-            exec_rows.append([name, "FAILED", "", "", "", f"{r}"])
-            report.failed.append(f"startup/{name}: {r}")
-            continue
-        data[name] = r
-        ratio = r["median"] / nsenter["median"] if nsenter else None
-        exec_rows.append([name, fmt(r["median"]), fmt(r["p10"]), fmt(r["p90"]), fmt(ratio), show(cmd, workdir)])
-    for name, cmd, r in measured:
-        if isinstance(r, BenchError):
-            rows.append([name, "FAILED", "", "", "", f"{r}"])
-            report.failed.append(f"startup/{name}: {r}")
-            continue
-        data[name] = r
-        ratio = r["median"] / crun["median"] if crun else None
-        rows.append([name, fmt(r["median"]), fmt(r["p10"]), fmt(r["p90"]), fmt(ratio), show(cmd, workdir)])
+
+    def table(results, base):
+        """Rows of name, median, p10, p90, ratio to `base`'s median, command; failures reported."""
+        out = []
+        for name, cmd, r in results:
+            if isinstance(r, BenchError):
+                out.append([name, "FAILED", "", "", "", f"{r}"])
+                report.failed.append(f"startup/{name}: {r}")
+                continue
+            data[name] = r
+            ratio = r["median"] / base["median"] if base else None
+            out.append([name, fmt(r["median"]), fmt(r["p10"]), fmt(r["p90"]), fmt(ratio), show(cmd, workdir)])
+        return out
+
+    exec_rows = table(execs, nsenter)
+    rows.extend(table(measured, crun))
 
     text = [f"## Startup: `/bin/true` on the busybox rootfs ({runs} runs each, 3 warm-ups, hyperfine -N; "
             "all rows in 5 alternating blocks)",
