@@ -333,4 +333,10 @@ pub(crate) unsafe fn wire_fds(stdio: [RawFd; 3], chan: RawFd, console: RawFd, us
             libc::_exit(exit::ENGINE_ERROR);
         }
     }
+    // No console: whatever the caller had at 4 goes now. An init cloned without an execve
+    // shares the caller's fds, and 4 may be the parent's end of this very channel, which would
+    // keep wait_setup from ever seeing the parent give up.
+    if console < 0 {
+        libc::close(INIT_CONSOLE_FD);
+    }
 }
