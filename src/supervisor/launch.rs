@@ -71,14 +71,22 @@ pub fn start_with(sup: &Supervisor, mut spec: ContainerSpec, layer: Layer) -> Re
     started
 }
 
-/// Gives back what an ended container held, reporting (not stopping at) each failure.
+/// Gives back what an ended container held, reporting (not stopping at) each failure, then
+/// lets its `--restart` policy act.
 pub fn release(sup: &Supervisor, ended: super::registry::Ended) {
+    let name = ended.name.clone();
+    give_back(sup, ended);
+    super::restart::schedule(sup, &name);
+}
+
+/// What every end releases, a failed restart's too: the console, the resources, the record's
+/// live part.
+pub fn give_back(sup: &Supervisor, ended: super::registry::Ended) {
     sup.consoles.remove(&ended.name);
     for e in super::resources::release(sup, &ended.name, ended.pid, ended.resources) {
         crate::warn!("{e}");
     }
     sup.registry.released(&ended.name);
-    super::restart::schedule(sup, &ended.name);
 }
 
 /// Starts an ended container again (`--restart`), on its own copy-on-write layer and appending

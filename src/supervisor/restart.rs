@@ -239,10 +239,8 @@ fn relaunch(sup: &std::sync::Arc<Supervisor>, name: &str, count: u32) {
 fn undo(sup: &Supervisor, name: &str, retry: bool) {
     sup.registry.kill_init(name);
     if let Some(ended) = sup.registry.restart_failed(name, retry) {
-        for e in super::resources::release(sup, &ended.name, ended.pid, ended.resources) {
-            crate::warn!("{e}");
-        }
-        sup.registry.released(&ended.name);
+        // Its console too: the failure may come after the pty master was received.
+        super::launch::give_back(sup, ended);
     }
 }
 
