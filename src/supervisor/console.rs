@@ -304,17 +304,28 @@ pub fn serve_exec(
     // One writer at a time: the output thread's frames and the final Exited must not interleave.
     let writer = Arc::new(Mutex::new(conn.try_clone().map_err(engine("duplicating the connection"))?));
     let out_conn = writer.clone();
+    // Set (under the writer's lock) once Exited is written: a background job of the exec that
+    // still holds the pty must not keep this thread, the master and the connection for ever.
+    let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let out_finished = finished.clone();
     let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(1);
     std::thread::Builder::new()
         .name("exec-output".into())
         .spawn(move || {
             let mut buf = vec![0u8; 64 << 10];
-            loop {
+            while !out_finished.load(std::sync::atomic::Ordering::SeqCst) {
+                let mut fds = [PollFd::new(output.as_fd(), PollFlags::POLLIN)];
+                if let Ok(0) | Err(Errno::EINTR) = poll(&mut fds, PollTimeout::from(100u8)) {
+                    continue;
+                }
                 match output.read(&mut buf) {
                     Ok(0) => break,
                     Ok(n) => {
                         let frame = Response::Output { stream: Stream::Stdout };
-                        if write_frame(&mut *out_conn.lock(), &frame, &buf[..n]).is_err() {
+                        let mut conn = out_conn.lock();
+                        if out_finished.load(std::sync::atomic::Ordering::SeqCst)
+                            || write_frame(&mut *conn, &frame, &buf[..n]).is_err()
+                        {
                             break;
                         }
                     }
@@ -330,7 +341,10 @@ pub fn serve_exec(
     let code = result();
     let _ = done_rx.recv_timeout(EXEC_DRAIN);
     let code = code?;
-    write_frame(&mut *writer.lock(), &Response::Exited { code }, b"").map_err(engine("client went away"))?;
+    let mut conn = writer.lock();
+    finished.store(true, std::sync::atomic::Ordering::SeqCst);
+    write_frame(&mut *conn, &Response::Exited { code }, b"").map_err(engine("client went away"))?;
+    drop(conn);
     drop(input);
     Ok(())
 }
