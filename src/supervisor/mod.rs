@@ -322,29 +322,27 @@ fn secure_root(root: &Path) -> anyhow::Result<()> {
 fn remove_orphan_files(root: &Path, registry: &registry::Registry) {
     // An unreadable record still claims its name: its files are kept for whoever repairs it.
     let known = |name: &str| registry.contains(name) || registry.records_dir().join(format!("{name}.json")).exists();
-    let orphans = |dir: &Path, suffix: &str| -> Vec<(String, PathBuf)> {
+    // The entries of `dir` whose container (`owner` of the file name) no record knows.
+    let orphans = |dir: &Path, owner: &dyn Fn(&str) -> Option<&str>| -> Vec<(String, PathBuf)> {
         let Ok(entries) = fs::read_dir(dir) else { return Vec::new() };
         entries
             .flatten()
             .filter_map(|e| {
                 let file = e.file_name().into_string().ok()?;
-                let name = file.strip_suffix(suffix)?.to_string();
+                let name = owner(&file)?.to_string();
                 (!name.is_empty() && !name.starts_with('.') && !known(&name)).then(|| (name, e.path()))
             })
             .collect()
     };
-    let logs = fs::read_dir(root.join("logs")).into_iter().flatten().flatten().filter_map(|e| {
-        let file = e.file_name().into_string().ok()?;
-        let name = logs::rotate::container_of(&file)?.to_string();
-        (!name.is_empty() && !name.starts_with('.') && !known(&name)).then(|| (name, e.path()))
-    });
-    for (name, path) in logs.collect::<Vec<_>>() {
+    for (name, path) in orphans(&root.join("logs"), &logs::rotate::container_of) {
         match fs::remove_file(&path) {
             Ok(()) => crate::warn!("removed the orphan log of {name}"),
             Err(e) => crate::warn!("removing orphan {}: {e}", path.display()),
         }
     }
-    for (name, path) in orphans(&root.join("containers"), ".etc").into_iter().chain(orphans(&root.join("overlay"), ""))
+    for (name, path) in orphans(&root.join("containers"), &|f| f.strip_suffix(".etc"))
+        .into_iter()
+        .chain(orphans(&root.join("overlay"), &|f| Some(f)))
     {
         let removed = match fs::symlink_metadata(&path) {
             Ok(m) if m.is_dir() => fs::remove_dir_all(&path),
