@@ -46,18 +46,17 @@ pub(crate) fn ensure(nl: &mut Netlink, name: &str, subnet: Ipv4Net, gateway: Ipv
 /// physical interface.
 pub fn remove_bridge(name: &str) -> Result<bool, NetError> {
     let mut nl = Netlink::open()?;
-    if nl.link_by_name(name)?.is_some_and(|l| link_kind(&l) != Some(&InfoKind::Bridge)) {
-        return Err(NetError::WrongLinkKind { name: name.to_string(), expected: "bridge" });
-    }
-    // The masquerade and port rules name the bridge: they go with it.
-    super::firewall::teardown(name)?;
-    match nl.link_by_name(name)? {
-        None => Ok(false),
+    let removed = match nl.link_by_name(name)? {
+        None => false,
         Some(link) if link_kind(&link) != Some(&InfoKind::Bridge) => {
-            Err(NetError::WrongLinkKind { name: name.to_string(), expected: "bridge" })
+            return Err(NetError::WrongLinkKind { name: name.to_string(), expected: "bridge" })
         }
-        Some(_) => nl.delete_link(name),
-    }
+        Some(_) => nl.delete_link(name)?,
+    };
+    // The masquerade and port rules name the bridge: they go with it, after it (an unusable
+    // nf_tables must not keep the bridge from going).
+    super::firewall::teardown(name)?;
+    Ok(removed)
 }
 
 /// A locally administered MAC derived from an IPv4 address (the scheme
