@@ -170,8 +170,10 @@ fn exec_into_an_unknown_or_stopped_container_or_as_an_unknown_user_is_one_line_1
     wait_until(Duration::from_secs(5), || zombie_children(sup.pid()).is_empty());
     sup.ok(&["rm", "ex4"]);
     // The CLI needs a command.
-    let out = Command::new(ENGINE).args(["exec", "ex4"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(125));
+    let out = sup.engine(&["exec", "ex4"]);
+    assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("required arguments were not provided"), "not about the missing command: {err}");
 }
 
 #[test]
