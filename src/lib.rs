@@ -9,3 +9,4 @@ pub mod net;
 pub mod oci;
 pub mod protocol;
 pub mod supervisor;
+pub mod sys;

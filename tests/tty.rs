@@ -43,6 +43,17 @@ struct Term {
 }
 
 impl Term {
+    /// `engine run -it --net none [flags] NAME ROOTFS /bin/sh` on a new pty, once its prompt shows.
+    fn shell(sup: &Supervisor, flags: &[&str], name: &str, rows: u16, cols: u16) -> Term {
+        let rootfs = rootfs();
+        let mut args = vec!["run", "-it", "--net", "none"];
+        args.extend_from_slice(flags);
+        args.extend([name, rootfs.to_str().unwrap(), "/bin/sh"]);
+        let term = Term::spawn(sup, &args, rows, cols);
+        term.expect_after(0, PROMPT);
+        term
+    }
+
     fn spawn(sup: &Supervisor, args: &[&str], rows: u16, cols: u16) -> Term {
         let (master, slave) = open_pty(rows, cols);
         let fd = |f: &OwnedFd| Stdio::from(f.try_clone().unwrap());
@@ -154,10 +165,7 @@ const PROMPT: &str = "# ";
 #[test]
 fn run_it_gives_a_pty_opened_inside_with_the_terminals_size_and_returns_the_exit_code() {
     let sup = Supervisor::start();
-    let rootfs = rootfs();
-    let mut term =
-        Term::spawn(&sup, &["run", "-it", "--net", "none", "t1", rootfs.to_str().unwrap(), "/bin/sh"], 33, 97);
-    term.expect_after(0, PROMPT);
+    let mut term = Term::shell(&sup, &[], "t1", 33, 97);
     // A pty of the container's own devpts: it has a name there.
     term.line("tty", "/dev/pts/0");
     term.line("stty size", "33 97");
@@ -212,10 +220,7 @@ fn exec_it_enters_a_running_container_on_a_pty_of_its_own() {
 #[test]
 fn ctrl_p_ctrl_q_detaches_and_attach_reconnects() {
     let sup = Supervisor::start();
-    let rootfs = rootfs();
-    let mut term =
-        Term::spawn(&sup, &["run", "-it", "--net", "none", "d1", rootfs.to_str().unwrap(), "/bin/sh"], 24, 80);
-    term.expect_after(0, PROMPT);
+    let mut term = Term::shell(&sup, &[], "d1", 24, 80);
     term.line("echo one$((0+1))", "one1");
     term.type_(&[0x10, 0x11]);
     assert_eq!(term.exit_code(), 0, "terminal: {:?}", term.text());
@@ -317,7 +322,6 @@ fn it_without_a_terminal_is_refused_before_anything_starts() {
 #[test]
 fn no_pty_stays_open_in_the_supervisor_after_the_container_ends() {
     let sup = Supervisor::start();
-    let rootfs = rootfs();
     let ptys = |pid: i32| {
         std::fs::read_dir(format!("/proc/{pid}/fd"))
             .unwrap()
@@ -325,9 +329,7 @@ fn no_pty_stays_open_in_the_supervisor_after_the_container_ends() {
             .filter(|e| std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy().contains("ptmx")))
             .count()
     };
-    let mut term =
-        Term::spawn(&sup, &["run", "-it", "--rm", "--net", "none", "r1", rootfs.to_str().unwrap(), "/bin/sh"], 24, 80);
-    term.expect_after(0, PROMPT);
+    let mut term = Term::shell(&sup, &["--rm"], "r1", 24, 80);
     assert!(ptys(sup.pid()) >= 1, "the supervisor holds no pty master while the container runs");
     term.type_(b"exit\r");
     assert_eq!(term.exit_code(), 0);

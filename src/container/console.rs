@@ -10,6 +10,7 @@
 use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
+use crate::sys::check;
 use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 
 /// The name sent with the master, as runc sends it.
@@ -18,14 +19,6 @@ pub const CONSOLE_NAME: &str = "/dev/ptmx";
 pub struct Pty {
     pub master: OwnedFd,
     pub slave: OwnedFd,
-}
-
-fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(rc)
-    }
 }
 
 /// A new pty from `/dev/ptmx` as this process resolves it (in the container: its root, its

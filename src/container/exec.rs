@@ -439,7 +439,7 @@ fn helper_run() -> Result<i32, ExecError> {
         .map_err(|e| ExecError::Setup { step: "reading the plan", source: std::io::Error::other(e) })?;
     let ns = open_namespaces(plan.pid)?;
     if let Some(ticks) = plan.pid_start_ticks {
-        if start_ticks(plan.pid) != Some(ticks) {
+        if super::pidfd::live_start_ticks(plan.pid) != Some(ticks) {
             return Err(ExecError::Gone { pid: plan.pid });
         }
     }
@@ -456,18 +456,6 @@ fn helper_run() -> Result<i32, ExecError> {
     wait_forwarding(pid, &mask)
 }
 
-/// Field 22 of /proc/PID/stat (counted after the command name's last ')'); None once it is a
-/// zombie or gone.
-fn start_ticks(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let mut fields = stat[stat.rfind(')')? + 1..].split_ascii_whitespace();
-    let state = fields.next()?;
-    if state == "Z" || state == "X" {
-        return None;
-    }
-    fields.nth(18)?.parse().ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -476,11 +464,5 @@ mod tests {
     fn own_namespaces_are_skipped() {
         let me = std::process::id() as i32;
         assert!(open_namespaces(me).unwrap().is_empty());
-    }
-
-    #[test]
-    fn start_ticks_reads_field_22() {
-        let me = std::process::id() as i32;
-        assert!(start_ticks(me).is_some());
     }
 }

@@ -27,13 +27,30 @@ pub fn pidfd_send_signal(pidfd: impl AsFd, signal: i32) -> io::Result<()> {
     Ok(())
 }
 
-/// Field 22 of /proc/PID/stat: when the process started, in clock ticks since boot. With the PID
-/// it tells a live process from an unrelated one that reused its PID (after a crash, no pidfd).
+/// The state letter (field 3) and start time (field 22, clock ticks since boot) of /proc/PID/stat.
+/// With the PID, the start time tells a live process from an unrelated one that reused its PID
+/// (after a crash, no pidfd).
+pub fn proc_stat(pid: i32) -> Option<(char, u64)> {
+    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+fn parse_stat(stat: &str) -> Option<(char, u64)> {
+    // The command name (field 2) may hold spaces and ')': fields resume after the last ')'.
+    let mut fields = stat[stat.rfind(')')? + 1..].split_ascii_whitespace();
+    let state = fields.next()?.chars().next()?;
+    // After the state (field 3) comes field 4; the start time is field 22.
+    let start = fields.nth(18)?.parse().ok()?;
+    Some((state, start))
+}
+
+/// The start time of `pid`, zombie or not.
 pub fn process_start_ticks(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may contain spaces and ')': fields resume after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split(' ').nth(19)?.parse().ok()
+    proc_stat(pid).map(|(_, t)| t)
+}
+
+/// The start time of `pid` while it still runs; None once it is a zombie or gone.
+pub fn live_start_ticks(pid: i32) -> Option<u64> {
+    proc_stat(pid).filter(|(state, _)| !matches!(state, 'Z' | 'X')).map(|(_, t)| t)
 }
 
 /// Waits for the child behind `pidfd` to end and reaps it (waitid P_PIDFD, Linux 5.4).
@@ -57,5 +74,24 @@ pub fn wait(pidfd: impl AsFd) -> io::Result<super::exit::Termination> {
             libc::CLD_EXITED => super::exit::Termination::Code(status),
             _ => super::exit::Termination::Signal(status),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_parsing_counts_from_the_last_paren() {
+        let line = "1234 (a) b (c)) S 1 1234 1234 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 987654 1000 10";
+        assert_eq!(parse_stat(line), Some(('S', 987654)));
+        assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn own_process_is_live() {
+        let me = std::process::id() as i32;
+        assert!(live_start_ticks(me).is_some());
+        assert_eq!(live_start_ticks(me), process_start_ticks(me));
     }
 }

@@ -13,6 +13,7 @@
 //!
 //! Trees the runtime itself has just mounted (a fresh /dev tmpfs, a fresh proc) are walked even
 //! more strictly: beneath the directory, no symlinks at all.
+use crate::sys::check;
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -51,14 +52,6 @@ fn cstr(s: &str) -> io::Result<CString> {
     CString::new(s).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))
 }
 
-fn check(rc: libc::c_long) -> io::Result<libc::c_long> {
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(rc)
-    }
-}
-
 /// The components of `path` taken relative to the root, lexically cleaned (`..` can not climb
 /// above the root, as RESOLVE_IN_ROOT would do too).
 fn components(path: &str) -> Vec<&str> {
@@ -92,7 +85,7 @@ fn openat2(dirfd: RawFd, path: &str, flags: libc::c_int, resolve: u64) -> io::Re
 fn file_type(fd: RawFd) -> io::Result<libc::mode_t> {
     // SAFETY: fstat fills the struct; the fd is valid while borrowed.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    check(unsafe { libc::fstat(fd, &mut st) }.into())?;
+    check(unsafe { libc::fstat(fd, &mut st) })?;
     Ok(st.st_mode & libc::S_IFMT)
 }
 
@@ -135,10 +128,9 @@ impl Dir {
         let p = CString::new(path.as_os_str().as_encoded_bytes())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
         // SAFETY: a plain open; the fd is ours.
-        let fd = check(
-            unsafe { libc::open(p.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC | libc::O_NOFOLLOW) }
-                .into(),
-        )?;
+        let fd = check(unsafe {
+            libc::open(p.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC | libc::O_NOFOLLOW)
+        })?;
         // SAFETY: the kernel just gave us this fd.
         Ok(Dir::new(unsafe { OwnedFd::from_raw_fd(fd as RawFd) }, IN_ROOT))
     }
@@ -202,7 +194,7 @@ impl Dir {
     pub fn fs_type(&self) -> io::Result<i64> {
         // SAFETY: fstatfs fills the struct.
         let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-        check(unsafe { libc::fstatfs(self.fd.as_raw_fd(), &mut st) }.into())?;
+        check(unsafe { libc::fstatfs(self.fd.as_raw_fd(), &mut st) })?;
         Ok(st.f_type as i64)
     }
 
@@ -219,16 +211,16 @@ impl Dir {
     pub fn mknod(&self, name: &str, mode: libc::mode_t, dev: libc::dev_t) -> io::Result<()> {
         let n = single(name)?;
         // SAFETY: plain syscall on a valid dirfd and C string.
-        check(unsafe { libc::mknodat(self.fd.as_raw_fd(), n.as_ptr(), mode, dev) }.into())?;
+        check(unsafe { libc::mknodat(self.fd.as_raw_fd(), n.as_ptr(), mode, dev) })?;
         // mknod applies the umask; set the mode exactly, on the node itself (no link to follow).
         // SAFETY: as above.
-        check(unsafe { libc::fchmodat(self.fd.as_raw_fd(), n.as_ptr(), mode & 0o7777, 0) }.into()).map(drop)
+        check(unsafe { libc::fchmodat(self.fd.as_raw_fd(), n.as_ptr(), mode & 0o7777, 0) }).map(drop)
     }
 
     pub fn mkdir(&self, name: &str, mode: libc::mode_t) -> io::Result<()> {
         let n = single(name)?;
         // SAFETY: plain syscall on a valid dirfd and C string.
-        match check(unsafe { libc::mkdirat(self.fd.as_raw_fd(), n.as_ptr(), mode) }.into()) {
+        match check(unsafe { libc::mkdirat(self.fd.as_raw_fd(), n.as_ptr(), mode) }) {
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
             other => other.map(drop),
         }
@@ -237,7 +229,7 @@ impl Dir {
     pub fn symlink(&self, target: &str, name: &str) -> io::Result<()> {
         let (t, n) = (cstr(target)?, single(name)?);
         // SAFETY: plain syscall on a valid dirfd and C strings.
-        check(unsafe { libc::symlinkat(t.as_ptr(), self.fd.as_raw_fd(), n.as_ptr()) }.into()).map(drop)
+        check(unsafe { libc::symlinkat(t.as_ptr(), self.fd.as_raw_fd(), n.as_ptr()) }).map(drop)
     }
 
     /// Creates `name` (it must not exist yet) and writes `content` to it.
@@ -245,7 +237,7 @@ impl Dir {
         let n = single(name)?;
         let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
         // SAFETY: plain syscall; the fd is ours.
-        let fd = check(unsafe { libc::openat(self.fd.as_raw_fd(), n.as_ptr(), flags, mode as libc::c_uint) }.into())?;
+        let fd = check(unsafe { libc::openat(self.fd.as_raw_fd(), n.as_ptr(), flags, mode as libc::c_uint) })?;
         // SAFETY: the kernel just gave us this fd.
         let mut file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd as RawFd) });
         io::Write::write_all(&mut file, content)?;
@@ -282,7 +274,7 @@ impl Dir {
                         }
                     }
                 };
-                if let Err(e) = check(rc.into()) {
+                if let Err(e) = check(rc) {
                     if e.raw_os_error() != Some(libc::EEXIST) {
                         return Err(e);
                     }

@@ -22,6 +22,7 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use super::Error;
+use crate::sys::check;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
@@ -170,14 +171,6 @@ fn peek<R: BufRead>(r: &mut R, head: &mut [u8]) -> io::Result<usize> {
     let n = buf.len().min(head.len());
     head[..n].copy_from_slice(&buf[..n]);
     Ok(n)
-}
-
-fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(rc)
-    }
 }
 
 fn cstr(b: &[u8]) -> io::Result<CString> {

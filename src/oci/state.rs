@@ -323,28 +323,13 @@ pub fn derive_status(r: &Record, fifo: &Path) -> Status {
 
 /// Whether `pid` is alive (not a zombie) and started at `start` ticks.
 pub fn process_is(pid: i32, start: u64) -> bool {
-    pid > 0 && matches!(proc_stat(pid), Some((state, t)) if t == start && state != 'Z' && state != 'X')
-}
-
-/// The state letter and start time (field 22) of /proc/PID/stat. The command name (field 2) may
-/// hold spaces and parentheses: the fields after it are counted from its last ')'.
-pub fn proc_stat(pid: i32) -> Option<(char, u64)> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_stat(&stat)
-}
-
-fn parse_stat(stat: &str) -> Option<(char, u64)> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_ascii_whitespace();
-    let state = fields.next()?.chars().next()?;
-    // After the state (field 3) comes field 4; the start time is field 22.
-    let start = fields.nth(18)?.parse().ok()?;
-    Some((state, start))
+    pid > 0 && crate::container::pidfd::live_start_ticks(pid) == Some(start)
 }
 
 /// The start time of a live `pid`, for a new record.
 pub fn start_ticks(pid: i32) -> Result<u64> {
-    proc_stat(pid).map(|(_, t)| t).ok_or_else(|| OciError::Other(format!("reading /proc/{pid}/stat: no such process")))
+    crate::container::pidfd::process_start_ticks(pid)
+        .ok_or_else(|| OciError::Other(format!("reading /proc/{pid}/stat: no such process")))
 }
 
 #[cfg(test)]
@@ -359,13 +344,6 @@ mod tests {
         for bad in ["", ".", "..", "a/b", "a b", "é", "a\n", "../x"] {
             assert!(validate_id(bad).is_err(), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn stat_parsing_counts_from_the_last_paren() {
-        let line = "1234 (a) b (c)) S 1 1234 1234 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 987654 1000 10";
-        assert_eq!(parse_stat(line), Some(('S', 987654)));
-        assert_eq!(parse_stat("garbage"), None);
     }
 
     #[test]
