@@ -302,13 +302,46 @@ impl Response {
 
 pub fn write_frame<W: Write, T: Serialize>(w: &mut W, header: &T, payload: &[u8]) -> io::Result<()> {
     let json = serde_json::to_vec(header).map_err(io::Error::other)?;
+    write_json_frame(w, &json, payload)
+}
+
+/// `ps`'s answer: [`Response::ListPage`] frames of at most [`LIST_PAGE_BYTES`] of records, then a
+/// final [`Response::List`]. Each record is serialized once: its JSON both sizes the page and
+/// goes into the frame (pages are spliced from it in the shape serde gives the two variants).
+pub fn write_list<W: Write>(w: &mut W, containers: impl IntoIterator<Item = ContainerRecord>) -> io::Result<()> {
+    let page_frame = |kind: &str, items: &[Vec<u8>]| {
+        let mut json = format!(r#"{{"kind":"{kind}","containers":["#).into_bytes();
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                json.push(b',');
+            }
+            json.extend_from_slice(item);
+        }
+        json.extend_from_slice(b"]}");
+        json
+    };
+    let (mut page, mut bytes) = (Vec::new(), 0);
+    for c in containers {
+        let json = serde_json::to_vec(&c).map_err(io::Error::other)?;
+        if !page.is_empty() && bytes + json.len() > LIST_PAGE_BYTES {
+            write_json_frame(w, &page_frame("list_page", &page), b"")?;
+            page.clear();
+            bytes = 0;
+        }
+        bytes += json.len() + 1;
+        page.push(json);
+    }
+    write_json_frame(w, &page_frame("list", &page), b"")
+}
+
+fn write_json_frame<W: Write>(w: &mut W, json: &[u8], payload: &[u8]) -> io::Result<()> {
     if json.len() > MAX_HEADER || payload.len() > MAX_PAYLOAD {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "frame exceeds the protocol size cap"));
     }
     let mut buf = Vec::with_capacity(8 + json.len() + payload.len());
     buf.extend_from_slice(&(json.len() as u32).to_be_bytes());
     buf.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    buf.extend_from_slice(&json);
+    buf.extend_from_slice(json);
     buf.extend_from_slice(payload);
     w.write_all(&buf)?;
     w.flush()
@@ -368,6 +401,43 @@ fn read_len<R: Read>(r: &mut R, len: usize) -> io::Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn list_pages_hold_every_record_once_within_the_cap() {
+        let records: Vec<_> = (0..300)
+            .map(|i| {
+                let spec = ContainerSpec {
+                    name: format!("c{i}"),
+                    rootfs: "/".into(),
+                    command: vec!["x".repeat(4000)],
+                    ..Default::default()
+                };
+                ContainerRecord::new(spec, format!("/l/{i}").into(), "2026-12-02T00:00:00Z".into())
+            })
+            .collect();
+        let mut buf = Vec::new();
+        write_list(&mut buf, records.clone()).unwrap();
+        let (mut r, mut names, mut pages) = (&buf[..], Vec::new(), 0);
+        loop {
+            let (resp, _): (Response, _) = read_frame(&mut r).unwrap().unwrap();
+            pages += 1;
+            match resp {
+                Response::ListPage { containers } => names.extend(containers.into_iter().map(|c| c.spec.name)),
+                Response::List { containers } => {
+                    names.extend(containers.into_iter().map(|c| c.spec.name));
+                    break;
+                }
+                other => panic!("unexpected frame {other:?}"),
+            }
+        }
+        assert!(r.is_empty() && pages > 1, "{pages} pages");
+        assert_eq!(names, records.iter().map(|c| c.spec.name.clone()).collect::<Vec<_>>());
+        // No records: one empty List.
+        let mut buf = Vec::new();
+        write_list(&mut buf, Vec::new()).unwrap();
+        let (resp, _): (Response, _) = read_frame(&mut &buf[..]).unwrap().unwrap();
+        assert!(matches!(resp, Response::List { containers } if containers.is_empty()));
+    }
 
     #[test]
     fn frame_round_trip_keeps_binary_payload() {

@@ -7,7 +7,7 @@ use super::launch::{self, Failure};
 use super::logs::follow;
 use super::spec::ContainerSpec;
 use super::Supervisor;
-use crate::protocol::{write_frame, Response, LIST_PAGE_BYTES};
+use crate::protocol::{write_frame, Response};
 
 type Reply = Result<(), Failure>;
 
@@ -82,17 +82,7 @@ pub fn ps(sup: &Supervisor, conn: &mut UnixStream, all: bool, stats: bool) -> Re
             }
         }
     }
-    let (mut page, mut bytes) = (Vec::new(), 0);
-    for c in containers {
-        let size = serde_json::to_vec(&c).map_or(0, |json| json.len());
-        if !page.is_empty() && bytes + size > LIST_PAGE_BYTES {
-            send(conn, &Response::ListPage { containers: std::mem::take(&mut page) })?;
-            bytes = 0;
-        }
-        bytes += size;
-        page.push(c);
-    }
-    send(conn, &Response::List { containers: page })
+    crate::protocol::write_list(conn, containers).map_err(|e| Failure::engine(format!("client went away: {e}")))
 }
 
 pub fn logs(sup: &Supervisor, conn: &mut UnixStream, name: &str, opts: follow::Options) -> Reply {

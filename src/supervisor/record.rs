@@ -155,6 +155,35 @@ pub struct ContainerRecord {
 }
 
 impl ContainerRecord {
+    /// A container just reserved: created, nothing spawned yet.
+    pub fn new(spec: ContainerSpec, log_path: std::path::PathBuf, created_at: String) -> ContainerRecord {
+        ContainerRecord {
+            spec,
+            state: State::Created,
+            pid: None,
+            pid_start_ticks: None,
+            created_at,
+            started_at: None,
+            finished_at: None,
+            exit_code: None,
+            log_path,
+            image: None,
+            memory_enforcement: None,
+            peak_rss_bytes: None,
+            events: Vec::new(),
+            soft_signals_sent: 0,
+            cgroup: Vec::new(),
+            stats: None,
+            network: None,
+            record_saved: None,
+            restart_count: 0,
+            restarting: false,
+            user_stopped: false,
+        }
+    }
+}
+
+impl ContainerRecord {
     pub fn name(&self) -> &str {
         &self.spec.name
     }

@@ -144,29 +144,7 @@ impl Registry {
         if inner.containers.contains_key(&spec.name) {
             return Err(RegistryError::Exists(spec.name.clone()));
         }
-        let record = ContainerRecord {
-            spec: spec.clone(),
-            state: State::Created,
-            pid: None,
-            pid_start_ticks: None,
-            created_at: now(),
-            started_at: None,
-            finished_at: None,
-            exit_code: None,
-            log_path,
-            image: None,
-            memory_enforcement: None,
-            peak_rss_bytes: None,
-            events: Vec::new(),
-            soft_signals_sent: 0,
-            cgroup: Vec::new(),
-            stats: None,
-            network: None,
-            record_saved: None,
-            restart_count: 0,
-            restarting: false,
-            user_stopped: false,
-        };
+        let record = ContainerRecord::new(spec.clone(), log_path, now());
         inner.containers.insert(
             spec.name.clone(),
             Entry { record, live: None, log: None, releasing: false, dirty: false, save_failing: false },
