@@ -822,7 +822,8 @@ fn an_unknown_image_or_a_broken_layer_fails_in_one_line_and_leaves_nothing() {
             let cg = Path::new("/sys/fs/cgroup").join(ctrl).join(&sup.cgroup_parent).join(name);
             assert!(!cg.exists(), "{name} left {}", cg.display());
         }
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        // The supervisor's mount table, where a leaked overlay would stay (not the test's own).
+        let mounts = std::fs::read_to_string(format!("/proc/{}/mountinfo", sup.pid())).expect("supervisor's mountinfo");
         assert!(!mounts.contains(&format!("overlay/{name}/")), "{name} left a mount");
     };
     // --pull never: the store's answer itself (a pull, and its failure, is run_pulls_...'s; a

@@ -86,21 +86,22 @@ fn strace_supervisor(sup: &Supervisor, what: &str, during: impl FnOnce(&std::pat
     let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", sup.pid())).unwrap();
     let mut pids = vec![sup.pid().to_string()];
     pids.extend(children.split_whitespace().map(str::to_string));
-    let mut strace = std::process::Command::new("strace")
-        .args(["-f", "-y", "-e", &format!("trace={what}"), "-o"])
-        .arg(&trace)
-        .args(pids.iter().flat_map(|p| ["-p", p.as_str()]))
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("strace (a test tool) is needed for this test");
-    let mut stderr = std::io::BufReader::new(strace.stderr.take().unwrap());
+    let mut strace = common::KillOnDrop(
+        std::process::Command::new("strace")
+            .args(["-f", "-y", "-e", &format!("trace={what}"), "-o"])
+            .arg(&trace)
+            .args(pids.iter().flat_map(|p| ["-p", p.as_str()]))
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("strace (a test tool) is needed for this test"),
+    );
+    let mut stderr = std::io::BufReader::new(strace.0.stderr.take().unwrap());
     let mut line = String::new();
     std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
     // strace says it attached on stderr once every thread is traced.
     assert!(line.contains("attached"), "strace: {line}");
     during(&trace);
-    let _ = strace.kill();
-    let _ = strace.wait();
+    drop(strace);
     std::fs::read_to_string(&trace).unwrap().lines().map(str::to_string).collect()
 }
 

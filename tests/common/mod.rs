@@ -230,6 +230,16 @@ impl Drop for Payload {
     }
 }
 
+/// A helper process (strace, a client) killed and reaped when the test ends, even by a panic.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// xorshift64*: small, seeded, reproducible: the fuzz tests' generator.
 pub struct Rng(pub u64);
 
