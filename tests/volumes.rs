@@ -188,36 +188,59 @@ fn bad_volume_input_is_one_line_exit_125_and_nothing_made() {
 
 /// `volume rm` and a start naming a volume exclude each other through ROOT/volumes/.lock: a
 /// start waits while a removal holds it, and a removal waits while a start holds it, so rm never
-/// deletes a volume that a start checked no record for and is about to mount. Shown with the
-/// lock held by `flock(1)` for 1.5 s in the other party's place.
+/// deletes a volume that a start checked no record for and is about to mount. The test holds the
+/// lock in the other party's place and sees the supervisor queued on it in /proc/locks (a blocked
+/// waiter, `->`), the client still waiting, then done once the lock is let go.
 #[test]
 fn volume_rm_and_a_start_naming_the_volume_exclude_each_other() {
+    use std::os::fd::AsRawFd;
     let sup = Supervisor::start();
     let root = s(&sup.root).to_string();
     sup.ok(&["volume", "create", "--root", &root, "shared"]);
-    let lock = sup.root.join("volumes/.lock");
-    let hold = |mode: &str| {
-        let child = Command::new("flock").arg(mode).arg(&lock).args(["sleep", "1.5"]).spawn().unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(200));
-        child
+    let lock_path = sup.root.join("volumes/.lock");
+    // Made as the supervisor makes it when it first takes it.
+    std::fs::OpenOptions::new().write(true).create(true).truncate(false).open(&lock_path).unwrap();
+    let inode = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&lock_path).unwrap()).to_string();
+    let hold = |op: libc::c_int| {
+        let file = std::fs::File::open(&lock_path).unwrap();
+        // SAFETY: flock on an fd this closure owns.
+        assert_eq!(unsafe { libc::flock(file.as_raw_fd(), op) }, 0);
+        file
     };
-    let mut holder = hold("--exclusive");
-    let started = std::time::Instant::now();
-    sup.ok(&["start", "-v", "shared:/data", "user1", s(&rootfs()), "/bin/true"]);
-    assert!(started.elapsed().as_millis() >= 1000, "the start did not wait for the removal's lock");
-    holder.wait().unwrap();
+    // `pid` queued on the lock: a "->" line of /proc/locks with its pid and the inode.
+    let waits = |pid: u32| {
+        std::fs::read_to_string("/proc/locks").unwrap().lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.get(1) == Some(&"->")
+                && f.contains(&pid.to_string().as_str())
+                && f.iter().any(|x| x.rsplit(':').next() == Some(inode.as_str()))
+        })
+    };
+    // Starts lock in the supervisor; `volume rm` in the client itself.
+    let blocked_until_released = |held: std::fs::File, args: &[&str], in_client: bool| {
+        let mut client = common::KillOnDrop(sup.cmd(args).stdout(std::process::Stdio::null()).spawn().unwrap());
+        let waiter = if in_client { client.0.id() } else { sup.pid() as u32 };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !waits(waiter) {
+            let locks = std::fs::read_to_string("/proc/locks").unwrap();
+            assert!(std::time::Instant::now() < deadline, "{waiter} does not wait on inode {inode}: {locks}");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(client.0.try_wait().unwrap().is_none(), "{args:?} ended while the lock was held");
+        drop(held);
+        assert!(client.0.wait().unwrap().success(), "{args:?} failed once the lock was free");
+    };
+
+    blocked_until_released(
+        hold(libc::LOCK_EX),
+        &["start", "-v", "shared:/data", "user1", s(&rootfs()), "/bin/true"],
+        false,
+    );
     assert_eq!(sup.wait_exit("user1"), 0);
     sup.ok(&["rm", "user1"]);
-
-    let mut holder = hold("--shared");
-    let started = std::time::Instant::now();
-    sup.ok(&["volume", "rm", "--root", &root, "shared"]);
-    assert!(started.elapsed().as_millis() >= 1000, "volume rm did not wait for a start's lock");
-    holder.wait().unwrap();
+    blocked_until_released(hold(libc::LOCK_SH), &["volume", "rm", "--root", &root, "shared"], true);
     // A start without a named volume takes no lock.
-    let mut holder = hold("--exclusive");
-    let started = std::time::Instant::now();
+    let held = hold(libc::LOCK_EX);
     sup.ok(&["start", "plain", s(&rootfs()), "/bin/true"]);
-    assert!(started.elapsed().as_millis() < 1000, "a start without volumes waited");
-    holder.wait().unwrap();
+    drop(held);
 }
