@@ -35,7 +35,7 @@ pub const MAX_IN_FLIGHT: usize = 2 << 20;
 pub const STUCK_GRACE: Duration = Duration::from_secs(3);
 
 /// Emptied record buffers the writer keeps for the reader to fill again.
-const SPARE_BUFFERS: usize = 8;
+const SPARE_BUFFERS: usize = 4;
 
 /// One container's log file, as followers see it: how much of it is complete on disk, and whether
 /// the container's output has ended.

@@ -21,7 +21,7 @@ use super::{LogFile, LogMsg};
 /// size small chunks are gathered up to into one write.
 const BATCH: usize = 256 * 1024;
 /// Buffers larger than this (a chunk of nearly empty lines) are freed rather than kept for reuse.
-const SPARE_MAX: usize = 4 << 20;
+const SPARE_MAX: usize = 1 << 20;
 /// How often a log whose last write failed is tried again.
 const RETRY: Duration = Duration::from_millis(250);
 
