@@ -1,8 +1,10 @@
 //! Container output: pipe → reader (one poll loop for all containers) → channel → writer (one
 //! thread) → `<root>/logs/<name>.log` in the CRI format.
 //!
-//! Backpressure, never loss: each log may have at most [`MAX_IN_FLIGHT`] bytes read from its pipes
-//! but not yet on disk. Past that the reader stops reading that container's pipes, they fill, and
+//! The reader encodes what it reads into CRI records (see `reader`); the writer only writes them.
+//!
+//! Backpressure, never loss: each log may have at most [`MAX_IN_FLIGHT`] bytes of records read
+//! from its pipes but not yet on disk. Past that the reader stops reading that container's pipes, they fill, and
 //! the container's own writes block until its log catches up. A log that cannot be written (a full
 //! disk) holds back only its own container: the writer keeps the unwritten records, retries, and
 //! resumes when space returns; every other log and request carries on.
@@ -20,17 +22,20 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{unbounded, Sender};
+use crossbeam_channel::{bounded, unbounded, Sender};
 use parking_lot::{Condvar, Mutex};
 
-use crate::protocol::Stream;
-
-/// Payload bytes per log read from the pipes but not yet written: bounds the memory a log that
-/// cannot be written holds, and is the point where its container is held back.
-pub const MAX_IN_FLIGHT: usize = 1 << 20;
+/// Bytes of records per log encoded but not yet written: bounds the memory a log that cannot be
+/// written holds (past it by at most one read's records), and is the point where its container
+/// is held back. Counted in records, not payload, because records are what is held: a chunk of
+/// empty lines is many times its payload. 2 MiB is about 1.4 MiB of ordinary lines, four reads.
+pub const MAX_IN_FLIGHT: usize = 2 << 20;
 
 /// How long [`LogFile::wait_done`] waits on a log whose writes keep failing before giving up.
 pub const STUCK_GRACE: Duration = Duration::from_secs(3);
+
+/// Emptied record buffers the writer keeps for the reader to fill again.
+const SPARE_BUFFERS: usize = 4;
 
 /// One container's log file, as followers see it: how much of it is complete on disk, and whether
 /// the container's output has ended.
@@ -39,7 +44,7 @@ pub struct LogFile {
     rotation: rotate::Rotation,
     progress: Mutex<Progress>,
     changed: Condvar,
-    /// Payload bytes the reader has taken from the pipes that the writer has not yet put on disk.
+    /// Bytes of records the reader has made from its pipes that the writer has not yet put on disk.
     in_flight: AtomicUsize,
     /// Set by the reader when it stopped reading this log's pipes at [`MAX_IN_FLIGHT`]: the writer
     /// wakes it once the log has room again.
@@ -211,7 +216,8 @@ impl LogFile {
 
 enum LogMsg {
     Open(Arc<LogFile>, File),
-    Data(Arc<LogFile>, Stream, Vec<u8>),
+    /// Whole CRI records, one chunk of output.
+    Data(Arc<LogFile>, Vec<u8>),
     Eof(Arc<LogFile>),
 }
 
@@ -226,9 +232,11 @@ impl LogPipeline {
     /// never blocks on it, so one log that cannot be written never stalls the others.
     pub fn start() -> io::Result<LogPipeline> {
         let (tx, rx) = unbounded();
+        // A few buffers go round between the threads; more than that are freed.
+        let (spare_tx, spare_rx) = bounded(SPARE_BUFFERS);
         let (wake_rx, waker) = reader::wake_pipe()?;
-        writer::spawn(rx, waker.clone())?;
-        let reader = reader::spawn(tx.clone(), wake_rx, waker)?;
+        writer::spawn(rx, spare_tx, waker.clone())?;
+        let reader = reader::spawn(tx.clone(), spare_rx, wake_rx, waker)?;
         Ok(LogPipeline { tx, reader })
     }
 

@@ -14,12 +14,17 @@ use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::unistd::{pipe2, read, write};
 
-use super::{LogFile, LogMsg, MAX_IN_FLIGHT};
+use super::{cri, LogFile, LogMsg, MAX_IN_FLIGHT};
 use crate::protocol::Stream;
 
 /// Most a pipe is drained per wake-up: one chunk of up to this size goes to the channel, so a
 /// container writing in small pieces still costs few wake-ups and messages.
 const READ_CHUNK: usize = 256 * 1024;
+
+/// The capacity asked for each pipe (Linux' default is 64 KiB, 1 MiB is the unprivileged
+/// maximum): a flooding container fills it in fewer, larger writes and we drain it in fewer
+/// reads, so both sides wake up less often. Memory is only taken as the pipe fills.
+const PIPE_SIZE: i32 = 1 << 20;
 
 struct Source {
     fd: OwnedFd,
@@ -59,6 +64,9 @@ impl Handle {
     pub fn add(&self, log: Arc<LogFile>, stdout: OwnedFd, stderr: OwnedFd) -> io::Result<()> {
         for fd in [&stdout, &stderr] {
             fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
+            // Only an optimisation: a pty (`-t`) refuses it, a host's lowered pipe-max-size or
+            // an exhausted pipe-user-pages-soft too; the default size then does.
+            let _ = fcntl(fd.as_raw_fd(), FcntlArg::F_SETPIPE_SZ(PIPE_SIZE));
         }
         let pair = [
             Source { fd: stdout, log: log.clone(), stream: Stream::Stdout },
@@ -69,9 +77,11 @@ impl Handle {
     }
 }
 
-pub fn spawn(tx: Sender<LogMsg>, wake: OwnedFd, waker: Waker) -> io::Result<Handle> {
+/// `spare`: emptied buffers the writer hands back, so the records of the next chunk are encoded
+/// into memory already mapped and warm instead of freshly allocated (and page-faulted) memory.
+pub fn spawn(tx: Sender<LogMsg>, spare: Receiver<Vec<u8>>, wake: OwnedFd, waker: Waker) -> io::Result<Handle> {
     let (queue, incoming) = unbounded();
-    std::thread::Builder::new().name("log-reader".into()).spawn(move || run(wake, incoming, tx))?;
+    std::thread::Builder::new().name("log-reader".into()).spawn(move || run(wake, incoming, tx, spare))?;
     Ok(Handle { queue, waker })
 }
 
@@ -111,7 +121,7 @@ fn has_room(log: &LogFile) -> bool {
     log.in_flight.load(Ordering::SeqCst) < MAX_IN_FLIGHT
 }
 
-fn run(wake: OwnedFd, incoming: Receiver<[Source; 2]>, tx: Sender<LogMsg>) {
+fn run(wake: OwnedFd, incoming: Receiver<[Source; 2]>, tx: Sender<LogMsg>, spare: Receiver<Vec<u8>>) {
     let mut sources: Vec<Source> = Vec::new();
     let mut buf = vec![0u8; READ_CHUNK];
     let mut writer_gone = false;
@@ -144,8 +154,14 @@ fn run(wake: OwnedFd, incoming: Receiver<[Source; 2]>, tx: Sender<LogMsg>) {
             let src = &sources[i];
             let (n, state) = drain(&src.fd, &mut buf);
             if n > 0 && !src.log.is_discarded() && !writer_gone {
-                src.log.in_flight.fetch_add(n, Ordering::SeqCst);
-                if tx.send(LogMsg::Data(src.log.clone(), src.stream, buf[..n].to_vec())).is_err() {
+                // Encoded here, not in the writer: the two threads then share the work of a
+                // flood about evenly (read and encode here, write there) on two cores, and the
+                // chunk is copied once, straight into its records. The timestamp is when the
+                // output was read.
+                let mut records = spare.try_recv().unwrap_or_default();
+                cri::encode(&mut records, &cri::timestamp_now(), src.stream, &buf[..n]);
+                src.log.in_flight.fetch_add(records.len(), Ordering::SeqCst);
+                if tx.send(LogMsg::Data(src.log.clone(), records)).is_err() {
                     // Cannot happen while the writer lives; keep draining so no container blocks.
                     crate::warn!("log writer has stopped: container output is dropped from now on");
                     writer_gone = true;

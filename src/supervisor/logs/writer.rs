@@ -1,4 +1,4 @@
-//! The one thread that turns chunks into CRI records on disk and tells followers about them.
+//! The one thread that puts the reader's CRI records on disk and tells followers about them.
 //!
 //! Records reach the file whole or not at all: each batch is written at the offset where the last
 //! whole record ended, and a write that fails partway (ENOSPC) is cut back to that offset. The
@@ -12,24 +12,18 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::reader::Waker;
-use super::{cri, LogFile, LogMsg};
-use crate::protocol::Stream;
+use super::{LogFile, LogMsg};
 
-/// Queued payload bytes after which a busy log is written even though more chunks are coming,
-/// and the size a batch of encoded records is cut at.
+/// Queued bytes after which a busy log is written even though more chunks are coming, and the
+/// size small chunks are gathered up to into one write.
 const BATCH: usize = 256 * 1024;
+/// Buffers larger than this (a chunk of nearly empty lines) are freed rather than kept for reuse.
+const SPARE_MAX: usize = 1 << 20;
 /// How often a log whose last write failed is tried again.
 const RETRY: Duration = Duration::from_millis(250);
-
-struct Chunk {
-    /// Taken when the chunk arrived, not when it is finally written.
-    timestamp: String,
-    stream: Stream,
-    data: Vec<u8>,
-}
 
 struct OpenLog {
     log: Arc<LogFile>,
@@ -38,11 +32,13 @@ struct OpenLog {
     durable: u64,
     /// The file may extend past `durable` (cutting back a failed write failed too).
     torn: bool,
-    queued: VecDeque<Chunk>,
+    /// Chunks of records from the reader, not yet in the batch.
+    queued: VecDeque<Vec<u8>>,
     queued_bytes: usize,
-    /// Encoded records not yet on disk, and the payload bytes they hold.
+    /// Records being written (what rotation has not yet put on disk of them), and the size
+    /// they had when taken from the queue: what is freed from `in_flight` once all are written.
     batch: Vec<u8>,
-    batch_payload: usize,
+    batch_bytes: usize,
     /// Both pipes are closed: the log is done once the queue is written.
     eof: bool,
     /// Set while writes fail: when to try again.
@@ -56,19 +52,22 @@ impl OpenLog {
 
     /// Writes every queued chunk in whole-record batches; on failure the file ends at its last
     /// whole record and the rest stays queued.
-    fn write_out(&mut self, waker: &Waker) -> io::Result<()> {
+    fn write_out(&mut self, waker: &Waker, spare: &Sender<Vec<u8>>) -> io::Result<()> {
         loop {
             if self.batch.is_empty() {
-                while let Some(chunk) = self.queued.pop_front() {
-                    cri::encode(&mut self.batch, &chunk.timestamp, chunk.stream, &chunk.data);
-                    self.batch_payload += chunk.data.len();
-                    self.queued_bytes -= chunk.data.len();
-                    if self.batch.len() >= BATCH {
-                        break;
-                    }
+                // A busy log's chunk is large: it becomes the batch as it is, without a copy.
+                // Small ones (a trickle of lines) are gathered behind it into one write.
+                let Some(first) = self.queued.pop_front() else { return Ok(()) };
+                recycle(spare, std::mem::replace(&mut self.batch, first));
+                while self.batch.len() < BATCH {
+                    let Some(next) = self.queued.pop_front() else { break };
+                    self.batch.extend_from_slice(&next);
+                    recycle(spare, next);
                 }
+                self.batch_bytes = self.batch.len();
+                self.queued_bytes -= self.batch_bytes;
                 if self.batch.is_empty() {
-                    return Ok(());
+                    continue;
                 }
             }
             if self.torn {
@@ -93,8 +92,10 @@ impl OpenLog {
                 self.batch.drain(..len);
                 continue;
             }
+            // Back to the reader: an idle log holds no buffer.
             self.batch.clear();
-            let freed = std::mem::take(&mut self.batch_payload);
+            recycle(spare, std::mem::take(&mut self.batch));
+            let freed = std::mem::take(&mut self.batch_bytes);
             self.log.in_flight.fetch_sub(freed, Ordering::SeqCst);
             if self.log.throttled.swap(false, Ordering::SeqCst) {
                 if let Err(e) = waker.wake() {
@@ -125,11 +126,11 @@ impl OpenLog {
 
     /// Writes what is queued unless a failed log's retry is not due; publishes what is on disk.
     /// True once the log is finished (done, or its file deleted) and can be dropped.
-    fn flush(&mut self, waker: &Waker, now: Instant) -> bool {
+    fn flush(&mut self, waker: &Waker, spare: &Sender<Vec<u8>>, now: Instant) -> bool {
         if self.retry_at.is_some_and(|t| now < t) {
             return false;
         }
-        match self.write_out(waker) {
+        match self.write_out(waker, spare) {
             Ok(()) => {
                 if self.retry_at.take().is_some() {
                     crate::warn!("writing {} again", self.log.path.display());
@@ -158,16 +159,24 @@ impl OpenLog {
     }
 }
 
-pub fn spawn(rx: Receiver<LogMsg>, waker: Waker) -> io::Result<()> {
-    std::thread::Builder::new().name("log-writer".into()).spawn(move || run(rx, waker))?;
+pub fn spawn(rx: Receiver<LogMsg>, spare: Sender<Vec<u8>>, waker: Waker) -> io::Result<()> {
+    std::thread::Builder::new().name("log-writer".into()).spawn(move || run(rx, spare, waker))?;
     Ok(())
+}
+
+/// Offers an emptied buffer to the reader; dropped if the reader has enough or it is oversized.
+fn recycle(spare: &Sender<Vec<u8>>, mut buf: Vec<u8>) {
+    if buf.capacity() > 0 && buf.capacity() <= SPARE_MAX {
+        buf.clear();
+        let _ = spare.try_send(buf);
+    }
 }
 
 fn key(log: &Arc<LogFile>) -> usize {
     Arc::as_ptr(log) as usize
 }
 
-fn run(rx: Receiver<LogMsg>, waker: Waker) {
+fn run(rx: Receiver<LogMsg>, spare: Sender<Vec<u8>>, waker: Waker) {
     let mut open: HashMap<usize, OpenLog> = HashMap::new();
     loop {
         let next_retry = open.values().filter_map(|e| e.retry_at).min();
@@ -188,18 +197,18 @@ fn run(rx: Receiver<LogMsg>, waker: Waker) {
                     queued: VecDeque::new(),
                     queued_bytes: 0,
                     batch: Vec::new(),
-                    batch_payload: 0,
+                    batch_bytes: 0,
                     eof: false,
                     retry_at: None,
                 };
                 open.insert(key(&entry.log), entry);
             }
-            Ok(LogMsg::Data(log, stream, data)) => {
+            Ok(LogMsg::Data(log, records)) => {
                 let k = key(&log);
                 if let Some(entry) = open.get_mut(&k) {
-                    entry.queued_bytes += data.len();
-                    entry.queued.push_back(Chunk { timestamp: cri::timestamp_now(), stream, data });
-                    if entry.queued_bytes >= BATCH && entry.flush(&waker, now) {
+                    entry.queued_bytes += records.len();
+                    entry.queued.push_back(records);
+                    if entry.queued_bytes >= BATCH && entry.flush(&waker, &spare, now) {
                         open.remove(&k);
                     }
                 }
@@ -208,7 +217,7 @@ fn run(rx: Receiver<LogMsg>, waker: Waker) {
                 let k = key(&log);
                 if let Some(entry) = open.get_mut(&k) {
                     entry.eof = true;
-                    if entry.flush(&waker, now) {
+                    if entry.flush(&waker, &spare, now) {
                         open.remove(&k);
                     }
                 }
@@ -218,7 +227,7 @@ fn run(rx: Receiver<LogMsg>, waker: Waker) {
         }
         // Idle for a moment, or a retry is due: make everything written visible to followers.
         if rx.is_empty() || next_retry.is_some_and(|t| now >= t) {
-            open.retain(|_, e| !(e.pending() || e.retry_at.is_some()) || !e.flush(&waker, now));
+            open.retain(|_, e| !(e.pending() || e.retry_at.is_some()) || !e.flush(&waker, &spare, now));
         }
     }
 }
