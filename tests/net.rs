@@ -257,7 +257,7 @@ fn host_reaches_container_over_tcp() {
 
     assert_eq!((att.ip, att.prefix, att.gateway), (tn.ip(2), 24, tn.ip(1)));
     assert!(att.host_veth.starts_with("ve-") && att.host_veth.len() == 15, "{}", att.host_veth);
-    assert_eq!(tagged_links(&tn.cfg), [att.host_veth.clone()]);
+    assert_eq!(tagged_links(&tn.cfg), std::slice::from_ref(&att.host_veth));
     assert_eq!(att.mac, "02:42:0a:63:01:02");
     // Host side: the bridge exists and the host end is plugged into it.
     assert!(link_exists(&tn.cfg.bridge));
