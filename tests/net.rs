@@ -267,6 +267,12 @@ fn host_reaches_container_over_tcp() {
     assert!(names.contains("eth0") && names.contains("lo"), "links inside: {names:?}");
     assert_eq!(default, Some(("eth0".to_string(), tn.ip(1))));
 
+    // IPv4 only: IPv6 is off on both ends (no solicitations flooded over the bridge).
+    let host_conf = format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", att.host_veth);
+    assert_eq!(fs::read_to_string(host_conf).unwrap().trim(), "1");
+    let inside = net::run_in_netns(c.pid(), || fs::read_to_string("/proc/sys/net/ipv6/conf/eth0/disable_ipv6"));
+    assert_eq!(inside.unwrap().unwrap().trim(), "1");
+
     let (addr, server) = echo_server(c.pid(), att.ip);
     echo_roundtrip(TcpStream::connect_timeout(&addr, TIMEOUT).expect("host -> container TCP"));
     server.join().unwrap();

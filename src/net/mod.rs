@@ -153,7 +153,9 @@ fn plug(
     // container's namespace.
     nl.create_veth(host_veth, bridge_index, veth::CONTAINER_IFNAME, mac, ns.as_raw_fd())?;
     *veth_created = true;
-    nl.set_alias(host_veth, &veth::alias(&cfg.bridge, container))?;
+    // Before it is up, so it never starts IPv6 (see veth::disable_ipv6).
+    veth::disable_ipv6(host_veth)?;
+    nl.set_alias_up(host_veth, &veth::alias(&cfg.bridge, container))?;
 
     let (prefix, broadcast, gateway) = (cfg.subnet.prefix(), cfg.subnet.broadcast(), cfg.gateway);
     netns::run_in(pid, ns, move || veth::configure_inside(ip, prefix, broadcast, gateway))??;

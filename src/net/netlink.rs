@@ -97,7 +97,7 @@ impl Netlink {
     }
 
     /// Creates a veth pair in one request: `host` stays here, already a port of bridge
-    /// `master` and up; the peer is born inside the namespace `peer_netns` as `peer` (down, with
+    /// `master` (down: see [`Netlink::set_alias_up`]); the peer is born inside the namespace `peer_netns` as `peer` (down, with
     /// `peer_mac`), so it is neither moved nor renamed afterwards (a rename costs a
     /// synchronize_net in the kernel).
     pub(crate) fn create_veth(
@@ -114,8 +114,6 @@ impl Netlink {
         peer_msg.attributes.push(LinkAttribute::NetNsFd(peer_netns));
 
         let mut msg = LinkMessage::default();
-        msg.header.flags = LinkFlags::Up;
-        msg.header.change_mask = LinkFlags::Up;
         msg.attributes.push(LinkAttribute::IfName(host.to_string()));
         msg.attributes.push(LinkAttribute::Controller(master));
         msg.attributes.push(LinkAttribute::LinkInfo(vec![
@@ -129,12 +127,14 @@ impl Netlink {
         )
     }
 
-    /// Stamps `alias` on the link called `name`.
-    pub(crate) fn set_alias(&mut self, name: &str, alias: &str) -> Result<(), NetError> {
+    /// Stamps `alias` on the link called `name` and brings it up.
+    pub(crate) fn set_alias_up(&mut self, name: &str, alias: &str) -> Result<(), NetError> {
         let mut msg = LinkMessage::default();
+        msg.header.flags = LinkFlags::Up;
+        msg.header.change_mask = LinkFlags::Up;
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
         msg.attributes.push(LinkAttribute::IfAlias(alias.to_string()));
-        self.change(format!("set alias of {name}"), RouteNetlinkMessage::SetLink(msg), 0)
+        self.change(format!("set alias of {name} and bring it up"), RouteNetlinkMessage::SetLink(msg), 0)
     }
 
     pub(crate) fn set_up(&mut self, index: u32) -> Result<(), NetError> {

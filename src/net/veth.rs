@@ -1,6 +1,7 @@
 //! The veth pair of one container: naming of the host end, and the
 //! configuration of the container end from inside its namespace.
 
+use std::io::Write;
 use std::net::Ipv4Addr;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -60,14 +61,29 @@ pub(crate) fn container_of_alias<'a>(bridge: &str, alias: &'a str) -> Option<&'a
     alias.strip_prefix("engine:")?.strip_prefix(bridge)?.strip_prefix(':')
 }
 
-/// Runs inside the container's namespace, where the peer was born as eth0 (down): eth0's
-/// index, then loopback up, eth0 up, its address and the default route in one batch.
+/// Turns IPv6 off on link `name` of the calling thread's namespace, before it goes up. The
+/// network is IPv4 only (no address, route or DNS of it is IPv6). Left
+/// on, every link that goes up sends router solicitations, MLD reports and DAD probes, which
+/// the bridge floods to every other port and every container answers: work on each start
+/// that grows with the number of containers. A kernel without IPv6 has nothing to turn off.
+pub(crate) fn disable_ipv6(name: &str) -> Result<(), NetError> {
+    let path = format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6");
+    match std::fs::OpenOptions::new().write(true).open(&path) {
+        Ok(mut f) => f.write_all(b"1").map_err(|e| NetError::io("disable IPv6 on a veth:", path, e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(NetError::io("disable IPv6 on a veth:", path, e)),
+    }
+}
+
+/// Runs inside the container's namespace, where the peer was born as eth0 (down): IPv6 off,
+/// eth0's index, then loopback up, eth0 up, its address and the default route in one batch.
 pub(crate) fn configure_inside(
     ip: Ipv4Addr,
     prefix: u8,
     broadcast: Ipv4Addr,
     gateway: Ipv4Addr,
 ) -> Result<(), NetError> {
+    disable_ipv6(CONTAINER_IFNAME)?;
     let mut nl = Netlink::open()?;
     let eth = nl
         .link_by_name(CONTAINER_IFNAME)?
