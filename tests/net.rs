@@ -226,6 +226,23 @@ fn checksum(data: &[u8]) -> u16 {
     !(sum as u16)
 }
 
+/// The lease directory's entries.
+fn lease_files(cfg: &NetConfig) -> Vec<String> {
+    let entries = fs::read_dir(cfg.state_dir.join("leases.d")).unwrap();
+    entries.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()
+}
+
+fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        if Instant::now() > deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+    true
+}
+
 fn lease_names(cfg: &NetConfig) -> Vec<String> {
     net::leases(cfg).unwrap().into_iter().map(|(_, c)| c).collect()
 }
@@ -239,8 +256,8 @@ fn host_reaches_container_over_tcp() {
     let att = net::attach(&tn.cfg, "web", c.pid(), None).expect("attach");
 
     assert_eq!((att.ip, att.prefix, att.gateway), (tn.ip(2), 24, tn.ip(1)));
-    assert_eq!(att.host_veth, net::host_veth_name(&tn.cfg, "web"));
-    assert!(att.host_veth.len() <= 15);
+    assert!(att.host_veth.starts_with("ve-") && att.host_veth.len() == 15, "{}", att.host_veth);
+    assert_eq!(tagged_links(&tn.cfg), std::slice::from_ref(&att.host_veth));
     assert_eq!(att.mac, "02:42:0a:63:01:02");
     // Host side: the bridge exists and the host end is plugged into it.
     assert!(link_exists(&tn.cfg.bridge));
@@ -249,6 +266,12 @@ fn host_reaches_container_over_tcp() {
     let (names, default) = inside_view(c.pid());
     assert!(names.contains("eth0") && names.contains("lo"), "links inside: {names:?}");
     assert_eq!(default, Some(("eth0".to_string(), tn.ip(1))));
+
+    // IPv4 only: IPv6 is off on both ends (no solicitations flooded over the bridge).
+    let host_conf = format!("/proc/sys/net/ipv6/conf/{}/disable_ipv6", att.host_veth);
+    assert_eq!(fs::read_to_string(host_conf).unwrap().trim(), "1");
+    let inside = net::run_in_netns(c.pid(), || fs::read_to_string("/proc/sys/net/ipv6/conf/eth0/disable_ipv6"));
+    assert_eq!(inside.unwrap().unwrap().trim(), "1");
 
     let (addr, server) = echo_server(c.pid(), att.ip);
     echo_roundtrip(TcpStream::connect_timeout(&addr, TIMEOUT).expect("host -> container TCP"));
@@ -309,7 +332,7 @@ fn static_assigned_and_refused_addresses() {
 
     // Refusals left nothing behind.
     assert!(!lease_names(cfg).contains(&"c4".to_string()));
-    assert!(!link_exists(&net::host_veth_name(cfg, "c4")));
+    assert_eq!(tagged_links(cfg).len(), 3, "{:?}", tagged_links(cfg));
     assert_eq!(lease_names(cfg), ["c1", "c3", "c2"]); // ordered by address
 
     // `--ip` parsing says what is wrong.
@@ -378,8 +401,8 @@ fn leases_survive_restart() {
     let e = net::attach(&again, "c3", c3.pid(), Some(tn.ip(9))).unwrap_err();
     assert!(matches!(e, NetError::AddressInUse { .. }), "{e}");
     assert_eq!(net::attach(&again, "c3", c3.pid(), None).unwrap().ip, tn.ip(3));
-    let file = fs::read_to_string(tn.cfg.state_dir.join("leases.json")).unwrap();
-    assert!(file.contains("10.99.5.9") && file.contains("c2"), "{file}");
+    let files = lease_files(&tn.cfg);
+    assert!(files.iter().any(|f| f.starts_with("10.99.5.9@c2@ve-")), "{files:?}");
 }
 
 #[test]
@@ -402,15 +425,15 @@ fn failed_attach_is_undone() {
     let e = net::attach(&wrong, "c2", c2.pid(), None).unwrap_err();
     assert!(matches!(e, NetError::WrongLinkKind { .. }), "{e}");
     assert!(net::leases(&wrong).unwrap().is_empty(), "lease kept after a failed attach");
-    assert!(!link_exists(&net::host_veth_name(&wrong, "c2")), "veth kept after a failed attach");
+    assert!(tagged_links(&wrong).is_empty(), "veth kept after a failed attach");
     assert!(net::remove_bridge(&att.host_veth).is_err(), "remove_bridge must refuse a veth");
 
-    // A failure after the pair exists: c1 already has an eth0, so a second
-    // network cannot rename its peer to eth0. Pair and lease must go.
+    // c1 already has an eth0, so a second network cannot make its peer there: no pair, and
+    // the lease must go.
     let other = TestNet::new(60);
     let e = net::attach(&other.cfg, "c1-again", c1.pid(), None).unwrap_err();
     assert_eq!(e.errno(), Some(libc::EEXIST), "{e}");
-    assert!(!link_exists(&net::host_veth_name(&other.cfg, "c1-again")), "veth kept after a failed attach");
+    assert!(tagged_links(&other.cfg).is_empty(), "veth kept after a failed attach");
     assert!(net::leases(&other.cfg).unwrap().is_empty(), "lease kept after a failed attach");
     // c1 itself is untouched.
     let (addr, server) = echo_server(c1.pid(), att.ip);
@@ -436,7 +459,7 @@ fn cleanup_after_crash() {
     server.join().unwrap();
 
     // Even with the lease file lost, the host veth is found by its alias.
-    fs::remove_file(cfg.state_dir.join("leases.json")).unwrap();
+    fs::remove_dir_all(cfg.state_dir.join("leases.d")).unwrap();
     assert_eq!(net::cleanup_stale(cfg, &|_| false), ["c1"]);
     assert!(!link_exists(&atts[0].host_veth));
     assert!(tagged_links(cfg).is_empty());
@@ -484,4 +507,72 @@ fn etc_hosts_names_the_container() {
     assert!(hosts.lines().any(|l| l == "10.88.0.2\tweb"), "{hosts}");
     assert!(hosts.contains("127.0.0.1\tlocalhost"));
     assert!(net::etc_hosts("solo", None).contains("\tsolo"));
+}
+
+#[test]
+fn release_leaves_the_pair_to_the_namespace() {
+    let tn = TestNet::new(9);
+    let cfg = &tn.cfg;
+    // An ended container: its process is gone, its namespace dies and takes the pair with it,
+    // without release waiting for the kernel's deletion.
+    let c0 = Sandbox::new();
+    let att0 = net::attach(cfg, "c0", c0.pid(), None).unwrap();
+    drop(c0);
+    net::release(cfg, "c0", &att0).unwrap();
+    assert_eq!(net::lease_of(cfg, "c0").unwrap(), None);
+    assert!(wait_until(net::RELEASE_GRACE / 2, || !link_exists(&att0.host_veth)), "the kernel kept the pair");
+
+    // A namespace that outlives its container (someone else holds it): release returns with
+    // the pair still there, and gives the lease back at once.
+    let held = Sandbox::new();
+    let att = net::attach(cfg, "c1", held.pid(), None).unwrap();
+    net::release(cfg, "c1", &att).unwrap();
+    assert!(link_exists(&att.host_veth), "release deleted the pair itself");
+    assert!(net::leases(cfg).unwrap().is_empty());
+    // The same name again at once: a veth name of its own, and not the address that the old
+    // eth0 still answers for.
+    let c2 = Sandbox::new();
+    let att2 = net::attach(cfg, "c1", c2.pid(), None).unwrap();
+    assert_ne!(att2.host_veth, att.host_veth);
+    assert_ne!(att2.ip, att.ip);
+    let (addr, server) = echo_server(c2.pid(), att2.ip);
+    echo_roundtrip(TcpStream::connect_timeout(&addr, TIMEOUT).unwrap());
+    server.join().unwrap();
+    // Past the grace, the janitor deletes the pair the kernel could not take.
+    assert!(wait_until(net::RELEASE_GRACE * 3, || !link_exists(&att.host_veth)), "held pair never deleted");
+
+    // Asked for by `--ip`, the address of a pair still on its way out is given at once: the
+    // old pair is deleted first, and the address reaches the new container.
+    net::release(cfg, "c1", &att2).unwrap();
+    let c3 = Sandbox::new();
+    let att3 = net::attach(cfg, "c3", c3.pid(), Some(att2.ip)).unwrap();
+    assert!(!link_exists(&att2.host_veth), "the old pair of {} is still there", att2.ip);
+    let (addr, server) = echo_server(c3.pid(), att3.ip);
+    echo_roundtrip(TcpStream::connect_timeout(&addr, TIMEOUT).unwrap());
+    server.join().unwrap();
+    net::detach(cfg, "c3").unwrap();
+    assert!(tagged_links(cfg).is_empty(), "{:?}", tagged_links(cfg));
+    drop(held);
+}
+
+#[test]
+fn leases_are_files_of_their_own() {
+    let tn = TestNet::new(10);
+    let cfg = &tn.cfg;
+    // An older engine's lease file is taken over.
+    fs::create_dir_all(&cfg.state_dir).unwrap();
+    let legacy = r#"{"leases": {"10.99.10.7": {"container": "old", "host_veth": "ve-000000000007"}}}"#;
+    fs::write(cfg.state_dir.join("leases.json"), legacy).unwrap();
+    let c1 = Sandbox::new();
+    let att = net::attach(cfg, "c1", c1.pid(), None).unwrap();
+    assert!(!cfg.state_dir.join("leases.json").exists(), "the old lease file is still there");
+    assert_eq!(net::leases(cfg).unwrap(), [(tn.ip(2), "c1".to_string()), (tn.ip(7), "old".to_string())]);
+    // One empty file per lease, made once and removed once: nothing is ever rewritten.
+    let mut files = lease_files(cfg);
+    files.sort();
+    assert_eq!(files, [format!("10.99.10.2@c1@{}", att.host_veth), "10.99.10.7@old@ve-000000000007".to_string()]);
+    assert_eq!(fs::metadata(cfg.state_dir.join("leases.d").join(&files[0])).unwrap().len(), 0);
+    net::detach(cfg, "old").unwrap();
+    net::detach(cfg, "c1").unwrap();
+    assert!(lease_files(cfg).is_empty());
 }

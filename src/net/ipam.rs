@@ -1,17 +1,17 @@
-//! IP address management: the subnet type, address parsing, and the lease
-//! file. Leases live in one JSON file (`<state_dir>/leases.json`) that is
-//! rewritten atomically (temp file, rename) while holding an exclusive flock
-//! on `<state_dir>/leases.lock`, because several supervisor threads may
-//! attach at once and a crash must never leave a torn file. No fsync: a
-//! killed supervisor's successor reads the renamed file from the page cache,
-//! and after a power loss no container holds its address any more (the
-//! restart's stale sweep releases every lease whose container is not running,
-//! and a lease lost with the cache was one of those).
+//! IP address management: the subnet type, address parsing, and the leases. Each lease is an
+//! empty file `<state_dir>/leases.d/<ip>@<container>@<host veth>`, made with O_EXCL and
+//! removed with unlink while holding an exclusive flock on `<state_dir>/leases.lock` (several
+//! supervisor threads may attach at once). A directory read gives every lease. No file is ever
+//! rewritten: replacing one shared file by rename (or truncating it) makes ext4 start writing
+//! the new data back at once (its auto_da_alloc rule), a few milliseconds on every start and
+//! end, and it grew with the number of containers. No fsync: a killed supervisor's successor
+//! reads the directory from the cache, and after a power loss no container holds its address
+//! any more (the restart's stale sweep releases every lease whose container is not running).
+//! A `leases.json` of an older engine is read once into the directory and removed.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
@@ -22,7 +22,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::error::NetError;
 
-const LEASES: &str = "leases.json";
+const LEGACY: &str = "leases.json";
+const DIR: &str = "leases.d";
 const LOCK: &str = "leases.lock";
 
 /// An IPv4 network: its (masked) network address and prefix length.
@@ -166,23 +167,42 @@ pub struct Lease {
     pub host_veth: String,
 }
 
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct LeaseFile {
+/// The lease file of an older engine (one JSON file for all).
+#[derive(Debug, Default, Deserialize)]
+struct LegacyFile {
     leases: BTreeMap<Ipv4Addr, Lease>,
 }
 
-/// The lease file, opened and locked. Dropping it releases the lock.
+/// The leases, read and locked. Dropping it releases the lock.
 pub(crate) struct Leases {
     dir: PathBuf,
     _lock: File,
-    file: LeaseFile,
+    leases: BTreeMap<Ipv4Addr, Lease>,
+}
+
+/// The file name of a lease (container names have no '@', nor have veth names).
+fn file_name(ip: Ipv4Addr, lease: &Lease) -> String {
+    format!("{ip}@{}@{}", lease.container, lease.host_veth)
+}
+
+fn parse_file_name(name: &str) -> Option<(Ipv4Addr, Lease)> {
+    let mut parts = name.splitn(3, '@');
+    let ip = parts.next()?.parse().ok()?;
+    let container = parts.next().filter(|c| !c.is_empty())?.to_string();
+    let host_veth = parts.next()?.to_string();
+    Some((ip, Lease { container, host_veth }))
 }
 
 impl Leases {
     /// Takes the lock (blocking) and reads the current leases.
-    pub(crate) fn open(dir: &Path) -> Result<Leases, NetError> {
-        fs::create_dir_all(dir).map_err(|e| NetError::io("create state directory", dir, e))?;
-        let lock_path = dir.join(LOCK);
+    pub(crate) fn open(state_dir: &Path) -> Result<Leases, NetError> {
+        let dir = state_dir.join(DIR);
+        if let Err(e) = fs::create_dir(&dir) {
+            if e.kind() != std::io::ErrorKind::AlreadyExists {
+                fs::create_dir_all(&dir).map_err(|e| NetError::io("create state directory", &dir, e))?;
+            }
+        }
+        let lock_path = state_dir.join(LOCK);
         let lock = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -200,31 +220,53 @@ impl Leases {
                 return Err(NetError::io("lock", &lock_path, e));
             }
         }
-        let path = dir.join(LEASES);
-        let file = match fs::read(&path) {
+        let mut leases = BTreeMap::new();
+        for entry in fs::read_dir(&dir).map_err(|e| NetError::io("read", &dir, e))? {
+            let entry = entry.map_err(|e| NetError::io("read", &dir, e))?;
+            // Anything else in the directory is not a lease (and never made by engine).
+            if let Some((ip, lease)) = entry.file_name().to_str().and_then(parse_file_name) {
+                leases.insert(ip, lease);
+            }
+        }
+        let mut this = Leases { dir, _lock: lock, leases };
+        this.import_legacy(state_dir)?;
+        Ok(this)
+    }
+
+    /// Moves the leases of an older engine's `leases.json` into the directory.
+    fn import_legacy(&mut self, state_dir: &Path) -> Result<(), NetError> {
+        let path = state_dir.join(LEGACY);
+        let old: LegacyFile = match fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .map_err(|e| NetError::CorruptLeases { path: path.clone(), detail: e.to_string() })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => LeaseFile::default(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(NetError::io("read", &path, e)),
         };
-        Ok(Leases { dir: dir.to_path_buf(), _lock: lock, file })
+        for (ip, lease) in old.leases {
+            if !self.leases.contains_key(&ip) && self.of(&lease.container).is_none() {
+                self.create(ip, &lease)?;
+                self.leases.insert(ip, lease);
+            }
+        }
+        fs::remove_file(&path).map_err(|e| NetError::io("remove", &path, e))
     }
 
     pub(crate) fn all(&self) -> impl Iterator<Item = (Ipv4Addr, &Lease)> {
-        self.file.leases.iter().map(|(ip, l)| (*ip, l))
+        self.leases.iter().map(|(ip, l)| (*ip, l))
     }
 
     pub(crate) fn of(&self, container: &str) -> Option<(Ipv4Addr, &Lease)> {
         self.all().find(|(_, l)| l.container == container)
     }
 
-    /// Chooses `requested` (checked) or the lowest free address, records the
-    /// lease and writes the file.
+    /// Chooses `requested` (checked) or the lowest free address that `avoid` does not reject,
+    /// and records the lease.
     pub(crate) fn acquire(
         &mut self,
         subnet: Ipv4Net,
         gateway: Ipv4Addr,
         requested: Option<Ipv4Addr>,
+        avoid: &dyn Fn(Ipv4Addr) -> bool,
         lease: Lease,
     ) -> Result<Ipv4Addr, NetError> {
         if let Some((ip, _)) = self.of(&lease.container) {
@@ -233,7 +275,7 @@ impl Leases {
         let ip = match requested {
             Some(ip) => {
                 subnet.check_host(ip, gateway)?;
-                if let Some(holder) = self.file.leases.get(&ip) {
+                if let Some(holder) = self.leases.get(&ip) {
                     return Err(NetError::AddressInUse { ip, holder: holder.container.clone() });
                 }
                 ip
@@ -243,44 +285,39 @@ impl Leases {
                 let last = u32::from(subnet.broadcast()) - 1;
                 (first..=last)
                     .map(Ipv4Addr::from)
-                    .find(|ip| *ip != gateway && !self.file.leases.contains_key(ip))
+                    .find(|ip| *ip != gateway && !self.leases.contains_key(ip) && !avoid(*ip))
                     .ok_or_else(|| NetError::PoolExhausted { subnet: subnet.to_string() })?
             }
         };
-        self.file.leases.insert(ip, lease);
-        if let Err(e) = self.save() {
-            self.file.leases.remove(&ip);
-            return Err(e);
-        }
+        self.create(ip, &lease)?;
+        self.leases.insert(ip, lease);
         Ok(ip)
     }
 
-    /// Drops the lease of `container` (if any) and writes the file.
+    /// Drops the lease of `container` (if any) and returns its address.
     pub(crate) fn release(&mut self, container: &str) -> Result<Option<Ipv4Addr>, NetError> {
-        let Some((ip, _)) = self.of(container) else {
+        let Some((ip, lease)) = self.of(container) else {
             return Ok(None);
         };
-        let lease = self.file.leases.remove(&ip);
-        if let Err(e) = self.save() {
-            if let Some(lease) = lease {
-                self.file.leases.insert(ip, lease);
-            }
-            return Err(e);
+        let path = self.dir.join(file_name(ip, lease));
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(NetError::io("remove lease", &path, e)),
         }
+        self.leases.remove(&ip);
         Ok(Some(ip))
     }
 
-    fn save(&self) -> Result<(), NetError> {
-        let path = self.dir.join(LEASES);
-        let tmp = self.dir.join(format!("{LEASES}.tmp"));
-        let data = serde_json::to_vec_pretty(&self.file)
-            .map_err(|e| NetError::CorruptLeases { path: path.clone(), detail: e.to_string() })?;
-        let write = || -> std::io::Result<()> {
-            let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-            f.write_all(&data)
-        };
-        write().map_err(|e| NetError::io("write", &tmp, e))?;
-        fs::rename(&tmp, &path).map_err(|e| NetError::io("rename into place", &path, e))
+    fn create(&self, ip: Ipv4Addr, lease: &Lease) -> Result<(), NetError> {
+        let path = self.dir.join(file_name(ip, lease));
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map(drop)
+            .map_err(|e| NetError::io("create lease", &path, e))
     }
 }
 

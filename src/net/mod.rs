@@ -10,6 +10,7 @@ pub mod dns;
 mod error;
 pub mod firewall;
 mod ipam;
+mod janitor;
 mod netlink;
 mod netns;
 mod nftables;
@@ -28,6 +29,10 @@ pub use firewall::{PortMapping, Proto};
 pub use ipam::{parse_ip, Ipv4Net};
 pub use netns::run_in_netns;
 pub use veth::fnv1a;
+
+/// How long an ended container's veth pair is left to the kernel before [`release`]'s
+/// background thread deletes it (its namespace was held by someone else).
+pub const RELEASE_GRACE: std::time::Duration = janitor::GRACE;
 
 use ipam::{Lease, Leases};
 use netlink::{link_alias, link_name, Netlink};
@@ -95,11 +100,16 @@ pub fn attach(cfg: &NetConfig, container: &str, pid: i32, requested: Option<Ipv4
     // Opened first: a bad pid (or one sharing the host namespace) fails
     // before anything is changed.
     let ns = netns::open(pid)?;
+    if let Some(ip) = requested {
+        // The address may still sit on the veth of its last holder, on its way out.
+        janitor::settle(ip)?;
+    }
     let host_veth = veth::host_name(&cfg.bridge, container);
     let ip = Leases::open(&cfg.state_dir)?.acquire(
         cfg.subnet,
         cfg.gateway,
         requested,
+        &janitor::is_dying,
         Lease { container: container.to_string(), host_veth: host_veth.clone() },
     )?;
     // The lease lock is released here; the links are set up without it so
@@ -139,21 +149,16 @@ fn plug(
     let bridge_index = bridge::ensure(&mut nl, &cfg.bridge, cfg.subnet, cfg.gateway)?;
 
     let mac = bridge::mac_for(ip);
-    // The peer is born inside the container's namespace under a temporary
-    // name and renamed to eth0 there.
-    let peer = veth::peer_name(host_veth);
-    nl.create_veth(host_veth, &peer, mac, ns.as_raw_fd())?;
+    // One request: the host end on the bridge and up, the peer born as eth0 inside the
+    // container's namespace.
+    nl.create_veth(host_veth, bridge_index, veth::CONTAINER_IFNAME, mac, ns.as_raw_fd())?;
     *veth_created = true;
-    let host_index = nl
-        .link_by_name(host_veth)?
-        .map(|l| l.header.index)
-        .ok_or_else(|| NetError::protocol(format!("find {host_veth}"), "veth vanished after creation"))?;
-    nl.set_alias(host_index, &veth::alias(&cfg.bridge, container))?;
-    nl.set_master(host_index, bridge_index)?;
-    nl.set_up(host_index)?;
+    // Before it is up, so it never starts IPv6 (see veth::disable_ipv6).
+    veth::disable_ipv6(host_veth)?;
+    nl.set_alias_up(host_veth, &veth::alias(&cfg.bridge, container))?;
 
     let (prefix, broadcast, gateway) = (cfg.subnet.prefix(), cfg.subnet.broadcast(), cfg.gateway);
-    netns::run_in(pid, ns, move || veth::configure_inside(&peer, ip, prefix, broadcast, gateway))??;
+    netns::run_in(pid, ns, move || veth::configure_inside(ip, prefix, broadcast, gateway))??;
 
     Ok(Attachment {
         ip,
@@ -166,11 +171,30 @@ fn plug(
     })
 }
 
-/// Removes the container's host veth (which deletes the pair) and releases
-/// its lease. Idempotent; keeps going past a failure and reports them all.
+/// Gives back the address of a container that has ended. Its veth pair is not deleted: it
+/// goes with the container's network namespace, which the kernel tears down asynchronously
+/// once the last process in it is gone (as podman's netavark leaves it too). Deleting it here
+/// would wait for RCU, 10 to 40 ms, on every `run --rm`. Until the kernel is done (usually
+/// milliseconds) the address is not handed out again, and a pair still there after
+/// `janitor::GRACE` (its namespace held by someone else) is deleted by a background thread.
+pub fn release(cfg: &NetConfig, container: &str, att: &Attachment) -> Result<(), NetError> {
+    janitor::watch(&att.host_veth, att.ip);
+    let released = Leases::open(&cfg.state_dir).and_then(|mut l| l.release(container));
+    if !janitor::link_exists(&att.host_veth) {
+        janitor::forget(&att.host_veth);
+    }
+    released.map(drop)
+}
+
+/// Removes the container's host veth (which deletes the pair, and waits for the kernel to
+/// do so) and releases its lease. Idempotent; keeps going past a failure and reports them all.
 pub fn detach(cfg: &NetConfig, container: &str) -> Result<(), NetError> {
+    detach_links(cfg, container, Vec::new())
+}
+
+/// [`detach`], deleting `names` too.
+fn detach_links(cfg: &NetConfig, container: &str, mut names: Vec<String>) -> Result<(), NetError> {
     let mut errors = Vec::new();
-    let mut names = vec![veth::host_name(&cfg.bridge, container)];
     match Leases::open(&cfg.state_dir) {
         Ok(leases) => {
             if let Some((_, lease)) = leases.of(container) {
@@ -186,8 +210,9 @@ pub fn detach(cfg: &NetConfig, container: &str) -> Result<(), NetError> {
             for name in &names {
                 // Absent is fine: the kernel removes the pair by itself when
                 // the container's namespace goes away.
-                if let Err(e) = nl.delete_link(name) {
-                    errors.push(e);
+                match nl.delete_link(name) {
+                    Ok(_) => janitor::forget(name),
+                    Err(e) => errors.push(e),
                 }
             }
         }
@@ -218,9 +243,14 @@ pub fn cleanup_stale(cfg: &NetConfig, keep: &dyn Fn(&str) -> bool) -> Vec<String
 /// [`cleanup_stale`] that returns the failures too.
 pub fn try_cleanup_stale(cfg: &NetConfig, keep: &dyn Fn(&str) -> bool) -> (Vec<String>, Vec<NetError>) {
     let mut errors = Vec::new();
-    let mut owners: Vec<String> = Vec::new();
+    // Each owner with the host veths found carrying its alias.
+    let mut owners: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     match Leases::open(&cfg.state_dir) {
-        Ok(leases) => owners.extend(leases.all().map(|(_, l)| l.container.clone())),
+        Ok(leases) => {
+            for (_, l) in leases.all() {
+                owners.entry(l.container.clone()).or_default();
+            }
+        }
         Err(e) => errors.push(e),
     }
     match Netlink::open().and_then(|mut nl| nl.links()) {
@@ -230,20 +260,18 @@ pub fn try_cleanup_stale(cfg: &NetConfig, keep: &dyn Fn(&str) -> bool) -> (Vec<S
                 if let Some(c) = link_alias(link).and_then(|a| veth::container_of_alias(&cfg.bridge, a)) {
                     // Only our own naming scheme, so a foreign link that
                     // happens to carry such an alias is never touched.
-                    if name == veth::host_name(&cfg.bridge, c) {
-                        owners.push(c.to_string());
+                    if veth::is_host_name(name) {
+                        owners.entry(c.to_string()).or_default().push(name.to_string());
                     }
                 }
             }
         }
         Err(e) => errors.push(e),
     }
-    owners.sort();
-    owners.dedup();
 
     let mut cleaned = Vec::new();
-    for c in owners.into_iter().filter(|c| !keep(c)) {
-        match detach(cfg, &c) {
+    for (c, names) in owners.into_iter().filter(|(c, _)| !keep(c)) {
+        match detach_links(cfg, &c, names) {
             Ok(()) => cleaned.push(c),
             Err(e) => errors.push(e),
         }
@@ -259,11 +287,6 @@ pub fn lease_of(cfg: &NetConfig, container: &str) -> Result<Option<Ipv4Addr>, Ne
 /// Every lease: (address, container), ordered by address.
 pub fn leases(cfg: &NetConfig) -> Result<Vec<(Ipv4Addr, String)>, NetError> {
     Ok(Leases::open(&cfg.state_dir)?.all().map(|(ip, l)| (ip, l.container.clone())).collect())
-}
-
-/// The host end name [`attach`] uses for `container` on this network.
-pub fn host_veth_name(cfg: &NetConfig, container: &str) -> String {
-    veth::host_name(&cfg.bridge, container)
 }
 
 /// /etc/hosts for a container called `name` with address `ip`, so the

@@ -96,11 +96,14 @@ impl Netlink {
         self.change(format!("create bridge {name}"), RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)
     }
 
-    /// Creates a veth pair: `host` stays here, the peer is created directly
-    /// inside the namespace `peer_netns` as `peer`.
+    /// Creates a veth pair in one request: `host` stays here, already a port of bridge
+    /// `master` (down: see [`Netlink::set_alias_up`]); the peer is born inside the namespace `peer_netns` as `peer` (down, with
+    /// `peer_mac`), so it is neither moved nor renamed afterwards (a rename costs a
+    /// synchronize_net in the kernel).
     pub(crate) fn create_veth(
         &mut self,
         host: &str,
+        master: u32,
         peer: &str,
         peer_mac: [u8; 6],
         peer_netns: RawFd,
@@ -112,6 +115,7 @@ impl Netlink {
 
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(host.to_string()));
+        msg.attributes.push(LinkAttribute::Controller(master));
         msg.attributes.push(LinkAttribute::LinkInfo(vec![
             LinkInfo::Kind(InfoKind::Veth),
             LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_msg))),
@@ -123,33 +127,18 @@ impl Netlink {
         )
     }
 
-    pub(crate) fn set_alias(&mut self, index: u32, alias: &str) -> Result<(), NetError> {
+    /// Stamps `alias` on the link called `name` and brings it up.
+    pub(crate) fn set_alias_up(&mut self, name: &str, alias: &str) -> Result<(), NetError> {
         let mut msg = LinkMessage::default();
-        msg.header.index = index;
+        msg.header.flags = LinkFlags::Up;
+        msg.header.change_mask = LinkFlags::Up;
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
         msg.attributes.push(LinkAttribute::IfAlias(alias.to_string()));
-        self.change(format!("set alias of link #{index}"), RouteNetlinkMessage::SetLink(msg), 0)
-    }
-
-    pub(crate) fn set_master(&mut self, index: u32, master: u32) -> Result<(), NetError> {
-        let mut msg = LinkMessage::default();
-        msg.header.index = index;
-        msg.attributes.push(LinkAttribute::Controller(master));
-        self.change(format!("attach link #{index} to bridge #{master}"), RouteNetlinkMessage::SetLink(msg), 0)
+        self.change(format!("set alias of {name} and bring it up"), RouteNetlinkMessage::SetLink(msg), 0)
     }
 
     pub(crate) fn set_up(&mut self, index: u32) -> Result<(), NetError> {
-        let mut msg = LinkMessage::default();
-        msg.header.index = index;
-        msg.header.flags = LinkFlags::Up;
-        msg.header.change_mask = LinkFlags::Up;
-        self.change(format!("set link #{index} up"), RouteNetlinkMessage::SetLink(msg), 0)
-    }
-
-    pub(crate) fn set_name(&mut self, index: u32, name: &str) -> Result<(), NetError> {
-        let mut msg = LinkMessage::default();
-        msg.header.index = index;
-        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
-        self.change(format!("rename link #{index} to {name}"), RouteNetlinkMessage::SetLink(msg), 0)
+        self.change(format!("set link #{index} up"), RouteNetlinkMessage::SetLink(up_msg(index)), 0)
     }
 
     /// Deletes the link called `name`; Ok(false) when there was none.
@@ -173,36 +162,68 @@ impl Netlink {
         prefix: u8,
         broadcast: Ipv4Addr,
     ) -> Result<(), NetError> {
-        let mut msg = AddressMessage::default();
-        msg.header.family = AddressFamily::Inet;
-        msg.header.prefix_len = prefix;
-        msg.header.index = index;
-        msg.attributes.push(AddressAttribute::Local(ip.into()));
-        msg.attributes.push(AddressAttribute::Address(ip.into()));
-        msg.attributes.push(AddressAttribute::Broadcast(broadcast));
-        self.change(
-            format!("add address {ip}/{prefix} to link #{index}"),
-            RouteNetlinkMessage::NewAddress(msg),
-            NLM_F_CREATE | NLM_F_EXCL,
-        )
+        let (op, msg, flags) = address_request(index, ip, prefix, broadcast);
+        self.change(op, msg, flags)
     }
 
-    /// Adds `default via gateway dev #oif` to the main table.
-    pub(crate) fn add_default_route(&mut self, gateway: Ipv4Addr, oif: u32) -> Result<(), NetError> {
-        let mut msg = RouteMessage::default();
-        msg.header.address_family = AddressFamily::Inet;
-        msg.header.destination_prefix_length = 0;
-        msg.header.table = RT_TABLE_MAIN;
-        msg.header.protocol = RouteProtocol::Boot;
-        msg.header.scope = RouteScope::Universe;
-        msg.header.kind = RouteType::Unicast;
-        msg.attributes.push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
-        msg.attributes.push(RouteAttribute::Oif(oif));
-        self.change(
-            format!("add default route via {gateway}"),
-            RouteNetlinkMessage::NewRoute(msg),
-            NLM_F_CREATE | NLM_F_EXCL,
-        )
+    /// Several change requests in one datagram: one send, then one ACK each, read in order (the
+    /// kernel handles them one after the other and answers every one, even after a failure).
+    /// Returns the first failure.
+    pub(crate) fn batch(&mut self, requests: Vec<Request>) -> Result<(), NetError> {
+        let first = self.seq.wrapping_add(1);
+        let mut buf = Vec::new();
+        let mut ops = Vec::with_capacity(requests.len());
+        for (op, msg, flags) in requests {
+            self.seq = self.seq.wrapping_add(1);
+            let mut header = NetlinkHeader::default();
+            header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+            header.sequence_number = self.seq;
+            let mut packet = NetlinkMessage::new(header, NetlinkPayload::from(msg));
+            packet.finalize();
+            let start = buf.len();
+            buf.resize(start + packet.buffer_len(), 0);
+            packet.serialize(&mut buf[start..]);
+            // Messages in one datagram start 4-byte aligned.
+            buf.resize((buf.len() + 3) & !3, 0);
+            ops.push(op);
+        }
+        let label = ops.join(", ");
+        self.send(&label, &buf)?;
+
+        let mut acked = vec![false; ops.len()];
+        let mut failure = None;
+        while acked.iter().any(|a| !a) {
+            let data = self.recv(&label)?;
+            let mut offset = 0;
+            while offset < data.len() {
+                let reply: NetlinkMessage<RouteNetlinkMessage> = NetlinkMessage::deserialize(&data[offset..])
+                    .map_err(|e| NetError::protocol(&label, format!("undecodable reply: {e}")))?;
+                let len = reply.header.length as usize;
+                let i = reply.header.sequence_number.wrapping_sub(first) as usize;
+                if i >= ops.len() || acked[i] {
+                    return Err(NetError::protocol(
+                        &label,
+                        format!("sequence number out of sync (got {})", reply.header.sequence_number),
+                    ));
+                }
+                match reply.payload {
+                    NetlinkPayload::Error(e) => {
+                        acked[i] = true;
+                        if let (Some(code), None) = (e.code, &failure) {
+                            failure =
+                                Some(NetError::netlink(ops[i].clone(), io::Error::from_raw_os_error(-code.get())));
+                        }
+                    }
+                    NetlinkPayload::Noop => {}
+                    _ => return Err(NetError::protocol(&ops[i], "unexpected reply to a change")),
+                }
+                if len == 0 {
+                    break;
+                }
+                offset += (len + 3) & !3;
+            }
+        }
+        failure.map_or(Ok(()), Err)
     }
 
     // ----- transport ---------------------------------------------------------
@@ -231,26 +252,12 @@ impl Netlink {
         packet.finalize();
         let mut buf = vec![0u8; packet.buffer_len()];
         packet.serialize(&mut buf);
-        let sent = loop {
-            match self.socket.send(&buf, 0) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(NetError::netlink(op, e)),
-            }
-        };
-        if sent != buf.len() {
-            return Err(NetError::protocol(op, format!("short send ({sent} of {} bytes)", buf.len())));
-        }
+        self.send(op, &buf)?;
 
         let mut replies = Vec::new();
         let mut dump_interrupted = false;
         loop {
-            let (data, _) = match self.socket.recv_from_full() {
-                Ok(d) => d,
-                // A signal (SIGCHLD in the supervisor) is not a failure.
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(NetError::netlink(op, e)),
-            };
+            let data = self.recv(op)?;
             let mut offset = 0;
             while offset < data.len() {
                 let reply: NetlinkMessage<RouteNetlinkMessage> = NetlinkMessage::deserialize(&data[offset..])
@@ -294,6 +301,31 @@ impl Netlink {
         }
     }
 
+    fn send(&mut self, op: &str, buf: &[u8]) -> Result<(), NetError> {
+        let sent = loop {
+            match self.socket.send(buf, 0) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(NetError::netlink(op, e)),
+            }
+        };
+        if sent != buf.len() {
+            return Err(NetError::protocol(op, format!("short send ({sent} of {} bytes)", buf.len())));
+        }
+        Ok(())
+    }
+
+    fn recv(&mut self, op: &str) -> Result<Vec<u8>, NetError> {
+        loop {
+            match self.socket.recv_from_full() {
+                Ok((data, _)) => return Ok(data),
+                // A signal (SIGCHLD in the supervisor) is not a failure.
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(NetError::netlink(op, e)),
+            }
+        }
+    }
+
     fn check_count(
         &self,
         op: &str,
@@ -312,6 +344,54 @@ impl Netlink {
 
 fn interrupted(e: &NetError) -> bool {
     matches!(e, NetError::Netlink { source, .. } if source.kind() == io::ErrorKind::Interrupted)
+}
+
+// ----- requests for [`Netlink::batch`] ---------------------------------------------
+
+/// What a change is called in errors, the message, and its extra flags.
+pub(crate) type Request = (String, RouteNetlinkMessage, u16);
+
+fn up_msg(index: u32) -> LinkMessage {
+    let mut msg = LinkMessage::default();
+    msg.header.index = index;
+    msg.header.flags = LinkFlags::Up;
+    msg.header.change_mask = LinkFlags::Up;
+    msg
+}
+
+/// Link `index` up.
+pub(crate) fn up_request(index: u32) -> Request {
+    (format!("set link #{index} up"), RouteNetlinkMessage::SetLink(up_msg(index)), 0)
+}
+
+/// `ip/prefix` (with its broadcast address) on link `index`.
+pub(crate) fn address_request(index: u32, ip: Ipv4Addr, prefix: u8, broadcast: Ipv4Addr) -> Request {
+    let mut msg = AddressMessage::default();
+    msg.header.family = AddressFamily::Inet;
+    msg.header.prefix_len = prefix;
+    msg.header.index = index;
+    msg.attributes.push(AddressAttribute::Local(ip.into()));
+    msg.attributes.push(AddressAttribute::Address(ip.into()));
+    msg.attributes.push(AddressAttribute::Broadcast(broadcast));
+    (
+        format!("add address {ip}/{prefix} to link #{index}"),
+        RouteNetlinkMessage::NewAddress(msg),
+        NLM_F_CREATE | NLM_F_EXCL,
+    )
+}
+
+/// `default via gateway dev #oif` in the main table.
+pub(crate) fn default_route_request(gateway: Ipv4Addr, oif: u32) -> Request {
+    let mut msg = RouteMessage::default();
+    msg.header.address_family = AddressFamily::Inet;
+    msg.header.destination_prefix_length = 0;
+    msg.header.table = RT_TABLE_MAIN;
+    msg.header.protocol = RouteProtocol::Boot;
+    msg.header.scope = RouteScope::Universe;
+    msg.header.kind = RouteType::Unicast;
+    msg.attributes.push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
+    msg.attributes.push(RouteAttribute::Oif(oif));
+    (format!("add default route via {gateway}"), RouteNetlinkMessage::NewRoute(msg), NLM_F_CREATE | NLM_F_EXCL)
 }
 
 // ----- reading link messages --------------------------------------------------

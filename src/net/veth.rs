@@ -1,32 +1,53 @@
 //! The veth pair of one container: naming of the host end, and the
 //! configuration of the container end from inside its namespace.
 
+use std::io::Write;
 use std::net::Ipv4Addr;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use super::error::NetError;
-use super::netlink::Netlink;
+use super::netlink::{address_request, default_route_request, up_request, Netlink};
 
 /// Name of the container end, inside its namespace.
 pub(crate) const CONTAINER_IFNAME: &str = "eth0";
 
-/// Host end name: "ve-" + 12 hex digits of a stable hash of bridge and
-/// container name (15 bytes, the kernel's limit). The bridge is part of the
-/// hash so two networks (e.g. parallel tests) never pick the same name.
+/// Host end name: "ve-" + 12 hex digits of a hash of bridge, container name and a nonce of
+/// this start (15 bytes, the kernel's limit). Unique per start, not per container: the pair
+/// of an ended container is left to the kernel's asynchronous teardown of its namespace, and a
+/// container started again under the same name must not collide with it. The bridge is part of
+/// the hash so two networks (e.g. parallel tests) never pick the same name either.
 pub(crate) fn host_name(bridge: &str, container: &str) -> String {
-    let h = fnv1a(bridge.bytes().chain([0u8]).chain(container.bytes()));
-    format!("ve-{:012x}", h & 0xffff_ffff_ffff)
+    static STARTS: AtomicU64 = AtomicU64::new(0);
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    let nonce = [STARTS.fetch_add(1, Ordering::Relaxed), u64::from(std::process::id()), now];
+    let h = fnv1a(
+        bridge
+            .bytes()
+            .chain([0u8])
+            .chain(container.bytes())
+            .chain([0u8])
+            .chain(nonce.iter().flat_map(|n| n.to_le_bytes())),
+    );
+    format!("{HOST_PREFIX}{:012x}", h & 0xffff_ffff_ffff)
+}
+
+const HOST_PREFIX: &str = "ve-";
+
+/// Whether `name` follows [`host_name`]'s scheme (so cleanup never touches a foreign link that
+/// merely carries an alias like ours).
+pub(crate) fn is_host_name(name: &str) -> bool {
+    name.len() == 15
+        && name
+            .strip_prefix(HOST_PREFIX)
+            .is_some_and(|h| h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
 }
 
 /// FNV-1a of `bytes`: stable across Rust releases (std's hasher is not), for names derived
 /// from other names.
 pub fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
     bytes.into_iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3))
-}
-
-/// Temporary name of the container end, until it is renamed to eth0
-/// inside the namespace: "vc-" + the same hash as the host end.
-pub(crate) fn peer_name(host_name: &str) -> String {
-    format!("vc-{}", &host_name[3..])
 }
 
 /// The alias stamped on the host end: says which network and container own
@@ -40,29 +61,44 @@ pub(crate) fn container_of_alias<'a>(bridge: &str, alias: &'a str) -> Option<&'a
     alias.strip_prefix("engine:")?.strip_prefix(bridge)?.strip_prefix(':')
 }
 
-/// Runs inside the container's namespace: the peer renamed to eth0,
-/// loopback up, address on eth0, eth0 up, default route via the gateway.
+/// Turns IPv6 off on link `name` of the calling thread's namespace, before it goes up. The
+/// network is IPv4 only (no address, route or DNS of it is IPv6). Left
+/// on, every link that goes up sends router solicitations, MLD reports and DAD probes, which
+/// the bridge floods to every other port and every container answers: work on each start
+/// that grows with the number of containers. A kernel without IPv6 has nothing to turn off.
+pub(crate) fn disable_ipv6(name: &str) -> Result<(), NetError> {
+    let path = format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6");
+    match std::fs::OpenOptions::new().write(true).open(&path) {
+        Ok(mut f) => f.write_all(b"1").map_err(|e| NetError::io("disable IPv6 on a veth:", path, e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(NetError::io("disable IPv6 on a veth:", path, e)),
+    }
+}
+
+/// Runs inside the container's namespace, where the peer was born as eth0 (down): IPv6 off,
+/// eth0's index, then loopback up, eth0 up, its address and the default route in one batch.
 pub(crate) fn configure_inside(
-    peer: &str,
     ip: Ipv4Addr,
     prefix: u8,
     broadcast: Ipv4Addr,
     gateway: Ipv4Addr,
 ) -> Result<(), NetError> {
+    disable_ipv6(CONTAINER_IFNAME)?;
     let mut nl = Netlink::open()?;
-    let index_of = |nl: &mut Netlink, name: &str| -> Result<u32, NetError> {
-        nl.link_by_name(name)?
-            .map(|l| l.header.index)
-            .ok_or_else(|| NetError::protocol(format!("find {name}"), "no such link in the namespace"))
-    };
-    let lo = index_of(&mut nl, "lo")?;
-    nl.set_up(lo)?;
-    let eth = index_of(&mut nl, peer)?;
-    nl.set_name(eth, CONTAINER_IFNAME)?;
-    nl.add_address(eth, ip, prefix, broadcast)?;
-    nl.set_up(eth)?;
-    nl.add_default_route(gateway, eth)
+    let eth = nl
+        .link_by_name(CONTAINER_IFNAME)?
+        .map(|l| l.header.index)
+        .ok_or_else(|| NetError::protocol(format!("find {CONTAINER_IFNAME}"), "no such link in the namespace"))?;
+    nl.batch(vec![
+        up_request(LOOPBACK_INDEX),
+        up_request(eth),
+        address_request(eth, ip, prefix, broadcast),
+        default_route_request(gateway, eth),
+    ])
 }
+
+/// Loopback's index in every network namespace (LOOPBACK_IFINDEX in the kernel).
+const LOOPBACK_INDEX: u32 = 1;
 
 #[cfg(test)]
 mod tests {
@@ -72,9 +108,11 @@ mod tests {
     fn names_fit_and_differ() {
         let a = host_name("engine0", "web");
         assert_eq!(a.len(), 15);
-        assert_eq!(a, host_name("engine0", "web"));
-        assert_ne!(a, host_name("engine0", "web2"));
+        assert!(is_host_name(&a), "{a}");
+        // Each start gets its own name, even for the same container.
+        assert_ne!(a, host_name("engine0", "web"));
         assert_ne!(a, host_name("engine1", "web"));
+        assert!(!is_host_name("ve-12345678901g") && !is_host_name("eth0") && !is_host_name("ve-123"));
         assert_eq!(container_of_alias("engine0", &alias("engine0", "w:x")), Some("w:x"));
         assert_eq!(container_of_alias("engine", &alias("engine0", "web")), None);
     }

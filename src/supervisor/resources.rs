@@ -119,8 +119,9 @@ pub fn release(sup: &Supervisor, name: &str, pid: Option<i32>, res: Resources) -
         }
     }
     sup.ports.release(name);
-    if res.network.is_some() {
-        if let Err(e) = net::detach(&sup.net, name) {
+    if let Some(att) = &res.network {
+        // The veth pair goes with the container's namespace (see net::release).
+        if let Err(e) = net::release(&sup.net, name, att) {
             errors.push(format!("detaching {name} from {}: {e}", sup.net.bridge));
         }
     }
