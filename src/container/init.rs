@@ -58,7 +58,9 @@ pub fn main() -> i32 {
         }
     };
     let signals = forwarded_signals();
-    let child = match run(&chan, &plan, console, &signals) {
+    let trace = super::trace::InitTrace::open(plan.trace.as_ref());
+    trace.step(&plan.id, "init: Setup received");
+    let child = match run(&chan, &plan, console, &signals, &trace) {
         Ok(child) => child,
         Err(e) => {
             // After a Fifo gate nobody reads the channel any more: the container's stderr is
@@ -69,6 +71,8 @@ pub fn main() -> i32 {
             return e.exit_code();
         }
     };
+    trace.step(&plan.id, "init: command spawned");
+    drop(trace);
     let _ = chan.send(&FromInit::Started { pid: child.as_raw() });
     let how = supervise(child, &signals);
     let _ = chan.send(&FromInit::Exited(how));
@@ -76,11 +80,18 @@ pub fn main() -> i32 {
 }
 
 /// Everything up to the command; in Exec mode it does not return on success.
-fn run(chan: &InitChannel, plan: &Plan, console: Option<OwnedFd>, signals: &SigSet) -> Result<Pid, CoreError> {
+fn run(
+    chan: &InitChannel,
+    plan: &Plan,
+    console: Option<OwnedFd>,
+    signals: &SigSet,
+    trace: &super::trace::InitTrace,
+) -> Result<Pid, CoreError> {
     let spec = &plan.spec;
     let process = spec.process().as_ref().ok_or_else(|| CoreError::spec("process", "missing"))?;
     // First, before anything else happens in the container: its cgroups.
     join_cgroups(&plan.cgroup_self_join)?;
+    trace.step(&plan.id, "init: cgroups joined");
     // The fifo is a host path: held as an O_PATH fd from before the namespaces are joined and
     // the pivot, reopened after.
     let fifo = match &plan.gate {
@@ -89,6 +100,7 @@ fn run(chan: &InitChannel, plan: &Plan, console: Option<OwnedFd>, signals: &SigS
     };
     join_namespaces(spec)?;
     rootfs::build(plan)?;
+    trace.step(&plan.id, "init: root built");
     if let Some(name) = spec.hostname() {
         nix::unistd::sethostname(name)
             .map_err(|e| CoreError::Process { step: "sethostname".into(), source: e.into() })?;
@@ -122,11 +134,14 @@ fn run(chan: &InitChannel, plan: &Plan, console: Option<OwnedFd>, signals: &SigS
             }
         }
         None => {
+            trace.step(&plan.id, "init: Ready sent");
             chan.send(&FromInit::Ready)?;
             // Now the parent has moved us into our cgroup (a cpuset move would reset an
             // affinity set earlier) and saved what it must.
             chan.wait_start()?;
+            trace.step(&plan.id, "init: Start received");
             finish(spec, process)?;
+            trace.step(&plan.id, "init: process applied (seccomp, caps)");
             start_hooks(plan)?;
             match plan.mode {
                 InitMode::Exec => {
@@ -414,15 +429,18 @@ fn start_command(process: &Process, signals: &SigSet) -> Result<Pid, CoreError> 
         // on SIGINT. With a terminal it leads a session of its own instead.
         cmd.process_group(0);
     }
-    // SAFETY: pthread_sigmask, setsid and ioctl are async-signal-safe.
-    unsafe {
-        cmd.pre_exec(move || {
-            SigSet::empty().thread_set_mask().map_err(io::Error::from)?;
-            if terminal {
-                take_terminal()?;
-            }
-            Ok(())
-        });
+    // Without a pre_exec hook std spawns through posix_spawn (clone(CLONE_VM|CLONE_VFORK): no
+    // copy of the init's page tables, no wait on a close-on-exec pipe), whose attributes reset
+    // the signal mask to empty and SIGPIPE to its default, as the hook below does. A terminal
+    // needs the hook (setsid and TIOCSCTTY have no posix_spawn attribute).
+    if terminal {
+        // SAFETY: pthread_sigmask, setsid and ioctl are async-signal-safe.
+        unsafe {
+            cmd.pre_exec(move || {
+                SigSet::empty().thread_set_mask().map_err(io::Error::from)?;
+                take_terminal()
+            });
+        }
     }
     match cmd.spawn() {
         Ok(child) => Ok(Pid::from_raw(child.id() as i32)),

@@ -268,6 +268,8 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
         mode: opts.mode,
         gate: opts.gate.clone(),
     };
+    let trace = super::trace::origin(&opts.id);
+    super::trace::step(&opts.id, "init cloned");
     let plan = Plan {
         id: opts.id,
         spec: opts.spec,
@@ -279,6 +281,7 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
         cgroup_self_join: Vec::new(),
         hook_state: opts.hook_state.map(|render| render(pending.pid)),
         console,
+        trace,
     };
     let maps = match gate {
         Some(gate) => spawn::write_id_maps(pending.pid, &plan.spec).and_then(|()| spawn::release(gate)),
@@ -304,6 +307,7 @@ impl Pending {
         new_user_ns: bool,
     ) -> Result<(), CoreError> {
         let cg = group.create()?;
+        super::trace::step(&plan.id, "cgroups made");
         let paths = cg.paths();
         plan.cgroup_paths.clone_from(&paths);
         // v1 hierarchies (they have `tasks`) the init joins itself, cheaply (see
@@ -311,7 +315,11 @@ impl Pending {
         // namespace's root is not the host's and may not write the host's cgroup files.
         let (self_join, paths): (Vec<PathBuf>, Vec<PathBuf>) = match new_user_ns {
             true => (Vec::new(), paths),
-            false => paths.into_iter().partition(|d| d.join("tasks").is_file()),
+            // Every v1 group has `tasks`; a v2 group has none.
+            false => match cg.version() {
+                crate::cgroup::Version::V1 => (paths, Vec::new()),
+                crate::cgroup::Version::V2 => (Vec::new(), paths),
+            },
         };
         plan.cgroup_self_join = self_join;
         let cg = self.cgroup.insert(cg);
@@ -319,6 +327,7 @@ impl Pending {
             let handle = InitHandle { pid: self.pid, pidfd: pidfd.as_fd(), cgroup: Some(cg) };
             let files = hook(&handle).map_err(CoreError::Caller)?;
             plan.files.extend(files);
+            super::trace::step(&plan.id, "before_setup hook done");
         }
         let channel = self
             .channel
@@ -334,7 +343,9 @@ impl Pending {
         if self.gate != StartGate::Channel {
             join()?;
         }
+        let id = plan.id.clone();
         channel.send(&ToInit::Setup(Box::new(plan)))?;
+        super::trace::step(&id, "Setup sent");
         channel.set_timeout(Some(STEP_TIMEOUT))?;
         if self.gate == StartGate::Channel {
             if let Err(e) = join() {
