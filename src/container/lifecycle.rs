@@ -253,11 +253,29 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
     let (flags, pid_ns) = spawn::clone_flags(&opts.spec)?;
     let console = matches!(opts.stdio, Stdio::Console(_));
     let (stdio, binary) = (opts.stdio, opts.init_binary.as_deref());
-    let child = match &pid_ns {
-        Some(path) => spawn::in_pid_namespace(path, || spawn::spawn_init(flags, stdio, binary))?,
-        None => spawn::spawn_init(flags, stdio, binary)?,
+    // The cgroup directories are made while the spawner clones the init (new namespaces take a
+    // while): both were strictly one after the other.
+    let mut made: Option<Result<Cgroup, CoreError>> = None;
+    let mut make_group = || {
+        if made.is_none() {
+            made = Some(group.create());
+        }
     };
-    let mut child = child;
+    let child = match &pid_ns {
+        Some(path) => {
+            spawn::in_pid_namespace(path, || spawn::spawn_init_overlapped(flags, stdio, binary, &mut make_group))
+        }
+        None => spawn::spawn_init_overlapped(flags, stdio, binary, &mut make_group),
+    };
+    let mut child = match child {
+        Ok(child) => child,
+        Err(e) => {
+            if let Some(Ok(cg)) = made {
+                let _ = cg.remove();
+            }
+            return Err(e);
+        }
+    };
     let gate = child.user_ns_gate.take();
     let mut pending = Pending {
         pid: child.pid,
@@ -287,9 +305,15 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
         Some(gate) => spawn::write_id_maps(pending.pid, &plan.spec).and_then(|()| spawn::release(gate)),
         None => Ok(()),
     };
-    match maps.and_then(|()| {
-        pending.setup(plan, &group, opts.before_setup, flags.contains(nix::sched::CloneFlags::CLONE_NEWUSER))
-    }) {
+    if let Err(e) = maps {
+        pending.destroy();
+        if let Some(Ok(cg)) = made {
+            let _ = cg.remove();
+        }
+        return Err(e);
+    }
+    let new_user_ns = flags.contains(nix::sched::CloneFlags::CLONE_NEWUSER);
+    match pending.setup(plan, &group, made, opts.before_setup, new_user_ns) {
         Ok(()) => Ok(pending),
         Err(e) => {
             pending.destroy();
@@ -303,10 +327,14 @@ impl Pending {
         &mut self,
         mut plan: Plan,
         group: &GroupPlan,
+        made: Option<Result<Cgroup, CoreError>>,
         before_setup: Option<BeforeSetup<'_>>,
         new_user_ns: bool,
     ) -> Result<(), CoreError> {
-        let cg = group.create()?;
+        let cg = match made {
+            Some(made) => made?,
+            None => group.create()?,
+        };
         super::trace::step(&plan.id, "cgroups made");
         let paths = cg.paths();
         plan.cgroup_paths.clone_from(&paths);
