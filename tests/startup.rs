@@ -172,7 +172,10 @@ fn a_run_rm_record_is_never_fsynced_and_its_layer_is_deleted_through_the_trash()
     let synced: Vec<&String> = text.iter().filter(|l| l.contains("sync") && l.contains("gone.json")).collect();
     assert!(synced.is_empty(), "the record of a --rm container was fsync'd: {synced:#?}");
     // Renamed out of overlay/ into trash/ before the answer, deleted there by the trash thread.
-    assert!(text.iter().any(|l| l.contains("rename(") && l.contains("/trash/gone.")), "no rename to the trash: {text:#?}");
+    assert!(
+        text.iter().any(|l| l.contains("rename(") && l.contains("/trash/gone.")),
+        "no rename to the trash: {text:#?}"
+    );
     assert!(!sup.root.join("overlay/gone").exists(), "the --rm layer was not removed");
     wait_until(std::time::Duration::from_secs(5), || {
         std::fs::read_dir(sup.root.join("trash")).is_ok_and(|mut d| d.next().is_none())
