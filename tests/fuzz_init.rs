@@ -40,6 +40,7 @@ fn seeds() -> Vec<Vec<u8>> {
         cgroup_self_join: vec!["/sys/fs/cgroup/x".into()],
         hook_state: Some("{\"id\":\"x\"}".into()),
         console: false,
+        trace: None,
     };
     let go = ToInit::Setup(Box::new(plan));
     let failed = InitFailure { step: "exec".into(), message: "x".into(), errno: Some(2), exit_code: 127 };

@@ -158,3 +158,75 @@ fn the_spawner_dies_with_its_supervisor() {
             || std::fs::read_to_string(format!("/proc/{}/stat", spawner[0])).unwrap_or_default().contains(") Z ")
     });
 }
+
+#[test]
+fn a_run_rm_record_is_never_fsynced_and_its_layer_is_deleted_through_the_trash() {
+    let sup = Supervisor::start();
+    let rootfs = rootfs();
+    let text = strace_supervisor(&sup, "fsync,fdatasync,syncfs,sync_file_range,rename", |trace| {
+        let (code, _, err) = sup.run_with(&["--rm"], "gone", &rootfs, &["/bin/true"]);
+        assert_eq!(code, 0, "{err}");
+        // Later than the record syncer's round would come (a few ms after the last save).
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let _ = trace;
+    });
+    let synced: Vec<&String> = text.iter().filter(|l| l.contains("sync") && l.contains("gone.json")).collect();
+    assert!(synced.is_empty(), "the record of a --rm container was fsync'd: {synced:#?}");
+    // Renamed out of overlay/ into trash/ before the answer, deleted there by the trash thread.
+    assert!(
+        text.iter().any(|l| l.contains("rename(") && l.contains("/trash/gone.")),
+        "no rename to the trash: {text:#?}"
+    );
+    assert!(!sup.root.join("overlay/gone").exists(), "the --rm layer was not removed");
+    wait_until(std::time::Duration::from_secs(5), || {
+        std::fs::read_dir(sup.root.join("trash")).is_ok_and(|mut d| d.next().is_none())
+    });
+    // The name is free at once.
+    let (code, _, err) = sup.run_with(&["--rm"], "gone", &rootfs, &["/bin/true"]);
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn a_trash_left_by_a_dead_supervisor_is_emptied_at_the_next_start() {
+    let mut sup = Supervisor::start();
+    sup.signal_and_wait(libc::SIGKILL);
+    let left = sup.root.join("trash/gone.123/upper/etc");
+    std::fs::create_dir_all(&left).unwrap();
+    std::fs::write(left.join("written"), "x").unwrap();
+    sup.spawn();
+    assert!(!sup.root.join("trash").exists(), "the trash was not emptied at start");
+}
+
+#[test]
+fn the_step_trace_times_every_step_of_a_run_when_asked_for() {
+    let mut sup = Supervisor::start();
+    sup.signal_and_wait(libc::SIGTERM);
+    let trace = sup.dir.path().join("steps");
+    let child = std::process::Command::new(ENGINE)
+        .args(["supervisor", "--root"])
+        .arg(&sup.root)
+        .arg("--socket")
+        .arg(&sup.socket)
+        .args(["--cgroup-parent", &sup.cgroup_parent, "--bridge", &sup.bridge])
+        .args(["--subnet", &format!("{}.0/24", sup.subnet_prefix)])
+        .env("ENGINE_STEP_TRACE", &trace)
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .expect("spawning the supervisor");
+    sup.child = Some(child);
+    wait_until(std::time::Duration::from_secs(10), || {
+        sup.cmd(&["ps", "-a"]).stdout(std::process::Stdio::null()).status().is_ok_and(|s| s.success())
+    });
+    let (code, _, err) = sup.run_with(&["--rm", "--net", "none"], "timed", &rootfs(), &["/bin/true"]);
+    assert_eq!(code, 0, "{err}");
+    let text = std::fs::read_to_string(&trace).unwrap();
+    // NAME +MICROSECONDS STEP [PID], the init's steps among the supervisor's, in time order.
+    let mut last = 0u64;
+    for step in ["request parsed", "init: Setup received", "init: root built", "Started received", "response sent"] {
+        let line = text.lines().find(|l| l.starts_with("timed +") && l.contains(step));
+        let line = line.unwrap_or_else(|| panic!("no {step:?} step in {text}"));
+        let us: u64 = line["timed +".len()..].split(' ').next().and_then(|n| n.parse().ok()).expect(line);
+        assert!(us >= last, "{step} at {us} µs, before the step ahead of it: {text}");
+        last = us;
+    }
+}

@@ -38,10 +38,30 @@ pub enum Layout {
     V1 { mounts: BTreeMap<String, PathBuf> },
 }
 
+/// The layout found last: hierarchies are mounted at boot and stay, so a start does not read
+/// mountinfo and cgroup.controllers again (it did twice per start). A caller whose use of it
+/// fails asks [`detect_fresh`] and retries if the layout changed.
+static CACHED: parking_lot::Mutex<Option<Layout>> = parking_lot::Mutex::new(None);
+
+/// [`detect_fresh`]'s last answer, or a fresh one.
+pub fn detect() -> Result<Layout, CgroupError> {
+    if let Some(layout) = CACHED.lock().clone() {
+        return Ok(layout);
+    }
+    detect_fresh()
+}
+
+/// Looks again (and caches what it finds).
+pub fn detect_fresh() -> Result<Layout, CgroupError> {
+    let layout = detect_uncached()?;
+    *CACHED.lock() = Some(layout.clone());
+    Ok(layout)
+}
+
 /// v2 when /sys/fs/cgroup is cgroup2, or when a cgroup2 mount (hybrid hosts' "unified")
 /// has the memory controller; otherwise v1. A hybrid host whose unified mount has no
 /// controllers (this build host) is v1: the limits live in the v1 hierarchies.
-pub fn detect() -> Result<Layout, CgroupError> {
+fn detect_uncached() -> Result<Layout, CgroupError> {
     let root = Path::new(CGROUP_ROOT);
     if is_cgroup2(root)? {
         return Ok(Layout::V2 { mount: root.into() });

@@ -104,9 +104,20 @@ impl Cgroup {
         check_parent(parent)?;
         check_name(name)?;
         let checked = limits::check(limits)?;
-        let backend: Box<dyn Backend> = match layout::detect()? {
-            Layout::V2 { mount } => Box::new(v2::V2::create(&mount, parent, name, &checked)?),
-            Layout::V1 { mounts } => Box::new(v1::V1::create(&mounts, parent, name, &checked)?),
+        let create = |layout: Layout| -> Result<Box<dyn Backend>, CgroupError> {
+            Ok(match layout {
+                Layout::V2 { mount } => Box::new(v2::V2::create(&mount, parent, name, &checked)?),
+                Layout::V1 { mounts } => Box::new(v1::V1::create(&mounts, parent, name, &checked)?),
+            })
+        };
+        let cached = layout::detect()?;
+        let backend = match create(cached.clone()) {
+            Ok(b) => b,
+            // The cached layout may be stale (a hierarchy mounted or unmounted since).
+            Err(e) => match layout::detect_fresh()? {
+                fresh if fresh != cached => create(fresh)?,
+                _ => return Err(e),
+            },
         };
         Ok(Cgroup { name: name.to_string(), backend, oci: false })
     }

@@ -29,6 +29,17 @@ fn init_cpuset(dir: &Path) -> Result<(), CgroupError> {
     Ok(())
 }
 
+/// [`init_cpuset`] for a group this call just made: empty for sure (unless the parent has
+/// `cgroup.clone_children`, which gives it the parent's values: the same ones written here).
+fn copy_cpuset(dir: &Path) -> Result<(), CgroupError> {
+    let parent = dir.parent().expect("a cgroup below the mount has a parent");
+    for file in ["cpuset.cpus", "cpuset.mems"] {
+        let theirs = fs::read(&parent.join(file))?;
+        fs::write(&dir.join(file), theirs.trim())?;
+    }
+    Ok(())
+}
+
 impl V1 {
     pub fn create(
         mounts: &BTreeMap<String, PathBuf>,
@@ -69,7 +80,7 @@ impl V1 {
                     fs::mkdir(&dir)?;
                     made.push(dir.clone());
                     if cpuset {
-                        init_cpuset(&dir)?;
+                        copy_cpuset(&dir)?;
                     }
                 }
                 cg.dirs.insert(ctrl.to_string(), dir);
@@ -184,7 +195,19 @@ impl Backend for V1 {
 
     fn remove(self: Box<Self>) -> Vec<CgroupError> {
         let mut errors = Vec::new();
-        let dirs = self.unique_dirs();
+        // An ended container's groups are empty: one rmdir each is all it takes (the kernel
+        // refuses a populated group with EBUSY). What is left is emptied and removed below.
+        let dirs: Vec<PathBuf> = self
+            .unique_dirs()
+            .into_iter()
+            .filter(|d| match std::fs::remove_dir(d) {
+                Ok(()) => false,
+                Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+            })
+            .collect();
+        if dirs.is_empty() {
+            return errors;
+        }
         fs::kill_all(&dirs, None, &mut errors);
         for d in &dirs {
             if let Err(e) = fs::rmdir(d) {

@@ -57,6 +57,9 @@ pub struct Plan {
     /// opens the container's pty itself (`console::attach`) once its root is built.
     #[serde(default)]
     pub console: bool,
+    /// ENGINE_STEP_TRACE: where the init appends its steps' times (see `trace`).
+    #[serde(default)]
+    pub trace: Option<super::trace::Origin>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

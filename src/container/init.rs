@@ -58,7 +58,9 @@ pub fn main() -> i32 {
         }
     };
     let signals = forwarded_signals();
-    let child = match run(&chan, &plan, console, &signals) {
+    let trace = super::trace::InitTrace::open(plan.trace.as_ref());
+    trace.step(&plan.id, "init: Setup received");
+    let child = match run(&chan, &plan, console, &signals, &trace) {
         Ok(child) => child,
         Err(e) => {
             // After a Fifo gate nobody reads the channel any more: the container's stderr is
@@ -69,6 +71,8 @@ pub fn main() -> i32 {
             return e.exit_code();
         }
     };
+    trace.step(&plan.id, "init: command spawned");
+    drop(trace);
     let _ = chan.send(&FromInit::Started { pid: child.as_raw() });
     let how = supervise(child, &signals);
     let _ = chan.send(&FromInit::Exited(how));
@@ -76,11 +80,18 @@ pub fn main() -> i32 {
 }
 
 /// Everything up to the command; in Exec mode it does not return on success.
-fn run(chan: &InitChannel, plan: &Plan, console: Option<OwnedFd>, signals: &SigSet) -> Result<Pid, CoreError> {
+fn run(
+    chan: &InitChannel,
+    plan: &Plan,
+    console: Option<OwnedFd>,
+    signals: &SigSet,
+    trace: &super::trace::InitTrace,
+) -> Result<Pid, CoreError> {
     let spec = &plan.spec;
     let process = spec.process().as_ref().ok_or_else(|| CoreError::spec("process", "missing"))?;
     // First, before anything else happens in the container: its cgroups.
     join_cgroups(&plan.cgroup_self_join)?;
+    trace.step(&plan.id, "init: cgroups joined");
     // The fifo is a host path: held as an O_PATH fd from before the namespaces are joined and
     // the pivot, reopened after.
     let fifo = match &plan.gate {
@@ -89,6 +100,7 @@ fn run(chan: &InitChannel, plan: &Plan, console: Option<OwnedFd>, signals: &SigS
     };
     join_namespaces(spec)?;
     rootfs::build(plan)?;
+    trace.step(&plan.id, "init: root built");
     if let Some(name) = spec.hostname() {
         nix::unistd::sethostname(name)
             .map_err(|e| CoreError::Process { step: "sethostname".into(), source: e.into() })?;
@@ -122,11 +134,14 @@ fn run(chan: &InitChannel, plan: &Plan, console: Option<OwnedFd>, signals: &SigS
             }
         }
         None => {
+            trace.step(&plan.id, "init: Ready sent");
             chan.send(&FromInit::Ready)?;
             // Now the parent has moved us into our cgroup (a cpuset move would reset an
             // affinity set earlier) and saved what it must.
             chan.wait_start()?;
+            trace.step(&plan.id, "init: Start received");
             finish(spec, process)?;
+            trace.step(&plan.id, "init: process applied (seccomp, caps)");
             start_hooks(plan)?;
             match plan.mode {
                 InitMode::Exec => {
@@ -401,32 +416,90 @@ fn start_command(process: &Process, signals: &SigSet) -> Result<Pid, CoreError> 
         // SAFETY: the handler does nothing; failures (SIGKILL-like) are harmless.
         let _ = unsafe { sigaction(sig, &action) };
     }
+    let terminal = process.terminal() == Some(true);
+    if !terminal {
+        return spawn_vfork(process);
+    }
     let env = process.env().as_deref().unwrap_or_default().iter().map(|kv| match kv.split_once('=') {
         Some((k, v)) => (k.to_string(), v.to_string()),
         None => (kv.clone(), String::new()),
     });
     let mut cmd = Command::new(&program);
     cmd.args(&args[1..]).env_clear().envs(env).arg0(&program);
-    let terminal = process.terminal() == Some(true);
-    if !terminal {
-        // Its own process group, so a forwarded signal reaches the whole job, as Ctrl-C in a
-        // terminal would (`tini -g`): `sh -c 'a; b'` would otherwise wait for `a` before acting
-        // on SIGINT. With a terminal it leads a session of its own instead.
-        cmd.process_group(0);
-    }
+    // With a terminal the command leads a session of its own (see `spawn_vfork` for the rest).
     // SAFETY: pthread_sigmask, setsid and ioctl are async-signal-safe.
     unsafe {
         cmd.pre_exec(move || {
             SigSet::empty().thread_set_mask().map_err(io::Error::from)?;
-            if terminal {
-                take_terminal()?;
-            }
-            Ok(())
+            take_terminal()
         });
     }
     match cmd.spawn() {
         Ok(child) => Ok(Pid::from_raw(child.id() as i32)),
         Err(e) => Err(CoreError::Exec { program, errno: e.raw_os_error().unwrap_or(libc::ENOENT) }),
+    }
+}
+
+/// The command without a terminal: clone(CLONE_VM|CLONE_VFORK) and execve, as posix_spawn does,
+/// so the init's page tables are not copied (a fork's cost) and no close-on-exec pipe is waited
+/// on: the init resumes once the child has exec'd or failed. The child only makes raw system
+/// calls on what is prepared here (it shares the init's memory; the init is single-threaded and
+/// suspended meanwhile): every signal back to its default action and none blocked (as
+/// `default_signals` does for Exec mode; glibc's posix_spawn would leave its two internal
+/// signals ignored), its own process group, so a forwarded signal reaches the whole job, as
+/// Ctrl-C in a terminal would (`tini -g`): `sh -c 'a; b'` would otherwise wait for `a` before
+/// acting on SIGINT.
+fn spawn_vfork(process: &Process) -> Result<Pid, CoreError> {
+    let program = resolve_program(process)?;
+    let name = program.to_string_lossy().into_owned();
+    let cstrings = |v: &[String]| v.iter().map(|s| CString::new(s.as_bytes())).collect::<Result<Vec<_>, _>>();
+    let (Ok(args), Ok(env)) = (
+        cstrings(process.args().as_deref().unwrap_or_default()),
+        cstrings(process.env().as_deref().unwrap_or_default()),
+    ) else {
+        return Err(CoreError::spec("process", "arguments and environment must not contain NUL bytes"));
+    };
+    let argv: Vec<*const libc::c_char> =
+        args.iter().map(|a| a.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
+    let envp: Vec<*const libc::c_char> =
+        env.iter().map(|e| e.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
+    // The child's errno when its execve (or setpgid) failed; 0: it exec'd.
+    let failed = std::sync::atomic::AtomicI32::new(0);
+    let mut stack = vec![0u8; 64 * 1024];
+    let last_signal = libc::SIGRTMAX();
+    let child = Box::new(|| -> isize {
+        // SAFETY: raw system calls on memory prepared above, which outlives the child's use of
+        // it (the parent is suspended until the execve or the _exit).
+        unsafe {
+            // The kernel's struct sigaction, all zero: SIG_DFL, no flags, empty mask.
+            let dfl = [0u64; 4];
+            for sig in 1..=last_signal {
+                libc::syscall(libc::SYS_rt_sigaction, sig, dfl.as_ptr(), std::ptr::null_mut::<u64>(), 8usize);
+            }
+            let empty = 0u64;
+            libc::syscall(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &empty, std::ptr::null_mut::<u64>(), 8usize);
+            let rc = match libc::syscall(libc::SYS_setpgid, 0, 0) {
+                0 => libc::syscall(libc::SYS_execve, program.as_ptr(), argv.as_ptr(), envp.as_ptr()),
+                rc => rc,
+            };
+            if rc != 0 {
+                let errno = io::Error::last_os_error().raw_os_error().unwrap_or(libc::ENOEXEC);
+                failed.store(errno, std::sync::atomic::Ordering::Relaxed);
+            }
+            libc::_exit(127)
+        }
+    });
+    let flags = nix::sched::CloneFlags::CLONE_VM | nix::sched::CloneFlags::CLONE_VFORK;
+    // SAFETY: the callback ends in execve or _exit; the stack and what it reads outlive it
+    // (CLONE_VFORK: this thread waits for either).
+    let pid = unsafe { nix::sched::clone(child, &mut stack, flags, Some(libc::SIGCHLD)) }
+        .map_err(|e| CoreError::Exec { program: name.clone(), errno: e as i32 })?;
+    match failed.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => Ok(pid),
+        errno => {
+            let _ = waitpid(pid, None);
+            Err(CoreError::Exec { program: name, errno })
+        }
     }
 }
 

@@ -253,11 +253,29 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
     let (flags, pid_ns) = spawn::clone_flags(&opts.spec)?;
     let console = matches!(opts.stdio, Stdio::Console(_));
     let (stdio, binary) = (opts.stdio, opts.init_binary.as_deref());
-    let child = match &pid_ns {
-        Some(path) => spawn::in_pid_namespace(path, || spawn::spawn_init(flags, stdio, binary))?,
-        None => spawn::spawn_init(flags, stdio, binary)?,
+    // The cgroup directories are made while the spawner clones the init (new namespaces take a
+    // while): both were strictly one after the other.
+    let mut made: Option<Result<Cgroup, CoreError>> = None;
+    let mut make_group = || {
+        if made.is_none() {
+            made = Some(group.create());
+        }
     };
-    let mut child = child;
+    let child = match &pid_ns {
+        Some(path) => {
+            spawn::in_pid_namespace(path, || spawn::spawn_init_overlapped(flags, stdio, binary, &mut make_group))
+        }
+        None => spawn::spawn_init_overlapped(flags, stdio, binary, &mut make_group),
+    };
+    let mut child = match child {
+        Ok(child) => child,
+        Err(e) => {
+            if let Some(Ok(cg)) = made {
+                let _ = cg.remove();
+            }
+            return Err(e);
+        }
+    };
     let gate = child.user_ns_gate.take();
     let mut pending = Pending {
         pid: child.pid,
@@ -268,6 +286,8 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
         mode: opts.mode,
         gate: opts.gate.clone(),
     };
+    let trace = super::trace::origin(&opts.id);
+    super::trace::step(&opts.id, "init cloned");
     let plan = Plan {
         id: opts.id,
         spec: opts.spec,
@@ -279,14 +299,21 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
         cgroup_self_join: Vec::new(),
         hook_state: opts.hook_state.map(|render| render(pending.pid)),
         console,
+        trace,
     };
     let maps = match gate {
         Some(gate) => spawn::write_id_maps(pending.pid, &plan.spec).and_then(|()| spawn::release(gate)),
         None => Ok(()),
     };
-    match maps.and_then(|()| {
-        pending.setup(plan, &group, opts.before_setup, flags.contains(nix::sched::CloneFlags::CLONE_NEWUSER))
-    }) {
+    if let Err(e) = maps {
+        pending.destroy();
+        if let Some(Ok(cg)) = made {
+            let _ = cg.remove();
+        }
+        return Err(e);
+    }
+    let new_user_ns = flags.contains(nix::sched::CloneFlags::CLONE_NEWUSER);
+    match pending.setup(plan, &group, made, opts.before_setup, new_user_ns) {
         Ok(()) => Ok(pending),
         Err(e) => {
             pending.destroy();
@@ -300,10 +327,15 @@ impl Pending {
         &mut self,
         mut plan: Plan,
         group: &GroupPlan,
+        made: Option<Result<Cgroup, CoreError>>,
         before_setup: Option<BeforeSetup<'_>>,
         new_user_ns: bool,
     ) -> Result<(), CoreError> {
-        let cg = group.create()?;
+        let cg = match made {
+            Some(made) => made?,
+            None => group.create()?,
+        };
+        super::trace::step(&plan.id, "cgroups made");
         let paths = cg.paths();
         plan.cgroup_paths.clone_from(&paths);
         // v1 hierarchies (they have `tasks`) the init joins itself, cheaply (see
@@ -311,7 +343,11 @@ impl Pending {
         // namespace's root is not the host's and may not write the host's cgroup files.
         let (self_join, paths): (Vec<PathBuf>, Vec<PathBuf>) = match new_user_ns {
             true => (Vec::new(), paths),
-            false => paths.into_iter().partition(|d| d.join("tasks").is_file()),
+            // Every v1 group has `tasks`; a v2 group has none.
+            false => match cg.version() {
+                crate::cgroup::Version::V1 => (paths, Vec::new()),
+                crate::cgroup::Version::V2 => (Vec::new(), paths),
+            },
         };
         plan.cgroup_self_join = self_join;
         let cg = self.cgroup.insert(cg);
@@ -319,6 +355,7 @@ impl Pending {
             let handle = InitHandle { pid: self.pid, pidfd: pidfd.as_fd(), cgroup: Some(cg) };
             let files = hook(&handle).map_err(CoreError::Caller)?;
             plan.files.extend(files);
+            super::trace::step(&plan.id, "before_setup hook done");
         }
         let channel = self
             .channel
@@ -334,7 +371,9 @@ impl Pending {
         if self.gate != StartGate::Channel {
             join()?;
         }
+        let id = plan.id.clone();
         channel.send(&ToInit::Setup(Box::new(plan)))?;
+        super::trace::step(&id, "Setup sent");
         channel.set_timeout(Some(STEP_TIMEOUT))?;
         if self.gate == StartGate::Channel {
             if let Err(e) = join() {

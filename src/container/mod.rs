@@ -21,6 +21,7 @@ pub mod seccomp;
 pub mod security;
 pub mod spawn;
 pub mod spawner;
+pub mod trace;
 
 pub use channel::EtcFile;
 pub use error::CoreError;

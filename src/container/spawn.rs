@@ -183,6 +183,19 @@ pub fn write_id_maps(pid: i32, spec: &Spec) -> Result<(), CoreError> {
 }
 
 pub fn spawn_init(flags: CloneFlags, stdio: Stdio, binary: Option<&std::path::Path>) -> Result<Child, CoreError> {
+    spawn_init_overlapped(flags, stdio, binary, &mut || {})
+}
+
+/// [`spawn_init`], running `meanwhile` while the init is being cloned (the spawner's clone of a
+/// new network namespace and the caller's cgroup directories overlap) or, without the spawner,
+/// right after the clone. It may be called more than once if the spawner fails midway: the
+/// caller makes it do its work once.
+pub fn spawn_init_overlapped(
+    flags: CloneFlags,
+    stdio: Stdio,
+    binary: Option<&std::path::Path>,
+    meanwhile: &mut dyn FnMut(),
+) -> Result<Child, CoreError> {
     let setup = |what| move |e: nix::Error| CoreError::Resource { what, source: e.into() };
     let mut console = None;
     let (stdio_fds, output): ([OwnedFd; 3], _) = match stdio {
@@ -222,7 +235,7 @@ pub fn spawn_init(flags: CloneFlags, stdio: Stdio, binary: Option<&std::path::Pa
         let mut fds = vec![stdio_fds[0].as_raw_fd(), stdio_fds[1].as_raw_fd(), stdio_fds[2].as_raw_fd()];
         fds.push(child_chan.as_raw_fd());
         fds.extend(console.as_ref().map(|c| c.as_raw_fd()));
-        if let Some(spawned) = super::spawner::spawn(flags, &fds) {
+        if let Some(spawned) = super::spawner::spawn(flags, &fds, meanwhile) {
             let pid = nix::unistd::Pid::from_raw(spawned.map_err(CoreError::Clone)?);
             drop((stdio_fds, child_chan, console));
             return finish_spawn(pid, parent_chan, output, None);
@@ -260,6 +273,7 @@ pub fn spawn_init(flags: CloneFlags, stdio: Stdio, binary: Option<&std::path::Pa
     // SAFETY: the callback runs in a copy of this address space and ends in execve or _exit.
     let pid = unsafe { nix::sched::clone(child, &mut stack, flags, Some(libc::SIGCHLD)) }
         .map_err(|e| CoreError::Clone(e.into()))?;
+    meanwhile();
     // The child's copies of the stdio fds and child_chan are its own; ours close here, so the
     // pipes see EOF once every process of the container is gone.
     let user_ns_gate = gate.map(|(r, w)| {

@@ -65,7 +65,8 @@ pub fn running() -> bool {
 /// Asks the spawner for an init cloned with `flags` (plus CLONE_PARENT: the caller's child)
 /// whose fds 0-4 are `fds` (the fifth a console socket, if given); its pid. `None`: the spawner
 /// is not running or has gone (the caller takes the exec path); an error: the clone failed.
-pub fn spawn(flags: CloneFlags, fds: &[RawFd]) -> Option<std::io::Result<i32>> {
+/// `meanwhile` runs while the spawner clones (once the request is sent), on the caller's thread.
+pub fn spawn(flags: CloneFlags, fds: &[RawFd], meanwhile: &mut dyn FnMut()) -> Option<std::io::Result<i32>> {
     let sock = SPAWNER.get()?.lock();
     let mut request = [0u8; REQUEST_LEN];
     request[..8].copy_from_slice(&(flags.bits() as u64).to_ne_bytes());
@@ -74,6 +75,7 @@ pub fn spawn(flags: CloneFlags, fds: &[RawFd]) -> Option<std::io::Result<i32>> {
     if sendmsg::<()>(sock.as_raw_fd(), &[IoSlice::new(&request)], &rights, MsgFlags::MSG_NOSIGNAL, None).is_err() {
         return None;
     }
+    meanwhile();
     let mut reply = [0u8; 4];
     match nix::unistd::read(sock.as_raw_fd(), &mut reply) {
         Ok(4) => {}

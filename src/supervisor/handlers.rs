@@ -42,12 +42,15 @@ pub fn run(sup: &Supervisor, conn: &mut UnixStream, spec: ContainerSpec, remove:
         write_frame(conn, &Response::Output { stream }, bytes)
     });
     let code = launch::wait_settled(sup, &name)?;
+    crate::container::trace::step(&name, "wait settled");
     if remove {
-        remove_container(sup, &name)?;
+        remove_container(sup, &name, launch::discard_overlay)?;
+        crate::container::trace::step(&name, "removed");
     }
     if streamed.is_ok() {
         send(conn, &Response::Exited { code })?;
     }
+    crate::container::trace::end(&name, "response sent");
     Ok(())
 }
 
@@ -110,14 +113,14 @@ pub fn rm(sup: &Supervisor, conn: &mut UnixStream, name: &str, force: bool) -> R
     if force && !record.state.is_terminal() {
         launch::stop(sup, name, Duration::ZERO)?;
     }
-    remove_container(sup, name)?;
+    remove_container(sup, name, launch::remove_overlay)?;
     send(conn, &Response::Done)
 }
 
-fn remove_container(sup: &Supervisor, name: &str) -> Reply {
+fn remove_container(sup: &Supervisor, name: &str, remove_overlay: fn(&Supervisor, &str)) -> Reply {
     let record = sup.registry.remove(name)?;
     sup.restarts.forget(name);
-    launch::remove_overlay(sup, name);
+    remove_overlay(sup, name);
     super::logs::rotate::remove_all(&record.log_path)
         .map_err(|e| Failure::engine(format!("removing the log files {}*: {e}", record.log_path.display())))
 }

@@ -29,6 +29,7 @@ pub fn start(sup: &Supervisor, spec: ContainerSpec) -> Result<i32, Failure> {
 
 /// [`start`], saying what becomes of the writable layer.
 pub fn start_with(sup: &Supervisor, mut spec: ContainerSpec, layer: Layer) -> Result<i32, Failure> {
+    crate::container::trace::begin(&spec.name);
     // Held until the record naming the image is on disk (or the start failed): see resolve_locked.
     let (image, _store_lock) = match resolve_image(sup, &mut spec)? {
         Some((image, lock)) => (Some(image), Some(lock)),
@@ -51,6 +52,9 @@ pub fn start_with(sup: &Supervisor, mut spec: ContainerSpec, layer: Layer) -> Re
     if let Some(image) = &image {
         sup.registry.set_image(&name, image.clone());
     }
+    if layer == Layer::Throwaway {
+        sup.registry.set_throwaway(&name);
+    }
     // Checked after the reservation: a shutdown sets the flag before it lists the containers to
     // stop, so a start either is on that list or sees the flag here.
     if sup.shutting_down.load(std::sync::atomic::Ordering::SeqCst) {
@@ -58,8 +62,10 @@ pub fn start_with(sup: &Supervisor, mut spec: ContainerSpec, layer: Layer) -> Re
         sup.ports.release(&name);
         return Err(Failure::engine("the supervisor is shutting down"));
     }
+    crate::container::trace::step(&name, "name reserved");
     let started = launch(sup, spec, image.as_ref(), &log_path, false, layer);
     if started.is_err() {
+        crate::container::trace::end(&name, "start failed");
         sup.registry.kill_init(&name);
         if let Some(ended) = sup.registry.abandon(&name) {
             release(sup, ended);
@@ -76,6 +82,7 @@ pub fn start_with(sup: &Supervisor, mut spec: ContainerSpec, layer: Layer) -> Re
 pub fn release(sup: &Supervisor, ended: super::registry::Ended) {
     let name = ended.name.clone();
     give_back(sup, ended);
+    crate::container::trace::step(&name, "released (cgroups removed)");
     super::restart::schedule(sup, &name);
 }
 
@@ -158,7 +165,9 @@ fn launch(
     let volumes_dir = super::volumes::volumes_dir(&sup.root);
     let host = super::to_oci::Host { monitor: sup.monitor.is_some(), volumes_dir };
     let oci = super::to_oci::translate(&spec, &host, &format!("{}/{name}", sup.cgroup_parent), &user)?;
+    crate::container::trace::step(&name, "spec translated");
     let overlay = if again { sup.overlay_dir(&name) } else { make_overlay(sup, &name, &lower, image.is_none())? };
+    crate::container::trace::step(&name, "overlay dirs made");
     let log = LogFile::rotating(log_path.to_path_buf(), spec.log.rotation());
 
     // Between clone and Setup (the workload never runs unlimited or unplugged): the registry
@@ -203,6 +212,7 @@ fn launch(
             return Err(cannot_start(&name, e));
         }
     };
+    crate::container::trace::step(&name, "created (init building its root)");
     resources.cgroup = pending.take_cgroup();
     let output = pending.take_output().or(console_output);
     let enforcement = enforcement.ok().flatten();
@@ -216,11 +226,14 @@ fn launch(
     // into its cgroups (in `create`) and the record's one synced write here, which must come
     // before Start (a container whose record cannot be saved does not run).
     sup.registry.persist_created(&name)?;
+    crate::container::trace::step(&name, "record written");
     let created = pending.ready().map_err(|e| cannot_start(&name, e))?;
+    crate::container::trace::step(&name, "Ready received");
     if let Some(setup) = console {
         super::console::finish(sup, &name, &log, setup, again)?;
     }
     let running = created.start().map_err(|e| cannot_start(&name, e))?;
+    crate::container::trace::step(&name, "Started received");
     let Some(channel) = running.channel else {
         return Err(Failure::engine(format!("container init of {name} kept no channel")));
     };
@@ -266,10 +279,14 @@ fn make_overlay(
         }
     }
     let lower = std::fs::metadata(top).map_err(|e| fail("reading the rootfs", e))?;
+    let umask = process_umask();
     let mkdir = |path: &std::path::Path, mode: u32| {
         std::fs::DirBuilder::new().mode(mode).create(path)?;
-        // Exactly `mode`, whatever the umask.
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        // Exactly `mode`, whatever the umask (no chmod when it took nothing away).
+        match umask.is_none_or(|m| m & mode != 0) {
+            true => std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)),
+            false => Ok(()),
+        }
     };
     let dir = sup.overlay_dir(name);
     // The name is free in the registry, so anything here is a leftover of a crash.
@@ -285,6 +302,67 @@ fn make_overlay(
     mkdir(&dir.join("work"), 0o700).map_err(|e| fail("creating the overlay work directory", e))?;
     mkdir(&dir.join("merged"), 0o755).map_err(|e| fail("creating the overlay mount point", e))?;
     Ok(dir)
+}
+
+/// `run --rm`'s removal of the layer, off the path of the answer: renamed at once into
+/// `<root>/trash/` (the name is free for a new container of that name as soon as this returns),
+/// deleted by a thread of its own. A supervisor that dies first leaves it in `trash/`, which the
+/// next one empties at its start (`remove_orphan_files`). Falls back to [`remove_overlay`].
+pub fn discard_overlay(sup: &Supervisor, name: &str) {
+    static TRASH: std::sync::OnceLock<Option<parking_lot::Mutex<std::sync::mpsc::Sender<std::path::PathBuf>>>> =
+        std::sync::OnceLock::new();
+    let worker = TRASH.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<std::path::PathBuf>();
+        let spawned = std::thread::Builder::new().name("trash".into()).spawn(move || {
+            for dir in rx {
+                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                    crate::warn!("removing {}: {e}", dir.display());
+                }
+            }
+        });
+        spawned.ok().map(|_| parking_lot::Mutex::new(tx))
+    });
+    let dir = sup.overlay_dir(name);
+    let trash_dir = sup.root.join(TRASH_DIR);
+    let nonce = crate::container::trace::now_ns();
+    let trash = trash_dir.join(format!("{name}.{nonce}"));
+    let renamed = match std::fs::rename(&dir, &trash) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir.exists() => {
+            use std::os::unix::fs::DirBuilderExt;
+            let made = std::fs::DirBuilder::new().mode(0o700).create(&trash_dir);
+            made.or_else(|e| if e.kind() == std::io::ErrorKind::AlreadyExists { Ok(()) } else { Err(e) })
+                .and_then(|()| std::fs::rename(&dir, &trash))
+        }
+        other => other,
+    };
+    match (renamed, worker) {
+        (Ok(()), Some(tx)) => {
+            if let Err(std::sync::mpsc::SendError(trash)) = tx.lock().send(trash) {
+                let _ = std::fs::remove_dir_all(trash);
+            }
+        }
+        (Ok(()), None) => {
+            if let Err(e) = std::fs::remove_dir_all(&trash) {
+                crate::warn!("removing the overlay directory of {name}: {e}");
+            }
+        }
+        (Err(e), _) if e.kind() == std::io::ErrorKind::NotFound => {}
+        (Err(_), _) => remove_overlay(sup, name),
+    }
+}
+
+/// Below the supervisor's root: layers of ended `--rm` containers being deleted.
+pub const TRASH_DIR: &str = "trash";
+
+/// The supervisor's umask (from /proc/self/status once: umask(2) cannot read it without
+/// setting it, which would race with the other threads); None if unknown.
+fn process_umask() -> Option<u32> {
+    static UMASK: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
+    *UMASK.get_or_init(|| {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let line = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+        u32::from_str_radix(line.trim(), 8).ok()
+    })
 }
 
 /// Removes a container's copy-on-write layer, reporting (not failing on) what stays.

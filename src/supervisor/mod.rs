@@ -334,6 +334,11 @@ fn remove_orphan_files(root: &Path, registry: &registry::Registry) {
             })
             .collect()
     };
+    // Layers of `--rm` containers a previous supervisor had not finished deleting.
+    match fs::remove_dir_all(root.join(launch::TRASH_DIR)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => crate::warn!("emptying the trash: {e}"),
+        _ => {}
+    }
     for (name, path) in orphans(&root.join("logs"), &logs::rotate::container_of) {
         match fs::remove_file(&path) {
             Ok(()) => crate::warn!("removed the orphan log of {name}"),

@@ -51,6 +51,7 @@ fn reap_all(sup: &Arc<Supervisor>) {
             Ok(status) => {
                 let ended = status.pid().and_then(|pid| sup.registry.on_exit(pid.as_raw(), status));
                 if let Some(ended) = ended {
+                    crate::container::trace::step(&ended.name, "exit reaped");
                     // Shared with the closure, so a thread that cannot start leaves it to us.
                     let job = Arc::new(Mutex::new(Some(ended)));
                     let (sup2, job2) = (sup.clone(), job.clone());
