@@ -16,15 +16,23 @@ fn main() {
         .filter(|c| !c.is_empty())
         .or_else(|| git(&["rev-parse", "--short=12", "HEAD"]))
         .unwrap_or_else(|| "unknown".into());
-    // Rebuild when HEAD moves: HEAD itself (branch switches) and the branch it points to.
+    // Rebuild when HEAD moves: HEAD itself (branch switches) and the branch it points to. Only
+    // files that exist: cargo counts a missing one as changed and would rerun this script (and
+    // recompile the whole crate) on every build; a worktree or a repository whose refs were never
+    // packed has no packed-refs.
+    let rerun_if_changed = |path: String| {
+        if std::path::Path::new(&path).exists() {
+            println!("cargo:rerun-if-changed={path}");
+        }
+    };
     for file in ["HEAD", "packed-refs"] {
         if let Some(path) = git(&["rev-parse", "--git-path", file]) {
-            println!("cargo:rerun-if-changed={path}");
+            rerun_if_changed(path);
         }
     }
     if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
         if let Some(path) = git(&["rev-parse", "--git-path", &branch]) {
-            println!("cargo:rerun-if-changed={path}");
+            rerun_if_changed(path);
         }
     }
     println!("cargo:rustc-env=ENGINE_GIT_COMMIT={commit}");

@@ -244,7 +244,7 @@ pub fn hoist_trailing_options(argv: &[String]) -> Vec<String> {
             continue;
         }
         // The part before must still be a whole command (name, rootfs and a command).
-        if super::Cli::try_parse_from(&argv[..j]).is_err() {
+        if super::parse(&argv[..j]).is_err() {
             continue;
         }
         let mut out = argv[..=sub].to_vec();
@@ -256,7 +256,7 @@ pub fn hoist_trailing_options(argv: &[String]) -> Vec<String> {
 }
 
 /// Position of the verb: the first argument that is not the global `--socket` option.
-fn subcommand_index(argv: &[String]) -> Option<usize> {
+pub(super) fn subcommand_index(argv: &[String]) -> Option<usize> {
     let mut i = 1;
     while i < argv.len() {
         match argv[i].as_str() {
