@@ -50,6 +50,8 @@ STARTUP_GOALS = [
     ("engine run", "crun", 0.8),
     ("engine run", "unshare+chroot", 1.5),
     ("engine run (bridge)", "engine run", 2.0),
+    # Issue 10: an image's overlay root against crun on a plain bundle.
+    ("engine run (image)", "crun", 1.2),
 ]
 
 
@@ -72,7 +74,7 @@ def check_goals(data, report):
                                       f"({b:.2f} ms); the goal is <= {goal}x")
     for line in report.regressions:
         print(line, flush=True)
-    return ["", "Goals (issue 14; medians of this run):", "",
+    return ["", "Goals (issues 14, 11 and 10; medians of this run):", "",
             md_table(["ratio", "measured", "goal", "verdict"], rows)]
 
 
@@ -87,6 +89,32 @@ def bench_exec(sup, name, runs, workdir):
         return measure_interleaved(cmds, runs, workdir)
     finally:
         sup.engine("rm", "-f", name, check=False)
+
+
+def rootfs_archive(workdir, rootfs, tag):
+    """A docker-archive (as `docker save` writes) of `rootfs` as one uncompressed layer, tagged
+    `tag`: the image row of the startup table runs the same files from an image's overlay."""
+    import hashlib
+    import tarfile
+    layer = os.path.join(workdir, "layer.tar")
+    with tarfile.open(layer, "w", format=tarfile.PAX_FORMAT) as t:
+        for entry in sorted(os.listdir(rootfs)):
+            t.add(os.path.join(rootfs, entry), arcname=entry)
+    digest = hashlib.sha256()
+    with open(layer, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    config = {"architecture": "amd64", "os": "linux", "config": {"Cmd": ["/bin/sh"]},
+              "rootfs": {"type": "layers", "diff_ids": [f"sha256:{digest.hexdigest()}"]}}
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        json.dump(config, f)
+    with open(os.path.join(workdir, "manifest.json"), "w") as f:
+        json.dump([{"Config": "config.json", "RepoTags": [tag], "Layers": ["layer.tar"]}], f)
+    archive = os.path.join(workdir, "image.tar")
+    with tarfile.open(archive, "w") as t:
+        for name in ("manifest.json", "config.json", "layer.tar"):
+            t.add(os.path.join(workdir, name), arcname=name)
+    return archive
 
 
 def bench_startup(args, report):
@@ -116,6 +144,14 @@ def bench_startup(args, report):
         try:
             with Supervisor() as sup:
                 cmds = [(name, sup.cli("run", "--rm", *extra, "bench-true", ROOTFS, "/bin/true")) for name, extra in engine_rows]
+                # The same files from an image (issue 10: an image's overlay root vs the directory root).
+                if "--pull" in run_help:
+                    tag = "localhost/bench-busybox:latest"
+                    imgdir = os.path.join(workdir, "image")
+                    os.makedirs(imgdir)
+                    sup.engine("import", "--root", sup.root, "--quiet", rootfs_archive(imgdir, ROOTFS, tag))
+                    cmds.append(("engine run (image)", sup.cli("run", "--rm", "--net", "none", "--pull", "never",
+                                                                "bench-true", tag, "/bin/true")))
                 # The peers in the same alternating blocks: the goals' ratios compare runs made
                 # under the same load.
                 measured += measure_interleaved(cmds + peers, runs, workdir)
@@ -174,6 +210,10 @@ def bench_startup(args, report):
         s = data["engine run"]["median"] - data["engine run (seccomp=unconfined)"]["median"]
         text += [f"The default seccomp profile (compiled and installed by every container's init) "
                  f"adds {s:.2f} ms to the median."]
+    if "engine run (image)" in data and "engine run" in data:
+        i = data["engine run (image)"]["median"] - data["engine run"]["median"]
+        text += [f"An image's root (its layer as the overlay's lower dir, from the store) instead of the directory "
+                 f"adds {i:.2f} ms to the median (the image row also has `--net none`)."]
     if exec_rows:
         text += ["", f"### `exec` into a running container (`/bin/true`, {runs} runs each, alternating blocks)", "",
                  md_table(["command", "median ms", "p10 ms", "p90 ms", "× nsenter", "command line"], exec_rows)]

@@ -37,12 +37,26 @@ for pkg in engine engine-monitor-dkms; do
   chmod 0644 "$doc/changelog.gz"
 done
 
-# Control files: versions and sizes filled in, maintainer scripts with the DKMS version.
-glibc=$(objdump -T "$eng/usr/bin/engine" | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -n1 | cut -d_ -f2)
+# engine and engine-oci are static PIEs (.cargo/static-bins.sh: no dynamic loader on each CLI
+# call): no libc6 to depend on. lintian takes a static PIE (ET_DYN, no DT_NEEDED) for a shared
+# library without prerequisites: that tag is overridden, with the reason.
+# A dynamic build (RUSTC_WRAPPER set) depends on the newest glibc symbol version it uses.
+glibc=$(objdump -T "$eng/usr/bin/engine" 2>/dev/null | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -n1 | cut -d_ -f2 || true)
+if [ -n "$glibc" ]; then
+  depends="s/@GLIBC@/$glibc/"
+else
+  depends='/^Depends: /d'
+  install -d -m 0755 "$eng/usr/share/lintian/overrides"
+  printf '%s\n' "# Static PIEs on purpose: no dynamic loader at each start of the CLI (README: static PIE)." \
+    "engine: shared-library-lacks-prerequisites [usr/bin/engine]" \
+    "engine: shared-library-lacks-prerequisites [usr/bin/engine-oci]" \
+    > "$eng/usr/share/lintian/overrides/engine"
+  chmod 0644 "$eng/usr/share/lintian/overrides/engine"
+fi
 for pkg in engine engine-monitor-dkms; do
   root=$([ $pkg = engine ] && echo "$eng" || echo "$dk")
   install -d -m 0755 "$root/DEBIAN"
-  sed -e "s/@VERSION@/$version/" -e "s/@GLIBC@/$glibc/" \
+  sed -e "s/@VERSION@/$version/" -e "$depends" \
       -e "s/@SIZE@/$(du -sk --exclude=DEBIAN "$root" | cut -f1)/" "$here/control.$pkg" > "$root/DEBIAN/control"
   for script in postinst prerm postrm; do
     [ -f "$here/$script.$pkg" ] || continue
