@@ -275,13 +275,6 @@ impl Registry {
         Ok(record)
     }
 
-    /// A full reading of a running container's cgroup (`engine stats`).
-    pub fn cgroup_stats(&self, name: &str) -> Option<crate::cgroup::OciStats> {
-        let inner = self.inner.lock();
-        let cgroup = inner.containers.get(name)?.live.as_ref()?.resources.cgroup.as_ref()?;
-        cgroup.stats_oci().ok()
-    }
-
     /// The init exists, holds its resources and waits for its go-ahead: the record (with the
     /// init's pid and start time) is renamed into place before the workload may run (a killed
     /// supervisor's successor finds it) and fsync'd soon after with others (a power loss ends

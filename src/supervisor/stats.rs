@@ -24,7 +24,13 @@ pub fn stats(sup: &Supervisor, conn: &mut UnixStream, names: &[String]) -> Resul
                 memory_limit_bytes: host_memory,
                 ..Default::default()
             };
-            if let Some(oci) = sup.registry.cgroup_stats(record.name()) {
+            // Read outside the registry's lock (a slow cgroup file must not hold up every other
+            // request): the group is opened by its name under the supervisor's parent.
+            let oci = (!record.state.is_terminal())
+                .then(|| crate::cgroup::Cgroup::open_in(&sup.cgroup_parent, record.name()))
+                .flatten()
+                .and_then(|cg| cg.stats_oci().ok());
+            if let Some(oci) = oci {
                 fill(&mut s, &oci, host_memory);
             }
             if let (Some(net), false) = (&record.network, record.state.is_terminal()) {
