@@ -57,7 +57,9 @@ fn containers_reach_each_other_and_addresses_are_assigned() {
     ]);
     let ip2 = format!("{}.3", sup.subnet_prefix);
     assert_eq!(out, format!("reached\n{ip2}\tc2\n"));
-    // Duplicate and outside-subnet addresses are refused and leave nothing.
+    // Duplicate and outside-subnet addresses are refused and leave nothing. c2's veth goes with its
+    // namespace, in the kernel's own time (the janitor's grace is 2 s): only c1's is counted.
+    wait_until(Duration::from_secs(3), || bridge_ports(&sup) == 1);
     let ports = bridge_ports(&sup);
     for (ip, needle) in
         [(ip1.to_string(), "in use"), ("192.168.77.5".to_string(), "outside"), ("10.1.2.300".to_string(), "--ip")]
