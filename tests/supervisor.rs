@@ -18,7 +18,8 @@ fn records_survive_a_restart_and_a_crash_is_shown_as_lost() {
         orphan["cgroup"].as_array().unwrap().iter().map(|p| p.as_str().unwrap().to_string()).collect();
     assert!(!cgroups.is_empty());
     let brif = std::path::PathBuf::from(format!("/sys/class/net/{}/brif", sup.bridge));
-    assert_eq!(std::fs::read_dir(&brif).unwrap().count(), 1);
+    // Only the orphan's veth: that of `before` goes with its namespace, in the kernel's own time.
+    wait_until(Duration::from_secs(3), || std::fs::read_dir(&brif).unwrap().count() == 1);
     // A crash: SIGKILL leaves no chance to stop containers or remove the socket.
     sup.signal_and_wait(libc::SIGKILL);
     assert!(sup.socket.exists(), "a killed supervisor leaves its socket");
