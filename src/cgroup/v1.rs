@@ -15,25 +15,19 @@ pub struct V1 {
     pub(super) dirs: BTreeMap<String, PathBuf>,
 }
 
-/// A new v1 cpuset group starts with empty cpus and mems and refuses tasks until both
-/// are set: copy them from the parent.
-fn init_cpuset(dir: &Path) -> Result<(), CgroupError> {
-    let parent = dir.parent().expect("a cgroup below the mount has a parent");
+/// A new v1 cpuset group starts with empty cpus and mems and refuses tasks until both are set:
+/// copy them from the parent. `only_if_empty`: a group that may be older (the parents) keeps
+/// values it has; one this call just made is empty for sure (or holds the parent's values, with
+/// `cgroup.clone_children`), so its own are not read first.
+fn copy_cpuset(dir: &Path, only_if_empty: bool) -> Result<(), CgroupError> {
+    let Some(parent) = dir.parent() else {
+        let source = std::io::Error::new(std::io::ErrorKind::InvalidInput, "a cpuset group without a parent");
+        return Err(CgroupError::Read { path: dir.to_path_buf(), source });
+    };
     for file in ["cpuset.cpus", "cpuset.mems"] {
-        let mine = fs::read(&dir.join(file))?;
-        if mine.trim().is_empty() {
-            let theirs = fs::read(&parent.join(file))?;
-            fs::write(&dir.join(file), theirs.trim())?;
+        if only_if_empty && !fs::read(&dir.join(file))?.trim().is_empty() {
+            continue;
         }
-    }
-    Ok(())
-}
-
-/// [`init_cpuset`] for a group this call just made: empty for sure (unless the parent has
-/// `cgroup.clone_children`, which gives it the parent's values: the same ones written here).
-fn copy_cpuset(dir: &Path) -> Result<(), CgroupError> {
-    let parent = dir.parent().expect("a cgroup below the mount has a parent");
-    for file in ["cpuset.cpus", "cpuset.mems"] {
         let theirs = fs::read(&parent.join(file))?;
         fs::write(&dir.join(file), theirs.trim())?;
     }
@@ -75,12 +69,12 @@ impl V1 {
                 // Co-mounted controllers (cpu,cpuacct) share one directory.
                 if !made.contains(&dir) {
                     let cpuset = mounts.get("cpuset") == Some(mount);
-                    let init = |d: &Path| if cpuset { init_cpuset(d) } else { Ok(()) };
+                    let init = |d: &Path| if cpuset { copy_cpuset(d, true) } else { Ok(()) };
                     fs::mkdir_parents(mount, dir.parent().unwrap(), init)?;
                     fs::mkdir(&dir)?;
                     made.push(dir.clone());
                     if cpuset {
-                        copy_cpuset(&dir)?;
+                        copy_cpuset(&dir, false)?;
                     }
                 }
                 cg.dirs.insert(ctrl.to_string(), dir);
