@@ -98,7 +98,7 @@ pub fn release(sup: &Supervisor, name: &str, pid: Option<i32>, res: Resources) -
     let mut errors = Vec::new();
     if res.soft_watched {
         // Before the group goes: its eventfd registration dies with it.
-        sup.softlimits.remove(name);
+        super::softlimit::Watcher::remove(sup, name);
     }
     if let (true, Some(dev), Some(pid)) = (res.monitored, &sup.monitor, pid) {
         // The monitor drops a container whose init is gone by itself: ENOENT is the normal case.
