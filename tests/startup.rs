@@ -230,3 +230,52 @@ fn the_step_trace_times_every_step_of_a_run_when_asked_for() {
         last = us;
     }
 }
+
+/// VmRSS of `pid` in KiB.
+fn rss_kib(pid: i64) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let line = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).unwrap_or("0 kB");
+    line.trim().trim_end_matches("kB").trim().parse().unwrap_or(0)
+}
+
+/// The kernel monitor sums the RSS of every process of a container, the init's too, against its
+/// limits: once the command runs, the init keeps little of the engine binary mapped (it held
+/// ~4.9 MB of its code, and a 6 MiB hard limit was once met by the init alone).
+#[test]
+fn a_running_init_keeps_little_of_the_engine_binary_in_its_rss() {
+    let sup = Supervisor::start();
+    sup.start_container("lean", &["/bin/sleep", "60"]);
+    let pid = sup.state("lean")["pid"].as_i64().unwrap();
+    let rss = || rss_kib(pid);
+    wait_until(std::time::Duration::from_secs(5), || rss() < 1536);
+    assert!(rss() < 1536, "the init's RSS is {} KiB", rss());
+    sup.ok(&["rm", "-f", "lean"]);
+}
+
+/// Mount namespaces the supervisor holds open: their `mnt:[inode]` links.
+fn held_mount_namespaces(sup: &Supervisor) -> Vec<String> {
+    let fds = std::fs::read_dir(format!("/proc/{}/fd", sup.pid())).unwrap();
+    fds.filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .map(|l| l.to_string_lossy().into_owned())
+        .filter(|l| l.starts_with("mnt:["))
+        .collect()
+}
+
+/// The supervisor holds a running container's mount namespace, so the unmounting of its root
+/// happens when the supervisor lets go after the container is settled, not in the init's exit
+/// that `run`, `wait` and `stop` wait for; and it lets go of it when the container ends.
+#[test]
+fn the_supervisor_holds_a_containers_mount_namespace_until_it_has_ended() {
+    let sup = Supervisor::start();
+    sup.start_container("held", &["/bin/sleep", "60"]);
+    let pid = sup.state("held")["pid"].as_i64().unwrap();
+    let ns = std::fs::read_link(format!("/proc/{pid}/ns/mnt")).unwrap().to_string_lossy().into_owned();
+    assert_eq!(held_mount_namespaces(&sup), vec![ns]);
+    sup.ok(&["stop", "-t", "0", "held"]);
+    wait_until(std::time::Duration::from_secs(5), || held_mount_namespaces(&sup).is_empty());
+    assert_eq!(held_mount_namespaces(&sup), Vec::<String>::new());
+    let (code, out, _) = sup.run("brief", &["/bin/echo", "hi"]);
+    assert_eq!((code, out.as_str()), (0, "hi\n"));
+    wait_until(std::time::Duration::from_secs(5), || held_mount_namespaces(&sup).is_empty());
+    assert_eq!(held_mount_namespaces(&sup), Vec::<String>::new());
+}

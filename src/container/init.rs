@@ -72,10 +72,13 @@ pub fn main() -> i32 {
         }
     };
     trace.step(&plan.id, "init: command spawned");
-    drop(trace);
     let _ = chan.send(&FromInit::Started { pid: child.as_raw() });
+    let_go_of_code_pages();
     let how = supervise(child, &signals);
+    trace.step(&plan.id, "init: command reaped");
     let _ = chan.send(&FromInit::Exited(how));
+    trace.step(&plan.id, "init: Exited sent");
+    drop(trace);
     how.exit_code()
 }
 
@@ -500,6 +503,29 @@ fn spawn_vfork(process: &Process) -> Result<Pid, CoreError> {
             let _ = waitpid(pid, None);
             Err(CoreError::Exec { program: name, errno })
         }
+    }
+}
+
+/// From here the init only forwards signals and reaps, a few pages of code. What it ran to
+/// build the container (several MB of the engine binary's code and read-only data, mapped
+/// 64 KiB at a time by the kernel's fault-around) would otherwise stay in its RSS, which the
+/// kernel monitor counts against the container's limits (a 6 MiB hard limit was met by the
+/// init alone). The page cache keeps those pages; only this process's mappings of them go.
+fn let_go_of_code_pages() {
+    extern "C" {
+        // The linker's: the start of the image (ELF header) and the end of its code.
+        static __ehdr_start: u8;
+        static etext: u8;
+    }
+    let (start, end) = (std::ptr::addr_of!(__ehdr_start) as usize, std::ptr::addr_of!(etext) as usize);
+    let page = 4096;
+    // Whole pages only, so no writable page next to the code is touched.
+    let (start, end) = (start.div_ceil(page) * page, end / page * page);
+    if end > start {
+        // SAFETY: the range is the binary's read-only and executable mappings (no page of it was
+        // ever written: MADV_DONTNEED only drops the mappings, and the next access faults the
+        // file's page back in); ENOMEM for a gap between them is harmless.
+        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
     }
 }
 

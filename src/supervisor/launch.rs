@@ -88,12 +88,15 @@ pub fn release(sup: &Supervisor, ended: super::registry::Ended) {
 
 /// What every end releases, a failed restart's too: the console, the resources, the record's
 /// live part.
-pub fn give_back(sup: &Supervisor, ended: super::registry::Ended) {
+pub fn give_back(sup: &Supervisor, mut ended: super::registry::Ended) {
     sup.consoles.remove(&ended.name);
+    // Let go of last, once the waiters are woken: the unmounting is this thread's alone.
+    let mount_ns = ended.resources.mount_ns.take();
     for e in super::resources::release(sup, &ended.name, ended.pid, ended.resources) {
         crate::warn!("{e}");
     }
     sup.registry.released(&ended.name);
+    drop(mount_ns);
 }
 
 /// Starts an ended container again (`--restart`), on its own copy-on-write layer and appending
@@ -178,6 +181,7 @@ fn launch(
         let pidfd =
             init.pidfd.try_clone_to_owned().map_err(|e| Failure::engine(format!("duplicating the pidfd: {e}")))?;
         sup.registry.set_spawned(&name, init.pid, pidfd, log.clone());
+        resources.mount_ns = resources::hold_mount_ns(init.pid);
         let paths = init.cgroup.map(|c| c.paths()).unwrap_or_default();
         enforcement = resources::acquire(sup, &spec, init.pid, &paths, &mut resources);
         if let Err(e) = &enforcement {

@@ -21,6 +21,17 @@ pub struct Resources {
     pub network: Option<Attachment>,
     /// Its `-p` ports have DNAT rules (removed at release).
     pub published: bool,
+    /// The init's mount namespace, held open so that the last reference is not the init's: the
+    /// unmounting of the container's root (RCU grace periods, several ms) then happens when the
+    /// supervisor lets go of this after the container is settled (`launch::give_back`), not in
+    /// the init's exit, which everything that waits for the container's end waits for.
+    pub mount_ns: Option<std::os::fd::OwnedFd>,
+}
+
+/// Holds the mount namespace of the process `pid` (see `Resources::mount_ns`); None if it cannot
+/// (the end is then slower, nothing else changes).
+pub fn hold_mount_ns(pid: i32) -> Option<std::os::fd::OwnedFd> {
+    std::fs::File::open(format!("/proc/{pid}/ns/mnt")).ok().map(std::os::fd::OwnedFd::from)
 }
 
 impl Resources {
