@@ -304,3 +304,38 @@ impl Drop for RemoveOnDrop {
         let _ = std::fs::remove_file(&self.0);
     }
 }
+
+/// `nft`, as an administrator would run it; its stdout.
+fn nft(args: &[&str]) -> String {
+    let out = Command::new("nft").args(args).output().expect("running nft");
+    assert!(out.status.success(), "nft {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn rm_removes_a_containers_port_rules_even_after_one_was_deleted_by_hand_and_keeps_the_others() {
+    let sup = Supervisor::start();
+    let root = rootfs();
+    let root = root.to_str().unwrap();
+    let (a1, a2, b1) = (free_port(), free_port(), free_port());
+    let (pa1, pa2, pb1) = (format!("{a1}:80"), format!("{a2}:81/udp"), format!("{b1}:80"));
+    sup.ok(&["start", "--net", "bridge", "-p", &pa1, "-p", &pa2, "a", root, "sleep", "1000"]);
+    sup.ok(&["start", "--net", "bridge", "-p", &pb1, "b", root, "sleep", "1000"]);
+    assert_eq!(port_rules(&sup).len(), 3, "{:?}", port_rules(&sup));
+
+    // One of a's rules deleted by hand: the handles engine kept are stale now.
+    let table = format!("engine-{}", sup.bridge);
+    let listing = nft(&["-a", "list", "chain", "ip", &table, "ports"]);
+    let handle = listing
+        .lines()
+        .find(|l| l.contains(&format!("container=a 80/tcp -> 0.0.0.0:{a1}")))
+        .and_then(|l| l.rsplit_once("# handle "))
+        .map(|(_, h)| h.trim().to_string())
+        .unwrap_or_else(|| panic!("no rule of a for port {a1} in {listing}"));
+    nft(&["delete", "rule", "ip", &table, "ports", "handle", &handle]);
+
+    sup.ok(&["rm", "-f", "a"]);
+    assert_eq!(port_rules(&sup), [format!("container=b 80/tcp -> 0.0.0.0:{b1}")], "after rm -f a");
+    sup.ok(&["rm", "-f", "b"]);
+    assert_eq!(port_rules(&sup), Vec::<String>::new(), "after rm -f b");
+}

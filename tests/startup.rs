@@ -202,21 +202,7 @@ fn the_step_trace_times_every_step_of_a_run_when_asked_for() {
     let mut sup = Supervisor::start();
     sup.signal_and_wait(libc::SIGTERM);
     let trace = sup.dir.path().join("steps");
-    let child = std::process::Command::new(ENGINE)
-        .args(["supervisor", "--root"])
-        .arg(&sup.root)
-        .arg("--socket")
-        .arg(&sup.socket)
-        .args(["--cgroup-parent", &sup.cgroup_parent, "--bridge", &sup.bridge])
-        .args(["--subnet", &format!("{}.0/24", sup.subnet_prefix)])
-        .env("ENGINE_STEP_TRACE", &trace)
-        .stdin(std::process::Stdio::null())
-        .spawn()
-        .expect("spawning the supervisor");
-    sup.child = Some(child);
-    wait_until(std::time::Duration::from_secs(10), || {
-        sup.cmd(&["ps", "-a"]).stdout(std::process::Stdio::null()).status().is_ok_and(|s| s.success())
-    });
+    sup.spawn_with_env(&[], &[("ENGINE_STEP_TRACE", trace.as_os_str())], std::process::Stdio::inherit());
     let (code, _, err) = sup.run_with(&["--rm", "--net", "none"], "timed", &rootfs(), &["/bin/true"]);
     assert_eq!(code, 0, "{err}");
     let text = std::fs::read_to_string(&trace).unwrap();

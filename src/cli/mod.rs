@@ -153,16 +153,30 @@ const VERBS: &[(&str, Augment)] = &[
 /// take (help, --version, any error) is parsed again by the whole command, so every message,
 /// help text and exit code is clap's own, as before.
 fn parse(argv: &[String]) -> Result<Cli, clap::Error> {
-    if let Some(Ok(cli)) = one_verb_matches(argv).map(|m| m.and_then(|m| Cli::from_arg_matches(&m))) {
+    parse_with(VERBS, argv)
+}
+
+/// [`parse`] with the fast path knowing only the verbs of `verbs`: any other verb (or a table
+/// that lost one) goes to the whole command, never to a panic.
+fn parse_with(verbs: &[(&'static str, Augment)], argv: &[String]) -> Result<Cli, clap::Error> {
+    if let Some(Ok(cli)) = one_verb_matches_in(verbs, argv).map(|m| m.and_then(|m| Cli::from_arg_matches(&m))) {
         return Ok(cli);
     }
     Cli::try_parse_from(argv)
 }
 
 /// The matches of the command that knows only the verb named in `argv` (None: no known verb).
+#[cfg(test)]
 fn one_verb_matches(argv: &[String]) -> Option<Result<clap::ArgMatches, clap::Error>> {
+    one_verb_matches_in(VERBS, argv)
+}
+
+fn one_verb_matches_in(
+    verbs: &[(&'static str, Augment)],
+    argv: &[String],
+) -> Option<Result<clap::ArgMatches, clap::Error>> {
     let verb = create::subcommand_index(argv)?;
-    let (name, augment) = VERBS.iter().find(|(name, _)| *name == argv[verb])?;
+    let (name, augment) = verbs.iter().find(|(name, _)| Some(*name) == argv.get(verb).map(String::as_str))?;
     let small = Global::augment_args(clap::Command::new("engine")).subcommand(augment(clap::Command::new(*name)));
     Some(small.try_get_matches_from(argv))
 }
@@ -260,8 +274,36 @@ mod tests {
         let names: Vec<&str> = full.get_subcommands().map(|s| s.get_name()).collect();
         assert_eq!(names, VERBS.iter().map(|(name, _)| *name).collect::<Vec<_>>());
         for sub in full.get_subcommands() {
-            let (name, augment) = VERBS.iter().find(|(name, _)| *name == sub.get_name()).unwrap();
+            let Some((name, augment)) = VERBS.iter().find(|(name, _)| *name == sub.get_name()) else {
+                panic!("verb {} is missing from VERBS", sub.get_name());
+            };
             assert_eq!(ids(&augment(clap::Command::new(*name))), ids(sub), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_verb_the_table_lacks_is_parsed_by_the_whole_command() {
+        let without_ps: Vec<(&'static str, Augment)> =
+            VERBS.iter().copied().filter(|(name, _)| *name != "ps").collect();
+        for args in ["engine ps -a", "engine --socket /s ps --stats", "engine ps --bogus", "engine run --rm t1 img"] {
+            let argv: Vec<String> = args.split(' ').map(String::from).collect();
+            let full = Cli::command().try_get_matches_from(&argv);
+            let cli = parse_with(&without_ps, &argv);
+            assert_eq!(cli.is_ok(), full.is_ok(), "{args}");
+            if let (Ok(cli), Ok(full)) = (cli, full) {
+                let name = full.subcommand_name().map(str::to_string);
+                assert_eq!(Some(command_name(&cli.command)), name.as_deref(), "{args}");
+                assert_eq!(cli.global.socket, full.get_one::<PathBuf>("socket").cloned(), "{args}");
+            }
+        }
+        assert!(parse_with(&[], &["engine".into(), "ps".into()]).is_ok());
+    }
+
+    fn command_name(c: &Command) -> &'static str {
+        match c {
+            Command::Ps(_) => "ps",
+            Command::Run(_) => "run",
+            _ => "other",
         }
     }
 

@@ -14,13 +14,16 @@
 //! Reaching a published port through 127.0.0.1 works as in Docker and netavark: the output chain
 //! DNATs it, `route_localnet` on the bridge lets a packet with a loopback source leave through
 //! it, and the masquerade gives it the bridge's address so the container's reply comes back.
-//! Each port rule carries its container's name in its comment; a container's rules go with it.
+//! Each port rule carries its container's name in its comment; a container's rules go with it:
+//! the kernel echoes each port rule back with its handle when it is added, and the container's
+//! removal deletes those handles (found by their comment in the ports chain only when they are
+//! not known, e.g. a reply lost after the kernel applied the batch).
 //! The table is rebuilt whole when a supervisor starts (no container of a predecessor survives
 //! that), so a crash leaves no rule behind for longer than the next start.
 //!
 //! Changes go through netlink ([`super::nftables`]): no `nft` or `iptables` is run.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::str::FromStr;
@@ -30,7 +33,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::NetError;
 use super::nftables::{
-    match_oifname, match_prefix, Base, BaseChain, Batch, CmpOp, Expr, Hook, MetaKey, DADDR, REG1, REG2, SADDR,
+    self, match_oifname, match_prefix, Base, BaseChain, Batch, CmpOp, Expr, Hook, MetaKey, DADDR, REG1, REG2, SADDR,
 };
 use super::NetConfig;
 
@@ -42,9 +45,10 @@ const RTN_LOCAL: u32 = 2;
 /// `IPS_DST_NAT` from <linux/netfilter/nf_conntrack_common.h>.
 const IPS_DST_NAT: u32 = 1 << 5;
 
-/// One rule change at a time in this process: a container's removal lists its rules and deletes
-/// them by handle, which must not race with another removal.
-static LOCK: Mutex<()> = Mutex::new(());
+/// One rule change at a time in this process, and the handles of each container's port rules by
+/// (table, container), as the kernel echoed them: a removal deletes them by handle, which must
+/// not race with another change.
+static HANDLES: Mutex<BTreeMap<(String, String), Vec<u64>>> = Mutex::new(BTreeMap::new());
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -166,7 +170,7 @@ pub fn setup(cfg: &NetConfig) -> Result<(), NetError> {
             Expr::Masquerade,
         ],
     ];
-    let _guard = LOCK.lock();
+    let mut handles = HANDLES.lock();
     let mut b = Batch::new();
     // Add-then-delete removes the table whether or not it exists, in the same transaction.
     b.add_table(&table).delete_table(&table).add_table(&table);
@@ -179,16 +183,20 @@ pub fn setup(cfg: &NetConfig) -> Result<(), NetError> {
     b.add_rule(&table, "postrouting", &outbound.concat(), "outbound: containers masquerade");
     b.add_rule(&table, "postrouting", &loopback.concat(), "published ports reached through 127.0.0.1");
     b.add_rule(&table, "postrouting", &hairpin.concat(), "published ports reached from a container");
-    b.commit()
+    b.commit(&mut nftables::open()?)?;
+    handles.retain(|(t, _), _| *t != table);
+    Ok(())
 }
 
 /// Removes the table of `bridge`, if there is one.
 pub fn teardown(bridge: &str) -> Result<(), NetError> {
     let table = table_name(bridge);
-    let _guard = LOCK.lock();
+    let mut handles = HANDLES.lock();
     let mut b = Batch::new();
     b.add_table(&table).delete_table(&table);
-    b.commit()
+    b.commit(&mut nftables::open()?)?;
+    handles.retain(|(t, _), _| *t != table);
+    Ok(())
 }
 
 /// DNATs each of `ports` to `ip`, the container's address, in one transaction (all or none).
@@ -201,7 +209,8 @@ pub fn publish(cfg: &NetConfig, container: &str, ip: Ipv4Addr, ports: &[PortMapp
     let path = format!("/proc/sys/net/ipv4/conf/{}/route_localnet", cfg.bridge);
     write_sysctl(&path)?;
     let table = table_name(&cfg.bridge);
-    let mut b = Batch::new();
+    let tag = format!("{TAG}{container} ");
+    let mut b = Batch::echoing();
     for p in ports {
         let mut exprs = Vec::new();
         if let Some(host_ip) = p.host_ip {
@@ -217,34 +226,58 @@ pub fn publish(cfg: &NetConfig, container: &str, ip: Ipv4Addr, ports: &[PortMapp
             Expr::Immediate { dreg: REG2, data: p.container_port.to_be_bytes().to_vec() },
             Expr::Dnat { addr: REG1, proto: REG2 },
         ]);
-        b.add_rule(&table, PORTS, &exprs, &format!("{TAG}{container} {p}"));
+        b.add_rule(&table, PORTS, &exprs, &format!("{tag}{p}"));
     }
-    let _guard = LOCK.lock();
-    b.commit()
+    let mut handles = HANDLES.lock();
+    let added = b.commit(&mut nftables::open()?)?;
+    let ours: Vec<u64> = added
+        .iter()
+        .filter(|r| r.chain == PORTS && r.comment.as_deref().is_some_and(|c| c.starts_with(&tag)))
+        .map(|r| r.handle)
+        .collect();
+    let key = (table, container.to_string());
+    if ours.len() == ports.len() {
+        handles.entry(key).or_default().extend(ours);
+    } else {
+        // Not every rule came back: unpublish looks them all up by their comment.
+        handles.remove(&key);
+    }
+    Ok(())
 }
 
-/// Removes every port rule of `container` (none is fine).
+/// Removes every port rule of `container` (none is fine): by the handles its publish got back,
+/// else (unknown, or one of them gone behind engine's back) found by their comment.
 pub fn unpublish(cfg: &NetConfig, container: &str) -> Result<(), NetError> {
     let table = table_name(&cfg.bridge);
-    let prefix = format!("{TAG}{container} ");
-    let _guard = LOCK.lock();
+    let mut handles = HANDLES.lock();
+    let mut chan = nftables::open()?;
+    if let Some(known) = handles.remove(&(table.clone(), container.to_string())) {
+        let mut b = Batch::new();
+        for handle in known {
+            b.delete_rule(&table, PORTS, handle);
+        }
+        match b.commit(&mut chan) {
+            // A rule was deleted behind engine's back, so the batch did nothing: look them up,
+            // on a fresh socket (nothing of the failed batch is left to read on it).
+            Err(e) if e.errno() == Some(libc::ENOENT) => chan = nftables::open()?,
+            done => return done.map(drop),
+        }
+    }
+    let tag = format!("{TAG}{container} ");
     let mut b = Batch::new();
-    for r in super::nftables::rules(&table)? {
-        if r.comment.as_deref().is_some_and(|c| c.starts_with(&prefix)) {
+    for r in nftables::rules(&mut chan, &table, Some(PORTS))? {
+        if r.comment.as_deref().is_some_and(|c| c.starts_with(&tag)) {
             b.delete_rule(&table, &r.chain, r.handle);
         }
     }
-    if b.is_empty() {
-        return Ok(());
-    }
-    b.commit()
+    b.commit(&mut chan).map(drop)
 }
 
 /// What the table of `bridge` holds: (chain, comment) of each rule, in order; empty without a
 /// table. For `engine info`-like views and tests.
 pub fn rules(bridge: &str) -> Result<Vec<(String, String)>, NetError> {
-    let _guard = LOCK.lock();
-    Ok(super::nftables::rules(&table_name(bridge))?
+    let _guard = HANDLES.lock();
+    Ok(nftables::rules(&mut nftables::open()?, &table_name(bridge), None)?
         .into_iter()
         .map(|r| (r.chain, r.comment.unwrap_or_default()))
         .collect())

@@ -1,11 +1,13 @@
-//! A small synchronous rtnetlink client: one socket per network namespace,
-//! one short method per operation. Every request carries a fresh sequence
-//! number, every reply is checked against it, requests that change state ask
-//! for an ACK, and each method states how many answers it expects.
+//! Netlink for engine: one request/ACK/dump machinery ([`Channel`]) that both protocols engine
+//! speaks go through (rtnetlink here, nf_tables in [`super::nftables`]), and on top of it a small
+//! synchronous rtnetlink client ([`Netlink`]): one socket per network namespace, one short method
+//! per operation. Every request carries a fresh sequence number, every reply is checked against
+//! it, requests that change state ask for an ACK, dumps the kernel flags as interrupted by a
+//! change are asked again, and each method states how many answers it expects.
 
 use std::io;
 use std::net::Ipv4Addr;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 
 use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_EXCL,
@@ -23,8 +25,7 @@ use super::error::NetError;
 const RT_TABLE_MAIN: u8 = 254;
 
 pub(crate) struct Netlink {
-    socket: Socket,
-    seq: u32,
+    chan: Channel,
 }
 
 /// What a request expects back before its ACK / DONE.
@@ -38,10 +39,7 @@ enum Expect {
 impl Netlink {
     /// Opens a route-netlink socket in the calling thread's network namespace.
     pub(crate) fn open() -> Result<Netlink, NetError> {
-        let mut socket = Socket::new(NETLINK_ROUTE).map_err(|e| NetError::netlink("open socket", e))?;
-        socket.bind_auto().map_err(|e| NetError::netlink("bind socket", e))?;
-        socket.connect(&SocketAddr::new(0, 0)).map_err(|e| NetError::netlink("connect socket", e))?;
-        Ok(Netlink { socket, seq: 0 })
+        Ok(Netlink { chan: Channel::open(NETLINK_ROUTE, "route netlink")? })
     }
 
     // ----- links -------------------------------------------------------------
@@ -63,20 +61,8 @@ impl Netlink {
 
     /// Every link of this namespace.
     pub(crate) fn links(&mut self) -> Result<Vec<LinkMessage>, NetError> {
-        // A dump that raced with a change is inconsistent: ask again.
-        let mut attempts = 0;
-        let replies = loop {
-            attempts += 1;
-            match self.request(
-                "dump links",
-                RouteNetlinkMessage::GetLink(LinkMessage::default()),
-                NLM_F_DUMP,
-                Expect::Dump,
-            ) {
-                Err(e) if attempts < 5 && interrupted(&e) => continue,
-                result => break result?,
-            }
-        };
+        let replies =
+            self.request("dump links", RouteNetlinkMessage::GetLink(LinkMessage::default()), NLM_F_DUMP, Expect::Dump)?;
         replies
             .into_iter()
             .map(|m| match m {
@@ -170,63 +156,19 @@ impl Netlink {
     /// kernel handles them one after the other and answers every one, even after a failure).
     /// Returns the first failure.
     pub(crate) fn batch(&mut self, requests: Vec<Request>) -> Result<(), NetError> {
-        let first = self.seq.wrapping_add(1);
+        let first = self.chan.next_seqs(requests.len() as u32);
         let mut buf = Vec::new();
         let mut ops = Vec::with_capacity(requests.len());
-        for (op, msg, flags) in requests {
-            self.seq = self.seq.wrapping_add(1);
-            let mut header = NetlinkHeader::default();
-            header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
-            header.sequence_number = self.seq;
-            let mut packet = NetlinkMessage::new(header, NetlinkPayload::from(msg));
-            packet.finalize();
-            let start = buf.len();
-            buf.resize(start + packet.buffer_len(), 0);
-            packet.serialize(&mut buf[start..]);
+        for (i, (op, msg, flags)) in requests.into_iter().enumerate() {
+            buf.extend(encode(msg, NLM_F_REQUEST | NLM_F_ACK | flags, first.wrapping_add(i as u32)));
             // Messages in one datagram start 4-byte aligned.
             buf.resize((buf.len() + 3) & !3, 0);
             ops.push(op);
         }
-        let label = ops.join(", ");
-        self.send(&label, &buf)?;
-
-        let mut acked = vec![false; ops.len()];
-        let mut failure = None;
-        while acked.iter().any(|a| !a) {
-            let data = self.recv(&label)?;
-            let mut offset = 0;
-            while offset < data.len() {
-                let reply: NetlinkMessage<RouteNetlinkMessage> = NetlinkMessage::deserialize(&data[offset..])
-                    .map_err(|e| NetError::protocol(&label, format!("undecodable reply: {e}")))?;
-                let len = reply.header.length as usize;
-                let i = reply.header.sequence_number.wrapping_sub(first) as usize;
-                if i >= ops.len() || acked[i] {
-                    return Err(NetError::protocol(
-                        &label,
-                        format!("sequence number out of sync (got {})", reply.header.sequence_number),
-                    ));
-                }
-                match reply.payload {
-                    NetlinkPayload::Error(e) => {
-                        acked[i] = true;
-                        if let (Some(code), None) = (e.code, &failure) {
-                            failure =
-                                Some(NetError::netlink(ops[i].clone(), io::Error::from_raw_os_error(-code.get())));
-                        }
-                    }
-                    NetlinkPayload::Noop => {}
-                    _ => return Err(NetError::protocol(&ops[i], "unexpected reply to a change")),
-                }
-                if len == 0 {
-                    break;
-                }
-                offset += (len + 3) & !3;
-            }
-        }
-        failure.map_or(Ok(()), Err)
+        self.chan.batch(&ops.join(", "), &buf, first, &ops).map(drop)
     }
 
-    // ----- transport ---------------------------------------------------------
+    // ----- requests ----------------------------------------------------------
 
     /// A request that changes state: no data back, just the ACK.
     fn change(&mut self, op: String, msg: RouteNetlinkMessage, flags: u16) -> Result<(), NetError> {
@@ -240,106 +182,283 @@ impl Netlink {
         flags: u16,
         expect: Expect,
     ) -> Result<Vec<RouteNetlinkMessage>, NetError> {
-        self.seq = self.seq.wrapping_add(1);
-        let seq = self.seq;
-        let dump = matches!(expect, Expect::Dump);
-
-        let mut header = NetlinkHeader::default();
-        // Dumps end with NLMSG_DONE; everything else ends with an ACK.
-        header.flags = NLM_F_REQUEST | flags | if dump { 0 } else { NLM_F_ACK };
-        header.sequence_number = seq;
-        let mut packet = NetlinkMessage::new(header, NetlinkPayload::from(msg));
-        packet.finalize();
-        let mut buf = vec![0u8; packet.buffer_len()];
-        packet.serialize(&mut buf);
-        self.send(op, &buf)?;
-
-        let mut replies = Vec::new();
-        let mut dump_interrupted = false;
-        loop {
-            let data = self.recv(op)?;
-            let mut offset = 0;
-            while offset < data.len() {
-                let reply: NetlinkMessage<RouteNetlinkMessage> = NetlinkMessage::deserialize(&data[offset..])
-                    .map_err(|e| NetError::protocol(op, format!("undecodable reply: {e}")))?;
-                let len = reply.header.length as usize;
-                if reply.header.sequence_number != seq {
-                    return Err(NetError::protocol(
-                        op,
-                        format!("sequence number out of sync (got {}, want {seq})", reply.header.sequence_number),
-                    ));
-                }
-                // Read the dump to its end (so the socket stays in sync),
-                // then report it as interrupted.
-                dump_interrupted |= reply.header.flags & NLM_F_DUMP_INTR != 0;
-                match reply.payload {
-                    NetlinkPayload::InnerMessage(m) => replies.push(m),
-                    NetlinkPayload::Error(e) => {
-                        if let Some(code) = e.code {
-                            return Err(NetError::netlink(op, io::Error::from_raw_os_error(-code.get())));
-                        }
-                        // A plain ACK ends a non-dump request.
-                        return self.check_count(op, replies, &expect);
-                    }
-                    NetlinkPayload::Done(_) if dump_interrupted => {
-                        return Err(NetError::netlink(
-                            op,
-                            io::Error::new(io::ErrorKind::Interrupted, "dump interrupted by a change"),
-                        ))
-                    }
-                    NetlinkPayload::Done(_) => return self.check_count(op, replies, &expect),
-                    NetlinkPayload::Noop => {}
-                    NetlinkPayload::Overrun(_) => return Err(NetError::protocol(op, "receive buffer overrun")),
-                    _ => return Err(NetError::protocol(op, "unknown netlink payload")),
-                }
-                if len == 0 {
-                    break;
-                }
-                // Messages are 4-byte aligned inside one datagram.
-                offset += (len + 3) & !3;
-            }
-        }
-    }
-
-    fn send(&mut self, op: &str, buf: &[u8]) -> Result<(), NetError> {
-        let sent = loop {
-            match self.socket.send(buf, 0) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(NetError::netlink(op, e)),
+        let replies = match expect {
+            // Dumps end with NLMSG_DONE; everything else ends with an ACK.
+            Expect::Dump => self.chan.dump(op, |seq| encode(msg.clone(), NLM_F_REQUEST | flags, seq))?,
+            Expect::Exactly(_) => {
+                let seq = self.chan.next_seqs(1);
+                self.chan.request(op, &encode(msg, NLM_F_REQUEST | NLM_F_ACK | flags, seq), seq)?
             }
         };
-        if sent != buf.len() {
-            return Err(NetError::protocol(op, format!("short send ({sent} of {} bytes)", buf.len())));
-        }
-        Ok(())
-    }
-
-    fn recv(&mut self, op: &str) -> Result<Vec<u8>, NetError> {
-        loop {
-            match self.socket.recv_from_full() {
-                Ok((data, _)) => return Ok(data),
-                // A signal (SIGCHLD in the supervisor) is not a failure.
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(NetError::netlink(op, e)),
-            }
-        }
-    }
-
-    fn check_count(
-        &self,
-        op: &str,
-        replies: Vec<RouteNetlinkMessage>,
-        expect: &Expect,
-    ) -> Result<Vec<RouteNetlinkMessage>, NetError> {
+        let replies = replies.iter().map(|r| decode(op, r)).collect::<Result<Vec<_>, _>>()?;
         match expect {
-            Expect::Exactly(n) if replies.len() != *n => Err(NetError::protocol(
+            Expect::Exactly(n) if replies.len() != n => Err(NetError::protocol(
                 op,
-                format!("expected {n} repl{}, got {}", if *n == 1 { "y" } else { "ies" }, replies.len()),
+                format!("expected {n} repl{}, got {}", if n == 1 { "y" } else { "ies" }, replies.len()),
             )),
             _ => Ok(replies),
         }
     }
+}
+
+fn encode(msg: RouteNetlinkMessage, flags: u16, seq: u32) -> Vec<u8> {
+    let mut header = NetlinkHeader::default();
+    header.flags = flags;
+    header.sequence_number = seq;
+    let mut packet = NetlinkMessage::new(header, NetlinkPayload::from(msg));
+    packet.finalize();
+    let mut buf = vec![0u8; packet.buffer_len()];
+    packet.serialize(&mut buf);
+    buf
+}
+
+fn decode(op: &str, reply: &Reply) -> Result<RouteNetlinkMessage, NetError> {
+    let message: NetlinkMessage<RouteNetlinkMessage> = NetlinkMessage::deserialize(&reply.message)
+        .map_err(|e| NetError::protocol(op, format!("undecodable reply: {e}")))?;
+    match message.payload {
+        NetlinkPayload::InnerMessage(m) => Ok(m),
+        other => Err(NetError::protocol(op, format!("unexpected reply {other:?}"))),
+    }
+}
+
+// ----- the transport, for rtnetlink and nf_tables alike ---------------------------------
+
+/// Message types of <linux/netlink.h>.
+const NLMSG_NOOP: u16 = 1;
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const NLMSG_OVERRUN: u16 = 4;
+/// The size of `struct nlmsghdr`.
+const HEADER_LEN: usize = 16;
+/// How often a dump that a change interrupted is asked for, in all.
+const DUMP_ATTEMPTS: usize = 5;
+
+/// One message the kernel sent: its header's type, flags and sequence number, and the whole
+/// message, header included.
+#[derive(Clone, Debug)]
+pub(crate) struct Reply {
+    pub kind: u16,
+    pub flags: u16,
+    pub seq: u32,
+    pub message: Vec<u8>,
+}
+
+impl Reply {
+    /// What follows the netlink header.
+    pub(crate) fn payload(&self) -> &[u8] {
+        self.message.get(HEADER_LEN..).unwrap_or(&[])
+    }
+
+    /// The errno of an NLMSG_ERROR or NLMSG_DONE (0: an ACK, or a dump that ended well).
+    fn errno(&self) -> i32 {
+        self.payload().get(0..4).map_or(0, |b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]).wrapping_neg())
+    }
+}
+
+/// A netlink socket and its sequence numbers: sends requests and reads them back to their ACK
+/// or DONE, for rtnetlink ([`Netlink`]) and nf_tables ([`super::nftables`]) alike. One per
+/// operation: its requests share the socket.
+pub(crate) struct Channel {
+    socket: Socket,
+    seq: u32,
+}
+
+impl Channel {
+    /// A socket of netlink `protocol` (`what` names it in errors), connected to the kernel.
+    pub(crate) fn open(protocol: isize, what: &str) -> Result<Channel, NetError> {
+        let step = |s: &str| format!("{s} {what} socket");
+        let mut socket = Socket::new(protocol).map_err(|e| NetError::netlink(step("open"), e))?;
+        socket.bind_auto().map_err(|e| NetError::netlink(step("bind"), e))?;
+        socket.connect(&SocketAddr::new(0, 0)).map_err(|e| NetError::netlink(step("connect"), e))?;
+        // A reply that never comes fails the step instead of hanging a start or the supervisor.
+        let tv = libc::timeval { tv_sec: 5, tv_usec: 0 };
+        // SAFETY: setsockopt with a valid timeval of the right size on our own socket.
+        let rc = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&tv as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(NetError::netlink(step("set the timeout of the"), io::Error::last_os_error()));
+        }
+        Ok(Channel { socket, seq: 0 })
+    }
+
+    /// Takes `n` sequence numbers for the requests about to be sent; the first of them.
+    pub(crate) fn next_seqs(&mut self, n: u32) -> u32 {
+        let first = self.seq.wrapping_add(1);
+        self.seq = self.seq.wrapping_add(n);
+        first
+    }
+
+    /// Sends one request, built with sequence number `seq`, and reads its answer: up to its ACK,
+    /// or for a dump up to NLMSG_DONE. The messages before that; an error answer names `op`.
+    pub(crate) fn request(&mut self, op: &str, request: &[u8], seq: u32) -> Result<Vec<Reply>, NetError> {
+        self.send(op, request)?;
+        let mut answer = Answer { seq, replies: Vec::new(), interrupted: false };
+        loop {
+            for reply in self.recv(op)? {
+                if let Some(result) = answer.take(op, reply) {
+                    return result;
+                }
+            }
+        }
+    }
+
+    /// A dump, `build` making its request for a sequence number: asked again while the kernel
+    /// flags it interrupted (a change raced with it, so it may miss or repeat entries).
+    pub(crate) fn dump(&mut self, op: &str, build: impl Fn(u32) -> Vec<u8>) -> Result<Vec<Reply>, NetError> {
+        let mut attempt = 1;
+        loop {
+            let seq = self.next_seqs(1);
+            match self.request(op, &build(seq), seq) {
+                Err(e) if attempt < DUMP_ATTEMPTS && interrupted(&e) => attempt += 1,
+                result => return result,
+            }
+        }
+    }
+
+    /// Requests sent in one datagram, numbered `first`, `first + 1`, ... (one per entry of `ops`,
+    /// which names them in errors), each asking for an ACK. Reads until each has answered: the
+    /// kernel answers every one, even after a failure. The other messages sent back under their
+    /// numbers (echoes), or the first failure. An error under any other number (an nf_tables
+    /// batch's envelope) fails the whole, named `label`; anything else under one is passed over.
+    pub(crate) fn batch(
+        &mut self,
+        label: &str,
+        datagram: &[u8],
+        first: u32,
+        ops: &[String],
+    ) -> Result<Vec<Reply>, NetError> {
+        if ops.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.send(label, datagram)?;
+        let mut acked = vec![false; ops.len()];
+        let mut failure = None;
+        let mut echoes = Vec::new();
+        while acked.iter().any(|a| !a) {
+            for reply in self.recv(label)? {
+                let i = reply.seq.wrapping_sub(first) as usize;
+                let ours = i < ops.len();
+                match reply.kind {
+                    NLMSG_NOOP => {}
+                    NLMSG_OVERRUN => return Err(NetError::protocol(label, "receive buffer overrun")),
+                    NLMSG_ERROR if ours => {
+                        if acked[i] {
+                            return Err(NetError::protocol(&ops[i], "answered twice"));
+                        }
+                        acked[i] = true;
+                        if let (errno @ 1.., None) = (reply.errno(), &failure) {
+                            failure = Some(NetError::netlink(ops[i].clone(), io::Error::from_raw_os_error(errno)));
+                        }
+                    }
+                    NLMSG_ERROR if reply.errno() != 0 => {
+                        return Err(NetError::netlink(label, io::Error::from_raw_os_error(reply.errno())))
+                    }
+                    _ if ours => echoes.push(reply),
+                    // A notice about the batch as a whole (nf_tables' NEWGEN): not an answer.
+                    _ => {}
+                }
+            }
+        }
+        failure.map_or(Ok(echoes), Err)
+    }
+
+    fn send(&self, op: &str, buf: &[u8]) -> Result<(), NetError> {
+        loop {
+            match self.socket.send(buf, 0) {
+                Ok(n) if n == buf.len() => return Ok(()),
+                Ok(n) => return Err(NetError::protocol(op, format!("short send ({n} of {} bytes)", buf.len()))),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(NetError::netlink(op, e)),
+            }
+        }
+    }
+
+    /// The messages of the next datagram.
+    fn recv(&mut self, op: &str) -> Result<Vec<Reply>, NetError> {
+        let data = loop {
+            match self.socket.recv_from_full() {
+                Ok((data, _)) => break data,
+                // A signal (SIGCHLD in the supervisor) is not a failure.
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(NetError::netlink(op, e)),
+            }
+        };
+        split(op, &data)
+    }
+}
+
+/// What one request has been answered so far.
+struct Answer {
+    seq: u32,
+    replies: Vec<Reply>,
+    /// The kernel flagged a message of this dump NLM_F_DUMP_INTR.
+    interrupted: bool,
+}
+
+impl Answer {
+    /// Takes the next message; the request's result once this one ends it.
+    fn take(&mut self, op: &str, reply: Reply) -> Option<Result<Vec<Reply>, NetError>> {
+        if reply.seq != self.seq {
+            return Some(Err(NetError::protocol(
+                op,
+                format!("sequence number out of sync (got {}, want {})", reply.seq, self.seq),
+            )));
+        }
+        // Read a dump to its end (so the socket stays in sync), then report it as interrupted.
+        self.interrupted |= reply.flags & NLM_F_DUMP_INTR != 0;
+        let failed = |errno| Some(Err(NetError::netlink(op, io::Error::from_raw_os_error(errno))));
+        match reply.kind {
+            // An ACK ends a plain request; an error ends any.
+            NLMSG_ERROR => match reply.errno() {
+                0 => Some(Ok(std::mem::take(&mut self.replies))),
+                errno => failed(errno),
+            },
+            // A dump that failed part way says why in its DONE.
+            NLMSG_DONE => match reply.errno() {
+                errno @ 1.. => failed(errno),
+                _ if self.interrupted => Some(Err(NetError::netlink(
+                    op,
+                    io::Error::new(io::ErrorKind::Interrupted, "dump interrupted by a change"),
+                ))),
+                _ => Some(Ok(std::mem::take(&mut self.replies))),
+            },
+            NLMSG_NOOP => None,
+            NLMSG_OVERRUN => Some(Err(NetError::protocol(op, "receive buffer overrun"))),
+            _ => {
+                self.replies.push(reply);
+                None
+            }
+        }
+    }
+}
+
+/// The messages of one datagram (each starts 4-byte aligned).
+fn split(op: &str, mut data: &[u8]) -> Result<Vec<Reply>, NetError> {
+    let mut out = Vec::new();
+    while !data.is_empty() {
+        let Some(h) = data.get(..HEADER_LEN) else {
+            return Err(NetError::protocol(op, format!("truncated reply ({} bytes)", data.len())));
+        };
+        let len = u32::from_ne_bytes([h[0], h[1], h[2], h[3]]) as usize;
+        if len < HEADER_LEN || len > data.len() {
+            return Err(NetError::protocol(op, format!("reply of a bad length ({len}, {} bytes left)", data.len())));
+        }
+        out.push(Reply {
+            kind: u16::from_ne_bytes([h[4], h[5]]),
+            flags: u16::from_ne_bytes([h[6], h[7]]),
+            seq: u32::from_ne_bytes([h[8], h[9], h[10], h[11]]),
+            message: data[..len].to_vec(),
+        });
+        data = &data[((len + 3) & !3).min(data.len())..];
+    }
+    Ok(out)
 }
 
 fn interrupted(e: &NetError) -> bool {
@@ -418,4 +537,73 @@ pub(crate) fn link_kind(link: &LinkMessage) -> Option<&InfoKind> {
         }),
         _ => None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A message as the kernel sends it: header, then `payload`.
+    fn message(kind: u16, flags: u16, seq: u32, payload: &[u8]) -> Vec<u8> {
+        let mut m = ((HEADER_LEN + payload.len()) as u32).to_ne_bytes().to_vec();
+        m.extend(kind.to_ne_bytes());
+        m.extend(flags.to_ne_bytes());
+        m.extend(seq.to_ne_bytes());
+        m.extend(0u32.to_ne_bytes());
+        m.extend(payload);
+        m.resize((m.len() + 3) & !3, 0);
+        m
+    }
+
+    fn answer(seq: u32, datagram: &[u8]) -> Option<Result<Vec<Reply>, NetError>> {
+        let mut answer = Answer { seq, replies: Vec::new(), interrupted: false };
+        split("test", datagram).ok()?.into_iter().find_map(|r| answer.take("test", r))
+    }
+
+    #[test]
+    fn a_dump_ends_with_done_and_keeps_its_messages_in_order() {
+        let mut d = message(100, 2, 7, b"one");
+        d.extend(message(100, 2, 7, b"second"));
+        d.extend(message(NLMSG_DONE, 2, 7, &0i32.to_ne_bytes()));
+        let replies = answer(7, &d).and_then(Result::ok).unwrap_or_default();
+        assert_eq!(
+            replies.iter().map(|r| r.payload().to_vec()).collect::<Vec<_>>(),
+            [b"one".to_vec(), b"second".to_vec()]
+        );
+    }
+
+    #[test]
+    fn a_dump_the_kernel_flags_interrupted_is_an_interrupted_error() {
+        let mut d = message(100, 2 | NLM_F_DUMP_INTR, 3, b"x");
+        d.extend(message(NLMSG_DONE, 2, 3, &0i32.to_ne_bytes()));
+        match answer(3, &d) {
+            Some(Err(e)) => assert!(interrupted(&e), "{e}"),
+            other => panic!("not interrupted: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn errors_carry_the_errno_and_a_done_may_carry_one_too() {
+        let mut err = (-libc::ENOENT).to_ne_bytes().to_vec();
+        err.extend([0u8; 16]); // the request's header
+        match answer(1, &message(NLMSG_ERROR, 0, 1, &err)) {
+            Some(Err(e)) => assert_eq!(e.errno(), Some(libc::ENOENT), "{e}"),
+            other => panic!("{other:?}"),
+        }
+        match answer(1, &message(NLMSG_DONE, 2, 1, &(-libc::EBUSY).to_ne_bytes())) {
+            Some(Err(e)) => assert_eq!(e.errno(), Some(libc::EBUSY), "{e}"),
+            other => panic!("{other:?}"),
+        }
+        let ack = answer(1, &message(NLMSG_ERROR, 0, 1, &[0u8; 20]));
+        assert!(matches!(ack, Some(Ok(v)) if v.is_empty()));
+    }
+
+    #[test]
+    fn a_reply_to_another_request_or_a_bad_length_is_a_protocol_error() {
+        assert!(matches!(answer(2, &message(NLMSG_DONE, 0, 1, &[0; 4])), Some(Err(NetError::Protocol { .. }))));
+        let mut d = message(NLMSG_DONE, 0, 1, &[0; 4]);
+        d[0] = 200;
+        assert!(matches!(split("test", &d), Err(NetError::Protocol { .. })));
+        assert!(matches!(split("test", &d[..10]), Err(NetError::Protocol { .. })));
+    }
 }

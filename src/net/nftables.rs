@@ -3,25 +3,23 @@
 //! binary and no libnftnl: the messages are the kernel's uapi (<linux/netfilter/nf_tables.h>),
 //! every request of a batch asks for an ACK, and the batch is read back until each has answered,
 //! so a failure names the step it belongs to. A batch is one kernel transaction: it applies whole
-//! or not at all.
+//! or not at all. The socket, ACKs and dumps are [`super::netlink::Channel`]'s, as for rtnetlink.
 
-use std::io;
 use std::net::Ipv4Addr;
-use std::os::fd::AsRawFd;
 
-use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
+use netlink_sys::protocols::NETLINK_NETFILTER;
 
 use super::error::NetError;
+use super::netlink::{Channel, Reply};
 
 // ----- uapi constants (<linux/netlink.h>, <linux/netfilter/nfnetlink.h>, nf_tables.h) ------------
 
 const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_ACK: u16 = 0x4;
+const NLM_F_ECHO: u16 = 0x8;
 const NLM_F_DUMP: u16 = 0x300;
 const NLM_F_CREATE: u16 = 0x400;
 const NLM_F_APPEND: u16 = 0x800;
-const NLMSG_ERROR: u16 = 2;
-const NLMSG_DONE: u16 = 3;
 const NLA_F_NESTED: u16 = 0x8000;
 
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
@@ -296,11 +294,18 @@ impl Msg {
 pub(crate) struct Batch {
     /// Each message with the step it does, for the error.
     msgs: Vec<(Msg, String)>,
+    /// Its rules are sent back as added, with the handles the kernel gave them.
+    echo: bool,
 }
 
 impl Batch {
     pub(crate) fn new() -> Batch {
         Batch::default()
+    }
+
+    /// A batch whose [`Batch::commit`] returns the rules it added, handles included.
+    pub(crate) fn echoing() -> Batch {
+        Batch { msgs: Vec::new(), echo: true }
     }
 
     pub(crate) fn add_table(&mut self, table: &str) -> &mut Batch {
@@ -334,7 +339,8 @@ impl Batch {
 
     /// Appends a rule to `chain`, tagged with `comment`.
     pub(crate) fn add_rule(&mut self, table: &str, chain: &str, exprs: &[Expr], comment: &str) -> &mut Batch {
-        let mut m = Msg::nft(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND);
+        let echo = if self.echo { NLM_F_ECHO } else { 0 };
+        let mut m = Msg::nft(NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND | echo);
         m.string(NFTA_RULE_TABLE, table).string(NFTA_RULE_CHAIN, chain);
         m.begin(NFTA_RULE_EXPRESSIONS);
         for e in exprs {
@@ -359,87 +365,61 @@ impl Batch {
         self
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
-        self.msgs.is_empty()
-    }
-
-    /// Sends the batch and waits for every ACK; the first error, named by its step.
-    pub(crate) fn commit(self) -> Result<(), NetError> {
+    /// Sends the batch on `chan` and waits for every ACK; the first error, named by its step.
+    /// The rules it added when it is [`Batch::echoing`] (else none).
+    pub(crate) fn commit(self, chan: &mut Channel) -> Result<Vec<RuleInfo>, NetError> {
         if self.msgs.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
-        let sock = open()?;
-        // Sequence numbers: 1 is BATCH_BEGIN, then one per message, then BATCH_END.
-        let mut buf = Msg::new(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, 0, NFNL_SUBSYS_NFTABLES).finish(1);
+        // Sequence numbers: BATCH_BEGIN, one per message, BATCH_END.
+        let begin = chan.next_seqs(self.msgs.len() as u32 + 2);
+        let mut buf = Msg::new(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, 0, NFNL_SUBSYS_NFTABLES).finish(begin);
         let mut ops = Vec::with_capacity(self.msgs.len());
-        for (i, (m, op)) in self.msgs.into_iter().enumerate() {
-            let mut m = m;
+        for (i, (mut m, op)) in self.msgs.into_iter().enumerate() {
             let flags = u16::from_ne_bytes([m.buf[6], m.buf[7]]) | NLM_F_ACK;
             m.buf[6..8].copy_from_slice(&flags.to_ne_bytes());
-            buf.extend(m.finish(i as u32 + 2));
+            buf.extend(m.finish(begin.wrapping_add(i as u32 + 1)));
             ops.push(op);
         }
-        let end = ops.len() as u32 + 2;
+        let end = begin.wrapping_add(ops.len() as u32 + 1);
         buf.extend(Msg::new(NFNL_MSG_BATCH_END, NLM_F_REQUEST, 0, NFNL_SUBSYS_NFTABLES).finish(end));
-        send(&sock, &buf, "send nf_tables batch")?;
-
-        let mut answered = vec![false; ops.len()];
-        let mut first_error: Option<NetError> = None;
-        while answered.iter().any(|a| !a) {
-            let data = recv(&sock, "read nf_tables batch replies")?;
-            for (kind, _flags, seq, payload) in messages(&data) {
-                if kind != NLMSG_ERROR {
-                    continue;
-                }
-                let code = payload.get(0..4).map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]])).unwrap_or(0);
-                let Some(i) = (seq as usize).checked_sub(2).filter(|&i| i < ops.len()) else {
-                    // An error on the batch envelope fails the whole batch.
-                    if code != 0 {
-                        return Err(NetError::netlink("nf_tables batch", io::Error::from_raw_os_error(-code)));
-                    }
-                    continue;
-                };
-                answered[i] = true;
-                if code != 0 && first_error.is_none() {
-                    first_error = Some(NetError::netlink(ops[i].clone(), io::Error::from_raw_os_error(-code)));
-                }
-            }
-        }
-        first_error.map_or(Ok(()), Err)
+        let echoes = chan.batch("nf_tables batch", &buf, begin.wrapping_add(1), &ops)?;
+        Ok(echoes.iter().filter_map(rule_of).collect())
     }
 }
 
-/// Every rule of `table` (empty when there is no such table).
-pub(crate) fn rules(table: &str) -> Result<Vec<RuleInfo>, NetError> {
-    let sock = open()?;
-    let mut m = Msg::nft(NFT_MSG_GETRULE, NLM_F_DUMP | NLM_F_ACK);
-    m.string(NFTA_RULE_TABLE, table);
-    let op = format!("list rules of table ip {table}");
-    send(&sock, &m.finish(1), &op)?;
-    let mut out = Vec::new();
-    loop {
-        let data = recv(&sock, &op)?;
-        for (kind, _flags, seq, payload) in messages(&data) {
-            if seq != 1 {
-                return Err(NetError::protocol(&op, format!("sequence number out of sync (got {seq}, want 1)")));
-            }
-            match kind {
-                NLMSG_DONE => return Ok(out),
-                NLMSG_ERROR => {
-                    let code = payload.get(0..4).map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]])).unwrap_or(0);
-                    match -code {
-                        0 => return Ok(out),
-                        libc::ENOENT => return Ok(Vec::new()),
-                        errno => return Err(NetError::netlink(&op, io::Error::from_raw_os_error(errno))),
-                    }
-                }
-                k if k == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWRULE => {
-                    out.push(parse_rule(payload.get(4..).unwrap_or(&[])));
-                }
-                _ => {}
-            }
+/// An nf_tables socket, for the steps of one operation.
+pub(crate) fn open() -> Result<Channel, NetError> {
+    Channel::open(NETLINK_NETFILTER, "nf_tables")
+}
+
+/// Every rule of `table`, or of its `chain` only (empty when there is no such table).
+pub(crate) fn rules(chan: &mut Channel, table: &str, chain: Option<&str>) -> Result<Vec<RuleInfo>, NetError> {
+    let op = match chain {
+        Some(chain) => format!("list rules of chain ip {table} {chain}"),
+        None => format!("list rules of table ip {table}"),
+    };
+    let build = |seq| {
+        let mut m = Msg::nft(NFT_MSG_GETRULE, NLM_F_DUMP);
+        m.string(NFTA_RULE_TABLE, table);
+        if let Some(chain) = chain {
+            // The kernel dumps that chain alone.
+            m.string(NFTA_RULE_CHAIN, chain);
         }
+        m.finish(seq)
+    };
+    match chan.dump(&op, build) {
+        Ok(replies) => Ok(replies.iter().filter_map(rule_of).collect()),
+        Err(e) if e.errno() == Some(libc::ENOENT) => Ok(Vec::new()),
+        Err(e) => Err(e),
     }
+}
+
+/// The rule a NEWRULE message (a dump's or an echo) describes.
+fn rule_of(reply: &Reply) -> Option<RuleInfo> {
+    // After the netlink header: the 4-byte nfgenmsg, then the attributes.
+    (reply.kind == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWRULE)
+        .then(|| parse_rule(reply.payload().get(4..).unwrap_or(&[])))
 }
 
 fn parse_rule(attrs: &[u8]) -> RuleInfo {
@@ -488,67 +468,6 @@ fn attributes(mut buf: &[u8]) -> Vec<(u16, &[u8])> {
         buf = &buf[((len + 3) & !3).min(buf.len())..];
     }
     out
-}
-
-/// (type, flags, sequence number, payload) of each netlink message in one datagram.
-fn messages(mut data: &[u8]) -> Vec<(u16, u16, u32, &[u8])> {
-    let mut out = Vec::new();
-    while data.len() >= 16 {
-        let len = u32::from_ne_bytes([data[0], data[1], data[2], data[3]]) as usize;
-        if len < 16 || len > data.len() {
-            break;
-        }
-        let kind = u16::from_ne_bytes([data[4], data[5]]);
-        let flags = u16::from_ne_bytes([data[6], data[7]]);
-        let seq = u32::from_ne_bytes([data[8], data[9], data[10], data[11]]);
-        out.push((kind, flags, seq, &data[16..len]));
-        data = &data[((len + 3) & !3).min(data.len())..];
-    }
-    out
-}
-
-fn open() -> Result<Socket, NetError> {
-    let mut socket = Socket::new(NETLINK_NETFILTER).map_err(|e| NetError::netlink("open nf_tables socket", e))?;
-    socket.bind_auto().map_err(|e| NetError::netlink("bind nf_tables socket", e))?;
-    socket.connect(&SocketAddr::new(0, 0)).map_err(|e| NetError::netlink("connect nf_tables socket", e))?;
-    // A reply that never comes fails the step instead of hanging a start or the supervisor.
-    let tv = libc::timeval { tv_sec: 5, tv_usec: 0 };
-    // SAFETY: setsockopt with a valid timeval of the right size on our own socket.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&tv as *const libc::timeval).cast(),
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(NetError::netlink("set the nf_tables socket's timeout", io::Error::last_os_error()));
-    }
-    Ok(socket)
-}
-
-fn send(sock: &Socket, buf: &[u8], op: &str) -> Result<(), NetError> {
-    loop {
-        match sock.send(buf, 0) {
-            Ok(n) if n == buf.len() => return Ok(()),
-            Ok(n) => return Err(NetError::protocol(op, format!("short send ({n} of {} bytes)", buf.len()))),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(NetError::netlink(op, e)),
-        }
-    }
-}
-
-fn recv(sock: &Socket, op: &str) -> Result<Vec<u8>, NetError> {
-    loop {
-        match sock.recv_from_full() {
-            Ok((data, _)) => return Ok(data),
-            // A signal (SIGCHLD in the supervisor) is not a failure.
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(NetError::netlink(op, e)),
-        }
-    }
 }
 
 // ----- building blocks of engine's rules ----------------------------------------------------------

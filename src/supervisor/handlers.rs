@@ -80,7 +80,7 @@ pub fn ps(sup: &Supervisor, conn: &mut UnixStream, all: bool, stats: bool) -> Re
     let mut containers: Vec<_> = sup.registry.list().into_iter().filter(|r| all || !r.state.is_terminal()).collect();
     if stats {
         for c in containers.iter_mut().filter(|c| !c.state.is_terminal()) {
-            if let Ok(live) = sup.registry.inspect(c.name(), sup.monitor.as_ref()) {
+            if let Ok(live) = super::stats::inspect(sup, c.name()) {
                 *c = live;
             }
         }
@@ -98,7 +98,7 @@ pub fn logs(sup: &Supervisor, conn: &mut UnixStream, name: &str, opts: follow::O
 }
 
 pub fn inspect(sup: &Supervisor, conn: &mut UnixStream, name: &str) -> Reply {
-    let container = Box::new(sup.registry.inspect(name, sup.monitor.as_ref())?);
+    let container = Box::new(super::stats::inspect(sup, name)?);
     send(conn, &Response::Record { container })
 }
 

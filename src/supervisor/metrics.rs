@@ -83,18 +83,12 @@ struct Family {
 }
 
 fn render(sup: &Supervisor, started: Instant) -> String {
-    let records: Vec<ContainerRecord> =
-        sup.registry
-            .list()
-            .into_iter()
-            .map(|r| {
-                if r.state.is_terminal() {
-                    r
-                } else {
-                    sup.registry.inspect(r.name(), sup.monitor.as_ref()).unwrap_or(r)
-                }
-            })
-            .collect();
+    let records: Vec<ContainerRecord> = sup
+        .registry
+        .list()
+        .into_iter()
+        .map(|r| if r.state.is_terminal() { r } else { super::stats::inspect(sup, r.name()).unwrap_or(r) })
+        .collect();
     let fam = |name, help, kind| Family { name, help, kind, samples: Vec::new() };
     let mut rss = fam("engine_container_memory_rss_bytes", "Memory of the container now (its cgroup).", "gauge");
     let mut peak = fam("engine_container_memory_peak_bytes", "Highest memory seen for the container.", "gauge");

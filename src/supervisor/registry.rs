@@ -93,6 +93,16 @@ struct Inner {
     by_pid: HashMap<i32, String>,
 }
 
+/// What [`Registry::inspect`] says to read of a running container outside the lock.
+#[derive(Clone, Copy, Debug)]
+pub struct LiveProbe {
+    pub pid: i32,
+    /// It has a cgroup of its own (`<cgroup parent>/<name>`).
+    pub cgroup: bool,
+    /// The kernel monitor watches it.
+    pub monitored: bool,
+}
+
 pub struct Registry {
     inner: Mutex<Inner>,
     changed: Condvar,
@@ -250,29 +260,23 @@ impl Registry {
         }
     }
 
-    /// The record as it is now, with live cgroup stats and monitor usage of a running container.
-    pub fn inspect(
-        &self,
-        name: &str,
-        monitor: Option<&crate::monitor::MonitorDevice>,
-    ) -> Result<ContainerRecord, RegistryError> {
+    /// The record as it is now and, for a running container, what to read of it live: the
+    /// caller reads that after the lock is dropped (see `stats::inspect`), so a slow cgroup file
+    /// or monitor query never holds up every other request.
+    pub fn inspect(&self, name: &str) -> Result<(ContainerRecord, Option<LiveProbe>), RegistryError> {
         let inner = self.inner.lock();
         let e = inner.containers.get(name).ok_or_else(|| RegistryError::NotFound(name.into()))?;
         let mut record = e.record.clone();
         if e.dirty {
             record.record_saved = Some(false);
         }
-        if let (Some(live), Some(pid)) = (&e.live, record.pid) {
-            if let Some(cg) = &live.resources.cgroup {
-                record.stats = cg.stats().ok();
+        let probe = match (&e.live, record.pid) {
+            (Some(live), Some(pid)) => {
+                Some(LiveProbe { pid, cgroup: live.resources.cgroup.is_some(), monitored: live.resources.monitored })
             }
-            if let (true, Some(dev)) = (live.resources.monitored, monitor) {
-                if let Ok(usage) = dev.query(pid) {
-                    record.peak_rss_bytes = record.peak_rss_bytes.max(Some(usage.peak_rss_bytes));
-                }
-            }
-        }
-        Ok(record)
+            _ => None,
+        };
+        Ok((record, probe))
     }
 
     /// The init exists, holds its resources and waits for its go-ahead: the record (with the

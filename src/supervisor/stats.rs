@@ -4,6 +4,8 @@
 use std::os::unix::net::UnixStream;
 
 use super::failure::Failure;
+use super::record::ContainerRecord;
+use super::registry::RegistryError;
 use super::Supervisor;
 use crate::protocol::{write_frame, ContainerStats, Response};
 
@@ -42,6 +44,25 @@ pub fn stats(sup: &Supervisor, conn: &mut UnixStream, names: &[String]) -> Resul
         })
         .collect();
     write_frame(conn, &Response::Stats { stats }, b"").map_err(|e| Failure::engine(format!("client went away: {e}")))
+}
+
+/// The record of `name` as it is now, with the live cgroup stats and monitor usage of a running
+/// container, read after the registry's lock is dropped (like [`stats`]): `inspect`, `ps --stats`
+/// and the metrics.
+pub fn inspect(sup: &Supervisor, name: &str) -> Result<ContainerRecord, RegistryError> {
+    let (mut record, probe) = sup.registry.inspect(name)?;
+    if let Some(probe) = probe {
+        if probe.cgroup {
+            // Gone meanwhile (the container ended): no figures, as for an ended container.
+            record.stats = crate::cgroup::Cgroup::open_in(&sup.cgroup_parent, name).and_then(|cg| cg.stats().ok());
+        }
+        if let (true, Some(dev)) = (probe.monitored, sup.monitor.as_ref()) {
+            if let Ok(usage) = dev.query(probe.pid) {
+                record.peak_rss_bytes = record.peak_rss_bytes.max(Some(usage.peak_rss_bytes));
+            }
+        }
+    }
+    Ok(record)
 }
 
 fn fill(s: &mut ContainerStats, oci: &crate::cgroup::OciStats, host_memory: u64) {

@@ -56,6 +56,11 @@ impl Supervisor {
 
     /// Like `spawn`, with more supervisor options and its stderr sent to `stderr`.
     pub fn spawn_with(&mut self, extra: &[&str], stderr: Stdio) {
+        self.spawn_with_env(extra, &[], stderr);
+    }
+
+    /// Like `spawn_with`, with `env` added to the supervisor's environment.
+    pub fn spawn_with_env(&mut self, extra: &[&str], env: &[(&str, &std::ffi::OsStr)], stderr: Stdio) {
         let child = Command::new(ENGINE)
             .args(["supervisor", "--root"])
             .arg(&self.root)
@@ -64,6 +69,7 @@ impl Supervisor {
             .args(["--cgroup-parent", &self.cgroup_parent, "--bridge", &self.bridge])
             .args(["--subnet", &format!("{}.0/24", self.subnet_prefix)])
             .args(extra)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stderr(stderr)
             .spawn()
