@@ -831,7 +831,7 @@ def bench_ports(args, report):
         raise BenchError(f"{PORTS_NET}.0/30 is already routed on this host; not touching it")
     in_ns = ["ip", "netns", "exec", ns]
     hport = free_tcp_port()
-    paths, results, errors = [], {}, {}
+    paths, results, errors, by_round = [], {}, {}, {}
     echo = None
     try:
         for cmd in (["ip", "netns", "add", ns],
@@ -877,6 +877,7 @@ def bench_ports(args, report):
                         continue
                     if r:
                         results[name].append(rate)
+                        by_round.setdefault(r, {})[name] = rate
             rules = sup.engine("port", "portbench").stdout.strip()
             sup.engine("rm", "-f", "portbench")
     finally:
@@ -890,18 +891,21 @@ def bench_ports(args, report):
     rows, data = [], {}
     for name, _, _, _, how in paths:
         if name in errors:
-            rows.append([name, "FAILED", "", "", str(errors[name])])
+            rows.append([name, "FAILED", "", "", "", str(errors[name])])
             report.failed.append(f"ports/{name}: {errors[name]}")
             continue
         med = statistics.median(results[name])
-        data[name] = {"median_mbs": med, "runs_mbs": results[name]}
-        rows.append([name, fmt(med, 0), fmt(med / base_med if base_med else None),
+        # Each round's ratio compares two runs made moments apart, under the same load.
+        ratios = [r[name] / r[paths[0][0]] for r in by_round.values() if name in r and paths[0][0] in r]
+        per_round = statistics.median(ratios) if ratios else None
+        data[name] = {"median_mbs": med, "runs_mbs": results[name], "ratio_per_round_median": per_round}
+        rows.append([name, fmt(med, 0), fmt(med / base_med if base_med else None), fmt(per_round),
                      ", ".join(f"{x:.0f}" for x in results[name]), how])
     report.data["ports"] = data
     report.add("\n".join([
         f"## Published ports: TCP bulk throughput, {mib} MiB echoed per run ({rounds} rounds after a warm-up; "
         "median MB/s)", "",
-        md_table(["path", "MB/s", "× bare veth", "runs", "how"], rows), "",
+        md_table(["path", "MB/s", "× bare veth", "× bare veth (median of rounds)", "runs", "how"], rows), "",
         f"The same static echo server (`workloads/server.c`, the rootfs's `/bin/server`) everywhere; the client "
         f"(`python3`, in bench.py) streams {mib} MiB to it while reading the echo back, and the time runs from "
         "connect to the last byte back; MB/s counts each byte once (it crossed the path both ways). The bare "

@@ -247,6 +247,15 @@ fn a_restarted_container_serves_its_published_port_again_and_keeps_it_claimed() 
     assert!(String::from_utf8_lossy(&out.stderr).contains("taken by container web"), "{}", describe(&out));
     assert!(!sup.ok(&["ps", "-a"]).contains("thief"), "a refused container was recorded");
 
+    // And after an orderly supervisor restart (SIGTERM stops it and drops the table; the next
+    // one starts it again, `always`).
+    sup.signal_and_wait(libc::SIGTERM);
+    assert!(http_get(loopback).is_err(), "the port answers with no supervisor and the container stopped");
+    sup.spawn();
+    wait_for_body(loopback, "run-4");
+    wait_for_body(via_host, "run-4");
+    assert_eq!(port_rules(&sup).len(), 1, "{:?}", port_rules(&sup));
+
     sup.ok(&["rm", "-f", "web"]);
     assert_eq!(port_rules(&sup), Vec::<String>::new(), "rules left after rm (container was at {ip})");
     assert!(http_get(loopback).is_err(), "the port still answers after rm");
