@@ -286,6 +286,16 @@ int main(int argc, char **argv) {
 /// the start); the echo and the address it came from, or the last error.
 fn udp_echo(bind: SocketAddr, to: SocketAddr, msg: &str, tries: u32) -> Result<(String, SocketAddr), String> {
     let sock = std::net::UdpSocket::bind(bind).map_err(|e| format!("binding {bind}: {e}"))?;
+    udp_echo_on(&sock, to, msg, tries)
+}
+
+/// [`udp_echo`] from an existing socket (one flow: the same source address and port each time).
+fn udp_echo_on(
+    sock: &std::net::UdpSocket,
+    to: SocketAddr,
+    msg: &str,
+    tries: u32,
+) -> Result<(String, SocketAddr), String> {
     sock.set_read_timeout(Some(Duration::from_millis(300))).map_err(|e| e.to_string())?;
     let mut last = String::from("no attempt");
     for _ in 0..tries {
@@ -304,10 +314,8 @@ fn udp_echo(bind: SocketAddr, to: SocketAddr, msg: &str, tries: u32) -> Result<(
     Err(last)
 }
 
-#[test]
-fn udp_published_port_echoes_datagrams_from_the_host_and_another_host() {
-    let sup = Supervisor::start();
-    let outside = Outside::new();
+/// A directory with the UDP echo server built in it (mounted into containers as /w), removed on drop.
+fn udp_echo_dir() -> tempfile::TempDir {
     let dir = tempfile::Builder::new().prefix("engine-test-ports-udp-").tempdir_in("/tmp").unwrap();
     std::fs::write(dir.path().join("udp_echo.c"), UDP_ECHO_C).unwrap();
     let out = Command::new("gcc")
@@ -317,6 +325,35 @@ fn udp_published_port_echoes_datagrams_from_the_host_and_another_host() {
         .output()
         .expect("running gcc");
     assert!(out.status.success(), "building the UDP echo server: {}", String::from_utf8_lossy(&out.stderr));
+    dir
+}
+
+#[test]
+fn a_udp_sender_that_began_before_the_port_was_published_reaches_the_container() {
+    let sup = Supervisor::start();
+    let dir = udp_echo_dir();
+    let port = free_port();
+    let target = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    // A client already sending (a syslog or metrics sender started before the container): its
+    // flow has a conntrack entry without any translation, renewed by each datagram.
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let early = udp_echo_on(&sock, target, "early", 3);
+    assert!(early.is_err(), "something on the host echoed before the container: {early:?}");
+    let volume = format!("{}:/w:ro", dir.path().display());
+    let root = rootfs();
+    let publish = format!("{port}:5353/udp");
+    sup.ok(&["start", "-v", &volume, "-p", &publish, "late", root.to_str().unwrap(), "/w/udp_echo", "5353"]);
+    // The same flow, still sending: its next datagrams reach the container.
+    let got = udp_echo_on(&sock, target, "late", 30);
+    assert_eq!(got, Ok(("echo:late".to_string(), target)), "a flow begun before -p never reached the container");
+    sup.ok(&["rm", "-f", "late"]);
+}
+
+#[test]
+fn udp_published_port_echoes_datagrams_from_the_host_and_another_host() {
+    let sup = Supervisor::start();
+    let outside = Outside::new();
+    let dir = udp_echo_dir();
     let port = free_port();
     let volume = format!("{}:/w:ro", dir.path().display());
     let root = rootfs();

@@ -551,6 +551,90 @@ fn recv(sock: &Socket, op: &str) -> Result<Vec<u8>, NetError> {
     }
 }
 
+// ----- conntrack (<linux/netfilter/nfnetlink_conntrack.h>) ---------------------------------------
+
+const NFNL_SUBSYS_CTNETLINK: u16 = 1;
+const IPCTNL_MSG_CT_NEW: u16 = 0;
+const IPCTNL_MSG_CT_GET: u16 = 1;
+const IPCTNL_MSG_CT_DELETE: u16 = 2;
+const CTA_TUPLE_ORIG: u16 = 1;
+const CTA_TUPLE_PROTO: u16 = 2;
+const CTA_PROTO_NUM: u16 = 1;
+const CTA_PROTO_DST_PORT: u16 = 3;
+
+/// Deletes every IPv4 conntrack entry whose original direction goes to `proto` port `port`, as
+/// Docker does for a UDP port it publishes (moby's DeleteConntrackEntriesByPort): a datagram
+/// flow seen before the port's DNAT rule (or DNATed to an address the container no longer has)
+/// keeps its old translation for as long as the sender keeps sending, and never reaches the
+/// container. Returns how many went; an entry that expired meanwhile is not an error.
+pub(crate) fn forget_flows(proto: u8, port: u16) -> Result<usize, NetError> {
+    let sock = open()?;
+    let kind = |k: u16| (NFNL_SUBSYS_CTNETLINK << 8) | k;
+    let op = format!("list conntrack entries to port {port}");
+    let m = Msg::new(kind(IPCTNL_MSG_CT_GET), NLM_F_REQUEST | NLM_F_DUMP, NFPROTO_IPV4, 0);
+    send(&sock, &m.finish(1), &op)?;
+    // The original tuples (CTA_TUPLE_ORIG's payload, as the kernel wrote it) to delete.
+    let mut stale: Vec<Vec<u8>> = Vec::new();
+    'dump: loop {
+        let data = recv(&sock, &op)?;
+        for (k, _flags, _seq, payload) in messages(&data) {
+            match k {
+                NLMSG_DONE => break 'dump,
+                NLMSG_ERROR => {
+                    let code = payload.get(0..4).map(|b| i32::from_ne_bytes([b[0], b[1], b[2], b[3]])).unwrap_or(0);
+                    if code != 0 {
+                        return Err(NetError::netlink(&op, io::Error::from_raw_os_error(-code)));
+                    }
+                    break 'dump;
+                }
+                k if k == kind(IPCTNL_MSG_CT_NEW) => {
+                    let attrs = payload.get(4..).unwrap_or(&[]);
+                    if let Some((_, orig)) = attributes(attrs).into_iter().find(|(t, _)| *t == CTA_TUPLE_ORIG) {
+                        if tuple_goes_to(orig, proto, port) {
+                            stale.push(orig.to_vec());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut deleted = 0;
+    for (i, tuple) in stale.iter().enumerate() {
+        let mut m = Msg::new(kind(IPCTNL_MSG_CT_DELETE), NLM_F_REQUEST | NLM_F_ACK, NFPROTO_IPV4, 0);
+        m.begin(CTA_TUPLE_ORIG);
+        m.buf.extend_from_slice(tuple);
+        m.end();
+        let op = format!("delete a conntrack entry to port {port}");
+        let seq = i as u32 + 2;
+        send(&sock, &m.finish(seq), &op)?;
+        loop {
+            let data = recv(&sock, &op)?;
+            let Some((_, _, _, payload)) =
+                messages(&data).into_iter().find(|(k, _, s, _)| *k == NLMSG_ERROR && *s == seq)
+            else {
+                continue;
+            };
+            match payload.get(0..4).map(|b| -i32::from_ne_bytes([b[0], b[1], b[2], b[3]])).unwrap_or(0) {
+                0 => deleted += 1,
+                libc::ENOENT => {}
+                errno => return Err(NetError::netlink(&op, io::Error::from_raw_os_error(errno))),
+            }
+            break;
+        }
+    }
+    Ok(deleted)
+}
+
+/// Whether an original tuple (CTA_TUPLE_IP, CTA_TUPLE_PROTO) is `proto` to destination `port`.
+fn tuple_goes_to(tuple: &[u8], proto: u8, port: u16) -> bool {
+    let Some((_, l4)) = attributes(tuple).into_iter().find(|(t, _)| *t == CTA_TUPLE_PROTO) else { return false };
+    let fields = attributes(l4);
+    let num = fields.iter().find(|(t, _)| *t == CTA_PROTO_NUM).and_then(|(_, d)| d.first().copied());
+    let dport = fields.iter().find(|(t, _)| *t == CTA_PROTO_DST_PORT).and_then(|(_, d)| d.get(0..2));
+    num == Some(proto) && dport == Some(&port.to_be_bytes()[..])
+}
+
 // ----- building blocks of engine's rules ----------------------------------------------------------
 
 /// `ip saddr|daddr ADDR/PREFIX` (`saddr` at offset 12 of the IPv4 header, `daddr` at 16).
