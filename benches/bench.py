@@ -6,7 +6,9 @@ Sections (all by default; --only picks some):
   logs     a container writing 1 GB to stdout vs `cat` through a pipe into a file
   scale    1,000 sleeping containers through one supervisor
   dd       1 GB written with dd inside a container vs on the host
+  exec     `engine exec` latency vs `podman exec` (crun) and `nsenter -a`
   net      ping host -> container through engine's bridge vs a bare veth pair made by hand
+  ports    TCP throughput through a published port (-p, DNAT) vs a bare veth pair
 Writes benches/results/bench.md (+ startup.svg) and prints the tables. A section that cannot be
 measured (engine not built, a command failing) is reported as FAILED with the reason and makes
 the script exit 1; the other sections still run. The startup section also checks engine's ratios
@@ -17,6 +19,9 @@ import argparse
 import json
 import os
 import re
+import shutil
+import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -36,10 +41,11 @@ PRIVATE_NS = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
 
 # --- startup --------------------------------------------------------------------------------
 
-def hyperfine(cmd, runs, workdir):
-    """Wall times (ms) of `runs` runs of cmd, after 3 warm-ups, in the private mount namespace."""
+def hyperfine(cmd, runs, workdir, ns=None):
+    """Wall times (ms) of `runs` runs of cmd, after 3 warm-ups, in the private mount namespace
+    (`ns`: another command prefix that puts hyperfine in one)."""
     out = os.path.join(workdir, "hyperfine.json")
-    run(PRIVATE_NS + ["hyperfine", "-N", "--style", "none", "--warmup", "3", "--runs", str(runs),
+    run((ns or PRIVATE_NS) + ["hyperfine", "-N", "--style", "none", "--warmup", "3", "--runs", str(runs),
                       "--export-json", out, " ".join(cmd)])
     with open(out) as f:
         return [t * 1000 for t in json.load(f)["results"][0]["times"]]
@@ -79,16 +85,154 @@ def check_goals(data, report):
 
 
 def bench_exec(sup, name, runs, workdir):
-    """`engine exec NAME /bin/true` into a running container next to `nsenter -a` into the same
-    container's namespaces (the floor: setns and an exec, nothing else), alternating."""
+    """`engine exec NAME /bin/true` into a running container next to `podman exec` into a podman
+    container run by crun (issue 11's peer) and `nsenter -a` into engine's container's namespaces
+    (the floor: setns and an exec, nothing else), alternating. A podman that cannot be set up here
+    gives a row saying why, not a number."""
     sup.engine("start", "--net", "none", name, ROOTFS, "/bin/sleep", "3600")
+    podman = None
     try:
         pid = json.loads(sup.engine("inspect", name).stdout)["pid"]
         cmds = [("engine exec", sup.cli("exec", name, "/bin/true")),
                 ("nsenter -a", ["nsenter", "-t", str(pid), "-a", "/bin/true"])]
-        return measure_interleaved(cmds, runs, workdir)
+        failed = []
+        try:
+            podman = PodmanExec(workdir)
+            cmds.insert(1, ("podman exec (crun)", podman.exec_cmd))
+        except BenchError as e:
+            failed.append(("podman exec (crun)", ["podman", "exec", "CTR", "/bin/true"], e))
+        # podman reads its private configuration from the environment; engine and nsenter ignore it.
+        saved = dict(os.environ)
+        os.environ.update(podman.env if podman else {})
+        try:
+            # All three from podman's mount namespace when there is one (crun needs it; the
+            # other two run in any), so they are measured alike.
+            return measure_interleaved(cmds, runs, workdir, ns=podman.enter if podman else None) + failed
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
     finally:
+        if podman:
+            podman.close()
         sup.engine("rm", "-f", name, check=False)
+
+
+class PodmanExec:
+    """A podman 4 of its own (configuration, storage and state under a temporary directory, as
+    benches/oci_bench.py sets it up) running one busybox container with crun, for `podman exec`.
+    podman and crun run in a persistent private mount namespace without /sys/fs/cgroup/unified
+    (crun refuses this host's hybrid cgroups), entered with `nsenter --mount=FILE` (`enter`); the
+    exec rows' hyperfine runs in it. (A namespace copied from the host's has no such file: the
+    kernel does not copy a mount namespace's nsfs mount into a new namespace.)"""
+
+    IMAGE = "localhost/bench-busybox-podman:t"
+    NAME = "bench-podman-exec"
+
+    def __init__(self, workdir):
+        from oci_bench import cgroup_dirs
+        self.cgroups_before = cgroup_dirs()
+        self.made_outside = [d for d in ("/var/lib/containers/cache", "/var/lib/containers", "/var/lib/cni")
+                             if not os.path.exists(d)]
+        self.dir = os.path.join(workdir, "podman")
+        self.mntns = os.path.join(self.dir, "mntns")
+        self.enter = ["nsenter", f"--mount={self.mntns}"]
+        self.ns_made = False
+        for tool in ("podman", "crun", "conmon"):
+            if not shutil.which(tool):
+                raise BenchError(f"{tool} is not installed (apt-get install podman crun conmon)")
+        try:
+            self.setup()
+        except BenchError:
+            self.close()
+            raise
+
+    def setup(self):
+        d = self.dir
+        for sub in ("cni", "tmp", "storage", "run"):
+            os.makedirs(os.path.join(d, sub))
+        with open(os.path.join(d, "containers.conf"), "w") as f:
+            f.write(f'[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]\n'
+                    f'[network]\nnetwork_config_dir = "{d}/cni"\n'
+                    f'[engine]\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\ntmp_dir = "{d}/tmp"\n')
+        with open(os.path.join(d, "storage.conf"), "w") as f:
+            f.write(f'[storage]\ndriver = "overlay"\nrunroot = "{d}/run"\ngraphroot = "{d}/storage"\n')
+        self.env = {"CONTAINERS_CONF": f"{d}/containers.conf", "CONTAINERS_STORAGE_CONF": f"{d}/storage.conf"}
+        open(self.mntns, "w").close()
+        run(["unshare", f"--mount={self.mntns}", "--propagation", "private", "sh", "-c",
+             "umount /sys/fs/cgroup/unified 2>/dev/null; true"])
+        self.ns_made = True
+        tar = os.path.join(d, "rootfs.tar")
+        run(["tar", "-C", ROOTFS, "-cf", tar, "."])
+        self.podman("import", "-q", "--change", 'CMD ["/bin/sh"]', tar, self.IMAGE)
+        self.podman("--runtime", shutil.which("crun"), "run", "-d", "--name", self.NAME, "--network", "none",
+                    self.IMAGE, "/bin/sleep", "3600")
+        self.exec_cmd = ["podman", "exec", self.NAME, "/bin/true"]
+
+    def podman(self, *args, check=True):
+        return run(self.enter + ["podman", *args], check=check, env=dict(os.environ, **self.env))
+
+    def close(self):
+        from oci_bench import cgroup_dirs
+        if self.ns_made:
+            self.podman("rm", "-f", "-t", "0", self.NAME, check=False)
+            self.podman("rmi", "-af", check=False)
+        # A conmon left by a failed run holds the namespace and mounts under the directory.
+        for pid in processes_matching(self.dir + "/"):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        if self.ns_made:
+            run(["umount", self.mntns], check=False)
+        for m in sorted((m for m in mounts() if m.startswith(self.dir + "/")), reverse=True):
+            run(["umount", "-l", m], check=False)
+        for d in sorted(cgroup_dirs() - self.cgroups_before, key=len, reverse=True):
+            try:
+                os.rmdir(d)
+            except OSError as e:
+                log(f"bench: podman's cgroup left: {d}: {e}")
+        for d in self.made_outside:
+            if d.endswith("/cache"):
+                shutil.rmtree(d, ignore_errors=True)
+            else:
+                try:
+                    os.rmdir(d)  # only if empty: another tool may use it by now
+                except OSError:
+                    pass
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def bench_exec_section(args, report):
+    """Its own section (`--only exec`): exec latency against podman exec and nsenter."""
+    runs = args.runs
+    workdir = tempfile.mkdtemp(prefix="bench-exec-", dir=BUILD)
+    try:
+        with Supervisor() as sup:
+            execs = bench_exec(sup, "bench-exec", runs, workdir)
+    finally:
+        run(["rm", "-rf", workdir])
+    nsenter = next((r for n, _, r in execs if n == "nsenter -a" and isinstance(r, dict)), None)
+    podman = next((r for n, _, r in execs if n.startswith("podman") and isinstance(r, dict)), None)
+    rows = []
+    for name, cmd, r in execs:
+        if isinstance(r, BenchError):
+            rows.append([name, "FAILED", "", "", "", "", f"{r}"])
+            report.failed.append(f"exec/{name}: {r}")
+            continue
+        rows.append([name, fmt(r["median"]), fmt(r["p10"]), fmt(r["p90"]),
+                     fmt(r["median"] / nsenter["median"] if nsenter else None),
+                     fmt(r["median"] / podman["median"] if podman else None), show(cmd, workdir)])
+    report.data["exec"] = {n: r for n, _, r in execs if isinstance(r, dict)}
+    report.add("\n".join([
+        f"## `exec` into a running container (`/bin/true`, {runs} runs each, hyperfine -N, alternating blocks)", "",
+        md_table(["command", "median ms", "p10 ms", "p90 ms", "× nsenter", "× podman", "command line"], rows), "",
+        "engine's container: `engine start --net none bench-exec rootfs /bin/sleep 3600`. podman's: "
+        "`podman --runtime crun run -d --network none` of the same rootfs imported as an image, podman "
+        "4.3.1 with crun and conmon, its configuration, storage and state in a temporary directory; it "
+        "runs in a private mount namespace without `/sys/fs/cgroup/unified` (crun refuses this host's "
+        "hybrid cgroups); hyperfine runs all three rows in that namespace. `nsenter -a` enters the "
+        "namespaces of engine's container: the floor for any exec. Load average at the end "
+        f"{os.getloadavg()[0]:.2f}."]))
 
 
 def rootfs_archive(workdir, rootfs, tag):
@@ -121,7 +265,6 @@ def bench_startup(args, report):
     runs = args.runs
     workdir = tempfile.mkdtemp(prefix="bench-startup-", dir=BUILD)
     rows, data = [], {}
-    execs = []
     try:
         bundle = oci_bundle(workdir, ROOTFS)
         peers = [
@@ -156,11 +299,6 @@ def bench_startup(args, report):
                 # under the same load.
                 measured += measure_interleaved(cmds + peers, runs, workdir)
                 peers = []
-                if re.search(r"^\s+exec\s", run([ENGINE, "--help"], check=False).stdout, re.M):
-                    try:
-                        execs = bench_exec(sup, "bench-exec", runs, workdir)
-                    except BenchError as e:
-                        execs = [("engine exec", [ENGINE, "exec", "bench-exec", "/bin/true"], e)]
                 leftover = sup.engine("ps", "-a", check=False).stdout.strip().splitlines()[1:]
                 if leftover:
                     report.failed.append(f"startup: `engine run --rm` left containers behind: {leftover}")
@@ -172,7 +310,6 @@ def bench_startup(args, report):
         run(["rm", "-rf", workdir])
 
     crun = next((r for n, _, r in measured if n == "crun" and isinstance(r, dict)), None)
-    nsenter = next((r for n, _, r in execs if n == "nsenter -a" and isinstance(r, dict)), None)
 
     def table(results, base):
         """Rows of name, median, p10, p90, ratio to `base`'s median, command; failures reported."""
@@ -187,7 +324,6 @@ def bench_startup(args, report):
             out.append([name, fmt(r["median"]), fmt(r["p10"]), fmt(r["p90"]), fmt(ratio), show(cmd, workdir)])
         return out
 
-    exec_rows = table(execs, nsenter)
     rows.extend(table(measured, crun))
 
     text = [f"## Startup: `/bin/true` on the busybox rootfs ({runs} runs each, 3 warm-ups, hyperfine -N; "
@@ -214,9 +350,6 @@ def bench_startup(args, report):
         i = data["engine run (image)"]["median"] - data["engine run"]["median"]
         text += [f"An image's root (its layer as the overlay's lower dir, from the store) instead of the directory "
                  f"adds {i:.2f} ms to the median (the image row also has `--net none`)."]
-    if exec_rows:
-        text += ["", f"### `exec` into a running container (`/bin/true`, {runs} runs each, alternating blocks)", "",
-                 md_table(["command", "median ms", "p10 ms", "p90 ms", "× nsenter", "command line"], exec_rows)]
     if args.goals:
         text += check_goals(data, report)
     report.add("\n".join(text))
@@ -243,25 +376,25 @@ def measure(cmd, runs, workdir):
     return times if isinstance(times, BenchError) else summary(times)
 
 
-def measure_times(cmd, runs, workdir):
+def measure_times(cmd, runs, workdir, ns=None):
     try:
-        return hyperfine(cmd, runs, workdir)
+        return hyperfine(cmd, runs, workdir, ns)
     except BenchError:
         # hyperfine hides the command's output; one more run shows why it failed.
-        p = run(PRIVATE_NS + cmd, check=False)
+        p = run((ns or PRIVATE_NS) + cmd, check=False)
         err = (p.stderr or p.stdout).strip().splitlines()
         return BenchError(f"{show(cmd, workdir)} failed under hyperfine; run again it exited "
                           f"{p.returncode}: {err[-1] if err else 'no output'}")
 
 
-def measure_interleaved(cmds, runs, workdir, blocks=5):
+def measure_interleaved(cmds, runs, workdir, blocks=5, ns=None):
     """measure() for commands compared with one another (engine's variants): their runs go in
     alternating blocks, so a drift in the host's load falls on all of them alike."""
     times = {name: [] for name, _ in cmds}
     for _ in range(blocks):
         for name, cmd in cmds:
             if isinstance(times[name], list):
-                got = measure_times(cmd, max(1, runs // blocks), workdir)
+                got = measure_times(cmd, max(1, runs // blocks), workdir, ns)
                 times[name] = got if isinstance(got, BenchError) else times[name] + got
     return [(name, cmd, times[name] if isinstance(times[name], BenchError) else summary(times[name]))
             for name, cmd in cmds]
@@ -614,6 +747,175 @@ def bench_net(args, report):
                           md_table(["path", "avg ms", "min ms", "max ms", "command"], rows)]))
 
 
+# --- published ports ------------------------------------------------------------------------
+
+# The client of the throughput rows, run as `python3 -c` (inside the "other host" namespace too,
+# with `ip netns exec`): connects, streams BYTES to the echo server while it reads them back,
+# and prints the seconds from connect to the last byte echoed.
+BULK_CLIENT = r"""
+import socket, sys, threading, time
+host, port, total = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+t0 = time.perf_counter()
+s = socket.create_connection((host, port), timeout=20)
+chunk, errors = memoryview(bytes(1 << 20)), []
+def send():
+    try:
+        left = total
+        while left:
+            left -= s.send(chunk[:min(left, len(chunk))])
+        s.shutdown(socket.SHUT_WR)
+    except OSError as e:
+        errors.append(e)
+sender = threading.Thread(target=send)
+sender.start()
+got, buf = 0, bytearray(1 << 20)
+while got < total:
+    n = s.recv_into(buf)
+    if not n:
+        break
+    got += n
+seconds = time.perf_counter() - t0
+sender.join()
+if errors or got != total:
+    sys.exit(f"echoed {got} of {total} bytes: {errors}")
+print(f"{seconds:.6f}")
+"""
+
+PORTS_NET = "10.250.1"  # the bare veth's /30 (bench_net uses 10.250.0)
+ECHO_PORT = 5001
+
+
+def free_tcp_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def bulk(prefix, host, port, nbytes):
+    """MB/s of one echoed transfer (bytes sent and received back, counted once)."""
+    p = run(prefix + ["python3", "-c", BULK_CLIENT, host, str(port), str(nbytes)], check=False)
+    if p.returncode != 0:
+        raise BenchError(f"bulk transfer to {host}:{port} failed: {(p.stderr or p.stdout).strip()[-200:]}")
+    return nbytes / float(p.stdout.strip()) / 1e6
+
+
+def wait_for_echo(prefix, host, port, timeout=15):
+    """Until an echo server answers there (a container's server needs a moment after start)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            bulk(prefix, host, port, 4096)
+            return
+        except BenchError as e:
+            if time.monotonic() > deadline:
+                raise BenchError(f"no echo server at {host}:{port} after {timeout} s: {e}")
+            time.sleep(0.2)
+
+
+def bench_ports(args, report):
+    """TCP bulk throughput into the same echo server (the rootfs's static /bin/server, from
+    workloads/server.c): over a bare veth pair into a namespace made here, and into an engine
+    container: at its bridge address (no NAT), and through a published port (`-p`) reached via
+    127.0.0.1 (the output chain's DNAT, route_localnet, masquerade) and from "another host" (the
+    namespace, through the host's address on the veth: prerouting DNAT and forwarding). Rounds
+    alternate between the paths; medians of MB/s, and each path's ratio to the bare veth."""
+    mib, rounds = args.ports_mib, args.ports_rounds
+    nbytes = mib * 1048576
+    server = os.path.join(ROOTFS, "server")  # /bin/server is a link to it, inside the root
+    if not os.access(server, os.X_OK):
+        raise BenchError(f"{server} is missing (make rootfs builds workloads/server.c into it)")
+    pid = os.getpid()
+    ns, host_if, ns_if = f"enginebenchp{pid}", f"ebp{pid}h", f"ebp{pid}c"
+    host_ip, ns_ip = f"{PORTS_NET}.1", f"{PORTS_NET}.2"
+    if f"{PORTS_NET}." in run(["ip", "route"]).stdout:
+        raise BenchError(f"{PORTS_NET}.0/30 is already routed on this host; not touching it")
+    in_ns = ["ip", "netns", "exec", ns]
+    hport = free_tcp_port()
+    paths, results, errors, by_round = [], {}, {}, {}
+    echo = None
+    try:
+        for cmd in (["ip", "netns", "add", ns],
+                    ["ip", "link", "add", host_if, "type", "veth", "peer", "name", ns_if],
+                    ["ip", "link", "set", ns_if, "netns", ns],
+                    ["ip", "addr", "add", f"{host_ip}/30", "dev", host_if],
+                    ["ip", "link", "set", host_if, "up"],
+                    ["ip", "-n", ns, "addr", "add", f"{ns_ip}/30", "dev", ns_if],
+                    ["ip", "-n", ns, "link", "set", ns_if, "up"],
+                    ["ip", "-n", ns, "link", "set", "lo", "up"]):
+            run(cmd)
+        echo = subprocess.Popen(in_ns + [server, str(ECHO_PORT)], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        wait_for_echo([], ns_ip, ECHO_PORT)
+        paths.append(("bare veth: host → namespace", [], ns_ip, ECHO_PORT,
+                      f"`ip netns exec NS rootfs/bin/server {ECHO_PORT}`; client → {ns_ip}:{ECHO_PORT}"))
+        with Supervisor() as sup:
+            sup.engine("start", "-p", f"{hport}:{ECHO_PORT}", "portbench", ROOTFS, "/bin/server", str(ECHO_PORT))
+            ctr_ip = json.loads(sup.engine("inspect", "portbench").stdout)["network"]["ip"]
+            start = f"`engine start -p {hport}:{ECHO_PORT} portbench rootfs /bin/server {ECHO_PORT}`"
+            paths += [
+                ("engine: host → container's bridge address (no NAT)", [], ctr_ip, ECHO_PORT,
+                 f"{start}; client → {ctr_ip}:{ECHO_PORT}"),
+                ("engine -p: host → 127.0.0.1:HOSTPORT", [], "127.0.0.1", hport,
+                 f"client → 127.0.0.1:{hport} (output DNAT, masquerade)"),
+                ("engine -p: other host (namespace) → host address:HOSTPORT", in_ns, host_ip, hport,
+                 f"`ip netns exec NS` client → {host_ip}:{hport} (prerouting DNAT, forwarded)"),
+            ]
+            for name, prefix, host, port, _ in paths[1:]:
+                wait_for_echo(prefix, host, port)
+            for name, *_ in paths:
+                results[name] = []
+            # A warm-up round, then the paths in turn each round (the order rotating), so a
+            # drift in the host's load falls on all of them alike.
+            for r in range(rounds + 1):
+                for name, prefix, host, port, _ in paths[r % len(paths):] + paths[:r % len(paths)]:
+                    if name in errors:
+                        continue
+                    try:
+                        rate = bulk(prefix, host, port, nbytes)
+                    except BenchError as e:
+                        errors[name] = e
+                        continue
+                    if r:
+                        results[name].append(rate)
+                        by_round.setdefault(r, {})[name] = rate
+            rules = sup.engine("port", "portbench").stdout.strip()
+            sup.engine("rm", "-f", "portbench")
+    finally:
+        if echo:
+            echo.kill()
+            echo.wait()
+        run(["ip", "netns", "del", ns], check=False)
+        run(["ip", "link", "del", host_if], check=False)  # gone with the namespace normally
+    base = results.get(paths[0][0]) if paths[0][0] not in errors else None
+    base_med = statistics.median(base) if base else None
+    rows, data = [], {}
+    for name, _, _, _, how in paths:
+        if name in errors:
+            rows.append([name, "FAILED", "", "", "", str(errors[name])])
+            report.failed.append(f"ports/{name}: {errors[name]}")
+            continue
+        med = statistics.median(results[name])
+        # Each round's ratio compares two runs made moments apart, under the same load.
+        ratios = [r[name] / r[paths[0][0]] for r in by_round.values() if name in r and paths[0][0] in r]
+        per_round = statistics.median(ratios) if ratios else None
+        data[name] = {"median_mbs": med, "runs_mbs": results[name], "ratio_per_round_median": per_round}
+        rows.append([name, fmt(med, 0), fmt(med / base_med if base_med else None), fmt(per_round),
+                     ", ".join(f"{x:.0f}" for x in results[name]), how])
+    report.data["ports"] = data
+    report.add("\n".join([
+        f"## Published ports: TCP bulk throughput, {mib} MiB echoed per run ({rounds} rounds after a warm-up; "
+        "median MB/s)", "",
+        md_table(["path", "MB/s", "× bare veth", "× bare veth (median of rounds)", "runs", "how"], rows), "",
+        f"The same static echo server (`workloads/server.c`, the rootfs's `/bin/server`) everywhere; the client "
+        f"(`python3`, in bench.py) streams {mib} MiB to it while reading the echo back, and the time runs from "
+        "connect to the last byte back; MB/s counts each byte once (it crossed the path both ways). The bare "
+        "veth is a pair into a namespace made here, with no bridge, no NAT and no nf_tables rule. The engine "
+        f"container is on engine's bridge with `-p {hport}:{ECHO_PORT}` (`engine port`: {rules or '?'}); the "
+        "\"other host\" is that namespace again, its client connecting to the host's end of the veth. Paths "
+        "alternate within each round (the order rotates); load average at the end "
+        f"{os.getloadavg()[0]:.2f}."]))
+
+
 # --- driver -----------------------------------------------------------------------------------
 
 class Report:
@@ -627,8 +929,8 @@ class Report:
         print(text + "\n", flush=True)
 
 
-SECTIONS = {"startup": bench_startup, "logs": bench_logs, "scale": bench_scale, "dd": bench_dd,
-            "net": bench_net}
+SECTIONS = {"startup": bench_startup, "exec": bench_exec_section, "logs": bench_logs, "scale": bench_scale,
+            "dd": bench_dd, "net": bench_net, "ports": bench_ports}
 
 
 def main():
@@ -639,6 +941,9 @@ def main():
     ap.add_argument("--scale", type=int, default=int(os.environ.get("BENCH_SCALE", 1000)))
     ap.add_argument("--dd-mib", type=int, default=int(os.environ.get("BENCH_DD_MIB", 1024)))
     ap.add_argument("--pings", type=int, default=int(os.environ.get("BENCH_PINGS", 200)))
+    ap.add_argument("--ports-mib", type=int, default=int(os.environ.get("BENCH_PORTS_MIB", 512)),
+                    help="MiB echoed per run in the published-ports section")
+    ap.add_argument("--ports-rounds", type=int, default=int(os.environ.get("BENCH_PORTS_ROUNDS", 5)))
     ap.add_argument("--net-ip", default=os.environ.get("BENCH_NET_IP", "10.88.0.250"),
                     help="address for the engine container in the network section")
     ap.add_argument("--name", default="bench", help="report name: benches/results/NAME.md")

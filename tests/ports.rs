@@ -10,7 +10,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use common::{rootfs, wait_until, Supervisor};
+use common::{describe, rootfs, wait_until, Supervisor};
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
@@ -174,6 +174,222 @@ fn supervisor_killed_and_restarted_removes_the_stale_port_rules() {
     assert!(rules.iter().any(|(chain, c)| chain == "postrouting" && c.starts_with("outbound")), "{rules:?}");
 }
 
+/// An httpd that serves `run-N`, N counting its runs (the counter is in its kept layer), so a
+/// reply tells which run answered.
+fn start_counting_web(sup: &Supervisor, name: &str, options: &[&str]) {
+    let root = rootfs();
+    let script = "n=$(( $(cat /runs 2>/dev/null || echo 0) + 1 )); echo $n > /runs; mkdir -p /tmp/www; \
+                  echo run-$n > /tmp/www/index.html; exec httpd -f -p 80 -h /tmp/www";
+    let mut args = vec!["start"];
+    args.extend_from_slice(options);
+    args.extend([name, root.to_str().unwrap(), "sh", "-c", script]);
+    sup.ok(&args);
+}
+
+/// Until `GET /` through `addr` answers `body` (a restarted httpd needs a moment); the last
+/// answer or error if it never does.
+fn wait_for_body(addr: SocketAddr, body: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let got = http_get(addr);
+        if got.as_ref().is_ok_and(|t| t.contains(body)) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{addr} never answered {body:?}; last: {got:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_restarted_container_serves_its_published_port_again_and_keeps_it_claimed() {
+    let mut sup = Supervisor::start();
+    let outside = Outside::new();
+    let root = rootfs();
+    let root = root.to_str().unwrap();
+    let port = free_port();
+    start_counting_web(&sup, "web", &["--restart", "always", "-p", &format!("{port}:80")]);
+    let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let via_host = SocketAddr::from((outside.host_ip, port));
+    wait_for_body(loopback, "run-1");
+
+    // Restarted by its policy: the port reaches the new run, through 127.0.0.1 and the host's
+    // address, and from "another host".
+    let pid = sup.state("web")["pid"].as_i64().unwrap() as i32;
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    wait_for_body(loopback, "run-2");
+    wait_for_body(via_host, "run-2");
+    let from_outside = outside.run(move || http_get(via_host).map_err(|e| e.to_string())).join().unwrap();
+    assert!(from_outside.as_deref().is_ok_and(|t| t.contains("run-2")), "from outside: {from_outside:?}");
+    let rules = port_rules(&sup);
+    assert_eq!(rules.len(), 1, "one rule for the restarted container: {rules:?}");
+    // Its port is still its own: another container cannot publish it.
+    let out = sup.engine(&["run", "-p", &format!("{port}:81"), "thief", root, "true"]);
+    assert_eq!(out.status.code(), Some(125), "another container took the restarted one's port: {}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("taken by container web"), "{}", describe(&out));
+
+    // Restarted by the next supervisor after a crash (lost, killed, started again by `always`).
+    sup.signal_and_wait(libc::SIGKILL);
+    sup.spawn();
+    wait_until(Duration::from_secs(15), || sup.state("web")["state"]["status"] == "running");
+    wait_for_body(loopback, "run-3");
+    wait_for_body(via_host, "run-3");
+    let rules = port_rules(&sup);
+    assert_eq!(rules.len(), 1, "{rules:?}");
+    assert!(rules[0].starts_with("container=web "), "{rules:?}");
+    let ip = sup.state("web")["network"]["ip"].as_str().unwrap().to_string();
+    let out = sup.engine(&["run", "-p", &format!("127.0.0.1:{port}:81"), "thief", root, "true"]);
+    assert_eq!(
+        out.status.code(),
+        Some(125),
+        "a port of a container the new supervisor restarted was free: {}",
+        describe(&out)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("taken by container web"), "{}", describe(&out));
+    assert!(!sup.ok(&["ps", "-a"]).contains("thief"), "a refused container was recorded");
+
+    // And after an orderly supervisor restart (SIGTERM stops it and drops the table; the next
+    // one starts it again, `always`).
+    sup.signal_and_wait(libc::SIGTERM);
+    assert!(http_get(loopback).is_err(), "the port answers with no supervisor and the container stopped");
+    sup.spawn();
+    wait_for_body(loopback, "run-4");
+    wait_for_body(via_host, "run-4");
+    assert_eq!(port_rules(&sup).len(), 1, "{:?}", port_rules(&sup));
+
+    sup.ok(&["rm", "-f", "web"]);
+    assert_eq!(port_rules(&sup), Vec::<String>::new(), "rules left after rm (container was at {ip})");
+    assert!(http_get(loopback).is_err(), "the port still answers after rm");
+}
+
+/// A UDP echo server, built static here (the busybox rootfs has no UDP server): each datagram
+/// goes back to its sender with "echo:" before it.
+const UDP_ECHO_C: &str = r#"
+#include <arpa/inet.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+int main(int argc, char **argv) {
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(atoi(argv[1])) };
+    if (argc != 2 || fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) < 0) return 1;
+    for (;;) {
+        char buf[1500] = "echo:";
+        struct sockaddr_in from;
+        socklen_t len = sizeof from;
+        ssize_t n = recvfrom(fd, buf + 5, sizeof buf - 5, 0, (struct sockaddr *)&from, &len);
+        if (n >= 0) sendto(fd, buf, n + 5, 0, (struct sockaddr *)&from, len);
+    }
+}
+"#;
+
+/// Sends `msg` from `bind` to `to` until the echo comes back (the server needs a moment after
+/// the start); the echo and the address it came from, or the last error.
+fn udp_echo(bind: SocketAddr, to: SocketAddr, msg: &str, tries: u32) -> Result<(String, SocketAddr), String> {
+    let sock = std::net::UdpSocket::bind(bind).map_err(|e| format!("binding {bind}: {e}"))?;
+    udp_echo_on(&sock, to, msg, tries)
+}
+
+/// [`udp_echo`] from an existing socket (one flow: the same source address and port each time).
+fn udp_echo_on(
+    sock: &std::net::UdpSocket,
+    to: SocketAddr,
+    msg: &str,
+    tries: u32,
+) -> Result<(String, SocketAddr), String> {
+    sock.set_read_timeout(Some(Duration::from_millis(300))).map_err(|e| e.to_string())?;
+    let mut last = String::from("no attempt");
+    for _ in 0..tries {
+        if let Err(e) = sock.send_to(msg.as_bytes(), to) {
+            // ECONNREFUSED: the ICMP error of an earlier datagram that found no server yet.
+            last = format!("send: {e}");
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        }
+        let mut buf = [0u8; 1500];
+        match sock.recv_from(&mut buf) {
+            Ok((n, from)) => return Ok((String::from_utf8_lossy(&buf[..n]).into_owned(), from)),
+            Err(e) => last = format!("recv: {e}"),
+        }
+    }
+    Err(last)
+}
+
+/// A directory with the UDP echo server built in it (mounted into containers as /w), removed on drop.
+fn udp_echo_dir() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new().prefix("engine-test-ports-udp-").tempdir_in("/tmp").unwrap();
+    std::fs::write(dir.path().join("udp_echo.c"), UDP_ECHO_C).unwrap();
+    let out = Command::new("gcc")
+        .args(["-O2", "-static", "-o"])
+        .arg(dir.path().join("udp_echo"))
+        .arg(dir.path().join("udp_echo.c"))
+        .output()
+        .expect("running gcc");
+    assert!(out.status.success(), "building the UDP echo server: {}", String::from_utf8_lossy(&out.stderr));
+    dir
+}
+
+#[test]
+fn a_udp_sender_that_began_before_the_port_was_published_reaches_the_container() {
+    let sup = Supervisor::start();
+    let dir = udp_echo_dir();
+    let port = free_port();
+    let target = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    // A client already sending (a syslog or metrics sender started before the container): its
+    // flow has a conntrack entry without any translation, renewed by each datagram.
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let early = udp_echo_on(&sock, target, "early", 3);
+    assert!(early.is_err(), "something on the host echoed before the container: {early:?}");
+    let volume = format!("{}:/w:ro", dir.path().display());
+    let root = rootfs();
+    let publish = format!("{port}:5353/udp");
+    sup.ok(&["start", "-v", &volume, "-p", &publish, "late", root.to_str().unwrap(), "/w/udp_echo", "5353"]);
+    // The same flow, still sending: its next datagrams reach the container.
+    let got = udp_echo_on(&sock, target, "late", 30);
+    assert_eq!(got, Ok(("echo:late".to_string(), target)), "a flow begun before -p never reached the container");
+    sup.ok(&["rm", "-f", "late"]);
+}
+
+#[test]
+fn udp_published_port_echoes_datagrams_from_the_host_and_another_host() {
+    let sup = Supervisor::start();
+    let outside = Outside::new();
+    let dir = udp_echo_dir();
+    let port = free_port();
+    let volume = format!("{}:/w:ro", dir.path().display());
+    let root = rootfs();
+    sup.ok(&[
+        "start",
+        "-v",
+        &volume,
+        "-p",
+        &format!("{port}:5353/udp"),
+        "udp",
+        root.to_str().unwrap(),
+        "/w/udp_echo",
+        "5353",
+    ]);
+    assert_eq!(sup.ok(&["port", "udp"]), format!("5353/udp -> 0.0.0.0:{port}\n"));
+
+    // From the host through 127.0.0.1: the reply comes back from the published address.
+    let any = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+    let target = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let (echo, from) = udp_echo(any, target, "hello-udp", 50).expect("no echo through 127.0.0.1");
+    assert_eq!((echo.as_str(), from), ("echo:hello-udp", target));
+    // Through the host's own address on the outside veth.
+    let target = SocketAddr::from((outside.host_ip, port));
+    let (echo, from) = udp_echo(any, target, "via-host-address", 20).expect("no echo via the host's address");
+    assert_eq!((echo.as_str(), from), ("echo:via-host-address", target));
+    // From "another host": prerouting DNAT, and the reply un-NATed to the host's address.
+    let peer = SocketAddr::from((outside.peer_ip, 0));
+    let got = outside.run(move || udp_echo(peer, target, "from-outside", 20)).join().unwrap();
+    assert_eq!(got, Ok(("echo:from-outside".to_string(), target)));
+
+    sup.ok(&["rm", "-f", "udp"]);
+    assert_eq!(port_rules(&sup), Vec::<String>::new());
+    let gone = udp_echo(any, SocketAddr::from((Ipv4Addr::LOCALHOST, port)), "after-rm", 3);
+    assert!(gone.is_err(), "the UDP port still echoes after rm: {gone:?}");
+}
+
 #[test]
 fn conflicting_or_malformed_publish_is_refused_in_one_line_and_leaves_nothing() {
     let sup = Supervisor::start();
@@ -185,7 +401,7 @@ fn conflicting_or_malformed_publish_is_refused_in_one_line_and_leaves_nothing() 
     let refused = |args: &[&str], expect: &str| {
         let out = sup.engine(args);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(125), "{args:?}: {}", common::describe(&out));
+        assert_eq!(out.status.code(), Some(125), "{args:?}: {}", describe(&out));
         assert_eq!(stderr.lines().count(), 1, "{args:?}: not one line: {stderr:?}");
         assert!(stderr.contains(expect), "{args:?}: {stderr:?} lacks {expect:?}");
     };

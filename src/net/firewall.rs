@@ -242,6 +242,13 @@ pub fn publish(cfg: &NetConfig, container: &str, ip: Ipv4Addr, ports: &[PortMapp
         // Not every rule came back: unpublish looks them all up by their comment.
         handles.remove(&key);
     }
+    // A UDP sender that began before this rule (a client waiting for the container, or one
+    // sending through a restart that changed the container's address) has a conntrack entry
+    // without this translation, kept alive by its own datagrams: it goes, so the next datagram
+    // is translated anew. (TCP has no such problem: a new connection is a new entry.)
+    for p in ports.iter().filter(|p| p.proto == Proto::Udp) {
+        super::nftables::forget_flows(p.proto.number(), p.host_port)?;
+    }
     Ok(())
 }
 

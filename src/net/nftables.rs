@@ -470,6 +470,62 @@ fn attributes(mut buf: &[u8]) -> Vec<(u16, &[u8])> {
     out
 }
 
+// ----- conntrack (<linux/netfilter/nfnetlink_conntrack.h>) ---------------------------------------
+
+const NFNL_SUBSYS_CTNETLINK: u16 = 1;
+const IPCTNL_MSG_CT_NEW: u16 = 0;
+const IPCTNL_MSG_CT_GET: u16 = 1;
+const IPCTNL_MSG_CT_DELETE: u16 = 2;
+const CTA_TUPLE_ORIG: u16 = 1;
+const CTA_TUPLE_PROTO: u16 = 2;
+const CTA_PROTO_NUM: u16 = 1;
+const CTA_PROTO_DST_PORT: u16 = 3;
+
+/// Deletes every IPv4 conntrack entry whose original direction goes to `proto` port `port`, as
+/// Docker does for a UDP port it publishes (moby's DeleteConntrackEntriesByPort): a datagram
+/// flow seen before the port's DNAT rule (or DNATed to an address the container no longer has)
+/// keeps its old translation for as long as the sender keeps sending, and never reaches the
+/// container. Returns how many went; an entry that expired meanwhile is not an error.
+pub(crate) fn forget_flows(proto: u8, port: u16) -> Result<usize, NetError> {
+    let mut chan = Channel::open(NETLINK_NETFILTER, "conntrack")?;
+    let kind = |k: u16| (NFNL_SUBSYS_CTNETLINK << 8) | k;
+    let op = format!("list conntrack entries to port {port}");
+    let dump = |seq| Msg::new(kind(IPCTNL_MSG_CT_GET), NLM_F_REQUEST | NLM_F_DUMP, NFPROTO_IPV4, 0).finish(seq);
+    // The original tuples (CTA_TUPLE_ORIG's payload, as the kernel wrote it) to delete.
+    let stale: Vec<Vec<u8>> = chan
+        .dump(&op, dump)?
+        .iter()
+        .filter(|r| r.kind == kind(IPCTNL_MSG_CT_NEW))
+        .filter_map(|r| {
+            let (_, orig) = attributes(r.payload().get(4..)?).into_iter().find(|(t, _)| *t == CTA_TUPLE_ORIG)?;
+            tuple_goes_to(orig, proto, port).then(|| orig.to_vec())
+        })
+        .collect();
+    let mut deleted = 0;
+    for tuple in stale {
+        let mut m = Msg::new(kind(IPCTNL_MSG_CT_DELETE), NLM_F_REQUEST | NLM_F_ACK, NFPROTO_IPV4, 0);
+        m.begin(CTA_TUPLE_ORIG);
+        m.buf.extend_from_slice(&tuple);
+        m.end();
+        let seq = chan.next_seqs(1);
+        match chan.request(&format!("delete a conntrack entry to port {port}"), &m.finish(seq), seq) {
+            Ok(_) => deleted += 1,
+            Err(e) if e.errno() == Some(libc::ENOENT) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(deleted)
+}
+
+/// Whether an original tuple (CTA_TUPLE_IP, CTA_TUPLE_PROTO) is `proto` to destination `port`.
+fn tuple_goes_to(tuple: &[u8], proto: u8, port: u16) -> bool {
+    let Some((_, l4)) = attributes(tuple).into_iter().find(|(t, _)| *t == CTA_TUPLE_PROTO) else { return false };
+    let fields = attributes(l4);
+    let num = fields.iter().find(|(t, _)| *t == CTA_PROTO_NUM).and_then(|(_, d)| d.first().copied());
+    let dport = fields.iter().find(|(t, _)| *t == CTA_PROTO_DST_PORT).and_then(|(_, d)| d.get(0..2));
+    num == Some(proto) && dport == Some(&port.to_be_bytes()[..])
+}
+
 // ----- building blocks of engine's rules ----------------------------------------------------------
 
 /// `ip saddr|daddr ADDR/PREFIX` (`saddr` at offset 12 of the IPv4 header, `daddr` at 16).

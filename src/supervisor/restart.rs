@@ -18,6 +18,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
+use super::failure::Failure;
 use super::record::{ContainerRecord, State};
 use super::Supervisor;
 
@@ -211,14 +212,14 @@ fn relaunch(sup: &std::sync::Arc<Supervisor>, name: &str, count: u32) {
     // The address it had, if nobody took it meanwhile; else the next free one.
     let previous = record.network.as_ref().map(|a| a.ip).filter(|_| spec.ip.is_none());
     spec.ip = spec.ip.or(previous);
-    let mut result = super::launch::relaunch(sup, spec.clone(), record.image.as_ref(), &record.log_path);
+    let mut result = launch_again(sup, spec.clone(), &record);
     if result.is_err() && previous.is_some() {
         undo(sup, name, true);
         if sup.registry.prepare_restart(name, count, &sup.shutting_down).is_none() {
             return;
         }
         spec.ip = None;
-        result = super::launch::relaunch(sup, spec, record.image.as_ref(), &record.log_path);
+        result = launch_again(sup, spec, &record);
     }
     if let Err(e) = result {
         crate::warn!("restarting {name}: {}", e.message);
@@ -232,6 +233,18 @@ fn relaunch(sup: &std::sync::Arc<Supervisor>, name: &str, count: u32) {
             crate::warn!("stopping {name} after its restart: {}", e.message);
         }
     }
+}
+
+/// One attempt at starting `record`'s container again with `spec`. Its host ports were given
+/// back with the rest of what the last run held (a back-off can be a minute, and a supervisor
+/// restart forgets every claim): they are claimed again first, as `start` claims them, so no
+/// other container can publish them while this one runs (its DNAT rules would shadow or be
+/// shadowed by this one's). A port taken meanwhile fails the restart, as in Docker.
+fn launch_again(sup: &Supervisor, spec: super::spec::ContainerSpec, record: &ContainerRecord) -> Result<i32, Failure> {
+    sup.ports
+        .claim(&spec.name, &spec.ports)
+        .map_err(|e| Failure::engine(format!("publishing the ports of {} again: {e}", spec.name)))?;
+    super::launch::relaunch(sup, spec, record.image.as_ref(), &record.log_path)
 }
 
 /// A start again that failed: the init is killed, what it acquired given back, and the record
