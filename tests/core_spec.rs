@@ -117,6 +117,7 @@ fn options(b: &Bundle, spec: Value, stdio: Stdio, mode: InitMode, gate: StartGat
         before_setup: None,
         init_binary: Some(PathBuf::from(common::ENGINE)),
         hook_state: None,
+        preserve_fds: Vec::new(),
     }
 }
 

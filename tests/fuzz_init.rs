@@ -39,6 +39,7 @@ fn seeds() -> Vec<Vec<u8>> {
         cgroup_paths: vec!["/sys/fs/cgroup/x".into()],
         cgroup_self_join: vec!["/sys/fs/cgroup/x".into()],
         hook_state: Some("{\"id\":\"x\"}".into()),
+        preserve_fds: 0,
         console: false,
         trace: None,
     };

@@ -1071,3 +1071,225 @@ fn the_program_starts_with_default_signal_dispositions() {
     assert!(env.run(&["delete", "--force", "s2"]).status.success());
     assert_eq!(env.remove_cgroup_parent(), Vec::<PathBuf>::new());
 }
+
+/// Host mounts whose mount point is at or below `dir` (this test's own mount namespace is the
+/// host's: what a container without one leaves there).
+fn mounts_below(dir: &Path) -> Vec<String> {
+    let dir = dir.to_str().unwrap();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
+        .filter(|m| m == dir || m.starts_with(&format!("{dir}/")))
+        .collect()
+}
+
+/// runc and crun refuse (and the conformance suite's linux_masked_paths / linux_readonly_paths
+/// expect an error for) a relative masked or read-only path and one whose link loops on itself;
+/// a device node or a fifo at such a path is masked (/dev/null bound over it) or made read-only
+/// like a file. engine used to skip a relative path silently and refuse every non-file node.
+#[test]
+fn masked_and_readonly_paths_refuse_relative_and_looping_ones_and_cover_device_nodes() {
+    let env = Env::new();
+    for field in ["maskedPaths", "readonlyPaths"] {
+        let name = format!("rel-{}", &field[..6]);
+        let b = real_bundle(&env, &name, |cfg| {
+            cfg["process"]["args"] = serde_json::json!(["true"]);
+            cfg["linux"][field].as_array_mut().unwrap().push("a-relpath".into());
+        });
+        let n = {
+            let cfg: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(b.join("config.json")).unwrap()).unwrap();
+            cfg["linux"][field].as_array().unwrap().len() - 1
+        };
+        let e = one_line_failure(&env.run_detached(&["create", "--bundle", b.to_str().unwrap(), &name]));
+        assert_eq!(e, format!("engine-oci: config.json: linux.{field}[{n}]: \"a-relpath\" is not an absolute path"));
+        nothing_left(&env, &name);
+
+        // /loop -> ../loop resolves to itself inside the root: ELOOP, an error, not a skip.
+        let name = format!("loop-{}", &field[..6]);
+        let b = real_bundle(&env, &name, |cfg| {
+            cfg["process"]["args"] = serde_json::json!(["true"]);
+            cfg["linux"][field].as_array_mut().unwrap().push("/loop".into());
+        });
+        std::os::unix::fs::symlink("../loop", b.join("rootfs/loop")).unwrap();
+        let e = one_line_failure(&env.run_detached(&["create", "--bundle", b.to_str().unwrap(), &name]));
+        assert!(e.contains("/loop") && e.contains("Too many levels of symbolic links"), "{e}");
+        nothing_left(&env, &name);
+    }
+    let b = real_bundle(&env, "nodes", |cfg| {
+        cfg["process"]["args"] = serde_json::json!(["sh", "-c",
+            "stat -c '%n %F %t:%T' /m-blk /m-chr /m-fifo; grep -E ' /r-(blk|fifo) ' /proc/self/mountinfo | cut -d' ' -f5,6"]);
+        let linux = &mut cfg["linux"];
+        for p in ["/m-blk", "/m-chr", "/m-fifo"] {
+            linux["maskedPaths"].as_array_mut().unwrap().push(p.into());
+        }
+        for p in ["/r-blk", "/r-fifo"] {
+            linux["readonlyPaths"].as_array_mut().unwrap().push(p.into());
+        }
+    });
+    let r = b.join("rootfs");
+    let mknod = |p: &str, mode: libc::mode_t, dev: libc::dev_t| {
+        let c = std::ffi::CString::new(r.join(p).to_str().unwrap()).unwrap();
+        // SAFETY: a valid C string.
+        assert_eq!(unsafe { libc::mknod(c.as_ptr(), mode | 0o666, dev) }, 0, "mknod {p}");
+    };
+    mknod("m-blk", libc::S_IFBLK, libc::makedev(7, 200));
+    mknod("m-chr", libc::S_IFCHR, libc::makedev(1, 7));
+    mknod("m-fifo", libc::S_IFIFO, 0);
+    mknod("r-blk", libc::S_IFBLK, libc::makedev(7, 200));
+    mknod("r-fifo", libc::S_IFIFO, 0);
+    let o = env.run(&["run", "--bundle", b.to_str().unwrap(), "nodes"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        "/m-blk character special file 1:3\n/m-chr character special file 1:3\n/m-fifo character special file 1:3\n\
+         /r-blk ro,nosuid,nodev,noexec,relatime\n/r-fifo ro,nosuid,nodev,noexec,relatime\n"
+    );
+    assert_eq!(env.remove_cgroup_parent(), Vec::<PathBuf>::new());
+}
+
+/// A config without a mount namespace (the conformance suite's linux_ns_itype lists none at all):
+/// the container's mount namespace is the caller's, as runc and crun make it: its root is a
+/// private bind of root.path in the caller's namespace with the Spec's mounts below it, entered
+/// by chroot; exec enters that root too; delete (and a failed create) detach the bind and all
+/// below it, so nothing stays in the host's mount table. engine used to refuse such a config.
+#[test]
+fn without_a_mount_namespace_the_container_is_chrooted_in_the_callers_and_delete_detaches_its_mounts() {
+    let env = Env::new();
+    let no_ns = |cfg: &mut serde_json::Value, args: serde_json::Value| {
+        cfg["process"]["args"] = args;
+        cfg["linux"]["namespaces"] = serde_json::json!([]);
+        for k in ["maskedPaths", "readonlyPaths"] {
+            cfg["linux"].as_object_mut().unwrap().remove(k);
+        }
+        cfg.as_object_mut().unwrap().remove("hostname");
+    };
+    let b = real_bundle(&env, "nons", |cfg| no_ns(cfg, serde_json::json!(["sleep", "1000"])));
+    let rootfs = b.join("rootfs");
+    std::fs::write(rootfs.join("marker"), "inside\n").unwrap();
+    let o = env.run_detached(&["create", "--bundle", b.to_str().unwrap(), "nons"]);
+    assert!(o.status.success(), "create: {}", stderr(&o));
+    let st: serde_json::Value = serde_json::from_slice(&env.run(&["state", "nons"]).stdout).unwrap();
+    let pid = st["pid"].as_i64().unwrap() as i32;
+    for ns in ["mnt", "pid", "net", "ipc", "uts"] {
+        assert_eq!(ns_of(pid, ns), std::fs::read_link(format!("/proc/self/ns/{ns}")).unwrap(), "{ns}");
+    }
+    assert_eq!(std::fs::read_link(format!("/proc/{pid}/root")).unwrap(), rootfs);
+    let mounted = mounts_below(&rootfs);
+    let proc_dir = format!("{}/proc", rootfs.display());
+    assert!(mounted.contains(&proc_dir), "{mounted:?}");
+    assert!(env.run(&["start", "nons"]).status.success());
+    // exec enters the container's root, not the caller's.
+    let o = env.run(&["exec", "nons", "cat", "/marker"]);
+    assert_eq!(stdout(&o), "inside\n", "{}", stderr(&o));
+    let o = env.run(&["delete", "--force", "nons"]);
+    assert!(o.status.success(), "delete: {}", stderr(&o));
+    assert_eq!(mounts_below(&rootfs), Vec::<String>::new());
+    nothing_left(&env, "nons");
+    // A create that fails after the mounts (the program is missing) leaves none either.
+    let b = real_bundle(&env, "nons2", |cfg| no_ns(cfg, serde_json::json!(["/no/such/program"])));
+    let e = one_line_failure(&env.run_detached(&["create", "--bundle", b.to_str().unwrap(), "nons2"]));
+    assert!(e.contains("/no/such/program"), "{e}");
+    assert_eq!(mounts_below(&b.join("rootfs")), Vec::<String>::new());
+    nothing_left(&env, "nons2");
+    // Masks could be undone from inside and would be the host's: refused, as runc does.
+    let b = real_bundle(&env, "nons3", |cfg| {
+        no_ns(cfg, serde_json::json!(["true"]));
+        cfg["linux"]["maskedPaths"] = serde_json::json!(["/proc/kcore"]);
+    });
+    let e = one_line_failure(&env.run_detached(&["create", "--bundle", b.to_str().unwrap(), "nons3"]));
+    assert_eq!(e, "engine-oci: config.json: linux.maskedPaths: needs a mount namespace of the container's own");
+    assert_eq!(env.remove_cgroup_parent(), Vec::<PathBuf>::new());
+}
+
+/// rootfsPropagation rshared with an rshared bind of a shared host directory (what containerd's
+/// CRI plugin makes of a Kubernetes volume with mountPropagation: Bidirectional): a mount the
+/// container makes under the bind reaches the host, as with runc. The root used to be made
+/// rprivate first, which took the bind out of the host's peer group for good.
+#[test]
+fn an_rshared_root_lets_container_mounts_under_a_shared_bind_reach_the_host() {
+    let env = Env::new();
+    let vol = env.path("vol");
+    std::fs::create_dir_all(vol.join("sub")).unwrap();
+    let mount = |args: &[&str]| assert!(Command::new("mount").args(args).status().unwrap().success(), "mount {args:?}");
+    let v = vol.to_str().unwrap();
+    let sub = vol.join("sub");
+    mount(&["--bind", v, v]);
+    mount(&["--make-shared", v]);
+    struct Unmount(PathBuf, PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            for p in [&self.1, &self.0] {
+                let _ = Command::new("umount").arg("-l").arg(p).status();
+            }
+        }
+    }
+    let _unmount = Unmount(vol.clone(), sub.clone());
+    let b = real_bundle(&env, "bi", |cfg| {
+        cfg["process"]["args"] =
+            serde_json::json!(["sh", "-c", "mount -t tmpfs from-container /vol/sub && echo made > /vol/sub/x"]);
+        for set in ["bounding", "effective", "permitted"] {
+            cfg["process"]["capabilities"][set].as_array_mut().unwrap().push("CAP_SYS_ADMIN".into());
+        }
+        cfg["linux"]["rootfsPropagation"] = "rshared".into();
+        cfg["mounts"].as_array_mut().unwrap().push(serde_json::json!(
+            {"destination": "/vol", "type": "bind", "source": v, "options": ["rbind", "rshared"]}));
+    });
+    let o = env.run(&["run", "--bundle", b.to_str().unwrap(), "bi"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(sub.join("x")).unwrap_or_default(),
+        "made\n",
+        "the container's mount did not reach the host"
+    );
+    // The container's root and its own mounts did not: nothing of it is left below its bundle.
+    assert_eq!(mounts_below(&b), Vec::<String>::new());
+    assert_eq!(env.remove_cgroup_parent(), Vec::<PathBuf>::new());
+}
+
+/// `create --preserve-fds N` (runc's, systemd's socket activation through podman): the caller's
+/// fds 3 .. 3+N-1 are the process's 3 .. 3+N-1, and nothing else of engine's reaches it. engine
+/// used to refuse the flag.
+#[test]
+fn preserve_fds_passes_the_callers_fds_3_and_up_to_the_process() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let env = Env::new();
+    let input = env.path("three");
+    std::fs::write(&input, "from-fd-3\n").unwrap();
+    let output = env.path("four");
+    let b = real_bundle(&env, "pf", |cfg| {
+        cfg["process"]["args"] = serde_json::json!([
+            "sh",
+            "-c",
+            "cat <&3; echo to-fd-4 >&4; for fd in 5 6 7 8 9; do [ -e /proc/self/fd/$fd ] && echo open-$fd; done; true"
+        ]);
+    });
+    let three = std::fs::File::open(&input).unwrap();
+    let four = std::fs::File::create(&output).unwrap();
+    let (a, b4) = (three.as_raw_fd(), four.as_raw_fd());
+    let mut cmd = env.cmd(&["run", "--preserve-fds", "2", "--bundle", b.to_str().unwrap(), "pf"]);
+    // SAFETY: dup2 only, between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let t3 = libc::fcntl(a, libc::F_DUPFD, 100);
+            let t4 = libc::fcntl(b4, libc::F_DUPFD, 100);
+            if t3 < 0 || t4 < 0 || libc::dup2(t3, 3) < 0 || libc::dup2(t4, 4) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::close(t3);
+            libc::close(t4);
+            Ok(())
+        });
+    }
+    let o = cmd.output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "from-fd-3\n");
+    assert_eq!(std::fs::read_to_string(&output).unwrap(), "to-fd-4\n");
+    // Fewer fds open than asked for: refused in one line.
+    let e = one_line_failure(&env.run(&["create", "--preserve-fds", "40", "--bundle", b.to_str().unwrap(), "pf2"]));
+    assert!(e.contains("--preserve-fds 40: fd ") && e.ends_with(" is not open"), "{e}");
+    nothing_left(&env, "pf2");
+    assert_eq!(env.remove_cgroup_parent(), Vec::<PathBuf>::new());
+}

@@ -28,6 +28,8 @@ use super::Spec;
 /// The largest message: a Spec with a full seccomp profile and a large environment is a few
 /// hundred KiB at most. The send buffer is raised to fit (SO_SNDBUFFORCE).
 pub const MAX_MESSAGE: usize = 1 << 20;
+/// fds per SCM_RIGHTS message (the kernel's SCM_MAX_FD is 253).
+const FDS_PER_MESSAGE: usize = 250;
 
 /// What the init needs to build the container: everything the parent decided.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -53,6 +55,10 @@ pub struct Plan {
     /// which the init runs (None: they are not run; the supervisor has none).
     #[serde(default)]
     pub hook_state: Option<String>,
+    /// OCI `create --preserve-fds N`: N fds follow the Setup on the channel (`send_fds`); the
+    /// command gets them as fds 3 .. 3+N-1 (Exec mode).
+    #[serde(default)]
+    pub preserve_fds: usize,
     /// process.terminal: the init finds the console socket at `spawn::INIT_CONSOLE_FD` and
     /// opens the container's pty itself (`console::attach`) once its root is built.
     #[serde(default)]
@@ -203,6 +209,70 @@ impl InitChannel {
         }
     }
 
+    /// Passes `fds` to the other end (SCM_RIGHTS on one-byte datagrams, as many per datagram as
+    /// the kernel takes); `recv_fds` takes them.
+    pub fn send_fds(&self, fds: &[BorrowedFd<'_>]) -> Result<(), ChannelError> {
+        use nix::sys::socket::{sendmsg, ControlMessage};
+        for chunk in fds.chunks(FDS_PER_MESSAGE) {
+            let raw: Vec<RawFd> = chunk.iter().map(|f| f.as_raw_fd()).collect();
+            let iov = [io::IoSlice::new(b"F")];
+            let rights = [ControlMessage::ScmRights(&raw)];
+            loop {
+                match sendmsg::<()>(self.fd.as_raw_fd(), &iov, &rights, MsgFlags::MSG_NOSIGNAL, None) {
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(e) => return Err(ChannelError::Io { what: "sending fds", source: e.into() }),
+                    Ok(_) => break,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The `n` fds `send_fds` passed, in order, close-on-exec.
+    pub fn recv_fds(&self, n: usize) -> Result<Vec<OwnedFd>, ChannelError> {
+        use nix::sys::socket::{recvmsg, ControlMessageOwned};
+        const AWAITED: &str = "the preserved fds";
+        let io = |e: nix::Error| ChannelError::Io { what: "receiving fds", source: e.into() };
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            let mut byte = [0u8; 1];
+            let mut iov = [io::IoSliceMut::new(&mut byte)];
+            let mut space = nix::cmsg_space!([RawFd; FDS_PER_MESSAGE]);
+            let msg = loop {
+                match recvmsg::<()>(self.fd.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC) {
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    other => break other.map_err(io)?,
+                }
+            };
+            let before = out.len();
+            for c in msg.cmsgs().map_err(io)? {
+                if let ControlMessageOwned::ScmRights(fds) = c {
+                    // SAFETY: the kernel just installed these fds in our table for us.
+                    out.extend(fds.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
+                }
+            }
+            if msg.flags.contains(MsgFlags::MSG_CTRUNC) {
+                return Err(ChannelError::Io {
+                    what: "receiving fds",
+                    source: io::Error::from_raw_os_error(libc::EMFILE),
+                });
+            }
+            if out.len() == before {
+                return Err(match msg.bytes {
+                    0 => ChannelError::Closed { awaited: AWAITED },
+                    _ => ChannelError::Unexpected { awaited: AWAITED, got: "a message without fds" },
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// A copy of the channel on the lowest free fd at or above `min` (close-on-exec): the init
+    /// frees 3 and 4 for the preserved fds by dropping the old one.
+    pub fn renumber(&self, min: RawFd) -> io::Result<InitChannel> {
+        Ok(InitChannel { fd: dup_above(&self.fd, min)? })
+    }
+
     /// The next message; `Ok(None)` when the other end is closed without one.
     pub fn recv<T: DeserializeOwned>(&self, awaited: &'static str) -> Result<Option<T>, ChannelError> {
         self.recv_flags(MsgFlags::empty(), awaited)
@@ -321,6 +391,17 @@ impl InitChannel {
             None => Err(ChannelError::Closed { awaited: AWAITED }.into()),
         }
     }
+}
+
+/// A copy of `fd` on the lowest free number at or above `min` (close-on-exec).
+pub(crate) fn dup_above(fd: &OwnedFd, min: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: fcntl on an fd owned here.
+    let new = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min) };
+    if new < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just gave us this fd.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
 impl AsFd for InitChannel {

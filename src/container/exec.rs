@@ -106,12 +106,35 @@ pub fn open_namespaces(pid: i32) -> Result<Vec<NsFd>, ExecError> {
         let a = f.metadata().map_err(|source| ExecError::OpenNamespace { path: path.clone(), source })?;
         if let Ok(b) = std::fs::metadata(format!("/proc/self/ns/{name}")) {
             if a.ino() == b.ino() && a.dev() == b.dev() {
+                if flag == CloneFlags::CLONE_NEWNS {
+                    out.extend(chroot_of(pid)?);
+                }
                 continue;
             }
         }
         out.push(NsFd { name, flag, fd: f.into() });
     }
     Ok(out)
+}
+
+/// A container in our own mount namespace (an OCI config without one) lives chrooted in its
+/// root: that root, to chroot into as the last "namespace" (flag empty), when it is not ours.
+fn chroot_of(pid: i32) -> Result<Option<NsFd>, ExecError> {
+    let path = format!("/proc/{pid}/root");
+    let err = |source| ExecError::OpenNamespace { path: path.clone(), source };
+    let (theirs, ours) = (std::fs::metadata(&path).map_err(err)?, std::fs::metadata("/").map_err(err)?);
+    if theirs.ino() == ours.ino() && theirs.dev() == ours.dev() {
+        return Ok(None);
+    }
+    let fd = nix::fcntl::open(
+        path.as_str(),
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| err(e.into()))?;
+    // SAFETY: a fresh fd owned here.
+    let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    Ok(Some(NsFd { name: "root", flag: CloneFlags::empty(), fd }))
 }
 
 fn pid_alive(pid: i32) -> bool {
@@ -121,6 +144,13 @@ fn pid_alive(pid: i32) -> bool {
 /// Joins them in order (in the calling, single-threaded process).
 pub fn join_namespaces(ns: &[NsFd]) -> Result<(), String> {
     for n in ns {
+        if n.flag.is_empty() {
+            // chroot_of's root: entered as the container's init did.
+            nix::unistd::fchdir(n.fd.as_raw_fd())
+                .and_then(|()| nix::unistd::chroot("."))
+                .map_err(|e| format!("entering the container's root: {e}"))?;
+            continue;
+        }
         nix::sched::setns(n.fd.as_fd(), n.flag)
             .map_err(|e| format!("joining the container's {} namespace: {e}", n.name))?;
     }

@@ -57,10 +57,19 @@ pub fn main() -> i32 {
             None
         }
     };
+    // --preserve-fds: they follow the Setup; the channel and the console socket leave 3 and 4
+    // to them (`place_preserved` puts them there at the exec).
+    let (chan, console, preserved) = match take_preserved(chan, console, plan.preserve_fds) {
+        Ok(taken) => taken,
+        Err((chan, e)) => {
+            let _ = chan.send(&FromInit::Failed(e.to_failure()));
+            return e.exit_code();
+        }
+    };
     let signals = forwarded_signals();
     let trace = super::trace::InitTrace::open(plan.trace.as_ref());
     trace.step(&plan.id, "init: Setup received");
-    let child = match run(&chan, &plan, console, &signals, &trace) {
+    let child = match run(&chan, &plan, console, preserved, &signals, &trace) {
         Ok(child) => child,
         Err(e) => {
             // After a Fifo gate nobody reads the channel any more: the container's stderr is
@@ -87,6 +96,7 @@ fn run(
     chan: &InitChannel,
     plan: &Plan,
     console: Option<OwnedFd>,
+    preserved: Vec<OwnedFd>,
     signals: &SigSet,
     trace: &super::trace::InitTrace,
 ) -> Result<Pid, CoreError> {
@@ -132,7 +142,10 @@ fn run(
             wait_fifo(&fifo)?;
             start_hooks(plan)?;
             match plan.mode {
-                InitMode::Exec => Err(exec(&program, process)),
+                InitMode::Exec => {
+                    place_preserved(preserved)?;
+                    Err(exec(&program, process))
+                }
                 InitMode::Reaper => reaper(process, signals),
             }
         }
@@ -149,12 +162,65 @@ fn run(
             match plan.mode {
                 InitMode::Exec => {
                     let program = resolve_program(process)?;
+                    place_preserved(preserved)?;
                     Err(exec(&program, process))
                 }
                 InitMode::Reaper => reaper(process, signals),
             }
         }
     }
+}
+
+type Taken = (InitChannel, Option<OwnedFd>, Vec<OwnedFd>);
+
+/// Receives the `n` preserved fds and moves the channel and the console socket above 3+n-1
+/// (close-on-exec all), so the fds can take 3 .. 3+n-1 at the exec.
+fn take_preserved(chan: InitChannel, console: Option<OwnedFd>, n: usize) -> Result<Taken, (InitChannel, CoreError)> {
+    if n == 0 {
+        return Ok((chan, console, Vec::new()));
+    }
+    let fds = match chan.recv_fds(n) {
+        Ok(fds) => fds,
+        Err(e) => return Err((chan, e.into())),
+    };
+    let min = INIT_CHANNEL_FD + n as i32;
+    // The old numbers close once the copies exist (dropped here).
+    let console = match console.as_ref().map(|c| super::channel::dup_above(c, min)).transpose() {
+        Ok(moved) => moved,
+        Err(e) => return Err((chan, CoreError::process("moving the console socket above the preserved fds")(e))),
+    };
+    match chan.renumber(min) {
+        Ok(moved) => {
+            drop(chan);
+            Ok((moved, console, fds))
+        }
+        Err(e) => Err((chan, CoreError::process("moving the init channel above the preserved fds")(e))),
+    }
+}
+
+/// The preserved fds become 3, 4, ... (inheritable) right before the exec: first all moved above
+/// the range (a source may sit on another's target), then each dup2'd onto its number.
+fn place_preserved(fds: Vec<OwnedFd>) -> Result<(), CoreError> {
+    if fds.is_empty() {
+        return Ok(());
+    }
+    let min = INIT_CHANNEL_FD + fds.len() as i32;
+    let high = fds
+        .iter()
+        .map(|fd| super::channel::dup_above(fd, min))
+        .collect::<io::Result<Vec<_>>>()
+        .map_err(CoreError::process("moving the preserved fds"))?;
+    drop(fds);
+    for (i, fd) in high.iter().enumerate() {
+        // SAFETY: dup2 of an fd owned here onto a number nothing else of the init uses now.
+        let rc = unsafe { libc::dup2(fd.as_raw_fd(), INIT_CHANNEL_FD + i as i32) };
+        if rc < 0 {
+            return Err(CoreError::process(format!("placing preserved fd {}", INIT_CHANNEL_FD + i as i32))(
+                io::Error::last_os_error(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The process's own settings, in the cgroup, ending with what drops privileges.

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::channel::{EtcFile, InitChannel, Plan, ToInit};
 use super::error::CoreError;
 use super::exit::Termination;
+use super::rootfs::{self, HostRoot};
 use super::{limits, name, pidfd, spawn, Spec};
 use crate::cgroup::Cgroup;
 
@@ -113,6 +114,9 @@ pub struct CreateOptions<'a> {
     pub init_binary: Option<PathBuf>,
     /// The state for the createContainer/startContainer hooks the init runs; None: not run.
     pub hook_state: Option<HookState<'a>>,
+    /// fds the command gets as 3, 4, ... (OCI `create --preserve-fds`; Exec mode only): passed
+    /// to the init after its Setup, closed here once sent.
+    pub preserve_fds: Vec<OwnedFd>,
 }
 
 /// A created init still building its root.
@@ -124,6 +128,7 @@ pub struct Pending {
     cgroup: Option<Cgroup>,
     mode: InitMode,
     gate: StartGate,
+    host_root: Option<HostRoot>,
 }
 
 /// An init at its start gate: the root is built, the program found (Fifo gate).
@@ -134,6 +139,7 @@ pub struct Created {
     cgroup: Option<Cgroup>,
     mode: InitMode,
     gate: StartGate,
+    host_root: Option<HostRoot>,
 }
 
 /// The command runs.
@@ -249,8 +255,20 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
             return Err(CoreError::spec(field, "needs a UTS namespace of the container's own"));
         }
     }
+    if !opts.preserve_fds.is_empty() && opts.mode != InitMode::Exec {
+        return Err(CoreError::spec("preserve_fds", "only a command the init execs itself can get them"));
+    }
     let group = GroupPlan::new(&opts.spec, opts.cgroup, &opts.cgroup_parent, &opts.id)?;
     let (flags, pid_ns) = spawn::clone_flags(&opts.spec)?;
+    // Read before the clone: what the init will mount at the root is told from what was there.
+    let host_root = HostRoot::of(&opts.spec, &opts.root)?;
+    if host_root.is_some() && opts.gate == StartGate::Channel {
+        // Only the OCI binary's delete knows to detach such a root (Created::host_root_mount).
+        return Err(CoreError::spec(
+            "linux.namespaces",
+            "a container without a mount namespace needs the OCI lifecycle",
+        ));
+    }
     let console = matches!(opts.stdio, Stdio::Console(_));
     let (stdio, binary) = (opts.stdio, opts.init_binary.as_deref());
     // The cgroup directories are made while the spawner clones the init (new namespaces take a
@@ -285,6 +303,7 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
         cgroup: None,
         mode: opts.mode,
         gate: opts.gate.clone(),
+        host_root,
     };
     let trace = super::trace::origin(&opts.id);
     super::trace::step(&opts.id, "init cloned");
@@ -298,6 +317,7 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
         cgroup_paths: Vec::new(),
         cgroup_self_join: Vec::new(),
         hook_state: opts.hook_state.map(|render| render(pending.pid)),
+        preserve_fds: opts.preserve_fds.len(),
         console,
         trace,
     };
@@ -313,7 +333,7 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
         return Err(e);
     }
     let new_user_ns = flags.contains(nix::sched::CloneFlags::CLONE_NEWUSER);
-    match pending.setup(plan, &group, made, opts.before_setup, new_user_ns) {
+    match pending.setup(plan, &group, made, opts.before_setup, new_user_ns, opts.preserve_fds) {
         Ok(()) => Ok(pending),
         Err(e) => {
             pending.destroy();
@@ -330,6 +350,7 @@ impl Pending {
         made: Option<Result<Cgroup, CoreError>>,
         before_setup: Option<BeforeSetup<'_>>,
         new_user_ns: bool,
+        preserve_fds: Vec<OwnedFd>,
     ) -> Result<(), CoreError> {
         let cg = match made {
             Some(made) => made?,
@@ -373,6 +394,9 @@ impl Pending {
         }
         let id = plan.id.clone();
         channel.send(&ToInit::Setup(Box::new(plan)))?;
+        if !preserve_fds.is_empty() {
+            channel.send_fds(&preserve_fds.iter().map(AsFd::as_fd).collect::<Vec<_>>())?;
+        }
         super::trace::step(&id, "Setup sent");
         channel.set_timeout(Some(STEP_TIMEOUT))?;
         if self.gate == StartGate::Channel {
@@ -431,16 +455,19 @@ impl Pending {
             cgroup: self.cgroup.take(),
             mode: self.mode,
             gate: self.gate.clone(),
+            host_root: self.host_root.take(),
         })
     }
 
-    /// Kills and reaps the init, removes the cgroup it has (if still the core's).
+    /// Kills and reaps the init, removes the cgroup it has (if still the core's) and the mounts
+    /// it made in the caller's namespace (no mount namespace of its own).
     fn destroy(&mut self) {
         kill_and_reap(self.pid, self.pidfd.take());
         self.channel = None;
         if let Some(cg) = self.cgroup.take() {
             let _ = cg.remove();
         }
+        release(self.host_root.take());
     }
 }
 
@@ -450,6 +477,13 @@ impl Drop for Pending {
         if self.channel.is_some() {
             self.destroy();
         }
+    }
+}
+
+/// Detaches the root bind a container without a mount namespace left in the caller's, if it made one.
+fn release(host_root: Option<HostRoot>) {
+    if let Some((h, made)) = host_root.and_then(|h| h.made().map(|id| (h, id))) {
+        let _ = rootfs::release_host_root(&h.dir, made);
     }
 }
 
@@ -485,6 +519,13 @@ impl Created {
         self.pidfd.take()
     }
 
+    /// No mount namespace of its own: the id of the root's bind the init made in the caller's
+    /// namespace, which the caller detaches when it deletes the container
+    /// ([`rootfs::release_host_root`]).
+    pub fn host_root_mount(&self) -> Option<u64> {
+        self.host_root.as_ref().and_then(HostRoot::made)
+    }
+
     /// StartGate::Channel: sends Start, waits for Started (Exec mode: for the exec).
     pub fn start(mut self) -> Result<Running, CoreError> {
         if self.gate != StartGate::Channel {
@@ -504,6 +545,7 @@ impl Created {
             if let Some(cg) = self.cgroup.take() {
                 let _ = cg.remove();
             }
+            release(self.host_root.take());
             return Err(e);
         }
         let keep = if self.mode == InitMode::Reaper { channel } else { None };

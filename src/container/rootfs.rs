@@ -56,12 +56,33 @@ pub fn build(plan: &Plan) -> Result<(), CoreError> {
     // goes back either, but what the host mounts later under a shared source still reaches the
     // container's binds of it. That is Kubernetes' mountPropagation: HostToContainer (containerd
     // asks for an rslave root and rslave binds); a private copy would cut the link for good.
-    let slave = matches!(linux.and_then(|l| l.rootfs_propagation().as_deref()), Some("slave" | "rslave"));
-    let first = if slave { MsFlags::MS_SLAVE } else { MsFlags::MS_PRIVATE };
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | first, None::<&str>)
-        .map_err(nix_step("making / private (or a slave)"))?;
+    // No mount namespace of the container's own (an OCI config that lists none): the caller's
+    // is the container's, and nothing of it may change but the root's own bind (see `HostRoot`).
+    let own_ns = has_namespace(spec, LinuxNamespaceType::Mount);
+    let shared = own_ns && matches!(linux.and_then(|l| l.rootfs_propagation().as_deref()), Some("shared" | "rshared"));
+    if shared {
+        // runc's way: the tree stays in the host's peer groups, so a bind of a shared host mount
+        // propagates both ways (Kubernetes' mountPropagation: Bidirectional asks for an rshared
+        // root and rshared binds). Only `/` (pivot_root refuses a shared one) and the mount that
+        // holds the root (whose bind would otherwise appear in the host) are made private here.
+        mount(None::<&str>, "/", None::<&str>, MsFlags::MS_PRIVATE, None::<&str>)
+            .map_err(nix_step("making / private for pivot_root"))?;
+        let holder = match &plan.root {
+            RootSource::Overlay { dir, .. } => dir.join("merged"),
+            RootSource::Dir(dir) => dir.clone(),
+        };
+        make_holder_private(&holder)?;
+    } else if own_ns {
+        let slave = matches!(linux.and_then(|l| l.rootfs_propagation().as_deref()), Some("slave" | "rslave"));
+        let first = if slave { MsFlags::MS_SLAVE } else { MsFlags::MS_PRIVATE };
+        mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | first, None::<&str>)
+            .map_err(nix_step("making / private (or a slave)"))?;
+    }
     let (root_path, scratch) = match &plan.root {
         RootSource::Overlay { lower, dir, throwaway } => {
+            if !own_ns {
+                return Err(CoreError::spec("linux.namespaces", "an overlay root needs a mount namespace"));
+            }
             mount_overlay(lower, dir, *throwaway)?;
             (dir.join("merged"), dir.clone())
         }
@@ -69,9 +90,20 @@ pub fn build(plan: &Plan) -> Result<(), CoreError> {
             // A mount of its own, as pivot_root needs, and what a read-only remount acts on.
             mount(Some(dir), dir, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
                 .map_err(nix_step(format!("binding the root {} onto itself", dir.display())))?;
+            if !own_ns {
+                // In the caller's namespace: the bind is made private at once, so the mounts below
+                // stay in it (none propagates to the host's peers), and one detach of it at
+                // delete takes them all (HostRoot).
+                mount(None::<&str>, dir, None::<&str>, MsFlags::MS_PRIVATE | MsFlags::MS_REC, None::<&str>)
+                    .map_err(nix_step(format!("making the root {} private", dir.display())))?;
+            }
             (dir.clone(), PathBuf::from("/tmp"))
         }
     };
+    if !own_ns && !plan.files.is_empty() {
+        // Their tmpfs would be mounted on the caller's /tmp for a moment.
+        return Err(CoreError::spec("linux.namespaces", "the container's own /etc files need a mount namespace"));
+    }
     let root = Dir::root(&root_path).map_err(io_step("opening the container root"))?;
     let mut proc: Option<Dir> = None;
     let mut dev_tmpfs = false;
@@ -115,7 +147,11 @@ pub fn build(plan: &Plan) -> Result<(), CoreError> {
         spec.hooks().as_ref().and_then(|h| h.create_container().as_ref()),
         plan.hook_state.as_deref(),
     )?;
-    pivot(&root)?;
+    if own_ns {
+        pivot(&root, shared)?;
+    } else {
+        enter_chroot(&root)?;
+    }
     if let Some(p) = linux.and_then(|l| l.rootfs_propagation().as_ref()).filter(|p| !p.is_empty()) {
         let flags = match p.as_str() {
             "private" => MsFlags::MS_PRIVATE,
@@ -567,9 +603,17 @@ fn make_devices(root: &Dir, devices: &[oci_spec::runtime::LinuxDevice], user_ns:
 }
 
 /// Read-only paths: bound onto themselves and remounted read-only. Masked paths: a directory
-/// gets an empty read-only tmpfs, a file /dev/null. Paths below /proc are resolved in the
-/// /proc the init just mounted, where nothing may be a link.
+/// gets an empty read-only tmpfs, anything else (file, device node, fifo) /dev/null. Paths below
+/// /proc are resolved in the /proc the init just mounted, where nothing may be a link; the others
+/// in the root, links followed inside it. A path that is not there is skipped (runc, crun); one
+/// that cannot be resolved (a link looping on itself: ELOOP) fails the container, as does a
+/// relative one.
 fn protect_paths(root: &Dir, proc: Option<&Dir>, readonly: &[String], masked: &[String]) -> Result<(), CoreError> {
+    for (field, paths) in [("linux.readonlyPaths", readonly), ("linux.maskedPaths", masked)] {
+        if let Some((i, p)) = paths.iter().enumerate().find(|(_, p)| !p.starts_with('/')) {
+            return Err(CoreError::spec(format!("{field}[{i}]"), format!("{p:?} is not an absolute path")));
+        }
+    }
     let place = |path: &str| -> (&Dir, String) {
         match (path.strip_prefix("/proc/"), proc) {
             (Some(rel), Some(proc)) => (proc, rel.to_string()),
@@ -578,14 +622,14 @@ fn protect_paths(root: &Dir, proc: Option<&Dir>, readonly: &[String], masked: &[
     };
     for path in readonly {
         let (dir, rel) = place(path);
-        let Some((entry, _)) = dir.entry(&rel).map_err(io_step(format!("opening {path} to make it read-only")))? else {
+        let Some((entry, _)) = dir.node(&rel).map_err(io_step(format!("opening {path} to make it read-only")))? else {
             continue;
         };
         let p = entry.mount_path();
         mount(Some(p), p, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
             .map_err(nix_step(format!("binding {path}")))?;
         // Again through the name: the remount needs the new bind mount, not the file under it.
-        let Some((bound, _)) = dir.entry(&rel).map_err(io_step(format!("opening the bound {path}")))? else {
+        let Some((bound, _)) = dir.node(&rel).map_err(io_step(format!("opening the bound {path}")))? else {
             return Err(changed(path));
         };
         let ro = MsFlags::MS_BIND
@@ -609,11 +653,12 @@ fn protect_paths(root: &Dir, proc: Option<&Dir>, readonly: &[String], masked: &[
     };
     for path in masked {
         let (dir, rel) = place(path);
-        match dir.entry(&rel).map_err(io_step(format!("opening {path} to mask it")))? {
+        match dir.node(&rel).map_err(io_step(format!("opening {path} to mask it")))? {
             Some((d, Kind::Dir)) => {
                 mount(Some("tmpfs"), d.mount_path(), Some("tmpfs"), MsFlags::MS_RDONLY, Some("size=0"))
                     .map_err(nix_step(format!("masking {path}")))?
             }
+            // Any non-directory takes a bind of another: /dev/null over a file, a device node, a fifo.
             Some((file, Kind::File)) => {
                 mount(Some(null.mount_path()), file.mount_path(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
                     .map_err(nix_step(format!("masking {path}")))?
@@ -650,11 +695,131 @@ fn mount_etc_files(root: &Dir, scratch: &Path, files: &[EtcFile]) -> Result<(), 
     bound.and(detached)
 }
 
+/// Without a mount namespace of its own, pivot_root would move the caller's root: chroot into
+/// the container's (runc's and crun's way there).
+fn enter_chroot(root: &Dir) -> Result<(), CoreError> {
+    nix::unistd::fchdir(root.as_raw_fd()).map_err(nix_step("entering the container root"))?;
+    nix::unistd::chroot(".").map_err(nix_step("chroot into the container root"))?;
+    nix::unistd::chdir("/").map_err(nix_step("chdir to the new root"))
+}
+
+/// Makes the mount holding `path` (the topmost at it, or the one it lies in) private, found by its
+/// id in /proc/self/mountinfo (the mount call needs the mount point, not any path inside).
+fn make_holder_private(path: &Path) -> Result<(), CoreError> {
+    let id = mount_id(path).map_err(io_step(format!("reading the mount id of {}", path.display())))?;
+    let info = std::fs::read_to_string("/proc/self/mountinfo").map_err(io_step("reading /proc/self/mountinfo"))?;
+    let point = info
+        .lines()
+        .map(|l| l.split(' ').collect::<Vec<_>>())
+        .find(|f| f.len() > 4 && f[0].parse::<u64>().ok() == Some(id))
+        .map(|f| unescape_mountinfo(f[4]))
+        .ok_or_else(|| CoreError::Root {
+            step: format!("finding the mount that holds {} in /proc/self/mountinfo", path.display()),
+            source: std::io::Error::from_raw_os_error(libc::ENOENT),
+        })?;
+    mount(None::<&str>, point.as_str(), None::<&str>, MsFlags::MS_PRIVATE, None::<&str>)
+        .map_err(nix_step(format!("making the mount {point} that holds the root private")))
+}
+
+/// mountinfo writes space, tab, newline and backslash in a path as \ooo octal escapes.
+fn unescape_mountinfo(field: &str) -> String {
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b.get(i + 1..i + 4).filter(|d| b[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match octal {
+            Some(d) => {
+                out.push(d.iter().fold(0u16, |v, c| v * 8 + u16::from(c - b'0')) as u8);
+                i += 4;
+            }
+            None => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The root of a container that has no mount namespace of its own: its bind onto itself, and
+/// every mount of the Spec below it, live in the caller's namespace (as with runc and crun), and
+/// outlive the init. They are told apart from anything else at that path by the mount's id
+/// (statx STATX_MNT_ID): the one `delete` (or a failed create) detaches, with all below it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostRoot {
+    pub dir: PathBuf,
+    /// The id of the mount at `dir` before the container's bind (its parent's, or a mount the
+    /// caller made there, as containerd mounts a rootfs).
+    pub before: u64,
+}
+
+/// The id of the topmost mount at `dir` (statx STATX_MNT_ID).
+pub fn mount_id(dir: &Path) -> std::io::Result<u64> {
+    let path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: statx fills the struct; zeroed is a valid value of it.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid C string and struct pointer for the duration of the call.
+    let rc =
+        unsafe { libc::statx(libc::AT_FDCWD, path.as_ptr(), libc::AT_SYMLINK_NOFOLLOW, libc::STATX_MNT_ID, &mut st) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if st.stx_mask & libc::STATX_MNT_ID == 0 {
+        return Err(std::io::Error::from_raw_os_error(libc::EOPNOTSUPP));
+    }
+    Ok(st.stx_mnt_id)
+}
+
+impl HostRoot {
+    /// Whether the Spec leaves the container in the caller's mount namespace with this root.
+    pub fn of(spec: &super::Spec, root: &RootSource) -> Result<Option<HostRoot>, CoreError> {
+        match root {
+            RootSource::Dir(dir) if !has_namespace(spec, LinuxNamespaceType::Mount) => {
+                let before = mount_id(dir).map_err(io_step(format!("reading the mount id of {}", dir.display())))?;
+                Ok(Some(HostRoot { dir: dir.clone(), before }))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// The id of the container's bind at `dir`, if the init made it.
+    pub fn made(&self) -> Option<u64> {
+        mount_id(&self.dir).ok().filter(|id| *id != self.before)
+    }
+}
+
+/// Detaches the container's root bind `made` (with every mount below it) from `dir`, if it is
+/// still the mount there; anything else at `dir` is left alone.
+pub fn release_host_root(dir: &Path, made: u64) -> Result<(), CoreError> {
+    match mount_id(dir) {
+        Ok(id) if id == made => umount2(dir, MntFlags::MNT_DETACH)
+            .map_err(nix_step(format!("detaching the container's root mount {}", dir.display()))),
+        Ok(_) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        Err(e) => Err(CoreError::root(format!("reading the mount id of {}", dir.display()))(e)),
+    }
+}
+
 /// pivot_root(".", ".") stacks the old root on top of the new one; detaching it leaves only the
 /// container's root, with no directory in it to reach the host through (runc's approach).
-fn pivot(root: &Dir) -> Result<(), CoreError> {
+fn pivot(root: &Dir, shared: bool) -> Result<(), CoreError> {
+    // An rshared root kept the old tree in the host's peer groups: made slaves first, its
+    // unmounts cannot propagate to the host's mounts (runc's step). The mount call needs the old
+    // root itself as ".", reached through an fd of it: "." after the pivot is the new root, whose
+    // shared binds must stay as they are. A private or slave tree has nothing to propagate.
+    let old_root = match shared {
+        true => Some(Dir::root(Path::new("/")).map_err(io_step("opening the old root"))?),
+        false => None,
+    };
     nix::unistd::fchdir(root.as_raw_fd()).map_err(nix_step("entering the container root"))?;
     pivot_root(".", ".").map_err(nix_step("pivot_root"))?;
+    if let Some(old) = old_root {
+        nix::unistd::fchdir(old.as_raw_fd()).map_err(nix_step("entering the old root"))?;
+        mount(None::<&str>, ".", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>)
+            .map_err(nix_step("making the old root a slave"))?;
+    }
     umount2(".", MntFlags::MNT_DETACH).map_err(nix_step("detaching the old root"))?;
     nix::unistd::chdir("/").map_err(nix_step("chdir to the new root"))
 }
@@ -662,6 +827,12 @@ fn pivot(root: &Dir) -> Result<(), CoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mountinfo_escapes_are_undone() {
+        assert_eq!(unescape_mountinfo("/a\\040b\\134c"), "/a b\\c");
+        assert_eq!(unescape_mountinfo("/plain\\"), "/plain\\");
+    }
 
     #[test]
     fn options_split_into_flags_propagation_and_data() {

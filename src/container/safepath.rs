@@ -184,6 +184,23 @@ impl Dir {
         }
     }
 
+    /// Whatever `path` resolves to below this directory, links followed under this directory's
+    /// rule (inside the root, as the container sees them): `None` only if nothing is there
+    /// (ENOENT); any other failure (ELOOP of a link looping on itself, ENOTDIR, EACCES) is an
+    /// error, as runc and crun treat their mount call's. Any type: Kind::Dir for a directory,
+    /// Kind::File for anything else (file, device node, fifo, socket). For the masked and
+    /// read-only paths.
+    pub fn node(&self, path: &str) -> io::Result<Option<(Entry, Kind)>> {
+        match openat2(self.fd.as_raw_fd(), &components(path).join("/"), 0, self.resolve) {
+            Ok(fd) => {
+                let kind = if file_type(fd.as_raw_fd())? == libc::S_IFDIR { Kind::Dir } else { Kind::File };
+                Ok(Some((Entry::new(fd), kind)))
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// From here on nothing below may be a symlink or another mount: for trees the runtime
     /// has just mounted itself.
     pub fn strict(self) -> Dir {

@@ -91,14 +91,13 @@ pub fn release(gate: OwnedFd) -> Result<(), CoreError> {
 pub fn clone_flags(spec: &Spec) -> Result<(CloneFlags, Option<std::path::PathBuf>), CoreError> {
     let mut flags = CloneFlags::empty();
     let mut pid_ns = None;
-    let mut joins_mount = false;
     let namespaces = spec.linux().as_ref().and_then(|l| l.namespaces().as_ref());
     for ns in namespaces.into_iter().flatten() {
         if let Some(path) = ns.path() {
             match ns.typ() {
                 LinuxNamespaceType::Pid => pid_ns = Some(path.clone()),
-                LinuxNamespaceType::Mount => joins_mount = true,
-                LinuxNamespaceType::Network
+                LinuxNamespaceType::Mount
+                | LinuxNamespaceType::Network
                 | LinuxNamespaceType::Ipc
                 | LinuxNamespaceType::Uts
                 | LinuxNamespaceType::Cgroup => {}
@@ -125,11 +124,8 @@ pub fn clone_flags(spec: &Spec) -> Result<(CloneFlags, Option<std::path::PathBuf
             }
         };
     }
-    if !flags.contains(CloneFlags::CLONE_NEWNS) && !joins_mount {
-        // The init mounts the root: outside a mount namespace of its own (or one it joins, as
-        // runc does) that is the host's tree.
-        return Err(CoreError::spec("linux.namespaces", "a new mount namespace is required"));
-    }
+    // Without a mount namespace (new or joined) the init builds the root in the caller's, on a
+    // private bind of the root only, and chroots (rootfs::HostRoot).
     Ok((flags, pid_ns))
 }
 

@@ -122,6 +122,22 @@ pub fn check(spec: &Spec) -> Result<()> {
             }
             seen.push(ns.typ());
         }
+        let own_mounts = seen.contains(&oci_spec::runtime::LinuxNamespaceType::Mount);
+        for (field, paths) in
+            [("linux.maskedPaths", linux.masked_paths()), ("linux.readonlyPaths", linux.readonly_paths())]
+        {
+            for (i, p) in paths.iter().flatten().enumerate() {
+                // A relative path has no meaning in the root (runc and crun refuse it too).
+                if !p.starts_with('/') {
+                    return Err(OciError::config(format!("{field}[{i}]"), format!("{p:?} is not an absolute path")));
+                }
+            }
+            // runc's rule: in the caller's mount namespace the container's process could undo
+            // any mask (and the masks would be the host's to see).
+            if !own_mounts && paths.as_ref().is_some_and(|p| !p.is_empty()) {
+                return Err(OciError::config(field, "needs a mount namespace of the container's own"));
+            }
+        }
     }
     Ok(())
 }
@@ -276,6 +292,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("config.json: linux.namespaces[1]: "), "{e}");
+        let ns = r#""namespaces":[{"type":"mount"}]"#;
+        let e = check(&spec_of(&base(&format!(r#","linux":{{{ns},"maskedPaths":["/a","rel"]}}"#))))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "config.json: linux.maskedPaths[1]: \"rel\" is not an absolute path");
+        let e =
+            check(&spec_of(&base(&format!(r#","linux":{{{ns},"readonlyPaths":["x/y"]}}"#)))).unwrap_err().to_string();
+        assert_eq!(e, "config.json: linux.readonlyPaths[0]: \"x/y\" is not an absolute path");
+        check(&spec_of(&base(&format!(r#","linux":{{{ns},"maskedPaths":["/a"],"readonlyPaths":["/b"]}}"#)))).unwrap();
+        let e = check(&spec_of(&base(r#","linux":{"maskedPaths":["/a"]}"#))).unwrap_err().to_string();
+        assert_eq!(e, "config.json: linux.maskedPaths: needs a mount namespace of the container's own");
     }
 
     #[test]

@@ -52,8 +52,12 @@ pub fn check(args: &Args) -> Result<Checked> {
         (false, Some(_)) => return Err(ConsoleError::NotTerminal.into()),
         _ => {}
     }
-    if args.preserve_fds > 0 {
-        return Err(OciError::Unsupported("--preserve-fds: create cannot pass extra fds to the container yet".into()));
+    // runc's bound: the caller's fds 3 .. 3+N-1 must all be open.
+    for fd in 3..3u32.saturating_add(args.preserve_fds) {
+        // SAFETY: F_GETFD only reads the fd's flags.
+        if unsafe { libc::fcntl(fd as i32, libc::F_GETFD) } < 0 {
+            return Err(OciError::Unsupported(format!("--preserve-fds {}: fd {fd} is not open", args.preserve_fds)));
+        }
     }
     if args.no_pivot {
         // pivot_root is the safer of the two and works wherever the root is not on ramfs.
@@ -115,6 +119,18 @@ fn stdio(console: Option<OwnedFd>) -> Result<Stdio> {
             Stdio::Fds([dup(i)?, dup(o)?, dup(e)?])
         }
     })
+}
+
+/// `--preserve-fds N`: copies of the caller's fds 3 .. 3+N-1 (close-on-exec here), which the
+/// container's process gets under the same numbers.
+fn preserved(n: u32) -> Result<Vec<OwnedFd>> {
+    (3..3i32.saturating_add(n as i32))
+        .map(|fd| {
+            // SAFETY: check() found each of these open; the caller owns them for our whole life.
+            let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+            fd.try_clone_to_owned().map_err(OciError::io("duplicating a --preserve-fds fd"))
+        })
+        .collect()
 }
 
 /// The state hooks see while the container is being created.
@@ -188,6 +204,7 @@ pub fn create_in(args: &Args, checked: Checked, c: &mut Container) -> Result<Mad
         cgroup: container::CgroupRules::Oci,
         before_setup: Some(before),
         init_binary: None,
+        preserve_fds: preserved(args.preserve_fds)?,
         hook_state: in_init_hooks.then(|| {
             let render: container::HookState<'_> = Box::new(|pid| {
                 // SpecState is plain data: encoding it cannot fail in practice.
@@ -219,6 +236,9 @@ pub fn create_in(args: &Args, checked: Checked, c: &mut Container) -> Result<Mad
             if let Some(cg) = made.created.take_cgroup() {
                 let _ = container::delete(cg);
             }
+            if let Some(id) = made.created.host_root_mount() {
+                let _ = container::rootfs::release_host_root(&bundle.rootfs, id);
+            }
             if monitored.get() {
                 let _ = monitor::unregister(pid);
             }
@@ -248,6 +268,7 @@ fn record(args: &Args, bundle: &config::Bundle, c: &mut Container, made: &Made, 
         annotations: bundle.spec.annotations().clone().unwrap_or_default().into_iter().collect(),
         monitored,
         hooks: bundle.spec.hooks().clone(),
+        host_root_mount: made.created.host_root_mount(),
     })?;
     if let Some(p) = &args.pid_file {
         super::exec::write_pid_file(p, pid)?;

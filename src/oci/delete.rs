@@ -55,6 +55,12 @@ pub fn destroy(c: Container) -> Result<()> {
         }
         keep(kill_and_wait(rec.pid, rec.pid_start));
         keep(cgroups::remove(&rec));
+        if let Some(id) = rec.host_root_mount {
+            keep(
+                crate::container::rootfs::release_host_root(&rec.rootfs, id)
+                    .map_err(|e| OciError::Other(e.to_string())),
+            );
+        }
         if rec.monitored {
             keep(super::monitor::unregister(rec.pid));
         }

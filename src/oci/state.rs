@@ -84,6 +84,10 @@ pub struct Record {
     /// have changed or gone by then, as runc keeps its copy of the config.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hooks: Option<oci_spec::runtime::Hooks>,
+    /// No mount namespace of its own: the id of the root's bind in engine-oci's namespace (the
+    /// Spec's mounts below it), which delete detaches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_root_mount: Option<u64>,
 }
 
 /// The spec's state (runtime-spec "state"), as `state` prints it and hooks read it on stdin;
@@ -375,6 +379,7 @@ mod tests {
             annotations: BTreeMap::new(),
             monitored: false,
             hooks: None,
+            host_root_mount: None,
         };
         c.save(rec.clone()).unwrap();
         let fifo = c.make_fifo().unwrap();

@@ -207,6 +207,7 @@ fn launch(
         before_setup: Some(Box::new(before_setup)),
         init_binary: None,
         hook_state: None,
+        preserve_fds: Vec::new(),
     });
     let mut pending = match created {
         Ok(p) => p,
