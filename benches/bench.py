@@ -697,6 +697,21 @@ def host_peer(pid):
     return int(m.group(1))
 
 
+def make_veth_namespace(ns, host_if, ns_if, host_ip, ns_ip):
+    """Namespace `ns` joined to the host by a veth pair (`host_ip`/30 on the host's end, `ns_ip`/30
+    on its own, its loopback up): the bare baseline of the net and ports sections. The caller
+    deletes `ns` and `host_if`."""
+    for cmd in (["ip", "netns", "add", ns],
+                ["ip", "link", "add", host_if, "type", "veth", "peer", "name", ns_if],
+                ["ip", "link", "set", ns_if, "netns", ns],
+                ["ip", "addr", "add", f"{host_ip}/30", "dev", host_if],
+                ["ip", "link", "set", host_if, "up"],
+                ["ip", "-n", ns, "addr", "add", f"{ns_ip}/30", "dev", ns_if],
+                ["ip", "-n", ns, "link", "set", ns_if, "up"],
+                ["ip", "-n", ns, "link", "set", "lo", "up"]):
+        run(cmd)
+
+
 def bench_net(args, report):
     count, rows = args.pings, []
     # Baseline: a veth pair to a namespace made by hand, the least a bridge-less setup needs.
@@ -704,14 +719,7 @@ def bench_net(args, report):
     if f"{net}." in run(["ip", "route"]).stdout:
         raise BenchError(f"{net}.0/30 is already routed on this host; not touching it")
     try:
-        for cmd in (["ip", "netns", "add", ns],
-                    ["ip", "link", "add", host_if, "type", "veth", "peer", "name", ns_if],
-                    ["ip", "link", "set", ns_if, "netns", ns],
-                    ["ip", "addr", "add", f"{net}.1/30", "dev", host_if],
-                    ["ip", "link", "set", host_if, "up"],
-                    ["ip", "-n", ns, "addr", "add", f"{net}.2/30", "dev", ns_if],
-                    ["ip", "-n", ns, "link", "set", ns_if, "up"]):
-            run(cmd)
+        make_veth_namespace(ns, host_if, ns_if, f"{net}.1", f"{net}.2")
         lo, avg, hi = ping(f"{net}.2", count)
         rows.append(["bare veth pair into a namespace", fmt(avg, 3), fmt(lo, 3), fmt(hi, 3),
                      f"`ip link add … type veth`; `busybox ping -q -A -c {count} {net}.2`"])
@@ -834,15 +842,7 @@ def bench_ports(args, report):
     paths, results, errors, by_round = [], {}, {}, {}
     echo = None
     try:
-        for cmd in (["ip", "netns", "add", ns],
-                    ["ip", "link", "add", host_if, "type", "veth", "peer", "name", ns_if],
-                    ["ip", "link", "set", ns_if, "netns", ns],
-                    ["ip", "addr", "add", f"{host_ip}/30", "dev", host_if],
-                    ["ip", "link", "set", host_if, "up"],
-                    ["ip", "-n", ns, "addr", "add", f"{ns_ip}/30", "dev", ns_if],
-                    ["ip", "-n", ns, "link", "set", ns_if, "up"],
-                    ["ip", "-n", ns, "link", "set", "lo", "up"]):
-            run(cmd)
+        make_veth_namespace(ns, host_if, ns_if, host_ip, ns_ip)
         echo = subprocess.Popen(in_ns + [server, str(ECHO_PORT)], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         wait_for_echo([], ns_ip, ECHO_PORT)

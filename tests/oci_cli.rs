@@ -971,6 +971,38 @@ fn a_ptmx_device_in_the_spec_leaves_dev_ptmx_the_devpts_link() {
     assert_eq!(env.remove_cgroup_parent(), Vec::<PathBuf>::new());
 }
 
+fn mount(args: &[&str]) {
+    assert!(Command::new("mount").args(args).status().unwrap().success(), "mount {args:?}");
+}
+
+/// `vol` below the test's directory, bound onto itself and made shared (as a kubelet's
+/// /var/lib/kubelet is on a systemd host), with an empty `vol/sub`; unmounted on drop, with
+/// whatever was mounted on `sub`.
+struct SharedHostDir {
+    vol: PathBuf,
+    sub: PathBuf,
+}
+
+impl SharedHostDir {
+    fn new(env: &Env) -> SharedHostDir {
+        let vol = env.path("vol");
+        let sub = vol.join("sub");
+        std::fs::create_dir_all(&sub).unwrap();
+        let v = vol.to_str().unwrap();
+        mount(&["--bind", v, v]);
+        mount(&["--make-shared", v]);
+        SharedHostDir { vol, sub }
+    }
+}
+
+impl Drop for SharedHostDir {
+    fn drop(&mut self) {
+        for p in [&self.sub, &self.vol] {
+            let _ = Command::new("umount").arg("-l").arg(p).status();
+        }
+    }
+}
+
 /// rootfsPropagation rslave with an rslave bind of a shared host directory (what containerd's CRI
 /// plugin makes of a Kubernetes volume with mountPropagation: HostToContainer): a mount the host
 /// makes under the source after create reaches the container, as with runc. The root used to be
@@ -978,23 +1010,8 @@ fn a_ptmx_device_in_the_spec_leaves_dev_ptmx_the_devpts_link() {
 #[test]
 fn an_rslave_root_keeps_host_mounts_reaching_its_binds() {
     let env = Env::new();
-    let vol = env.path("vol");
-    std::fs::create_dir_all(vol.join("sub")).unwrap();
-    let mount = |args: &[&str]| assert!(Command::new("mount").args(args).status().unwrap().success(), "mount {args:?}");
-    let v = vol.to_str().unwrap();
-    let sub = vol.join("sub");
-    // A shared mount of its own, as a kubelet's /var/lib/kubelet is on a systemd host.
-    mount(&["--bind", v, v]);
-    mount(&["--make-shared", v]);
-    struct Unmount(PathBuf, PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            for p in [&self.1, &self.0] {
-                let _ = Command::new("umount").arg("-l").arg(p).status();
-            }
-        }
-    }
-    let _unmount = Unmount(vol.clone(), sub.clone());
+    let shared = SharedHostDir::new(&env);
+    let (v, sub) = (shared.vol.to_str().unwrap(), shared.sub.clone());
     let b = real_bundle(&env, "v1", |cfg| {
         cfg["process"]["args"] = serde_json::json!(["sh", "-c",
             "for i in $(seq 100); do [ -e /vol/sub/late ] && break; sleep 0.05; done; cat /vol/sub/late || grep /vol /proc/self/mountinfo"]);
@@ -1210,22 +1227,8 @@ fn without_a_mount_namespace_the_container_is_chrooted_in_the_callers_and_delete
 #[test]
 fn an_rshared_root_lets_container_mounts_under_a_shared_bind_reach_the_host() {
     let env = Env::new();
-    let vol = env.path("vol");
-    std::fs::create_dir_all(vol.join("sub")).unwrap();
-    let mount = |args: &[&str]| assert!(Command::new("mount").args(args).status().unwrap().success(), "mount {args:?}");
-    let v = vol.to_str().unwrap();
-    let sub = vol.join("sub");
-    mount(&["--bind", v, v]);
-    mount(&["--make-shared", v]);
-    struct Unmount(PathBuf, PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            for p in [&self.1, &self.0] {
-                let _ = Command::new("umount").arg("-l").arg(p).status();
-            }
-        }
-    }
-    let _unmount = Unmount(vol.clone(), sub.clone());
+    let shared = SharedHostDir::new(&env);
+    let (v, sub) = (shared.vol.to_str().unwrap(), shared.sub.clone());
     let b = real_bundle(&env, "bi", |cfg| {
         cfg["process"]["args"] =
             serde_json::json!(["sh", "-c", "mount -t tmpfs from-container /vol/sub && echo made > /vol/sub/x"]);
