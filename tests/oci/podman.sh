@@ -132,9 +132,15 @@ if [ "$(basename "$RUNTIME")" = engine-oci ]; then
     bad_case "annotations.org.engine.monitor.soft-signal: needs /dev/container_monitor" \
       --annotation org.engine.monitor.soft-mib=10 --annotation org.engine.monitor.soft-signal=USR1
   fi
-  step "a runtime option engine cannot do (--preserve-fds): one clear line"
-  bad_case "--preserve-fds: create cannot pass extra fds" --preserve-fds 1
 fi
+
+step "run --preserve-fds 1: the caller's fd 3 reaches the process (systemd socket activation's way)"
+fd3=$(mktemp)
+echo from-fd-3 >"$fd3"
+out=$("${P[@]}" run --rm --network none --preserve-fds 1 "$IMG" /bin/sh -c 'cat <&3' 3<"$fd3" 2>&1) ||
+  fail "podman run --preserve-fds 1: $out"
+rm -f "$fd3"
+[ "$out" = from-fd-3 ] || fail "fd 3 in the container read $(printf '%q' "$out"), want from-fd-3"
 
 step "nothing left in podman"
 [ -z "$("${P[@]}" ps -aq)" ] || fail "containers left: $("${P[@]}" ps -a)"
