@@ -18,7 +18,7 @@ for a in "$@"; do
     prev=$a
 done
 case "$bin:$crate" in
-    1:engine | 1:engine_oci)
+    1:engine | 1:engine_core | 1:engine_oci)
         exec "$@" -C target-feature=+crt-static -C link-arg=-Wl,-z,pack-relative-relocs ;;
 esac
 exec "$@"

@@ -34,6 +34,8 @@ for w in "$WORKLOAD_DIR"/*; do
 done
 if [ -n "${ENGINE_BIN:-}" ] && [ -x "$ENGINE_BIN" ]; then
   install -m 0755 "$ENGINE_BIN" "$stage/bin/engine"
+  # The front hands the supervisor and every other verb it does not run to engine-core beside it.
+  install -m 0755 "$(dirname "$ENGINE_BIN")/engine-core" "$stage/bin/engine-core"
   # The OCI runtime binary is built beside it (tests/vm/engine-oci-monitor.sh).
   if [ -x "$(dirname "$ENGINE_BIN")/engine-oci" ]; then
     install -m 0755 "$(dirname "$ENGINE_BIN")/engine-oci" "$stage/bin/engine-oci"

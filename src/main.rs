@@ -1,12 +1,5 @@
-//! `engine`: parses the command line and calls into the library. Re-exec'd as `engine-init`, the
-//! same binary is a container's PID 1 (see container::init).
+//! `engine`, the command line's front (see cli::front): the verbs that only talk to the supervisor
+//! run here; everything else is handed to `engine-core`.
 fn main() {
-    let argv0 = std::env::args_os().next().unwrap_or_default();
-    if argv0 == engine::container::spawn::INIT_ARGV0 {
-        std::process::exit(engine::container::init::main());
-    }
-    if argv0 == engine::container::exec::HELPER_ARGV0 {
-        std::process::exit(engine::container::exec::helper_main());
-    }
-    std::process::exit(engine::cli::main());
+    std::process::exit(engine::cli::front::main());
 }

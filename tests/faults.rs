@@ -165,7 +165,7 @@ fn full_log_disk_holds_the_flooding_container_back_and_nothing_else() {
     assert!(out.status.success(), "supervisor --detach: {}", String::from_utf8_lossy(&out.stderr));
     let pid = common::pids_matching(&format!("--root {}", root.display()))
         .into_iter()
-        .find(|&p| std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "engine"))
+        .find(|&p| std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "engine-core"))
         .expect("the detached supervisor's pid");
     let sup = Detached { pid, cgroup_parent: format!("engine-faults-{tag}"), bridge: format!("ef{tag}") };
     let rootfs = rootfs();

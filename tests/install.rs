@@ -82,7 +82,9 @@ fn install_into_destdir_then_uninstall_leaves_nothing() {
 
     // The binary, and the files around it, with their modes.
     assert_eq!(mode(&p("/usr/local/bin/engine")), 0o755);
+    assert_eq!(mode(&p("/usr/local/bin/engine-core")), 0o755);
     assert_eq!(mode(&p("/usr/local/bin/engine-oci")), 0o755);
+    // --version is engine-core's: the front hands it over to the engine-core installed beside it.
     let run = Command::new(p("/usr/local/bin/engine")).arg("--version").output().unwrap();
     assert!(String::from_utf8_lossy(&run.stdout).starts_with(&format!("engine {version}")), "{}", describe(&run));
     for f in [

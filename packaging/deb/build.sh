@@ -22,7 +22,7 @@ rm "$eng/usr/share/engine/installed-files"
 mkdir -p "$dk/usr/src"
 mv "$eng/usr/src/monitor-$PKG_VERSION" "$dk/usr/src/"
 rmdir "$eng/usr/src"
-strip --remove-section=.comment --remove-section=.note --strip-unneeded "$eng/usr/bin/engine" "$eng/usr/bin/engine-oci"
+strip --remove-section=.comment --remove-section=.note --strip-unneeded "$eng/usr/bin/engine" "$eng/usr/bin/engine-core" "$eng/usr/bin/engine-oci"
 gzip -9n "$eng"/usr/share/man/man1/*.1
 
 # doc/copyright and a changelog in each package (Debian policy 12.5, 12.7).
@@ -37,7 +37,7 @@ for pkg in engine engine-monitor-dkms; do
   chmod 0644 "$doc/changelog.gz"
 done
 
-# engine and engine-oci are static PIEs (.cargo/static-bins.sh: no dynamic loader on each CLI
+# engine, engine-core and engine-oci are static PIEs (.cargo/static-bins.sh: no dynamic loader on each CLI
 # call): no libc6 to depend on. lintian takes a static PIE (ET_DYN, no DT_NEEDED) for a shared
 # library without prerequisites: that tag is overridden, with the reason.
 # A dynamic build (RUSTC_WRAPPER set) depends on the newest glibc symbol version it uses.
@@ -49,6 +49,7 @@ else
   install -d -m 0755 "$eng/usr/share/lintian/overrides"
   printf '%s\n' "# Static PIEs on purpose: no dynamic loader at each start of the CLI (README: static PIE)." \
     "engine: shared-library-lacks-prerequisites [usr/bin/engine]" \
+    "engine: shared-library-lacks-prerequisites [usr/bin/engine-core]" \
     "engine: shared-library-lacks-prerequisites [usr/bin/engine-oci]" \
     > "$eng/usr/share/lintian/overrides/engine"
   chmod 0644 "$eng/usr/share/lintian/overrides/engine"

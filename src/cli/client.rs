@@ -8,7 +8,13 @@ use crate::protocol::{read_frame, write_frame, Envelope, Request, Response, Stre
 
 pub struct Client {
     socket: PathBuf,
+    missing_image: Option<MissingImage>,
 }
+
+/// What a `start`/`run` does when the supervisor's store lacks the image it names (`--pull
+/// missing`): engine-core pulls it; the front hands the whole command line to engine-core. A
+/// function pointer, so that the front's binary does not carry the image puller.
+pub type MissingImage = fn(store: &Path, reference: &str) -> Result<(), CliError>;
 
 pub struct Connection {
     stream: UnixStream,
@@ -16,7 +22,15 @@ pub struct Connection {
 
 impl Client {
     pub fn new(socket: PathBuf) -> Client {
-        Client { socket }
+        Client { socket, missing_image: None }
+    }
+
+    pub fn on_missing_image(self, missing_image: MissingImage) -> Client {
+        Client { missing_image: Some(missing_image), ..self }
+    }
+
+    pub fn missing_image(&self) -> Option<MissingImage> {
+        self.missing_image
     }
 
     pub fn socket(&self) -> &Path {

@@ -7,6 +7,7 @@ mod create;
 mod events;
 mod exec;
 mod export;
+pub mod front;
 mod images;
 mod import;
 mod info;
@@ -212,12 +213,7 @@ pub fn main() -> i32 {
             return EXIT_ENGINE_ERROR;
         }
     };
-    let socket = cli
-        .global
-        .socket
-        .or_else(|| std::env::var_os("ENGINE_SOCKET").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from(crate::supervisor::DEFAULT_SOCKET));
-    let client = Client::new(socket);
+    let client = client_for(cli.global).on_missing_image(start::pull_missing);
     let result = match cli.command {
         Command::Supervisor(a) => supervisor::execute(a, client.socket()),
         Command::Start(a) => start::execute(a, &client),
@@ -247,6 +243,20 @@ pub fn main() -> i32 {
         Command::Completions(a) => completions::completions(a, Cli::command()),
         Command::Man(a) => completions::man(a, Cli::command()),
     };
+    exit_code(result)
+}
+
+/// The client of the supervisor named by --socket, else $ENGINE_SOCKET, else the default.
+fn client_for(global: Global) -> Client {
+    let socket = global
+        .socket
+        .or_else(|| std::env::var_os("ENGINE_SOCKET").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(crate::supervisor::DEFAULT_SOCKET));
+    Client::new(socket)
+}
+
+/// The process's exit code for a command's result; a failure's line goes to stderr.
+fn exit_code(result: CliResult) -> i32 {
     match result {
         Ok(code) => code,
         Err(e) => {

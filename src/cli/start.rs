@@ -53,20 +53,28 @@ pub fn send_pulling(
     request: impl Fn(ContainerSpec) -> Request,
 ) -> Result<(Connection, Response), CliError> {
     let mut conn = client.send(request(spec.clone()))?;
-    let (reference, store) = match conn.next()? {
-        Response::NoSuchImage { message, .. } if pull == PullPolicy::Never => return Err(message.into()),
-        Response::NoSuchImage { reference, store, .. } => (reference, store),
+    let (message, reference, store) = match conn.next()? {
+        Response::NoSuchImage { message, reference, store } => (message, reference, store),
         first => return Ok((conn, first)),
     };
-    eprintln!("Unable to find image '{reference}' locally");
-    super::pull::require_root()?;
-    let opts = crate::image::PullOptions { platform: None, insecure: false, quiet: false, to_stderr: true };
-    crate::image::pull(&store, &reference, &opts)?;
+    match client.missing_image() {
+        Some(fetch) if pull == PullPolicy::Missing => fetch(&store, &reference)?,
+        _ => return Err(message.into()),
+    }
     let mut conn = client.send(request(spec))?;
     match conn.next()? {
         Response::NoSuchImage { message, .. } => Err(message.into()),
         first => Ok((conn, first)),
     }
+}
+
+/// engine-core's [`MissingImage`](super::client::MissingImage): pulls `reference` into `store`.
+pub fn pull_missing(store: &std::path::Path, reference: &str) -> Result<(), CliError> {
+    eprintln!("Unable to find image '{reference}' locally");
+    super::pull::require_root()?;
+    let opts = crate::image::PullOptions { platform: None, insecure: false, quiet: false, to_stderr: true };
+    crate::image::pull(store, reference, &opts)?;
+    Ok(())
 }
 
 pub fn execute(args: StartArgs, client: &Client) -> CliResult {
