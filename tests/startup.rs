@@ -142,9 +142,8 @@ fn inits_are_cloned_without_an_exec_and_show_nothing_of_the_supervisor() {
     sup.ok(&["rm", "-f", "idle"]);
 }
 
-#[test]
-fn the_spawner_dies_with_its_supervisor() {
-    let mut sup = Supervisor::start();
+/// The supervisor's engine-spawner child.
+fn spawner_of(sup: &Supervisor) -> i32 {
     let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", sup.pid())).unwrap();
     let spawner: Vec<i32> = children
         .split_whitespace()
@@ -152,11 +151,70 @@ fn the_spawner_dies_with_its_supervisor() {
         .filter(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "engine-spawner"))
         .collect();
     assert_eq!(spawner.len(), 1, "no engine-spawner child of the supervisor: {children}");
+    spawner[0]
+}
+
+#[test]
+fn the_spawner_dies_with_its_supervisor() {
+    let mut sup = Supervisor::start();
+    let spawner = spawner_of(&sup);
     sup.signal_and_wait(libc::SIGKILL);
     wait_until(std::time::Duration::from_secs(5), || {
-        !process_exists(spawner[0])
-            || std::fs::read_to_string(format!("/proc/{}/stat", spawner[0])).unwrap_or_default().contains(") Z ")
+        !process_exists(spawner)
+            || std::fs::read_to_string(format!("/proc/{spawner}/stat")).unwrap_or_default().contains(") Z ")
     });
+}
+
+/// The network namespaces a process holds open (not the one it is in), as `net:[INODE]`.
+fn network_namespaces_held_by(pid: i32) -> Vec<String> {
+    let mut held: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok()?.to_str().map(str::to_string))
+        .filter(|link| link.starts_with("net:["))
+        .filter(|link| Some(link.as_str()) != namespace_of(pid, "net").as_deref())
+        .collect();
+    held.sort();
+    held
+}
+
+fn namespace_of(pid: i32, kind: &str) -> Option<String> {
+    std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).ok()?.to_str().map(str::to_string)
+}
+
+/// Issue 14: an init's new network namespace is made by the spawner ahead of the request (most
+/// of the clone's cost), and the init is cloned inside it: one the spawner made for it alone,
+/// never the host's nor another container's, with lo up and nothing else.
+#[test]
+fn each_init_is_born_in_a_network_namespace_the_spawner_made_ahead_for_it_alone() {
+    let sup = Supervisor::start();
+    let spawner = spawner_of(&sup);
+    let host = namespace_of(std::process::id() as i32, "net").unwrap();
+    assert_eq!(namespace_of(spawner, "net").as_deref(), Some(host.as_str()), "the spawner left the host's namespace");
+    let rootfs = rootfs();
+    let mut seen = vec![host.clone()];
+    for name in ["ahead1", "ahead2", "ahead3"] {
+        let mut held = Vec::new();
+        wait_until(std::time::Duration::from_secs(5), || {
+            held = network_namespaces_held_by(spawner);
+            held.len() == 1
+        });
+        assert!(!seen.contains(&held[0]), "the spawner holds a namespace already used: {held:?} (seen {seen:?})");
+        sup.ok(&["start", "--net", "none", name, rootfs.to_str().unwrap(), "/bin/sleep", "60"]);
+        let pid = sup.state(name)["pid"].as_i64().unwrap() as i32;
+        let theirs = namespace_of(pid, "net").unwrap();
+        assert_eq!(theirs, held[0], "{name} was not born in the namespace made ahead for it");
+        assert_eq!(namespace_of(spawner, "net").as_deref(), Some(host.as_str()), "the spawner stayed in {name}'s");
+        seen.push(theirs);
+        let links = sup.ok(&["exec", name, "/bin/cat", "/proc/net/dev"]);
+        let devices: Vec<&str> = links.lines().skip(2).filter_map(|l| l.split(':').next()).map(str::trim).collect();
+        assert_eq!(devices, ["lo"], "{name}: {links}");
+        // lo is up, as the init leaves a namespace it makes.
+        sup.ok(&["exec", name, "/bin/ping", "-c", "1", "-W", "1", "127.0.0.1"]);
+    }
+    for name in ["ahead1", "ahead2", "ahead3"] {
+        sup.ok(&["rm", "-f", name]);
+    }
 }
 
 #[test]

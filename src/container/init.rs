@@ -449,8 +449,9 @@ fn close_fds_from(first: u32) {
     }
 }
 
-/// The new network namespace has only `lo`, and it is down.
-fn loopback_up() -> io::Result<()> {
+/// The new network namespace has only `lo`, and it is down. (Already up in one the spawner made
+/// ahead: setting the flag again changes nothing.)
+pub(super) fn loopback_up() -> io::Result<()> {
     use super::security::syscall_result;
     // SAFETY: a zeroed ifreq is valid; the socket is closed by OwnedFd.
     unsafe {

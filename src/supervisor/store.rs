@@ -8,6 +8,11 @@
 //! kernel crash, which also ends every container. So the start and exit of a container do not
 //! wait for one ([`Durability::Soon`]): the record syncer fsyncs the records of the last moments
 //! together a few milliseconds later (a group commit), off the path a user waits on.
+//!
+//! The record a save replaces (or a removal unlinks) is held open across the rename and closed
+//! by the record syncer: the inode is freed at that close, not in the rename. Freeing it waits
+//! for its page's writeback and, on a filesystem mounted with `discard` (this host's root), for
+//! a synchronous discard of its block: 0.8 ms of a container's exit, measured (issue 14).
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -36,6 +41,8 @@ pub struct Store {
     dir: PathBuf,
     /// Names of records saved with [`Durability::Soon`] whose fsync is still owed.
     owed: Mutex<BTreeSet<String>>,
+    /// Records replaced or unlinked, held open so that their inodes are freed by the syncer.
+    replaced: Mutex<Vec<File>>,
     owed_added: Condvar,
 }
 
@@ -43,16 +50,22 @@ impl Store {
     pub fn open(root: &Path) -> io::Result<Store> {
         let dir = root.join("containers");
         fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
-        Ok(Store { dir, owed: Mutex::new(BTreeSet::new()), owed_added: Condvar::new() })
+        Ok(Store {
+            dir,
+            owed: Mutex::new(BTreeSet::new()),
+            replaced: Mutex::new(Vec::new()),
+            owed_added: Condvar::new(),
+        })
     }
 
-    /// Blocks until some record's fsync is owed, or `timeout` passes; whether one is.
+    /// Blocks until some record's fsync (or a replaced record's close) is owed, or `timeout`
+    /// passes; whether one is.
     pub fn wait_owed(&self, timeout: Duration) -> bool {
         let mut owed = self.owed.lock();
-        if owed.is_empty() {
+        if owed.is_empty() && self.replaced.lock().is_empty() {
             self.owed_added.wait_for(&mut owed, timeout);
         }
-        !owed.is_empty()
+        !owed.is_empty() || !self.replaced.lock().is_empty()
     }
 
     /// fsyncs every record saved with [`Durability::Soon`] since the last call, then the
@@ -60,6 +73,8 @@ impl Store {
     /// meanwhile needs nothing; one that fails stays owed for the next call, and the first
     /// error is returned.
     pub fn sync_owed(&self) -> io::Result<()> {
+        // Frees the inodes of the records replaced meanwhile (see the module's comment).
+        drop(std::mem::take(&mut *self.replaced.lock()));
         let names = std::mem::take(&mut *self.owed.lock());
         if names.is_empty() {
             return Ok(());
@@ -94,13 +109,15 @@ impl Store {
 
     pub fn save(&self, record: &ContainerRecord, durability: Durability) -> io::Result<()> {
         let tmp = self.dir.join(format!(".{}.json.tmp", record.name()));
-        let written =
-            self.write_tmp(&tmp, record, durability).and_then(|()| fs::rename(&tmp, self.path(record.name())));
+        let path = self.path(record.name());
+        let replaced = File::open(&path).ok();
+        let written = self.write_tmp(&tmp, record, durability).and_then(|()| fs::rename(&tmp, &path));
         if let Err(e) = written {
             // A half-written temp file holds disk space the retry will need.
             let _ = fs::remove_file(&tmp);
             return Err(e);
         }
+        self.close_later(replaced);
         match durability {
             Durability::Synced => File::open(&self.dir)?.sync_all(),
             Durability::Soon => {
@@ -123,9 +140,25 @@ impl Store {
     }
 
     pub fn remove(&self, name: &str) -> io::Result<()> {
-        match fs::remove_file(self.path(name)) {
+        let path = self.path(name);
+        let removed = File::open(&path).ok();
+        match fs::remove_file(&path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
+            _ => {
+                self.close_later(removed);
+                Ok(())
+            }
+        }
+    }
+
+    /// Hands a record that has just lost its last link to the syncer, which closes it.
+    fn close_later(&self, file: Option<File>) {
+        if let Some(file) = file {
+            // Under the lock the syncer waits with, so the notification cannot fall between its
+            // check and its wait.
+            let _owed = self.owed.lock();
+            self.replaced.lock().push(file);
+            self.owed_added.notify_one();
         }
     }
 
@@ -153,5 +186,43 @@ impl Store {
         }
         records.sort_by(|a, b| a.created_at.cmp(&b.created_at));
         Ok(records)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The records of `dir` this process still holds open after their last link went.
+    fn unlinked_but_open(dir: &Path) -> usize {
+        let gone = format!("{}/", dir.display());
+        fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .flatten()
+            .filter_map(|fd| fs::read_link(fd.path()).ok())
+            .filter(|link| link.to_string_lossy().starts_with(&gone) && link.to_string_lossy().ends_with(" (deleted)"))
+            .count()
+    }
+
+    #[test]
+    fn a_replaced_or_removed_record_is_freed_by_the_syncer_not_on_the_path() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path()).unwrap();
+        let spec = crate::supervisor::spec::ContainerSpec { name: "r1".into(), ..Default::default() };
+        let record = ContainerRecord::new(spec, root.path().join("r1.log"), String::new());
+        store.save(&record, Durability::Renamed).unwrap();
+        assert_eq!(unlinked_but_open(store.dir()), 0, "a first save replaced nothing");
+        store.save(&record, Durability::Renamed).unwrap();
+        assert_eq!(unlinked_but_open(store.dir()), 1, "the save freed the record it replaced");
+        assert!(store.wait_owed(Duration::ZERO), "the syncer is not told of the replaced record");
+        store.sync_owed().unwrap();
+        assert_eq!(unlinked_but_open(store.dir()), 0, "the syncer did not free it");
+
+        store.remove("r1").unwrap();
+        assert!(!store.path("r1").exists());
+        assert_eq!(unlinked_but_open(store.dir()), 1, "the removal freed the record");
+        store.sync_owed().unwrap();
+        assert_eq!(unlinked_but_open(store.dir()), 0);
+        assert!(!store.wait_owed(Duration::ZERO));
     }
 }
