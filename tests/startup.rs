@@ -323,3 +323,23 @@ fn the_supervisor_holds_a_containers_mount_namespace_until_it_has_ended() {
     wait_until(std::time::Duration::from_secs(5), || held_mount_namespaces(&sup).is_empty());
     assert_eq!(held_mount_namespaces(&sup), Vec::<String>::new());
 }
+
+/// Issue 14: a lookup in the host's /proc/sys walks one entry per network namespace looked into
+/// before, so a bridged start never looks into its container's: eth0 is born with IPv6 off in the
+/// namespace the spawner made (its conf/default), as the network wants it (IPv4 only).
+#[test]
+fn a_bridged_eth0_is_born_without_ipv6_and_no_lookup_in_the_hosts_proc_sys_finds_it() {
+    let sup = Supervisor::start();
+    let rootfs = rootfs();
+    let opened = strace_supervisor(&sup, "openat", |_| {
+        sup.ok(&["start", "web6", rootfs.to_str().unwrap(), "/bin/sleep", "60"]);
+    });
+    let looked: Vec<&String> = opened.iter().filter(|l| l.contains("/proc/sys/net/ipv6/conf/eth0")).collect();
+    assert!(looked.is_empty(), "the supervisor looked up eth0 in /proc/sys: {looked:#?}");
+    let off = sup.ok(&["exec", "web6", "/bin/cat", "/proc/sys/net/ipv6/conf/eth0/disable_ipv6"]);
+    assert_eq!(off.trim(), "1", "eth0 has IPv6 on");
+    // lo keeps ::1 (only links made after the namespace are born without IPv6).
+    let lo = sup.ok(&["exec", "web6", "/bin/cat", "/proc/net/if_inet6"]);
+    assert!(lo.lines().any(|l| l.starts_with("00000000000000000000000000000001 ") && l.ends_with(" lo")), "{lo}");
+    sup.ok(&["rm", "-f", "web6"]);
+}

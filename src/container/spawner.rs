@@ -160,7 +160,8 @@ fn serve(sock: OwnedFd, parent: i32) -> ! {
 }
 
 /// One network namespace made ahead of the next init that asks for a new one: as the clone
-/// would make it (owned by the host's user namespace, only `lo`), with `lo` already up. The
+/// would make it (owned by the host's user namespace, only `lo`), with `lo` already up and IPv6
+/// off for links made later (eth0: engine's networks are IPv4 only). The
 /// spawner itself stays in the host's namespace between requests: an init without a new
 /// network namespace (--net host) is cloned there.
 struct NetnsPool {
@@ -188,6 +189,9 @@ impl NetnsPool {
         if made.is_some() {
             // A failure here only leaves the init to bring lo up itself, as it always tries.
             let _ = super::init::loopback_up();
+            // eth0 (a bridged container's) is born without IPv6; a failure leaves the network's
+            // attach to turn it off, as it checks.
+            let _ = crate::net::disable_ipv6_by_default();
         }
         self.back_home();
         self.ready = made;

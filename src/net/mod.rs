@@ -28,7 +28,7 @@ pub use error::NetError;
 pub use firewall::{PortMapping, Proto};
 pub use ipam::{parse_ip, Ipv4Net};
 pub use netns::run_in_netns;
-pub use veth::fnv1a;
+pub use veth::{disable_ipv6_by_default, fnv1a};
 
 /// How long an ended container's veth pair is left to the kernel before [`release`]'s
 /// background thread deletes it (its namespace was held by someone else).

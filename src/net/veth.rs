@@ -3,6 +3,7 @@
 
 use std::io::Write;
 use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -75,6 +76,46 @@ pub(crate) fn disable_ipv6(name: &str) -> Result<(), NetError> {
     }
 }
 
+/// Turns IPv6 off for every link made from now on in the calling thread's network namespace
+/// (`net.ipv6.conf.default.disable_ipv6`; the spawner does it in each namespace it makes, so
+/// eth0 is born without IPv6). Through a procfs instance of its own, dropped after: the host's
+/// /proc would keep one `net` entry per namespace looked into, and every later lookup there
+/// walks them all.
+pub fn disable_ipv6_by_default() -> std::io::Result<()> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let fd = |ret: libc::c_long| -> std::io::Result<OwnedFd> {
+        // SAFETY: a new fd the kernel just returned.
+        if ret < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(unsafe { OwnedFd::from_raw_fd(ret as i32) })
+        }
+    };
+    // SAFETY: plain syscalls on a string constant and fds owned here.
+    let fs = fd(unsafe { libc::syscall(libc::SYS_fsopen, c"proc".as_ptr(), libc::FSOPEN_CLOEXEC) })?;
+    let created = unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            libc::FSCONFIG_CMD_CREATE,
+            std::ptr::null::<u8>(),
+            std::ptr::null::<u8>(),
+            0,
+        )
+    };
+    if created < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let proc = fd(unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), libc::FSMOUNT_CLOEXEC, 0) })?;
+    let path = c"sys/net/ipv6/conf/default/disable_ipv6";
+    let knob =
+        match fd(unsafe { libc::openat(proc.as_raw_fd(), path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) }.into()) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()), // no IPv6 in this kernel
+            other => other?,
+        };
+    std::fs::File::from(knob).write_all(b"1")
+}
+
 /// Runs inside the container's namespace, where the peer was born as eth0 (down): IPv6 off,
 /// eth0's index, then loopback up, eth0 up, its address and the default route in one batch.
 pub(crate) fn configure_inside(
@@ -83,18 +124,41 @@ pub(crate) fn configure_inside(
     broadcast: Ipv4Addr,
     gateway: Ipv4Addr,
 ) -> Result<(), NetError> {
-    disable_ipv6(CONTAINER_IFNAME)?;
     let mut nl = Netlink::open()?;
     let eth = nl
         .link_by_name(CONTAINER_IFNAME)?
-        .map(|l| l.header.index)
         .ok_or_else(|| NetError::protocol(format!("find {CONTAINER_IFNAME}"), "no such link in the namespace"))?;
+    // A namespace the spawner made has IPv6 off for every new link (its conf/default): eth0 was
+    // born so. Otherwise, /proc/sys: a lookup there walks one `net` entry per namespace any
+    // process looked into, so it slows with every running container.
+    if ipv6_enabled(&eth) {
+        disable_ipv6(CONTAINER_IFNAME)?;
+    }
+    let eth = eth.header.index;
     nl.batch(vec![
         up_request(LOOPBACK_INDEX),
         up_request(eth),
         address_request(eth, ip, prefix, broadcast),
         default_route_request(gateway, eth),
     ])
+}
+
+/// Whether a link has IPv6 on, from its AF_INET6 devconf (a kernel without IPv6 reports none).
+fn ipv6_enabled(link: &netlink_packet_route::link::LinkMessage) -> bool {
+    use netlink_packet_route::link::{AfSpecInet6, AfSpecUnspec, LinkAttribute};
+    link.attributes
+        .iter()
+        .filter_map(|a| match a {
+            LinkAttribute::AfSpecUnspec(specs) => Some(specs),
+            _ => None,
+        })
+        .flatten()
+        .filter_map(|s| match s {
+            AfSpecUnspec::Inet6(inet6) => Some(inet6),
+            _ => None,
+        })
+        .flatten()
+        .any(|i| matches!(i, AfSpecInet6::DevConf(conf) if conf.disable_ipv6 == 0))
 }
 
 /// Loopback's index in every network namespace (LOOPBACK_IFINDEX in the kernel).
