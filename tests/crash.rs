@@ -476,6 +476,9 @@ fn failed_record_save_is_retried() {
     sup.ok(&["start", "--net", "none", "full", rootfs().to_str().unwrap(), "sleep", &secs]);
     assert_eq!(disk_status(&sup.root, "full")["state"]["status"], "running");
 
+    // A save rewrites the container's spare record in place (no new block); without one, as
+    // after a restart (which deletes spares), it needs a new file, which a full disk refuses.
+    std::fs::remove_file(sup.root.join("containers/.full.json.spare")).unwrap();
     // Fill the disk to the last byte.
     let filler = mnt.path().join("filler");
     {
