@@ -115,3 +115,51 @@ fn a_hundred_networked_containers_leave_nothing_behind() {
     let groups = std::fs::read_dir(&cg).map(|d| d.flatten().filter(|e| e.path().is_dir()).count()).unwrap_or(0);
     assert_eq!(groups, 0);
 }
+
+/// Issue 14: the links are made after the init's Setup, while it builds its root. A failure
+/// there (here: the bridge's name taken by a link that is not a bridge) still ends the start
+/// in one line, with nothing left: no container, lease, cgroup, process or link.
+#[test]
+fn a_start_whose_links_fail_after_the_inits_setup_leaves_nothing_behind() {
+    let sup = Supervisor::start();
+    let rootfs = rootfs();
+    let ip = |args: &[&str]| std::process::Command::new("ip").args(args).status().unwrap().success();
+    // The supervisor makes its bridge at the first start: a veth holds its name.
+    assert!(!std::path::Path::new(&format!("/sys/class/net/{}", sup.bridge)).exists());
+    assert!(ip(&["link", "add", &sup.bridge, "type", "veth", "peer", "name", &format!("{}p", sup.bridge)]));
+    struct Dummy(String);
+    impl Drop for Dummy {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("ip").args(["link", "del", &self.0]).status();
+        }
+    }
+    let dummy = Dummy(sup.bridge.clone());
+    let marker = format!("{}", 700_000 + std::process::id() % 100_000);
+    let out = sup.engine(&["start", "unplugged", rootfs.to_str().unwrap(), "/bin/sleep", &marker]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the start succeeded on a veth for a bridge");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains(&sup.bridge), "{err}");
+    assert!(!sup.ok(&["ps", "-a"]).contains("unplugged"));
+    let leases = std::fs::read_dir(sup.root.join("net/leases.d")).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(leases, 0, "a lease was left");
+    assert!(pids_matching(&marker).is_empty(), "the init or its command is still there");
+    let cgroups: Vec<_> = ["memory", "pids", "cpu"]
+        .iter()
+        .map(|c| format!("/sys/fs/cgroup/{c}/{}/unplugged", sup.cgroup_parent))
+        .filter(|p| std::path::Path::new(p).exists())
+        .collect();
+    assert!(cgroups.is_empty(), "left: {cgroups:?}");
+    let veths = std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .flatten()
+        .filter(|l| std::fs::read_to_string(l.path().join("ifalias")).is_ok_and(|a| a.contains(":unplugged")))
+        .count();
+    assert_eq!(veths, 0, "a veth was left");
+
+    // With the name free again, the same start works and gets the first address.
+    drop(dummy);
+    sup.ok(&["start", "unplugged", rootfs.to_str().unwrap(), "/bin/sleep", &marker]);
+    assert_eq!(ip_of(&sup, "unplugged").to_string(), format!("{}.2", sup.subnet_prefix));
+    sup.ok(&["rm", "-f", "unplugged"]);
+}

@@ -95,11 +95,26 @@ pub struct Attachment {
 /// in its own namespace) to the bridge, with `requested` or the next free
 /// address. On failure everything done so far is undone.
 pub fn attach(cfg: &NetConfig, container: &str, pid: i32, requested: Option<Ipv4Addr>) -> Result<Attachment, NetError> {
+    // Checked first: a bad pid (or one sharing the host namespace) fails
+    // before anything is changed.
+    netns::open(pid)?;
+    let att = reserve(cfg, container, requested)?;
+    match plug(cfg, container, &att, pid) {
+        Ok(()) => Ok(att),
+        Err(err) => match Leases::open(&cfg.state_dir).and_then(|mut l| l.release(container)) {
+            Ok(_) => Err(err),
+            Err(e) => Err(NetError::Multiple(vec![err, e])),
+        },
+    }
+}
+
+/// The first half of [`attach`]: `requested` or the next free address leased to `container`,
+/// and the names of its links; nothing is made yet. The supervisor reserves before the init's
+/// Setup (the address goes into its /etc/hosts) and plugs while the init builds its root.
+/// [`release`] gives the address back, plugged or not.
+pub fn reserve(cfg: &NetConfig, container: &str, requested: Option<Ipv4Addr>) -> Result<Attachment, NetError> {
     cfg.validate()?;
     check_container_name(container)?;
-    // Opened first: a bad pid (or one sharing the host namespace) fails
-    // before anything is changed.
-    let ns = netns::open(pid)?;
     if let Some(ip) = requested {
         // The address may still sit on the veth of its last holder, on its way out.
         janitor::settle(ip)?;
@@ -114,61 +129,56 @@ pub fn attach(cfg: &NetConfig, container: &str, pid: i32, requested: Option<Ipv4
     )?;
     // The lease lock is released here; the links are set up without it so
     // several containers can be attached at once.
-
-    let mut veth_created = false;
-    match plug(cfg, container, pid, &ns, ip, &host_veth, &mut veth_created) {
-        Ok(att) => Ok(att),
-        Err(err) => {
-            let mut errors = vec![err];
-            if veth_created {
-                // Deleting the host end deletes the pair.
-                if let Err(e) = Netlink::open().and_then(|mut nl| nl.delete_link(&host_veth)) {
-                    errors.push(e);
-                }
-            }
-            if let Err(e) = Leases::open(&cfg.state_dir).and_then(|mut l| l.release(container)) {
-                errors.push(e);
-            }
-            Err(if errors.len() == 1 { errors.remove(0) } else { NetError::Multiple(errors) })
-        }
-    }
+    Ok(Attachment {
+        ip,
+        prefix: cfg.subnet.prefix(),
+        gateway: cfg.gateway,
+        bridge: cfg.bridge.clone(),
+        host_veth,
+        ifname: veth::CONTAINER_IFNAME.to_string(),
+        mac: bridge::format_mac(bridge::mac_for(ip)),
+    })
 }
 
-/// The link work of [`attach`]; sets `veth_created` as soon as there is a
+/// The second half of [`attach`]: the links of `att` (reserved for `container`) made into the
+/// network namespace of `pid`. On failure the links made so far are deleted; the lease stays
+/// for [`release`].
+pub fn plug(cfg: &NetConfig, container: &str, att: &Attachment, pid: i32) -> Result<(), NetError> {
+    let ns = netns::open(pid)?;
+    let mut veth_created = false;
+    plug_links(cfg, container, pid, &ns, att, &mut veth_created).map_err(|err| {
+        // Deleting the host end deletes the pair.
+        match veth_created.then(|| Netlink::open().and_then(|mut nl| nl.delete_link(&att.host_veth))) {
+            Some(Err(e)) => NetError::Multiple(vec![err, e]),
+            _ => err,
+        }
+    })
+}
+
+/// The link work of [`plug`]; sets `veth_created` as soon as there is a
 /// pair to undo.
-fn plug(
+fn plug_links(
     cfg: &NetConfig,
     container: &str,
     pid: i32,
     ns: &File,
-    ip: Ipv4Addr,
-    host_veth: &str,
+    att: &Attachment,
     veth_created: &mut bool,
-) -> Result<Attachment, NetError> {
+) -> Result<(), NetError> {
     let mut nl = Netlink::open()?;
     let bridge_index = bridge::ensure(&mut nl, &cfg.bridge, cfg.subnet, cfg.gateway)?;
 
-    let mac = bridge::mac_for(ip);
     // One request: the host end on the bridge and up, the peer born as eth0 inside the
     // container's namespace.
-    nl.create_veth(host_veth, bridge_index, veth::CONTAINER_IFNAME, mac, ns.as_raw_fd())?;
+    nl.create_veth(&att.host_veth, bridge_index, veth::CONTAINER_IFNAME, bridge::mac_for(att.ip), ns.as_raw_fd())?;
     *veth_created = true;
     // Before it is up, so it never starts IPv6 (see veth::disable_ipv6).
-    veth::disable_ipv6(host_veth)?;
-    nl.set_alias_up(host_veth, &veth::alias(&cfg.bridge, container))?;
+    veth::disable_ipv6(&att.host_veth)?;
+    nl.set_alias_up(&att.host_veth, &veth::alias(&cfg.bridge, container))?;
 
-    let (prefix, broadcast, gateway) = (cfg.subnet.prefix(), cfg.subnet.broadcast(), cfg.gateway);
+    let (ip, prefix, broadcast, gateway) = (att.ip, cfg.subnet.prefix(), cfg.subnet.broadcast(), cfg.gateway);
     netns::run_in(pid, ns, move || veth::configure_inside(ip, prefix, broadcast, gateway))??;
-
-    Ok(Attachment {
-        ip,
-        prefix,
-        gateway,
-        bridge: cfg.bridge.clone(),
-        host_veth: host_veth.to_string(),
-        ifname: veth::CONTAINER_IFNAME.to_string(),
-        mac: bridge::format_mac(mac),
-    })
+    Ok(())
 }
 
 /// Gives back the address of a container that has ended. Its veth pair is not deleted: it

@@ -43,8 +43,8 @@ impl Resources {
 
 /// Registers the container (init `pid`, before its Setup; its cgroup at `cgroup_paths` is made
 /// by the core with the limits of `to_oci`) with the memory monitor or the cgroup fallback and
-/// puts it on its network, filling `res` as it goes so the caller can release a partial
-/// acquisition. Returns which mechanism enforces `--soft-mib/--hard-mib`, if they were given.
+/// reserves its address on the network ([`plug`] makes the links), filling `res` as it goes so
+/// the caller can release a partial acquisition. Returns which mechanism enforces `--soft-mib/--hard-mib`, if they were given.
 pub fn acquire(
     sup: &Supervisor,
     spec: &ContainerSpec,
@@ -91,17 +91,26 @@ pub fn acquire(
         }
     }
     if spec.net == NetMode::Bridge {
-        let attachment = net::attach(&sup.net, &spec.name, pid, spec.ip).map_err(Failure::engine)?;
-        let ip = attachment.ip;
-        res.network = Some(attachment);
-        if !spec.ports.is_empty() {
-            // Set before the attempt: a batch that failed half-way is still looked for at release.
-            res.published = true;
-            net::firewall::publish(&sup.net, &spec.name, ip, &spec.ports)
-                .map_err(|e| Failure::engine(format!("publishing the ports of {}: {e}", spec.name)))?;
-        }
+        // The address only: the links are made by `plug`, while the init builds its root.
+        res.network = Some(net::reserve(&sup.net, &spec.name, spec.ip).map_err(Failure::engine)?);
     }
     Ok(enforcement)
+}
+
+/// Puts the container (init `pid`) on the network [`acquire`] reserved for it, if any, and
+/// publishes its ports. The caller runs it after the init's Setup, while the init builds its
+/// root (a bridged start's 2 ms of links no longer come before it), and before its Start: the
+/// command never runs unplugged.
+pub fn plug(sup: &Supervisor, spec: &ContainerSpec, pid: i32, res: &mut Resources) -> Result<(), Failure> {
+    let Some(att) = &res.network else { return Ok(()) };
+    net::plug(&sup.net, &spec.name, att, pid).map_err(Failure::engine)?;
+    if !spec.ports.is_empty() {
+        // Set before the attempt: a batch that failed half-way is still looked for at release.
+        res.published = true;
+        net::firewall::publish(&sup.net, &spec.name, att.ip, &spec.ports)
+            .map_err(|e| Failure::engine(format!("publishing the ports of {}: {e}", spec.name)))?;
+    }
+    Ok(())
 }
 
 /// Gives everything back; keeps going past a failure and returns every error.
