@@ -344,6 +344,9 @@ fn run_streams_output_live_and_forwards_ctrl_c() {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     assert_eq!(lines.next().unwrap().unwrap(), "first");
     assert!(t.elapsed() < Duration::from_secs(5), "output was not live");
+    // Issue 14: the client passes signals on from its handler, without a thread of its own.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    assert!(status.lines().any(|l| l == "Threads:\t1"), "the client runs threads: {status}");
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(128 + libc::SIGINT), "Ctrl-C not forwarded");

@@ -145,11 +145,12 @@ fn install_into_destdir_then_uninstall_leaves_nothing() {
     let mut pages: Vec<String> =
         std::fs::read_dir(&man1).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     pages.sort();
-    // engine-oci(1) is written by hand (its verbs are runc's), the others generated from clap.
+    // engine-oci(1) (its verbs are runc's) and engine-core(1) are written by hand, the others
+    // generated from clap.
     let mut want: Vec<String> = verbs()
         .iter()
         .map(|v| format!("engine-{v}.1"))
-        .chain(["engine.1".to_string(), "engine-oci.1".to_string()])
+        .chain(["engine.1", "engine-oci.1", "engine-core.1"].map(String::from))
         .collect();
     want.sort();
     assert_eq!(pages, want);

@@ -6,7 +6,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 
 use super::client::unexpected;
 use super::{CliResult, Client};
-use crate::protocol::{Request, Response};
+use crate::protocol::{Envelope, Request, Response, PROTOCOL_VERSION};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -38,13 +38,51 @@ pub fn execute(args: Args, client: &Client) -> CliResult {
     }
 }
 
+/// SIGINT and SIGTERM go to the container's command, as `docker run`'s sig-proxy does: each
+/// signal's Kill request is framed now, and the handler sends it on a connection of its own with
+/// async-signal-safe calls only (socket, connect, write, close). No thread: a `run` starts fast.
 pub(super) fn forward_signals(socket: std::path::PathBuf, name: String) -> Result<(), super::CliError> {
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
-    std::thread::spawn(move || {
-        let client = Client::new(socket);
-        for signal in signals.forever() {
-            let _ = client.call(Request::Kill { name: name.clone(), signal });
-        }
-    });
+    use std::os::unix::ffi::OsStrExt;
+    // SAFETY: a zeroed sockaddr_un is valid; the path is copied in below.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let path = socket.as_os_str().as_bytes();
+    if path.len() >= addr.sun_path.len() {
+        return Err(format!("socket path too long: {}", socket.display()).into());
+    }
+    for (dst, &b) in addr.sun_path.iter_mut().zip(path) {
+        *dst = b as libc::c_char;
+    }
+    for signal in [SIGINT, SIGTERM] {
+        let mut frame = Vec::new();
+        let request = Request::Kill { name: name.clone(), signal };
+        crate::protocol::write_frame(&mut frame, &Envelope { version: PROTOCOL_VERSION, request }, b"")?;
+        // SAFETY: the action only makes async-signal-safe calls on data it owns.
+        unsafe { signal_hook::low_level::register(signal, move || send_from_handler(&addr, &frame)) }?;
+    }
     Ok(())
+}
+
+/// Sends `frame` to the supervisor at `addr` and closes; its answer is not read (as before, a
+/// failure to pass a signal on is not reported). Async-signal-safe.
+fn send_from_handler(addr: &libc::sockaddr_un, frame: &[u8]) {
+    // SAFETY: plain system calls on an fd owned here and on `frame`'s bytes.
+    unsafe {
+        let fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return;
+        }
+        let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+        if libc::connect(fd, (addr as *const libc::sockaddr_un).cast(), len) == 0 {
+            let mut sent = 0;
+            while sent < frame.len() {
+                let n = libc::write(fd, frame[sent..].as_ptr().cast(), frame.len() - sent);
+                if n <= 0 {
+                    break;
+                }
+                sent += n as usize;
+            }
+        }
+        libc::close(fd);
+    }
 }

@@ -118,6 +118,7 @@ fn serve(sock: OwnedFd, parent: i32) -> ! {
     let mut netns = NetnsPool::open();
     netns.fill();
     loop {
+        netns.fill_when_idle(&sock);
         let mut request = [0u8; REQUEST_LEN];
         let mut cmsg = nix::cmsg_space!([RawFd; MAX_FDS]);
         let mut iov = [IoSliceMut::new(&mut request)];
@@ -155,9 +156,11 @@ fn serve(sock: OwnedFd, parent: i32) -> ! {
             // SAFETY: as above.
             unsafe { libc::_exit(0) }
         }
-        netns.fill();
     }
 }
+
+/// How long the spawner waits, idle, before making the next network namespace.
+const REFILL_AFTER: std::time::Duration = std::time::Duration::from_millis(3);
 
 /// One network namespace made ahead of the next init that asks for a new one: as the clone
 /// would make it (owned by the host's user namespace, only `lo`), with `lo` already up and IPv6
@@ -195,6 +198,20 @@ impl NetnsPool {
         }
         self.back_home();
         self.ready = made;
+    }
+
+    /// Makes the next namespace once no request has come for [`REFILL_AFTER`]: not at once after
+    /// answering, when the init just cloned and the supervisor both want the CPUs. A request
+    /// that comes first is served (its clone makes its own namespace if none is ready).
+    fn fill_when_idle(&mut self, sock: &OwnedFd) {
+        if self.ready.is_some() || self.host.is_none() {
+            return;
+        }
+        let mut fds = [libc::pollfd { fd: sock.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(fds.as_mut_ptr(), 1, REFILL_AFTER.as_millis() as libc::c_int) } == 0 {
+            self.fill();
+        }
     }
 
     /// Enters the ready namespace (for the next clone), if the init asks for a new one and one
