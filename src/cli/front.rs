@@ -8,59 +8,33 @@
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 
-use clap::{Args as _, FromArgMatches};
+use clap::FromArgMatches;
 
-use super::{attach, create, events, exec, inspect, logs, port, ps, rm, run, start, stats, stop, top, wait};
-use super::{client_for, exit_code, one_verb_matches_in, Augment, Cli, CliError, Command, EXIT_ENGINE_ERROR};
+use super::{client_for, create, exit_code, one_verb_matches_in, run_socket_verb, Augment, Cli, CliError};
+use super::{EXIT_ENGINE_ERROR, VERBS};
 
 /// The file name of the whole engine, looked for beside the front's own binary.
 pub const CORE: &str = "engine-core";
 
-/// The verbs the front runs itself; each is also in [`super::VERBS`], whose whole command parses
-/// anything these refuse.
-const FRONT_VERBS: &[(&str, Augment)] = &[
-    ("start", start::StartArgs::augment_args),
-    ("run", run::Args::augment_args),
-    ("exec", exec::Args::augment_args),
-    ("attach", attach::Args::augment_args),
-    ("top", top::Args::augment_args),
-    ("stop", stop::Args::augment_args),
-    ("ps", ps::Args::augment_args),
-    ("logs", logs::Args::augment_args),
-    ("inspect", inspect::Args::augment_args),
-    ("port", port::Args::augment_args),
-    ("rm", rm::Args::augment_args),
-    ("wait", wait::Args::augment_args),
-    ("stats", stats::Args::augment_args),
-    ("events", events::Args::augment_args),
+/// The verbs the front runs itself (their clap commands are [`super::VERBS`]); the whole command
+/// in engine-core parses anything these refuse.
+const FRONT_VERBS: &[&str] = &[
+    "start", "run", "exec", "attach", "top", "stop", "ps", "logs", "inspect", "port", "rm", "wait", "stats", "events",
 ];
 
 /// Runs the command line, or hands it to engine-core; returns the process exit code.
 pub fn main() -> i32 {
     let argv: Vec<String> = std::env::args().collect();
-    let parsed = one_verb_matches_in(FRONT_VERBS, &create::hoist_trailing_options(&argv))
+    let verbs: Vec<(&str, Augment)> = VERBS.iter().copied().filter(|(name, _)| FRONT_VERBS.contains(name)).collect();
+    let parsed = one_verb_matches_in(&verbs, &create::hoist_trailing_options(&argv))
         .and_then(Result::ok)
         .and_then(|m| Cli::from_arg_matches(&m).ok());
     let Some(cli) = parsed else { return hand_over() };
     let client = client_for(cli.global).on_missing_image(|_, _| Err(hand_over_error()));
-    let result = match cli.command {
-        Command::Start(a) => start::execute(a, &client),
-        Command::Run(a) => run::execute(a, &client),
-        Command::Exec(a) => exec::execute(a, &client),
-        Command::Attach(a) => attach::execute(a, &client),
-        Command::Top(a) => top::execute(a, &client),
-        Command::Stop(a) => stop::execute(a, &client),
-        Command::Ps(a) => ps::execute(a, &client),
-        Command::Logs(a) => logs::execute(a, &client),
-        Command::Inspect(a) => inspect::execute(a, &client),
-        Command::Port(a) => port::execute(a, &client),
-        Command::Rm(a) => rm::execute(a, &client),
-        Command::Wait(a) => wait::execute(a, &client),
-        Command::Stats(a) => stats::execute(a, &client),
-        Command::Events(a) => events::execute(a, &client),
-        _ => return hand_over(),
-    };
-    exit_code(result)
+    match run_socket_verb(cli.command, &client) {
+        Ok(result) => exit_code(result),
+        Err(_) => hand_over(),
+    }
 }
 
 /// Replaces this process with engine-core, same arguments, same fds; returns only if that fails.
@@ -85,4 +59,14 @@ fn hand_over_error() -> CliError {
 /// for /proc/self/exe).
 fn core_path() -> std::io::Result<PathBuf> {
     Ok(std::env::current_exe()?.with_file_name(CORE))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_front_verb_is_a_verb_of_the_whole_command() {
+        for verb in super::FRONT_VERBS {
+            assert!(super::VERBS.iter().any(|(name, _)| name == verb), "{verb} is not in VERBS");
+        }
+    }
 }

@@ -214,36 +214,46 @@ pub fn main() -> i32 {
         }
     };
     let client = client_for(cli.global).on_missing_image(start::pull_missing);
-    let result = match cli.command {
-        Command::Supervisor(a) => supervisor::execute(a, client.socket()),
-        Command::Start(a) => start::execute(a, &client),
-        Command::Run(a) => run::execute(a, &client),
-        Command::Exec(a) => exec::execute(a, &client),
-        Command::Attach(a) => attach::execute(a, &client),
-        Command::Top(a) => top::execute(a, &client),
-        Command::Stop(a) => stop::execute(a, &client),
-        Command::Ps(a) => ps::execute(a, &client),
-        Command::Logs(a) => logs::execute(a, &client),
-        Command::Inspect(a) => inspect::execute(a, &client),
-        Command::Port(a) => port::execute(a, &client),
-        Command::Rm(a) => rm::execute(a, &client),
-        Command::Export(a) => export::execute(a, &client),
-        Command::Wait(a) => wait::execute(a, &client),
-        Command::Info(a) => info::execute(a, &client),
-        Command::Version(a) => version::execute(a, &client),
-        Command::Pull(a) => pull::execute(a),
-        Command::Images(a) => images::execute(a),
-        Command::Rmi(a) => rmi::execute(a),
-        Command::Image(a) => images::execute_image(a),
-        Command::Import(a) => import::execute(a),
-        Command::Login(a) => login::execute(a),
-        Command::Volume(a) => volume::execute(a),
-        Command::Stats(a) => stats::execute(a, &client),
-        Command::Events(a) => events::execute(a, &client),
-        Command::Completions(a) => completions::completions(a, Cli::command()),
-        Command::Man(a) => completions::man(a, Cli::command()),
+    let result = match run_socket_verb(cli.command, &client).map_err(|other| *other) {
+        Ok(result) => result,
+        Err(Command::Supervisor(a)) => supervisor::execute(a, client.socket()),
+        Err(Command::Export(a)) => export::execute(a, &client),
+        Err(Command::Info(a)) => info::execute(a, &client),
+        Err(Command::Version(a)) => version::execute(a, &client),
+        Err(Command::Pull(a)) => pull::execute(a),
+        Err(Command::Images(a)) => images::execute(a),
+        Err(Command::Rmi(a)) => rmi::execute(a),
+        Err(Command::Image(a)) => images::execute_image(a),
+        Err(Command::Import(a)) => import::execute(a),
+        Err(Command::Login(a)) => login::execute(a),
+        Err(Command::Volume(a)) => volume::execute(a),
+        Err(Command::Completions(a)) => completions::completions(a, Cli::command()),
+        Err(Command::Man(a)) => completions::man(a, Cli::command()),
+        Err(_) => Err("a verb was not dispatched (a bug)".into()),
     };
     exit_code(result)
+}
+
+/// Runs `command` if it is one of the verbs that only talk to the supervisor (those the front
+/// runs, see `front`); any other comes back.
+fn run_socket_verb(command: Command, client: &Client) -> Result<CliResult, Box<Command>> {
+    Ok(match command {
+        Command::Start(a) => start::execute(a, client),
+        Command::Run(a) => run::execute(a, client),
+        Command::Exec(a) => exec::execute(a, client),
+        Command::Attach(a) => attach::execute(a, client),
+        Command::Top(a) => top::execute(a, client),
+        Command::Stop(a) => stop::execute(a, client),
+        Command::Ps(a) => ps::execute(a, client),
+        Command::Logs(a) => logs::execute(a, client),
+        Command::Inspect(a) => inspect::execute(a, client),
+        Command::Port(a) => port::execute(a, client),
+        Command::Rm(a) => rm::execute(a, client),
+        Command::Wait(a) => wait::execute(a, client),
+        Command::Stats(a) => stats::execute(a, client),
+        Command::Events(a) => events::execute(a, client),
+        other => return Err(Box::new(other)),
+    })
 }
 
 /// The client of the supervisor named by --socket, else $ENGINE_SOCKET, else the default.
