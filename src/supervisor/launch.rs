@@ -228,7 +228,13 @@ fn launch(
     let output = pending.take_output().or(console_output);
     let enforcement = enforcement.ok().flatten();
     sup.registry.set_resources(&name, resources, enforcement);
-    plugged?;
+    if let Err(failed) = plugged {
+        // An init that failed meanwhile took its namespace with it: its own error is the cause.
+        return Err(match pending.ready() {
+            Err(e) => cannot_start(&name, e),
+            Ok(_) => failed,
+        });
+    }
     if let Some((stdout, stderr)) = output {
         sup.logs
             .attach(&log, stdout, stderr, again)
