@@ -18,8 +18,8 @@
 //!
 //! The spawner also makes each init's network namespace ahead of time ([`NetnsPool`]): creating
 //! one is most of an init's clone (0.55 of 0.78 ms here, the kernel's per-namespace setup of
-//! every protocol), so right after answering a request the spawner makes the next one, while the
-//! supervisor goes on with the container it just got; the next init is cloned inside it.
+//! every protocol), so once no request has come for a few milliseconds the spawner makes the
+//! next one; the next init is cloned inside it.
 use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::OnceLock;
@@ -165,8 +165,8 @@ const REFILL_AFTER: std::time::Duration = std::time::Duration::from_millis(3);
 /// One network namespace made ahead of the next init that asks for a new one: as the clone
 /// would make it (owned by the host's user namespace, only `lo`), with `lo` already up and IPv6
 /// off for links made later (eth0: engine's networks are IPv4 only). The
-/// spawner itself stays in the host's namespace between requests: an init without a new
-/// network namespace (--net host) is cloned there.
+/// spawner itself stays in the host's namespace between requests: an init that asks for no new
+/// network namespace is cloned there.
 struct NetnsPool {
     /// The spawner's own (the host's) network namespace; None: no pool (the clone makes each).
     host: Option<OwnedFd>,

@@ -177,11 +177,9 @@ fn launch(
     // learns the init (so a failure can kill it), then the monitor and the network.
     let mut resources = Resources::default();
     let mut enforcement = Ok(None);
-    let mut init_pid = 0;
     let before_setup = |init: &InitHandle<'_>| -> Result<Vec<container::EtcFile>, container::BoxError> {
         let pidfd =
             init.pidfd.try_clone_to_owned().map_err(|e| Failure::engine(format!("duplicating the pidfd: {e}")))?;
-        init_pid = init.pid;
         sup.registry.set_spawned(&name, init.pid, pidfd, log.clone());
         resources.mount_ns = resources::hold_mount_ns(init.pid);
         let paths = init.cgroup.map(|c| c.paths()).unwrap_or_default();
@@ -222,7 +220,7 @@ fn launch(
     crate::container::trace::step(&name, "created (init building its root)");
     // The network's links, while the init builds its root; what was made goes to the registry
     // either way, for the caller's abandon to give back.
-    let plugged = resources::plug(sup, &spec, init_pid, &mut resources);
+    let plugged = resources::plug(sup, &spec, pending.pid(), &mut resources);
     crate::container::trace::step(&name, "network plugged");
     resources.cgroup = pending.take_cgroup();
     let output = pending.take_output().or(console_output);
