@@ -82,12 +82,12 @@ pub fn main() -> i32 {
     };
     trace.step(&plan.id, "init: command spawned");
     let _ = chan.send(&FromInit::Started { pid: child.as_raw() });
-    // Again, for what applying the process's settings and the spawn faulted back in (~2.6 MB).
-    // Under the container's seccomp profile by now: only where it cannot kill the init for it.
-    if madvise_is_safe_under(&plan.spec) {
-        let_go_of_code_pages();
-    }
-    let how = supervise(child, &signals);
+    // Again, for what applying the process's settings and the spawn faulted back in (~2.6 MB),
+    // once the command has run for LATE_DROP_AFTER: a short command's exit is not held up by it
+    // (0.2-1 ms). Under the container's seccomp profile by now: only where it cannot kill the
+    // init for it.
+    let late_drop = madvise_is_safe_under(&plan.spec).then_some(LATE_DROP_AFTER);
+    let how = supervise(child, &signals, late_drop);
     trace.step(&plan.id, "init: command reaped");
     let _ = chan.send(&FromInit::Exited(how));
     trace.step(&plan.id, "init: Exited sent");
@@ -624,11 +624,27 @@ fn madvise_is_safe_under(spec: &super::Spec) -> bool {
 }
 
 /// Forward signals to the command and reap every child until the command itself has ended.
-fn supervise(child: Pid, signals: &SigSet) -> Termination {
+/// How long the command runs before the init lets go of its code pages a second time.
+const LATE_DROP_AFTER: libc::timespec = libc::timespec { tv_sec: 0, tv_nsec: 20_000_000 };
+
+/// Forwards signals to the command and reaps until it ends. `late_drop`: after that long
+/// without a signal, the code pages are dropped once (see `let_go_of_code_pages`).
+fn supervise(child: Pid, signals: &SigSet, mut late_drop: Option<libc::timespec>) -> Termination {
     loop {
-        let sig = match signals.wait() {
-            Ok(s) => s,
-            Err(_) => continue,
+        let sig = match late_drop {
+            Some(timeout) => match wait_signal_for(signals, &timeout) {
+                Ok(Some(s)) => s,
+                Ok(None) => {
+                    late_drop = None;
+                    let_go_of_code_pages();
+                    continue;
+                }
+                Err(_) => continue,
+            },
+            None => match signals.wait() {
+                Ok(s) => s,
+                Err(_) => continue,
+            },
         };
         if sig != Signal::SIGCHLD {
             // The group first; if the command already left it, at least the command itself.
@@ -649,6 +665,17 @@ fn supervise(child: Pid, signals: &SigSet) -> Termination {
         if let Some(how) = ended {
             return how;
         }
+    }
+}
+
+/// A blocked signal of `signals`, or None once `timeout` has passed without one.
+fn wait_signal_for(signals: &SigSet, timeout: &libc::timespec) -> nix::Result<Option<Signal>> {
+    // SAFETY: the set and the timeout outlive the call; no siginfo is asked for.
+    let n = unsafe { libc::sigtimedwait(signals.as_ref(), std::ptr::null_mut(), timeout) };
+    match n {
+        -1 if nix::errno::Errno::last() == nix::errno::Errno::EAGAIN => Ok(None),
+        -1 => Err(nix::errno::Errno::last()),
+        n => Signal::try_from(n).map(Some),
     }
 }
 
