@@ -18,7 +18,7 @@ build:
 # Debian packages the build and the tests need; apt-get update runs once per machine.
 deps: oci-deps
 	@bash scripts/apt-install.sh busybox-static python3-venv golang-github-containers-common
-	@bash scripts/apt-install.sh docker-registry apache2-utils skopeo umoci zstd podman
+	@bash scripts/apt-install.sh docker-registry apache2-utils skopeo umoci zstd podman nftables
 
 include mk/workloads.mk
 include mk/vm.mk

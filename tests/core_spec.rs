@@ -118,6 +118,7 @@ fn options(b: &Bundle, spec: Value, stdio: Stdio, mode: InitMode, gate: StartGat
         init_binary: Some(PathBuf::from(common::ENGINE)),
         hook_state: None,
         preserve_fds: Vec::new(),
+        root_mount: None,
     }
 }
 

@@ -41,6 +41,8 @@ fn seeds() -> Vec<Vec<u8>> {
         hook_state: Some("{\"id\":\"x\"}".into()),
         preserve_fds: 0,
         console: false,
+        root_mount: false,
+        seccomp: None,
         trace: None,
     };
     let go = ToInit::Setup(Box::new(plan));

@@ -343,3 +343,64 @@ fn a_bridged_eth0_is_born_without_ipv6_and_no_lookup_in_the_hosts_proc_sys_finds
     assert!(lo.lines().any(|l| l.starts_with("00000000000000000000000000000001 ") && l.ends_with(" lo")), "{lo}");
     sup.ok(&["rm", "-f", "web6"]);
 }
+
+/// The spare layers under `<root>/ahead/` (see `supervisor::overlay_ahead`).
+fn spares(sup: &Supervisor) -> Vec<String> {
+    let dir = sup.root.join("ahead");
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_start_over_the_same_layers_gets_the_overlay_mounted_ahead_and_a_replaced_rootfs_is_never_served_stale() {
+    let mut sup = Supervisor::start();
+    // A rootfs of the test's own, to replace under the supervisor.
+    let rootfs = sup.dir.path().join("rootfs");
+    let copied = std::process::Command::new("cp").arg("-a").arg(common::rootfs()).arg(&rootfs).status().unwrap();
+    assert!(copied.success());
+    let cat = ["/bin/cat", "/proc/self/mountinfo"];
+    let (code, out, err) = sup.run_with(&["--net", "none"], "first", &rootfs, &cat);
+    assert_eq!(code, 0, "{err}");
+    assert!(root_mount_options(&out).contains(&format!("upperdir={}/overlay/first/upper", sup.root.display())));
+    sup.ok(&["rm", "first"]);
+    // After that start, a spare over the same layer is made (on an idle CPU).
+    wait_until(std::time::Duration::from_secs(10), || !spares(&sup).is_empty());
+    let spare = spares(&sup).remove(0);
+
+    // The next start over that layer runs on the spare: its root is the overlay mounted ahead
+    // over the spare's directories, which are now the container's own.
+    let (code, out, err) = sup.run_with(
+        &["--net", "none"],
+        "second",
+        &rootfs,
+        &["/bin/sh", "-c", "echo hi > /new; cat /proc/self/mountinfo"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let options = root_mount_options(&out);
+    assert!(options.contains(&format!("upperdir={}/ahead/{spare}/upper", sup.root.display())), "{options}");
+    assert!(!options.split(',').any(|o| o.ends_with("volatile")), "a kept layer got a --rm spare: {options}");
+    assert!(!spares(&sup).contains(&spare), "the spare was not taken");
+    assert_eq!(std::fs::read_to_string(sup.root.join("overlay/second/upper/new")).unwrap(), "hi\n");
+    sup.ok(&["rm", "second"]);
+
+    // The rootfs is replaced by another directory: the spare made over the old one is dropped,
+    // and the container sees the new one.
+    wait_until(std::time::Duration::from_secs(10), || !spares(&sup).is_empty());
+    let old = sup.dir.path().join("rootfs.old");
+    std::fs::rename(&rootfs, &old).unwrap();
+    let copied = std::process::Command::new("cp").arg("-a").arg(&old).arg(&rootfs).status().unwrap();
+    assert!(copied.success());
+    std::fs::write(rootfs.join("marker"), "the new rootfs\n").unwrap();
+    let (code, out, err) = sup.run_with(&["--net", "none"], "third", &rootfs, &["/bin/cat", "/marker"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "the new rootfs\n");
+    sup.ok(&["rm", "third"]);
+
+    // A supervisor that stops leaves no spare behind.
+    wait_until(std::time::Duration::from_secs(10), || !spares(&sup).is_empty());
+    assert!(sup.signal_and_wait(libc::SIGTERM).success());
+    assert_eq!(spares(&sup), Vec::<String>::new(), "spares left after the supervisor stopped");
+}

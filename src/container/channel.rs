@@ -63,6 +63,15 @@ pub struct Plan {
     /// opens the container's pty itself (`console::attach`) once its root is built.
     #[serde(default)]
     pub console: bool,
+    /// An overlay root made ahead (see `supervisor::overlay_ahead`): its detached mount follows
+    /// the Setup on the channel (`send_fds`, before any preserved fds), and the init moves it
+    /// onto `merged` instead of mounting the overlay itself.
+    #[serde(default)]
+    pub root_mount: bool,
+    /// spec.linux.seccomp, compiled by the parent (`seccomp::compile_once`: once per profile in
+    /// a supervisor); the init installs it as it is.
+    #[serde(default)]
+    pub seccomp: Option<super::seccomp::Filter>,
     /// ENGINE_STEP_TRACE: where the init appends its steps' times (see `trace`).
     #[serde(default)]
     pub trace: Option<super::trace::Origin>,

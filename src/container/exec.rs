@@ -328,7 +328,7 @@ fn exec_process_inner(plan: &Plan) -> Result<std::convert::Infallible, (i32, Str
     let first = 3 + plan.preserve_fds;
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags.
     unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
-    super::process::apply(p, plan.linux.as_ref()).map_err(|e| (1, format!("exec: {e}")))?;
+    super::process::apply(p, plan.linux.as_ref(), None).map_err(|e| (1, format!("exec: {e}")))?;
     // The init's own lookup (the container's PATH, execvp's rules) and exec (default signal
     // dispositions, the terminal's session), so both enter a container the same way.
     let fail = |e: super::CoreError| (e.exit_code(), format!("exec: {e}"));

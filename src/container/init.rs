@@ -57,6 +57,18 @@ pub fn main() -> i32 {
             None
         }
     };
+    // An overlay root made ahead: its mount is the first fd after the Setup.
+    let root_mount = match plan.root_mount {
+        true => match chan.recv_fds(1).map(|mut fds| fds.pop()) {
+            Ok(fd) => fd,
+            Err(e) => {
+                let e = CoreError::from(e);
+                let _ = chan.send(&FromInit::Failed(e.to_failure()));
+                return e.exit_code();
+            }
+        },
+        false => None,
+    };
     // --preserve-fds: they follow the Setup; the channel and the console socket leave 3 and 4
     // to them (`place_preserved` puts them there at the exec).
     let (chan, console, preserved) = match take_preserved(chan, console, plan.preserve_fds) {
@@ -69,7 +81,7 @@ pub fn main() -> i32 {
     let signals = forwarded_signals();
     let trace = super::trace::InitTrace::open(plan.trace.as_ref());
     trace.step(&plan.id, "init: Setup received");
-    let child = match run(&chan, &plan, console, preserved, &signals, &trace) {
+    let child = match run(&chan, &plan, console, preserved, root_mount, &signals, &trace) {
         Ok(child) => child,
         Err(e) => {
             // After a Fifo gate nobody reads the channel any more: the container's stderr is
@@ -101,6 +113,7 @@ fn run(
     plan: &Plan,
     console: Option<OwnedFd>,
     preserved: Vec<OwnedFd>,
+    root_mount: Option<OwnedFd>,
     signals: &SigSet,
     trace: &super::trace::InitTrace,
 ) -> Result<Pid, CoreError> {
@@ -116,7 +129,7 @@ fn run(
         StartGate::Channel => None,
     };
     join_namespaces(spec)?;
-    rootfs::build(plan)?;
+    rootfs::build(plan, root_mount)?;
     trace.step(&plan.id, "init: root built");
     if let Some(name) = spec.hostname() {
         nix::unistd::sethostname(name)
@@ -140,7 +153,7 @@ fn run(
     match fifo {
         Some(fifo) => {
             // Runc's order: everything applied, the program found, then the gate.
-            finish(spec, process)?;
+            finish(spec, process, plan.seccomp.as_ref())?;
             let program = resolve_program(process)?;
             chan.send(&FromInit::Ready)?;
             wait_fifo(&fifo)?;
@@ -164,7 +177,7 @@ fn run(
                 // Before the process's settings: a seccomp profile could refuse madvise after.
                 let_go_of_code_pages();
             }
-            finish(spec, process)?;
+            finish(spec, process, plan.seccomp.as_ref())?;
             trace.step(&plan.id, "init: process applied (seccomp, caps)");
             start_hooks(plan)?;
             match plan.mode {
@@ -232,7 +245,7 @@ fn place_preserved(fds: Vec<OwnedFd>) -> Result<(), CoreError> {
 }
 
 /// The process's own settings, in the cgroup, ending with what drops privileges.
-fn finish(spec: &super::Spec, process: &Process) -> Result<(), CoreError> {
+fn finish(spec: &super::Spec, process: &Process, seccomp: Option<&super::seccomp::Filter>) -> Result<(), CoreError> {
     if new_namespace(spec, LinuxNamespaceType::Cgroup) {
         // After the move into the cgroup: the namespace's root is the container's own group.
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
@@ -247,7 +260,7 @@ fn finish(spec: &super::Spec, process: &Process) -> Result<(), CoreError> {
     if let Some(cpus) = spec.annotations().as_ref().and_then(|a| a.get(ANNOTATION_CPU_AFFINITY)) {
         process::set_affinity(cpus, ANNOTATION_CPU_AFFINITY)?;
     }
-    process::apply(process, spec.linux().as_ref())
+    process::apply(process, spec.linux().as_ref(), seccomp)
 }
 
 /// Moves this (single-threaded) process into each v1 cgroup directory by writing "0" (the

@@ -117,6 +117,15 @@ pub struct CreateOptions<'a> {
     /// fds the command gets as 3, 4, ... (OCI `create --preserve-fds`; Exec mode only): passed
     /// to the init after its Setup, closed here once sent.
     pub preserve_fds: Vec<OwnedFd>,
+    /// The overlay root, already mounted (detached, from fsmount) by the caller: the init moves
+    /// it onto `merged` instead of mounting one (RootSource::Overlay only).
+    pub root_mount: Option<OwnedFd>,
+}
+
+/// What follows the Setup on the channel, in this order (closed here once sent).
+struct AfterSetup {
+    root_mount: Option<OwnedFd>,
+    preserve_fds: Vec<OwnedFd>,
 }
 
 /// A created init still building its root.
@@ -258,7 +267,14 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
     if !opts.preserve_fds.is_empty() && opts.mode != InitMode::Exec {
         return Err(CoreError::spec("preserve_fds", "only a command the init execs itself can get them"));
     }
+    if opts.root_mount.is_some() && (!matches!(opts.root, RootSource::Overlay { .. }) || !opts.preserve_fds.is_empty())
+    {
+        return Err(CoreError::spec("root", "a root mounted ahead must be an overlay, without preserved fds"));
+    }
     let group = GroupPlan::new(&opts.spec, opts.cgroup, &opts.cgroup_parent, &opts.id)?;
+    // Before anything is made: a profile that does not compile fails the create here.
+    let profile = opts.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+    let seccomp = profile.map(super::seccomp::compile_once).transpose()?;
     let (flags, pid_ns) = spawn::clone_flags(&opts.spec)?;
     // Read before the clone: what the init will mount at the root is told from what was there.
     let host_root = HostRoot::of(&opts.spec, &opts.root)?;
@@ -319,6 +335,8 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
         hook_state: opts.hook_state.map(|render| render(pending.pid)),
         preserve_fds: opts.preserve_fds.len(),
         console,
+        root_mount: opts.root_mount.is_some(),
+        seccomp,
         trace,
     };
     let maps = match gate {
@@ -333,7 +351,8 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
         return Err(e);
     }
     let new_user_ns = flags.contains(nix::sched::CloneFlags::CLONE_NEWUSER);
-    match pending.setup(plan, &group, made, opts.before_setup, new_user_ns, opts.preserve_fds) {
+    let fds = AfterSetup { root_mount: opts.root_mount, preserve_fds: opts.preserve_fds };
+    match pending.setup(plan, &group, made, opts.before_setup, new_user_ns, fds) {
         Ok(()) => Ok(pending),
         Err(e) => {
             pending.destroy();
@@ -350,7 +369,7 @@ impl Pending {
         made: Option<Result<Cgroup, CoreError>>,
         before_setup: Option<BeforeSetup<'_>>,
         new_user_ns: bool,
-        preserve_fds: Vec<OwnedFd>,
+        fds: AfterSetup,
     ) -> Result<(), CoreError> {
         let cg = match made {
             Some(made) => made?,
@@ -394,8 +413,11 @@ impl Pending {
         }
         let id = plan.id.clone();
         channel.send(&ToInit::Setup(Box::new(plan)))?;
-        if !preserve_fds.is_empty() {
-            channel.send_fds(&preserve_fds.iter().map(AsFd::as_fd).collect::<Vec<_>>())?;
+        if let Some(mount) = &fds.root_mount {
+            channel.send_fds(&[mount.as_fd()])?;
+        }
+        if !fds.preserve_fds.is_empty() {
+            channel.send_fds(&fds.preserve_fds.iter().map(AsFd::as_fd).collect::<Vec<_>>())?;
         }
         super::trace::step(&id, "Setup sent");
         channel.set_timeout(Some(STEP_TIMEOUT))?;

@@ -13,7 +13,12 @@ use oci_spec::runtime::{Linux, PosixRlimitType, Process};
 use super::error::CoreError;
 use super::security::{self, syscall_result};
 
-pub fn apply(process: &Process, linux: Option<&Linux>) -> Result<(), CoreError> {
+/// `compiled`: linux.seccomp already compiled (None: compiled here, if there is one).
+pub fn apply(
+    process: &Process,
+    linux: Option<&Linux>,
+    compiled: Option<&super::seccomp::Filter>,
+) -> Result<(), CoreError> {
     for limit in process.rlimits().iter().flatten() {
         let rlim = libc::rlimit { rlim_cur: limit.soft(), rlim_max: limit.hard() };
         // SAFETY: a valid rlimit struct for the call.
@@ -30,7 +35,10 @@ pub fn apply(process: &Process, linux: Option<&Linux>) -> Result<(), CoreError> 
     }
     let nnp = process.no_new_privileges() == Some(true);
     let seccomp = linux.and_then(|l| l.seccomp().as_ref());
-    let filter = seccomp.map(super::seccomp::compile).transpose()?;
+    let filter = match compiled {
+        Some(filter) => Some(std::borrow::Cow::Borrowed(filter)),
+        None => seccomp.map(super::seccomp::compile).transpose()?.map(std::borrow::Cow::Owned),
+    };
     if let (false, Some(filter)) = (nnp, &filter) {
         super::seccomp::install(filter)?;
     }

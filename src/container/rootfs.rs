@@ -5,6 +5,7 @@
 //!
 //! Every path below the container root is resolved by [`safepath`]: the root is the container's
 //! to shape (it may have left symlinks for this start), and this code runs as real root.
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -48,7 +49,8 @@ fn changed(what: &str) -> CoreError {
 }
 
 /// Everything from the private mount tree to the pivot; on return `/` is the container's root.
-pub fn build(plan: &Plan) -> Result<(), CoreError> {
+/// `root_mount`: the overlay, mounted ahead by the caller (see `Plan::root_mount`).
+pub fn build(plan: &Plan, root_mount: Option<OwnedFd>) -> Result<(), CoreError> {
     let spec = &plan.spec;
     let linux = spec.linux().as_ref();
     // Private first: nothing below may propagate back into the host's mount namespace. A slave
@@ -83,7 +85,11 @@ pub fn build(plan: &Plan) -> Result<(), CoreError> {
             if !own_ns {
                 return Err(CoreError::spec("linux.namespaces", "an overlay root needs a mount namespace"));
             }
-            mount_overlay(lower, dir, *throwaway)?;
+            match root_mount {
+                Some(mount) => move_mount_onto(&mount, &dir.join("merged"))
+                    .map_err(nix_step(format!("moving the overlay made ahead onto {}", dir.display())))?,
+                None => mount_overlay(lower, dir, *throwaway)?,
+            }
             (dir.join("merged"), dir.clone())
         }
         RootSource::Dir(dir) => {
@@ -277,6 +283,27 @@ fn mount_overlay(lower: &[PathBuf], dir: &Path, throwaway: bool) -> Result<(), C
         }
     }
     mount(Some("overlay"), &merged, Some("overlay"), MsFlags::empty(), Some(opts.as_str())).map_err(fail())
+}
+
+/// Attaches a detached mount (from fsmount) at `target` in this mount namespace.
+fn move_mount_onto(mount: &OwnedFd, target: &Path) -> nix::Result<()> {
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+    let target = std::ffi::CString::new(target.as_os_str().as_encoded_bytes()).map_err(|_| nix::Error::EINVAL)?;
+    // SAFETY: the fd is owned by the caller, the strings live across the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            mount.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    match r {
+        0 => Ok(()),
+        _ => Err(nix::Error::last()),
+    }
 }
 
 enum Mounted {

@@ -3,6 +3,7 @@ use std::time::Duration;
 
 pub use super::failure::Failure;
 use super::logs::LogFile;
+use super::overlay_ahead;
 use super::record::ImageUse;
 use super::resources::{self, Resources};
 use super::spec::ContainerSpec;
@@ -169,8 +170,19 @@ fn launch(
     let host = super::to_oci::Host { monitor: sup.monitor.is_some(), volumes_dir };
     let oci = super::to_oci::translate(&spec, &host, &format!("{}/{name}", sup.cgroup_parent), &user)?;
     crate::container::trace::step(&name, "spec translated");
-    let overlay = if again { sup.overlay_dir(&name) } else { make_overlay(sup, &name, &lower, image.is_none())? };
-    crate::container::trace::step(&name, "overlay dirs made");
+    // A spare layer made ahead over the same layers (see overlay_ahead), when the init mounts
+    // no namespace of a new user's (its root could not attach a mount made by ours).
+    let ahead = (!again && !has_user_namespace(&oci))
+        .then(|| overlay_ahead::Key { lowers: lower.clone(), throwaway: layer == Layer::Throwaway });
+    let root_mount = ahead.as_ref().and_then(|key| take_spare(sup, &name, key));
+    let overlay = match (again, &root_mount) {
+        (false, None) => make_overlay(sup, &name, &lower, image.is_none())?,
+        _ => sup.overlay_dir(&name),
+    };
+    crate::container::trace::step(
+        &name,
+        if root_mount.is_some() { "overlay taken ahead" } else { "overlay dirs made" },
+    );
     let log = LogFile::rotating(log_path.to_path_buf(), spec.log.rotation());
 
     // Between clone and Setup (the workload never runs unlimited or unplugged): the registry
@@ -208,6 +220,7 @@ fn launch(
         init_binary: None,
         hook_state: None,
         preserve_fds: Vec::new(),
+        root_mount,
     });
     let mut pending = match created {
         Ok(p) => p,
@@ -256,7 +269,26 @@ fn launch(
     if let Some(ended) = sup.registry.mark_running(&name, channel)? {
         release(sup, ended);
     }
+    // The next start over these layers finds its overlay mounted.
+    if let Some(key) = ahead {
+        sup.ahead.want(key);
+    }
     Ok(running.pid)
+}
+
+fn has_user_namespace(spec: &container::Spec) -> bool {
+    let namespaces = spec.linux().as_ref().and_then(|l| l.namespaces().as_ref());
+    namespaces.is_some_and(|ns| ns.iter().any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::User))
+}
+
+/// The spare made ahead over `key`'s layers, as `name`'s own overlay directory, and its mount.
+fn take_spare(sup: &Supervisor, name: &str, key: &overlay_ahead::Key) -> Option<std::os::fd::OwnedFd> {
+    let dir = sup.overlay_dir(name);
+    // The name is free in the registry, so anything here is a leftover of a crash.
+    if dir.exists() && std::fs::remove_dir_all(&dir).is_err() {
+        return None;
+    }
+    sup.ahead.take(key, &dir)
 }
 
 /// A failure the init (or the core) reported, as the user sees it.
@@ -280,7 +312,6 @@ fn make_overlay(
     lower: &[std::path::PathBuf],
     user_dir: bool,
 ) -> Result<std::path::PathBuf, Failure> {
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
     let fail = |what: &str, e: std::io::Error| Failure::engine(format!("{what} for {name}: {e}"));
     let top = lower.first().ok_or_else(|| Failure::engine(format!("no root layers for {name}")))?;
     if user_dir {
@@ -294,7 +325,23 @@ fn make_overlay(
             )));
         }
     }
-    let lower = std::fs::metadata(top).map_err(|e| fail("reading the rootfs", e))?;
+    let dir = sup.overlay_dir(name);
+    // The name is free in the registry, so anything here is a leftover of a crash.
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(|e| fail("removing a stale overlay directory", e))?;
+    }
+    make_layer_dirs(&dir, top).map_err(|(what, e)| fail(what, e))?;
+    Ok(dir)
+}
+
+/// `dir` (0700) with `upper`, `work` and `merged` for an overlay whose top layer is `top`; on a
+/// failure, the step that failed.
+pub(super) fn make_layer_dirs(
+    dir: &std::path::Path,
+    top: &std::path::Path,
+) -> Result<(), (&'static str, std::io::Error)> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let lower = std::fs::metadata(top).map_err(|e| ("reading the rootfs", e))?;
     let umask = process_umask();
     let mkdir = |path: &std::path::Path, mode: u32| {
         std::fs::DirBuilder::new().mode(mode).create(path)?;
@@ -304,20 +351,15 @@ fn make_overlay(
             false => Ok(()),
         }
     };
-    let dir = sup.overlay_dir(name);
-    // The name is free in the registry, so anything here is a leftover of a crash.
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).map_err(|e| fail("removing a stale overlay directory", e))?;
-    }
-    mkdir(&dir, 0o700).map_err(|e| fail("creating the overlay directory", e))?;
+    mkdir(dir, 0o700).map_err(|e| ("creating the overlay directory", e))?;
     // The merged root takes the upper directory's owner and mode: those of the rootfs's root.
     let upper = dir.join("upper");
-    mkdir(&upper, lower.mode() & 0o7777).map_err(|e| fail("creating the upper directory", e))?;
+    mkdir(&upper, lower.mode() & 0o7777).map_err(|e| ("creating the upper directory", e))?;
     std::os::unix::fs::chown(&upper, Some(lower.uid()), Some(lower.gid()))
-        .map_err(|e| fail("creating the upper directory", e))?;
-    mkdir(&dir.join("work"), 0o700).map_err(|e| fail("creating the overlay work directory", e))?;
-    mkdir(&dir.join("merged"), 0o755).map_err(|e| fail("creating the overlay mount point", e))?;
-    Ok(dir)
+        .map_err(|e| ("creating the upper directory", e))?;
+    mkdir(&dir.join("work"), 0o700).map_err(|e| ("creating the overlay work directory", e))?;
+    mkdir(&dir.join("merged"), 0o755).map_err(|e| ("creating the overlay mount point", e))?;
+    Ok(())
 }
 
 /// `run --rm`'s removal of the layer, off the path of the answer: renamed at once into

@@ -9,6 +9,7 @@ pub mod launch;
 pub mod logs;
 pub mod metrics;
 mod monitor_events;
+pub mod overlay_ahead;
 mod reaper;
 pub mod record;
 pub mod registry;
@@ -116,6 +117,8 @@ pub struct Supervisor {
     pub shutting_down: AtomicBool,
     /// The stdin of `-i`/`-t` containers: pipe write ends and pty masters, by name.
     pub consoles: console::Consoles,
+    /// Spare overlay roots, mounted before their containers' requests.
+    pub ahead: Arc<overlay_ahead::Ahead>,
     /// systemd's readiness and activation state (nothing when started by hand).
     activation: systemd::Activation,
     /// The socket came from socket activation: systemd owns its file, so it is left in place.
@@ -191,6 +194,7 @@ impl Supervisor {
                 }
             }
         }
+        self.ahead.clear();
         self.activation.notify("STOPPING=1");
         if !self.socket_activated {
             let _ = fs::remove_file(&self.socket);
@@ -470,6 +474,7 @@ pub fn run(config: Config, ready: impl FnOnce()) -> anyhow::Result<()> {
             None
         }
     };
+    let ahead = overlay_ahead::Ahead::start(&root);
     let sup = Arc::new(Supervisor {
         root,
         socket: config.socket,
@@ -483,6 +488,7 @@ pub fn run(config: Config, ready: impl FnOnce()) -> anyhow::Result<()> {
         ports: crate::net::firewall::Claims::new(),
         shutting_down: AtomicBool::new(false),
         consoles: console::Consoles::default(),
+        ahead,
         activation,
         socket_activated,
         _locks: locks,

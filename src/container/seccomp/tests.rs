@@ -419,3 +419,28 @@ mod old_profile {
         vec![to_libc(compile(denied, libc::EPERM)), to_libc(compile(clone3, libc::ENOSYS)), x32]
     }
 }
+
+#[test]
+fn a_compiled_filter_crosses_the_init_channel_unchanged_and_each_profile_is_compiled_once() {
+    let p = profile(DOCKER_LIKE);
+    let filter = compile(&p).unwrap();
+    let numbers = |f: &Filter| f.instructions().iter().map(|i| (i.code, i.jt, i.jf, i.k)).collect::<Vec<_>>();
+    // The init gets it in its Setup (JSON): the same program and flags come out.
+    let back: Filter = serde_json::from_slice(&serde_json::to_vec(&filter).unwrap()).unwrap();
+    assert_eq!(numbers(&back), numbers(&filter));
+    assert_eq!(back.flags, filter.flags);
+    // Compiled on the first call, kept for the next.
+    let key = serde_json::to_vec(&p).unwrap();
+    let kept = || COMPILED.lock().iter().filter(|(k, _)| *k == key).count();
+    let first = compile_once(&p).unwrap();
+    assert_eq!(kept(), 1, "the compiled profile was not kept");
+    let again = compile_once(&p).unwrap();
+    assert_eq!(kept(), 1, "the profile was compiled again");
+    assert_eq!(numbers(&first), numbers(&filter));
+    assert_eq!(numbers(&again), numbers(&filter));
+    // A profile that does not compile is not kept, and its error is the compiler's.
+    let bad = profile(
+        r#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 9, "value": 1, "op": "SCMP_CMP_EQ"}]}]}"#,
+    );
+    assert!(matches!(compile_once(&bad), Err(SeccompError::ArgIndex { .. })));
+}

@@ -1,0 +1,243 @@
+//! The next container's copy-on-write root, made ahead of its request.
+//!
+//! Mounting a container's overlay is the largest single step of its init's root (about 1 ms on
+//! this host's ext4: the mount makes and deletes test files and directories in `work/`, and each
+//! new inode is slow after much churn). After a start over some lower layers, a thread of ours
+//! makes a spare set of `upper`, `work` and `merged` directories under `<root>/ahead/` and mounts
+//! the overlay over the same layers *detached* (fsopen/fsmount: in no mount namespace, seen by no
+//! process). The next start over those layers renames the spare to its own `overlay/<name>`,
+//! and its init moves the mount onto `merged` (`Plan::root_mount`). A start that finds no spare
+//! does what it always did.
+//!
+//! A spare is one container's alone: it is taken once, and its directories become that
+//! container's. It is dropped, not used, if a layer's directory is no longer the one it was
+//! made over (replaced or deleted since), so a container never sees a stale root.
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use parking_lot::Mutex;
+
+/// Below the supervisor's root: spare layers; emptied at every supervisor start.
+pub const AHEAD_DIR: &str = "ahead";
+/// Spares kept at most, one per set of layers (the most recently used sets).
+const KEPT: usize = 4;
+/// Sets of layers whose overlay could not be made detached are not tried again; at most this many.
+const REFUSED_KEPT: usize = 16;
+
+/// What a spare fits: the same layers, and whether the layer is thrown away at the end
+/// (`volatile`, see `rootfs::mount_overlay`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Key {
+    pub lowers: Vec<PathBuf>,
+    pub throwaway: bool,
+}
+
+struct Spare {
+    key: Key,
+    dir: PathBuf,
+    mount: OwnedFd,
+    /// (device, inode) of each lower directory when the spare was made.
+    layers: Vec<(u64, u64)>,
+}
+
+#[derive(Default)]
+struct Spares {
+    kept: Vec<Spare>,
+    refused: Vec<Key>,
+    next: u64,
+}
+
+pub struct Ahead {
+    dir: PathBuf,
+    spares: Mutex<Spares>,
+    /// To the thread that makes spares (a send fails if it could not be started: starts go on
+    /// without spares).
+    wanted: Mutex<std::sync::mpsc::Sender<Key>>,
+}
+
+impl Ahead {
+    /// Empties `<root>/ahead/` (a dead supervisor's spares) and starts the thread.
+    pub fn start(root: &Path) -> std::sync::Arc<Ahead> {
+        let dir = root.join(AHEAD_DIR);
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => crate::warn!("emptying {}: {e}", dir.display()),
+            _ => {}
+        }
+        let (tx, rx) = std::sync::mpsc::channel::<Key>();
+        let ahead = std::sync::Arc::new(Ahead { dir, spares: Mutex::new(Spares::default()), wanted: Mutex::new(tx) });
+        let weak = std::sync::Arc::downgrade(&ahead);
+        let spawned = std::thread::Builder::new().name("overlay-ahead".into()).spawn(move || {
+            // Its work is never awaited: it runs on a CPU no start needs (measured: at the normal
+            // priority it ran beside the command's exit and slowed that by more than it saved).
+            let param = libc::sched_param { sched_priority: 0 };
+            // SAFETY: sets this thread's own policy; a failure leaves it as it was.
+            unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+            for key in rx {
+                match weak.upgrade() {
+                    Some(ahead) => ahead.make(key),
+                    None => return,
+                }
+            }
+        });
+        if let Err(e) = spawned {
+            crate::warn!("no overlay-ahead thread ({e}): every start mounts its own overlay");
+        }
+        ahead
+    }
+
+    /// Asks for a spare over `key`'s layers, unless one is kept (made on the thread).
+    pub fn want(&self, key: Key) {
+        {
+            let spares = self.spares.lock();
+            if spares.kept.iter().any(|s| s.key == key) || spares.refused.contains(&key) {
+                return;
+            }
+        }
+        let _ = self.wanted.lock().send(key);
+    }
+
+    /// The spare over `key`'s layers, renamed to `dir` (which must not exist), and its mount;
+    /// None if there is none or it no longer fits (then dropped).
+    pub fn take(&self, key: &Key, dir: &Path) -> Option<OwnedFd> {
+        let spare = {
+            let mut spares = self.spares.lock();
+            let at = spares.kept.iter().position(|s| &s.key == key)?;
+            spares.kept.remove(at)
+        };
+        let fits = identities(&key.lowers).is_ok_and(|now| now == spare.layers);
+        if fits && std::fs::rename(&spare.dir, dir).is_ok() {
+            return Some(spare.mount);
+        }
+        discard(spare);
+        None
+    }
+
+    /// Drops every spare (the supervisor is stopping).
+    pub fn clear(&self) {
+        let kept = std::mem::take(&mut self.spares.lock().kept);
+        kept.into_iter().for_each(discard);
+    }
+
+    /// Makes a spare over `key`'s layers (the thread's work).
+    fn make(&self, key: Key) {
+        let seq = {
+            let mut spares = self.spares.lock();
+            if spares.kept.iter().any(|s| s.key == key) || spares.refused.contains(&key) {
+                return;
+            }
+            spares.next += 1;
+            spares.next
+        };
+        let dir = self.dir.join(seq.to_string());
+        let made = make_spare(&self.dir, &dir, &key);
+        let mut spares = self.spares.lock();
+        match made {
+            Ok((mount, layers)) => {
+                if spares.kept.len() >= KEPT {
+                    let oldest = spares.kept.remove(0);
+                    drop(spares);
+                    discard(oldest);
+                    spares = self.spares.lock();
+                }
+                spares.kept.push(Spare { key, dir, mount, layers });
+            }
+            Err(e) => {
+                crate::warn!("no overlay made ahead over {:?} (each start mounts its own): {e}", key.lowers);
+                let _ = std::fs::remove_dir_all(&dir);
+                if spares.refused.len() >= REFUSED_KEPT {
+                    spares.refused.remove(0);
+                }
+                spares.refused.push(key);
+            }
+        }
+    }
+}
+
+/// Its mount goes (detached: unmounted when the fd closes), then its directories.
+fn discard(spare: Spare) {
+    drop(spare.mount);
+    if let Err(e) = std::fs::remove_dir_all(&spare.dir) {
+        crate::warn!("removing the spare layer {}: {e}", spare.dir.display());
+    }
+}
+
+/// (device, inode) of each directory.
+fn identities(dirs: &[PathBuf]) -> std::io::Result<Vec<(u64, u64)>> {
+    dirs.iter().map(|d| std::fs::metadata(d).map(|m| (m.dev(), m.ino()))).collect()
+}
+
+fn make_spare(parent: &Path, dir: &Path, key: &Key) -> std::io::Result<(OwnedFd, Vec<(u64, u64)>)> {
+    use std::os::unix::fs::DirBuilderExt;
+    let top = key.lowers.first().ok_or_else(|| std::io::Error::other("no layers"))?;
+    match std::fs::DirBuilder::new().mode(0o700).create(parent) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
+        _ => {}
+    }
+    let layers = identities(&key.lowers)?;
+    super::launch::make_layer_dirs(dir, top).map_err(|(what, e)| std::io::Error::other(format!("{what}: {e}")))?;
+    let mount = mount_detached(&key.lowers, dir, key.throwaway)?;
+    Ok((mount, layers))
+}
+
+/// The overlay over `lowers` with `dir`'s upper and work, mounted nowhere (fsmount): the same
+/// options as `rootfs::mount_overlay`.
+fn mount_detached(lowers: &[PathBuf], dir: &Path, throwaway: bool) -> std::io::Result<OwnedFd> {
+    let fd = |ret: libc::c_long| -> std::io::Result<OwnedFd> {
+        match ret {
+            // SAFETY: a new fd the kernel just returned.
+            r if r >= 0 => Ok(unsafe { OwnedFd::from_raw_fd(r as i32) }),
+            _ => Err(std::io::Error::last_os_error()),
+        }
+    };
+    let cstr = |s: &str| std::ffi::CString::new(s).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL));
+    let mut joined = Vec::new();
+    for p in lowers.iter().map(PathBuf::as_path).chain([dir]) {
+        let s = p.to_str().ok_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+        // Options are split at ',' and layers at ':' (as for rootfs::mount_overlay).
+        if s.contains([',', ':', '\\']) {
+            return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        joined.push(s);
+    }
+    let dir_s = joined.pop().unwrap_or_default();
+    // SAFETY: plain syscalls on C strings that outlive them and fds owned here.
+    let fs = fd(unsafe { libc::syscall(libc::SYS_fsopen, c"overlay".as_ptr(), libc::FSOPEN_CLOEXEC) })?;
+    let set = |key: &str, value: Option<&str>| -> std::io::Result<()> {
+        let key = cstr(key)?;
+        let value = value.map(cstr).transpose()?;
+        let (cmd, v) = match &value {
+            Some(v) => (libc::FSCONFIG_SET_STRING, v.as_ptr()),
+            None => (libc::FSCONFIG_SET_FLAG, std::ptr::null()),
+        };
+        // SAFETY: as above.
+        let r = unsafe { libc::syscall(libc::SYS_fsconfig, fs.as_raw_fd(), cmd, key.as_ptr(), v, 0) };
+        if r < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    };
+    set("lowerdir", Some(&joined.join(":")))?;
+    set("upperdir", Some(&format!("{dir_s}/upper")))?;
+    set("workdir", Some(&format!("{dir_s}/work")))?;
+    set("index", Some("off"))?;
+    if throwaway {
+        set("volatile", None)?;
+    }
+    // SAFETY: as above.
+    let created = unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            libc::FSCONFIG_CMD_CREATE,
+            std::ptr::null::<u8>(),
+            std::ptr::null::<u8>(),
+            0,
+        )
+    };
+    if created < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    fd(unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), libc::FSMOUNT_CLOEXEC, 0) })
+}
