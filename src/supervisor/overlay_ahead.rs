@@ -22,6 +22,8 @@ use parking_lot::Mutex;
 pub const AHEAD_DIR: &str = "ahead";
 /// Spares kept at most, one per set of layers (the most recently used sets).
 const KEPT: usize = 4;
+/// How long after the start that asked for a spare it is made.
+const MAKE_AFTER: std::time::Duration = std::time::Duration::from_millis(2);
 /// Sets of layers whose overlay could not be made detached are not tried again; at most this many.
 const REFUSED_KEPT: usize = 16;
 
@@ -74,6 +76,10 @@ impl Ahead {
             // SAFETY: sets this thread's own policy; a failure leaves it as it was.
             unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
             for key in rx {
+                // Not at once: the start that asked is still ending (its command's exit, the
+                // answer); even on an idle CPU, the mount slowed that (alternating A/B: 2 ms later
+                // saved 0.27 ms of 8.2).
+                std::thread::sleep(MAKE_AFTER);
                 match weak.upgrade() {
                     Some(ahead) => ahead.make(key),
                     None => return,
