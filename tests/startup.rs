@@ -404,3 +404,39 @@ fn a_start_over_the_same_layers_gets_the_overlay_mounted_ahead_and_a_replaced_ro
     assert!(sup.signal_and_wait(libc::SIGTERM).success());
     assert_eq!(spares(&sup), Vec::<String>::new(), "spares left after the supervisor stopped");
 }
+
+#[test]
+fn a_start_takes_its_record_and_log_files_from_those_made_ahead_and_none_outlive_the_supervisor() {
+    let mut sup = Supervisor::start();
+    let rootfs = rootfs();
+    let fresh = sup.root.join("fresh");
+    let ready = |dir: &std::path::Path| std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
+    wait_until(std::time::Duration::from_secs(10), || ready(&fresh) > 0);
+    // The files a start creates (its record, the record's spare, its log) are renamed from
+    // <root>/fresh/ (RENAME_NOREPLACE): no inode is made for them on the start's path.
+    let text = strace_supervisor(&sup, "openat,rename,renameat2", |_| {
+        let (code, out, err) = sup.run_with(&["--net", "none"], "placed", &rootfs, &["/bin/echo", "logged"]);
+        assert_eq!((code, out.as_str()), (0, "logged\n"), "{err}");
+    });
+    let placed = |target: &str| {
+        text.iter().any(|l| {
+            l.contains("renameat2(")
+                && l.contains("/fresh/")
+                && l.contains(target)
+                && l.contains("RENAME_NOREPLACE) = 0")
+        })
+    };
+    for target in ["/logs/placed.log", "/containers/.placed.json.spare"] {
+        assert!(placed(target), "{target} was not taken from the fresh files: {text:#?}");
+    }
+    // They are the container's own files as before: the log holds its output, the record its end.
+    assert!(sup.ok(&["logs", "placed"]).contains("logged"));
+    assert_eq!(sup.status("placed"), "exited");
+    sup.ok(&["rm", "placed"]);
+    // A stopped supervisor leaves none; a dead one's are deleted by the next.
+    assert!(sup.signal_and_wait(libc::SIGTERM).success());
+    assert_eq!(ready(&fresh), 0, "fresh files left after the supervisor stopped");
+    std::fs::write(fresh.join("left-by-a-crash"), "").unwrap();
+    sup.spawn();
+    assert!(!fresh.join("left-by-a-crash").exists(), "a dead supervisor's fresh file was kept");
+}

@@ -247,6 +247,9 @@ fn launch(
         });
     }
     if let Some((stdout, stderr)) = output {
+        if !again {
+            sup.fresh.place(log_path);
+        }
         sup.logs
             .attach(&log, stdout, stderr, again)
             .map_err(|e| Failure::engine(format!("creating log {}: {e}", log_path.display())))?;

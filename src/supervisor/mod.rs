@@ -4,6 +4,7 @@ mod console;
 pub mod events;
 mod exec;
 pub mod failure;
+pub mod fresh_files;
 pub mod handlers;
 pub mod launch;
 pub mod logs;
@@ -119,6 +120,8 @@ pub struct Supervisor {
     pub consoles: console::Consoles,
     /// Spare overlay roots, mounted before their containers' requests.
     pub ahead: Arc<overlay_ahead::Ahead>,
+    /// Empty files made ahead for the records and logs of new containers.
+    pub fresh: Arc<fresh_files::FreshFiles>,
     /// systemd's readiness and activation state (nothing when started by hand).
     activation: systemd::Activation,
     /// The socket came from socket activation: systemd owns its file, so it is left in place.
@@ -195,6 +198,7 @@ impl Supervisor {
             }
         }
         self.ahead.clear();
+        self.fresh.clear();
         self.activation.notify("STOPPING=1");
         if !self.socket_activated {
             let _ = fs::remove_file(&self.socket);
@@ -443,7 +447,10 @@ pub fn run(config: Config, ready: impl FnOnce()) -> anyhow::Result<()> {
         Some(listener) => (listener, true),
         None => (bind_socket(&config.socket)?, false),
     };
-    let store = store::Store::open(&root).with_context(|| format!("creating {}/containers", root.display()))?;
+    let fresh = fresh_files::FreshFiles::start(&root);
+    let store = store::Store::open(&root)
+        .with_context(|| format!("creating {}/containers", root.display()))?
+        .with_fresh_files(fresh.clone());
     let registry = registry::Registry::load(store).context("loading container records")?;
     // No container runs yet: whatever an earlier supervisor left in our cgroup parent or on our
     // bridge belongs to containers that are gone (or were just killed as lost). Removing a group
@@ -489,6 +496,7 @@ pub fn run(config: Config, ready: impl FnOnce()) -> anyhow::Result<()> {
         shutting_down: AtomicBool::new(false),
         consoles: console::Consoles::default(),
         ahead,
+        fresh,
         activation,
         socket_activated,
         _locks: locks,

@@ -23,7 +23,7 @@ pub const AHEAD_DIR: &str = "ahead";
 /// Spares kept at most, one per set of layers (the most recently used sets).
 const KEPT: usize = 4;
 /// How long after the start that asked for a spare it is made.
-const MAKE_AFTER: std::time::Duration = std::time::Duration::from_millis(1);
+pub(super) const MAKE_AFTER: std::time::Duration = std::time::Duration::from_millis(1);
 /// Sets of layers whose overlay could not be made detached are not tried again; at most this many.
 const REFUSED_KEPT: usize = 16;
 
@@ -72,9 +72,7 @@ impl Ahead {
         let spawned = std::thread::Builder::new().name("overlay-ahead".into()).spawn(move || {
             // Its work is never awaited: it runs on a CPU no start needs (measured: at the normal
             // priority it ran beside the command's exit and slowed that by more than it saved).
-            let param = libc::sched_param { sched_priority: 0 };
-            // SAFETY: sets this thread's own policy; a failure leaves it as it was.
-            unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+            run_when_idle();
             for key in rx {
                 // Not at once: the start that asked is still ending (its command's exit, the
                 // answer), which the mount slowed even on an idle CPU. Alternating A/B of
@@ -159,6 +157,14 @@ impl Ahead {
             }
         }
     }
+}
+
+/// The calling thread runs only when a CPU has nothing else to (SCHED_IDLE): for work no
+/// request waits for, by a thread that holds no lock another waits on while it works.
+pub(super) fn run_when_idle() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: sets the calling thread's own policy; a failure leaves it as it was.
+    unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
 }
 
 /// Its mount goes (detached: unmounted when the fd closes), then its directories.

@@ -43,6 +43,8 @@ pub enum Durability {
 
 pub struct Store {
     dir: PathBuf,
+    /// Where new records' files come from, when the supervisor keeps some (see `fresh_files`).
+    fresh: Option<std::sync::Arc<super::fresh_files::FreshFiles>>,
     /// Names of records saved with [`Durability::Soon`] whose fsync is still owed.
     owed: Mutex<BTreeSet<String>>,
     /// Records replaced or unlinked, held open so that their inodes are freed by the syncer.
@@ -56,10 +58,17 @@ impl Store {
         fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
         Ok(Store {
             dir,
+            fresh: None,
             owed: Mutex::new(BTreeSet::new()),
             replaced: Mutex::new(Vec::new()),
             owed_added: Condvar::new(),
         })
+    }
+
+    /// New records and spares take their files from `fresh` (no inode made on the path).
+    pub fn with_fresh_files(mut self, fresh: std::sync::Arc<super::fresh_files::FreshFiles>) -> Store {
+        self.fresh = Some(fresh);
+        self
     }
 
     /// Blocks until some record's fsync (or a replaced record's close) is owed, or `timeout`
@@ -139,6 +148,9 @@ impl Store {
     /// comment). The spare is never read, so a torn write there harms nothing.
     fn write_spare(&self, spare: &Path, bytes: &[u8], durability: Durability) -> io::Result<()> {
         use std::os::unix::fs::FileExt;
+        if let Some(fresh) = self.fresh.as_ref().filter(|_| !spare.exists()) {
+            fresh.place(spare);
+        }
         let f = OpenOptions::new().write(true).create(true).mode(0o600).custom_flags(libc::O_NOFOLLOW).open(spare)?;
         f.write_all_at(bytes, 0)?;
         // Shorter than the old record: cut the rest (within the same block, nothing is freed).
