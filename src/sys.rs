@@ -12,6 +12,35 @@ pub fn check<T: Copy + PartialOrd + Default>(rc: T) -> io::Result<T> {
     }
 }
 
+/// A new filesystem of type `fstype` with `options` (a value, or None for a flag), mounted
+/// nowhere (fsopen, fsconfig, fsmount): a detached mount, gone when the fd closes, that a caller
+/// may attach with move_mount.
+pub fn mount_detached(fstype: &std::ffi::CStr, options: &[(&str, Option<&str>)]) -> io::Result<std::os::fd::OwnedFd> {
+    use std::ffi::CString;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let cstr = |s: &str| CString::new(s).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL));
+    // SAFETY: a C string that outlives the call; the fd returned is owned from here.
+    let fs = unsafe {
+        OwnedFd::from_raw_fd(check(libc::syscall(libc::SYS_fsopen, fstype.as_ptr(), libc::FSOPEN_CLOEXEC))? as i32)
+    };
+    for (key, value) in options {
+        let key = cstr(key)?;
+        let value = value.map(cstr).transpose()?;
+        let (cmd, v) = match &value {
+            Some(v) => (libc::FSCONFIG_SET_STRING, v.as_ptr()),
+            None => (libc::FSCONFIG_SET_FLAG, std::ptr::null()),
+        };
+        // SAFETY: C strings that outlive the call, on an fd owned here.
+        check(unsafe { libc::syscall(libc::SYS_fsconfig, fs.as_raw_fd(), cmd, key.as_ptr(), v, 0) })?;
+    }
+    let none = std::ptr::null::<libc::c_char>();
+    // SAFETY: as above.
+    check(unsafe { libc::syscall(libc::SYS_fsconfig, fs.as_raw_fd(), libc::FSCONFIG_CMD_CREATE, none, none, 0) })?;
+    // SAFETY: as above; the mount's fd is owned from here.
+    let mount = check(unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), libc::FSMOUNT_CLOEXEC, 0) })?;
+    Ok(unsafe { OwnedFd::from_raw_fd(mount as i32) })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -83,37 +83,17 @@ pub(crate) fn disable_ipv6(name: &str) -> Result<(), NetError> {
 /// walks them all.
 pub fn disable_ipv6_by_default() -> std::io::Result<()> {
     use std::os::fd::{FromRawFd, OwnedFd};
-    let fd = |ret: libc::c_long| -> std::io::Result<OwnedFd> {
-        // SAFETY: a new fd the kernel just returned.
-        if ret < 0 {
-            Err(std::io::Error::last_os_error())
-        } else {
-            Ok(unsafe { OwnedFd::from_raw_fd(ret as i32) })
-        }
-    };
-    // SAFETY: plain syscalls on a string constant and fds owned here.
-    let fs = fd(unsafe { libc::syscall(libc::SYS_fsopen, c"proc".as_ptr(), libc::FSOPEN_CLOEXEC) })?;
-    let created = unsafe {
-        libc::syscall(
-            libc::SYS_fsconfig,
-            fs.as_raw_fd(),
-            libc::FSCONFIG_CMD_CREATE,
-            std::ptr::null::<u8>(),
-            std::ptr::null::<u8>(),
-            0,
-        )
-    };
-    if created < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let proc = fd(unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), libc::FSMOUNT_CLOEXEC, 0) })?;
+    let proc = crate::sys::mount_detached(c"proc", &[])?;
     let path = c"sys/net/ipv6/conf/default/disable_ipv6";
-    let knob =
-        match fd(unsafe { libc::openat(proc.as_raw_fd(), path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) }.into()) {
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()), // no IPv6 in this kernel
-            other => other?,
-        };
-    std::fs::File::from(knob).write_all(b"1")
+    // SAFETY: a C string constant, relative to an fd owned here.
+    let knob = match crate::sys::check(unsafe {
+        libc::openat(proc.as_raw_fd(), path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC)
+    }) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()), // no IPv6 in this kernel
+        other => other?,
+    };
+    // SAFETY: a new fd the kernel just returned.
+    std::fs::File::from(unsafe { OwnedFd::from_raw_fd(knob) }).write_all(b"1")
 }
 
 /// Runs inside the container's namespace, where the peer was born as eth0 (down): IPv6 off,

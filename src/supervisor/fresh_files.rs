@@ -31,10 +31,7 @@ impl FreshFiles {
     /// Empties `<root>/fresh/` (a dead supervisor's files) and starts the thread that fills it.
     pub fn start(root: &Path) -> std::sync::Arc<FreshFiles> {
         let dir = root.join(FRESH_DIR);
-        match std::fs::remove_dir_all(&dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => crate::warn!("emptying {}: {e}", dir.display()),
-            _ => {}
-        }
+        super::overlay_ahead::remove_leftovers(&dir);
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         let fresh = std::sync::Arc::new(FreshFiles {
             dir,

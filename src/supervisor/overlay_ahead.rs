@@ -12,7 +12,7 @@
 //! A spare is one container's alone: it is taken once, and its directories become that
 //! container's. It is dropped, not used, if a layer's directory is no longer the one it was
 //! made over (replaced or deleted since), so a container never sees a stale root.
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -62,10 +62,7 @@ impl Ahead {
     /// Empties `<root>/ahead/` (a dead supervisor's spares) and starts the thread.
     pub fn start(root: &Path) -> std::sync::Arc<Ahead> {
         let dir = root.join(AHEAD_DIR);
-        match std::fs::remove_dir_all(&dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => crate::warn!("emptying {}: {e}", dir.display()),
-            _ => {}
-        }
+        remove_leftovers(&dir);
         let (tx, rx) = std::sync::mpsc::channel::<Key>();
         let ahead = std::sync::Arc::new(Ahead { dir, spares: Mutex::new(Spares::default()), wanted: Mutex::new(tx) });
         let weak = std::sync::Arc::downgrade(&ahead);
@@ -159,6 +156,14 @@ impl Ahead {
     }
 }
 
+/// Deletes `dir`, which a supervisor that died left (its spares, its fresh files).
+pub(super) fn remove_leftovers(dir: &Path) {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => crate::warn!("emptying {}: {e}", dir.display()),
+        _ => {}
+    }
+}
+
 /// The calling thread runs only when a CPU has nothing else to (SCHED_IDLE): for work no
 /// request waits for, by a thread that holds no lock another waits on while it works.
 pub(super) fn run_when_idle() {
@@ -196,61 +201,25 @@ fn make_spare(parent: &Path, dir: &Path, key: &Key) -> std::io::Result<(OwnedFd,
 /// The overlay over `lowers` with `dir`'s upper and work, mounted nowhere (fsmount): the same
 /// options as `rootfs::mount_overlay`.
 fn mount_detached(lowers: &[PathBuf], dir: &Path, throwaway: bool) -> std::io::Result<OwnedFd> {
-    let fd = |ret: libc::c_long| -> std::io::Result<OwnedFd> {
-        match ret {
-            // SAFETY: a new fd the kernel just returned.
-            r if r >= 0 => Ok(unsafe { OwnedFd::from_raw_fd(r as i32) }),
-            _ => Err(std::io::Error::last_os_error()),
-        }
-    };
-    let cstr = |s: &str| std::ffi::CString::new(s).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL));
-    let mut joined = Vec::new();
+    let mut paths = Vec::new();
     for p in lowers.iter().map(PathBuf::as_path).chain([dir]) {
         let s = p.to_str().ok_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL))?;
         // Options are split at ',' and layers at ':' (as for rootfs::mount_overlay).
         if s.contains([',', ':', '\\']) {
             return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
         }
-        joined.push(s);
+        paths.push(s);
     }
-    let dir_s = joined.pop().unwrap_or_default();
-    // SAFETY: plain syscalls on C strings that outlive them and fds owned here.
-    let fs = fd(unsafe { libc::syscall(libc::SYS_fsopen, c"overlay".as_ptr(), libc::FSOPEN_CLOEXEC) })?;
-    let set = |key: &str, value: Option<&str>| -> std::io::Result<()> {
-        let key = cstr(key)?;
-        let value = value.map(cstr).transpose()?;
-        let (cmd, v) = match &value {
-            Some(v) => (libc::FSCONFIG_SET_STRING, v.as_ptr()),
-            None => (libc::FSCONFIG_SET_FLAG, std::ptr::null()),
-        };
-        // SAFETY: as above.
-        let r = unsafe { libc::syscall(libc::SYS_fsconfig, fs.as_raw_fd(), cmd, key.as_ptr(), v, 0) };
-        if r < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(())
-    };
-    set("lowerdir", Some(&joined.join(":")))?;
-    set("upperdir", Some(&format!("{dir_s}/upper")))?;
-    set("workdir", Some(&format!("{dir_s}/work")))?;
-    set("index", Some("off"))?;
+    let dir = paths.pop().unwrap_or_default();
+    let (lowerdir, upperdir, workdir) = (paths.join(":"), format!("{dir}/upper"), format!("{dir}/work"));
+    let mut options = vec![
+        ("lowerdir", Some(lowerdir.as_str())),
+        ("upperdir", Some(upperdir.as_str())),
+        ("workdir", Some(workdir.as_str())),
+        ("index", Some("off")),
+    ];
     if throwaway {
-        set("volatile", None)?;
+        options.push(("volatile", None));
     }
-    // SAFETY: as above.
-    let created = unsafe {
-        libc::syscall(
-            libc::SYS_fsconfig,
-            fs.as_raw_fd(),
-            libc::FSCONFIG_CMD_CREATE,
-            std::ptr::null::<u8>(),
-            std::ptr::null::<u8>(),
-            0,
-        )
-    };
-    if created < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: as above.
-    fd(unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), libc::FSMOUNT_CLOEXEC, 0) })
+    crate::sys::mount_detached(c"overlay", &options)
 }
