@@ -133,6 +133,10 @@ impl Ahead {
         };
         let dir = self.dir.join(seq.to_string());
         let made = make_spare(&self.dir, &dir, &key);
+        if let Err(e) = &made {
+            crate::warn!("no overlay made ahead over {:?} (each start mounts its own): {e}", key.lowers);
+            let _ = std::fs::remove_dir_all(&dir);
+        }
         let mut spares = self.spares.lock();
         match made {
             Ok((mount, layers)) => {
@@ -144,9 +148,7 @@ impl Ahead {
                 }
                 spares.kept.push(Spare { key, dir, mount, layers });
             }
-            Err(e) => {
-                crate::warn!("no overlay made ahead over {:?} (each start mounts its own): {e}", key.lowers);
-                let _ = std::fs::remove_dir_all(&dir);
+            Err(_) => {
                 if spares.refused.len() >= REFUSED_KEPT {
                     spares.refused.remove(0);
                 }
