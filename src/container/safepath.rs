@@ -68,16 +68,29 @@ fn components(path: &str) -> Vec<&str> {
     out
 }
 
+/// How many times a scoped lookup is retried after EAGAIN (see `openat2`).
+const SCOPED_LOOKUP_TRIES: u32 = 128;
+
 fn openat2(dirfd: RawFd, path: &str, flags: libc::c_int, resolve: u64) -> io::Result<OwnedFd> {
     let path = cstr(if path.is_empty() { "." } else { path })?;
     // SAFETY: open_how is plain data; zeroed is its documented default.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
     how.flags = (flags | libc::O_PATH | libc::O_CLOEXEC) as u64;
     how.resolve = resolve;
-    // SAFETY: valid pointers for the duration of the call; the result is a fresh fd we own.
-    let fd = check(unsafe {
-        libc::syscall(libc::SYS_openat2, dirfd, path.as_ptr(), &how as *const libc::open_how, size_of_val(&how))
-    })?;
+    // A scoped lookup (RESOLVE_IN_ROOT/BENEATH) fails with EAGAIN when a rename or a mount
+    // happened anywhere on the system while it stepped over "..": openat2(2) says to retry, as
+    // libpathrs does. The supervisor's own threads rename and mount (spare layers, fresh files),
+    // so it is not rare: a start failed on it in CI.
+    let mut tries = 0;
+    let fd = loop {
+        // SAFETY: valid pointers for the duration of the call; the result is a fresh fd we own.
+        match check(unsafe {
+            libc::syscall(libc::SYS_openat2, dirfd, path.as_ptr(), &how as *const libc::open_how, size_of_val(&how))
+        }) {
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) && tries < SCOPED_LOOKUP_TRIES => tries += 1,
+            done => break done?,
+        }
+    };
     // SAFETY: the kernel just gave us this fd.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
@@ -330,6 +343,34 @@ mod tests {
         assert_eq!(components("../../etc/./hosts/"), ["etc", "hosts"]);
         assert_eq!(components("/a/../../b"), ["b"]);
         assert!(components("/").is_empty());
+    }
+
+    #[test]
+    fn a_lookup_over_dotdot_survives_renames_elsewhere_on_the_system() {
+        let dir = tempfile::tempdir().unwrap();
+        let root_path = dir.path().join("root");
+        std::fs::create_dir_all(root_path.join("etc")).unwrap();
+        std::fs::create_dir_all(root_path.join("tmp")).unwrap();
+        std::fs::write(root_path.join("tmp/target"), "").unwrap();
+        // As an image's /etc/resolv.conf may be: a link climbing with "..".
+        std::os::unix::fs::symlink("../../../../tmp/target", root_path.join("etc/link")).unwrap();
+        let root = Dir::root(&root_path).unwrap();
+        // Renames elsewhere while the lookups run (the kernel answers a scoped ".." with EAGAIN
+        // when one happened meanwhile).
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (flag, busy) = (stop.clone(), dir.path().join("busy"));
+        let renamer = std::thread::spawn(move || {
+            std::fs::write(&busy, "").unwrap();
+            let other = busy.with_extension("other");
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                std::fs::rename(&busy, &other).unwrap();
+                std::fs::rename(&other, &busy).unwrap();
+            }
+        });
+        let failed = (0..20_000).filter(|_| root.file("etc/link", false).is_err()).count();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        renamer.join().unwrap();
+        assert_eq!(failed, 0, "lookups failed while another thread renamed files");
     }
 
     #[test]
