@@ -22,6 +22,8 @@ const KEPT: usize = 12;
 pub struct FreshFiles {
     dir: PathBuf,
     ready: Mutex<Vec<PathBuf>>,
+    /// Held while files are being made; true once the supervisor stops (none is made after).
+    work: Mutex<bool>,
     next: AtomicU64,
     /// Wakes the thread that makes more (a send fails if it could not start: callers create).
     wanted: Mutex<std::sync::mpsc::Sender<()>>,
@@ -36,6 +38,7 @@ impl FreshFiles {
         let fresh = std::sync::Arc::new(FreshFiles {
             dir,
             ready: Mutex::new(Vec::new()),
+            work: Mutex::new(false),
             next: AtomicU64::new(0),
             wanted: Mutex::new(tx),
         });
@@ -81,6 +84,9 @@ impl FreshFiles {
 
     /// Deletes the files still ready (the supervisor is stopping).
     pub fn clear(&self) {
+        // After the files being made, if any: they are ready, then deleted here with the others.
+        let mut stopped = self.work.lock();
+        *stopped = true;
         for file in std::mem::take(&mut *self.ready.lock()) {
             let _ = std::fs::remove_file(file);
         }
@@ -89,6 +95,10 @@ impl FreshFiles {
     /// Makes files until KEPT are ready (the thread's work).
     fn fill(&self) {
         use std::os::unix::fs::DirBuilderExt;
+        let stopped = self.work.lock();
+        if *stopped {
+            return;
+        }
         match std::fs::DirBuilder::new().mode(0o700).create(&self.dir) {
             Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return,
             _ => {}

@@ -53,6 +53,8 @@ struct Spares {
 pub struct Ahead {
     dir: PathBuf,
     spares: Mutex<Spares>,
+    /// Held while a spare is being made; true once the supervisor stops (none is made after).
+    work: Mutex<bool>,
     /// To the thread that makes spares (a send fails if it could not be started: starts go on
     /// without spares).
     wanted: Mutex<std::sync::mpsc::Sender<Key>>,
@@ -64,7 +66,12 @@ impl Ahead {
         let dir = root.join(AHEAD_DIR);
         remove_leftovers(&dir);
         let (tx, rx) = std::sync::mpsc::channel::<Key>();
-        let ahead = std::sync::Arc::new(Ahead { dir, spares: Mutex::new(Spares::default()), wanted: Mutex::new(tx) });
+        let ahead = std::sync::Arc::new(Ahead {
+            dir,
+            spares: Mutex::new(Spares::default()),
+            work: Mutex::new(false),
+            wanted: Mutex::new(tx),
+        });
         let weak = std::sync::Arc::downgrade(&ahead);
         let spawned = std::thread::Builder::new().name("overlay-ahead".into()).spawn(move || {
             // Its work is never awaited: it runs on a CPU no start needs (measured: at the normal
@@ -117,12 +124,19 @@ impl Ahead {
 
     /// Drops every spare (the supervisor is stopping).
     pub fn clear(&self) {
+        // After the spare being made, if any: it is kept, then dropped here with the others.
+        let mut stopped = self.work.lock();
+        *stopped = true;
         let kept = std::mem::take(&mut self.spares.lock().kept);
         kept.into_iter().for_each(discard);
     }
 
     /// Makes a spare over `key`'s layers (the thread's work).
     fn make(&self, key: Key) {
+        let stopped = self.work.lock();
+        if *stopped {
+            return;
+        }
         let seq = {
             let mut spares = self.spares.lock();
             if spares.kept.iter().any(|s| s.key == key) || spares.refused.contains(&key) {
