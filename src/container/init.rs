@@ -138,7 +138,7 @@ fn run(
     if let Some(name) = spec.domainname() {
         set_domainname(name)?;
     }
-    if new_namespace(spec, LinuxNamespaceType::Network) {
+    if rootfs::has_new_namespace(spec, LinuxNamespaceType::Network) {
         loopback_up().map_err(CoreError::process("bringing up lo"))?;
     }
     if let Some(socket) = console {
@@ -246,7 +246,7 @@ fn place_preserved(fds: Vec<OwnedFd>) -> Result<(), CoreError> {
 
 /// The process's own settings, in the cgroup, ending with what drops privileges.
 fn finish(spec: &super::Spec, process: &Process, seccomp: Option<&super::seccomp::Filter>) -> Result<(), CoreError> {
-    if new_namespace(spec, LinuxNamespaceType::Cgroup) {
+    if rootfs::has_new_namespace(spec, LinuxNamespaceType::Cgroup) {
         // After the move into the cgroup: the namespace's root is the container's own group.
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
             .map_err(|e| CoreError::Process { step: "unshare(CLONE_NEWCGROUP)".into(), source: e.into() })?;
@@ -276,13 +276,6 @@ fn join_cgroups(dirs: &[PathBuf]) -> Result<(), CoreError> {
             .map_err(CoreError::process(format!("joining the cgroup {}", dir.display())))?;
     }
     Ok(())
-}
-
-fn new_namespace(spec: &super::Spec, kind: LinuxNamespaceType) -> bool {
-    spec.linux()
-        .as_ref()
-        .and_then(|l| l.namespaces().as_ref())
-        .is_some_and(|ns| ns.iter().any(|n| n.typ() == kind && n.path().is_none()))
 }
 
 fn set_domainname(name: &str) -> Result<(), CoreError> {

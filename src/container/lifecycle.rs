@@ -267,9 +267,15 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
     if !opts.preserve_fds.is_empty() && opts.mode != InitMode::Exec {
         return Err(CoreError::spec("preserve_fds", "only a command the init execs itself can get them"));
     }
-    if opts.root_mount.is_some() && (!matches!(opts.root, RootSource::Overlay { .. }) || !opts.preserve_fds.is_empty())
+    // A mount made by the caller's user namespace cannot be attached by a root of another.
+    let user_ns = super::rootfs::has_namespace(&opts.spec, oci_spec::runtime::LinuxNamespaceType::User);
+    if opts.root_mount.is_some()
+        && (!matches!(opts.root, RootSource::Overlay { .. }) || !opts.preserve_fds.is_empty() || user_ns)
     {
-        return Err(CoreError::spec("root", "a root mounted ahead must be an overlay, without preserved fds"));
+        return Err(CoreError::spec(
+            "root",
+            "a root mounted ahead must be an overlay, without preserved fds or a user namespace",
+        ));
     }
     let group = GroupPlan::new(&opts.spec, opts.cgroup, &opts.cgroup_parent, &opts.id)?;
     // Before anything is made: a profile that does not compile fails the create here.

@@ -176,7 +176,8 @@ pub fn build(plan: &Plan, root_mount: Option<OwnedFd>) -> Result<(), CoreError> 
     Ok(())
 }
 
-fn has_new_namespace(spec: &super::Spec, kind: LinuxNamespaceType) -> bool {
+/// Whether the Spec asks for a new namespace of `kind` (listed without a path to join).
+pub(crate) fn has_new_namespace(spec: &super::Spec, kind: LinuxNamespaceType) -> bool {
     spec.linux()
         .as_ref()
         .and_then(|l| l.namespaces().as_ref())
@@ -184,7 +185,8 @@ fn has_new_namespace(spec: &super::Spec, kind: LinuxNamespaceType) -> bool {
 }
 
 /// Whether the Spec gives the container its own namespace of `kind` (new or joined by path).
-fn has_namespace(spec: &super::Spec, kind: LinuxNamespaceType) -> bool {
+/// Whether the Spec lists a namespace of `kind` (new or joined).
+pub fn has_namespace(spec: &super::Spec, kind: LinuxNamespaceType) -> bool {
     spec.linux().as_ref().and_then(|l| l.namespaces().as_ref()).is_some_and(|ns| ns.iter().any(|n| n.typ() == kind))
 }
 

@@ -115,7 +115,7 @@ impl FreshFiles {
 }
 
 /// rename(2) that fails with EEXIST instead of replacing `to`.
-fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
+pub(super) fn rename_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
     let c = |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(std::io::Error::other);
     let (from, to) = (c(from)?, c(to)?);
     // SAFETY: two C strings that outlive the call.

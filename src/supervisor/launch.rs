@@ -172,7 +172,7 @@ fn launch(
     crate::container::trace::step(&name, "spec translated");
     // A spare layer made ahead over the same layers (see overlay_ahead), when the init mounts
     // no namespace of a new user's (its root could not attach a mount made by ours).
-    let ahead = (!again && !has_user_namespace(&oci))
+    let ahead = (!again && !container::rootfs::has_namespace(&oci, oci_spec::runtime::LinuxNamespaceType::User))
         .then(|| overlay_ahead::Key { lowers: lower.clone(), throwaway: layer == Layer::Throwaway });
     let root_mount = ahead.as_ref().and_then(|key| take_spare(sup, &name, key));
     let overlay = match (again, &root_mount) {
@@ -277,11 +277,6 @@ fn launch(
         sup.ahead.want(key);
     }
     Ok(running.pid)
-}
-
-fn has_user_namespace(spec: &container::Spec) -> bool {
-    let namespaces = spec.linux().as_ref().and_then(|l| l.namespaces().as_ref());
-    namespaces.is_some_and(|ns| ns.iter().any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::User))
 }
 
 /// The spare made ahead over `key`'s layers, as `name`'s own overlay directory, and its mount.

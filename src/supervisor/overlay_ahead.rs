@@ -115,7 +115,7 @@ impl Ahead {
             spares.kept.remove(at)
         };
         let fits = identities(&key.lowers).is_ok_and(|now| now == spare.layers);
-        if fits && std::fs::rename(&spare.dir, dir).is_ok() {
+        if fits && super::fresh_files::rename_noreplace(&spare.dir, dir).is_ok() {
             return Some(spare.mount);
         }
         discard(spare);
