@@ -102,7 +102,47 @@ fn strace_supervisor(sup: &Supervisor, what: &str, during: impl FnOnce(&std::pat
     assert!(line.contains("attached"), "strace: {line}");
     during(&trace);
     drop(strace);
-    std::fs::read_to_string(&trace).unwrap().lines().map(str::to_string).collect()
+    join_interrupted_calls(&std::fs::read_to_string(&trace).unwrap())
+}
+
+/// strace -f splits a call that another thread's line interrupted into `PID call(args <unfinished
+/// ...>` and, later, `PID <... call resumed>rest`: each such pair is joined into the one line the
+/// call would have had (at the place of its end), so a test can match a call with its result.
+fn join_interrupted_calls(trace: &str) -> Vec<String> {
+    let mut started: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+    let mut lines = Vec::new();
+    for line in trace.lines() {
+        let pid = line.split_whitespace().next().unwrap_or("");
+        if let Some(head) = line.strip_suffix(" <unfinished ...>") {
+            started.insert(pid, head);
+        } else if let Some((_, rest)) = line.split_once(" resumed>").filter(|_| line.contains(" <... ")) {
+            match started.remove(pid) {
+                // strace pads the resumed result ("<... x resumed>)      = 0"); the joined line
+                // has it as an uninterrupted call's (") = 0").
+                Some(head) => match rest.strip_prefix(')') {
+                    Some(result) => lines.push(format!("{head}) {}", result.trim_start())),
+                    None => lines.push(format!("{head}{rest}")),
+                },
+                None => lines.push(line.to_string()),
+            }
+        } else {
+            lines.push(line.to_string());
+        }
+    }
+    lines.extend(started.into_values().map(str::to_string));
+    lines
+}
+
+/// The split CI once saw: a rename interrupted by another thread's openat.
+#[test]
+fn an_interrupted_call_in_the_trace_is_matched_with_its_result() {
+    let trace =
+        "29764 renameat2(AT_FDCWD, \"/r/fresh/10\", AT_FDCWD, \"/r/c/.x.spare\", RENAME_NOREPLACE <unfinished ...>\n\
+                 29765 openat(AT_FDCWD, \"/t\", O_WRONLY) = 4\n\
+                 29764 <... renameat2 resumed>)          = 0\n";
+    let lines = join_interrupted_calls(trace);
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    assert!(lines[1].starts_with("29764 renameat2(") && lines[1].ends_with("RENAME_NOREPLACE) = 0"), "{lines:#?}");
 }
 
 #[test]
