@@ -119,6 +119,7 @@ fn options(b: &Bundle, spec: Value, stdio: Stdio, mode: InitMode, gate: StartGat
         hook_state: None,
         preserve_fds: Vec::new(),
         root_mount: None,
+        cgroup_ahead: None,
     }
 }
 

@@ -43,6 +43,7 @@ fn seeds() -> Vec<Vec<u8>> {
         console: false,
         root_mount: false,
         seccomp: None,
+        madvise_denied: false,
         trace: None,
     };
     let go = ToInit::Setup(Box::new(plan));

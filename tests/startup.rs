@@ -491,3 +491,57 @@ fn a_start_takes_its_record_and_log_files_from_those_made_ahead_and_none_outlive
     sup.spawn();
     assert!(!fresh.join("left-by-a-crash").exists(), "a dead supervisor's fresh file was kept");
 }
+
+/// The groups made ahead under the test supervisor's cgroup parent in `ctrl`'s hierarchy:
+/// name → inode (a rename keeps a group's inode).
+fn cgroups_ahead(sup: &Supervisor, ctrl: &str) -> std::collections::BTreeMap<String, u64> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = std::path::Path::new("/sys/fs/cgroup").join(ctrl).join(&sup.cgroup_parent);
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(".ahead-"))
+                .map(|e| (e.file_name().to_string_lossy().into_owned(), e.metadata().unwrap().ino()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// cgroup v1 (this host): a start renames a group made ahead to its name, with the device rules
+/// every container gets and its own limits; none outlives the supervisor.
+#[test]
+fn a_start_takes_a_cgroup_made_ahead_with_the_default_device_rules_and_its_own_limits() {
+    if engine::cgroup::Cgroup::detect().unwrap() != engine::cgroup::Version::V1 {
+        panic!("this test needs cgroup v1 (v2 makes every group on the start's path: see cgroup::ahead)");
+    }
+    let mut sup = Supervisor::start();
+    wait_until(std::time::Duration::from_secs(10), || cgroups_ahead(&sup, "memory").len() >= 2);
+    let before: Vec<u64> = cgroups_ahead(&sup, "memory").into_values().collect();
+    assert!(!before.is_empty(), "no cgroup was made ahead");
+    sup.ok(&["start", "--net", "none", "--pids-limit", "7", "grouped", rootfs().to_str().unwrap(), "/bin/sleep", "60"]);
+    let group = |ctrl: &str| std::path::Path::new("/sys/fs/cgroup").join(ctrl).join(&sup.cgroup_parent).join("grouped");
+    let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(group("memory")).unwrap());
+    assert!(before.contains(&ino), "the container's memory group was not one made ahead");
+    // What a group made on the start's path has: the default device rules (never the host's
+    // "a *:* rwm"), a cpuset, and the container's own limits.
+    let devices = std::fs::read_to_string(group("devices").join("devices.list")).unwrap();
+    assert!(!devices.contains("a *:* rwm") && devices.contains("c 1:3 rwm"), "{devices}");
+    assert!(!std::fs::read_to_string(group("cpuset").join("cpuset.cpus")).unwrap().trim().is_empty());
+    assert_eq!(std::fs::read_to_string(group("pids").join("pids.max")).unwrap().trim(), "7");
+    let pid = sup.state("grouped")["pid"].as_i64().unwrap();
+    let procs = std::fs::read_to_string(group("memory").join("cgroup.procs")).unwrap();
+    assert!(procs.lines().any(|l| l == pid.to_string()), "the init is not in its group: {procs}");
+    sup.ok(&["rm", "-f", "grouped"]);
+    assert!(!group("memory").exists(), "the container's group outlived it");
+
+    // A stopped supervisor leaves none; a dead one's are removed by the next.
+    wait_until(std::time::Duration::from_secs(10), || cgroups_ahead(&sup, "memory").len() >= 2);
+    assert!(sup.signal_and_wait(libc::SIGTERM).success());
+    for ctrl in ["memory", "cpu", "cpuset", "devices", "pids"] {
+        assert_eq!(cgroups_ahead(&sup, ctrl).len(), 0, "groups made ahead left in {ctrl} after the supervisor stopped");
+    }
+    let left = std::path::Path::new("/sys/fs/cgroup/memory").join(&sup.cgroup_parent).join(".ahead-999");
+    std::fs::create_dir(&left).unwrap();
+    sup.spawn();
+    assert!(!left.exists(), "a dead supervisor's group made ahead was kept");
+}

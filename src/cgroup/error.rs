@@ -51,6 +51,14 @@ pub enum CgroupError {
     #[error("unexpected content in {}: {content:?}", path.display())]
     Parse { path: PathBuf, content: String },
 
+    #[error("renaming {} to {}: {source}", from.display(), to.display())]
+    Rename {
+        from: PathBuf,
+        to: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
     #[error("writing {value:?} to {}: {source}", path.display())]
     Write {
         path: PathBuf,

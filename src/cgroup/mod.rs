@@ -13,6 +13,7 @@
 //! cg.remove()?;
 //! ```
 
+pub mod ahead;
 mod devices;
 mod error;
 mod fs;

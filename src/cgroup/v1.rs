@@ -34,6 +34,20 @@ fn copy_cpuset(dir: &Path, only_if_empty: bool) -> Result<(), CgroupError> {
     Ok(())
 }
 
+/// Each controller a limit of `c` needs must be among `have` (controller → anything).
+fn require<T>(have: &BTreeMap<String, T>, c: &Checked) -> Result<(), CgroupError> {
+    for (ctrl, flag) in c.controllers() {
+        if !have.contains_key(ctrl) {
+            let have: Vec<&str> = have.keys().map(|k| k.as_str()).collect();
+            return Err(CgroupError::Unsupported {
+                flag,
+                reason: format!("no {ctrl} controller on this host (cgroup v1 controllers mounted: {have:?})"),
+            });
+        }
+    }
+    Ok(())
+}
+
 impl V1 {
     pub fn create(
         mounts: &BTreeMap<String, PathBuf>,
@@ -41,15 +55,7 @@ impl V1 {
         name: &str,
         c: &Checked,
     ) -> Result<V1, CgroupError> {
-        for (ctrl, flag) in c.controllers() {
-            if !mounts.contains_key(ctrl) {
-                let have: Vec<&str> = mounts.keys().map(|k| k.as_str()).collect();
-                return Err(CgroupError::Unsupported {
-                    flag,
-                    reason: format!("no {ctrl} controller on this host (cgroup v1 controllers mounted: {have:?})"),
-                });
-            }
-        }
+        require(mounts, c)?;
         // Without the devices controller a container could open any node it makes.
         if !mounts.contains_key("devices") {
             let have: Vec<&str> = mounts.keys().map(|k| k.as_str()).collect();
@@ -94,7 +100,36 @@ impl V1 {
         }
     }
 
-    fn apply(&self, c: &Checked) -> Result<(), CgroupError> {
+    /// The controllers `c`'s limits need are among this group's.
+    pub(super) fn require(&self, c: &Checked) -> Result<(), CgroupError> {
+        require(&self.dirs, c)
+    }
+
+    /// Renames the group to `name` under the same parent in every hierarchy (cgroupfs v1
+    /// refuses a name that exists: never over another group). On a failure the directories
+    /// renamed so far are renamed back.
+    pub(super) fn rename(&mut self, name: &str) -> Result<(), CgroupError> {
+        let mut done: Vec<(PathBuf, PathBuf)> = Vec::new();
+        for dir in self.unique_dirs() {
+            let to = dir.with_file_name(name);
+            if let Err(source) = std::fs::rename(&dir, &to) {
+                for (from, to) in done.iter().rev() {
+                    let _ = std::fs::rename(to, from);
+                }
+                return Err(match source.kind() {
+                    std::io::ErrorKind::AlreadyExists => CgroupError::AlreadyExists { path: to },
+                    _ => CgroupError::Rename { from: dir, to, source },
+                });
+            }
+            done.push((dir, to));
+        }
+        for dir in self.dirs.values_mut() {
+            *dir = dir.with_file_name(name);
+        }
+        Ok(())
+    }
+
+    pub(super) fn apply(&self, c: &Checked) -> Result<(), CgroupError> {
         if let Some(max) = c.memory_max {
             let d = &self.dirs["memory"];
             write_limit(d, "memory.limit_in_bytes", &max.to_string(), limits::FLAG_MEMORY)?;

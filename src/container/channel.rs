@@ -69,9 +69,14 @@ pub struct Plan {
     #[serde(default)]
     pub root_mount: bool,
     /// spec.linux.seccomp, compiled by the parent (`seccomp::compile_once`: once per profile in
-    /// a supervisor); the init installs it as it is.
+    /// a supervisor); the init installs it as it is. The profile itself is not sent (`spec`
+    /// has none then): its ~350 rules were most of the Setup's parse.
     #[serde(default)]
     pub seccomp: Option<super::seccomp::Filter>,
+    /// The profile could kill the init for a madvise: it keeps the engine's code pages mapped
+    /// once the profile is on (see `init::let_go_of_code_pages`).
+    #[serde(default)]
+    pub madvise_denied: bool,
     /// ENGINE_STEP_TRACE: where the init appends its steps' times (see `trace`).
     #[serde(default)]
     pub trace: Option<super::trace::Origin>,

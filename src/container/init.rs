@@ -98,7 +98,7 @@ pub fn main() -> i32 {
     // once the command has run for LATE_DROP_AFTER: a short command's exit is not held up by it
     // (0.2-1 ms). Under the container's seccomp profile by now: only where it cannot kill the
     // init for it.
-    let late_drop = madvise_is_safe_under(&plan.spec).then_some(LATE_DROP_AFTER);
+    let late_drop = (!plan.madvise_denied).then_some(LATE_DROP_AFTER);
     let how = supervise(child, &signals, late_drop);
     trace.step(&plan.id, "init: command reaped");
     let _ = chan.send(&FromInit::Exited(how));
@@ -612,23 +612,6 @@ fn let_go_of_code_pages() {
     }
 }
 
-/// Whether the container's seccomp profile lets the init call madvise without being killed: no
-/// profile, a default action that does not kill (an errno only leaves the pages mapped), or an
-/// unconditional allow of madvise.
-fn madvise_is_safe_under(spec: &super::Spec) -> bool {
-    use oci_spec::runtime::LinuxSeccompAction as Action;
-    let Some(profile) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) else { return true };
-    let fatal = |a: Action| {
-        matches!(a, Action::ScmpActKill | Action::ScmpActKillThread | Action::ScmpActKillProcess | Action::ScmpActTrap)
-    };
-    !fatal(profile.default_action())
-        || profile.syscalls().iter().flatten().any(|rule| {
-            rule.names().iter().any(|n| n == "madvise")
-                && rule.action() == Action::ScmpActAllow
-                && rule.args().as_ref().is_none_or(|a| a.is_empty())
-        })
-}
-
 /// Forward signals to the command and reap every child until the command itself has ended.
 /// How long the command runs before the init lets go of its code pages a second time.
 const LATE_DROP_AFTER: libc::timespec = libc::timespec { tv_sec: 0, tv_nsec: 20_000_000 };
@@ -682,39 +665,5 @@ fn wait_signal_for(signals: &SigSet, timeout: &libc::timespec) -> nix::Result<Op
         -1 if nix::errno::Errno::last() == nix::errno::Errno::EAGAIN => Ok(None),
         -1 => Err(nix::errno::Errno::last()),
         n => Signal::try_from(n).map(Some),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    fn spec_with_seccomp(seccomp: serde_json::Value) -> super::super::Spec {
-        let mut spec = super::super::Spec::default();
-        let linux: oci_spec::runtime::Linux =
-            serde_json::from_value(serde_json::json!({ "seccomp": seccomp })).unwrap();
-        spec.set_linux(Some(linux));
-        spec
-    }
-
-    #[test]
-    fn the_second_code_page_drop_is_skipped_only_where_madvise_would_kill_the_init() {
-        assert!(super::madvise_is_safe_under(&super::super::Spec::default()));
-        let errno = spec_with_seccomp(serde_json::json!({ "defaultAction": "SCMP_ACT_ERRNO" }));
-        assert!(super::madvise_is_safe_under(&errno));
-        let kill = spec_with_seccomp(serde_json::json!({
-            "defaultAction": "SCMP_ACT_KILL_PROCESS",
-            "syscalls": [{ "names": ["read", "write"], "action": "SCMP_ACT_ALLOW" }]
-        }));
-        assert!(!super::madvise_is_safe_under(&kill));
-        let kill_but_allowed = spec_with_seccomp(serde_json::json!({
-            "defaultAction": "SCMP_ACT_KILL",
-            "syscalls": [{ "names": ["read", "madvise"], "action": "SCMP_ACT_ALLOW" }]
-        }));
-        assert!(super::madvise_is_safe_under(&kill_but_allowed));
-        let only_some_args = spec_with_seccomp(serde_json::json!({
-            "defaultAction": "SCMP_ACT_TRAP",
-            "syscalls": [{ "names": ["madvise"], "action": "SCMP_ACT_ALLOW",
-                           "args": [{ "index": 2, "value": 4, "op": "SCMP_CMP_EQ" }] }]
-        }));
-        assert!(!super::madvise_is_safe_under(&only_some_args));
     }
 }

@@ -120,6 +120,9 @@ pub struct CreateOptions<'a> {
     /// The overlay root, already mounted (detached, from fsmount) by the caller: the init moves
     /// it onto `merged` instead of mounting one (RootSource::Overlay only).
     pub root_mount: Option<OwnedFd>,
+    /// A group made ahead under `cgroup_parent` (cgroup v1, CgroupRules::Engine, no
+    /// cgroupsPath): renamed to the container's instead of making one (see `cgroup::ahead`).
+    pub cgroup_ahead: Option<crate::cgroup::ahead::AheadGroup>,
 }
 
 /// What follows the Setup on the channel, in this order (closed here once sent).
@@ -205,9 +208,14 @@ impl GroupPlan {
         }
     }
 
-    fn create(&self) -> Result<Cgroup, CoreError> {
+    /// The container's group: `ahead` renamed where it fits (made under the same parent), made
+    /// here otherwise or if that fails.
+    fn create(&self, ahead: Option<crate::cgroup::ahead::AheadGroup>) -> Result<Cgroup, CoreError> {
         let made = match self {
-            GroupPlan::Engine { parent, name, limits } => Cgroup::create_in(parent, name, limits),
+            GroupPlan::Engine { parent, name, limits } => match ahead.filter(|a| a.parent() == parent) {
+                Some(ahead) => ahead.adopt(name, limits).or_else(|_| Cgroup::create_in(parent, name, limits)),
+                None => Cgroup::create_in(parent, name, limits),
+            },
             GroupPlan::Oci { path, resources } => Cgroup::create_oci(path, resources.as_deref()),
         };
         made.map_err(|source| CoreError::Cgroup { path: self.path(), source })
@@ -281,6 +289,7 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
     // Before anything is made: a profile that does not compile fails the create here.
     let profile = opts.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
     let seccomp = profile.map(super::seccomp::compile_once).transpose()?;
+    let madvise_denied = profile.is_some_and(|p| !super::seccomp::allows_madvise(p));
     let (flags, pid_ns) = spawn::clone_flags(&opts.spec)?;
     // Read before the clone: what the init will mount at the root is told from what was there.
     let host_root = HostRoot::of(&opts.spec, &opts.root)?;
@@ -296,9 +305,10 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
     // The cgroup directories are made while the spawner clones the init (new namespaces take a
     // while): both were strictly one after the other.
     let mut made: Option<Result<Cgroup, CoreError>> = None;
+    let mut ahead = opts.cgroup_ahead;
     let mut make_group = || {
         if made.is_none() {
-            made = Some(group.create());
+            made = Some(group.create(ahead.take()));
         }
     };
     let child = match &pid_ns {
@@ -329,9 +339,16 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
     };
     let trace = super::trace::origin(&opts.id);
     super::trace::step(&opts.id, "init cloned");
+    let mut spec = opts.spec;
+    if seccomp.is_some() {
+        // Sent compiled: the init never reads the profile.
+        if let Some(linux) = spec.linux_mut() {
+            linux.set_seccomp(None);
+        }
+    }
     let plan = Plan {
         id: opts.id,
-        spec: opts.spec,
+        spec,
         root: opts.root,
         files: opts.files,
         mode: opts.mode,
@@ -343,6 +360,7 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
         console,
         root_mount: opts.root_mount.is_some(),
         seccomp,
+        madvise_denied,
         trace,
     };
     let maps = match gate {
@@ -379,7 +397,8 @@ impl Pending {
     ) -> Result<(), CoreError> {
         let cg = match made {
             Some(made) => made?,
-            None => group.create()?,
+            // Not made during the clone (no spawner): a group made ahead was dropped (removed).
+            None => group.create(None)?,
         };
         super::trace::step(&plan.id, "cgroups made");
         let paths = cg.paths();

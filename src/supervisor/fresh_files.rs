@@ -10,9 +10,9 @@
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
-use parking_lot::Mutex;
+use super::made_ahead::MadeAhead;
 
 /// Below the supervisor's root; emptied at every supervisor start.
 pub const FRESH_DIR: &str = "fresh";
@@ -20,63 +20,37 @@ pub const FRESH_DIR: &str = "fresh";
 const KEPT: usize = 12;
 
 pub struct FreshFiles {
-    dir: PathBuf,
-    ready: Mutex<Vec<PathBuf>>,
-    /// Held while files are being made; true once the supervisor stops (none is made after).
-    work: Mutex<bool>,
-    next: AtomicU64,
-    /// Wakes the thread that makes more (a send fails if it could not start: callers create).
-    wanted: Mutex<std::sync::mpsc::Sender<()>>,
+    files: Arc<MadeAhead<PathBuf>>,
 }
 
 impl FreshFiles {
     /// Empties `<root>/fresh/` (a dead supervisor's files) and starts the thread that fills it.
-    pub fn start(root: &Path) -> std::sync::Arc<FreshFiles> {
+    pub fn start(root: &Path) -> Arc<FreshFiles> {
         let dir = root.join(FRESH_DIR);
         super::overlay_ahead::remove_leftovers(&dir);
-        let (tx, rx) = std::sync::mpsc::channel::<()>();
-        let fresh = std::sync::Arc::new(FreshFiles {
-            dir,
-            ready: Mutex::new(Vec::new()),
-            work: Mutex::new(false),
-            next: AtomicU64::new(0),
-            wanted: Mutex::new(tx),
-        });
-        let weak = std::sync::Arc::downgrade(&fresh);
-        let spawned = std::thread::Builder::new().name("fresh-files".into()).spawn(move || {
-            super::overlay_ahead::run_when_idle();
-            while rx.recv().is_ok() {
-                // As for a spare overlay: not while the start that took files is still ending.
-                std::thread::sleep(super::overlay_ahead::MAKE_AFTER);
-                match weak.upgrade() {
-                    Some(fresh) => fresh.fill(),
-                    None => return,
-                }
+        let mut next = 0u64;
+        let files = MadeAhead::start("fresh-files", KEPT, move || {
+            use std::os::unix::fs::DirBuilderExt;
+            match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return None,
+                _ => {}
             }
+            next += 1;
+            let path = dir.join(next.to_string());
+            let made = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path);
+            made.ok().map(|_| path)
         });
-        match spawned {
-            Ok(_) => {
-                let _ = fresh.wanted.lock().send(());
-            }
-            Err(e) => crate::warn!("no fresh-files thread ({e}): starts create their files"),
-        }
-        fresh
+        Arc::new(FreshFiles { files })
     }
 
     /// Puts an empty file (0600) at `target`, which must not exist, without making an inode;
     /// false if none was ready or `target` exists (the caller then opens it as it would have).
     pub fn place(&self, target: &Path) -> bool {
-        let Some(file) = self.ready.lock().pop() else {
-            let _ = self.wanted.lock().send(());
-            return false;
-        };
+        let Some(file) = self.files.take() else { return false };
         match rename_noreplace(&file, target) {
-            Ok(()) => {
-                let _ = self.wanted.lock().send(());
-                true
-            }
+            Ok(()) => true,
             Err(_) => {
-                self.ready.lock().push(file);
+                self.files.put_back(file);
                 false
             }
         }
@@ -84,32 +58,8 @@ impl FreshFiles {
 
     /// Deletes the files still ready (the supervisor is stopping).
     pub fn clear(&self) {
-        // After the files being made, if any: they are ready, then deleted here with the others.
-        let mut stopped = self.work.lock();
-        *stopped = true;
-        for file in std::mem::take(&mut *self.ready.lock()) {
+        for file in self.files.clear() {
             let _ = std::fs::remove_file(file);
-        }
-    }
-
-    /// Makes files until KEPT are ready (the thread's work).
-    fn fill(&self) {
-        use std::os::unix::fs::DirBuilderExt;
-        let stopped = self.work.lock();
-        if *stopped {
-            return;
-        }
-        match std::fs::DirBuilder::new().mode(0o700).create(&self.dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return,
-            _ => {}
-        }
-        while self.ready.lock().len() < KEPT {
-            let path = self.dir.join(self.next.fetch_add(1, Ordering::Relaxed).to_string());
-            let made = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path);
-            match made {
-                Ok(_) => self.ready.lock().push(path),
-                Err(_) => return,
-            }
         }
     }
 }

@@ -221,6 +221,7 @@ fn launch(
         hook_state: None,
         preserve_fds: Vec::new(),
         root_mount,
+        cgroup_ahead: sup.cgroups_ahead.take(),
     });
     let mut pending = match created {
         Ok(p) => p,

@@ -1,5 +1,6 @@
 //! The daemon that owns every container: it accepts CLI requests on a UNIX socket, spawns and
 //! reaps containers, captures their output and keeps their records.
+mod cgroups_ahead;
 mod console;
 pub mod events;
 mod exec;
@@ -8,6 +9,7 @@ pub mod fresh_files;
 pub mod handlers;
 pub mod launch;
 pub mod logs;
+mod made_ahead;
 pub mod metrics;
 mod monitor_events;
 pub mod overlay_ahead;
@@ -122,6 +124,8 @@ pub struct Supervisor {
     pub ahead: Arc<overlay_ahead::Ahead>,
     /// Empty files made ahead for the records and logs of new containers.
     pub fresh: Arc<fresh_files::FreshFiles>,
+    /// The cgroups of the next containers (cgroup v1).
+    pub cgroups_ahead: cgroups_ahead::CgroupsAhead,
     /// systemd's readiness and activation state (nothing when started by hand).
     activation: systemd::Activation,
     /// The socket came from socket activation: systemd owns its file, so it is left in place.
@@ -199,6 +203,7 @@ impl Supervisor {
         }
         self.ahead.clear();
         self.fresh.clear();
+        self.cgroups_ahead.clear();
         self.activation.notify("STOPPING=1");
         if !self.socket_activated {
             let _ = fs::remove_file(&self.socket);
@@ -482,6 +487,7 @@ pub fn run(config: Config, ready: impl FnOnce()) -> anyhow::Result<()> {
         }
     };
     let ahead = overlay_ahead::Ahead::start(&root);
+    let cgroups_ahead = cgroups_ahead::CgroupsAhead::start(&names.cgroup_parent);
     let sup = Arc::new(Supervisor {
         root,
         socket: config.socket,
@@ -497,6 +503,7 @@ pub fn run(config: Config, ready: impl FnOnce()) -> anyhow::Result<()> {
         consoles: console::Consoles::default(),
         ahead,
         fresh,
+        cgroups_ahead,
         activation,
         socket_activated,
         _locks: locks,

@@ -167,6 +167,9 @@ impl Drop for Supervisor {
         }
         // The supervisor keeps its bridge (like docker0); a test's bridge goes with the test.
         let _ = engine::net::remove_bridge(&self.bridge);
+        // A supervisor a test killed leaves its groups made ahead, for the next one to remove
+        // (one that stops removes them itself: tests/startup.rs checks).
+        engine::cgroup::ahead::remove_leftovers(&self.cgroup_parent);
         for ctrl in ["memory", "cpu", "cpuacct", "pids", "cpuset", "devices", "blkio", "unified", ""] {
             let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(ctrl).join(&self.cgroup_parent));
         }

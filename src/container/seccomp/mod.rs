@@ -69,6 +69,22 @@ pub fn compile_once(profile: &LinuxSeccomp) -> Result<Filter, SeccompError> {
     Ok(filter)
 }
 
+/// Whether `profile` lets the init call madvise without being killed (to let go of its code
+/// pages, `init::let_go_of_code_pages`): a default action that does not kill (an errno only leaves the pages mapped), or an
+/// unconditional allow of madvise.
+pub fn allows_madvise(profile: &LinuxSeccomp) -> bool {
+    use oci_spec::runtime::LinuxSeccompAction as Action;
+    let fatal = |a: Action| {
+        matches!(a, Action::ScmpActKill | Action::ScmpActKillThread | Action::ScmpActKillProcess | Action::ScmpActTrap)
+    };
+    !fatal(profile.default_action())
+        || profile.syscalls().iter().flatten().any(|rule| {
+            rule.names().iter().any(|n| n == "madvise")
+                && rule.action() == Action::ScmpActAllow
+                && rule.args().as_ref().is_none_or(|a| a.is_empty())
+        })
+}
+
 /// The profiles [`compile_once`] compiled last (as their JSON) and their programs.
 static COMPILED: parking_lot::Mutex<Vec<(Vec<u8>, Filter)>> = parking_lot::Mutex::new(Vec::new());
 

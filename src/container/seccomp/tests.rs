@@ -444,3 +444,34 @@ fn a_compiled_filter_crosses_the_init_channel_unchanged_and_each_profile_is_comp
     );
     assert!(matches!(compile_once(&bad), Err(SeccompError::ArgIndex { .. })));
 }
+
+#[test]
+fn the_init_calls_madvise_only_where_the_profile_cannot_kill_it_for_it() {
+    assert!(allows_madvise(&profile(&serde_json::json!({ "defaultAction": "SCMP_ACT_ERRNO" }).to_string())));
+    let kill = profile(
+        &serde_json::json!({
+            "defaultAction": "SCMP_ACT_KILL_PROCESS",
+            "syscalls": [{ "names": ["read", "write"], "action": "SCMP_ACT_ALLOW" }]
+        })
+        .to_string(),
+    );
+    assert!(!allows_madvise(&kill));
+    let kill_but_allowed = profile(
+        &serde_json::json!({
+            "defaultAction": "SCMP_ACT_KILL",
+            "syscalls": [{ "names": ["read", "madvise"], "action": "SCMP_ACT_ALLOW" }]
+        })
+        .to_string(),
+    );
+    assert!(allows_madvise(&kill_but_allowed));
+    let only_some_args = profile(
+        &serde_json::json!({
+            "defaultAction": "SCMP_ACT_TRAP",
+            "syscalls": [{ "names": ["madvise"], "action": "SCMP_ACT_ALLOW",
+                           "args": [{ "index": 2, "value": 4, "op": "SCMP_CMP_EQ" }] }]
+        })
+        .to_string(),
+    );
+    assert!(!allows_madvise(&only_some_args));
+    assert!(allows_madvise(&default_profile()));
+}
