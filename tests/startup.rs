@@ -224,7 +224,9 @@ fn namespace_of(pid: i32, kind: &str) -> Option<String> {
 
 /// Issue 14: an init's new network namespace is made by the spawner ahead of the request (most
 /// of the clone's cost), and the init is cloned inside it: one the spawner made for it alone,
-/// never the host's nor another container's, with lo up and nothing else.
+/// never the host's nor another container's, with lo up and nothing else. After the first start
+/// the init itself is cloned ahead, into the namespace then held (see the test below): the start
+/// gets that init, in that namespace.
 #[test]
 fn each_init_is_born_in_a_network_namespace_the_spawner_made_ahead_for_it_alone() {
     let sup = Supervisor::start();
@@ -235,15 +237,25 @@ fn each_init_is_born_in_a_network_namespace_the_spawner_made_ahead_for_it_alone(
     let mut seen = vec![host.clone()];
     for name in ["ahead1", "ahead2", "ahead3"] {
         let mut held = Vec::new();
+        let first = name == "ahead1";
         wait_until(std::time::Duration::from_secs(5), || {
             held = network_namespaces_held_by(spawner);
-            held.len() == 1
+            held.len() == 1 && (first || idle_inits(&sup).len() == 1)
         });
         assert!(!seen.contains(&held[0]), "the spawner holds a namespace already used: {held:?} (seen {seen:?})");
+        // The namespace of the init cloned ahead, made ahead before it (the spawner holds the next).
+        let expected = match first {
+            true => held[0].clone(),
+            false => namespace_of(idle_inits(&sup)[0], "net").unwrap(),
+        };
+        assert!(
+            !seen.contains(&expected) && (first || expected != held[0]),
+            "{expected} (held {held:?}, seen {seen:?})"
+        );
         sup.ok(&["start", "--net", "none", name, rootfs.to_str().unwrap(), "/bin/sleep", "60"]);
         let pid = sup.state(name)["pid"].as_i64().unwrap() as i32;
         let theirs = namespace_of(pid, "net").unwrap();
-        assert_eq!(theirs, held[0], "{name} was not born in the namespace made ahead for it");
+        assert_eq!(theirs, expected, "{name} was not born in the namespace made ahead for it");
         // It steps into the next namespace only while making it (a few ms after a request).
         wait_until(std::time::Duration::from_secs(5), || {
             namespace_of(spawner, "net").as_deref() == Some(host.as_str())
@@ -515,7 +527,9 @@ fn a_start_takes_a_cgroup_made_ahead_with_the_default_device_rules_and_its_own_l
         panic!("this test needs cgroup v1 (v2 makes every group on the start's path: see cgroup::ahead)");
     }
     let mut sup = Supervisor::start();
-    wait_until(std::time::Duration::from_secs(10), || cgroups_ahead(&sup, "memory").len() >= 2);
+    // The pool full (four) and idle: a group counted here is ready, none is being made.
+    wait_until(std::time::Duration::from_secs(10), || cgroups_ahead(&sup, "pids").len() == 4);
+    std::thread::sleep(std::time::Duration::from_millis(200));
     let before: Vec<u64> = cgroups_ahead(&sup, "memory").into_values().collect();
     assert!(!before.is_empty(), "no cgroup was made ahead");
     sup.ok(&["start", "--net", "none", "--pids-limit", "7", "grouped", rootfs().to_str().unwrap(), "/bin/sleep", "60"]);
@@ -544,4 +558,55 @@ fn a_start_takes_a_cgroup_made_ahead_with_the_default_device_rules_and_its_own_l
     std::fs::create_dir(&left).unwrap();
     sup.spawn();
     assert!(!left.exists(), "a dead supervisor's group made ahead was kept");
+}
+
+/// The supervisor's engine-init children in no container's cgroup (in the supervisor's own):
+/// inits cloned ahead, before any Setup.
+fn idle_inits(sup: &Supervisor) -> Vec<i32> {
+    let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", sup.pid())).unwrap_or_default();
+    let cgroups = |p: i32| std::fs::read_to_string(format!("/proc/{p}/cgroup")).ok();
+    children
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .filter(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "engine-init"))
+        .filter(|p| cgroups(*p).is_some() && cgroups(*p) == cgroups(sup.pid()))
+        .collect()
+}
+
+/// After a start with output to pipes, the spawner clones the next init ahead (same namespaces);
+/// the next such start gets it. Until then it is in no container's cgroup, and it ends with the
+/// supervisor.
+#[test]
+fn a_start_gets_an_init_cloned_ahead_which_ends_with_its_supervisor() {
+    let mut sup = Supervisor::start();
+    let rootfs = rootfs();
+    let (code, out, err) = sup.run_with(&["--rm", "--net", "none"], "first", &rootfs, &["/bin/echo", "one"]);
+    assert_eq!((code, out.as_str()), (0, "one\n"), "{err}");
+    wait_until(std::time::Duration::from_secs(10), || idle_inits(&sup).len() == 1);
+    let ahead = idle_inits(&sup);
+    assert_eq!(ahead.len(), 1, "no init was cloned ahead (or it is in a container's cgroup)");
+    sup.ok(&["start", "--net", "none", "ready-1", rootfs.to_str().unwrap(), "/bin/sleep", "60"]);
+    assert_eq!(
+        sup.state("ready-1")["pid"].as_i64(),
+        Some(ahead[0] as i64),
+        "the start did not get the init cloned ahead"
+    );
+    // Its output reaches the log as any init's does.
+    let (code, out, err) =
+        sup.run_with(&["--net", "none"], "ready-2", &rootfs, &["/bin/sh", "-c", "echo out; echo err >&2"]);
+    assert_eq!((code, out.as_str()), (0, "out\n"), "{err}");
+    assert!(sup.ok(&["logs", "ready-2"]).contains("out"));
+    sup.ok(&["rm", "-f", "ready-1"]);
+    sup.ok(&["rm", "ready-2"]);
+    wait_until(std::time::Duration::from_secs(10), || idle_inits(&sup).len() == 1);
+    let waiting = idle_inits(&sup);
+    assert_eq!(waiting.len(), 1);
+    sup.signal_and_wait(libc::SIGKILL);
+    let gone = || {
+        !process_exists(waiting[0])
+            || std::fs::read_to_string(format!("/proc/{}/stat", waiting[0])).unwrap_or_default().contains(") Z ")
+    };
+    wait_until(std::time::Duration::from_secs(5), gone);
+    assert!(gone(), "an init cloned ahead outlived its supervisor");
+    sup.spawn();
 }

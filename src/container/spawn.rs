@@ -193,6 +193,21 @@ pub fn spawn_init_overlapped(
     meanwhile: &mut dyn FnMut(),
 ) -> Result<Child, CoreError> {
     let setup = |what| move |e: nix::Error| CoreError::Resource { what, source: e.into() };
+    // The spawner's clone (no execve; see `spawner`) where it can make this init: not for a new
+    // user namespace (its gate), a pid namespace joined by path, or an explicit init binary.
+    let by_spawner = !flags.contains(CloneFlags::CLONE_NEWUSER)
+        && binary.is_none()
+        && !IN_JOINED_PID_NS.with(|f| f.get())
+        && super::spawner::running();
+    // Output to pipes: the spawner's own, with an init it may have cloned ahead.
+    if by_spawner && matches!(stdio, Stdio::Pipes) {
+        if let Some(spawned) = super::spawner::spawn_with_pipes(flags, meanwhile) {
+            let (pid, [chan, out_r, err_r]) = spawned.map_err(CoreError::Clone)?;
+            // SAFETY: the spawner made it with InitChannel::pair's type (SOCK_SEQPACKET); ours alone.
+            let chan = unsafe { InitChannel::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(chan)) };
+            return finish_spawn(nix::unistd::Pid::from_raw(pid), chan, Some((out_r, err_r)), None);
+        }
+    }
     let mut console = None;
     let (stdio_fds, output): ([OwnedFd; 3], _) = match stdio {
         Stdio::Pipes => {
@@ -225,9 +240,7 @@ pub fn spawn_init_overlapped(
         None
     };
     let gate_fd = gate.as_ref().map_or(-1, |(r, _)| r.as_raw_fd());
-    // The spawner's clone (no execve; see `spawner`) where it can make this init: not for a new
-    // user namespace (its gate), a pid namespace joined by path, or an explicit init binary.
-    if gate.is_none() && binary.is_none() && !IN_JOINED_PID_NS.with(|f| f.get()) && super::spawner::running() {
+    if by_spawner {
         let mut fds = vec![stdio_fds[0].as_raw_fd(), stdio_fds[1].as_raw_fd(), stdio_fds[2].as_raw_fd()];
         fds.push(child_chan.as_raw_fd());
         fds.extend(console.as_ref().map(|c| c.as_raw_fd()));
