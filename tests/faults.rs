@@ -133,7 +133,7 @@ impl Drop for Detached {
         }
         std::thread::sleep(Duration::from_millis(200));
         let _ = engine::net::remove_bridge(&self.bridge);
-        for ctrl in ["memory", "cpu", "cpuacct", "pids", "cpuset", "blkio", "unified", ""] {
+        for ctrl in ["memory", "cpu", "cpuacct", "pids", "cpuset", "devices", "blkio", "unified", ""] {
             for group in groups(ctrl) {
                 let _ = std::fs::remove_dir(group);
             }

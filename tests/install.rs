@@ -246,7 +246,7 @@ fn install_over_a_running_supervisor_says_so_in_one_line() {
     unsafe { libc::kill(sup.id() as i32, libc::SIGTERM) };
     let _ = sup.wait();
     let _ = engine::net::remove_bridge(&bridge);
-    for ctrl in ["memory", "cpu", "cpuacct", "pids", "cpuset", "blkio", "unified", ""] {
+    for ctrl in ["memory", "cpu", "cpuacct", "pids", "cpuset", "devices", "blkio", "unified", ""] {
         let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(ctrl).join(&parent));
     }
     assert!(out.status.success(), "{}", describe(&out));
