@@ -468,6 +468,13 @@ fn a_start_over_the_same_layers_gets_the_overlay_mounted_ahead_and_a_replaced_ro
     assert_eq!(left, Vec::<std::path::PathBuf>::new(), "spares left after the supervisor stopped");
 }
 
+/// Whether the trace renamed one of `<root>/fresh/` (RENAME_NOREPLACE) to a path with `target`.
+fn placed_from_fresh(text: &[String], target: &str) -> bool {
+    text.iter().any(|l| {
+        l.contains("renameat2(") && l.contains("/fresh/") && l.contains(target) && l.contains("RENAME_NOREPLACE) = 0")
+    })
+}
+
 #[test]
 fn a_start_takes_its_record_and_log_files_from_those_made_ahead_and_none_outlive_the_supervisor() {
     let mut sup = Supervisor::start();
@@ -481,21 +488,21 @@ fn a_start_takes_its_record_and_log_files_from_those_made_ahead_and_none_outlive
         let (code, out, err) = sup.run_with(&["--net", "none"], "placed", &rootfs, &["/bin/echo", "logged"]);
         assert_eq!((code, out.as_str()), (0, "logged\n"), "{err}");
     });
-    let placed = |target: &str| {
-        text.iter().any(|l| {
-            l.contains("renameat2(")
-                && l.contains("/fresh/")
-                && l.contains(target)
-                && l.contains("RENAME_NOREPLACE) = 0")
-        })
-    };
     for target in ["/logs/placed.log", "/containers/.placed.json.spare"] {
-        assert!(placed(target), "{target} was not taken from the fresh files: {text:#?}");
+        assert!(placed_from_fresh(&text, target), "{target} was not taken from the fresh files: {text:#?}");
     }
     // They are the container's own files as before: the log holds its output, the record its end.
     assert!(sup.ok(&["logs", "placed"]).contains("logged"));
     assert_eq!(sup.status("placed"), "exited");
     sup.ok(&["rm", "placed"]);
+    // A bridged start's lease too (the lease directory's file names its address and container).
+    let text = strace_supervisor(&sup, "openat,rename,renameat2", |_| {
+        sup.ok(&["start", "leased", rootfs.to_str().unwrap(), "/bin/sleep", "60"]);
+    });
+    assert!(placed_from_fresh(&text, "@leased@"), "the lease was not taken from the fresh files: {text:#?}");
+    sup.ok(&["rm", "-f", "leased"]);
+    let leases = std::fs::read_dir(sup.root.join("net/leases.d")).unwrap().count();
+    assert_eq!(leases, 0, "the lease outlived its container");
     // A stopped supervisor leaves none; a dead one's are deleted by the next.
     assert!(sup.signal_and_wait(libc::SIGTERM).success());
     assert_eq!(ready(&fresh), 0, "fresh files left after the supervisor stopped");

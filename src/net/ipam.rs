@@ -1,5 +1,6 @@
 //! IP address management: the subnet type, address parsing, and the leases. Each lease is an
-//! empty file `<state_dir>/leases.d/<ip>@<container>@<host veth>`, made with O_EXCL and
+//! empty file `<state_dir>/leases.d/<ip>@<container>@<host veth>`, made with O_EXCL (or an empty
+//! file made ahead renamed there with RENAME_NOREPLACE: never over another lease) and
 //! removed with unlink while holding an exclusive flock on `<state_dir>/leases.lock` (several
 //! supervisor threads may attach at once). A directory read gives every lease. No file is ever
 //! rewritten: replacing one shared file by rename (or truncating it) makes ext4 start writing
@@ -268,6 +269,7 @@ impl Leases {
         requested: Option<Ipv4Addr>,
         avoid: &dyn Fn(Ipv4Addr) -> bool,
         lease: Lease,
+        place: &dyn Fn(&Path) -> bool,
     ) -> Result<Ipv4Addr, NetError> {
         if let Some((ip, _)) = self.of(&lease.container) {
             return Err(NetError::AlreadyAttached { container: lease.container, ip });
@@ -289,7 +291,10 @@ impl Leases {
                     .ok_or_else(|| NetError::PoolExhausted { subnet: subnet.to_string() })?
             }
         };
-        self.create(ip, &lease)?;
+        let path = self.dir.join(file_name(ip, &lease));
+        if !place(&path) {
+            self.create(ip, &lease)?;
+        }
         self.leases.insert(ip, lease);
         Ok(ip)
     }

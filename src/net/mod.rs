@@ -113,6 +113,18 @@ pub fn attach(cfg: &NetConfig, container: &str, pid: i32, requested: Option<Ipv4
 /// Setup (the address goes into its /etc/hosts) and plugs while the init builds its root.
 /// [`release`] gives the address back, plugged or not.
 pub fn reserve(cfg: &NetConfig, container: &str, requested: Option<Ipv4Addr>) -> Result<Attachment, NetError> {
+    reserve_with(cfg, container, requested, &|_| false)
+}
+
+/// [`reserve`], the lease's (empty) file put in place by `place` where it can (the supervisor
+/// renames one made ahead: no inode is made on the start's path; it must not replace a file
+/// there), made here otherwise.
+pub fn reserve_with(
+    cfg: &NetConfig,
+    container: &str,
+    requested: Option<Ipv4Addr>,
+    place: &dyn Fn(&std::path::Path) -> bool,
+) -> Result<Attachment, NetError> {
     cfg.validate()?;
     check_container_name(container)?;
     if let Some(ip) = requested {
@@ -126,6 +138,7 @@ pub fn reserve(cfg: &NetConfig, container: &str, requested: Option<Ipv4Addr>) ->
         requested,
         &janitor::is_dying,
         Lease { container: container.to_string(), host_veth: host_veth.clone() },
+        place,
     )?;
     // The lease lock is released here; the links are set up without it so
     // several containers can be attached at once.

@@ -1,4 +1,5 @@
-//! Empty files made ahead, for the files a start creates: its record, the record's spare, its log.
+//! Empty files made ahead, for the files a start creates: its record, the record's spare, its log,
+//! a bridged container's lease.
 //!
 //! On this host's ext4 (mounted without a journal), making an inode scans past every inode of
 //! its group freed in the last 30 s (5 min while their table block is dirty), reading each one's
@@ -16,7 +17,7 @@ use super::made_ahead::MadeAhead;
 
 /// Below the supervisor's root; emptied at every supervisor start.
 pub const FRESH_DIR: &str = "fresh";
-/// Files kept ready: a start takes three.
+/// Files kept ready: a start takes three (four with a bridge).
 const KEPT: usize = 12;
 
 pub struct FreshFiles {

@@ -92,7 +92,8 @@ pub fn acquire(
     }
     if spec.net == NetMode::Bridge {
         // The address only: the links are made by `plug`, while the init builds its root.
-        res.network = Some(net::reserve(&sup.net, &spec.name, spec.ip).map_err(Failure::engine)?);
+        let place = |lease: &std::path::Path| sup.fresh.place(lease);
+        res.network = Some(net::reserve_with(&sup.net, &spec.name, spec.ip, &place).map_err(Failure::engine)?);
     }
     Ok(enforcement)
 }
