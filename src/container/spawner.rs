@@ -199,7 +199,7 @@ fn serve(sock: OwnedFd, parent: i32) -> ! {
         // ahead), then the next namespace unless a request came meanwhile. Tried once per
         // request (a failure is not retried in a loop).
         let init_wanted = ready.is_none() && last_made.is_some();
-        if (init_wanted || netns.wanted()) && wait_idle(&sock) {
+        if (init_wanted || netns.wanted()) && !request_within(&sock, REFILL_AFTER.as_millis() as libc::c_int) {
             if let (true, Some(flags)) = (init_wanted, last_made) {
                 ready = ReadyInit::make(flags, &mut netns).ok();
                 if ready.is_none() {
@@ -207,7 +207,7 @@ fn serve(sock: OwnedFd, parent: i32) -> ! {
                     last_made = None;
                 }
             }
-            if !request_waiting(&sock) {
+            if !request_within(&sock, 0) {
                 netns.fill();
             }
         }
@@ -281,18 +281,11 @@ impl ReadyInit {
     }
 }
 
-/// Waits up to REFILL_AFTER for a request; true if none came (the spawner is idle).
-fn wait_idle(sock: &OwnedFd) -> bool {
+/// Whether a request comes within `ms` milliseconds (0: is one waiting now).
+fn request_within(sock: &OwnedFd, ms: libc::c_int) -> bool {
     let mut fds = [libc::pollfd { fd: sock.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
     // SAFETY: one pollfd, valid for the call.
-    unsafe { libc::poll(fds.as_mut_ptr(), 1, REFILL_AFTER.as_millis() as libc::c_int) == 0 }
-}
-
-/// Whether a request is waiting now.
-fn request_waiting(sock: &OwnedFd) -> bool {
-    let mut fds = [libc::pollfd { fd: sock.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
-    // SAFETY: as in wait_idle.
-    unsafe { libc::poll(fds.as_mut_ptr(), 1, 0) != 0 }
+    unsafe { libc::poll(fds.as_mut_ptr(), 1, ms) != 0 }
 }
 
 /// How long the spawner waits, idle, before making the next network namespace.
