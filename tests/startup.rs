@@ -617,3 +617,79 @@ fn a_start_gets_an_init_cloned_ahead_which_ends_with_its_supervisor() {
     assert!(gone(), "an init cloned ahead outlived its supervisor");
     sup.spawn();
 }
+
+/// The ids of `pid`'s threads named `name`.
+fn threads_named(pid: i32, name: &str) -> std::collections::BTreeSet<i32> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    tasks
+        .flatten()
+        .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == name))
+        .filter_map(|t| t.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+#[test]
+fn requests_and_releases_run_on_threads_kept_from_the_run_before() {
+    let sup = Supervisor::start();
+    let rootfs = rootfs();
+    let run = |name: &str| {
+        let (code, _, err) = sup.run_with(&["--rm", "--net", "none"], name, &rootfs, &["/bin/true"]);
+        assert_eq!(code, 0, "{err}");
+    };
+    run("first");
+    // The first run's request and release threads wait for the next jobs of their kind.
+    let mut kept = std::collections::BTreeSet::new();
+    wait_until(std::time::Duration::from_secs(5), || {
+        kept = threads_named(sup.pid(), "request");
+        kept.extend(threads_named(sup.pid(), "release"));
+        kept.len() >= 2
+    });
+    // strace: no thread was started (clone3/clone with CLONE_THREAD) for the second run.
+    let text = strace_supervisor(&sup, "clone,clone3", |_| run("second"));
+    let threads: Vec<&String> = text.iter().filter(|l| l.contains("CLONE_THREAD")).collect();
+    assert!(threads.is_empty(), "threads started for a run when kept ones were waiting: {threads:#?}");
+    let mut after = threads_named(sup.pid(), "request");
+    after.extend(threads_named(sup.pid(), "release"));
+    assert_eq!(after, kept, "the second run's request and release ran on other threads");
+}
+
+#[test]
+fn a_run_rm_does_not_read_the_usage_a_kept_container_records() {
+    let sup = Supervisor::start();
+    let rootfs = rootfs();
+    // Files read only for the record's usage figures (v1 and v2 names).
+    let usage = ["memory.usage_in_bytes", "memory.current", "cpuacct.usage", "cpu.stat"];
+    let opened = |text: &[String], name: &str| -> Vec<String> {
+        text.iter()
+            .filter(|l| l.contains(&format!("/{name}/")) && usage.iter().any(|u| l.contains(u)))
+            .cloned()
+            .collect()
+    };
+    let text = strace_supervisor(&sup, "openat", |_| {
+        let (code, _, err) = sup.run_with(&["--rm", "--net", "none"], "gone", &rootfs, &["/bin/true"]);
+        assert_eq!(code, 0, "{err}");
+        let (code, _, err) = sup.run_with(&["--net", "none"], "kept", &rootfs, &["/bin/true"]);
+        assert_eq!(code, 0, "{err}");
+    });
+    assert_eq!(opened(&text, "gone"), Vec::<String>::new(), "a --rm container's usage was read");
+    assert!(!opened(&text, "kept").is_empty(), "a kept container's usage was not read: {text:#?}");
+    let inspect = sup.ok(&["inspect", "kept"]);
+    assert!(inspect.contains("cpu_usage_ns") || inspect.contains("cpuUsage"), "{inspect}");
+    sup.ok(&["rm", "kept"]);
+}
+
+#[test]
+fn an_init_unmounts_only_its_old_root_which_takes_the_etc_files_tmpfs_with_it() {
+    let sup = Supervisor::start();
+    let rootfs = rootfs();
+    let text = strace_supervisor(&sup, "umount2", |_| {
+        let (code, out, err) =
+            sup.run_with(&["--rm", "--net", "none"], "onlyroot", &rootfs, &["/bin/cat", "/etc/hostname"]);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(out.trim(), "onlyroot");
+    });
+    let umounts: Vec<&String> = text.iter().filter(|l| l.contains("umount2(")).collect();
+    // One: the old root after the pivot (".", detached with everything under it).
+    assert_eq!(umounts.len(), 1, "{umounts:#?}");
+    assert!(umounts[0].contains("umount2(\".\", MNT_DETACH)"), "{umounts:#?}");
+}

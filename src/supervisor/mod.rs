@@ -26,6 +26,7 @@ pub mod store;
 mod systemd;
 pub mod to_oci;
 pub mod volumes;
+mod workers;
 
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};

@@ -10,7 +10,11 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use signal_hook::consts::{SIGCHLD, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
+use super::workers::Workers;
 use super::{launch, Supervisor};
+
+/// Where ended containers are given back (see `reap_all`).
+static RELEASE: Workers = Workers::new("release");
 
 /// Registers the handlers now (before any container exists, so no exit is missed) and handles
 /// them on a thread of their own.
@@ -52,15 +56,15 @@ fn reap_all(sup: &Arc<Supervisor>) {
                 let ended = status.pid().and_then(|pid| sup.registry.on_exit(pid.as_raw(), status));
                 if let Some(ended) = ended {
                     crate::container::trace::step(&ended.name, "exit reaped");
-                    // Shared with the closure, so a thread that cannot start leaves it to us.
+                    // Shared with the job, so a job no thread can run is left to us.
                     let job = Arc::new(Mutex::new(Some(ended)));
                     let (sup2, job2) = (sup.clone(), job.clone());
-                    let spawned = std::thread::Builder::new().name("release".into()).spawn(move || {
+                    let handed = RELEASE.run(Box::new(move || {
                         if let Some(ended) = job2.lock().take() {
                             launch::release(&sup2, ended);
                         }
-                    });
-                    if let Err(e) = spawned {
+                    }));
+                    if let Err((_, e)) = handed {
                         crate::warn!("cannot start a thread to release a container ({e}): releasing it inline");
                         if let Some(ended) = job.lock().take() {
                             launch::release(sup, ended);

@@ -24,6 +24,9 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Exit code of the CLI for a request the supervisor turned away.
 use crate::container::exit::ENGINE_ERROR as EXIT_REFUSED;
 
+/// Each request runs on a worker of its own (a new thread only when none is waiting).
+static REQUESTS: super::workers::Workers = super::workers::Workers::new("request");
+
 pub fn serve(sup: Arc<Supervisor>, listener: UnixListener) {
     let active = Arc::new(AtomicUsize::new(0));
     for conn in listener.incoming() {
@@ -44,11 +47,11 @@ pub fn serve(sup: Arc<Supervisor>, listener: UnixListener) {
         // A second handle on the socket, to answer the client if its thread cannot start.
         let answer = conn.try_clone();
         let sup = sup.clone();
-        let spawned = std::thread::Builder::new().name("request".into()).spawn(move || {
+        let handed = REQUESTS.run(Box::new(move || {
             let _slot = slot;
             serve_one(&sup, conn);
-        });
-        if let Err(e) = spawned {
+        }));
+        if let Err((_, e)) = handed {
             crate::warn!("cannot start a request thread: {e}");
             if let Ok(conn) = answer {
                 refuse(conn, format!("the supervisor cannot start a thread for this request: {e}"));
