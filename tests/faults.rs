@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{process_exists, rootfs, wait_until, Supervisor, ENGINE};
+use common::{process_exists, rootfs, wait_until, KillOnDrop, Supervisor, ENGINE};
 use engine::supervisor::logs::cri;
 
 fn proc_status(pid: i32, field: &str) -> u64 {
@@ -298,6 +298,32 @@ fn failed_thread_spawns_do_not_kill_the_reaper() {
     let mut sup = Supervisor::start();
     let _stuck = KillIfStuck(sup.pid());
     sup.start_container("short", &["sleep", "2"]);
+    // Requests run on kept workers (those of the starts wait now): `logs -f`s take them and
+    // hold them, more of them than there are workers, so the `ps` below needs a new thread.
+    sup.start_container("holder", &["sh", "-c", "echo up; sleep 60"]);
+    let kept = std::fs::read_dir(format!("/proc/{}/task", sup.pid()))
+        .unwrap()
+        .flatten()
+        .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "request"))
+        .count();
+    let follow: Vec<KillOnDrop> = (0..kept + 2)
+        .map(|_| {
+            let mut follow = KillOnDrop(
+                Command::new(ENGINE)
+                    .arg("--socket")
+                    .arg(&sup.socket)
+                    .args(["logs", "-f", "holder"])
+                    .stdout(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap(),
+            );
+            let mut first = String::new();
+            let out = follow.0.stdout.as_mut().unwrap();
+            std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut first).unwrap();
+            assert_eq!(first.trim(), "up");
+            follow
+        })
+        .collect();
     let cg = PidsCgroup::new(sup.pid());
     // No room for one more thread or process.
     cg.set_max(&cg.current().to_string());
@@ -316,6 +342,7 @@ fn failed_thread_spawns_do_not_kill_the_reaper() {
     assert_eq!(inspect_status(&sup.socket, "later"), "exited");
     assert!(!ps_ok && ps_took < Duration::from_secs(10), "ps under the pids limit: ok={ps_ok} {ps_out}");
     assert!(ps_out.contains("cannot start a thread"), "ps under the pids limit said: {ps_out}");
+    drop(follow);
     sup.start_container("long", &["sleep", "60"]);
     let mut child = sup.child.take().unwrap();
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };

@@ -318,7 +318,12 @@ fn the_step_trace_times_every_step_of_a_run_when_asked_for() {
     sup.spawn_with_env(&[], &[("ENGINE_STEP_TRACE", trace.as_os_str())], std::process::Stdio::inherit());
     let (code, _, err) = sup.run_with(&["--rm", "--net", "none"], "timed", &rootfs(), &["/bin/true"]);
     assert_eq!(code, 0, "{err}");
-    let text = std::fs::read_to_string(&trace).unwrap();
+    // The last step is written once the answer is on its way: the client can be faster.
+    let mut text = String::new();
+    wait_until(std::time::Duration::from_secs(5), || {
+        text = std::fs::read_to_string(&trace).unwrap();
+        text.contains("response sent")
+    });
     // NAME +MICROSECONDS STEP [PID], the init's steps among the supervisor's, in time order.
     let mut last = 0u64;
     for step in ["request parsed", "init: Setup received", "init: root built", "Started received", "response sent"] {

@@ -41,10 +41,11 @@ pub fn run(sup: &Supervisor, conn: &mut UnixStream, spec: ContainerSpec, remove:
     let streamed = follow::stream(&path, live.as_deref(), opts, &mut |stream, bytes| {
         write_frame(conn, &Response::Output { stream }, bytes)
     });
-    let code = launch::wait_settled(sup, &name)?;
+    let code = if remove { launch::wait_ended(sup, &name)? } else { launch::wait_settled(sup, &name)? };
     crate::container::trace::step(&name, "wait settled");
     if remove {
-        remove_container(sup, &name, launch::discard_overlay)?;
+        let record = sup.registry.remove_ended(&name)?;
+        forget_container(sup, &name, record, launch::discard_overlay)?;
         crate::container::trace::step(&name, "removed");
     }
     if streamed.is_ok() {
@@ -119,6 +120,16 @@ pub fn rm(sup: &Supervisor, conn: &mut UnixStream, name: &str, force: bool) -> R
 
 fn remove_container(sup: &Supervisor, name: &str, remove_overlay: fn(&Supervisor, &str)) -> Reply {
     let record = sup.registry.remove(name)?;
+    forget_container(sup, name, record, remove_overlay)
+}
+
+/// What outlives a removed record: its restart back-off, its layer, its log files.
+fn forget_container(
+    sup: &Supervisor,
+    name: &str,
+    record: super::record::ContainerRecord,
+    remove_overlay: fn(&Supervisor, &str),
+) -> Reply {
     sup.restarts.forget(name);
     remove_overlay(sup, name);
     super::logs::rotate::remove_all(&record.log_path)

@@ -91,13 +91,17 @@ pub fn release(sup: &Supervisor, ended: super::registry::Ended) {
 /// live part.
 pub fn give_back(sup: &Supervisor, mut ended: super::registry::Ended) {
     sup.consoles.remove(&ended.name);
-    // Let go of last, once the waiters are woken: the unmounting is this thread's alone.
+    // Let go of last, once the waiters are woken: the unmounting is this thread's alone. What
+    // waited for it (a removed `run --rm`'s layer to delete) runs after.
     let mount_ns = ended.resources.mount_ns.take();
     for e in super::resources::release(sup, &ended.name, ended.pid, ended.resources) {
         crate::warn!("{e}");
     }
-    sup.registry.released(&ended.name);
+    let after = sup.registry.released(&ended.name);
     drop(mount_ns);
+    for job in after {
+        job();
+    }
 }
 
 /// Starts an ended container again (`--restart`), on its own copy-on-write layer and appending
@@ -392,19 +396,28 @@ pub fn discard_overlay(sup: &Supervisor, name: &str) {
         }
         other => other,
     };
-    match (renamed, worker) {
-        (Ok(()), Some(tx)) => {
+    let delete = move || match worker {
+        Some(tx) => {
             if let Err(std::sync::mpsc::SendError(trash)) = tx.lock().send(trash) {
                 let _ = std::fs::remove_dir_all(trash);
             }
         }
-        (Ok(()), None) => {
+        None => {
             if let Err(e) = std::fs::remove_dir_all(&trash) {
-                crate::warn!("removing the overlay directory of {name}: {e}");
+                crate::warn!("removing {}: {e}", trash.display());
             }
         }
-        (Err(e), _) if e.kind() == std::io::ErrorKind::NotFound => {}
-        (Err(_), _) => remove_overlay(sup, name),
+    };
+    match renamed {
+        // The name's directory is free now; its content goes once nothing has it mounted (a
+        // `run --rm` is removed before its release has let go of its mount namespace).
+        Ok(()) => {
+            if let Some(delete) = sup.registry.after_release(name, Box::new(delete)) {
+                delete();
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(_) => remove_overlay(sup, name),
     }
 }
 
@@ -438,10 +451,19 @@ pub fn remove_overlay(sup: &Supervisor, name: &str) {
 /// [`STUCK_GRACE`](super::logs::STUCK_GRACE): the container has ended, its unwritten tail stays
 /// queued and is written if space returns.
 pub fn wait_settled(sup: &Supervisor, name: &str) -> Result<i32, Failure> {
-    let record = sup
-        .registry
-        .wait_terminal(name, None)?
-        .ok_or_else(|| Failure::engine(format!("waiting for {name} to end returned without a result")))?;
+    wait_exit(sup, name, true)
+}
+
+/// As [`wait_settled`], but without waiting for what it held to be given back: for `run --rm`,
+/// which removes it at once (see `Registry::remove_ended`).
+pub fn wait_ended(sup: &Supervisor, name: &str) -> Result<i32, Failure> {
+    wait_exit(sup, name, false)
+}
+
+fn wait_exit(sup: &Supervisor, name: &str, released: bool) -> Result<i32, Failure> {
+    let ended = if released { sup.registry.wait_terminal(name, None) } else { sup.registry.wait_ended(name) };
+    let record =
+        ended?.ok_or_else(|| Failure::engine(format!("waiting for {name} to end returned without a result")))?;
     if let (_, Some(log)) = sup.registry.log_of(name)? {
         if let Err(e) = log.wait_done() {
             crate::warn!("{name} has ended but its output is not all on disk: {e}");
