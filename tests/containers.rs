@@ -66,6 +66,10 @@ fn the_command_starts_with_only_stdin_stdout_stderr() {
     // stdin is /dev/null, stdout and stderr are the supervisor's pipes.
     assert_eq!(std::fs::read_link(format!("/proc/{cmd}/fd/0")).unwrap().to_str().unwrap(), "/dev/null");
     assert!(std::fs::read_link(format!("/proc/{cmd}/fd/1")).unwrap().to_str().unwrap().starts_with("pipe:"));
+    // The init let go of them once the command had them: the output ends with the command's.
+    for fd in [1, 2] {
+        assert_eq!(std::fs::read_link(format!("/proc/{init}/fd/{fd}")).unwrap().to_str().unwrap(), "/dev/null");
+    }
     sup.ok(&["rm", "-f", "fds"]);
 }
 

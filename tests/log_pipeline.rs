@@ -17,7 +17,10 @@ fn proc_status_kib(pid: i32, field: &str) -> u64 {
 fn a_containers_stdout_and_stderr_pipes_hold_a_mebibyte() {
     let sup = Supervisor::start();
     sup.start_container("piped", &["/bin/sleep", "30"]);
-    let pid = sup.state("piped")["pid"].as_i64().unwrap();
+    let init = sup.state("piped")["pid"].as_i64().unwrap();
+    // The command's: the init lets go of its own copies once the command has them.
+    let children = std::fs::read_to_string(format!("/proc/{init}/task/{init}/children")).unwrap();
+    let pid: i32 = children.split_whitespace().next().expect("the command runs").parse().unwrap();
     for fd in [1, 2] {
         // The write end of the pipe, as the container holds it; nothing is written through it.
         let end = std::fs::File::options()

@@ -93,6 +93,7 @@ pub fn main() -> i32 {
         }
     };
     trace.step(&plan.id, "init: command spawned");
+    let_go_of_output();
     let _ = chan.send(&FromInit::Started { pid: child.as_raw() });
     // Again, for what applying the process's settings and the spawn faulted back in (~2.6 MB),
     // once the command has run for LATE_DROP_AFTER: a short command's exit is not held up by it
@@ -609,6 +610,30 @@ fn let_go_of_code_pages() {
         // ever written: MADV_DONTNEED only drops the mappings, and the next access faults the
         // file's page back in); ENOMEM for a gap between them is harmless.
         unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+    }
+}
+
+/// The command holds the output now: the init's own stdout and stderr become the container's
+/// /dev/null, so the supervisor sees the output end when the command's ends (`run --rm` answers
+/// then, on the init's report) rather than only at the init's exit. Nothing of the init writes
+/// there after the spawn. Left as they are unless /dev/null is the null device.
+fn let_go_of_output() {
+    // SAFETY: open, fstat, dup2 and close on fds of our own; `st` is written by fstat.
+    unsafe {
+        let null =
+            libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK);
+        if null < 0 {
+            return;
+        }
+        let mut st: libc::stat = std::mem::zeroed();
+        let is_null = libc::fstat(null, &mut st) == 0
+            && st.st_mode & libc::S_IFMT == libc::S_IFCHR
+            && st.st_rdev == libc::makedev(1, 3);
+        if is_null {
+            libc::dup2(null, 1);
+            libc::dup2(null, 2);
+        }
+        libc::close(null);
     }
 }
 

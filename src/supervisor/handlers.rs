@@ -41,7 +41,7 @@ pub fn run(sup: &Supervisor, conn: &mut UnixStream, spec: ContainerSpec, remove:
     let streamed = follow::stream(&path, live.as_deref(), opts, &mut |stream, bytes| {
         write_frame(conn, &Response::Output { stream }, bytes)
     });
-    let code = if remove { launch::wait_ended(sup, &name)? } else { launch::wait_settled(sup, &name)? };
+    let code = if remove { launch::wait_reported(sup, &name)? } else { launch::wait_settled(sup, &name)? };
     crate::container::trace::step(&name, "wait settled");
     if remove {
         let record = sup.registry.remove_ended(&name)?;

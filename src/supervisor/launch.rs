@@ -451,19 +451,48 @@ pub fn remove_overlay(sup: &Supervisor, name: &str) {
 /// [`STUCK_GRACE`](super::logs::STUCK_GRACE): the container has ended, its unwritten tail stays
 /// queued and is written if space returns.
 pub fn wait_settled(sup: &Supervisor, name: &str) -> Result<i32, Failure> {
-    wait_exit(sup, name, true)
+    wait_exit(sup, name)
 }
 
-/// As [`wait_settled`], but without waiting for what it held to be given back: for `run --rm`,
-/// which removes it at once (see `Registry::remove_ended`).
-pub fn wait_ended(sup: &Supervisor, name: &str) -> Result<i32, Failure> {
-    wait_exit(sup, name, false)
+/// `run --rm`'s wait: the exit code once the init has reported how the command ended (the
+/// container is ended then, without waiting for the init's own exit and reap, see
+/// `Registry::finish_reported`) or, with no report to come, once it is reaped; and its output all
+/// on disk. What it held is given back after, by the reaper's release.
+pub fn wait_reported(sup: &Supervisor, name: &str) -> Result<i32, Failure> {
+    use super::registry::Reported;
+    let record = loop {
+        match sup.registry.finish_reported(name)? {
+            Reported::Ended(record) => break *record,
+            Reported::Pending(channel) => {
+                // A report or a hang-up wakes this; the timeout only bounds a missed wakeup.
+                let mut fds =
+                    [nix::poll::PollFd::new(std::os::fd::AsFd::as_fd(&channel), nix::poll::PollFlags::POLLIN)];
+                let woke = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(50u16));
+                let hung_up = fds[0].revents().is_some_and(|r| {
+                    r.intersects(nix::poll::PollFlags::POLLHUP | nix::poll::PollFlags::POLLERR)
+                        && !r.contains(nix::poll::PollFlags::POLLIN)
+                });
+                if woke.is_err() || hung_up {
+                    break sup.registry.wait_ended(name)?.ok_or_else(|| no_result(name))?;
+                }
+            }
+            Reported::Closed => break sup.registry.wait_ended(name)?.ok_or_else(|| no_result(name))?,
+        }
+    };
+    output_settled(sup, name, record)
 }
 
-fn wait_exit(sup: &Supervisor, name: &str, released: bool) -> Result<i32, Failure> {
-    let ended = if released { sup.registry.wait_terminal(name, None) } else { sup.registry.wait_ended(name) };
-    let record =
-        ended?.ok_or_else(|| Failure::engine(format!("waiting for {name} to end returned without a result")))?;
+fn wait_exit(sup: &Supervisor, name: &str) -> Result<i32, Failure> {
+    let record = sup.registry.wait_terminal(name, None)?.ok_or_else(|| no_result(name))?;
+    output_settled(sup, name, record)
+}
+
+fn no_result(name: &str) -> Failure {
+    Failure::engine(format!("waiting for {name} to end returned without a result"))
+}
+
+/// Once ended: its output all on disk; its exit code.
+fn output_settled(sup: &Supervisor, name: &str, record: super::record::ContainerRecord) -> Result<i32, Failure> {
     if let (_, Some(log)) = sup.registry.log_of(name)? {
         if let Err(e) = log.wait_done() {
             crate::warn!("{name} has ended but its output is not all on disk: {e}");
