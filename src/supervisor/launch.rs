@@ -451,7 +451,8 @@ pub fn remove_overlay(sup: &Supervisor, name: &str) {
 /// [`STUCK_GRACE`](super::logs::STUCK_GRACE): the container has ended, its unwritten tail stays
 /// queued and is written if space returns.
 pub fn wait_settled(sup: &Supervisor, name: &str) -> Result<i32, Failure> {
-    wait_exit(sup, name)
+    let record = sup.registry.wait_terminal(name, None)?.ok_or_else(|| no_result(name))?;
+    output_settled(sup, name, record)
 }
 
 /// `run --rm`'s wait: the exit code once the init has reported how the command ended (the
@@ -479,11 +480,6 @@ pub fn wait_reported(sup: &Supervisor, name: &str) -> Result<i32, Failure> {
             Reported::Closed => break sup.registry.wait_ended(name)?.ok_or_else(|| no_result(name))?,
         }
     };
-    output_settled(sup, name, record)
-}
-
-fn wait_exit(sup: &Supervisor, name: &str) -> Result<i32, Failure> {
-    let record = sup.registry.wait_terminal(name, None)?.ok_or_else(|| no_result(name))?;
     output_settled(sup, name, record)
 }
 
