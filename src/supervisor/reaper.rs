@@ -4,8 +4,6 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use parking_lot::Mutex;
-
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use signal_hook::consts::{SIGCHLD, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -56,19 +54,11 @@ fn reap_all(sup: &Arc<Supervisor>) {
                 let ended = status.pid().and_then(|pid| sup.registry.on_exit(pid.as_raw(), status));
                 if let Some(ended) = ended {
                     crate::container::trace::step(&ended.name, "exit reaped");
-                    // Shared with the job, so a job no thread can run is left to us.
-                    let job = Arc::new(Mutex::new(Some(ended)));
-                    let (sup2, job2) = (sup.clone(), job.clone());
-                    let handed = RELEASE.run(Box::new(move || {
-                        if let Some(ended) = job2.lock().take() {
-                            launch::release(&sup2, ended);
-                        }
-                    }));
-                    if let Err((_, e)) = handed {
+                    let sup2 = sup.clone();
+                    // A job no thread can run comes back: it is run here.
+                    if let Err((job, e)) = RELEASE.run(Box::new(move || launch::release(&sup2, ended))) {
                         crate::warn!("cannot start a thread to release a container ({e}): releasing it inline");
-                        if let Some(ended) = job.lock().take() {
-                            launch::release(sup, ended);
-                        }
+                        job();
                     }
                 }
             }

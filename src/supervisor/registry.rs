@@ -437,7 +437,9 @@ impl Registry {
         if entry.record.state.is_terminal() {
             return Ok(Reported::Ended(Box::new(entry.record.clone())));
         }
-        let Some(channel) = entry.live.as_ref().and_then(|l| l.channel.as_ref()) else {
+        // Without a pid the reaper could never hand over what it holds: its reap decides.
+        let (Some(pid), Some(channel)) = (entry.record.pid, entry.live.as_ref().and_then(|l| l.channel.as_ref()))
+        else {
             return Ok(Reported::Closed);
         };
         let how = loop {
@@ -453,15 +455,9 @@ impl Registry {
                 Err(_) => return Ok(Reported::Closed),
             }
         };
-        let pid = entry.record.pid;
         if let Some(ended) = self.finish(&mut inner, name, WaitStatus::StillAlive, Some(how)) {
-            match pid {
-                Some(pid) => {
-                    inner.by_pid.insert(pid, name.to_string());
-                    inner.awaiting_reap.insert(pid, ended);
-                }
-                None => drop(ended),
-            }
+            inner.by_pid.insert(pid, name.to_string());
+            inner.awaiting_reap.insert(pid, ended);
         }
         let record = inner.containers.get(name).map(|e| Box::new(e.record.clone()));
         record.map(Reported::Ended).ok_or_else(|| RegistryError::NotFound(name.into()))
