@@ -711,3 +711,34 @@ fn an_init_unmounts_only_its_old_root_which_takes_the_etc_files_tmpfs_with_it() 
     assert_eq!(umounts.len(), 1, "{umounts:#?}");
     assert!(umounts[0].contains("umount2(\".\", MNT_DETACH)"), "{umounts:#?}");
 }
+
+/// The minor page faults a process has taken (field 10 of /proc/PID/stat).
+fn minor_faults(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // After the command name's closing parenthesis: state is field 3, minflt field 10.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    rest.split_whitespace().nth(7).and_then(|f| f.parse().ok()).unwrap_or(0)
+}
+
+/// An init cloned ahead takes its first page faults (the Setup's decoder, its stack) while it
+/// waits, not after its Setup came: measured (ftrace, 20 runs), ~110 faults between the Setup
+/// and the command without this and ~53 with it; 12 before the Setup without it, 66 with it.
+#[test]
+fn an_init_cloned_ahead_warms_up_before_its_setup() {
+    let sup = Supervisor::start();
+    let rootfs = rootfs();
+    let (code, out, err) = sup.run_with(&["--rm", "--net", "none"], "first", &rootfs, &["/bin/echo", "one"]);
+    assert_eq!((code, out.as_str()), (0, "one\n"), "{err}");
+    wait_until(std::time::Duration::from_secs(10), || idle_inits(&sup).len() == 1);
+    let ahead = idle_inits(&sup)[0];
+    // Settled: the count no longer moves.
+    let mut last = minor_faults(ahead);
+    wait_until(std::time::Duration::from_secs(10), || {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let now = minor_faults(ahead);
+        std::mem::replace(&mut last, now) == now
+    });
+    assert!(last >= 50, "the init cloned ahead took only {last} page faults before its Setup");
+    let (code, out, err) = sup.run_with(&["--rm", "--net", "none"], "second", &rootfs, &["/bin/echo", "two"]);
+    assert_eq!((code, out.as_str()), (0, "two\n"), "{err}");
+}

@@ -201,7 +201,7 @@ fn serve(sock: OwnedFd, parent: i32) -> ! {
         let init_wanted = ready.is_none() && last_made.is_some();
         if (init_wanted || netns.wanted()) && !request_within(&sock, REFILL_AFTER.as_millis() as libc::c_int) {
             if let (true, Some(flags)) = (init_wanted, last_made) {
-                ready = ReadyInit::make(flags, &mut netns).ok();
+                ready = ReadyInit::make_ahead(flags, &mut netns).ok();
                 if ready.is_none() {
                     // Not again until another request asks (a clone that failed fails again).
                     last_made = None;
@@ -265,6 +265,15 @@ struct ReadyInit {
 }
 
 impl ReadyInit {
+    /// [`make`](Self::make) before any request asks: the init knows it has time to warm up.
+    fn make_ahead(flags: CloneFlags, netns: &mut NetnsPool) -> Result<ReadyInit, i32> {
+        use std::sync::atomic::Ordering::Relaxed;
+        super::init::CLONED_AHEAD.store(true, Relaxed);
+        let made = Self::make(flags, netns);
+        super::init::CLONED_AHEAD.store(false, Relaxed);
+        made
+    }
+
     /// Clones an init with `flags`: stdin /dev/null, stdout and stderr pipes. Err: -errno.
     fn make(flags: CloneFlags, netns: &mut NetnsPool) -> Result<ReadyInit, i32> {
         let errno = |e: nix::Error| -(e as i32);
