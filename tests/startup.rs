@@ -742,3 +742,25 @@ fn an_init_cloned_ahead_warms_up_before_its_setup() {
     let (code, out, err) = sup.run_with(&["--rm", "--net", "none"], "second", &rootfs, &["/bin/echo", "two"]);
     assert_eq!((code, out.as_str()), (0, "two\n"), "{err}");
 }
+
+/// A start without a terminal sends the init its Start with no round trip after Ready: Start
+/// waits on the channel while the init builds its root, and the init finds it there (measured:
+/// "Ready sent" to "Start received" ~300 µs before, ~25 µs after). A terminal's start still waits
+/// for Ready (the pty's other end comes then).
+#[test]
+fn start_goes_out_before_the_init_is_ready() {
+    let sup = Supervisor::start();
+    let rootfs = rootfs();
+    sup.run_with(&["--rm", "--net", "none"], "warm", &rootfs, &["/bin/true"]);
+    let trace = strace_supervisor(&sup, "sendto,recvfrom", |_| {
+        let (code, out, err) = sup.run_with(&["--rm", "--net", "none"], "early", &rootfs, &["/bin/echo", "ran"]);
+        assert_eq!((code, out.as_str()), (0, "ran\n"), "{err}");
+    });
+    // Only the supervisor sends Start and receives Ready (the init does the opposite calls).
+    let at = |call: &str, msg: &str| {
+        trace.iter().position(|l| l.contains(&format!("{call}(")) && l.contains(&format!("\"\\\"{msg}\\\"\"")))
+    };
+    let (start, ready) = (at("sendto", "Start"), at("recvfrom", "Ready"));
+    assert!(start.is_some() && ready.is_some(), "no Start sent or no Ready received: {trace:#?}");
+    assert!(start < ready, "Start was sent only after Ready came: {trace:#?}");
+}

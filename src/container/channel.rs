@@ -310,9 +310,13 @@ impl InitChannel {
             e => ChannelError::Io { what: "receiving", source: e.into() },
         };
         // The datagram's size first (MSG_TRUNC reports it whole), so the buffer fits it exactly.
+        // A peer that closed with messages of ours unread resets us: the kernel reports that
+        // once, before what the peer sent last (a Failed), which the next call reads.
+        let mut reset_seen = false;
         let size = loop {
             match recv(self.fd.as_raw_fd(), &mut [], flags | MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC) {
                 Err(nix::errno::Errno::EINTR) => continue,
+                Err(nix::errno::Errno::ECONNRESET) if !std::mem::replace(&mut reset_seen, true) => continue,
                 other => break other.map_err(io)?,
             }
         };
@@ -333,6 +337,12 @@ impl InitChannel {
             return Ok(None);
         }
         serde_json::from_slice(&buf[..n]).map(Some).map_err(|source| ChannelError::Decode { awaited, source })
+    }
+
+    /// Reads off every message waiting, without blocking (see `init::report_failure`).
+    pub fn discard_unread(&self) {
+        let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_TRUNC;
+        while matches!(recv(self.fd.as_raw_fd(), &mut [], flags), Ok(n) if n > 0) {}
     }
 
     /// Bounds how long a wait may block, so a wedged peer cannot hang a request forever.
@@ -460,6 +470,34 @@ mod tests {
         assert!(matches!(parent.wait_ready(), Err(WaitError::Failed(f)) if f == failure));
         assert!(matches!(parent.wait_started(InitMode::Reaper), Err(WaitError::Failed(_))));
         assert!(matches!(parent.wait_exited(), Err(WaitError::Failed(_))));
+    }
+
+    /// A Start sent ahead of Ready (`Pending::start_when_ready`) is unread when an init fails
+    /// its root: its close resets the parent's end, and the report is still what is read.
+    #[test]
+    fn a_failure_sent_by_an_init_that_left_a_start_unread_is_read() {
+        let (parent, init) = InitChannel::pair().unwrap();
+        parent.send(&ToInit::Start).unwrap();
+        let failure = InitFailure { step: "mount".into(), message: "m".into(), errno: Some(2), exit_code: 125 };
+        init.send(&FromInit::Failed(failure.clone())).unwrap();
+        drop(init);
+        assert!(matches!(parent.wait_ready(), Err(WaitError::Failed(f)) if f == failure));
+        assert!(matches!(parent.wait_started(InitMode::Reaper), Err(WaitError::Channel(ChannelError::Closed { .. }))));
+        // The init's own way out reads the Start off first: no reset at all.
+        let (parent, init) = InitChannel::pair().unwrap();
+        parent.send(&ToInit::Start).unwrap();
+        init.discard_unread();
+        init.send(&FromInit::Failed(failure.clone())).unwrap();
+        drop(init);
+        // SAFETY: getsockopt of an int on our own socket.
+        let err = unsafe {
+            let (mut v, mut len) = (0 as libc::c_int, 4 as libc::socklen_t);
+            let p = &mut v as *mut libc::c_int as *mut libc::c_void;
+            libc::getsockopt(parent.as_raw_fd(), libc::SOL_SOCKET, libc::SO_ERROR, p, &mut len);
+            v
+        };
+        assert_eq!(err, 0, "the parent's end was reset");
+        assert!(matches!(parent.wait_ready(), Err(WaitError::Failed(f)) if f == failure));
     }
 
     #[test]

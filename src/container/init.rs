@@ -70,7 +70,7 @@ pub fn main() -> i32 {
             Ok(fd) => fd,
             Err(e) => {
                 let e = CoreError::from(e);
-                let _ = chan.send(&FromInit::Failed(e.to_failure()));
+                report_failure(&chan, &e);
                 return e.exit_code();
             }
         },
@@ -81,7 +81,7 @@ pub fn main() -> i32 {
     let (chan, console, preserved) = match take_preserved(chan, console, plan.preserve_fds) {
         Ok(taken) => taken,
         Err((chan, e)) => {
-            let _ = chan.send(&FromInit::Failed(e.to_failure()));
+            report_failure(&chan, &e);
             return e.exit_code();
         }
     };
@@ -93,7 +93,7 @@ pub fn main() -> i32 {
         Err(e) => {
             // After a Fifo gate nobody reads the channel any more: the container's stderr is
             // where runc reports it too.
-            if chan.send(&FromInit::Failed(e.to_failure())).is_err() {
+            if !report_failure(&chan, &e) {
                 let _ = writeln!(io::stderr(), "engine-init: {e}");
             }
             return e.exit_code();
@@ -113,6 +113,15 @@ pub fn main() -> i32 {
     trace.step(&plan.id, "init: Exited sent");
     drop(trace);
     how.exit_code()
+}
+
+/// Tells the parent why the init gives up; whether that reached the channel. What the parent
+/// sent meanwhile (a Start sent ahead of Ready, `Pending::start_when_ready`) is read off first:
+/// a socket closed with unread messages resets its peer, whose next read would then fail with
+/// ECONNRESET instead of reading this report.
+fn report_failure(chan: &InitChannel, e: &CoreError) -> bool {
+    chan.discard_unread();
+    chan.send(&FromInit::Failed(e.to_failure())).is_ok()
 }
 
 /// Everything up to the command; in Exec mode it does not return on success.

@@ -506,6 +506,23 @@ impl Pending {
         })
     }
 
+    /// StartGate::Channel, for a caller with nothing to do between Ready and Start (its record
+    /// saved, the init in its cgroups): Start goes out at once and waits on the channel until
+    /// the init has built its root, so the init goes on without a round trip to the caller
+    /// (two wakeups across CPUs, ~0.3 ms here); then Ready and Started are awaited as
+    /// [`ready`](Self::ready) and [`Created::start`] do. A root that fails still ends in Failed.
+    pub fn start_when_ready(self) -> Result<Running, CoreError> {
+        if self.gate != StartGate::Channel {
+            return Err(CoreError::spec("start", "this container starts through its fifo (start_fifo)"));
+        }
+        // An init that failed already has closed its end (the send fails): its report, read by
+        // `ready`, says why.
+        let sent = self.channel.as_ref().is_some_and(|c| c.send(&ToInit::Start).is_ok());
+        let created = self.ready()?;
+        // Not sent but Ready came: Start goes the usual way (and fails there, cleaning up).
+        created.start_sent(sent)
+    }
+
     /// Kills and reaps the init, removes the cgroup it has (if still the core's) and the mounts
     /// it made in the caller's namespace (no mount namespace of its own).
     fn destroy(&mut self) {
@@ -574,13 +591,20 @@ impl Created {
     }
 
     /// StartGate::Channel: sends Start, waits for Started (Exec mode: for the exec).
-    pub fn start(mut self) -> Result<Running, CoreError> {
+    pub fn start(self) -> Result<Running, CoreError> {
+        self.start_sent(false)
+    }
+
+    /// [`start`](Self::start), where `sent`: Start is on the channel already
+    /// ([`Pending::start_when_ready`]).
+    fn start_sent(mut self, sent: bool) -> Result<Running, CoreError> {
         if self.gate != StartGate::Channel {
             return Err(CoreError::spec("start", "this container starts through its fifo (start_fifo)"));
         }
         let channel = self.channel.take();
+        let send = |c: &InitChannel| if sent { Ok(()) } else { c.send(&ToInit::Start).map_err(CoreError::from) };
         let started = match channel.as_ref() {
-            Some(c) => c.send(&ToInit::Start).map_err(CoreError::from).and_then(|()| {
+            Some(c) => send(c).and_then(|()| {
                 c.wait_started(self.mode)?;
                 c.set_timeout(None)?;
                 Ok(())

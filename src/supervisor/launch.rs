@@ -264,12 +264,18 @@ fn launch(
     // before Start (a container whose record cannot be saved does not run).
     sup.registry.persist_created(&name)?;
     crate::container::trace::step(&name, "record written");
-    let created = pending.ready().map_err(|e| cannot_start(&name, e))?;
-    crate::container::trace::step(&name, "Ready received");
-    if let Some(setup) = console {
-        super::console::finish(sup, &name, &log, setup, again)?;
-    }
-    let running = created.start().map_err(|e| cannot_start(&name, e))?;
+    let running = match console {
+        // The record is saved and the init joins its cgroups itself: nothing waits for Ready.
+        None => pending.start_when_ready(),
+        // The terminal's other end comes once the root is built, before the command runs.
+        Some(setup) => {
+            let created = pending.ready().map_err(|e| cannot_start(&name, e))?;
+            crate::container::trace::step(&name, "Ready received");
+            super::console::finish(sup, &name, &log, setup, again)?;
+            created.start()
+        }
+    };
+    let running = running.map_err(|e| cannot_start(&name, e))?;
     crate::container::trace::step(&name, "Started received");
     let Some(channel) = running.channel else {
         return Err(Failure::engine(format!("container init of {name} kept no channel")));
