@@ -38,6 +38,7 @@ fn seeds() -> Vec<Vec<u8>> {
         gate: StartGate::Channel,
         cgroup_paths: vec!["/sys/fs/cgroup/x".into()],
         cgroup_self_join: vec!["/sys/fs/cgroup/x".into()],
+        cgroup_tasks_fds: 0,
         hook_state: Some("{\"id\":\"x\"}".into()),
         preserve_fds: 0,
         console: false,

@@ -22,6 +22,8 @@ pub struct AheadGroup {
     parent: String,
     /// None once adopted or removed.
     v1: Option<V1>,
+    /// Each directory's `tasks`, opened here, off any start's path (see `Cgroup::take_tasks_files`).
+    tasks: Vec<std::os::fd::OwnedFd>,
 }
 
 impl std::fmt::Debug for AheadGroup {
@@ -36,7 +38,15 @@ pub fn make(parent: &str, n: u64) -> Result<Option<AheadGroup>, CgroupError> {
     check_parent(parent)?;
     let Layout::V1 { mounts } = super::layout::detect()? else { return Ok(None) };
     let v1 = V1::create(&mounts, parent, &format!("{PREFIX}{n}"), &limits::check(&Limits::default())?)?;
-    Ok(Some(AheadGroup { parent: parent.to_string(), v1: Some(v1) }))
+    // Opened for writing by the supervisor (root): a write of "0" through them by the init moves
+    // the writer, and the check of the write is made against the opener's credentials.
+    let tasks = v1
+        .paths()
+        .iter()
+        .map(|d| std::fs::OpenOptions::new().write(true).open(d.join("tasks")).map(std::os::fd::OwnedFd::from))
+        .collect::<std::io::Result<Vec<_>>>()
+        .unwrap_or_default();
+    Ok(Some(AheadGroup { parent: parent.to_string(), v1: Some(v1), tasks }))
 }
 
 impl AheadGroup {
@@ -56,7 +66,10 @@ impl AheadGroup {
             v1.apply(&checked)
         });
         match adopted {
-            Ok(()) => Ok(Cgroup { name: name.to_string(), backend: Box::new(v1), oci: false }),
+            Ok(()) => {
+                let tasks = std::mem::take(&mut self.tasks);
+                Ok(Cgroup { name: name.to_string(), backend: Box::new(v1), oci: false, tasks })
+            }
             Err(e) => {
                 Box::new(v1).remove();
                 Err(e)

@@ -78,6 +78,8 @@ pub struct Cgroup {
     backend: Box<dyn Backend>,
     /// Made or opened from an OCI cgroupsPath: removal takes the groups below it too.
     oci: bool,
+    /// Made ahead (v1): its `tasks` files, opened then, in the order of `paths()`.
+    tasks: Vec<std::os::fd::OwnedFd>,
 }
 
 impl std::fmt::Debug for Cgroup {
@@ -120,7 +122,7 @@ impl Cgroup {
                 _ => return Err(e),
             },
         };
-        Ok(Cgroup { name: name.to_string(), backend, oci: false })
+        Ok(Cgroup { name: name.to_string(), backend, oci: false, tasks: Vec::new() })
     }
 
     /// The flags among `limits` whose controller this host lacks; `create` refuses them.
@@ -150,7 +152,7 @@ impl Cgroup {
             Layout::V2 { mount } => Box::new(v2::V2::open(&mount, parent, name)?),
             Layout::V1 { mounts } => Box::new(v1::V1::open(&mounts, parent, name)?),
         };
-        Some(Cgroup { name: name.to_string(), backend, oci: false })
+        Some(Cgroup { name: name.to_string(), backend, oci: false, tasks: Vec::new() })
     }
 
     pub fn name(&self) -> &str {
@@ -164,6 +166,12 @@ impl Cgroup {
     /// The group's directories (one on v2, one per mounted hierarchy joined on v1).
     pub fn paths(&self) -> Vec<PathBuf> {
         self.backend.paths()
+    }
+
+    /// The `tasks` file of each of `paths()`, opened when the group was made ahead (empty
+    /// otherwise): an init writes "0" to them to join, without opening a file on its path.
+    pub fn take_tasks_files(&mut self) -> Vec<std::os::fd::OwnedFd> {
+        std::mem::take(&mut self.tasks)
     }
 
     /// Moves a process (with its threads) into the group in every hierarchy.

@@ -51,6 +51,11 @@ pub struct Plan {
     /// moves it (cgroup v2, or a new user namespace whose root may not write host files).
     #[serde(default)]
     pub cgroup_self_join: Vec<std::path::PathBuf>,
+    /// The `tasks` files of `cgroup_self_join`, in its order, opened when the groups were made
+    /// ahead: they follow the Setup on the channel (after the root's mount, before any preserved
+    /// fds) and the init writes "0" to them instead of opening each by path on its path.
+    #[serde(default)]
+    pub cgroup_tasks_fds: usize,
     /// The OCI state JSON given on stdin to the Spec's createContainer and startContainer hooks,
     /// which the init runs (None: they are not run; the supervisor has none).
     #[serde(default)]

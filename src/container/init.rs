@@ -76,6 +76,18 @@ pub fn main() -> i32 {
         },
         false => None,
     };
+    // The cgroups' `tasks` files, opened ahead (see `Plan::cgroup_tasks_fds`).
+    let tasks = match plan.cgroup_tasks_fds {
+        0 => Vec::new(),
+        n => match chan.recv_fds(n) {
+            Ok(fds) => fds,
+            Err(e) => {
+                let e = CoreError::from(e);
+                report_failure(&chan, &e);
+                return e.exit_code();
+            }
+        },
+    };
     // --preserve-fds: they follow the Setup; the channel and the console socket leave 3 and 4
     // to them (`place_preserved` puts them there at the exec).
     let (chan, console, preserved) = match take_preserved(chan, console, plan.preserve_fds) {
@@ -88,7 +100,8 @@ pub fn main() -> i32 {
     let signals = forwarded_signals();
     let trace = super::trace::InitTrace::open(plan.trace.as_ref());
     trace.step(&plan.id, "init: Setup received");
-    let child = match run(&chan, &plan, console, preserved, root_mount, &signals, &trace) {
+    let given = Given { root_mount, tasks };
+    let child = match run(&chan, &plan, console, preserved, given, &signals, &trace) {
         Ok(child) => child,
         Err(e) => {
             // After a Fifo gate nobody reads the channel any more: the container's stderr is
@@ -124,20 +137,26 @@ fn report_failure(chan: &InitChannel, e: &CoreError) -> bool {
     chan.send(&FromInit::Failed(e.to_failure())).is_ok()
 }
 
+/// What came with the Setup on the channel: the root mounted ahead, the cgroups' `tasks` files.
+struct Given {
+    root_mount: Option<OwnedFd>,
+    tasks: Vec<OwnedFd>,
+}
+
 /// Everything up to the command; in Exec mode it does not return on success.
 fn run(
     chan: &InitChannel,
     plan: &Plan,
     console: Option<OwnedFd>,
     preserved: Vec<OwnedFd>,
-    root_mount: Option<OwnedFd>,
+    given: Given,
     signals: &SigSet,
     trace: &super::trace::InitTrace,
 ) -> Result<Pid, CoreError> {
     let spec = &plan.spec;
     let process = spec.process().as_ref().ok_or_else(|| CoreError::spec("process", "missing"))?;
     // First, before anything else happens in the container: its cgroups.
-    join_cgroups(&plan.cgroup_self_join)?;
+    join_cgroups(&plan.cgroup_self_join, given.tasks)?;
     trace.step(&plan.id, "init: cgroups joined");
     // The fifo is a host path: held as an O_PATH fd from before the namespaces are joined and
     // the pivot, reopened after.
@@ -146,7 +165,7 @@ fn run(
         StartGate::Channel => None,
     };
     join_namespaces(spec)?;
-    rootfs::build(plan, root_mount)?;
+    rootfs::build(plan, given.root_mount)?;
     trace.step(&plan.id, "init: root built");
     if let Some(name) = spec.hostname() {
         nix::unistd::sethostname(name)
@@ -281,16 +300,20 @@ fn finish(spec: &super::Spec, process: &Process, seccomp: Option<&super::seccomp
 }
 
 /// Moves this (single-threaded) process into each v1 cgroup directory by writing "0" (the
-/// calling thread) to its `tasks`: a thread moving itself is migrated without the global
+/// calling thread) to its `tasks` (through the files opened ahead when the parent sent them): a thread moving itself is migrated without the global
 /// threadgroup lock a write of a pid to `cgroup.procs` takes, so no RCU grace period is waited for.
-fn join_cgroups(dirs: &[PathBuf]) -> Result<(), CoreError> {
+fn join_cgroups(dirs: &[PathBuf], tasks: Vec<OwnedFd>) -> Result<(), CoreError> {
+    let err = |dir: &PathBuf| CoreError::process(format!("joining the cgroup {}", dir.display()));
+    if tasks.len() == dirs.len() {
+        // Opened ahead by the parent; each closes once written.
+        for (file, dir) in tasks.into_iter().zip(dirs) {
+            std::fs::File::from(file).write_all(b"0").map_err(err(dir))?;
+        }
+        return Ok(());
+    }
     for dir in dirs {
         let tasks = dir.join("tasks");
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&tasks)
-            .and_then(|mut f| f.write_all(b"0"))
-            .map_err(CoreError::process(format!("joining the cgroup {}", dir.display())))?;
+        std::fs::OpenOptions::new().write(true).open(&tasks).and_then(|mut f| f.write_all(b"0")).map_err(err(dir))?;
     }
     Ok(())
 }

@@ -355,6 +355,7 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
         gate: opts.gate,
         cgroup_paths: Vec::new(),
         cgroup_self_join: Vec::new(),
+        cgroup_tasks_fds: 0,
         hook_state: opts.hook_state.map(|render| render(pending.pid)),
         preserve_fds: opts.preserve_fds.len(),
         console,
@@ -395,11 +396,12 @@ impl Pending {
         new_user_ns: bool,
         fds: AfterSetup,
     ) -> Result<(), CoreError> {
-        let cg = match made {
+        let mut cg = match made {
             Some(made) => made?,
             // Not made during the clone (no spawner): a group made ahead was dropped (removed).
             None => group.create(None)?,
         };
+        let tasks = cg.take_tasks_files();
         super::trace::step(&plan.id, "cgroups made");
         let paths = cg.paths();
         plan.cgroup_paths.clone_from(&paths);
@@ -414,6 +416,9 @@ impl Pending {
                 crate::cgroup::Version::V2 => (Vec::new(), paths),
             },
         };
+        // Its `tasks` files opened ahead, when they are the ones to join: the init writes to them.
+        let tasks = if !self_join.is_empty() && tasks.len() == self_join.len() { tasks } else { Vec::new() };
+        plan.cgroup_tasks_fds = tasks.len();
         plan.cgroup_self_join = self_join;
         let cg = self.cgroup.insert(cg);
         if let (Some(hook), Some(pidfd)) = (before_setup, self.pidfd.as_ref()) {
@@ -440,6 +445,9 @@ impl Pending {
         channel.send(&ToInit::Setup(Box::new(plan)))?;
         if let Some(mount) = &fds.root_mount {
             channel.send_fds(&[mount.as_fd()])?;
+        }
+        if !tasks.is_empty() {
+            channel.send_fds(&tasks.iter().map(AsFd::as_fd).collect::<Vec<_>>())?;
         }
         if !fds.preserve_fds.is_empty() {
             channel.send_fds(&fds.preserve_fds.iter().map(AsFd::as_fd).collect::<Vec<_>>())?;

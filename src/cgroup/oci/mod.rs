@@ -195,7 +195,7 @@ impl Cgroup {
             Layout::V2 { mount } => (Box::new(create_v2(&mount, &p, &own, r)?), path::own_v2(&own)),
             Layout::V1 { mounts } => (Box::new(create_v1(&mounts, &p, &own, r)?), path::own_v1(&own, "devices")),
         };
-        Ok(Cgroup { name: p.absolute_from(&base), backend, oci: true })
+        Ok(Cgroup { name: p.absolute_from(&base), backend, oci: true, tasks: Vec::new() })
     }
 
     /// The existing group at a cgroupsPath, for `update`, `pause`, `ps`, `kill --all`, `delete`
@@ -224,7 +224,7 @@ impl Cgroup {
                 Box::new(V1 { dirs })
             }
         };
-        Ok(Cgroup { name: path.to_string(), backend, oci: true })
+        Ok(Cgroup { name: path.to_string(), backend, oci: true, tasks: Vec::new() })
     }
 
     /// `runc update`: writes the resources given (devices are left as they are, as runc does).
