@@ -38,7 +38,7 @@ fn seeds() -> Vec<Vec<u8>> {
         gate: StartGate::Channel,
         cgroup_paths: vec!["/sys/fs/cgroup/x".into()],
         cgroup_self_join: vec!["/sys/fs/cgroup/x".into()],
-        cgroup_tasks_fds: 0,
+        cgroup_tasks_sent: false,
         hook_state: Some("{\"id\":\"x\"}".into()),
         preserve_fds: 0,
         console: false,

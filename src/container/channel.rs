@@ -51,11 +51,11 @@ pub struct Plan {
     /// moves it (cgroup v2, or a new user namespace whose root may not write host files).
     #[serde(default)]
     pub cgroup_self_join: Vec<std::path::PathBuf>,
-    /// The `tasks` files of `cgroup_self_join`, in its order, opened when the groups were made
-    /// ahead: they follow the Setup on the channel (after the root's mount, before any preserved
-    /// fds) and the init writes "0" to them instead of opening each by path on its path.
+    /// The `tasks` file of each of `cgroup_self_join`, in its order, opened when the groups were
+    /// made ahead, follows the Setup on the channel (after the root's mount, before any preserved
+    /// fds): the init writes "0" to them instead of opening each by path on its path.
     #[serde(default)]
-    pub cgroup_tasks_fds: usize,
+    pub cgroup_tasks_sent: bool,
     /// The OCI state JSON given on stdin to the Spec's createContainer and startContainer hooks,
     /// which the init runs (None: they are not run; the supervisor has none).
     #[serde(default)]
@@ -321,7 +321,7 @@ impl InitChannel {
         let size = loop {
             match recv(self.fd.as_raw_fd(), &mut [], flags | MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC) {
                 Err(nix::errno::Errno::EINTR) => continue,
-                Err(nix::errno::Errno::ECONNRESET) if !std::mem::replace(&mut reset_seen, true) => continue,
+                Err(nix::errno::Errno::ECONNRESET) if !reset_seen => reset_seen = true,
                 other => break other.map_err(io)?,
             }
         };

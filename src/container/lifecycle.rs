@@ -355,7 +355,7 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
         gate: opts.gate,
         cgroup_paths: Vec::new(),
         cgroup_self_join: Vec::new(),
-        cgroup_tasks_fds: 0,
+        cgroup_tasks_sent: false,
         hook_state: opts.hook_state.map(|render| render(pending.pid)),
         preserve_fds: opts.preserve_fds.len(),
         console,
@@ -418,7 +418,7 @@ impl Pending {
         };
         // Its `tasks` files opened ahead, when they are the ones to join: the init writes to them.
         let tasks = if !self_join.is_empty() && tasks.len() == self_join.len() { tasks } else { Vec::new() };
-        plan.cgroup_tasks_fds = tasks.len();
+        plan.cgroup_tasks_sent = !tasks.is_empty();
         plan.cgroup_self_join = self_join;
         let cg = self.cgroup.insert(cg);
         if let (Some(hook), Some(pidfd)) = (before_setup, self.pidfd.as_ref()) {

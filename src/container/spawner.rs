@@ -201,7 +201,7 @@ fn serve(sock: OwnedFd, parent: i32) -> ! {
         let init_wanted = ready.is_none() && last_made.is_some();
         if (init_wanted || netns.wanted()) && !request_within(&sock, REFILL_AFTER.as_millis() as libc::c_int) {
             if let (true, Some(flags)) = (init_wanted, last_made) {
-                ready = ReadyInit::make_ahead(flags, &mut netns).ok();
+                ready = ReadyInit::make(flags, &mut netns, true).ok();
                 if ready.is_none() {
                     // Not again until another request asks (a clone that failed fails again).
                     last_made = None;
@@ -229,13 +229,13 @@ fn serve(sock: OwnedFd, parent: i32) -> ! {
         let flags = CloneFlags::from_bits(u64::from_ne_bytes(bits) as libc::c_int);
         let (given, with_console, made) = (Stdio::Given as u8, Stdio::GivenWithConsole as u8, Stdio::Made as u8);
         let (pid, made_fds) = match (len, fds.len(), request[8], flags) {
-            (REQUEST_LEN, 4, s, Some(flags)) if s == given => (clone_init(flags, &fds, &mut netns), None),
-            (REQUEST_LEN, 5, s, Some(flags)) if s == with_console => (clone_init(flags, &fds, &mut netns), None),
+            (REQUEST_LEN, 4, s, Some(flags)) if s == given => (clone_init(flags, &fds, &mut netns, false), None),
+            (REQUEST_LEN, 5, s, Some(flags)) if s == with_console => (clone_init(flags, &fds, &mut netns, false), None),
             (REQUEST_LEN, 0, s, Some(flags)) if s == made => {
                 last_made = Some(flags);
                 // Made ahead for these namespaces, or now; one made for others is let go.
                 let taken = ready.take().filter(|r| r.flags == flags);
-                match taken.map_or_else(|| ReadyInit::make(flags, &mut netns), Ok) {
+                match taken.map_or_else(|| ReadyInit::make(flags, &mut netns, false), Ok) {
                     Ok(init) => (init.pid, Some(init.theirs)),
                     Err(e) => (e, None),
                 }
@@ -265,24 +265,16 @@ struct ReadyInit {
 }
 
 impl ReadyInit {
-    /// [`make`](Self::make) before any request asks: the init knows it has time to warm up.
-    fn make_ahead(flags: CloneFlags, netns: &mut NetnsPool) -> Result<ReadyInit, i32> {
-        use std::sync::atomic::Ordering::Relaxed;
-        super::init::CLONED_AHEAD.store(true, Relaxed);
-        let made = Self::make(flags, netns);
-        super::init::CLONED_AHEAD.store(false, Relaxed);
-        made
-    }
-
-    /// Clones an init with `flags`: stdin /dev/null, stdout and stderr pipes. Err: -errno.
-    fn make(flags: CloneFlags, netns: &mut NetnsPool) -> Result<ReadyInit, i32> {
+    /// Clones an init with `flags`: stdin /dev/null, stdout and stderr pipes. `ahead`: before
+    /// any request asked (the init warms up while it waits). Err: -errno.
+    fn make(flags: CloneFlags, netns: &mut NetnsPool, ahead: bool) -> Result<ReadyInit, i32> {
         let errno = |e: nix::Error| -(e as i32);
         let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(errno)?;
         let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(errno)?;
         let null = std::fs::File::open("/dev/null").map_err(|e| -e.raw_os_error().unwrap_or(libc::EIO))?;
         let (chan, init_chan) =
             socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC).map_err(errno)?;
-        let pid = clone_init(flags, &[OwnedFd::from(null), out_w, err_w, init_chan], netns);
+        let pid = clone_init(flags, &[OwnedFd::from(null), out_w, err_w, init_chan], netns, ahead);
         match pid {
             pid if pid > 0 => Ok(ReadyInit { flags, pid, theirs: [chan, out_r, err_r] }),
             e => Err(e),
@@ -367,19 +359,19 @@ impl NetnsPool {
 
 /// One init: cloned into the requested namespaces as the supervisor's child, fds wired, then
 /// `init::main`. Its pid, or -errno.
-fn clone_init(mut flags: CloneFlags, fds: &[OwnedFd], netns: &mut NetnsPool) -> i32 {
+fn clone_init(mut flags: CloneFlags, fds: &[OwnedFd], netns: &mut NetnsPool, ahead: bool) -> i32 {
     let in_made_netns = flags.contains(CloneFlags::CLONE_NEWNET) && netns.enter();
     if in_made_netns {
         flags.remove(CloneFlags::CLONE_NEWNET);
     }
-    let pid = clone_init_with(flags, fds);
+    let pid = clone_init_with(flags, fds, ahead);
     if in_made_netns {
         netns.back_home();
     }
     pid
 }
 
-fn clone_init_with(flags: CloneFlags, fds: &[OwnedFd]) -> i32 {
+fn clone_init_with(flags: CloneFlags, fds: &[OwnedFd], ahead: bool) -> i32 {
     let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
     let stdio = [raw[0], raw[1], raw[2]];
     let (chan, console) = (raw[3], raw.get(4).copied().unwrap_or(-1));
@@ -410,7 +402,7 @@ fn clone_init_with(flags: CloneFlags, fds: &[OwnedFd]) -> i32 {
                 write_name(start, end, b"engine-init");
             }
             super::spawn::wire_fds(stdio, chan, console, -1);
-            libc::_exit(super::init::main())
+            libc::_exit(super::init::main_after_clone(ahead))
         }
     });
     // CLONE_PARENT: the supervisor's child (its reaper and pidfd see it); the exit signal is
