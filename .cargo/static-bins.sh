@@ -18,7 +18,13 @@ for a in "$@"; do
     prev=$a
 done
 case "$bin:$crate" in
-    1:engine | 1:engine_core | 1:engine_oci)
+    # The client (src/bin/engine): no libc, no std. Its own _start, so a static non-PIE (no
+    # relocations to apply: nothing in it could apply them); panic=abort, which a crate without
+    # std needs (no unwinding).
+    1:engine)
+        exec "$@" -C panic=abort -C relocation-model=static -C link-arg=-nostartfiles -C link-arg=-nostdlib \
+            -C link-arg=-static -C link-arg=-no-pie ;;
+    1:engine_front | 1:engine_core | 1:engine_oci)
         exec "$@" -C target-feature=+crt-static -C link-arg=-Wl,-z,pack-relative-relocs ;;
 esac
 exec "$@"

@@ -34,7 +34,9 @@ for w in "$WORKLOAD_DIR"/*; do
 done
 if [ -n "${ENGINE_BIN:-}" ] && [ -x "$ENGINE_BIN" ]; then
   install -m 0755 "$ENGINE_BIN" "$stage/bin/engine"
-  # The front hands the supervisor and every other verb it does not run to engine-core beside it.
+  # The client hands what it does not send to engine-front (the verbs that talk to the
+  # supervisor) or engine-core (the supervisor and everything else) beside it.
+  install -m 0755 "$(dirname "$ENGINE_BIN")/engine-front" "$stage/bin/engine-front"
   install -m 0755 "$(dirname "$ENGINE_BIN")/engine-core" "$stage/bin/engine-core"
   # The OCI runtime binary is built beside it (tests/vm/engine-oci-monitor.sh).
   if [ -x "$(dirname "$ENGINE_BIN")/engine-oci" ]; then

@@ -147,6 +147,16 @@ pub enum Request {
         #[serde(default)]
         containers: Vec<String>,
     },
+    /// A command line as the user typed it, from the `engine` client (which parses none of it):
+    /// the supervisor reads it as `engine-front` would, with relative paths from `cwd`, and
+    /// answers as for the request it stands for, with its failures as stderr [`Response::Output`]
+    /// and an [`Response::Exited`] code; or [`Response::HandOver`] (to `engine-front`), or
+    /// [`Response::NoSuchImage`] (the client hands it to `engine-core`, which pulls). Added in protocol 1 without a
+    /// bump: an older supervisor refuses it before doing anything, and the client then hands over.
+    Cli {
+        argv: Vec<String>,
+        cwd: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -230,6 +240,9 @@ pub enum Response {
         message: String,
         exit_code: i32,
     },
+    /// The answer to a [`Request::Cli`] whose command line the supervisor leaves to
+    /// `engine-front` (a terminal or stdin to attach, `start -a`, a usage error): nothing was done.
+    HandOver,
 }
 
 /// What a client sends after a `run`/`attach`/`exec` request with `-i` or `-t`, as frames

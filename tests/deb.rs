@@ -61,6 +61,8 @@ fn packages_are_lintian_clean_and_install_upgrade_purge_in_a_throwaway_root() {
     let listing = ok(Command::new("dpkg-deb").arg("-c").arg(&engine_deb));
     for f in [
         "./usr/bin/engine",
+        "./usr/bin/engine-front",
+        "./usr/bin/engine-core",
         "./usr/lib/systemd/system/engine.service",
         "./usr/lib/systemd/system/engine.socket",
         "./usr/share/bash-completion/completions/engine",

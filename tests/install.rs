@@ -82,9 +82,10 @@ fn install_into_destdir_then_uninstall_leaves_nothing() {
 
     // The binary, and the files around it, with their modes.
     assert_eq!(mode(&p("/usr/local/bin/engine")), 0o755);
+    assert_eq!(mode(&p("/usr/local/bin/engine-front")), 0o755);
     assert_eq!(mode(&p("/usr/local/bin/engine-core")), 0o755);
     assert_eq!(mode(&p("/usr/local/bin/engine-oci")), 0o755);
-    // --version is engine-core's: the front hands it over to the engine-core installed beside it.
+    // --version is engine-core's: the client hands it over to the engine-core installed beside it.
     let run = Command::new(p("/usr/local/bin/engine")).arg("--version").output().unwrap();
     assert!(String::from_utf8_lossy(&run.stdout).starts_with(&format!("engine {version}")), "{}", describe(&run));
     for f in [
@@ -145,12 +146,12 @@ fn install_into_destdir_then_uninstall_leaves_nothing() {
     let mut pages: Vec<String> =
         std::fs::read_dir(&man1).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     pages.sort();
-    // engine-oci(1) (its verbs are runc's) and engine-core(1) are written by hand, the others
-    // generated from clap.
+    // engine-oci(1) (its verbs are runc's), engine-core(1) and engine-front(1) are written by
+    // hand, the others generated from clap.
     let mut want: Vec<String> = verbs()
         .iter()
         .map(|v| format!("engine-{v}.1"))
-        .chain(["engine.1", "engine-oci.1", "engine-core.1"].map(String::from))
+        .chain(["engine.1", "engine-oci.1", "engine-core.1", "engine-front.1"].map(String::from))
         .collect();
     want.sort();
     assert_eq!(pages, want);

@@ -22,7 +22,8 @@ rm "$eng/usr/share/engine/installed-files"
 mkdir -p "$dk/usr/src"
 mv "$eng/usr/src/monitor-$PKG_VERSION" "$dk/usr/src/"
 rmdir "$eng/usr/src"
-strip --remove-section=.comment --remove-section=.note --strip-unneeded "$eng/usr/bin/engine" "$eng/usr/bin/engine-core" "$eng/usr/bin/engine-oci"
+strip --remove-section=.comment --remove-section=.note --strip-unneeded "$eng/usr/bin/engine" "$eng/usr/bin/engine-front" \
+  "$eng/usr/bin/engine-core" "$eng/usr/bin/engine-oci"
 gzip -9n "$eng"/usr/share/man/man1/*.1
 
 # doc/copyright and a changelog in each package (Debian policy 12.5, 12.7).
@@ -37,18 +38,19 @@ for pkg in engine engine-monitor-dkms; do
   chmod 0644 "$doc/changelog.gz"
 done
 
-# engine, engine-core and engine-oci are static PIEs (.cargo/static-bins.sh: no dynamic loader on each CLI
+# engine is a static executable with no libc at all (src/bin/engine); engine-front, engine-core and
+# engine-oci are static PIEs (.cargo/static-bins.sh: no dynamic loader on each CLI
 # call): no libc6 to depend on. lintian takes a static PIE (ET_DYN, no DT_NEEDED) for a shared
 # library without prerequisites: that tag is overridden, with the reason.
 # A dynamic build (RUSTC_WRAPPER set) depends on the newest glibc symbol version it uses.
-glibc=$(objdump -T "$eng/usr/bin/engine" 2>/dev/null | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -n1 | cut -d_ -f2 || true)
+glibc=$(objdump -T "$eng/usr/bin/engine-front" 2>/dev/null | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -n1 | cut -d_ -f2 || true)
 if [ -n "$glibc" ]; then
   depends="s/@GLIBC@/$glibc/"
 else
   depends='/^Depends: /d'
   install -d -m 0755 "$eng/usr/share/lintian/overrides"
   printf '%s\n' "# Static PIEs on purpose: no dynamic loader at each start of the CLI (README: static PIE)." \
-    "engine: shared-library-lacks-prerequisites [usr/bin/engine]" \
+    "engine: shared-library-lacks-prerequisites [usr/bin/engine-front]" \
     "engine: shared-library-lacks-prerequisites [usr/bin/engine-core]" \
     "engine: shared-library-lacks-prerequisites [usr/bin/engine-oci]" \
     > "$eng/usr/share/lintian/overrides/engine"

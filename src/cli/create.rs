@@ -144,24 +144,28 @@ pub struct Target {
 /// How the ROOTFS argument reads: a path (`/x`, `./x`, `../x`, `.`, `..`) is a directory, always;
 /// anything else is an image reference or ID, and also the directory of that name if one exists
 /// here, which the supervisor uses only when its store has no such image (today's
-/// `engine run NAME rootfs CMD` keeps working). Returns (image, directory).
-fn image_or_dir(arg: &std::path::Path) -> Result<(Option<String>, PathBuf), CliError> {
+/// `engine run NAME rootfs CMD` keeps working). A relative path is read from `cwd` (empty: this
+/// process's own). Returns (image, directory).
+fn image_or_dir(arg: &std::path::Path, cwd: &std::path::Path) -> Result<(Option<String>, PathBuf), CliError> {
     let text = arg.to_string_lossy();
     let path_like =
         arg.is_absolute() || text == "." || text == ".." || text.starts_with("./") || text.starts_with("../");
     // The supervisor runs elsewhere: hand it an absolute path, and name a missing rootfs here.
-    let dir = || std::fs::canonicalize(arg).map_err(|e| CliError::from(format!("rootfs {}: {e}", arg.display())));
+    let at = cwd.join(arg);
+    let dir = || std::fs::canonicalize(&at).map_err(|e| CliError::from(format!("rootfs {}: {e}", arg.display())));
     if path_like {
         return Ok((None, dir()?));
     }
-    let fallback = if arg.is_dir() { dir()? } else { PathBuf::new() };
+    let fallback = if at.is_dir() { dir()? } else { PathBuf::new() };
     Ok((Some(text.into_owned()), fallback))
 }
 
 impl CreateOptions {
-    pub fn into_spec(self, target: Target) -> Result<ContainerSpec, CliError> {
+    /// The spec these options and `target` ask for; a relative ROOTFS is read from `cwd` (empty:
+    /// this process's own).
+    pub fn into_spec(self, target: Target, cwd: &std::path::Path) -> Result<ContainerSpec, CliError> {
         crate::container::name::validate(&target.name)?;
-        let (image, rootfs) = image_or_dir(&target.rootfs)?;
+        let (image, rootfs) = image_or_dir(&target.rootfs, cwd)?;
         if image.is_none() && target.command.is_empty() {
             return Err(
                 format!("no command given: a directory root {} has no default command", rootfs.display()).into()
@@ -230,6 +234,18 @@ struct TrailingOptions {
 /// the command. When the arguments of `start`/`run` end with a run of engine options (and no
 /// `--` protects the command), they are moved before the name, so clap sees Docker's order.
 pub fn hoist_trailing_options(argv: &[String]) -> Vec<String> {
+    let mut trailing = |tail: &[String]| TrailingOptions::try_parse_from(tail).ok().map(|t| t.rm);
+    hoist_trailing_options_with(argv, &mut trailing, &mut |head| super::parse(head).is_ok())
+}
+
+/// [`hoist_trailing_options`] with its two parsers given (the supervisor keeps its clap commands
+/// built, see `thin`): `trailing(tail)` is Some(whether `--rm` is among them) when `tail` is a run
+/// of engine options only, `whole(head)` whether `head` is a whole command line.
+pub fn hoist_trailing_options_with(
+    argv: &[String],
+    trailing: &mut dyn FnMut(&[String]) -> Option<bool>,
+    whole: &mut dyn FnMut(&[String]) -> bool,
+) -> Vec<String> {
     let Some(sub) = subcommand_index(argv) else { return argv.to_vec() };
     let verb = argv[sub].as_str();
     if !matches!(verb, "start" | "run") || argv[sub + 1..].iter().any(|a| a == "--") {
@@ -239,12 +255,12 @@ pub fn hoist_trailing_options(argv: &[String]) -> Vec<String> {
         if !argv[j].starts_with("--") {
             continue;
         }
-        let Ok(trailing) = TrailingOptions::try_parse_from(&argv[j..]) else { continue };
-        if trailing.rm && verb != "run" {
+        let Some(rm) = trailing(&argv[j..]) else { continue };
+        if rm && verb != "run" {
             continue;
         }
         // The part before must still be a whole command (name, rootfs and a command).
-        if super::parse(&argv[..j]).is_err() {
+        if !whole(&argv[..j]) {
             continue;
         }
         let mut out = argv[..=sub].to_vec();
@@ -253,6 +269,16 @@ pub fn hoist_trailing_options(argv: &[String]) -> Vec<String> {
         return out;
     }
     argv.to_vec()
+}
+
+/// The clap command of the options [`hoist_trailing_options`] moves, and what its matches say:
+/// Some(whether `--rm` is among them).
+pub fn trailing_options_command() -> clap::Command {
+    <TrailingOptions as clap::CommandFactory>::command()
+}
+
+pub fn trailing_options_rm(matches: &clap::ArgMatches) -> Option<bool> {
+    <TrailingOptions as clap::FromArgMatches>::from_arg_matches(matches).ok().map(|t| t.rm)
 }
 
 /// Position of the verb: the first argument that is not the global `--socket` option.

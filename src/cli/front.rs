@@ -1,7 +1,9 @@
-//! `engine`, the front: the verbs that talk only to the supervisor (run, start, exec, stop, ps, ...)
+//! `engine-front`: the verbs that talk only to the supervisor (run, start, exec, stop, ps, ...)
 //! are parsed and sent from a small binary, and every other command line (supervisor, images,
 //! volumes, help, a usage error) is handed to `engine-core`, the whole engine beside it, by execve
-//! with the same arguments. Why two binaries: `engine run` is on the user's latency path, and a
+//! with the same arguments. The `engine` client (src/bin/engine) execs it for these verbs, and for
+//! the forms of `run` and `start` the supervisor hands back. Why a binary of its own: the verbs
+//! are on the user's latency path, and a
 //! static PIE's start-up is mostly the relocation of its pointer-bearing data (the whole engine's
 //! 460 KiB of .data.rel.ro, copied page by page on every start) plus glibc's own; the front
 //! carries only what its verbs reach (issue 14, `benches/results/client-startup.md`).
@@ -10,17 +12,10 @@ use std::path::PathBuf;
 
 use clap::FromArgMatches;
 
+pub use super::shared::CORE;
+use super::shared::FRONT_VERBS;
 use super::{client_for, create, exit_code, one_verb_matches_in, run_socket_verb, Augment, Cli, CliError};
 use super::{EXIT_ENGINE_ERROR, VERBS};
-
-/// The file name of the whole engine, looked for beside the front's own binary.
-pub const CORE: &str = "engine-core";
-
-/// The verbs the front runs itself (their clap commands are [`super::VERBS`]); the whole command
-/// in engine-core parses anything these refuse.
-const FRONT_VERBS: &[&str] = &[
-    "start", "run", "exec", "attach", "top", "stop", "ps", "logs", "inspect", "port", "rm", "wait", "stats", "events",
-];
 
 /// Runs the command line, or hands it to engine-core; returns the process exit code.
 pub fn main() -> i32 {

@@ -20,12 +20,14 @@ mod pull;
 mod rm;
 mod rmi;
 mod run;
+pub mod shared;
 mod start;
 mod stats;
 mod stop;
 mod supervisor;
 mod table;
 mod terminal;
+pub mod thin;
 mod top;
 mod version;
 mod volume;
@@ -261,7 +263,7 @@ fn client_for(global: Global) -> Client {
     let socket = global
         .socket
         .or_else(|| std::env::var_os("ENGINE_SOCKET").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from(crate::supervisor::DEFAULT_SOCKET));
+        .unwrap_or_else(|| PathBuf::from(shared::DEFAULT_SOCKET));
     Client::new(socket)
 }
 

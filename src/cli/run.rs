@@ -18,7 +18,7 @@ pub struct Args {
 }
 
 pub fn execute(args: Args, client: &Client) -> CliResult {
-    let (spec, pull) = args.container.into_spec()?;
+    let (spec, pull) = args.container.into_spec(std::path::Path::new(""))?;
     let name = spec.name.clone();
     let (tty, interactive) = (spec.tty, spec.interactive);
     super::attach::check_tty(tty, interactive)?;
@@ -35,6 +35,17 @@ pub fn execute(args: Args, client: &Client) -> CliResult {
     match conn.print_output()? {
         Response::Exited { code } => Ok(code),
         other => Err(unexpected(other)),
+    }
+}
+
+/// `run` as the `engine` client sent it (see `thin`): one that attaches the client's terminal
+/// or stdin is the front's.
+pub(super) fn sent(args: Args, cwd: &std::path::Path) -> super::thin::Sent {
+    use super::thin::Sent;
+    match args.container.into_spec(cwd) {
+        Err(e) => Sent::Failed(e),
+        Ok((spec, _)) if spec.tty || spec.interactive => Sent::HandOver,
+        Ok((spec, _)) => Sent::Run { spec, remove: args.rm },
     }
 }
 

@@ -37,9 +37,10 @@ pub struct Args {
 }
 
 impl Args {
-    /// The spec, and the `--pull` policy for [`send_pulling`].
-    pub fn into_spec(self) -> Result<(ContainerSpec, PullPolicy), CliError> {
-        Ok((self.options.into_spec(self.target)?, self.pull))
+    /// The spec, and the `--pull` policy for [`send_pulling`]; relative paths from `cwd` (empty:
+    /// this process's own).
+    pub fn into_spec(self, cwd: &std::path::Path) -> Result<(ContainerSpec, PullPolicy), CliError> {
+        Ok((self.options.into_spec(self.target, cwd)?, self.pull))
     }
 }
 
@@ -77,8 +78,20 @@ pub fn pull_missing(store: &std::path::Path, reference: &str) -> Result<(), CliE
     Ok(())
 }
 
+/// `start` as the `engine` client sent it (see `thin`): `-a` is the front's.
+pub(super) fn sent(args: StartArgs, cwd: &std::path::Path) -> super::thin::Sent {
+    use super::thin::Sent;
+    if args.attach {
+        return Sent::HandOver;
+    }
+    match args.container.into_spec(cwd) {
+        Err(e) => Sent::Failed(e),
+        Ok((spec, _)) => Sent::Start { spec },
+    }
+}
+
 pub fn execute(args: StartArgs, client: &Client) -> CliResult {
-    let (spec, pull) = args.container.into_spec()?;
+    let (spec, pull) = args.container.into_spec(std::path::Path::new(""))?;
     if args.attach {
         super::attach::check_tty(spec.tty, spec.interactive)?;
     }

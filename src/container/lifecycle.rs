@@ -286,10 +286,12 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
         ));
     }
     let group = GroupPlan::new(&opts.spec, opts.cgroup, &opts.cgroup_parent, &opts.id)?;
+    super::trace::step(&opts.id, "P group planned");
     // Before anything is made: a profile that does not compile fails the create here.
     let profile = opts.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
     let seccomp = profile.map(super::seccomp::compile_once).transpose()?;
     let madvise_denied = profile.is_some_and(|p| !super::seccomp::allows_madvise(p));
+    super::trace::step(&opts.id, "P seccomp");
     let (flags, pid_ns) = spawn::clone_flags(&opts.spec)?;
     // Read before the clone: what the init will mount at the root is told from what was there.
     let host_root = HostRoot::of(&opts.spec, &opts.root)?;
@@ -300,6 +302,7 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
             "a container without a mount namespace needs the OCI lifecycle",
         ));
     }
+    super::trace::step(&opts.id, "P host root");
     let console = matches!(opts.stdio, Stdio::Console(_));
     let (stdio, binary) = (opts.stdio, opts.init_binary.as_deref());
     // The cgroup directories are made while the spawner clones the init (new namespaces take a
@@ -308,7 +311,9 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
     let mut ahead = opts.cgroup_ahead;
     let mut make_group = || {
         if made.is_none() {
+            super::trace::step(&opts.id, "P meanwhile begin");
             made = Some(group.create(ahead.take()));
+            super::trace::step(&opts.id, "P meanwhile end");
         }
     };
     let child = match &pid_ns {

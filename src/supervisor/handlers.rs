@@ -7,7 +7,7 @@ use super::launch::{self, Failure};
 use super::logs::follow;
 use super::spec::ContainerSpec;
 use super::Supervisor;
-use crate::protocol::{write_frame, Response};
+use crate::protocol::{write_frame, Response, Stream};
 
 type Reply = Result<(), Failure>;
 
@@ -53,6 +53,40 @@ pub fn run(sup: &Supervisor, conn: &mut UnixStream, spec: ContainerSpec, remove:
     }
     crate::container::trace::end(&name, "response sent");
     Ok(())
+}
+
+/// A command line the `engine` client sent as it is (`Request::Cli`): read as `engine-front`
+/// reads it, answered as its request is, with a failure as the front prints it (a line on stderr,
+/// an exit code) since the client has no words of its own; or handed back.
+pub fn cli(sup: &Supervisor, conn: &mut UnixStream, argv: &[String], cwd: &std::path::Path) -> Reply {
+    use crate::cli::thin::{read, Sent};
+    let result = match read(argv, cwd) {
+        Sent::HandOver => return send(conn, &Response::HandOver),
+        Sent::Failed(e) => return failed(conn, &e.message, e.exit_code),
+        Sent::Run { spec, remove } => run(sup, conn, spec, remove),
+        Sent::Start { spec } => {
+            let name = spec.name.clone();
+            start(sup, conn, spec).and_then(|()| {
+                write_frame(conn, &Response::Output { stream: Stream::Stdout }, format!("{name}\n").as_bytes())
+                    .map_err(|e| Failure::engine(format!("client went away: {e}")))?;
+                send(conn, &Response::Exited { code: 0 })
+            })
+        }
+    };
+    match result {
+        // Nothing was made: answered as any start is (`NoSuchImage`); the client hands the command
+        // line to engine-core, which pulls the image (or says why not) and asks again.
+        Err(f) if f.missing_image.is_some() => Err(f),
+        Err(f) => failed(conn, &f.message, f.exit_code),
+        Ok(()) => Ok(()),
+    }
+}
+
+/// A failure as `engine-front` prints it: "engine: MESSAGE" on stderr, then the exit code.
+fn failed(conn: &mut UnixStream, message: &str, code: i32) -> Reply {
+    write_frame(conn, &Response::Output { stream: Stream::Stderr }, format!("engine: {message}\n").as_bytes())
+        .map_err(|e| Failure::engine(format!("client went away: {e}")))?;
+    send(conn, &Response::Exited { code })
 }
 
 pub fn stop(sup: &Supervisor, conn: &mut UnixStream, name: &str, timeout_secs: u64) -> Reply {

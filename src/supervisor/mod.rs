@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 pub const DEFAULT_ROOT: &str = "/var/lib/engine";
-pub const DEFAULT_SOCKET: &str = "/run/engine/engine.sock";
+pub use crate::cli::shared::DEFAULT_SOCKET;
 /// Where supervisors lock the host-wide names they use (cgroup parent, bridge).
 pub const LOCK_DIR: &str = "/run/engine/locks";
 /// How often records whose save failed are retried.

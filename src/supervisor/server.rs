@@ -184,6 +184,7 @@ fn serve_one(sup: &Supervisor, mut conn: UnixStream) {
     let result = match request {
         Request::Start { spec } => handlers::start(sup, &mut conn, spec),
         Request::Run { spec, remove } => handlers::run(sup, &mut conn, spec, remove),
+        Request::Cli { argv, cwd } => handlers::cli(sup, &mut conn, &argv, &cwd),
         Request::Stop { name, timeout_secs } => handlers::stop(sup, &mut conn, &name, timeout_secs),
         Request::Kill { name, signal } => handlers::kill(sup, &mut conn, &name, signal),
         Request::Ps { all, stats } => handlers::ps(sup, &mut conn, all, stats),
