@@ -7,7 +7,8 @@
 # the proc-macro crates, which cannot be static. DT_RELR (glibc 2.36) packs the binary's 24,000
 # relative relocations. Cargo calls `wrapper rustc ARGS` (`wrapper clippy-driver rustc ARGS` under
 # clippy); the flags go last. bash, not sh: dash drops the environment variables whose names
-# have a dash (CARGO_BIN_EXE_engine-oci).
+# have a dash (CARGO_BIN_EXE_engine-oci). ENGINE_RUSTC_WRAPPER (sccache, say) is called in turn: an
+# RUSTC_WRAPPER would replace this one, and the no-std client would not build.
 crate= bin=
 prev=
 for a in "$@"; do
@@ -22,9 +23,9 @@ case "$bin:$crate" in
     # relocations to apply: nothing in it could apply them); panic=abort, which a crate without
     # std needs (no unwinding).
     1:engine)
-        exec "$@" -C panic=abort -C relocation-model=static -C link-arg=-nostartfiles -C link-arg=-nostdlib \
+        exec $ENGINE_RUSTC_WRAPPER "$@" -C panic=abort -C relocation-model=static -C link-arg=-nostartfiles -C link-arg=-nostdlib \
             -C link-arg=-static -C link-arg=-no-pie ;;
     1:engine_front | 1:engine_core | 1:engine_oci)
-        exec "$@" -C target-feature=+crt-static -C link-arg=-Wl,-z,pack-relative-relocs ;;
+        exec $ENGINE_RUSTC_WRAPPER "$@" -C target-feature=+crt-static -C link-arg=-Wl,-z,pack-relative-relocs ;;
 esac
-exec "$@"
+exec $ENGINE_RUSTC_WRAPPER "$@"

@@ -38,24 +38,28 @@ for pkg in engine engine-monitor-dkms; do
   chmod 0644 "$doc/changelog.gz"
 done
 
-# engine is a static executable with no libc at all (src/bin/engine); engine-front, engine-core and
-# engine-oci are static PIEs (.cargo/static-bins.sh: no dynamic loader on each CLI
-# call): no libc6 to depend on. lintian takes a static PIE (ET_DYN, no DT_NEEDED) for a shared
-# library without prerequisites: that tag is overridden, with the reason.
-# A dynamic build (RUSTC_WRAPPER set) depends on the newest glibc symbol version it uses.
+# engine is a static executable with no libc at all (src/bin/engine: its own _start and system
+# calls, so that each command starts without glibc's set-up), which lintian flags as an error for
+# any static binary: overridden, with the reason. engine-front, engine-core and engine-oci are
+# static PIEs (.cargo/static-bins.sh: no dynamic loader on each CLI call): no libc6 to depend on.
+# lintian takes a static PIE (ET_DYN, no DT_NEEDED) for a shared library without prerequisites:
+# that tag is overridden too. A dynamic build (RUSTC_WRAPPER set) depends on the newest glibc
+# symbol version it uses.
+install -d -m 0755 "$eng/usr/share/lintian/overrides"
+overrides=("# engine uses no libc on purpose: no C library set-up at each command (README: static)." \
+  "engine: statically-linked-binary [usr/bin/engine]")
 glibc=$(objdump -T "$eng/usr/bin/engine-front" 2>/dev/null | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -n1 | cut -d_ -f2 || true)
 if [ -n "$glibc" ]; then
   depends="s/@GLIBC@/$glibc/"
 else
   depends='/^Depends: /d'
-  install -d -m 0755 "$eng/usr/share/lintian/overrides"
-  printf '%s\n' "# Static PIEs on purpose: no dynamic loader at each start of the CLI (README: static PIE)." \
+  overrides+=("# Static PIEs on purpose: no dynamic loader at each start of the CLI (README: static PIE)." \
     "engine: shared-library-lacks-prerequisites [usr/bin/engine-front]" \
     "engine: shared-library-lacks-prerequisites [usr/bin/engine-core]" \
-    "engine: shared-library-lacks-prerequisites [usr/bin/engine-oci]" \
-    > "$eng/usr/share/lintian/overrides/engine"
-  chmod 0644 "$eng/usr/share/lintian/overrides/engine"
+    "engine: shared-library-lacks-prerequisites [usr/bin/engine-oci]")
 fi
+printf '%s\n' "${overrides[@]}" > "$eng/usr/share/lintian/overrides/engine"
+chmod 0644 "$eng/usr/share/lintian/overrides/engine"
 for pkg in engine engine-monitor-dkms; do
   root=$([ $pkg = engine ] && echo "$eng" || echo "$dk")
   install -d -m 0755 "$root/DEBIAN"
