@@ -161,10 +161,21 @@ fn an_older_supervisor_gets_the_fronts_request() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("old.sock");
     let listener = UnixListener::bind(&socket).unwrap();
+    listener.set_nonblocking(true).unwrap();
     let server = std::thread::spawn(move || {
         let mut ops = Vec::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         for round in 0..2 {
-            let (mut conn, _) = listener.accept().unwrap();
+            let mut conn = loop {
+                match listener.accept() {
+                    Ok((conn, _)) => break conn,
+                    Err(_) if std::time::Instant::now() < deadline => {
+                        std::thread::sleep(std::time::Duration::from_millis(10))
+                    }
+                    Err(_) => return ops,
+                }
+            };
+            conn.set_nonblocking(false).unwrap();
             let mut lens = [0u8; 8];
             conn.read_exact(&mut lens).unwrap();
             let mut json = vec![0u8; u32::from_be_bytes(lens[..4].try_into().unwrap()) as usize];
