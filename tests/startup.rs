@@ -831,3 +831,82 @@ fn the_init_joins_its_groups_through_files_opened_ahead() {
     }
     sup.ok(&["rm", "-f", "joined"]);
 }
+
+/// The host pid of an init of `sup`'s spawner whose mount namespace holds a kit at `kit` (made
+/// ahead, before its request: `container::kit`), if one is there yet.
+fn init_with_kit(sup: &Supervisor, kit: &std::path::Path) -> Option<i32> {
+    let proc_in_kit = format!(" {}/proc ", kit.display());
+    pids_matching("engine-init").into_iter().find(|pid| {
+        let parent = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit(')').next().and_then(|r| r.split_whitespace().nth(1)).map(str::to_string));
+        let mounts = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap_or_default();
+        parent.as_deref() == Some(sup.pid().to_string().as_str()) && mounts.contains(&proc_in_kit)
+    })
+}
+
+/// A container's mount tree as it sees it: each mount under its parent's mount point, sorted
+/// (mountinfo lists mounts in the order they were made), without what differs between any two
+/// containers (mount ids, device numbers, the overlay's own directories).
+fn mount_tree(pid: i64) -> Vec<String> {
+    let info = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
+    let lines: Vec<Vec<&str>> = info.lines().map(|l| l.split(' ').collect()).collect();
+    let point = |id: &str| lines.iter().find(|f| f[0] == id).map_or("(outside)", |f| f[4]);
+    let mut tree: Vec<String> = lines
+        .iter()
+        .map(|f| match f[4] {
+            "/" => "/ (the container's root)".to_string(),
+            _ => format!("{} > {}", point(f[1]), f[3..].join(" ")),
+        })
+        .collect();
+    tree.sort();
+    tree
+}
+
+/// /proc (with its masked and read-only paths) and /dev (devices, devpts, shm) are made by the
+/// init cloned ahead, in its own mount namespace, and moved onto the root at the start: the
+/// container sees exactly the tree a start that makes them on its path (a Spec they do not fit)
+/// gets, and the host sees none of it.
+#[test]
+fn the_proc_and_dev_made_ahead_are_those_a_start_makes_on_its_path() {
+    let sup = Supervisor::start();
+    let rootfs = rootfs();
+    let rootfs = rootfs.to_str().unwrap();
+    let kit = sup.root.join("kit");
+    // After a first start the spawner makes the next init ahead, and that init its kit.
+    let (code, _, err) =
+        sup.run_with(&["--rm", "--net", "none"], "first", std::path::Path::new(rootfs), &["/bin/true"]);
+    assert_eq!(code, 0, "{err}");
+    let mut ahead = None;
+    wait_until(std::time::Duration::from_secs(10), || {
+        ahead = init_with_kit(&sup, &kit);
+        ahead.is_some()
+    });
+    let host = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!host.contains(&kit.display().to_string()), "the kit is in the host's mount namespace: {host}");
+    // The next start with the same namespaces takes that init.
+    sup.ok(&["start", "--net", "none", "ahead", rootfs, "/bin/sleep", "60"]);
+    let ahead_pid = sup.state("ahead")["pid"].as_i64().unwrap();
+    assert_eq!(Some(ahead_pid as i32), ahead, "the start did not take the init with the kit");
+    // A tmpfs below /dev: the kit does not fit, /proc and /dev are made on the path.
+    sup.ok(&["start", "--net", "none", "--tmpfs", "/dev/extra", "onpath", rootfs, "/bin/sleep", "60"]);
+    let on_path: Vec<String> = mount_tree(sup.state("onpath")["pid"].as_i64().unwrap())
+        .into_iter()
+        .filter(|l| !l.contains(" /dev/extra "))
+        .collect();
+    let made_ahead = mount_tree(ahead_pid);
+    assert_eq!(made_ahead, on_path);
+    // What the masks and read-only binds are for, in the container with the kit.
+    for (script, want) in [
+        ("echo x > /proc/sys/kernel/hostname && echo written", "Read-only file system"),
+        ("cat /proc/keys; echo end", "end\n"),
+        ("ls /proc/acpi | wc -l", "0\n"),
+        ("echo hi > /dev/null && ls /dev/pts /dev/shm >/dev/null && echo fine", "fine\n"),
+    ] {
+        let out = sup.engine(&["exec", "ahead", "/bin/sh", "-c", script]);
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(text.contains(want), "{script}: {text}");
+    }
+    sup.ok(&["rm", "-f", "ahead"]);
+    sup.ok(&["rm", "-f", "onpath"]);
+}

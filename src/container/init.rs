@@ -21,8 +21,9 @@ use super::channel::{FromInit, InitChannel, Plan};
 use super::error::CoreError;
 use super::exit::{self, Termination};
 use super::lifecycle::{InitMode, StartGate};
+use super::process;
+use super::rootfs::{self, Kit};
 use super::spawn::{INIT_CHANNEL_FD, INIT_CONSOLE_FD};
-use super::{process, rootfs};
 
 /// Annotation: the command's scheduling niceness (-20..19); OCI has no plain field for it.
 pub const ANNOTATION_NICE: &str = "org.engine.nice";
@@ -32,12 +33,13 @@ pub const ANNOTATION_CPU_AFFINITY: &str = "org.engine.cpu-affinity";
 
 /// Entry point of `engine-init`; the return value is the process exit code.
 pub fn main() -> i32 {
-    main_after_clone(false)
+    main_after_clone(None)
 }
 
 /// [`main`], for an init the spawner cloned; `ahead`: before any request asked for it
-/// (`spawner::ReadyInit`), so it has idle time to warm up in before its Setup.
-pub(crate) fn main_after_clone(ahead: bool) -> i32 {
+/// (`spawner::ReadyInit`), so it has idle time to warm up in before its Setup, and to make the
+/// mounts every container gets in the directory given (see `kit`).
+pub(crate) fn main_after_clone(ahead: Option<Option<&std::path::Path>>) -> i32 {
     // Whatever the parent had open must not reach the container (the class of leak behind
     // CVE-2024-21626): close everything but stdio and the channel, and whatever the init opens
     // itself from here on is close-on-exec.
@@ -51,9 +53,11 @@ pub(crate) fn main_after_clone(ahead: bool) -> i32 {
     }
     // SAFETY: fd 3 is the init channel, placed there by spawn::exec_init.
     let chan = unsafe { InitChannel::from_raw_fd(INIT_CHANNEL_FD) };
-    if ahead {
+    if ahead.is_some() {
         warm_up();
     }
+    // A kit that could not be made leaves the root's build to make it all on the path.
+    let kit = ahead.flatten().and_then(|dir| Kit::make(dir).ok());
     // The parent gave up on this container before its Setup: nothing was done.
     let Ok(plan) = chan.wait_setup() else { return exit::ENGINE_ERROR };
     let console = match plan.console {
@@ -102,7 +106,7 @@ pub(crate) fn main_after_clone(ahead: bool) -> i32 {
     let signals = forwarded_signals();
     let trace = super::trace::InitTrace::open(plan.trace.as_ref());
     trace.step(&plan.id, "init: Setup received");
-    let given = Given { root_mount, tasks };
+    let given = Given { root_mount, tasks, kit };
     let child = match run(&chan, &plan, console, preserved, given, &signals, &trace) {
         Ok(child) => child,
         Err(e) => {
@@ -139,10 +143,12 @@ fn report_failure(chan: &InitChannel, e: &CoreError) -> bool {
     chan.send(&FromInit::Failed(e.to_failure())).is_ok()
 }
 
-/// What came with the Setup on the channel: the root mounted ahead, the cgroups' `tasks` files.
+/// What came with the Setup on the channel (the root mounted ahead, the cgroups' `tasks` files),
+/// and the mounts this init made ahead.
 struct Given {
     root_mount: Option<OwnedFd>,
     tasks: Vec<OwnedFd>,
+    kit: Option<Kit>,
 }
 
 /// Everything up to the command; in Exec mode it does not return on success.
@@ -167,7 +173,7 @@ fn run(
         StartGate::Channel => None,
     };
     join_namespaces(spec)?;
-    rootfs::build(plan, given.root_mount)?;
+    rootfs::build(plan, given.root_mount, given.kit)?;
     trace.step(&plan.id, "init: root built");
     if let Some(name) = spec.hostname() {
         nix::unistd::sethostname(name)
@@ -499,8 +505,8 @@ fn close_fds_from(first: u32) {
     }
 }
 
-/// The new network namespace has only `lo`, and it is down. (Already up in one the spawner made
-/// ahead: setting the flag again changes nothing.)
+/// The new network namespace has only `lo`, and it is down (up already in one the spawner made
+/// ahead: then nothing is set).
 pub(super) fn loopback_up() -> io::Result<()> {
     use super::security::syscall_result;
     // SAFETY: a zeroed ifreq is valid; the socket is closed by OwnedFd.
@@ -515,6 +521,12 @@ pub(super) fn loopback_up() -> io::Result<()> {
             *dst = *src as libc::c_char;
         }
         syscall_result(libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut ifr).into())?;
+        // Up already in a namespace the spawner made ahead: the set would still take the
+        // RTNL lock, which other namespaces' setup and cleanup hold for long (36 µs asleep
+        // per start, ftrace).
+        if ifr.ifr_ifru.ifru_flags & libc::IFF_UP as libc::c_short != 0 {
+            return Ok(());
+        }
         ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
         syscall_result(libc::ioctl(fd, libc::SIOCSIFFLAGS, &ifr).into())
     }

@@ -316,11 +316,12 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
             super::trace::step(&opts.id, "P meanwhile end");
         }
     };
+    let kit_fits = super::kit::fits(&opts.spec);
     let child = match &pid_ns {
-        Some(path) => {
-            spawn::in_pid_namespace(path, || spawn::spawn_init_overlapped(flags, stdio, binary, &mut make_group))
-        }
-        None => spawn::spawn_init_overlapped(flags, stdio, binary, &mut make_group),
+        Some(path) => spawn::in_pid_namespace(path, || {
+            spawn::spawn_init_overlapped(flags, stdio, binary, kit_fits, &mut make_group)
+        }),
+        None => spawn::spawn_init_overlapped(flags, stdio, binary, kit_fits, &mut make_group),
     };
     let mut child = match child {
         Ok(child) => child,

@@ -10,6 +10,7 @@ pub mod exec;
 pub mod exit;
 pub mod hooks;
 pub mod init;
+pub mod kit;
 pub mod lifecycle;
 mod limits;
 pub mod name;

@@ -17,6 +17,8 @@ use super::error::CoreError;
 use super::lifecycle::RootSource;
 use super::safepath::{Dir, Kind};
 
+pub use super::kit::Kit;
+
 /// Character devices every container gets (runc's default devices): (name, major, minor), mode 0666.
 const DEFAULT_DEVICES: &[(&str, u32, u32)] =
     &[("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)];
@@ -49,10 +51,12 @@ fn changed(what: &str) -> CoreError {
 }
 
 /// Everything from the private mount tree to the pivot; on return `/` is the container's root.
-/// `root_mount`: the overlay, mounted ahead by the caller (see `Plan::root_mount`).
-pub fn build(plan: &Plan, root_mount: Option<OwnedFd>) -> Result<(), CoreError> {
+/// `root_mount`: the overlay, mounted ahead by the caller (see `Plan::root_mount`); `kit`: /proc
+/// and /dev made ahead by this init (see `kit`), used if the Spec fits them.
+pub fn build(plan: &Plan, root_mount: Option<OwnedFd>, kit: Option<Kit>) -> Result<(), CoreError> {
     let spec = &plan.spec;
     let linux = spec.linux().as_ref();
+    let kit = kit.filter(|_| super::kit::fits(spec));
     // Private first: nothing below may propagate back into the host's mount namespace. A slave
     // root (rootfsPropagation slave/rslave) is made a slave here instead, as runc does: nothing
     // goes back either, but what the host mounts later under a shared source still reaches the
@@ -74,7 +78,8 @@ pub fn build(plan: &Plan, root_mount: Option<OwnedFd>) -> Result<(), CoreError> 
             RootSource::Dir(dir) => dir.clone(),
         };
         make_holder_private(&holder)?;
-    } else if own_ns {
+    } else if own_ns && kit.is_none() {
+        // (An init with a kit made its tree private when it made the kit.)
         let slave = matches!(linux.and_then(|l| l.rootfs_propagation().as_deref()), Some("slave" | "rslave"));
         let first = if slave { MsFlags::MS_SLAVE } else { MsFlags::MS_PRIVATE };
         mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | first, None::<&str>)
@@ -111,30 +116,28 @@ pub fn build(plan: &Plan, root_mount: Option<OwnedFd>) -> Result<(), CoreError> 
         return Err(CoreError::spec("linux.namespaces", "the container's own /etc files need a mount namespace"));
     }
     let root = Dir::root(&root_path).map_err(io_step("opening the container root"))?;
-    let mut proc: Option<Dir> = None;
-    let mut dev_tmpfs = false;
-    for m in spec.mounts().iter().flatten() {
-        if matches!(m.typ().as_deref(), Some("cgroup" | "cgroup2")) {
-            mount_cgroup(&root, m, &plan.cgroup_paths)?;
-            continue;
+    let mounts = spec.mounts().as_deref().unwrap_or_default();
+    match kit {
+        // The kit's /proc and /dev (devices, masked and read-only paths done); then the others.
+        Some(kit) => {
+            kit.place(&root)?;
+            mount_all(&root, &mounts[super::kit::MOUNTS.len()..], &plan.cgroup_paths)?;
         }
-        match mount_one(&root, m)? {
-            Mounted::Proc(dir) => proc = Some(dir),
-            Mounted::DevTmpfs => dev_tmpfs = true,
-            Mounted::Other => {}
+        None => {
+            let (proc, dev_tmpfs) = mount_all(&root, mounts, &plan.cgroup_paths)?;
+            // runc's rule: the default devices (and the Spec's) are made unless /dev came from a bind.
+            if dev_tmpfs {
+                let devices = linux.and_then(|l| l.devices().as_ref()).map(Vec::as_slice).unwrap_or_default();
+                make_devices(&root, devices, has_new_namespace(spec, LinuxNamespaceType::User))?;
+            }
+            if let Some(sysctl) = linux.and_then(|l| l.sysctl().as_ref()) {
+                write_sysctls(spec, proc.as_ref(), sysctl)?;
+            }
+            let readonly = linux.and_then(|l| l.readonly_paths().as_ref()).map(Vec::as_slice).unwrap_or_default();
+            let masked = linux.and_then(|l| l.masked_paths().as_ref()).map(Vec::as_slice).unwrap_or_default();
+            protect_paths(&root, proc.as_ref(), readonly, masked)?;
         }
     }
-    // runc's rule: the default devices (and the Spec's) are made unless /dev came from a bind.
-    if dev_tmpfs {
-        let devices = linux.and_then(|l| l.devices().as_ref()).map(Vec::as_slice).unwrap_or_default();
-        make_devices(&root, devices, has_new_namespace(spec, LinuxNamespaceType::User))?;
-    }
-    if let Some(sysctl) = linux.and_then(|l| l.sysctl().as_ref()) {
-        write_sysctls(spec, proc.as_ref(), sysctl)?;
-    }
-    let readonly = linux.and_then(|l| l.readonly_paths().as_ref()).map(Vec::as_slice).unwrap_or_default();
-    let masked = linux.and_then(|l| l.masked_paths().as_ref()).map(Vec::as_slice).unwrap_or_default();
-    protect_paths(&root, proc.as_ref(), readonly, masked)?;
     // Any directory of ours can hold the files' tmpfs for the moment it is mounted: the mount
     // exists only in this namespace, and the binds keep the tmpfs alive once it is detached.
     // It lies outside the new root, so the pivot's detach of the old root takes it too: its own
@@ -192,6 +195,39 @@ pub(crate) fn has_new_namespace(spec: &super::Spec, kind: LinuxNamespaceType) ->
 /// Whether the Spec lists a namespace of `kind` (new or joined).
 pub fn has_namespace(spec: &super::Spec, kind: LinuxNamespaceType) -> bool {
     spec.linux().as_ref().and_then(|l| l.namespaces().as_ref()).is_some_and(|ns| ns.iter().any(|n| n.typ() == kind))
+}
+
+/// The Spec's mounts in order: the /proc mounted (for the sysctls and the masked paths), and
+/// whether /dev is a fresh tmpfs (for the devices).
+fn mount_all(root: &Dir, mounts: &[Mount], cgroup_paths: &[PathBuf]) -> Result<(Option<Dir>, bool), CoreError> {
+    let (mut proc, mut dev_tmpfs) = (None, false);
+    for m in mounts {
+        if matches!(m.typ().as_deref(), Some("cgroup" | "cgroup2")) {
+            mount_cgroup(root, m, cgroup_paths)?;
+            continue;
+        }
+        match mount_one(root, m)? {
+            Mounted::Proc(dir) => proc = Some(dir),
+            Mounted::DevTmpfs => dev_tmpfs = true,
+            Mounted::Other => {}
+        }
+    }
+    Ok((proc, dev_tmpfs))
+}
+
+/// Engine's standard /proc and /dev (the kit's, made ahead): `mounts`, the default devices, the
+/// read-only and masked paths, in `root`, as `build` makes them in a container's root.
+pub(super) fn make_standard(
+    root: &Dir,
+    mounts: &[Mount],
+    readonly: &[String],
+    masked: &[String],
+) -> Result<(), CoreError> {
+    let (proc, dev_tmpfs) = mount_all(root, mounts, &[])?;
+    if dev_tmpfs {
+        make_devices(root, &[], false)?;
+    }
+    protect_paths(root, proc.as_ref(), readonly, masked)
 }
 
 /// linux.sysctl, refusing (as runc does) any key that is not namespaced by a namespace the

@@ -30,6 +30,8 @@
 //! end).
 use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 use std::sync::OnceLock;
 
 use nix::sched::CloneFlags;
@@ -59,7 +61,15 @@ enum Stdio {
     /// The spawner's: /dev/null, two pipes, a channel (none with the request; the reply
     /// carries the channel's other end and the pipes' read ends, [`MADE_FDS`]).
     Made = 2,
+    /// As `Made`, for a Spec the mounts made ahead fit ([`super::kit::fits`]): an init made
+    /// ahead with them may be given.
+    MadeKitFits = 3,
+    /// Not a clone: where inits made ahead make their mounts (the path follows).
+    KitDir = 4,
 }
+
+/// The longest request: a [`Stdio::KitDir`] with its path.
+const MAX_REQUEST: usize = REQUEST_LEN + libc::PATH_MAX as usize;
 
 /// The fds a [`Stdio::Made`] reply carries: the channel, stdout's and stderr's read ends.
 const MADE_FDS: usize = 3;
@@ -114,12 +124,13 @@ pub fn spawn(flags: CloneFlags, fds: &[RawFd], meanwhile: &mut dyn FnMut()) -> O
 /// `meanwhile` as for [`spawn`].
 pub fn spawn_with_pipes(
     flags: CloneFlags,
+    kit_fits: bool,
     meanwhile: &mut dyn FnMut(),
 ) -> Option<std::io::Result<(i32, [OwnedFd; 3])>> {
     let sock = SPAWNER.get()?.lock();
     let mut request = [0u8; REQUEST_LEN];
     request[..8].copy_from_slice(&(flags.bits() as u64).to_ne_bytes());
-    request[8] = Stdio::Made as u8;
+    request[8] = if kit_fits { Stdio::MadeKitFits } else { Stdio::Made } as u8;
     if nix::sys::socket::send(sock.as_raw_fd(), &request, MsgFlags::MSG_NOSIGNAL).is_err() {
         return None;
     }
@@ -132,6 +143,27 @@ pub fn spawn_with_pipes(
         Ok(fds) => Some(Ok((pid, fds))),
         // A reply without its fds: the init is ours to end (it ends once its channel is gone).
         Err(_) => Some(Err(std::io::Error::other("the spawner's reply came without its fds"))),
+    }
+}
+
+/// Tells the spawner where the inits it makes ahead make the mounts every container gets
+/// ([`super::kit`]): `dir`, an empty directory of the supervisor's (each init mounts its own
+/// tmpfs there, in its own mount namespace). Without it (or a spawner) none are made ahead.
+pub fn set_kit_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let Some(sock) = SPAWNER.get() else { return Ok(()) };
+    let sock = sock.lock();
+    let mut request = vec![0u8; REQUEST_LEN];
+    request[8] = Stdio::KitDir as u8;
+    request.extend_from_slice(dir.as_os_str().as_encoded_bytes());
+    if request.len() > MAX_REQUEST {
+        return Err(std::io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+    }
+    nix::sys::socket::send(sock.as_raw_fd(), &request, MsgFlags::MSG_NOSIGNAL)?;
+    // The reply is 0 (taken) or -errno, read as a clone's.
+    match receive_reply(&sock) {
+        Some(Err(e)) if e.raw_os_error() == Some(0) => Ok(()),
+        Some(reply) => reply.map(drop),
+        None => Err(std::io::Error::from_raw_os_error(libc::EPIPE)),
     }
 }
 
@@ -192,8 +224,12 @@ fn serve(sock: OwnedFd, parent: i32) -> ! {
     let mut netns = NetnsPool::open();
     netns.fill();
     let mut ready: Option<ReadyInit> = None;
+    let mut kit_dir: Option<std::path::PathBuf> = None;
     // The namespaces of the last request with pipes of ours: those of the next init made ahead.
     let mut last_made: Option<CloneFlags> = None;
+    // Whether that request's Spec fitted the mounts made ahead: the next init makes them only
+    // then (a run of Specs they do not fit keeps getting inits made ahead without them).
+    let mut last_fitted = false;
     loop {
         // Work ahead only once no request has come for a moment: an init (in the namespace made
         // ahead), then the next namespace unless a request came meanwhile. Tried once per
@@ -201,7 +237,8 @@ fn serve(sock: OwnedFd, parent: i32) -> ! {
         let init_wanted = ready.is_none() && last_made.is_some();
         if (init_wanted || netns.wanted()) && !request_within(&sock, REFILL_AFTER.as_millis() as libc::c_int) {
             if let (true, Some(flags)) = (init_wanted, last_made) {
-                ready = ReadyInit::make(flags, &mut netns, true).ok();
+                let kit = kit_dir.as_deref().filter(|_| last_fitted);
+                ready = ReadyInit::make(flags, &mut netns, Some(kit)).ok();
                 if ready.is_none() {
                     // Not again until another request asks (a clone that failed fails again).
                     last_made = None;
@@ -211,7 +248,7 @@ fn serve(sock: OwnedFd, parent: i32) -> ! {
                 netns.fill();
             }
         }
-        let mut request = [0u8; REQUEST_LEN];
+        let mut request = [0u8; MAX_REQUEST];
         let mut cmsg = nix::cmsg_space!([RawFd; MAX_FDS]);
         let mut iov = [IoSliceMut::new(&mut request)];
         let (len, fds) = match recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC) {
@@ -227,18 +264,26 @@ fn serve(sock: OwnedFd, parent: i32) -> ! {
         let mut bits = [0u8; 8];
         bits.copy_from_slice(&request[..8]);
         let flags = CloneFlags::from_bits(u64::from_ne_bytes(bits) as libc::c_int);
-        let (given, with_console, made) = (Stdio::Given as u8, Stdio::GivenWithConsole as u8, Stdio::Made as u8);
+        let (given, with_console) = (Stdio::Given as u8, Stdio::GivenWithConsole as u8);
+        let (made, made_fits, kit) = (Stdio::Made as u8, Stdio::MadeKitFits as u8, Stdio::KitDir as u8);
         let (pid, made_fds) = match (len, fds.len(), request[8], flags) {
-            (REQUEST_LEN, 4, s, Some(flags)) if s == given => (clone_init(flags, &fds, &mut netns, false), None),
-            (REQUEST_LEN, 5, s, Some(flags)) if s == with_console => (clone_init(flags, &fds, &mut netns, false), None),
-            (REQUEST_LEN, 0, s, Some(flags)) if s == made => {
+            (REQUEST_LEN, 4, s, Some(flags)) if s == given => (clone_init(flags, &fds, &mut netns, None), None),
+            (REQUEST_LEN, 5, s, Some(flags)) if s == with_console => (clone_init(flags, &fds, &mut netns, None), None),
+            (REQUEST_LEN, 0, s, Some(flags)) if s == made || s == made_fits => {
                 last_made = Some(flags);
-                // Made ahead for these namespaces, or now; one made for others is let go.
-                let taken = ready.take().filter(|r| r.flags == flags);
-                match taken.map_or_else(|| ReadyInit::make(flags, &mut netns, false), Ok) {
+                last_fitted = s == made_fits;
+                // Made ahead for these namespaces (and with mounts ahead only for a Spec they
+                // fit), or now; one made for others is let go.
+                let taken = ready.take().filter(|r| r.flags == flags && (s == made_fits || !r.kit));
+                match taken.map_or_else(|| ReadyInit::make(flags, &mut netns, None), Ok) {
                     Ok(init) => (init.pid, Some(init.theirs)),
                     Err(e) => (e, None),
                 }
+            }
+            (len, 0, s, _) if s == kit && len > REQUEST_LEN => {
+                let dir = std::ffi::OsStr::from_bytes(&request[REQUEST_LEN..len]);
+                kit_dir = Some(std::path::PathBuf::from(dir));
+                (0, None)
             }
             _ => (-libc::EINVAL, None),
         };
@@ -259,6 +304,8 @@ fn serve(sock: OwnedFd, parent: i32) -> ! {
 /// An init cloned before its request, with stdio and a channel the spawner made.
 struct ReadyInit {
     flags: CloneFlags,
+    /// Whether it makes the mounts every container gets ahead ([`super::kit`]).
+    kit: bool,
     pid: i32,
     /// The channel's other end, stdout's and stderr's read ends: the supervisor's once handed.
     theirs: [OwnedFd; MADE_FDS],
@@ -267,16 +314,20 @@ struct ReadyInit {
 impl ReadyInit {
     /// Clones an init with `flags`: stdin /dev/null, stdout and stderr pipes. `ahead`: before
     /// any request asked (the init warms up while it waits). Err: -errno.
-    fn make(flags: CloneFlags, netns: &mut NetnsPool, ahead: bool) -> Result<ReadyInit, i32> {
+    /// `ahead`: made before its request (`Some`), with the directory for its mounts made ahead
+    /// if the spawner has one.
+    fn make(flags: CloneFlags, netns: &mut NetnsPool, ahead: Option<Option<&Path>>) -> Result<ReadyInit, i32> {
         let errno = |e: nix::Error| -(e as i32);
         let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(errno)?;
         let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(errno)?;
         let null = std::fs::File::open("/dev/null").map_err(|e| -e.raw_os_error().unwrap_or(libc::EIO))?;
         let (chan, init_chan) =
             socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC).map_err(errno)?;
+        let kit_dir = ahead.flatten().filter(|_| super::kit::flags_fit(flags));
+        let ahead = ahead.map(|_| kit_dir);
         let pid = clone_init(flags, &[OwnedFd::from(null), out_w, err_w, init_chan], netns, ahead);
         match pid {
-            pid if pid > 0 => Ok(ReadyInit { flags, pid, theirs: [chan, out_r, err_r] }),
+            pid if pid > 0 => Ok(ReadyInit { flags, kit: kit_dir.is_some(), pid, theirs: [chan, out_r, err_r] }),
             e => Err(e),
         }
     }
@@ -362,7 +413,8 @@ impl NetnsPool {
 
 /// One init: cloned into the requested namespaces as the supervisor's child, fds wired, then
 /// `init::main`. Its pid, or -errno.
-fn clone_init(mut flags: CloneFlags, fds: &[OwnedFd], netns: &mut NetnsPool, ahead: bool) -> i32 {
+/// `ahead`: as for [`ReadyInit::make`] (`None`: cloned for its request).
+fn clone_init(mut flags: CloneFlags, fds: &[OwnedFd], netns: &mut NetnsPool, ahead: Option<Option<&Path>>) -> i32 {
     let in_made_netns = flags.contains(CloneFlags::CLONE_NEWNET) && netns.enter();
     if in_made_netns {
         flags.remove(CloneFlags::CLONE_NEWNET);
@@ -374,7 +426,7 @@ fn clone_init(mut flags: CloneFlags, fds: &[OwnedFd], netns: &mut NetnsPool, ahe
     pid
 }
 
-fn clone_init_with(flags: CloneFlags, fds: &[OwnedFd], ahead: bool) -> i32 {
+fn clone_init_with(flags: CloneFlags, fds: &[OwnedFd], ahead: Option<Option<&Path>>) -> i32 {
     let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
     let stdio = [raw[0], raw[1], raw[2]];
     let (chan, console) = (raw[3], raw.get(4).copied().unwrap_or(-1));

@@ -428,6 +428,19 @@ fn bind_socket(path: &Path) -> anyhow::Result<std::os::unix::net::UnixListener> 
     Ok(listener)
 }
 
+/// Where the inits made ahead make the mounts every container gets (`container::kit`): an empty
+/// directory of the root's, each init's tmpfs on it in its own mount namespace. Without it, the
+/// mounts are made on each start's path.
+fn set_kit_dir(dir: &Path) {
+    let made = match fs::DirBuilder::new().mode(0o700).create(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e),
+        _ => crate::container::spawner::set_kit_dir(dir),
+    };
+    if let Err(e) = made {
+        crate::warn!("{}: {e}; the mounts of each container are made on its start's path", dir.display());
+    }
+}
+
 /// Runs the supervisor until SIGINT/SIGTERM. `ready` is called once requests are accepted.
 pub fn run(config: Config, ready: impl FnOnce()) -> anyhow::Result<()> {
     // Before anything else: it edits the environment, and no thread exists yet.
@@ -443,6 +456,7 @@ pub fn run(config: Config, ready: impl FnOnce()) -> anyhow::Result<()> {
     }
     secure_root(&config.root)?;
     let root = config.root.canonicalize().with_context(|| format!("resolving {}", config.root.display()))?;
+    set_kit_dir(&root.join("kit"));
     let names = HostNames::resolve(&config, &root)?;
     // Validated before anything is locked or touched.
     let net = crate::net::NetConfig::new(names.bridge.clone(), names.subnet, root.join("net"))?;

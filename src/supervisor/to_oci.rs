@@ -14,6 +14,7 @@ use super::failure::Failure;
 use super::spec::ContainerSpec;
 use crate::cgroup::{Cgroup, Limits, Version, DEFAULT_PIDS_MAX};
 use crate::container::init::{ANNOTATION_CPU_AFFINITY, ANNOTATION_NICE};
+use crate::container::kit;
 
 pub const ANNOTATION_SOFT_BYTES: &str = "org.engine.monitor.soft-bytes";
 pub const ANNOTATION_HARD_BYTES: &str = "org.engine.monitor.hard-bytes";
@@ -21,12 +22,6 @@ pub const ANNOTATION_SOFT_SIGNAL: &str = "org.engine.monitor.soft-signal";
 
 /// Docker's CFS period for `--cpus`: quota = cpus × 100 ms.
 const CPU_PERIOD_US: u64 = 100_000;
-
-/// /proc paths made read-only, and masked, as Docker does: sysctls writable by uid 0
-/// (core_pattern alone would run a program as host root), memory images, keys.
-const PROC_READ_ONLY: &[&str] = &["bus", "fs", "irq", "sys", "sysrq-trigger"];
-const PROC_MASKED: &[&str] =
-    &["acpi", "asound", "kcore", "keys", "latency_stats", "sched_debug", "scsi", "timer_list", "timer_stats"];
 
 /// What the translation needs to know of the host.
 pub struct Host {
@@ -155,12 +150,11 @@ pub fn translate(
         .no_new_privileges(spec.no_new_privileges)
         .build()
         .map_err(oci("process"))?;
-    let mut mounts = vec![
-        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
-        mount("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"])?,
-        mount("/dev/pts", "devpts", "devpts", &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"])?,
-        mount("/dev/shm", "tmpfs", "shm", &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"])?,
-    ];
+    // /proc and /dev as Docker makes them (what an init makes ahead: `container::kit`).
+    let mut mounts = kit::MOUNTS
+        .iter()
+        .map(|&(dest, typ, source, options)| mount(dest, typ, source, options))
+        .collect::<Result<Vec<_>, _>>()?;
     mounts.extend(volume_mounts(spec, host)?);
     let namespaces = [
         LinuxNamespaceType::Pid,
@@ -209,8 +203,8 @@ pub fn translate(
         .namespaces(namespaces)
         .resources(resources.build().map_err(oci("resources"))?)
         .cgroups_path(cgroups_path)
-        .masked_paths(PROC_MASKED.iter().map(|p| format!("/proc/{p}")).collect::<Vec<_>>())
-        .readonly_paths(PROC_READ_ONLY.iter().map(|p| format!("/proc/{p}")).collect::<Vec<_>>());
+        .masked_paths(kit::masked_paths())
+        .readonly_paths(kit::readonly_paths());
     if !spec.seccomp_unconfined {
         linux = linux.seccomp(crate::container::seccomp::default_profile());
     }
