@@ -132,11 +132,15 @@ impl Kit {
 }
 
 fn to_mount(&(dest, typ, source, options): &(&str, &str, &str, &[&str])) -> Result<Mount, CoreError> {
+    mount_of(dest, typ, source, options).map_err(|e| CoreError::spec("mounts", e.to_string()))
+}
+
+/// A Spec's mount entry.
+pub fn mount_of(dest: &str, typ: &str, source: &str, options: &[&str]) -> Result<Mount, oci_spec::OciSpecError> {
     MountBuilder::default()
         .destination(dest)
         .typ(typ)
         .source(source)
         .options(options.iter().map(|o| o.to_string()).collect::<Vec<_>>())
         .build()
-        .map_err(|e| CoreError::spec("mounts", e.to_string()))
 }

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 
 use oci_spec::runtime::{
     Capabilities, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxMemoryBuilder, LinuxNamespaceBuilder,
-    LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder,
-    Spec, SpecBuilder, UserBuilder,
+    LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, Mount, ProcessBuilder, RootBuilder, Spec, SpecBuilder,
+    UserBuilder,
 };
 
 use super::failure::Failure;
@@ -36,13 +36,7 @@ fn oci(what: &str) -> impl Fn(oci_spec::OciSpecError) -> Failure + '_ {
 }
 
 fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Result<Mount, Failure> {
-    MountBuilder::default()
-        .destination(dest)
-        .typ(typ)
-        .source(source)
-        .options(options.iter().map(|o| o.to_string()).collect::<Vec<_>>())
-        .build()
-        .map_err(oci("mounts"))
+    kit::mount_of(dest, typ, source, options).map_err(oci("mounts"))
 }
 
 /// `-v`/`--tmpfs`/`--mount`, parents before what is mounted inside them (Docker sorts the same
