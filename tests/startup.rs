@@ -869,7 +869,10 @@ fn mount_tree(pid: i64) -> Vec<String> {
 /// gets, and the host sees none of it.
 #[test]
 fn the_proc_and_dev_made_ahead_are_those_a_start_makes_on_its_path() {
-    let sup = Supervisor::start();
+    let mut sup = Supervisor::start();
+    sup.signal_and_wait(libc::SIGTERM);
+    let trace = sup.dir.path().join("steps");
+    sup.spawn_with_env(&[], &[("ENGINE_STEP_TRACE", trace.as_os_str())], std::process::Stdio::inherit());
     let rootfs = rootfs();
     let rootfs = rootfs.to_str().unwrap();
     let kit = sup.root.join("kit");
@@ -896,6 +899,10 @@ fn the_proc_and_dev_made_ahead_are_those_a_start_makes_on_its_path() {
         .collect();
     let made_ahead = mount_tree(ahead_pid);
     assert_eq!(made_ahead, on_path);
+    // The init that had the kit used it (its step), the other made them on its path.
+    let steps = std::fs::read_to_string(&trace).unwrap();
+    let moved = |name: &str| steps.lines().any(|l| l.starts_with(&format!("{name} +")) && l.contains("made ahead"));
+    assert!(moved("ahead") && !moved("onpath"), "{steps}");
     // What the masks and read-only binds are for, in the container with the kit.
     for (script, want) in [
         ("echo x > /proc/sys/kernel/hostname && echo written", "Read-only file system"),

@@ -173,8 +173,15 @@ fn run(
         StartGate::Channel => None,
     };
     join_namespaces(spec)?;
-    rootfs::build(plan, given.root_mount, given.kit)?;
+    // The kit only for a Spec it fits (the spawner hands an init with one only to such a start;
+    // checked again on the Spec this init was given).
+    let kit = given.kit.filter(|_| super::kit::fits(spec));
+    let made_ahead = kit.is_some();
+    rootfs::build(plan, given.root_mount, kit)?;
     trace.step(&plan.id, "init: root built");
+    if made_ahead {
+        trace.step(&plan.id, "init: /proc and /dev were made ahead");
+    }
     if let Some(name) = spec.hostname() {
         nix::unistd::sethostname(name)
             .map_err(|e| CoreError::Process { step: "sethostname".into(), source: e.into() })?;

@@ -63,13 +63,23 @@ pub fn fits(spec: &Spec) -> bool {
             && m.uid_mappings().is_none()
             && m.gid_mappings().is_none()
     };
-    let under = |dest: &Path, top: &str| dest.starts_with(top);
+    // Clear of /proc and /dev by its words alone (a `..` could climb into them).
+    let clear = |dest: &Path| {
+        dest.components().all(|c| c != std::path::Component::ParentDir)
+            && !dest.starts_with("/proc")
+            && !dest.starts_with("/dev")
+    };
+    // The Spec's list is /proc/NAME for each NAME of `names`, in order (no list built: this
+    // runs on every start, in the supervisor and again in the init).
+    let proc_list = |paths: Option<&Vec<String>>, names: &[&str]| {
+        paths.is_some_and(|p| p.iter().map(|p| p.strip_prefix("/proc/")).eq(names.iter().map(|n| Some(*n))))
+    };
     let own = |kind| rootfs::has_new_namespace(spec, kind);
     mounts.len() >= MOUNTS.len()
         && mounts.iter().zip(MOUNTS).all(|(m, k)| same_mount(m, k))
-        && mounts[MOUNTS.len()..].iter().all(|m| !under(m.destination(), "/proc") && !under(m.destination(), "/dev"))
-        && linux.masked_paths().as_deref() == Some(masked_paths().as_slice())
-        && linux.readonly_paths().as_deref() == Some(readonly_paths().as_slice())
+        && mounts[MOUNTS.len()..].iter().all(|m| clear(m.destination()))
+        && proc_list(linux.masked_paths().as_ref(), PROC_MASKED)
+        && proc_list(linux.readonly_paths().as_ref(), PROC_READ_ONLY)
         && linux.devices().as_deref().unwrap_or_default().is_empty()
         && linux.sysctl().as_ref().is_none_or(|s| s.is_empty())
         && linux.rootfs_propagation().as_deref().unwrap_or_default().is_empty()

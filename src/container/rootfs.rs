@@ -52,11 +52,10 @@ fn changed(what: &str) -> CoreError {
 
 /// Everything from the private mount tree to the pivot; on return `/` is the container's root.
 /// `root_mount`: the overlay, mounted ahead by the caller (see `Plan::root_mount`); `kit`: /proc
-/// and /dev made ahead by this init (see `kit`), used if the Spec fits them.
+/// and /dev made ahead by this init, given only for a Spec they fit (`kit::fits`).
 pub fn build(plan: &Plan, root_mount: Option<OwnedFd>, kit: Option<Kit>) -> Result<(), CoreError> {
     let spec = &plan.spec;
     let linux = spec.linux().as_ref();
-    let kit = kit.filter(|_| super::kit::fits(spec));
     // Private first: nothing below may propagate back into the host's mount namespace. A slave
     // root (rootfsPropagation slave/rslave) is made a slave here instead, as runc does: nothing
     // goes back either, but what the host mounts later under a shared source still reaches the
