@@ -41,6 +41,38 @@ pub fn mount_detached(fstype: &std::ffi::CStr, options: &[(&str, Option<&str>)])
     Ok(unsafe { OwnedFd::from_raw_fd(mount as i32) })
 }
 
+/// A private copy of the mount tree at `path` (it and every mount below it), mounted nowhere
+/// (open_tree's clone): what a recursive bind of `path` would make, for a caller in another mount
+/// namespace to attach with move_mount. Private at once: a copy of a shared mount would otherwise
+/// stay in the host's peer group, and mounts made below it could reach the host.
+pub fn clone_tree(path: &std::path::Path) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    const MOUNT_ATTR_SIZE_VER0: usize = 32;
+    /// struct mount_attr (linux/mount.h), the first version.
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    let path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_RECURSIVE as libc::c_uint;
+    // SAFETY: a C string that outlives the call; the fd returned is owned from here.
+    let tree = unsafe {
+        OwnedFd::from_raw_fd(check(libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags))? as i32)
+    };
+    let attr = MountAttr { attr_set: 0, attr_clr: 0, propagation: libc::MS_PRIVATE, userns_fd: 0 };
+    let at = (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as libc::c_uint;
+    // SAFETY: the attr struct and the empty string outlive the call, on an fd owned here.
+    check(unsafe {
+        libc::syscall(libc::SYS_mount_setattr, tree.as_raw_fd(), c"".as_ptr(), at, &attr, MOUNT_ATTR_SIZE_VER0)
+    })?;
+    Ok(tree)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

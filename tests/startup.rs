@@ -834,14 +834,15 @@ fn the_init_joins_its_groups_through_files_opened_ahead() {
 
 /// The host pid of an init of `sup`'s spawner whose mount namespace holds a kit at `kit` (made
 /// ahead, before its request: `container::kit`), if one is there yet.
-fn init_with_kit(sup: &Supervisor, kit: &std::path::Path) -> Option<i32> {
-    let proc_in_kit = format!(" {}/proc ", kit.display());
+fn init_with_kit(sup: &Supervisor) -> Option<i32> {
     pids_matching("engine-init").into_iter().find(|pid| {
         let parent = std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .ok()
             .and_then(|s| s.rsplit(')').next().and_then(|r| r.split_whitespace().nth(1)).map(str::to_string));
         let mounts = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap_or_default();
-        parent.as_deref() == Some(sup.pid().to_string().as_str()) && mounts.contains(&proc_in_kit)
+        parent.as_deref() == Some(sup.pid().to_string().as_str())
+            && mounts.contains(" / /proc ")
+            && mounts.lines().next().is_some_and(|root| root.contains(" / / ro,") && root.contains(" - tmpfs "))
     })
 }
 
@@ -864,9 +865,10 @@ fn mount_tree(pid: i64) -> Vec<String> {
 }
 
 /// /proc (with its masked and read-only paths) and /dev (devices, devpts, shm) are made by the
-/// init cloned ahead, in its own mount namespace, and moved onto the root at the start: the
-/// container sees exactly the tree a start that makes them on its path (a Spec they do not fit)
-/// gets, and the host sees none of it.
+/// init cloned ahead, in its own mount namespace, which it then makes its root, the host's tree
+/// detached; they are moved onto the root at the start: the container sees exactly the tree a
+/// start that makes them on its path (a Spec they do not fit) gets, the host sees none of it, and
+/// a climb out of the root by chroot finds the same root either way.
 #[test]
 fn the_proc_and_dev_made_ahead_are_those_a_start_makes_on_its_path() {
     let mut sup = Supervisor::start();
@@ -876,17 +878,26 @@ fn the_proc_and_dev_made_ahead_are_those_a_start_makes_on_its_path() {
     let rootfs = rootfs();
     let rootfs = rootfs.to_str().unwrap();
     let kit = sup.root.join("kit");
-    // After a first start the spawner makes the next init ahead, and that init its kit.
+    // After a first start the spawner makes the next init ahead, and that init its kit, as its
+    // own root (read-only), with the host's tree detached.
     let (code, _, err) =
         sup.run_with(&["--rm", "--net", "none"], "first", std::path::Path::new(rootfs), &["/bin/true"]);
     assert_eq!(code, 0, "{err}");
     let mut ahead = None;
     wait_until(std::time::Duration::from_secs(10), || {
-        ahead = init_with_kit(&sup, &kit);
+        ahead = init_with_kit(&sup);
         ahead.is_some()
     });
     let host = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!host.contains(&kit.display().to_string()), "the kit is in the host's mount namespace: {host}");
+    let its_own = std::fs::read_to_string(format!("/proc/{}/mountinfo", ahead.unwrap())).unwrap();
+    for line in its_own.lines() {
+        let point = line.split(' ').nth(4).unwrap();
+        assert!(
+            ["/", "/etc"].contains(&point) || point.starts_with("/proc") || point.starts_with("/dev"),
+            "the init made ahead still holds a mount of the host's: {its_own}"
+        );
+    }
     // The next start with the same namespaces takes that init.
     sup.ok(&["start", "--net", "none", "ahead", rootfs, "/bin/sleep", "60"]);
     let ahead_pid = sup.state("ahead")["pid"].as_i64().unwrap();
@@ -914,6 +925,16 @@ fn the_proc_and_dev_made_ahead_are_those_a_start_makes_on_its_path() {
         let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         assert!(text.contains(want), "{script}: {text}");
     }
+    // A process that climbs out of its root by a chroot of its own (CAP_SYS_CHROOT is in the
+    // default set) lands on the container's root in both: never on the kit's tmpfs below it.
+    let climb = |name: &str| {
+        let out = sup.engine(&["exec", name, "/chroot_out"]);
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let (from_ahead, from_path) = (climb("ahead"), climb("onpath"));
+    assert!(from_ahead.lines().any(|l| l == "chroot_out"), "climbed out to: {from_ahead}");
+    assert_eq!(from_ahead, from_path);
     sup.ok(&["rm", "-f", "ahead"]);
     sup.ok(&["rm", "-f", "onpath"]);
 }

@@ -68,9 +68,10 @@ pub struct Plan {
     /// opens the container's pty itself (`console::attach`) once its root is built.
     #[serde(default)]
     pub console: bool,
-    /// An overlay root made ahead (see `supervisor::overlay_ahead`): its detached mount follows
-    /// the Setup on the channel (`send_fds`, before any preserved fds), and the init moves it
-    /// onto `merged` instead of mounting the overlay itself.
+    /// The root as a detached mount, which follows the Setup on the channel (`send_fds`, first):
+    /// an overlay made ahead (see `supervisor::overlay_ahead`), moved onto `merged` instead of
+    /// mounting the overlay, or a copy of a directory root's tree (`sys::clone_tree`) for a start
+    /// an init with a kit could serve, moved onto the directory instead of a bind (`kit`).
     #[serde(default)]
     pub root_mount: bool,
     /// spec.linux.seccomp, compiled by the parent (`seccomp::compile_once`: once per profile in
@@ -82,7 +83,8 @@ pub struct Plan {
     /// once the profile is on (see `init::let_go_of_code_pages`).
     #[serde(default)]
     pub madvise_denied: bool,
-    /// ENGINE_STEP_TRACE: where the init appends its steps' times (see `trace`).
+    /// ENGINE_STEP_TRACE: when the request came; the file the init appends its steps' times to
+    /// follows on the channel (after the `tasks` files, before any preserved fds; see `trace`).
     #[serde(default)]
     pub trace: Option<super::trace::Origin>,
 }

@@ -94,6 +94,19 @@ pub(crate) fn main_after_clone(ahead: Option<Option<&std::path::Path>>) -> i32 {
             }
         },
     };
+    // The step trace's file: the next fd, when tracing (before any
+    // preserved fds: those take 3 .. 3+N-1 only at the exec).
+    let trace_file = match plan.trace {
+        None => None,
+        Some(_) => match chan.recv_fds(1).map(|mut fds| fds.pop()) {
+            Ok(fd) => fd,
+            Err(e) => {
+                let e = CoreError::from(e);
+                report_failure(&chan, &e);
+                return e.exit_code();
+            }
+        },
+    };
     // --preserve-fds: they follow the Setup; the channel and the console socket leave 3 and 4
     // to them (`place_preserved` puts them there at the exec).
     let (chan, console, preserved) = match take_preserved(chan, console, plan.preserve_fds) {
@@ -104,7 +117,7 @@ pub(crate) fn main_after_clone(ahead: Option<Option<&std::path::Path>>) -> i32 {
         }
     };
     let signals = forwarded_signals();
-    let trace = super::trace::InitTrace::open(plan.trace.as_ref());
+    let trace = super::trace::InitTrace::open(plan.trace.as_ref(), trace_file);
     trace.step(&plan.id, "init: Setup received");
     let given = Given { root_mount, tasks, kit };
     let child = match run(&chan, &plan, console, preserved, given, &signals, &trace) {
@@ -173,9 +186,12 @@ fn run(
         StartGate::Channel => None,
     };
     join_namespaces(spec)?;
-    // The kit only for a Spec it fits (the spawner hands an init with one only to such a start;
-    // checked again on the Spec this init was given).
-    let kit = given.kit.filter(|_| super::kit::fits(spec));
+    // The spawner hands an init with a kit only to a start whose Spec it fits; checked again on
+    // the Spec this init was given: it can build no other (the host's tree is gone).
+    let kit = given.kit;
+    if kit.is_some() && !super::kit::fits(spec) {
+        return Err(CoreError::spec("mounts", "the init made ahead was given a Spec its mounts do not fit"));
+    }
     let made_ahead = kit.is_some();
     rootfs::build(plan, given.root_mount, kit)?;
     trace.step(&plan.id, "init: root built");

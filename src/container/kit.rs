@@ -6,16 +6,23 @@
 //! They are made by the same code as on the path (`rootfs::mount_one`, `make_devices`,
 //! `protect_paths`), in a tmpfs of the init's own mount namespace at the supervisor's
 //! `<root>/kit` (a private mount there: nothing of it reaches the host), whose /proc is that of
-//! the init's own pid namespace, as on the path. A Spec they do not fit (`fits`: other mounts at
-//! /proc or /dev, other masked or read-only paths, devices or sysctls of its own (written before
-//! /proc/sys is made read-only), a propagation of the root) is built on the path as before, and
-//! is not given an init with a kit (the spawner's `MadeKitFits`); a kit is detached with the old
-//! root. Its /proc and /dev
-//! are moved with everything mounted below them, so the container sees the same tree, with the
-//! same flags, either way.
-use std::path::{Path, PathBuf};
+//! the init's own pid namespace, as on the path. The init then makes that tmpfs its root and
+//! detaches the host's tree, ahead too: that detach's RCU grace period (~0.4 ms) was the path's
+//! largest wait. At its start the root comes as a mount (nothing of the host is reachable by
+//! path any more), is attached in the kit, gets its mounts, /dev and /proc, and is moved over the
+//! kit's tmpfs and entered (`Kit::enter`).
+//!
+//! A Spec the kit does not fit (`fits`: other mounts at /proc or /dev, other masked or read-only
+//! paths, devices or sysctls of its own (written before /proc/sys is made read-only), a
+//! propagation of the root, anything of the host's tree to reach) is built on the path as
+//! before, and is not given an init with a kit (the spawner's `MadeKitFits`). /proc and /dev are
+//! moved with everything mounted below them, so the container sees the same tree, with the same
+//! flags, either way.
+use std::io::Write;
+use std::os::fd::OwnedFd;
+use std::path::Path;
 
-use nix::mount::{mount, MsFlags};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use oci_spec::runtime::{LinuxNamespaceType, Mount, MountBuilder, Spec};
 
 use super::error::CoreError;
@@ -51,7 +58,10 @@ pub fn flags_fit(flags: nix::sched::CloneFlags) -> bool {
     flags.contains(F::CLONE_NEWNS | F::CLONE_NEWPID) && !flags.contains(F::CLONE_NEWUSER)
 }
 
-/// Whether `spec`'s /proc and /dev are exactly what the kit holds.
+/// Whether `spec`'s /proc and /dev are exactly what the kit holds, and nothing else of its root's
+/// build needs the host's tree (its other mounts, namespaces to join, createContainer hooks run
+/// in the init). The caller's side (`lifecycle::create`) adds its own: the root given as a mount,
+/// the start gate a channel, no preserved fds.
 pub fn fits(spec: &Spec) -> bool {
     let Some(linux) = spec.linux() else { return false };
     let mounts = spec.mounts().as_deref().unwrap_or_default();
@@ -74,10 +84,20 @@ pub fn fits(spec: &Spec) -> bool {
     let proc_list = |paths: Option<&Vec<String>>, names: &[&str]| {
         paths.is_some_and(|p| p.iter().map(|p| p.strip_prefix("/proc/")).eq(names.iter().map(|n| Some(*n))))
     };
+    // Made from nothing of the host's (the init with a kit has left the host's tree): no bind,
+    // no cgroup (binds of the host's groups), no device or overlay with a host path.
+    let sourceless = |m: &Mount| {
+        matches!(m.typ().as_deref(), Some("tmpfs" | "mqueue" | "sysfs"))
+            && !m.options().as_deref().unwrap_or_default().iter().any(|o| o == "bind" || o == "rbind")
+    };
     let own = |kind| rootfs::has_new_namespace(spec, kind);
+    let joined = linux.namespaces().as_deref().unwrap_or_default().iter().any(|n| n.path().is_some());
+    let create_hooks = spec.hooks().as_ref().and_then(|h| h.create_container().as_ref()).is_some_and(|h| !h.is_empty());
     mounts.len() >= MOUNTS.len()
         && mounts.iter().zip(MOUNTS).all(|(m, k)| same_mount(m, k))
-        && mounts[MOUNTS.len()..].iter().all(|m| clear(m.destination()))
+        && mounts[MOUNTS.len()..].iter().all(|m| clear(m.destination()) && sourceless(m))
+        && !joined
+        && !create_hooks
         && proc_list(linux.masked_paths().as_ref(), PROC_MASKED)
         && proc_list(linux.readonly_paths().as_ref(), PROC_READ_ONLY)
         && linux.devices().as_deref().unwrap_or_default().is_empty()
@@ -88,14 +108,22 @@ pub fn fits(spec: &Spec) -> bool {
         && !rootfs::has_namespace(spec, LinuxNamespaceType::User)
 }
 
-/// The kit of this init: a tmpfs at `dir` holding `proc` and `dev`, mounted.
-pub struct Kit {
-    dir: PathBuf,
-}
+/// Where the root is attached in the kit (a directory of its tmpfs), and the tmpfs the /etc
+/// files are written to (mounted as on the path, `rootfs::ETC_TMPFS`), once the init is in it.
+pub const ROOT: &str = "/root";
+pub const ETC: &str = "/etc";
+
+/// The kit of this init: its root is the kit's tmpfs, holding `proc`, `dev`, `etc` (mounted) and
+/// `root` (empty); the host's tree is detached.
+pub struct Kit(());
 
 impl Kit {
-    /// Makes the kit at `dir` (an empty directory). Makes this namespace's tree private first,
-    /// as the root's build would: nothing mounted here may propagate to the host.
+    /// Makes the kit at `dir` (an empty directory), then makes it this init's root and detaches
+    /// the host's tree: that detach waits for an RCU grace period (~0.4 ms here), which on the
+    /// path was the largest single step of the root's build. Makes this namespace's tree private
+    /// first, as the root's build would: nothing mounted here may propagate to the host. Err:
+    /// nothing of that was done past the kit's own mounts (the root is then built on the path).
+    /// A failure after the pivot leaves an init that can serve nothing: it exits.
     pub fn make(dir: &Path) -> Result<Kit, CoreError> {
         let step = |what: &str| {
             let what = format!("the mounts made ahead: {what}");
@@ -107,24 +135,49 @@ impl Kit {
         mount(Some("tmpfs"), dir, Some("tmpfs"), flags, Some("size=16k,mode=0700")).map_err(step("the tmpfs"))?;
         let io = |what: &'static str| move |e: std::io::Error| CoreError::Root { step: what.into(), source: e };
         let root = Dir::root(dir).map_err(io("opening the kit's tmpfs"))?;
-        root.mkdir("proc", 0o755).map_err(io("the kit's proc"))?;
-        root.mkdir("dev", 0o755).map_err(io("the kit's dev"))?;
+        for name in ["proc", "dev", "etc", "root"] {
+            root.mkdir(name, 0o755).map_err(io("the kit's directories"))?;
+        }
         let mounts = MOUNTS.iter().map(to_mount).collect::<Result<Vec<_>, _>>()?;
         rootfs::make_standard(&root, &mounts, &readonly_paths(), &masked_paths())?;
-        Ok(Kit { dir: dir.to_path_buf() })
+        rootfs::mount_etc_tmpfs(&dir.join("etc"))?;
+        // Read-only: nothing more is written to it, and a process of the container that climbed
+        // out of its root by a chroot of its own would find only these empty directories.
+        let ro = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | flags;
+        mount(None::<&str>, dir, None::<&str>, ro, None::<&str>).map_err(step("making the tmpfs read-only"))?;
+        nix::unistd::fchdir(root.as_raw_fd()).map_err(step("entering the tmpfs"))?;
+        nix::unistd::pivot_root(".", ".").map_err(step("pivot_root into the tmpfs"))?;
+        let detached = umount2(".", MntFlags::MNT_DETACH).and_then(|()| nix::unistd::chdir("/"));
+        if let Err(e) = detached {
+            let _ = writeln!(std::io::stderr(), "engine-init: detaching the host's tree ahead: {e}");
+            // SAFETY: ends this process, which nothing has been given to yet.
+            unsafe { libc::_exit(super::exit::ENGINE_ERROR) };
+        }
+        Ok(Kit(()))
     }
 
-    /// Moves /proc and /dev (with what is mounted below them) onto `root`'s. Each target must be
-    /// a real directory of the root, as for a mount there; the moved mount is checked to be where
+    /// Attaches the root (a detached mount: `sys::clone_tree` of a directory, or an overlay made
+    /// ahead) at [`ROOT`] and opens it.
+    pub fn attach_root(&self, mount: &OwnedFd) -> Result<Dir, CoreError> {
+        rootfs::move_mount_onto(mount, Path::new(ROOT)).map_err(|e| CoreError::Root {
+            step: "attaching the root to the mounts made ahead".into(),
+            source: e.into(),
+        })?;
+        Dir::root(Path::new(ROOT)).map_err(|e| CoreError::Root { step: "opening the container root".into(), source: e })
+    }
+
+    /// Moves /dev and then /proc (with what is mounted below them) onto `root`'s: the last steps
+    /// that name a path through /proc/self/fd before /proc leaves the kit. Each target must be a
+    /// real directory of the root, as for a mount there; the moved mount is checked to be where
     /// it was resolved.
-    pub fn place(self, root: &Dir) -> Result<(), CoreError> {
-        for (name, magic) in [("proc", libc::PROC_SUPER_MAGIC), ("dev", libc::TMPFS_MAGIC)] {
+    pub fn place(&self, root: &Dir) -> Result<(), CoreError> {
+        for (name, magic) in [("dev", libc::TMPFS_MAGIC), ("proc", libc::PROC_SUPER_MAGIC)] {
             let dest = format!("/{name}");
             let target = root.real_dir(name).map_err(|e| CoreError::Root {
                 step: format!("resolving {dest} in the rootfs (a directory, not a link)"),
                 source: e,
             })?;
-            mount(Some(&self.dir.join(name)), target.mount_path(), None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+            mount(Some(dest.as_str()), target.mount_path(), None::<&str>, MsFlags::MS_MOVE, None::<&str>)
                 .map_err(|e| CoreError::Root { step: format!("moving the {dest} made ahead"), source: e.into() })?;
             let moved = root
                 .dir(name, false)
@@ -138,6 +191,20 @@ impl Kit {
             }
         }
         Ok(())
+    }
+
+    /// Makes `root` the container's `/`: moved over the kit's tmpfs (the mount namespace's root),
+    /// then entered by chroot. No pivot_root and no detach: the host's tree went ahead, and the
+    /// kit's tmpfs, read-only and empty but for the /etc files' tmpfs, stays below the root.
+    /// setns into this mount namespace (`exec`, nsenter) lands on the root, the topmost mount on
+    /// the namespace's root.
+    pub fn enter(self, root: &Dir) -> Result<(), CoreError> {
+        let step = |what: &'static str| move |e: nix::Error| CoreError::Root { step: what.into(), source: e.into() };
+        nix::unistd::fchdir(root.as_raw_fd()).map_err(step("entering the container root"))?;
+        mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+            .map_err(step("moving the container root over the mounts made ahead"))?;
+        nix::unistd::chroot(".").map_err(step("chroot into the container root"))?;
+        nix::unistd::chdir("/").map_err(step("chdir to the new root"))
     }
 }
 

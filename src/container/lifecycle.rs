@@ -129,6 +129,9 @@ pub struct CreateOptions<'a> {
 struct AfterSetup {
     root_mount: Option<OwnedFd>,
     preserve_fds: Vec<OwnedFd>,
+    /// The init may have left the host's tree (an init with a kit): nothing it is given names a
+    /// host path (the cgroups it cannot join by their `tasks` fds are joined from here).
+    no_host_paths: bool,
 }
 
 /// A created init still building its root.
@@ -316,7 +319,19 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
             super::trace::step(&opts.id, "P meanwhile end");
         }
     };
-    let kit_fits = super::kit::fits(&opts.spec);
+    // A start an init with a kit could serve: a Spec the kit fits, and nothing the init would
+    // reach by a host path (it has left the host's tree). Its root then goes to the init as a
+    // mount: a copy of the directory's tree made here, for a directory.
+    let mut root_mount = opts.root_mount;
+    let mut kit_fits = super::kit::fits(&opts.spec) && opts.gate == StartGate::Channel && opts.preserve_fds.is_empty();
+    if kit_fits && root_mount.is_none() {
+        root_mount = match &opts.root {
+            RootSource::Dir(dir) => crate::sys::clone_tree(dir).ok(),
+            RootSource::Overlay { .. } => None,
+        };
+        kit_fits = root_mount.is_some();
+    }
+    super::trace::step(&opts.id, "P root copied");
     let child = match &pid_ns {
         Some(path) => spawn::in_pid_namespace(path, || {
             spawn::spawn_init_overlapped(flags, stdio, binary, kit_fits, &mut make_group)
@@ -365,7 +380,7 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
         hook_state: opts.hook_state.map(|render| render(pending.pid)),
         preserve_fds: opts.preserve_fds.len(),
         console,
-        root_mount: opts.root_mount.is_some(),
+        root_mount: root_mount.is_some(),
         seccomp,
         madvise_denied,
         trace,
@@ -382,7 +397,7 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
         return Err(e);
     }
     let new_user_ns = flags.contains(nix::sched::CloneFlags::CLONE_NEWUSER);
-    let fds = AfterSetup { root_mount: opts.root_mount, preserve_fds: opts.preserve_fds };
+    let fds = AfterSetup { root_mount, preserve_fds: opts.preserve_fds, no_host_paths: kit_fits };
     match pending.setup(plan, &group, made, opts.before_setup, new_user_ns, fds) {
         Ok(()) => Ok(pending),
         Err(e) => {
@@ -424,6 +439,10 @@ impl Pending {
         };
         // Its `tasks` files opened ahead, when they are the ones to join: the init writes to them.
         let tasks = if !self_join.is_empty() && tasks.len() == self_join.len() { tasks } else { Vec::new() };
+        let (self_join, paths) = match tasks.is_empty() && fds.no_host_paths {
+            true => (Vec::new(), self_join.into_iter().chain(paths).collect()),
+            false => (self_join, paths),
+        };
         plan.cgroup_tasks_sent = !tasks.is_empty();
         plan.cgroup_self_join = self_join;
         let cg = self.cgroup.insert(cg);
@@ -448,12 +467,16 @@ impl Pending {
             join()?;
         }
         let id = plan.id.clone();
+        let trace_file = plan.trace.as_ref().and(super::trace::file());
         channel.send(&ToInit::Setup(Box::new(plan)))?;
         if let Some(mount) = &fds.root_mount {
             channel.send_fds(&[mount.as_fd()])?;
         }
         if !tasks.is_empty() {
             channel.send_fds(&tasks.iter().map(AsFd::as_fd).collect::<Vec<_>>())?;
+        }
+        if let Some(file) = trace_file {
+            channel.send_fds(&[file])?;
         }
         if !fds.preserve_fds.is_empty() {
             channel.send_fds(&fds.preserve_fds.iter().map(AsFd::as_fd).collect::<Vec<_>>())?;

@@ -51,9 +51,13 @@ fn changed(what: &str) -> CoreError {
 }
 
 /// Everything from the private mount tree to the pivot; on return `/` is the container's root.
-/// `root_mount`: the overlay, mounted ahead by the caller (see `Plan::root_mount`); `kit`: /proc
-/// and /dev made ahead by this init, given only for a Spec they fit (`kit::fits`).
+/// `root_mount`: the overlay mounted ahead by the caller, or its copy of the root directory's
+/// tree (see `Plan::root_mount`); `kit`: the mounts made ahead by this init, for a Spec they fit
+/// (`kit::fits`; `build_in_kit`).
 pub fn build(plan: &Plan, root_mount: Option<OwnedFd>, kit: Option<Kit>) -> Result<(), CoreError> {
+    if let Some(kit) = kit {
+        return build_in_kit(plan, root_mount, kit);
+    }
     let spec = &plan.spec;
     let linux = spec.linux().as_ref();
     // Private first: nothing below may propagate back into the host's mount namespace. A slave
@@ -77,8 +81,7 @@ pub fn build(plan: &Plan, root_mount: Option<OwnedFd>, kit: Option<Kit>) -> Resu
             RootSource::Dir(dir) => dir.clone(),
         };
         make_holder_private(&holder)?;
-    } else if own_ns && kit.is_none() {
-        // (An init with a kit made its tree private when it made the kit.)
+    } else if own_ns {
         let slave = matches!(linux.and_then(|l| l.rootfs_propagation().as_deref()), Some("slave" | "rslave"));
         let first = if slave { MsFlags::MS_SLAVE } else { MsFlags::MS_PRIVATE };
         mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | first, None::<&str>)
@@ -97,9 +100,15 @@ pub fn build(plan: &Plan, root_mount: Option<OwnedFd>, kit: Option<Kit>) -> Resu
             (dir.join("merged"), dir.clone())
         }
         RootSource::Dir(dir) => {
-            // A mount of its own, as pivot_root needs, and what a read-only remount acts on.
-            mount(Some(dir), dir, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-                .map_err(nix_step(format!("binding the root {} onto itself", dir.display())))?;
+            // A mount of its own, as pivot_root needs, and what a read-only remount acts on: a
+            // recursive bind, or the copy of one the caller made (`sys::clone_tree`, for a start
+            // that an init with a kit could have served).
+            match root_mount {
+                Some(mount) if own_ns => move_mount_onto(&mount, dir)
+                    .map_err(nix_step(format!("attaching the copy of the root {} onto it", dir.display())))?,
+                _ => mount(Some(dir), dir, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+                    .map_err(nix_step(format!("binding the root {} onto itself", dir.display())))?,
+            }
             if !own_ns {
                 // In the caller's namespace: the bind is made private at once, so the mounts below
                 // stay in it (none propagates to the host's peers), and one detach of it at
@@ -116,27 +125,18 @@ pub fn build(plan: &Plan, root_mount: Option<OwnedFd>, kit: Option<Kit>) -> Resu
     }
     let root = Dir::root(&root_path).map_err(io_step("opening the container root"))?;
     let mounts = spec.mounts().as_deref().unwrap_or_default();
-    match kit {
-        // The kit's /proc and /dev (devices, masked and read-only paths done); then the others.
-        Some(kit) => {
-            kit.place(&root)?;
-            mount_all(&root, &mounts[super::kit::MOUNTS.len()..], &plan.cgroup_paths)?;
-        }
-        None => {
-            let (proc, dev_tmpfs) = mount_all(&root, mounts, &plan.cgroup_paths)?;
-            // runc's rule: the default devices (and the Spec's) are made unless /dev came from a bind.
-            if dev_tmpfs {
-                let devices = linux.and_then(|l| l.devices().as_ref()).map(Vec::as_slice).unwrap_or_default();
-                make_devices(&root, devices, has_new_namespace(spec, LinuxNamespaceType::User))?;
-            }
-            if let Some(sysctl) = linux.and_then(|l| l.sysctl().as_ref()) {
-                write_sysctls(spec, proc.as_ref(), sysctl)?;
-            }
-            let readonly = linux.and_then(|l| l.readonly_paths().as_ref()).map(Vec::as_slice).unwrap_or_default();
-            let masked = linux.and_then(|l| l.masked_paths().as_ref()).map(Vec::as_slice).unwrap_or_default();
-            protect_paths(&root, proc.as_ref(), readonly, masked)?;
-        }
+    let (proc, dev_tmpfs) = mount_all(&root, mounts, &plan.cgroup_paths)?;
+    // runc's rule: the default devices (and the Spec's) are made unless /dev came from a bind.
+    if dev_tmpfs {
+        let devices = linux.and_then(|l| l.devices().as_ref()).map(Vec::as_slice).unwrap_or_default();
+        make_devices(&root, devices, has_new_namespace(spec, LinuxNamespaceType::User))?;
     }
+    if let Some(sysctl) = linux.and_then(|l| l.sysctl().as_ref()) {
+        write_sysctls(spec, proc.as_ref(), sysctl)?;
+    }
+    let readonly = linux.and_then(|l| l.readonly_paths().as_ref()).map(Vec::as_slice).unwrap_or_default();
+    let masked = linux.and_then(|l| l.masked_paths().as_ref()).map(Vec::as_slice).unwrap_or_default();
+    protect_paths(&root, proc.as_ref(), readonly, masked)?;
     // Any directory of ours can hold the files' tmpfs for the moment it is mounted: the mount
     // exists only in this namespace, and the binds keep the tmpfs alive once it is detached.
     // It lies outside the new root, so the pivot's detach of the old root takes it too: its own
@@ -144,15 +144,7 @@ pub fn build(plan: &Plan, root_mount: Option<OwnedFd>, kit: Option<Kit>) -> Resu
     // otherwise find it over the scratch directory.
     let create_hooks = spec.hooks().as_ref().and_then(|h| h.create_container().as_ref()).is_some_and(|h| !h.is_empty());
     mount_etc_files(&root, &scratch, &plan.files, create_hooks)?;
-    if spec.root().as_ref().and_then(|r| r.readonly()) != Some(true) {
-        make_cwd(&root, spec)?;
-    } else {
-        // Only the root mount: /proc, /dev, /dev/shm and the /etc files keep their own flags,
-        // as with Docker's --read-only.
-        let ro = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY;
-        mount(None::<&str>, root.mount_path(), None::<&str>, ro, None::<&str>)
-            .map_err(nix_step("making the root read-only"))?;
-    }
+    finish_root(&root, spec)?;
     // createContainer: after the Spec's mounts, before pivot_root, in the container's namespaces.
     super::hooks::run_in_init(
         "createContainer",
@@ -180,6 +172,36 @@ pub fn build(plan: &Plan, root_mount: Option<OwnedFd>, kit: Option<Kit>) -> Resu
             .map_err(nix_step(format!("setting the root's propagation to {p}")))?;
     }
     Ok(())
+}
+
+/// `build` for an init with a kit (a Spec `kit::fits`): the init's root is already the kit's
+/// tmpfs, the host's tree gone. The root (a mount given: nothing here names a host path) is
+/// attached in the kit, gets the Spec's other mounts, the /etc files (written to the kit's
+/// tmpfs) and the cwd, then the kit's /dev and /proc, and becomes `/`.
+fn build_in_kit(plan: &Plan, root_mount: Option<OwnedFd>, kit: Kit) -> Result<(), CoreError> {
+    let spec = &plan.spec;
+    let mount = root_mount
+        .ok_or_else(|| CoreError::spec("root", "an init with the mounts made ahead needs its root as a mount"))?;
+    let root = kit.attach_root(&mount)?;
+    let mounts = spec.mounts().as_deref().unwrap_or_default();
+    mount_all(&root, &mounts[super::kit::MOUNTS.len()..], &plan.cgroup_paths)?;
+    let etc = Dir::root(Path::new(super::kit::ETC)).map_err(io_step("opening the /etc files' tmpfs"))?.strict();
+    bind_etc_files(&root, &etc, &plan.files)?;
+    finish_root(&root, spec)?;
+    kit.place(&root)?;
+    kit.enter(&root)
+}
+
+/// The cwd made, or the root made read-only.
+fn finish_root(root: &Dir, spec: &super::Spec) -> Result<(), CoreError> {
+    if spec.root().as_ref().and_then(|r| r.readonly()) != Some(true) {
+        return make_cwd(root, spec);
+    }
+    // Only the root mount: /proc, /dev, /dev/shm and the /etc files keep their own flags, as
+    // with Docker's --read-only.
+    let ro = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY;
+    mount(None::<&str>, root.mount_path(), None::<&str>, ro, None::<&str>)
+        .map_err(nix_step("making the root read-only"))
 }
 
 /// Whether the Spec asks for a new namespace of `kind` (listed without a path to join).
@@ -327,7 +349,7 @@ fn mount_overlay(lower: &[PathBuf], dir: &Path, throwaway: bool) -> Result<(), C
 }
 
 /// Attaches a detached mount (from fsmount) at `target` in this mount namespace.
-fn move_mount_onto(mount: &OwnedFd, target: &Path) -> nix::Result<()> {
+pub(super) fn move_mount_onto(mount: &OwnedFd, target: &Path) -> nix::Result<()> {
     const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
     let target = std::ffi::CString::new(target.as_os_str().as_encoded_bytes()).map_err(|_| nix::Error::EINVAL)?;
     // SAFETY: the fd is owned by the caller, the strings live across the call.
@@ -743,27 +765,34 @@ fn mount_etc_files(root: &Dir, scratch: &Path, files: &[EtcFile], detach: bool) 
     if files.is_empty() {
         return Ok(());
     }
-    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    mount(Some("tmpfs"), scratch, Some("tmpfs"), flags, Some(ETC_TMPFS))
-        .map_err(nix_step("mounting the /etc files' tmpfs"))?;
-    let bound = (|| {
-        let tmp = Dir::root(scratch).map_err(io_step("opening the /etc files' tmpfs"))?.strict();
-        for (i, f) in files.iter().enumerate() {
-            let name = format!("{i}");
-            tmp.write_new(&name, f.content.as_bytes(), 0o644).map_err(io_step(format!("writing {}", f.target)))?;
-            let source = tmp.file(&name, false).map_err(io_step(format!("opening {}", f.target)))?;
-            let target =
-                root.file(&f.target, true).map_err(io_step(format!("resolving {} in the rootfs", f.target)))?;
-            mount(Some(source.mount_path()), target.mount_path(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
-                .map_err(nix_step(format!("bind-mounting {}", f.target)))?;
-        }
-        Ok(())
-    })();
+    mount_etc_tmpfs(scratch)?;
+    let bound = Dir::root(scratch)
+        .map_err(io_step("opening the /etc files' tmpfs"))
+        .and_then(|tmp| bind_etc_files(root, &tmp.strict(), files));
     if !detach && bound.is_ok() {
         return Ok(());
     }
     let detached = umount2(scratch, MntFlags::MNT_DETACH).map_err(nix_step("detaching the /etc files' tmpfs"));
     bound.and(detached)
+}
+
+/// The tmpfs the container's own /etc files are written to, at `at`.
+pub(super) fn mount_etc_tmpfs(at: &Path) -> Result<(), CoreError> {
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mount(Some("tmpfs"), at, Some("tmpfs"), flags, Some(ETC_TMPFS)).map_err(nix_step("mounting the /etc files' tmpfs"))
+}
+
+/// Writes each file to `tmp` (their tmpfs) and binds it onto its target in the root.
+fn bind_etc_files(root: &Dir, tmp: &Dir, files: &[EtcFile]) -> Result<(), CoreError> {
+    for (i, f) in files.iter().enumerate() {
+        let name = format!("{i}");
+        tmp.write_new(&name, f.content.as_bytes(), 0o644).map_err(io_step(format!("writing {}", f.target)))?;
+        let source = tmp.file(&name, false).map_err(io_step(format!("opening {}", f.target)))?;
+        let target = root.file(&f.target, true).map_err(io_step(format!("resolving {} in the rootfs", f.target)))?;
+        mount(Some(source.mount_path()), target.mount_path(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
+            .map_err(nix_step(format!("bind-mounting {}", f.target)))?;
+    }
+    Ok(())
 }
 
 /// Without a mount namespace of its own, pivot_root would move the caller's root: chroot into

@@ -1,8 +1,8 @@
 //! Opt-in per-step timeline of container starts (issue 14's breakdown): with
 //! `ENGINE_STEP_TRACE=PATH` in the supervisor's environment, each step of a start and of its end
 //! appends one line to PATH: `NAME +MICROSECONDS STEP [PID]`, the time since the request for NAME
-//! arrived (CLOCK_MONOTONIC, which the init shares). The init gets the path and the origin in its
-//! Plan (the spawner blanks its environment) and appends its own steps to the same file. Off (the
+//! arrived (CLOCK_MONOTONIC, which the init shares). The init gets the origin in its Plan and the
+//! file after it (the spawner blanks its environment) and appends its own steps to it. Off (the
 //! variable unset): one load of a cached `None` per step.
 use std::collections::HashMap;
 use std::io::Write;
@@ -13,15 +13,14 @@ use std::sync::OnceLock;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-/// Where the init writes its steps, and when the request arrived (ns of CLOCK_MONOTONIC).
+/// When the request arrived (ns of CLOCK_MONOTONIC); the file the init writes its steps to
+/// follows the Setup on the channel ([`file`]): an init with a kit reaches no host path.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Origin {
-    pub path: PathBuf,
     pub t0_ns: u64,
 }
 
 struct Sink {
-    path: PathBuf,
     file: std::fs::File,
     /// Container name → when its request arrived.
     origins: Mutex<HashMap<String, u64>>,
@@ -33,7 +32,7 @@ fn sink() -> Option<&'static Sink> {
     SINK.get_or_init(|| {
         let path = PathBuf::from(std::env::var_os("ENGINE_STEP_TRACE")?);
         match open(&path) {
-            Ok(file) => Some(Sink { path, file, origins: Mutex::new(HashMap::new()) }),
+            Ok(file) => Some(Sink { file, origins: Mutex::new(HashMap::new()) }),
             Err(e) => {
                 crate::warn!("ENGINE_STEP_TRACE: opening {}: {e}; no step trace", path.display());
                 None
@@ -91,7 +90,13 @@ pub fn end(id: &str, what: &str) {
 pub fn origin(id: &str) -> Option<Origin> {
     let s = sink()?;
     let t0 = s.origins.lock().get(id).copied()?;
-    Some(Origin { path: s.path.clone(), t0_ns: t0 })
+    Some(Origin { t0_ns: t0 })
+}
+
+/// The file the steps go to, to send to an init with its [`Origin`].
+pub fn file() -> Option<std::os::fd::BorrowedFd<'static>> {
+    use std::os::fd::AsFd;
+    sink().map(|s| s.file.as_fd())
 }
 
 /// The init's side: its own file handle (what the spawner had open is closed in the init).
@@ -100,8 +105,8 @@ pub struct InitTrace {
 }
 
 impl InitTrace {
-    pub fn open(origin: Option<&Origin>) -> InitTrace {
-        InitTrace { file: origin.and_then(|o| open(&o.path).ok().map(|f| (f, o.t0_ns))) }
+    pub fn open(origin: Option<&Origin>, file: Option<std::os::fd::OwnedFd>) -> InitTrace {
+        InitTrace { file: origin.zip(file).map(|(o, f)| (std::fs::File::from(f), o.t0_ns)) }
     }
 
     pub fn step(&self, id: &str, what: &str) {

@@ -178,7 +178,7 @@ fn launch(
     // no namespace of a new user's (its root could not attach a mount made by ours).
     let ahead = (!again && !container::rootfs::has_namespace(&oci, oci_spec::runtime::LinuxNamespaceType::User))
         .then(|| overlay_ahead::Key { lowers: lower.clone(), throwaway: layer == Layer::Throwaway });
-    let root_mount = ahead.as_ref().and_then(|key| take_spare(sup, &name, key));
+    let mut root_mount = ahead.as_ref().and_then(|key| take_spare(sup, &name, key));
     let overlay = match (again, &root_mount) {
         (false, None) => make_overlay(sup, &name, &lower, image.is_none())?,
         _ => sup.overlay_dir(&name),
@@ -187,6 +187,12 @@ fn launch(
         &name,
         if root_mount.is_some() { "overlay taken ahead" } else { "overlay dirs made" },
     );
+    if root_mount.is_none() && container::kit::fits(&oci) {
+        // No spare: mounted here, detached, as a spare is, so an init that made its mounts ahead
+        // (and has left the host's tree) can take this start too; else its init mounts it.
+        root_mount = overlay_ahead::mount_detached(&lower, &overlay, layer == Layer::Throwaway).ok();
+        crate::container::trace::step(&name, "overlay mounted detached");
+    }
     let log = LogFile::rotating(log_path.to_path_buf(), spec.log.rotation());
 
     // Between clone and Setup (the workload never runs unlimited or unplugged): the registry

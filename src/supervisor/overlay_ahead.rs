@@ -228,7 +228,7 @@ fn make_spare(parent: &Path, dir: &Path, key: &Key) -> std::io::Result<(OwnedFd,
 
 /// The overlay over `lowers` with `dir`'s upper and work, mounted nowhere (fsmount): the same
 /// options as `rootfs::mount_overlay`.
-fn mount_detached(lowers: &[PathBuf], dir: &Path, throwaway: bool) -> std::io::Result<OwnedFd> {
+pub(super) fn mount_detached(lowers: &[PathBuf], dir: &Path, throwaway: bool) -> std::io::Result<OwnedFd> {
     let mut paths = Vec::new();
     for p in lowers.iter().map(PathBuf::as_path).chain([dir]) {
         let s = p.to_str().ok_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL))?;
