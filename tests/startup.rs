@@ -832,8 +832,8 @@ fn the_init_joins_its_groups_through_files_opened_ahead() {
     sup.ok(&["rm", "-f", "joined"]);
 }
 
-/// The host pid of an init of `sup`'s spawner whose mount namespace holds a kit at `kit` (made
-/// ahead, before its request: `container::kit`), if one is there yet.
+/// The host pid of an init of `sup`'s spawner whose mount namespace is a copy of the holding one
+/// with a kit in it (made ahead, before its request: `container::kit`), if one is there yet.
 fn init_with_kit(sup: &Supervisor) -> Option<i32> {
     pids_matching("engine-init").into_iter().find(|pid| {
         let parent = std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -865,8 +865,8 @@ fn mount_tree(pid: i64) -> Vec<String> {
 }
 
 /// /proc (with its masked and read-only paths) and /dev (devices, devpts, shm) are made by the
-/// init cloned ahead, in its own mount namespace, which it then makes its root, the host's tree
-/// detached; they are moved onto the root at the start: the container sees exactly the tree a
+/// init cloned ahead, in its own mount namespace, which holds nothing of the host's (a copy of
+/// the spawner's holding namespace); they are moved onto the root at the start: the container sees exactly the tree a
 /// start that makes them on its path (a Spec they do not fit) gets, the host sees none of it, and
 /// a climb out of the root by chroot finds the same root either way.
 #[test]
@@ -878,8 +878,8 @@ fn the_proc_and_dev_made_ahead_are_those_a_start_makes_on_its_path() {
     let rootfs = rootfs();
     let rootfs = rootfs.to_str().unwrap();
     let kit = sup.root.join("kit");
-    // After a first start the spawner makes the next init ahead, and that init its kit, as its
-    // own root (read-only), with the host's tree detached.
+    // After a first start the spawner makes the next init ahead, and that init its kit, in a
+    // copy of the spawner's holding namespace: a read-only tmpfs, nothing of the host's.
     let (code, _, err) =
         sup.run_with(&["--rm", "--net", "none"], "first", std::path::Path::new(rootfs), &["/bin/true"]);
     assert_eq!(code, 0, "{err}");
@@ -894,7 +894,7 @@ fn the_proc_and_dev_made_ahead_are_those_a_start_makes_on_its_path() {
     for line in its_own.lines() {
         let point = line.split(' ').nth(4).unwrap();
         assert!(
-            ["/", "/etc"].contains(&point) || point.starts_with("/proc") || point.starts_with("/dev"),
+            ["/", "/etc", "/root"].contains(&point) || point.starts_with("/proc") || point.starts_with("/dev"),
             "the init made ahead still holds a mount of the host's: {its_own}"
         );
     }

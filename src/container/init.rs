@@ -37,9 +37,10 @@ pub fn main() -> i32 {
 }
 
 /// [`main`], for an init the spawner cloned; `ahead`: before any request asked for it
-/// (`spawner::ReadyInit`), so it has idle time to warm up in before its Setup, and to make the
-/// mounts every container gets in the directory given (see `kit`).
-pub(crate) fn main_after_clone(ahead: Option<Option<&std::path::Path>>) -> i32 {
+/// (`spawner::ReadyInit`), so it has idle time to warm up in before its Setup; `Some(true)`:
+/// cloned in the spawner's holding namespace, to make the mounts every container gets there
+/// (see `kit`).
+pub(crate) fn main_after_clone(ahead: Option<bool>) -> i32 {
     // Whatever the parent had open must not reach the container (the class of leak behind
     // CVE-2024-21626): close everything but stdio and the channel, and whatever the init opens
     // itself from here on is close-on-exec.
@@ -56,10 +57,17 @@ pub(crate) fn main_after_clone(ahead: Option<Option<&std::path::Path>>) -> i32 {
     if ahead.is_some() {
         warm_up();
     }
-    // A kit that could not be made leaves the root's build to make it all on the path.
-    let kit = ahead.flatten().and_then(|dir| Kit::make(dir).ok());
+    // In a copy of the spawner's holding namespace: the kit, or nothing to build a root with.
+    let kit = (ahead == Some(true)).then(Kit::make);
     // The parent gave up on this container before its Setup: nothing was done.
     let Ok(plan) = chan.wait_setup() else { return exit::ENGINE_ERROR };
+    let kit = match kit.transpose() {
+        Ok(kit) => kit,
+        Err(e) => {
+            report_failure(&chan, &e);
+            return e.exit_code();
+        }
+    };
     let console = match plan.console {
         // SAFETY: spawn::exec_init placed the console socket at fd 4 for this plan.
         true => Some(unsafe { OwnedFd::from_raw_fd(INIT_CONSOLE_FD) }),

@@ -4,21 +4,19 @@
 //! device nodes and links on the start's path (~0.6 ms of the init's CPU here, step trace).
 //!
 //! They are made by the same code as on the path (`rootfs::mount_one`, `make_devices`,
-//! `protect_paths`), in a tmpfs of the init's own mount namespace at the supervisor's
-//! `<root>/kit` (a private mount there: nothing of it reaches the host), whose /proc is that of
-//! the init's own pid namespace, as on the path. The init then makes that tmpfs its root and
-//! detaches the host's tree, ahead too: that detach's RCU grace period (~0.4 ms) was the path's
-//! largest wait. At its start the root comes as a mount (nothing of the host is reachable by
-//! path any more), is attached in the kit, gets its mounts, /dev and /proc, and is moved over the
-//! kit's tmpfs and entered (`Kit::enter`).
+//! `protect_paths`), in a tmpfs of the init's own mount namespace, whose /proc is that of the
+//! init's own pid namespace, as on the path. That namespace is a copy of the spawner's
+//! [`Holding`] one, which holds nothing of the host's: there is no old root to detach at the
+//! start (its RCU grace period, ~0.4 ms, was the path's largest wait). The root comes as a mount
+//! (nothing of the host is reachable by path), is attached in the kit, gets its mounts, /dev and
+//! /proc, and is moved over the namespace's root and entered (`Kit::enter`).
 //!
 //! A Spec the kit does not fit (`fits`: other mounts at /proc or /dev, other masked or read-only
 //! paths, devices or sysctls of its own (written before /proc/sys is made read-only), a
 //! propagation of the root, anything of the host's tree to reach) is built on the path as
-//! before, and is not given an init with a kit (the spawner's `MadeKitFits`). /proc and /dev are
-//! moved with everything mounted below them, so the container sees the same tree, with the same
-//! flags, either way.
-use std::io::Write;
+//! before, by an init cloned in the host's namespace, and is not given an init with a kit (the
+//! spawner's `MadeKitFits`). /proc and /dev are moved with everything mounted below them, so the
+//! container sees the same tree, with the same flags, either way.
 use std::os::fd::OwnedFd;
 use std::path::Path;
 
@@ -108,51 +106,87 @@ pub fn fits(spec: &Spec) -> bool {
         && !rootfs::has_namespace(spec, LinuxNamespaceType::User)
 }
 
-/// Where the root is attached in the kit (a directory of its tmpfs), and the tmpfs the /etc
-/// files are written to (mounted as on the path, `rootfs::ETC_TMPFS`), once the init is in it.
+/// In an init's copy of the spawner's [`Holding`] namespace: where its /proc and /dev are made
+/// (as in a container's root: /proc/self/fd, which every mount below names its target by, works
+/// once /proc is there), where the root is attached, and the tmpfs the /etc files are written to
+/// (mounted as on the path, `rootfs::ETC_TMPFS`).
 pub const ROOT: &str = "/root";
 pub const ETC: &str = "/etc";
+/// The holding namespace's directories.
+const HOLDING_DIRS: [&str; 4] = ["proc", "dev", "etc", "root"];
 
-/// The kit of this init: its root is the kit's tmpfs, holding `proc`, `dev`, `etc` (mounted) and
-/// `root` (empty); the host's tree is detached.
+/// The spawner's mount namespace for inits with a kit: its whole tree is one small read-only
+/// tmpfs of empty directories (`/proc`, `/dev`, `/etc`, `/root`), nothing of the host's. An init cloned in it (CLONE_NEWNS)
+/// gets a copy of that one mount, so it has nothing of the host's to copy, make private or
+/// detach (the detach's RCU grace period, ~0.4 ms, was the path's largest wait), and nothing of
+/// the host's can be reached from it. Made once, when the supervisor names the directory.
+pub struct Holding {
+    ns: OwnedFd,
+    home: OwnedFd,
+}
+
+impl Holding {
+    /// Makes the namespace with a tmpfs over `dir` (an empty directory of the supervisor's)
+    /// pivoted into; the caller (single-threaded) is back in its own namespace on return.
+    pub fn make(dir: &Path) -> std::io::Result<Holding> {
+        use nix::sched::CloneFlags;
+        let open = |path: &str| std::fs::File::open(path).map(OwnedFd::from);
+        let home = open("/proc/self/ns/mnt")?;
+        nix::sched::unshare(CloneFlags::CLONE_NEWNS)?;
+        let made = (|| -> std::io::Result<OwnedFd> {
+            mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)?;
+            let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+            mount(Some("tmpfs"), dir, Some("tmpfs"), flags, Some("size=4k,mode=0755"))?;
+            for name in HOLDING_DIRS {
+                std::fs::create_dir(dir.join(name))?;
+            }
+            let ro = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | flags;
+            mount(None::<&str>, dir, None::<&str>, ro, None::<&str>)?;
+            let ns = open("/proc/self/ns/mnt")?;
+            nix::unistd::chdir(dir)?;
+            nix::unistd::pivot_root(".", ".")?;
+            umount2(".", MntFlags::MNT_DETACH)?;
+            Ok(ns)
+        })();
+        // Back home whatever happened: the spawner clones every other init there.
+        Self::back(&home);
+        Ok(Holding { ns: made?, home })
+    }
+
+    /// Into the holding namespace, for one clone; [`Holding::back_home`] after it.
+    pub fn enter(&self) -> std::io::Result<()> {
+        nix::sched::setns(&self.ns, nix::sched::CloneFlags::CLONE_NEWNS).map_err(Into::into)
+    }
+
+    pub fn back_home(&self) {
+        Self::back(&self.home);
+    }
+
+    /// The spawner may not stay in the holding namespace (an init for a path build would be
+    /// cloned there): if it cannot go back, it ends, and the supervisor takes the exec path.
+    fn back(home: &OwnedFd) {
+        if nix::sched::setns(home, nix::sched::CloneFlags::CLONE_NEWNS).is_err() {
+            // SAFETY: ends this single-threaded process.
+            unsafe { libc::_exit(0) }
+        }
+    }
+}
+
+/// The kit of this init: /proc, /dev and the /etc files' tmpfs mounted in its copy of the
+/// [`Holding`] namespace.
 pub struct Kit(());
 
 impl Kit {
-    /// Makes the kit at `dir` (an empty directory), then makes it this init's root and detaches
-    /// the host's tree: that detach waits for an RCU grace period (~0.4 ms here), which on the
-    /// path was the largest single step of the root's build. Makes this namespace's tree private
-    /// first, as the root's build would: nothing mounted here may propagate to the host. Err:
-    /// nothing of that was done past the kit's own mounts (the root is then built on the path).
-    /// A failure after the pivot leaves an init that can serve nothing: it exits.
-    pub fn make(dir: &Path) -> Result<Kit, CoreError> {
-        let step = |what: &str| {
-            let what = format!("the mounts made ahead: {what}");
-            move |e: nix::Error| CoreError::Root { step: what, source: e.into() }
-        };
-        mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
-            .map_err(step("making / private"))?;
-        let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-        mount(Some("tmpfs"), dir, Some("tmpfs"), flags, Some("size=16k,mode=0700")).map_err(step("the tmpfs"))?;
-        let io = |what: &'static str| move |e: std::io::Error| CoreError::Root { step: what.into(), source: e };
-        let root = Dir::root(dir).map_err(io("opening the kit's tmpfs"))?;
-        for name in ["proc", "dev", "etc", "root"] {
-            root.mkdir(name, 0o755).map_err(io("the kit's directories"))?;
-        }
-        let mounts = MOUNTS.iter().map(to_mount).collect::<Result<Vec<_>, _>>()?;
+    /// Makes the kit in this init's copy of the holding namespace: /proc first, by its plain
+    /// name (a directory of the read-only holding tmpfs: no link can be there), then the rest as
+    /// in a container's root.
+    pub fn make() -> Result<Kit, CoreError> {
+        let root = Dir::root(Path::new("/"))
+            .map_err(|e| CoreError::Root { step: "the mounts made ahead: opening /".into(), source: e })?;
+        rootfs::mount_plain(&to_mount(&MOUNTS[0])?, Path::new("/proc"))?;
+        let mounts = MOUNTS[1..].iter().map(to_mount).collect::<Result<Vec<_>, _>>()?;
         rootfs::make_standard(&root, &mounts, &readonly_paths(), &masked_paths())?;
-        rootfs::mount_etc_tmpfs(&dir.join("etc"))?;
-        // Read-only: nothing more is written to it, and a process of the container that climbed
-        // out of its root by a chroot of its own would find only these empty directories.
-        let ro = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | flags;
-        mount(None::<&str>, dir, None::<&str>, ro, None::<&str>).map_err(step("making the tmpfs read-only"))?;
-        nix::unistd::fchdir(root.as_raw_fd()).map_err(step("entering the tmpfs"))?;
-        nix::unistd::pivot_root(".", ".").map_err(step("pivot_root into the tmpfs"))?;
-        let detached = umount2(".", MntFlags::MNT_DETACH).and_then(|()| nix::unistd::chdir("/"));
-        if let Err(e) = detached {
-            let _ = writeln!(std::io::stderr(), "engine-init: detaching the host's tree ahead: {e}");
-            // SAFETY: ends this process, which nothing has been given to yet.
-            unsafe { libc::_exit(super::exit::ENGINE_ERROR) };
-        }
+        rootfs::mount_etc_tmpfs(Path::new(ETC))?;
         Ok(Kit(()))
     }
 
@@ -193,11 +227,11 @@ impl Kit {
         Ok(())
     }
 
-    /// Makes `root` the container's `/`: moved over the kit's tmpfs (the mount namespace's root),
-    /// then entered by chroot. No pivot_root and no detach: the host's tree went ahead, and the
-    /// kit's tmpfs, read-only and empty but for the /etc files' tmpfs, stays below the root.
-    /// setns into this mount namespace (`exec`, nsenter) lands on the root, the topmost mount on
-    /// the namespace's root.
+    /// Makes `root` the container's `/`: moved over the holding tmpfs (the mount namespace's
+    /// root), then entered by chroot. No pivot_root and no detach: there is nothing of the host's
+    /// to detach, and the holding and kit tmpfs, read-only and empty but for the /etc files'
+    /// tmpfs, stay below the root. setns into this mount namespace (`exec`, nsenter) lands on the
+    /// root, the topmost mount on the namespace's root, and so does a climb out of it by chroot.
     pub fn enter(self, root: &Dir) -> Result<(), CoreError> {
         let step = |what: &'static str| move |e: nix::Error| CoreError::Root { step: what.into(), source: e.into() };
         nix::unistd::fchdir(root.as_raw_fd()).map_err(step("entering the container root"))?;

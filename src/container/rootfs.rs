@@ -177,7 +177,8 @@ pub fn build(plan: &Plan, root_mount: Option<OwnedFd>, kit: Option<Kit>) -> Resu
 /// `build` for an init with a kit (a Spec `kit::fits`): the init's root is already the kit's
 /// tmpfs, the host's tree gone. The root (a mount given: nothing here names a host path) is
 /// attached in the kit, gets the Spec's other mounts, the /etc files (written to the kit's
-/// tmpfs) and the cwd, then the kit's /dev and /proc, and becomes `/`.
+/// tmpfs), then the kit's /dev and /proc, and becomes `/`; then the cwd is made (it may lie in
+/// /dev), or the root made read-only (through the container's own /proc by then).
 fn build_in_kit(plan: &Plan, root_mount: Option<OwnedFd>, kit: Kit) -> Result<(), CoreError> {
     let spec = &plan.spec;
     let mount = root_mount
@@ -187,9 +188,9 @@ fn build_in_kit(plan: &Plan, root_mount: Option<OwnedFd>, kit: Kit) -> Result<()
     mount_all(&root, &mounts[super::kit::MOUNTS.len()..], &plan.cgroup_paths)?;
     let etc = Dir::root(Path::new(super::kit::ETC)).map_err(io_step("opening the /etc files' tmpfs"))?.strict();
     bind_etc_files(&root, &etc, &plan.files)?;
-    finish_root(&root, spec)?;
     kit.place(&root)?;
-    kit.enter(&root)
+    kit.enter(&root)?;
+    finish_root(&root, spec)
 }
 
 /// The cwd made, or the root made read-only.
@@ -491,11 +492,7 @@ fn mount_one(root: &Dir, m: &Mount) -> Result<Mounted, CoreError> {
     } else {
         root.real_dir(rel).map_err(io_step(format!("resolving {dest} in the rootfs (a directory, not a link)")))?
     };
-    let source = m.source().as_ref().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| fstype.clone());
-    let data = opts.data.join(",");
-    let data = (!data.is_empty()).then_some(data);
-    mount(Some(source.as_str()), target.mount_path(), Some(fstype.as_str()), opts.flags, data.as_deref())
-        .map_err(nix_step(format!("mounting {dest}")))?;
+    mount_fs(m, &opts, target.mount_path())?;
     // The fd above is the directory under the mount; what comes next works on the mount.
     let mounted = root.dir(rel, false).map_err(io_step(format!("opening the new {dest}")))?.strict();
     if let Some(want) = magic(&fstype) {
@@ -512,6 +509,23 @@ fn mount_one(root: &Dir, m: &Mount) -> Result<Mounted, CoreError> {
         ("tmpfs", "/dev") => Mounted::DevTmpfs,
         _ => Mounted::Other,
     })
+}
+
+/// The filesystem of `m` (not a bind) mounted at `target` with `opts` (its parsed options).
+fn mount_fs(m: &Mount, opts: &Options, target: &Path) -> Result<(), CoreError> {
+    let fstype = m.typ().clone().unwrap_or_default();
+    let source = m.source().as_ref().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| fstype.clone());
+    let data = opts.data.join(",");
+    let data = (!data.is_empty()).then_some(data);
+    mount(Some(source.as_str()), target, Some(fstype.as_str()), opts.flags, data.as_deref())
+        .map_err(nix_step(format!("mounting {}", m.destination().display())))
+}
+
+/// `m` (a filesystem, not a bind) at `target`, a path the caller made and trusts (no link can
+/// be on it): the kit's /proc, the first mount of its namespace, which `mount_one`'s way of
+/// naming a target (through /proc/self/fd) needs.
+pub(super) fn mount_plain(m: &Mount, target: &Path) -> Result<(), CoreError> {
+    mount_fs(m, &parse_options(m.options().as_deref().unwrap_or_default()), target)
 }
 
 /// A mount of type `cgroup`: the container's own groups and nothing above them, bound from the

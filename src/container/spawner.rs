@@ -31,7 +31,6 @@
 use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
 use std::sync::OnceLock;
 
 use nix::sched::CloneFlags;
@@ -64,7 +63,8 @@ enum Stdio {
     /// As `Made`, for a Spec the mounts made ahead fit ([`super::kit::fits`]): an init made
     /// ahead with them may be given.
     MadeKitFits = 3,
-    /// Not a clone: where inits made ahead make their mounts (the path follows).
+    /// Not a clone: the directory to make the holding namespace of inits made ahead with their
+    /// mounts over (the path follows; [`super::kit::Holding`]).
     KitDir = 4,
 }
 
@@ -146,9 +146,10 @@ pub fn spawn_with_pipes(
     }
 }
 
-/// Tells the spawner where the inits it makes ahead make the mounts every container gets
-/// ([`super::kit`]): `dir`, an empty directory of the supervisor's (each init mounts its own
-/// tmpfs there, in its own mount namespace). Without it (or a spawner) none are made ahead.
+/// Tells the spawner where to make the namespace the inits with the mounts every container gets
+/// are cloned in ([`super::kit::Holding`]): `dir`, an empty directory of the supervisor's (the
+/// spawner mounts a tmpfs there in a mount namespace of its own). Without it (or a spawner)
+/// none are made ahead.
 pub fn set_kit_dir(dir: &std::path::Path) -> std::io::Result<()> {
     let Some(sock) = SPAWNER.get() else { return Ok(()) };
     let sock = sock.lock();
@@ -224,7 +225,8 @@ fn serve(sock: OwnedFd, parent: i32) -> ! {
     let mut netns = NetnsPool::open();
     netns.fill();
     let mut ready: Option<ReadyInit> = None;
-    let mut kit_dir: Option<std::path::PathBuf> = None;
+    // The namespace inits with a kit are cloned in, once the supervisor names its directory.
+    let mut holding: Option<super::kit::Holding> = None;
     // The namespaces of the last request with pipes of ours: those of the next init made ahead.
     let mut last_made: Option<CloneFlags> = None;
     // Whether that request's Spec fitted the mounts made ahead: the next init makes them only
@@ -237,7 +239,7 @@ fn serve(sock: OwnedFd, parent: i32) -> ! {
         let init_wanted = ready.is_none() && last_made.is_some();
         if (init_wanted || netns.wanted()) && !request_within(&sock, REFILL_AFTER.as_millis() as libc::c_int) {
             if let (true, Some(flags)) = (init_wanted, last_made) {
-                let kit = kit_dir.as_deref().filter(|_| last_fitted);
+                let kit = holding.as_ref().filter(|_| last_fitted);
                 ready = ReadyInit::make(flags, &mut netns, Some(kit)).ok();
                 if ready.is_none() {
                     // Not again until another request asks (a clone that failed fails again).
@@ -282,7 +284,9 @@ fn serve(sock: OwnedFd, parent: i32) -> ! {
             }
             (len, 0, s, _) if s == kit && len > REQUEST_LEN => {
                 let dir = std::ffi::OsStr::from_bytes(&request[REQUEST_LEN..len]);
-                kit_dir = Some(std::path::PathBuf::from(dir));
+                if holding.is_none() {
+                    holding = super::kit::Holding::make(std::path::Path::new(dir)).ok();
+                }
                 (0, None)
             }
             _ => (-libc::EINVAL, None),
@@ -312,22 +316,28 @@ struct ReadyInit {
 }
 
 impl ReadyInit {
-    /// Clones an init with `flags`: stdin /dev/null, stdout and stderr pipes. `ahead`: before
-    /// any request asked (the init warms up while it waits). Err: -errno.
-    /// `ahead`: made before its request (`Some`), with the directory for its mounts made ahead
-    /// if the spawner has one.
-    fn make(flags: CloneFlags, netns: &mut NetnsPool, ahead: Option<Option<&Path>>) -> Result<ReadyInit, i32> {
+    /// Clones an init with `flags`: stdin /dev/null, stdout and stderr pipes. `ahead`: made
+    /// before any request asked (`Some`: the init warms up while it waits), in the holding
+    /// namespace with a kit if one is given and the namespaces fit. Err: -errno.
+    fn make(
+        flags: CloneFlags,
+        netns: &mut NetnsPool,
+        ahead: Option<Option<&super::kit::Holding>>,
+    ) -> Result<ReadyInit, i32> {
         let errno = |e: nix::Error| -(e as i32);
         let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(errno)?;
         let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(errno)?;
         let null = std::fs::File::open("/dev/null").map_err(|e| -e.raw_os_error().unwrap_or(libc::EIO))?;
         let (chan, init_chan) =
             socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC).map_err(errno)?;
-        let kit_dir = ahead.flatten().filter(|_| super::kit::flags_fit(flags));
-        let ahead = ahead.map(|_| kit_dir);
-        let pid = clone_init(flags, &[OwnedFd::from(null), out_w, err_w, init_chan], netns, ahead);
+        let holding = ahead.flatten().filter(|_| super::kit::flags_fit(flags)).filter(|h| h.enter().is_ok());
+        let pid =
+            clone_init(flags, &[OwnedFd::from(null), out_w, err_w, init_chan], netns, ahead.map(|_| holding.is_some()));
+        if let Some(h) = holding {
+            h.back_home();
+        }
         match pid {
-            pid if pid > 0 => Ok(ReadyInit { flags, kit: kit_dir.is_some(), pid, theirs: [chan, out_r, err_r] }),
+            pid if pid > 0 => Ok(ReadyInit { flags, kit: holding.is_some(), pid, theirs: [chan, out_r, err_r] }),
             e => Err(e),
         }
     }
@@ -414,7 +424,7 @@ impl NetnsPool {
 /// One init: cloned into the requested namespaces as the supervisor's child, fds wired, then
 /// `init::main`. Its pid, or -errno.
 /// `ahead`: as for [`ReadyInit::make`] (`None`: cloned for its request).
-fn clone_init(mut flags: CloneFlags, fds: &[OwnedFd], netns: &mut NetnsPool, ahead: Option<Option<&Path>>) -> i32 {
+fn clone_init(mut flags: CloneFlags, fds: &[OwnedFd], netns: &mut NetnsPool, ahead: Option<bool>) -> i32 {
     let in_made_netns = flags.contains(CloneFlags::CLONE_NEWNET) && netns.enter();
     if in_made_netns {
         flags.remove(CloneFlags::CLONE_NEWNET);
@@ -426,7 +436,7 @@ fn clone_init(mut flags: CloneFlags, fds: &[OwnedFd], netns: &mut NetnsPool, ahe
     pid
 }
 
-fn clone_init_with(flags: CloneFlags, fds: &[OwnedFd], ahead: Option<Option<&Path>>) -> i32 {
+fn clone_init_with(flags: CloneFlags, fds: &[OwnedFd], ahead: Option<bool>) -> i32 {
     let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
     let stdio = [raw[0], raw[1], raw[2]];
     let (chan, console) = (raw[3], raw.get(4).copied().unwrap_or(-1));
