@@ -102,8 +102,8 @@ pub(crate) fn main_after_clone(ahead: Option<bool>) -> i32 {
             }
         },
     };
-    // The step trace's file: the next fd, when tracing (before any
-    // preserved fds: those take 3 .. 3+N-1 only at the exec).
+    // The step trace's file: the next fd, when tracing (before any preserved fds: those take
+    // 3 .. 3+N-1 only at the exec).
     let trace_file = match plan.trace {
         None => None,
         Some(_) => match chan.recv_fds(1).map(|mut fds| fds.pop()) {
@@ -195,7 +195,7 @@ fn run(
     };
     join_namespaces(spec)?;
     // The spawner hands an init with a kit only to a start whose Spec it fits; checked again on
-    // the Spec this init was given: it can build no other (the host's tree is gone).
+    // the Spec this init was given: it can build no other (its namespace has nothing of the host's).
     let kit = given.kit;
     if kit.is_some() && !super::kit::fits(spec) {
         return Err(CoreError::spec("mounts", "the init made ahead was given a Spec its mounts do not fit"));

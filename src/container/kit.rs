@@ -82,7 +82,7 @@ pub fn fits(spec: &Spec) -> bool {
     let proc_list = |paths: Option<&Vec<String>>, names: &[&str]| {
         paths.is_some_and(|p| p.iter().map(|p| p.strip_prefix("/proc/")).eq(names.iter().map(|n| Some(*n))))
     };
-    // Made from nothing of the host's (the init with a kit has left the host's tree): no bind,
+    // Made from nothing of the host's (an init with a kit reaches no host path): no bind,
     // no cgroup (binds of the host's groups), no device or overlay with a host path.
     let sourceless = |m: &Mount| {
         matches!(m.typ().as_deref(), Some("tmpfs" | "mqueue" | "sysfs"))
@@ -116,10 +116,11 @@ pub const ETC: &str = "/etc";
 const HOLDING_DIRS: [&str; 4] = ["proc", "dev", "etc", "root"];
 
 /// The spawner's mount namespace for inits with a kit: its whole tree is one small read-only
-/// tmpfs of empty directories (`/proc`, `/dev`, `/etc`, `/root`), nothing of the host's. An init cloned in it (CLONE_NEWNS)
-/// gets a copy of that one mount, so it has nothing of the host's to copy, make private or
-/// detach (the detach's RCU grace period, ~0.4 ms, was the path's largest wait), and nothing of
-/// the host's can be reached from it. Made once, when the supervisor names the directory.
+/// tmpfs of empty directories (`/proc`, `/dev`, `/etc`, `/root`), nothing of the host's. An init
+/// cloned in it (CLONE_NEWNS) gets a copy of that one mount, so it has nothing of the host's to
+/// copy, make private or detach (the detach's RCU grace period, ~0.4 ms, was the path's largest
+/// wait), and nothing of the host's can be reached from it. Made once, when the supervisor names
+/// the directory.
 pub struct Holding {
     ns: OwnedFd,
     home: OwnedFd,
@@ -229,8 +230,8 @@ impl Kit {
 
     /// Makes `root` the container's `/`: moved over the holding tmpfs (the mount namespace's
     /// root), then entered by chroot. No pivot_root and no detach: there is nothing of the host's
-    /// to detach, and the holding and kit tmpfs, read-only and empty but for the /etc files'
-    /// tmpfs, stay below the root. setns into this mount namespace (`exec`, nsenter) lands on the
+    /// to detach, and the holding tmpfs, read-only and empty but for the /etc files' tmpfs, stays
+    /// below the root. setns into this mount namespace (`exec`, nsenter) lands on the
     /// root, the topmost mount on the namespace's root, and so does a climb out of it by chroot.
     pub fn enter(self, root: &Dir) -> Result<(), CoreError> {
         let step = |what: &'static str| move |e: nix::Error| CoreError::Root { step: what.into(), source: e.into() };

@@ -129,8 +129,8 @@ pub struct CreateOptions<'a> {
 struct AfterSetup {
     root_mount: Option<OwnedFd>,
     preserve_fds: Vec<OwnedFd>,
-    /// The init may have left the host's tree (an init with a kit): nothing it is given names a
-    /// host path (the cgroups it cannot join by their `tasks` fds are joined from here).
+    /// The init may be one with a kit, in a namespace with nothing of the host's: nothing it is
+    /// given names a host path (the cgroups it cannot join by their `tasks` fds are joined from here).
     no_host_paths: bool,
 }
 
@@ -320,10 +320,13 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
         }
     };
     // A start an init with a kit could serve: a Spec the kit fits, and nothing the init would
-    // reach by a host path (it has left the host's tree). Its root then goes to the init as a
+    // reach by a host path (its namespace has nothing of the host's). Its root then goes to the init as a
     // mount: a copy of the directory's tree made here, for a directory.
     let mut root_mount = opts.root_mount;
-    let mut kit_fits = super::kit::fits(&opts.spec) && opts.gate == StartGate::Channel && opts.preserve_fds.is_empty();
+    let mut kit_fits = super::spawner::makes_kits()
+        && super::kit::fits(&opts.spec)
+        && opts.gate == StartGate::Channel
+        && opts.preserve_fds.is_empty();
     if kit_fits && root_mount.is_none() {
         root_mount = match &opts.root {
             RootSource::Dir(dir) => crate::sys::clone_tree(dir).ok(),

@@ -174,11 +174,11 @@ pub fn build(plan: &Plan, root_mount: Option<OwnedFd>, kit: Option<Kit>) -> Resu
     Ok(())
 }
 
-/// `build` for an init with a kit (a Spec `kit::fits`): the init's root is already the kit's
-/// tmpfs, the host's tree gone. The root (a mount given: nothing here names a host path) is
-/// attached in the kit, gets the Spec's other mounts, the /etc files (written to the kit's
-/// tmpfs), then the kit's /dev and /proc, and becomes `/`; then the cwd is made (it may lie in
-/// /dev), or the root made read-only (through the container's own /proc by then).
+/// `build` for an init with a kit (a Spec `kit::fits`), in its copy of the spawner's holding
+/// namespace (nothing of the host's). The root (a mount given: nothing here names a host path)
+/// is attached there, gets the Spec's other mounts, the /etc files (written to the kit's tmpfs),
+/// then the kit's /dev and /proc, and becomes `/`; then the cwd is made (it may lie in /dev), or
+/// the root made read-only (through the container's own /proc by then).
 fn build_in_kit(plan: &Plan, root_mount: Option<OwnedFd>, kit: Kit) -> Result<(), CoreError> {
     let spec = &plan.spec;
     let mount = root_mount

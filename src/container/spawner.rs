@@ -151,6 +151,20 @@ pub fn spawn_with_pipes(
 /// spawner mounts a tmpfs there in a mount namespace of its own). Without it (or a spawner)
 /// none are made ahead.
 pub fn set_kit_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let made = ask_for_kits(dir);
+    KITS.store(made.is_ok(), std::sync::atomic::Ordering::Relaxed);
+    made
+}
+
+/// Whether the spawner makes inits with a kit (its holding namespace is made): only then is a
+/// start prepared for one (`lifecycle::create`: its root sent as a mount).
+pub fn makes_kits() -> bool {
+    KITS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+static KITS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn ask_for_kits(dir: &std::path::Path) -> std::io::Result<()> {
     let Some(sock) = SPAWNER.get() else { return Ok(()) };
     let sock = sock.lock();
     let mut request = vec![0u8; REQUEST_LEN];
@@ -284,10 +298,11 @@ fn serve(sock: OwnedFd, parent: i32) -> ! {
             }
             (len, 0, s, _) if s == kit && len > REQUEST_LEN => {
                 let dir = std::ffi::OsStr::from_bytes(&request[REQUEST_LEN..len]);
-                if holding.is_none() {
-                    holding = super::kit::Holding::make(std::path::Path::new(dir)).ok();
-                }
-                (0, None)
+                let made = match holding {
+                    Some(_) => Ok(()),
+                    None => super::kit::Holding::make(std::path::Path::new(dir)).map(|h| holding = Some(h)),
+                };
+                (made.map_or_else(|e| -e.raw_os_error().unwrap_or(libc::EIO), |()| 0), None)
             }
             _ => (-libc::EINVAL, None),
         };
@@ -330,6 +345,7 @@ impl ReadyInit {
         let null = std::fs::File::open("/dev/null").map_err(|e| -e.raw_os_error().unwrap_or(libc::EIO))?;
         let (chan, init_chan) =
             socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC).map_err(errno)?;
+        // In the holding namespace for the clone (an init that cannot be made there gets no kit).
         let holding = ahead.flatten().filter(|_| super::kit::flags_fit(flags)).filter(|h| h.enter().is_ok());
         let pid =
             clone_init(flags, &[OwnedFd::from(null), out_w, err_w, init_chan], netns, ahead.map(|_| holding.is_some()));

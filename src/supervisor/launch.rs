@@ -187,9 +187,9 @@ fn launch(
         &name,
         if root_mount.is_some() { "overlay taken ahead" } else { "overlay dirs made" },
     );
-    if root_mount.is_none() && container::kit::fits(&oci) {
+    if root_mount.is_none() && container::spawner::makes_kits() && container::kit::fits(&oci) {
         // No spare: mounted here, detached, as a spare is, so an init that made its mounts ahead
-        // (and has left the host's tree) can take this start too; else its init mounts it.
+        // (in a namespace with nothing of the host's) can take this start too.
         root_mount = overlay_ahead::mount_detached(&lower, &overlay, layer == Layer::Throwaway).ok();
         crate::container::trace::step(&name, "overlay mounted detached");
     }

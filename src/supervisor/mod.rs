@@ -428,9 +428,10 @@ fn bind_socket(path: &Path) -> anyhow::Result<std::os::unix::net::UnixListener> 
     Ok(listener)
 }
 
-/// Where the inits made ahead make the mounts every container gets (`container::kit`): an empty
-/// directory of the root's, each init's tmpfs on it in its own mount namespace. Without it, the
-/// mounts are made on each start's path.
+/// Where the spawner makes the namespace its inits with the mounts every container gets are
+/// cloned in (`container::kit::Holding`): an empty directory of the root's, with the spawner's
+/// tmpfs on it in a mount namespace of its own. Without it, the mounts are made on each start's
+/// path.
 fn set_kit_dir(dir: &Path) {
     let made = match fs::DirBuilder::new().mode(0o700).create(dir) {
         Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e),
