@@ -902,14 +902,6 @@ fn the_proc_and_dev_made_ahead_are_those_a_start_makes_on_its_path() {
     sup.ok(&["start", "--net", "none", "ahead", rootfs, "/bin/sleep", "60"]);
     let ahead_pid = sup.state("ahead")["pid"].as_i64().unwrap();
     assert_eq!(Some(ahead_pid as i32), ahead, "the start did not take the init with the kit");
-    // Its work ahead ran at idle priority; neither the init nor its command keeps it.
-    let policy = |pid: &str| -> String {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-        stat.rsplit(')').next().unwrap().split_whitespace().nth(38).unwrap().to_string()
-    };
-    let children = std::fs::read_to_string(format!("/proc/{ahead_pid}/task/{ahead_pid}/children")).unwrap();
-    let command = children.split_whitespace().next().expect("the init's command");
-    assert_eq!((policy(&ahead_pid.to_string()), policy(command)), ("0".to_string(), "0".to_string()));
     // A tmpfs below /dev: the kit does not fit, /proc and /dev are made on the path.
     sup.ok(&["start", "--net", "none", "--tmpfs", "/dev/extra", "onpath", rootfs, "/bin/sleep", "60"]);
     let on_path: Vec<String> = mount_tree(sup.state("onpath")["pid"].as_i64().unwrap())

@@ -59,10 +59,6 @@ pub(crate) fn main_after_clone(ahead: Option<bool>) -> i32 {
     }
     // In a copy of the spawner's holding namespace: the kit, or nothing to build a root with.
     let kit = (ahead == Some(true)).then(Kit::make);
-    if ahead.is_some() {
-        // Cloned at the spawner's idle priority for its work ahead: the command must not get it.
-        super::spawner::ahead_priority(0, false);
-    }
     // The parent gave up on this container before its Setup: nothing was done.
     let Ok(plan) = chan.wait_setup() else { return exit::ENGINE_ERROR };
     let kit = match kit.transpose() {

@@ -252,9 +252,6 @@ fn serve(sock: OwnedFd, parent: i32) -> ! {
         // request (a failure is not retried in a loop).
         let init_wanted = ready.is_none() && last_made.is_some();
         if (init_wanted || netns.wanted()) && !request_within(&sock, REFILL_AFTER.as_millis() as libc::c_int) {
-            // At idle priority, inherited by the init made here until it has done its own work
-            // ahead: on two CPUs that work otherwise took CPU from the start still running.
-            ahead_priority(0, true);
             if let (true, Some(flags)) = (init_wanted, last_made) {
                 let kit = holding.as_ref().filter(|_| last_fitted);
                 ready = ReadyInit::make(flags, &mut netns, Some(kit)).ok();
@@ -266,7 +263,6 @@ fn serve(sock: OwnedFd, parent: i32) -> ! {
             if !request_within(&sock, 0) {
                 netns.fill();
             }
-            ahead_priority(0, false);
         }
         let mut request = [0u8; MAX_REQUEST];
         let mut cmsg = nix::cmsg_space!([RawFd; MAX_FDS]);
@@ -295,11 +291,6 @@ fn serve(sock: OwnedFd, parent: i32) -> ! {
                 // Made ahead for these namespaces (and with mounts ahead only for a Spec they
                 // fit), or now; one made for others is let go.
                 let taken = ready.take().filter(|r| r.flags == flags && (s == made_fits || !r.kit));
-                if let Some(init) = &taken {
-                    // Its start is waiting for it: whatever it has left to do ahead, at the
-                    // start's priority.
-                    ahead_priority(init.pid, false);
-                }
                 match taken.map_or_else(|| ReadyInit::make(flags, &mut netns, None), Ok) {
                     Ok(init) => (init.pid, Some(init.theirs)),
                     Err(e) => (e, None),
@@ -366,16 +357,6 @@ impl ReadyInit {
             e => Err(e),
         }
     }
-}
-
-/// Work made ahead of a request runs at idle priority (SCHED_IDLE: only on a CPU nothing else
-/// wants), `pid` (0: this process) back to the normal policy after it, keeping its nice value.
-/// Best effort: a refusal leaves the priority as it was.
-pub(crate) fn ahead_priority(pid: i32, ahead: bool) {
-    let policy = if ahead { libc::SCHED_IDLE } else { libc::SCHED_OTHER };
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: a plain system call on a pid, with a param struct that outlives it.
-    unsafe { libc::sched_setscheduler(pid, policy, &param) };
 }
 
 /// Whether a request comes within `ms` milliseconds (0: is one waiting now).
