@@ -252,8 +252,9 @@ fn serve(sock: OwnedFd, parent: i32) -> ! {
     // The supervisor has answered the last start (`Stdio::Refill`): work ahead without waiting.
     let mut refill_now = false;
     loop {
-        // Work ahead only once no request has come for a moment: an init (in the namespace made
-        // ahead), then the next namespace unless a request came meanwhile. Tried once per
+        // Work ahead only once the last start is answered (or no request has come for a while):
+        // an init (in the namespace made ahead), then the next namespace unless a request came
+        // meanwhile. Tried once per
         // request (a failure is not retried in a loop).
         let init_wanted = ready.is_none() && last_made.is_some();
         let wait = if refill_now { 0 } else { REFILL_AFTER.as_millis() as libc::c_int };
@@ -435,10 +436,10 @@ impl NetnsPool {
         self.ready = made;
     }
 
-    /// Makes the next namespace once no request has come for [`REFILL_AFTER`]: not at once after
-    /// answering, when the init just cloned and the supervisor both want the CPUs. A request
-    /// that comes first is served (its clone makes its own namespace if none is ready).
-    /// Whether a namespace is to be made (none ready, and the spawner can make one).
+    /// Whether a namespace is to be made (none ready, and the spawner can make one): once the
+    /// supervisor has answered a start, or no request has come for [`REFILL_AFTER`]; not while
+    /// a start still wants the CPUs. A request that comes first is served (its clone makes its
+    /// own namespace if none is ready).
     fn wanted(&self) -> bool {
         self.ready.is_none() && self.host.is_some()
     }
