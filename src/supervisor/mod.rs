@@ -179,11 +179,17 @@ impl Supervisor {
             reap();
             let left: Vec<&String> = names.iter().filter(|n| !settled(n)).collect();
             let now = Instant::now();
-            if left.is_empty() {
+            // A removed one (`run --rm` answered, its release still under way) is in no list
+            // above but holds its cgroup until its release thread is done: one exit left it
+            // behind (seen once in a test run).
+            if left.is_empty() && !self.registry.removed_releasing() {
                 break left;
             }
             if now >= give_up_at {
-                crate::warn!("containers still running after SIGKILL, leaving them: {left:?}");
+                match left.is_empty() {
+                    true => crate::warn!("a removed container is still giving back its cgroup; leaving it"),
+                    false => crate::warn!("containers still running after SIGKILL, leaving them: {left:?}"),
+                }
                 break left;
             }
             if !killed && now >= kill_at {
