@@ -320,8 +320,8 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
         }
     };
     // A start an init with a kit could serve: a Spec the kit fits, and nothing the init would
-    // reach by a host path (its namespace has nothing of the host's). Its root then goes to the init as a
-    // mount: a copy of the directory's tree made here, for a directory.
+    // reach by a host path (its namespace has nothing of the host's). Its root then goes to the
+    // init as a mount: for a directory, a copy of its tree made here.
     let mut root_mount = opts.root_mount;
     let mut kit_fits = super::spawner::makes_kits()
         && super::kit::fits(&opts.spec)
@@ -333,8 +333,8 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
             RootSource::Overlay { .. } => None,
         };
         kit_fits = root_mount.is_some();
+        super::trace::step(&opts.id, "P root copied");
     }
-    super::trace::step(&opts.id, "P root copied");
     let child = match &pid_ns {
         Some(path) => spawn::in_pid_namespace(path, || {
             spawn::spawn_init_overlapped(flags, stdio, binary, kit_fits, &mut make_group)

@@ -247,9 +247,8 @@ fn serve(sock: OwnedFd, parent: i32) -> ! {
     // then (a run of Specs they do not fit keeps getting inits made ahead without them).
     let mut last_fitted = false;
     loop {
-        // Work ahead only once the last start is answered (or no request has come for a while):
-        // an init (in the namespace made ahead), then the next namespace unless a request came
-        // meanwhile. Tried once per
+        // Work ahead only once no request has come for a moment: an init (in the namespace made
+        // ahead), then the next namespace unless a request came meanwhile. Tried once per
         // request (a failure is not retried in a loop).
         let init_wanted = ready.is_none() && last_made.is_some();
         if (init_wanted || netns.wanted()) && !request_within(&sock, REFILL_AFTER.as_millis() as libc::c_int) {
@@ -411,10 +410,9 @@ impl NetnsPool {
         self.ready = made;
     }
 
-    /// Whether a namespace is to be made (none ready, and the spawner can make one): once the
-    /// supervisor has answered a start, or no request has come for [`REFILL_AFTER`]; not while
-    /// a start still wants the CPUs. A request that comes first is served (its clone makes its
-    /// own namespace if none is ready).
+    /// Whether a namespace is to be made (none ready, and the spawner can make one); it is made
+    /// once no request has come for [`REFILL_AFTER`]. A request that comes first is served (its
+    /// clone makes its own namespace if none is ready).
     fn wanted(&self) -> bool {
         self.ready.is_none() && self.host.is_some()
     }

@@ -788,14 +788,14 @@ impl Registry {
         Some(Ended { name: name.into(), pid, resources: live.map(|l| l.resources).unwrap_or_default() })
     }
 
-    /// Names of containers not settled yet: being started, running, or ended with their cgroup,
-    /// monitor entry or veth still being given back (a shutdown must wait for those too).
     /// Whether a container removed from the registry (`run --rm`, `rm -f`) is still giving back
     /// what it held (its cgroup, its veth).
     pub fn removed_releasing(&self) -> bool {
         !self.inner.lock().removed_releasing.is_empty()
     }
 
+    /// Names of containers not settled yet: being started, running, or ended with their cgroup,
+    /// monitor entry or veth still being given back (a shutdown must wait for those too).
     pub fn unsettled(&self) -> Vec<String> {
         let inner = self.inner.lock();
         inner
