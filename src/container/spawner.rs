@@ -66,6 +66,9 @@ enum Stdio {
     /// Not a clone: the directory to make the holding namespace of inits made ahead with their
     /// mounts over (the path follows; [`super::kit::Holding`]).
     KitDir = 4,
+    /// Not a clone: the supervisor has answered a start; the work ahead for the next one may
+    /// begin now, instead of after [`REFILL_AFTER`] without a request.
+    Refill = 5,
 }
 
 /// The longest request: a [`Stdio::KitDir`] with its path.
@@ -246,12 +249,16 @@ fn serve(sock: OwnedFd, parent: i32) -> ! {
     // Whether that request's Spec fitted the mounts made ahead: the next init makes them only
     // then (a run of Specs they do not fit keeps getting inits made ahead without them).
     let mut last_fitted = false;
+    // The supervisor has answered the last start (`Stdio::Refill`): work ahead without waiting.
+    let mut refill_now = false;
     loop {
         // Work ahead only once no request has come for a moment: an init (in the namespace made
         // ahead), then the next namespace unless a request came meanwhile. Tried once per
         // request (a failure is not retried in a loop).
         let init_wanted = ready.is_none() && last_made.is_some();
-        if (init_wanted || netns.wanted()) && !request_within(&sock, REFILL_AFTER.as_millis() as libc::c_int) {
+        let wait = if refill_now { 0 } else { REFILL_AFTER.as_millis() as libc::c_int };
+        refill_now = false;
+        if (init_wanted || netns.wanted()) && !request_within(&sock, wait) {
             if let (true, Some(flags)) = (init_wanted, last_made) {
                 let kit = holding.as_ref().filter(|_| last_fitted);
                 ready = ReadyInit::make(flags, &mut netns, Some(kit)).ok();
@@ -282,6 +289,7 @@ fn serve(sock: OwnedFd, parent: i32) -> ! {
         let flags = CloneFlags::from_bits(u64::from_ne_bytes(bits) as libc::c_int);
         let (given, with_console) = (Stdio::Given as u8, Stdio::GivenWithConsole as u8);
         let (made, made_fits, kit) = (Stdio::Made as u8, Stdio::MadeKitFits as u8, Stdio::KitDir as u8);
+        let refill = Stdio::Refill as u8;
         let (pid, made_fds) = match (len, fds.len(), request[8], flags) {
             (REQUEST_LEN, 4, s, Some(flags)) if s == given => (clone_init(flags, &fds, &mut netns, None), None),
             (REQUEST_LEN, 5, s, Some(flags)) if s == with_console => (clone_init(flags, &fds, &mut netns, None), None),
@@ -295,6 +303,10 @@ fn serve(sock: OwnedFd, parent: i32) -> ! {
                     Ok(init) => (init.pid, Some(init.theirs)),
                     Err(e) => (e, None),
                 }
+            }
+            (REQUEST_LEN, 0, s, _) if s == refill => {
+                refill_now = true;
+                (0, None)
             }
             (len, 0, s, _) if s == kit && len > REQUEST_LEN => {
                 let dir = std::ffi::OsStr::from_bytes(&request[REQUEST_LEN..len]);
@@ -366,11 +378,24 @@ fn request_within(sock: &OwnedFd, ms: libc::c_int) -> bool {
     unsafe { libc::poll(fds.as_mut_ptr(), 1, ms) != 0 }
 }
 
-/// How long the spawner waits, idle, before making the next network namespace and init. 3 ms
-/// until `run --rm` took ~4 ms back to back: the next request then often came before the init
-/// was ready; 1 ms measured faster in four A/Bs (medians 5.85 → 5.59, 6.74 → 6.29, alternating
-/// 7.52 → 7.22, 7.01 → 6.52 ms).
-const REFILL_AFTER: std::time::Duration = std::time::Duration::from_millis(1);
+/// How long the spawner waits, idle, before making the next network namespace and init, unless
+/// the supervisor says its start is answered first ([`refill`]). That work began 1 ms after each
+/// request until the tenth session, while the request's own container was still starting: on two
+/// CPUs it took ~1 ms from it (step trace of idle runs). A start's answer is the moment to begin;
+/// this is for a start never answered (a `run` whose command runs on, a failure).
+const REFILL_AFTER: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// The supervisor has answered a start: the spawner may make the next init and network
+/// namespace now. Best effort: without a spawner, or if it is gone, nothing is to be done.
+pub fn refill() {
+    let Some(sock) = SPAWNER.get() else { return };
+    let sock = sock.lock();
+    let mut request = [0u8; REQUEST_LEN];
+    request[8] = Stdio::Refill as u8;
+    if nix::sys::socket::send(sock.as_raw_fd(), &request, MsgFlags::MSG_NOSIGNAL).is_ok() {
+        let _ = receive_reply(&sock);
+    }
+}
 
 /// One network namespace made ahead of the next init that asks for a new one: as the clone
 /// would make it (owned by the host's user namespace, only `lo`), with `lo` already up and IPv6

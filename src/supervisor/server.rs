@@ -181,6 +181,9 @@ fn serve_one(sup: &Supervisor, mut conn: UnixStream) {
             return;
         }
     };
+    // A start (or a command line that may be one) makes the spawner's work ahead for the next
+    // start wanted once it is answered (`spawner::refill`).
+    let a_start = matches!(request, Request::Start { .. } | Request::Run { .. } | Request::Cli { .. });
     let result = match request {
         Request::Start { spec } => handlers::start(sup, &mut conn, spec),
         Request::Run { spec, remove } => handlers::run(sup, &mut conn, spec, remove),
@@ -214,5 +217,9 @@ fn serve_one(sup: &Supervisor, mut conn: UnixStream) {
             None => Response::error(f.message, f.exit_code),
         };
         let _ = write_frame(&mut conn, &answer, b"");
+    }
+    if a_start {
+        drop(conn);
+        crate::container::spawner::refill();
     }
 }
