@@ -668,13 +668,27 @@ fn requests_and_releases_run_on_threads_kept_from_the_run_before() {
             groups.iter().all(|g| !std::path::Path::new(g).join(&sup.cgroup_parent).join(name).exists())
         });
         std::thread::sleep(std::time::Duration::from_millis(300));
+        // And the spawner's work ahead for the next run is done (it begins once a run is
+        // answered): the next init waits, cloned.
+        wait_until(std::time::Duration::from_secs(10), || idle_inits(&sup).len() == 1);
     };
-    run("first");
-    released("first");
-    // The first run's request and release threads wait for the next jobs of their kind.
+    // A run's release is on a release thread once its init is reaped; an init whose command
+    // ended before the supervisor had marked it running (a first run over a fresh overlay, with
+    // the spawner's work ahead for the next run going on beside it) is released on its request's
+    // thread: runs until one had a release thread.
+    let mut releases = std::collections::BTreeSet::new();
+    for i in 0..10 {
+        let name = format!("first-{i}");
+        run(&name);
+        released(&name);
+        releases = threads_named(sup.pid(), "release");
+        if !releases.is_empty() {
+            break;
+        }
+    }
+    // Those runs' request and release threads wait for the next jobs of their kind.
     // (The readiness check's request may have had a thread of its own when the run came.)
     let mut kept = threads_named(sup.pid(), "request");
-    let releases = threads_named(sup.pid(), "release");
     assert!(!kept.is_empty() && !releases.is_empty(), "request {kept:?}, release {releases:?}");
     kept.extend(releases);
     // strace: no thread was started (clone3/clone with CLONE_THREAD) for the second run, its
@@ -813,6 +827,9 @@ fn the_init_joins_its_groups_through_files_opened_ahead() {
     let sup = Supervisor::start();
     let rootfs = rootfs();
     sup.run_with(&["--rm", "--net", "none"], "warm", &rootfs, &["/bin/true"]);
+    // The next init is cloned once the warm run is answered: strace must find it there (it
+    // traces the supervisor's children as they are when it attaches, and what they clone).
+    wait_until(std::time::Duration::from_secs(10), || idle_inits(&sup).len() == 1);
     let mut pid = 0;
     let trace = strace_supervisor(&sup, "openat,write", |_| {
         sup.ok(&["start", "--net", "none", "joined", rootfs.to_str().unwrap(), "/bin/sleep", "60"]);
