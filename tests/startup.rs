@@ -955,3 +955,41 @@ fn the_proc_and_dev_made_ahead_are_those_a_start_makes_on_its_path() {
     sup.ok(&["rm", "-f", "ahead"]);
     sup.ok(&["rm", "-f", "onpath"]);
 }
+
+/// With no group made ahead (`ENGINE_CGROUPS_AHEAD=0`: every group made on the start's path, as
+/// when a burst of starts empties the pool), an init with a kit cannot join its v1 groups by
+/// their paths (its namespace holds nothing of the host's) and gets no `tasks` files opened
+/// ahead: the supervisor moves it into them. It is in every one, and it used its kit.
+#[test]
+fn an_init_with_a_kit_is_moved_into_groups_made_on_the_path() {
+    let mut sup = Supervisor::start();
+    sup.signal_and_wait(libc::SIGTERM);
+    let trace = sup.dir.path().join("steps");
+    let env = [("ENGINE_STEP_TRACE", trace.as_os_str()), ("ENGINE_CGROUPS_AHEAD", std::ffi::OsStr::new("0"))];
+    sup.spawn_with_env(&[], &env, std::process::Stdio::inherit());
+    let rootfs = rootfs();
+    let (code, _, err) = sup.run_with(&["--rm", "--net", "none"], "first", &rootfs, &["/bin/true"]);
+    assert_eq!(code, 0, "{err}");
+    let mut ahead = None;
+    wait_until(std::time::Duration::from_secs(10), || {
+        ahead = init_with_kit(&sup);
+        ahead.is_some()
+    });
+    assert!(ahead.is_some(), "no init with a kit was made ahead");
+    for ctrl in ["memory", "pids"] {
+        assert_eq!(cgroups_ahead(&sup, ctrl).len(), 0, "a group was made ahead in {ctrl}");
+    }
+    sup.ok(&["start", "--net", "none", "--pids-limit", "9", "moved", rootfs.to_str().unwrap(), "/bin/sleep", "60"]);
+    let pid = sup.state("moved")["pid"].as_i64().unwrap();
+    assert_eq!(Some(pid as i32), ahead, "the start did not take the init with the kit");
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    for ctrl in ["memory", "pids", "devices", "cpu", "cpuacct", "cpuset"] {
+        let line = cgroups.lines().find(|l| l.split(':').nth(1).is_some_and(|c| c.split(',').any(|c| c == ctrl)));
+        assert!(line.is_some_and(|l| l.ends_with("/moved")), "{ctrl}: {cgroups}");
+    }
+    let group = std::path::Path::new("/sys/fs/cgroup/pids").join(&sup.cgroup_parent).join("moved");
+    assert_eq!(std::fs::read_to_string(group.join("pids.max")).unwrap().trim(), "9");
+    let steps = std::fs::read_to_string(&trace).unwrap();
+    assert!(steps.lines().any(|l| l.starts_with("moved +") && l.contains("made ahead")), "{steps}");
+    sup.ok(&["rm", "-f", "moved"]);
+}
