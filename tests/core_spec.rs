@@ -120,6 +120,7 @@ fn options(b: &Bundle, spec: Value, stdio: Stdio, mode: InitMode, gate: StartGat
         preserve_fds: Vec::new(),
         root_mount: None,
         cgroup_ahead: None,
+        bridged: false,
     }
 }
 

@@ -993,3 +993,67 @@ fn an_init_with_a_kit_is_moved_into_groups_made_on_the_path() {
     assert!(steps.lines().any(|l| l.starts_with("moved +") && l.contains("made ahead")), "{steps}");
     sup.ok(&["rm", "-f", "moved"]);
 }
+
+/// The ports of bridge `bridge` (its `brif` directory: host ends of veth pairs), with each one's
+/// alias (empty for a pair no start has named its own yet).
+fn bridge_ports(bridge: &str) -> std::collections::BTreeMap<String, String> {
+    let alias = |port: &str| std::fs::read_to_string(format!("/sys/class/net/{port}/ifalias")).unwrap_or_default();
+    std::fs::read_dir(format!("/sys/class/net/{bridge}/brif"))
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| {
+            let a = alias(&p).trim().to_string();
+            (p, a)
+        })
+        .collect()
+}
+
+/// A bridged start's veth pair is made ahead, in the network namespace of the init it gets
+/// (`net::ahead`): its host end is a port of the bridge, down and unnamed, before the request,
+/// and the start makes it its own (alias, address, eth0's MAC). A start without the bridge never
+/// gets a namespace with a pair.
+#[test]
+fn a_bridged_start_gets_the_veth_pair_made_ahead_and_a_start_without_the_bridge_none() {
+    let sup = Supervisor::start();
+    let rootfs = rootfs();
+    let rootfs = rootfs.to_str().unwrap();
+    // The first bridged start makes the bridge; once each bridged start is answered, the
+    // namespace the next init is cloned in gets its pair. (A start answered while no namespace
+    // was ready leaves the next init's to its clone, without a pair: starts until one has.)
+    let unnamed = || -> Vec<String> {
+        bridge_ports(&sup.bridge).into_iter().filter(|(_, a)| a.is_empty()).map(|(p, _)| p).collect()
+    };
+    let mut names = Vec::new();
+    for i in 0..5 {
+        names.push(format!("b{i}"));
+        sup.ok(&["start", &names[i], rootfs, "/bin/sleep", "60"]);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        if unnamed().len() == 1 {
+            break;
+        }
+    }
+    let ahead = unnamed();
+    assert_eq!(ahead.len(), 1, "no veth pair made ahead: {:?}", bridge_ports(&sup.bridge));
+    sup.ok(&["start", "bx", rootfs, "/bin/sleep", "60"]);
+    let alias = format!("engine:{}:bx", sup.bridge);
+    let ports = bridge_ports(&sup.bridge);
+    let own: Vec<&String> = ports.iter().filter(|(_, a)| **a == alias).map(|(p, _)| p).collect();
+    assert!(
+        own.len() == 1 && ahead.contains(own[0]),
+        "the next start's pair was not one made ahead: {ports:?}, ahead {ahead:?}"
+    );
+    // Configured as one made on the path: its MAC (not the placeholder), up, and it reaches the
+    // gateway.
+    let link = sup.ok(&["exec", "bx", "/sbin/ip", "-o", "link", "show", "eth0"]);
+    assert!(link.contains("link/ether 02:42:") && link.contains(",UP"), "eth0: {link}");
+    let gateway = format!("{}.1", sup.subnet_prefix);
+    sup.ok(&["exec", "bx", "/bin/ping", "-c", "1", "-W", "2", &gateway]);
+    // A start without the bridge never gets a namespace with a pair (the ready init's is let go).
+    sup.ok(&["start", "--net", "none", "n1", rootfs, "/bin/sleep", "60"]);
+    let devices = sup.ok(&["exec", "n1", "/bin/cat", "/proc/net/dev"]);
+    assert!(!devices.contains("eth0"), "a --net none container has eth0: {devices}");
+    for name in names.iter().map(String::as_str).chain(["bx", "n1"]) {
+        sup.ok(&["rm", "-f", name]);
+    }
+}

@@ -123,6 +123,9 @@ pub struct CreateOptions<'a> {
     /// A group made ahead under `cgroup_parent` (cgroup v1, CgroupRules::Engine, no
     /// cgroupsPath): renamed to the container's instead of making one (see `cgroup::ahead`).
     pub cgroup_ahead: Option<crate::cgroup::ahead::AheadGroup>,
+    /// The init's new network namespace goes on the supervisor's bridge: the spawner may give
+    /// one made ahead with its veth pair (`net::ahead`); never one with a pair otherwise.
+    pub bridged: bool,
 }
 
 /// What follows the Setup on the channel, in this order (closed here once sent).
@@ -337,9 +340,9 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
     }
     let child = match &pid_ns {
         Some(path) => spawn::in_pid_namespace(path, || {
-            spawn::spawn_init_overlapped(flags, stdio, binary, kit_fits, &mut make_group)
+            spawn::spawn_init_overlapped(flags, stdio, binary, kit_fits, opts.bridged, &mut make_group)
         }),
-        None => spawn::spawn_init_overlapped(flags, stdio, binary, kit_fits, &mut make_group),
+        None => spawn::spawn_init_overlapped(flags, stdio, binary, kit_fits, opts.bridged, &mut make_group),
     };
     let mut child = match child {
         Ok(child) => child,

@@ -179,19 +179,21 @@ pub fn write_id_maps(pid: i32, spec: &Spec) -> Result<(), CoreError> {
 }
 
 pub fn spawn_init(flags: CloneFlags, stdio: Stdio, binary: Option<&std::path::Path>) -> Result<Child, CoreError> {
-    spawn_init_overlapped(flags, stdio, binary, false, &mut || {})
+    spawn_init_overlapped(flags, stdio, binary, false, false, &mut || {})
 }
 
 /// [`spawn_init`], running `meanwhile` while the init is being cloned (the spawner's clone of a
 /// new network namespace and the caller's cgroup directories overlap) or, without the spawner,
 /// right after the clone. It may be called more than once if the spawner fails midway: the
 /// caller makes it do its work once. `kit_fits`: the Spec fits the mounts an init made ahead
-/// has (`kit::fits`).
+/// has (`kit::fits`); `bridged`: its network namespace goes on the bridge (its veth pair may
+/// come made ahead with it, `net::ahead`).
 pub fn spawn_init_overlapped(
     flags: CloneFlags,
     stdio: Stdio,
     binary: Option<&std::path::Path>,
     kit_fits: bool,
+    bridged: bool,
     meanwhile: &mut dyn FnMut(),
 ) -> Result<Child, CoreError> {
     let setup = |what| move |e: nix::Error| CoreError::Resource { what, source: e.into() };
@@ -203,7 +205,7 @@ pub fn spawn_init_overlapped(
         && super::spawner::running();
     // Output to pipes: the spawner's own, with an init it may have cloned ahead.
     if by_spawner && matches!(stdio, Stdio::Pipes) {
-        if let Some(spawned) = super::spawner::spawn_with_pipes(flags, kit_fits, meanwhile) {
+        if let Some(spawned) = super::spawner::spawn_with_pipes(flags, kit_fits, bridged, meanwhile) {
             let (pid, [chan, out_r, err_r]) = spawned.map_err(CoreError::Clone)?;
             // SAFETY: the spawner made it with InitChannel::pair's type (SOCK_SEQPACKET); ours alone.
             let chan = unsafe { InitChannel::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(chan)) };
@@ -246,7 +248,7 @@ pub fn spawn_init_overlapped(
         let mut fds = vec![stdio_fds[0].as_raw_fd(), stdio_fds[1].as_raw_fd(), stdio_fds[2].as_raw_fd()];
         fds.push(child_chan.as_raw_fd());
         fds.extend(console.as_ref().map(|c| c.as_raw_fd()));
-        if let Some(spawned) = super::spawner::spawn(flags, &fds, meanwhile) {
+        if let Some(spawned) = super::spawner::spawn(flags, &fds, bridged, meanwhile) {
             let pid = nix::unistd::Pid::from_raw(spawned.map_err(CoreError::Clone)?);
             drop((stdio_fds, child_chan, console));
             return finish_spawn(pid, parent_chan, output, None);

@@ -46,8 +46,9 @@ static ARGS: OnceLock<(usize, usize)> = OnceLock::new();
 
 /// stdin, stdout, stderr, the init's channel, and the console socket when there is one.
 const MAX_FDS: usize = 5;
-/// The request: clone flags (u64, native endian) and what comes with it ([`Stdio`]).
-const REQUEST_LEN: usize = 9;
+/// The request: clone flags (u64, native endian), what comes with it ([`Stdio`]), and whether
+/// the init's network namespace goes on the bridge (1: a pair made ahead may come with it).
+const REQUEST_LEN: usize = 10;
 
 /// The request's last byte: whose fds the init gets.
 #[repr(u8)]
@@ -67,7 +68,9 @@ enum Stdio {
     /// mounts over (the path follows; [`super::kit::Holding`]).
     KitDir = 4,
     /// Not a clone: the supervisor has answered a start; the work ahead for the next one may
-    /// begin now, instead of after [`REFILL_AFTER`] without a request.
+    /// begin now, instead of after [`REFILL_AFTER`] without a request. When that start was
+    /// bridged the reply carries the namespace the next init will be cloned in, for the
+    /// supervisor to make its veth pair in (`crate::net::ahead`).
     Refill = 5,
 }
 
@@ -108,11 +111,17 @@ pub fn running() -> bool {
 /// whose fds 0-4 are `fds` (the fifth a console socket, if given); its pid. `None`: the spawner
 /// is not running or has gone (the caller takes the exec path); an error: the clone failed.
 /// `meanwhile` runs while the spawner clones (once the request is sent), on the caller's thread.
-pub fn spawn(flags: CloneFlags, fds: &[RawFd], meanwhile: &mut dyn FnMut()) -> Option<std::io::Result<i32>> {
+pub fn spawn(
+    flags: CloneFlags,
+    fds: &[RawFd],
+    bridged: bool,
+    meanwhile: &mut dyn FnMut(),
+) -> Option<std::io::Result<i32>> {
     let sock = SPAWNER.get()?.lock();
     let mut request = [0u8; REQUEST_LEN];
     request[..8].copy_from_slice(&(flags.bits() as u64).to_ne_bytes());
     request[8] = if fds.len() == MAX_FDS { Stdio::GivenWithConsole } else { Stdio::Given } as u8;
+    request[9] = bridged as u8;
     let rights = [ControlMessage::ScmRights(fds)];
     if sendmsg::<()>(sock.as_raw_fd(), &[IoSlice::new(&request)], &rights, MsgFlags::MSG_NOSIGNAL, None).is_err() {
         return None;
@@ -128,12 +137,14 @@ pub fn spawn(flags: CloneFlags, fds: &[RawFd], meanwhile: &mut dyn FnMut()) -> O
 pub fn spawn_with_pipes(
     flags: CloneFlags,
     kit_fits: bool,
+    bridged: bool,
     meanwhile: &mut dyn FnMut(),
 ) -> Option<std::io::Result<(i32, [OwnedFd; 3])>> {
     let sock = SPAWNER.get()?.lock();
     let mut request = [0u8; REQUEST_LEN];
     request[..8].copy_from_slice(&(flags.bits() as u64).to_ne_bytes());
     request[8] = if kit_fits { Stdio::MadeKitFits } else { Stdio::Made } as u8;
+    request[9] = bridged as u8;
     if nix::sys::socket::send(sock.as_raw_fd(), &request, MsgFlags::MSG_NOSIGNAL).is_err() {
         return None;
     }
@@ -188,6 +199,13 @@ fn ask_for_kits(dir: &std::path::Path) -> std::io::Result<()> {
 /// The spawner's reply: the init's pid and the fds that came with it, or the clone's error;
 /// `None` if the spawner has gone.
 fn receive_reply(sock: &OwnedFd) -> Option<std::io::Result<(i32, Vec<OwnedFd>)>> {
+    let (pid, fds) = receive_raw(sock)?;
+    Some(if pid > 0 { Ok((pid, fds)) } else { Err(std::io::Error::from_raw_os_error(-pid)) })
+}
+
+/// A reply as it came: its number (a pid, 0, or -errno) and its fds; `None` if the spawner has
+/// gone.
+fn receive_raw(sock: &OwnedFd) -> Option<(i32, Vec<OwnedFd>)> {
     let mut reply = [0u8; 4];
     let mut cmsg = nix::cmsg_space!([RawFd; MADE_FDS]);
     let mut iov = [IoSliceMut::new(&mut reply)];
@@ -196,8 +214,7 @@ fn receive_reply(sock: &OwnedFd) -> Option<std::io::Result<(i32, Vec<OwnedFd>)>>
     if bytes != 4 {
         return None;
     }
-    let pid = i32::from_ne_bytes(reply);
-    Some(if pid > 0 { Ok((pid, fds)) } else { Err(std::io::Error::from_raw_os_error(-pid)) })
+    Some((i32::from_ne_bytes(reply), fds))
 }
 
 /// The fds an SCM_RIGHTS message installed in this process, owned.
@@ -249,6 +266,9 @@ fn serve(sock: OwnedFd, parent: i32) -> ! {
     // Whether that request's Spec fitted the mounts made ahead: the next init makes them only
     // then (a run of Specs they do not fit keeps getting inits made ahead without them).
     let mut last_fitted = false;
+    // Whether the last clone request's init went on the bridge: its answer's refill then gives
+    // the supervisor the next init's namespace to make a veth pair in (`crate::net::ahead`).
+    let mut last_bridged = false;
     // The supervisor has answered the last start (`Stdio::Refill`): work ahead without waiting.
     let mut refill_now = false;
     loop {
@@ -261,7 +281,7 @@ fn serve(sock: OwnedFd, parent: i32) -> ! {
         if (init_wanted || netns.wanted()) && !request_within(&sock, wait) {
             if let (true, Some(flags)) = (init_wanted, last_made) {
                 let kit = holding.as_ref().filter(|_| last_fitted);
-                ready = ReadyInit::make(flags, &mut netns, Some(kit)).ok();
+                ready = ReadyInit::make(flags, &mut netns, Some(kit), last_bridged).ok();
                 if ready.is_none() {
                     // Not again until another request asks (a clone that failed fails again).
                     last_made = None;
@@ -290,23 +310,35 @@ fn serve(sock: OwnedFd, parent: i32) -> ! {
         let (given, with_console) = (Stdio::Given as u8, Stdio::GivenWithConsole as u8);
         let (made, made_fits, kit) = (Stdio::Made as u8, Stdio::MadeKitFits as u8, Stdio::KitDir as u8);
         let refill = Stdio::Refill as u8;
+        let bridged = request[9] == 1;
+        if len == REQUEST_LEN && [given, with_console, made, made_fits].contains(&request[8]) {
+            last_bridged = bridged;
+        }
         let (pid, made_fds) = match (len, fds.len(), request[8], flags) {
-            (REQUEST_LEN, 4, s, Some(flags)) if s == given => (clone_init(flags, &fds, &mut netns, None), None),
-            (REQUEST_LEN, 5, s, Some(flags)) if s == with_console => (clone_init(flags, &fds, &mut netns, None), None),
+            (REQUEST_LEN, 4, s, Some(flags)) if s == given => {
+                (clone_init(flags, &fds, &mut netns, None, bridged).0, Vec::new())
+            }
+            (REQUEST_LEN, 5, s, Some(flags)) if s == with_console => {
+                (clone_init(flags, &fds, &mut netns, None, bridged).0, Vec::new())
+            }
             (REQUEST_LEN, 0, s, Some(flags)) if s == made || s == made_fits => {
                 last_made = Some(flags);
                 last_fitted = s == made_fits;
-                // Made ahead for these namespaces (and with mounts ahead only for a Spec they
-                // fit), or now; one made for others is let go.
-                let taken = ready.take().filter(|r| r.flags == flags && (s == made_fits || !r.kit));
-                match taken.map_or_else(|| ReadyInit::make(flags, &mut netns, None), Ok) {
-                    Ok(init) => (init.pid, Some(init.theirs)),
-                    Err(e) => (e, None),
+                // Made ahead for these namespaces (with mounts ahead only for a Spec they fit, in
+                // a namespace given for a veth pair only for a bridged one), or now; one made for
+                // others is let go.
+                let taken =
+                    ready.take().filter(|r| r.flags == flags && (s == made_fits || !r.kit) && (bridged || !r.paired));
+                match taken.map_or_else(|| ReadyInit::make(flags, &mut netns, None, bridged), Ok) {
+                    Ok(init) => (init.pid, Vec::from(init.theirs)),
+                    Err(e) => (e, Vec::new()),
                 }
             }
             (REQUEST_LEN, 0, s, _) if s == refill => {
                 refill_now = true;
-                (0, None)
+                // The namespace the next init is cloned in, to be paired by the supervisor: only a
+                // bridged init may be given it from now on.
+                (0, netns.give_for_pair(last_bridged).into_iter().collect())
             }
             (len, 0, s, _) if s == kit && len > REQUEST_LEN => {
                 let dir = std::ffi::OsStr::from_bytes(&request[REQUEST_LEN..len]);
@@ -314,12 +346,12 @@ fn serve(sock: OwnedFd, parent: i32) -> ! {
                     Some(_) => Ok(()),
                     None => super::kit::Holding::make(std::path::Path::new(dir)).map(|h| holding = Some(h)),
                 };
-                (made.map_or_else(|e| -e.raw_os_error().unwrap_or(libc::EIO), |()| 0), None)
+                (made.map_or_else(|e| -e.raw_os_error().unwrap_or(libc::EIO), |()| 0), Vec::new())
             }
-            _ => (-libc::EINVAL, None),
+            _ => (-libc::EINVAL, Vec::new()),
         };
         drop(fds);
-        let raw: Vec<RawFd> = made_fds.iter().flatten().map(AsRawFd::as_raw_fd).collect();
+        let raw: Vec<RawFd> = made_fds.iter().map(AsRawFd::as_raw_fd).collect();
         let rights = [ControlMessage::ScmRights(&raw)];
         let rights: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &rights };
         let reply = pid.to_ne_bytes();
@@ -337,6 +369,9 @@ struct ReadyInit {
     flags: CloneFlags,
     /// Whether it makes the mounts every container gets ahead ([`super::kit`]).
     kit: bool,
+    /// Whether its network namespace was given to the supervisor for a veth pair
+    /// (`crate::net::ahead`): only a bridged request may take it.
+    paired: bool,
     pid: i32,
     /// The channel's other end, stdout's and stderr's read ends: the supervisor's once handed.
     theirs: [OwnedFd; MADE_FDS],
@@ -350,6 +385,7 @@ impl ReadyInit {
         flags: CloneFlags,
         netns: &mut NetnsPool,
         ahead: Option<Option<&super::kit::Holding>>,
+        bridged: bool,
     ) -> Result<ReadyInit, i32> {
         let errno = |e: nix::Error| -(e as i32);
         let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(errno)?;
@@ -359,13 +395,15 @@ impl ReadyInit {
             socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC).map_err(errno)?;
         // In the holding namespace for the clone (an init that cannot be made there gets no kit).
         let holding = ahead.flatten().filter(|_| super::kit::flags_fit(flags)).filter(|h| h.enter().is_ok());
-        let pid =
-            clone_init(flags, &[OwnedFd::from(null), out_w, err_w, init_chan], netns, ahead.map(|_| holding.is_some()));
+        let fds = [OwnedFd::from(null), out_w, err_w, init_chan];
+        let (pid, paired) = clone_init(flags, &fds, netns, ahead.map(|_| holding.is_some()), bridged);
         if let Some(h) = holding {
             h.back_home();
         }
         match pid {
-            pid if pid > 0 => Ok(ReadyInit { flags, kit: holding.is_some(), pid, theirs: [chan, out_r, err_r] }),
+            pid if pid > 0 => {
+                Ok(ReadyInit { flags, kit: holding.is_some(), paired, pid, theirs: [chan, out_r, err_r] })
+            }
             e => Err(e),
         }
     }
@@ -386,15 +424,15 @@ fn request_within(sock: &OwnedFd, ms: libc::c_int) -> bool {
 const REFILL_AFTER: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// The supervisor has answered a start: the spawner may make the next init and network
-/// namespace now. Best effort: without a spawner, or if it is gone, nothing is to be done.
-pub fn refill() {
-    let Some(sock) = SPAWNER.get() else { return };
-    let sock = sock.lock();
+/// namespace now. Best effort: without a spawner, or if it is gone, nothing is to be done. When
+/// that start was bridged: the namespace the next init will be cloned in, for the caller to make
+/// its veth pair in (`crate::net::ahead`).
+pub fn refill() -> Option<OwnedFd> {
+    let sock = SPAWNER.get()?.lock();
     let mut request = [0u8; REQUEST_LEN];
     request[8] = Stdio::Refill as u8;
-    if nix::sys::socket::send(sock.as_raw_fd(), &request, MsgFlags::MSG_NOSIGNAL).is_ok() {
-        let _ = receive_reply(&sock);
-    }
+    nix::sys::socket::send(sock.as_raw_fd(), &request, MsgFlags::MSG_NOSIGNAL).ok()?;
+    receive_raw(&sock)?.1.into_iter().next()
 }
 
 /// One network namespace made ahead of the next init that asks for a new one: as the clone
@@ -405,7 +443,15 @@ pub fn refill() {
 struct NetnsPool {
     /// The spawner's own (the host's) network namespace; None: no pool (the clone makes each).
     host: Option<OwnedFd>,
-    ready: Option<OwnedFd>,
+    ready: Option<MadeNetns>,
+}
+
+/// A network namespace made ahead.
+struct MadeNetns {
+    ns: OwnedFd,
+    /// Given to the supervisor to make a veth pair in (`crate::net::ahead`): for a bridged init
+    /// only.
+    paired: bool,
 }
 
 impl NetnsPool {
@@ -432,7 +478,16 @@ impl NetnsPool {
             let _ = crate::net::disable_ipv6_by_default();
         }
         self.back_home();
-        self.ready = made;
+        self.ready = made.map(|ns| MadeNetns { ns, paired: false });
+    }
+
+    /// The ready namespace, for the supervisor to make a veth pair in, if `bridged` (the last
+    /// start was) and one is ready: a copy of its fd; it is marked as paired.
+    fn give_for_pair(&mut self, bridged: bool) -> Option<OwnedFd> {
+        let made = self.ready.as_mut().filter(|_| bridged)?;
+        let fd = made.ns.try_clone().ok()?;
+        made.paired = true;
+        Some(fd)
     }
 
     /// Whether a namespace is to be made (none ready, and the spawner can make one); it is made
@@ -443,10 +498,11 @@ impl NetnsPool {
     }
 
     /// Enters the ready namespace (for the next clone), if the init asks for a new one and one
-    /// is ready: whether it did.
-    fn enter(&mut self) -> bool {
-        let Some(ns) = self.ready.take() else { return false };
-        nix::sched::setns(&ns, CloneFlags::CLONE_NEWNET).is_ok()
+    /// is ready (one with a veth pair only for a `bridged` init; otherwise it is let go, and its
+    /// pair with it): whether it did, and whether that namespace has a pair.
+    fn enter(&mut self, bridged: bool) -> Option<bool> {
+        let made = self.ready.take().filter(|m| bridged || !m.paired)?;
+        nix::sched::setns(&made.ns, CloneFlags::CLONE_NEWNET).is_ok().then_some(made.paired)
     }
 
     /// Back to the host's namespace after [`NetnsPool::fill`] or [`NetnsPool::enter`]. The
@@ -463,17 +519,24 @@ impl NetnsPool {
 
 /// One init: cloned into the requested namespaces as the supervisor's child, fds wired, then
 /// `init::main`. Its pid, or -errno.
-/// `ahead`: as for [`ReadyInit::make`] (`None`: cloned for its request).
-fn clone_init(mut flags: CloneFlags, fds: &[OwnedFd], netns: &mut NetnsPool, ahead: Option<bool>) -> i32 {
-    let in_made_netns = flags.contains(CloneFlags::CLONE_NEWNET) && netns.enter();
-    if in_made_netns {
+/// `ahead`: as for [`ReadyInit::make`] (`None`: cloned for its request). With it, whether the
+/// init's namespace (one made ahead) has a veth pair (only if `bridged`).
+fn clone_init(
+    mut flags: CloneFlags,
+    fds: &[OwnedFd],
+    netns: &mut NetnsPool,
+    ahead: Option<bool>,
+    bridged: bool,
+) -> (i32, bool) {
+    let made_netns = flags.contains(CloneFlags::CLONE_NEWNET).then(|| netns.enter(bridged)).flatten();
+    if made_netns.is_some() {
         flags.remove(CloneFlags::CLONE_NEWNET);
     }
     let pid = clone_init_with(flags, fds, ahead);
-    if in_made_netns {
+    if made_netns.is_some() {
         netns.back_home();
     }
-    pid
+    (pid, made_netns.unwrap_or(false))
 }
 
 fn clone_init_with(flags: CloneFlags, fds: &[OwnedFd], ahead: Option<bool>) -> i32 {

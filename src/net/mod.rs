@@ -5,6 +5,7 @@
 //! Published ports and the outbound masquerade are nf_tables rules in a
 //! table engine owns per bridge ([`firewall`]).
 
+pub mod ahead;
 mod bridge;
 pub mod dns;
 mod error;
@@ -97,8 +98,7 @@ pub struct Attachment {
 pub fn attach(cfg: &NetConfig, container: &str, pid: i32, requested: Option<Ipv4Addr>) -> Result<Attachment, NetError> {
     // Checked first: a bad pid (or one sharing the host namespace) fails
     // before anything is changed.
-    netns::open(pid)?;
-    let att = reserve(cfg, container, requested)?;
+    let att = reserve(cfg, container, requested, pid)?;
     match plug(cfg, container, &att, pid) {
         Ok(()) => Ok(att),
         Err(err) => match Leases::open(&cfg.state_dir).and_then(|mut l| l.release(container)) {
@@ -112,8 +112,13 @@ pub fn attach(cfg: &NetConfig, container: &str, pid: i32, requested: Option<Ipv4
 /// and the names of its links; nothing is made yet. The supervisor reserves before the init's
 /// Setup (the address goes into its /etc/hosts) and plugs while the init builds its root.
 /// [`release`] gives the address back, plugged or not.
-pub fn reserve(cfg: &NetConfig, container: &str, requested: Option<Ipv4Addr>) -> Result<Attachment, NetError> {
-    reserve_with(cfg, container, requested, &|_| false)
+pub fn reserve(
+    cfg: &NetConfig,
+    container: &str,
+    requested: Option<Ipv4Addr>,
+    pid: i32,
+) -> Result<Attachment, NetError> {
+    reserve_with(cfg, container, requested, pid, &|_| false)
 }
 
 /// [`reserve`], the lease's (empty) file put in place by `place` where it can (the supervisor
@@ -123,15 +128,20 @@ pub fn reserve_with(
     cfg: &NetConfig,
     container: &str,
     requested: Option<Ipv4Addr>,
+    pid: i32,
     place: &dyn Fn(&std::path::Path) -> bool,
 ) -> Result<Attachment, NetError> {
     cfg.validate()?;
     check_container_name(container)?;
+    // Checked first: a bad pid (or one sharing the host namespace) fails before anything is
+    // changed. The pair is named after the namespace: the one made ahead has that name.
+    let ns = netns::open(pid)?;
+    let host_veth = ahead::host_name(&cfg.bridge, std::os::fd::AsFd::as_fd(&ns))
+        .map_err(|source| NetError::Namespace { pid, step: "stat", source })?;
     if let Some(ip) = requested {
         // The address may still sit on the veth of its last holder, on its way out.
         janitor::settle(ip)?;
     }
-    let host_veth = veth::host_name(&cfg.bridge, container);
     let ip = Leases::open(&cfg.state_dir)?.acquire(
         cfg.subnet,
         cfg.gateway,
@@ -181,16 +191,23 @@ fn plug_links(
     let mut nl = Netlink::open()?;
     let bridge_index = bridge::ensure(&mut nl, &cfg.bridge, cfg.subnet, cfg.gateway)?;
 
-    // One request: the host end on the bridge and up, the peer born as eth0 inside the
-    // container's namespace.
-    nl.create_veth(&att.host_veth, bridge_index, veth::CONTAINER_IFNAME, bridge::mac_for(att.ip), ns.as_raw_fd())?;
+    // Made ahead in the namespace (`ahead`), or made here: in one request, the host end on the
+    // bridge and the peer born as eth0 inside the container's namespace, then IPv6 off on the
+    // host end before it is up (see veth::disable_ipv6).
+    ahead::settled(&att.host_veth);
+    let made_ahead = nl.link_by_name(&att.host_veth)?.is_some();
+    if !made_ahead {
+        nl.create_veth(&att.host_veth, bridge_index, veth::CONTAINER_IFNAME, bridge::mac_for(att.ip), ns.as_raw_fd())?;
+    }
     *veth_created = true;
-    // Before it is up, so it never starts IPv6 (see veth::disable_ipv6).
-    veth::disable_ipv6(&att.host_veth)?;
+    if !made_ahead {
+        veth::disable_ipv6(&att.host_veth)?;
+    }
     nl.set_alias_up(&att.host_veth, &veth::alias(&cfg.bridge, container))?;
 
     let (ip, prefix, broadcast, gateway) = (att.ip, cfg.subnet.prefix(), cfg.subnet.broadcast(), cfg.gateway);
-    netns::run_in(pid, ns, move || veth::configure_inside(ip, prefix, broadcast, gateway))??;
+    let mac = bridge::mac_for(ip);
+    netns::run_in(pid, ns, move || veth::configure_inside(ip, prefix, broadcast, gateway, mac))??;
     Ok(())
 }
 

@@ -483,6 +483,14 @@ pub(crate) fn up_request(index: u32) -> Request {
     (format!("set link #{index} up"), RouteNetlinkMessage::SetLink(up_msg(index)), 0)
 }
 
+/// Link `index` up with hardware address `mac` (set first: the kernel applies the address of a
+/// SETLINK before its flags, while the link is still down).
+pub(crate) fn up_with_mac_request(index: u32, mac: [u8; 6]) -> Request {
+    let mut msg = up_msg(index);
+    msg.attributes.push(LinkAttribute::Address(mac.to_vec()));
+    (format!("set link #{index} address and up"), RouteNetlinkMessage::SetLink(msg), 0)
+}
+
 /// `ip/prefix` (with its broadcast address) on link `index`.
 pub(crate) fn address_request(index: u32, ip: Ipv4Addr, prefix: u8, broadcast: Ipv4Addr) -> Request {
     let mut msg = AddressMessage::default();

@@ -5,32 +5,20 @@ use std::io::Write;
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use super::error::NetError;
-use super::netlink::{address_request, default_route_request, up_request, Netlink};
+use super::netlink::{address_request, default_route_request, up_request, up_with_mac_request, Netlink};
 
 /// Name of the container end, inside its namespace.
 pub(crate) const CONTAINER_IFNAME: &str = "eth0";
 
-/// Host end name: "ve-" + 12 hex digits of a hash of bridge, container name and a nonce of
-/// this start (15 bytes, the kernel's limit). Unique per start, not per container: the pair
-/// of an ended container is left to the kernel's asynchronous teardown of its namespace, and a
-/// container started again under the same name must not collide with it. The bridge is part of
-/// the hash so two networks (e.g. parallel tests) never pick the same name either.
-pub(crate) fn host_name(bridge: &str, container: &str) -> String {
-    static STARTS: AtomicU64 = AtomicU64::new(0);
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-    let nonce = [STARTS.fetch_add(1, Ordering::Relaxed), u64::from(std::process::id()), now];
-    let h = fnv1a(
-        bridge
-            .bytes()
-            .chain([0u8])
-            .chain(container.bytes())
-            .chain([0u8])
-            .chain(nonce.iter().flat_map(|n| n.to_le_bytes())),
-    );
+/// Host end name: "ve-" + 12 hex digits of a hash of the bridge and the inode number of the
+/// container's network namespace (15 bytes, the kernel's limit; see `ahead::host_name`). Unique
+/// per start, not per container: the pair of an ended container is left to the kernel's
+/// asynchronous teardown of its namespace, and a container started again under the same name
+/// gets a new namespace. The bridge is part of the hash so two networks (e.g. parallel tests)
+/// never pick the same name either.
+pub(crate) fn host_name_of(bridge: &str, netns_ino: u64) -> String {
+    let h = fnv1a(bridge.bytes().chain([0u8]).chain(netns_ino.to_le_bytes()));
     format!("{HOST_PREFIX}{:012x}", h & 0xffff_ffff_ffff)
 }
 
@@ -97,12 +85,14 @@ pub fn disable_ipv6_by_default() -> std::io::Result<()> {
 }
 
 /// Runs inside the container's namespace, where the peer was born as eth0 (down): IPv6 off,
-/// eth0's index, then loopback up, eth0 up, its address and the default route in one batch.
+/// eth0's index, then loopback up, eth0 up with `mac` (a pair made ahead has a placeholder),
+/// its address and the default route in one batch.
 pub(crate) fn configure_inside(
     ip: Ipv4Addr,
     prefix: u8,
     broadcast: Ipv4Addr,
     gateway: Ipv4Addr,
+    mac: [u8; 6],
 ) -> Result<(), NetError> {
     let mut nl = Netlink::open()?;
     let eth = nl
@@ -117,7 +107,7 @@ pub(crate) fn configure_inside(
     let eth = eth.header.index;
     nl.batch(vec![
         up_request(LOOPBACK_INDEX),
-        up_request(eth),
+        up_with_mac_request(eth, mac),
         address_request(eth, ip, prefix, broadcast),
         default_route_request(gateway, eth),
     ])
@@ -150,12 +140,13 @@ mod tests {
 
     #[test]
     fn names_fit_and_differ() {
-        let a = host_name("engine0", "web");
+        let a = host_name_of("engine0", 4026532000);
         assert_eq!(a.len(), 15);
         assert!(is_host_name(&a), "{a}");
-        // Each start gets its own name, even for the same container.
-        assert_ne!(a, host_name("engine0", "web"));
-        assert_ne!(a, host_name("engine1", "web"));
+        // Each namespace (each start) gets its own name, on each bridge.
+        assert_eq!(a, host_name_of("engine0", 4026532000));
+        assert_ne!(a, host_name_of("engine0", 4026532001));
+        assert_ne!(a, host_name_of("engine1", 4026532000));
         assert!(!is_host_name("ve-12345678901g") && !is_host_name("eth0") && !is_host_name("ve-123"));
         assert_eq!(container_of_alias("engine0", &alias("engine0", "w:x")), Some("w:x"));
         assert_eq!(container_of_alias("engine", &alias("engine0", "web")), None);

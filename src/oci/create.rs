@@ -207,6 +207,7 @@ pub fn create_in(args: &Args, checked: Checked, c: &mut Container) -> Result<Mad
         preserve_fds: preserved(args.preserve_fds)?,
         root_mount: None,
         cgroup_ahead: None,
+        bridged: false,
         hook_state: in_init_hooks.then(|| {
             let render: container::HookState<'_> = Box::new(|pid| {
                 // SpecState is plain data: encoding it cannot fail in practice.

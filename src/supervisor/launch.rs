@@ -232,6 +232,7 @@ fn launch(
         preserve_fds: Vec::new(),
         root_mount,
         cgroup_ahead: sup.cgroups_ahead.take(),
+        bridged: spec.net == super::spec::NetMode::Bridge,
     });
     let mut pending = match created {
         Ok(p) => p,

@@ -93,7 +93,7 @@ pub fn acquire(
     if spec.net == NetMode::Bridge {
         // The address only: the links are made by `plug`, while the init builds its root.
         let place = |lease: &std::path::Path| sup.fresh.place(lease);
-        res.network = Some(net::reserve_with(&sup.net, &spec.name, spec.ip, &place).map_err(Failure::engine)?);
+        res.network = Some(net::reserve_with(&sup.net, &spec.name, spec.ip, pid, &place).map_err(Failure::engine)?);
     }
     Ok(enforcement)
 }

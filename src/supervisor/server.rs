@@ -220,6 +220,9 @@ fn serve_one(sup: &Supervisor, mut conn: UnixStream) {
     }
     if a_start {
         drop(conn);
-        crate::container::spawner::refill();
+        // A bridged start's: the next init's namespace, to make its veth pair in now.
+        if let Some(netns) = crate::container::spawner::refill() {
+            crate::net::ahead::make(&sup.net, std::os::fd::AsFd::as_fd(&netns));
+        }
     }
 }
