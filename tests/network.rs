@@ -11,9 +11,9 @@ fn ip_of(sup: &Supervisor, name: &str) -> Ipv4Addr {
     sup.state(name)["network"]["ip"].as_str().expect("container has an address").parse().unwrap()
 }
 
-/// Host ports on the bridge the test's supervisor created, from /sys.
-fn bridge_ports(sup: &Supervisor) -> usize {
-    std::fs::read_dir(format!("/sys/class/net/{}/brif", sup.bridge)).map(|d| d.count()).unwrap_or(0)
+/// Containers' host ports on the bridge the test's supervisor created, from /sys.
+fn veths(sup: &Supervisor) -> usize {
+    container_ports(&sup.bridge).len()
 }
 
 #[test]
@@ -59,8 +59,8 @@ fn containers_reach_each_other_and_addresses_are_assigned() {
     assert_eq!(out, format!("reached\n{ip2}\tc2\n"));
     // Duplicate and outside-subnet addresses are refused and leave nothing. c2's veth goes with its
     // namespace, in the kernel's own time (the janitor's grace is 2 s): only c1's is counted.
-    wait_until(Duration::from_secs(3), || bridge_ports(&sup) == 1);
-    let ports = bridge_ports(&sup);
+    wait_until(Duration::from_secs(3), || veths(&sup) == 1);
+    let ports = veths(&sup);
     for (ip, needle) in
         [(ip1.to_string(), "in use"), ("192.168.77.5".to_string(), "outside"), ("10.1.2.300".to_string(), "--ip")]
     {
@@ -68,7 +68,7 @@ fn containers_reach_each_other_and_addresses_are_assigned() {
         assert_eq!(out.status.code(), Some(125), "{}", describe(&out));
         assert!(String::from_utf8_lossy(&out.stderr).contains(needle), "{ip}: {}", describe(&out));
     }
-    assert_eq!(bridge_ports(&sup), ports, "a refused start left a veth");
+    assert_eq!(veths(&sup), ports, "a refused start left a veth");
     assert!(!sup.ok(&["ps", "-a"]).contains("dup"));
     // A stopped container gives its address back.
     sup.ok(&["rm", "-f", "c1"]);
@@ -91,7 +91,7 @@ fn a_hundred_networked_containers_leave_nothing_behind() {
             });
         }
     });
-    assert_eq!(bridge_ports(&sup), 100);
+    assert_eq!(veths(&sup), 100);
     let mut ips: Vec<Ipv4Addr> = (0..100).map(|i| ip_of(&sup, &format!("n{i}"))).collect();
     ips.sort();
     ips.dedup();
@@ -108,7 +108,7 @@ fn a_hundred_networked_containers_leave_nothing_behind() {
     });
     // The pairs go with the containers' namespaces, which the kernel tears down asynchronously
     // (net::release): gone within moments, not necessarily when `rm` returns.
-    wait_until(Duration::from_secs(3), || bridge_ports(&sup) == 0);
+    wait_until(Duration::from_secs(3), || veths(&sup) == 0);
     let leases: Vec<_> = std::fs::read_dir(sup.root.join("net/leases.d")).unwrap().flatten().collect();
     assert!(leases.is_empty(), "leases left: {leases:?}");
     let cg = std::path::Path::new("/sys/fs/cgroup/memory").join(&sup.cgroup_parent);

@@ -994,21 +994,6 @@ fn an_init_with_a_kit_is_moved_into_groups_made_on_the_path() {
     sup.ok(&["rm", "-f", "moved"]);
 }
 
-/// The ports of bridge `bridge` (its `brif` directory: host ends of veth pairs), with each one's
-/// alias (empty for a pair no start has named its own yet).
-fn bridge_ports(bridge: &str) -> std::collections::BTreeMap<String, String> {
-    let alias = |port: &str| std::fs::read_to_string(format!("/sys/class/net/{port}/ifalias")).unwrap_or_default();
-    std::fs::read_dir(format!("/sys/class/net/{bridge}/brif"))
-        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .map(|p| {
-            let a = alias(&p).trim().to_string();
-            (p, a)
-        })
-        .collect()
-}
-
 /// A bridged start's veth pair is made ahead, in the network namespace of the init it gets
 /// (`net::ahead`): its host end is a port of the bridge, down and unnamed, before the request,
 /// and the start makes it its own (alias, address, eth0's MAC). A start without the bridge never

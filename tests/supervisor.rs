@@ -17,9 +17,8 @@ fn records_survive_a_restart_and_a_crash_is_shown_as_lost() {
     let cgroups: Vec<String> =
         orphan["cgroup"].as_array().unwrap().iter().map(|p| p.as_str().unwrap().to_string()).collect();
     assert!(!cgroups.is_empty());
-    let brif = std::path::PathBuf::from(format!("/sys/class/net/{}/brif", sup.bridge));
     // Only the orphan's veth: that of `before` goes with its namespace, in the kernel's own time.
-    wait_until(Duration::from_secs(3), || std::fs::read_dir(&brif).unwrap().count() == 1);
+    wait_until(Duration::from_secs(3), || container_ports(&sup.bridge).len() == 1);
     // A crash: SIGKILL leaves no chance to stop containers or remove the socket.
     sup.signal_and_wait(libc::SIGKILL);
     assert!(sup.socket.exists(), "a killed supervisor leaves its socket");
@@ -40,7 +39,7 @@ fn records_survive_a_restart_and_a_crash_is_shown_as_lost() {
     for cg in &cgroups {
         assert!(!std::path::Path::new(cg).exists(), "stale cgroup {cg}");
     }
-    assert_eq!(std::fs::read_dir(&brif).unwrap().count(), 0, "stale veth on the bridge");
+    assert_eq!(container_ports(&sup.bridge), Vec::<String>::new(), "stale veth on the bridge");
     // Names stay taken until rm.
     assert_eq!(sup.engine(&["start", "before", rootfs().to_str().unwrap(), "/bin/true"]).status.code(), Some(125));
     sup.ok(&["rm", "before"]);

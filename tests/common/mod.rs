@@ -273,3 +273,25 @@ impl Rng {
         &items[self.below(items.len() as u64) as usize]
     }
 }
+
+/// The ports of `bridge` that containers own: veth host ends with an alias (a start stamps
+/// `engine:BRIDGE:NAME`). The pair made ahead for the next bridged start (`net::ahead`) has none
+/// until a start takes it: the supervisor's, as its cgroups made ahead are.
+pub fn container_ports(bridge: &str) -> Vec<String> {
+    bridge_ports(bridge).into_iter().filter(|(_, alias)| !alias.is_empty()).map(|(port, _)| port).collect()
+}
+
+/// Every port of `bridge` (its `brif` directory: veth host ends), with its alias (empty for
+/// none).
+pub fn bridge_ports(bridge: &str) -> std::collections::BTreeMap<String, String> {
+    let alias = |port: &str| std::fs::read_to_string(format!("/sys/class/net/{port}/ifalias")).unwrap_or_default();
+    std::fs::read_dir(format!("/sys/class/net/{bridge}/brif"))
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|port| {
+            let a = alias(&port).trim().to_string();
+            (port, a)
+        })
+        .collect()
+}
