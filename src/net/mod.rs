@@ -195,10 +195,23 @@ fn plug_links(
     // bridge and the peer born as eth0 inside the container's namespace, then IPv6 off on the
     // host end before it is up (see veth::disable_ipv6).
     ahead::settled(&att.host_veth);
-    let made_ahead = nl.link_by_name(&att.host_veth)?.is_some();
-    if !made_ahead {
-        nl.create_veth(&att.host_veth, bridge_index, veth::CONTAINER_IFNAME, bridge::mac_for(att.ip), ns.as_raw_fd())?;
-    }
+    let made_ahead = nl.link_by_name(&att.host_veth)?.is_some()
+        || match nl.create_veth(
+            &att.host_veth,
+            bridge_index,
+            veth::CONTAINER_IFNAME,
+            bridge::mac_for(att.ip),
+            ns.as_raw_fd(),
+        ) {
+            Ok(()) => false,
+            // Made ahead meanwhile (the refill's thread had the namespace but had not yet said
+            // it was making its pair): wait for it as above.
+            Err(NetError::Netlink { source, .. }) if source.raw_os_error() == Some(libc::EEXIST) => {
+                ahead::settled(&att.host_veth);
+                true
+            }
+            Err(e) => return Err(e),
+        };
     *veth_created = true;
     if !made_ahead {
         veth::disable_ipv6(&att.host_veth)?;

@@ -20,7 +20,11 @@ stats_ok() {
 has_cgroup_dir() { [ -n "$(cgroup_dir "$1")" ]; }
 killed_oom() { state "$1" | grep -q 'killed (oom)'; }
 listening() { engine logs "$1" 2>/dev/null | grep -q "listening on $2"; }
-no_veth_on_bridge() { [ -d /sys/class/net/engine0/brif ] && [ -z "$(ls /sys/class/net/engine0/brif)" ]; }
+# No container's veth on the bridge: a port with an alias (a start stamps engine:BRIDGE:NAME).
+# The pair made ahead for the next bridged start has none; it is the supervisor's until taken.
+owned_ports() { for p in /sys/class/net/engine0/brif/*; do [ -e "$p" ] && [ -n "$(cat /sys/class/net/${p##*/}/ifalias)" ] && echo "${p##*/}"; done; }
+no_veth_on_bridge() { [ -d /sys/class/net/engine0/brif ] && [ -z "$(owned_ports)" ]; }
+port_aliases() { for p in /sys/class/net/engine0/brif/*; do [ -e "$p" ] && echo "${p##*/}=$(cat /sys/class/net/${p##*/}/ifalias)"; done | tr '\n' ' '; }
 
 echo "--- engine: cgroup v2 limits"
 
@@ -133,5 +137,5 @@ for c in web pinger web2; do engine rm -f "$c" >/dev/null 2>&1; done
 if wait_for 5 no_veth_on_bridge; then
 	pass engine_net_cleanup
 else
-	fail engine_net_cleanup "engine0 ports: $(ls /sys/class/net/engine0/brif 2>&1 | tr '\n' ' '), links: $(ip -o link 2>&1 | cut -d: -f2 | tr '\n' ' ')"
+	fail engine_net_cleanup "engine0 ports (=alias): $(port_aliases), links: $(ip -o link 2>&1 | cut -d: -f2 | tr '\n' ' ')"
 fi
