@@ -205,10 +205,14 @@ fn plug_links(
         ) {
             Ok(()) => false,
             // Made ahead meanwhile (the refill's thread had the namespace but had not yet said
-            // it was making its pair): wait for it as above.
-            Err(NetError::Netlink { source, .. }) if source.raw_os_error() == Some(libc::EEXIST) => {
+            // it was making its pair): wait for it as above. (EEXIST is also an eth0 the
+            // namespace already has: then no host end of this name is there.)
+            Err(e @ NetError::Netlink { .. }) if e.errno() == Some(libc::EEXIST) => {
                 ahead::settled(&att.host_veth);
-                true
+                match nl.link_by_name(&att.host_veth)? {
+                    Some(_) => true,
+                    None => return Err(e),
+                }
             }
             Err(e) => return Err(e),
         };
