@@ -338,7 +338,13 @@ fn serve(sock: OwnedFd, parent: i32) -> ! {
                 refill_now = true;
                 // The namespace the next init is cloned in, to be paired by the supervisor: only a
                 // bridged init may be given it from now on.
-                (0, netns.give_for_pair(last_bridged).into_iter().collect())
+                // That is the ready init's if one is made (the 10 ms fallback may have made it
+                // before this answer), else the pool's.
+                let ns = match ready.as_mut() {
+                    Some(r) => r.give_for_pair(last_bridged),
+                    None => netns.give_for_pair(last_bridged),
+                };
+                (0, ns.into_iter().collect())
             }
             (len, 0, s, _) if s == kit && len > REQUEST_LEN => {
                 let dir = std::ffi::OsStr::from_bytes(&request[REQUEST_LEN..len]);
@@ -406,6 +412,19 @@ impl ReadyInit {
             }
             e => Err(e),
         }
+    }
+}
+
+impl ReadyInit {
+    /// Its network namespace, for the supervisor to make a veth pair in, if `bridged` (the last
+    /// start was) and it has a new one not given yet; it is marked as paired.
+    fn give_for_pair(&mut self, bridged: bool) -> Option<OwnedFd> {
+        if !bridged || self.paired || !self.flags.contains(CloneFlags::CLONE_NEWNET) {
+            return None;
+        }
+        let ns = std::fs::File::open(format!("/proc/{}/ns/net", self.pid)).ok()?;
+        self.paired = true;
+        Some(OwnedFd::from(ns))
     }
 }
 
