@@ -272,9 +272,9 @@ fn serve(sock: OwnedFd, parent: i32) -> ! {
     // The supervisor has answered the last start (`Stdio::Refill`): work ahead without waiting.
     let mut refill_now = false;
     loop {
-        // Work ahead only once no request has come for a moment: an init (in the namespace made
-        // ahead), then the next namespace unless a request came meanwhile. Tried once per
-        // request (a failure is not retried in a loop).
+        // Work ahead only once the last start is answered (or no request has come for a while):
+        // an init (in the namespace made ahead), then the next namespace unless a request came
+        // meanwhile. Tried once per request (a failure is not retried in a loop).
         let init_wanted = ready.is_none() && last_made.is_some();
         let wait = if refill_now { 0 } else { REFILL_AFTER.as_millis() as libc::c_int };
         refill_now = false;
@@ -384,6 +384,17 @@ struct ReadyInit {
 }
 
 impl ReadyInit {
+    /// Its network namespace, for the supervisor to make a veth pair in, if `bridged` (the last
+    /// start was) and it has a new one not given yet; it is marked as paired.
+    fn give_for_pair(&mut self, bridged: bool) -> Option<OwnedFd> {
+        if !bridged || self.paired || !self.flags.contains(CloneFlags::CLONE_NEWNET) {
+            return None;
+        }
+        let ns = std::fs::File::open(format!("/proc/{}/ns/net", self.pid)).ok()?;
+        self.paired = true;
+        Some(OwnedFd::from(ns))
+    }
+
     /// Clones an init with `flags`: stdin /dev/null, stdout and stderr pipes. `ahead`: made
     /// before any request asked (`Some`: the init warms up while it waits), in the holding
     /// namespace with a kit if one is given and the namespaces fit. Err: -errno.
@@ -412,19 +423,6 @@ impl ReadyInit {
             }
             e => Err(e),
         }
-    }
-}
-
-impl ReadyInit {
-    /// Its network namespace, for the supervisor to make a veth pair in, if `bridged` (the last
-    /// start was) and it has a new one not given yet; it is marked as paired.
-    fn give_for_pair(&mut self, bridged: bool) -> Option<OwnedFd> {
-        if !bridged || self.paired || !self.flags.contains(CloneFlags::CLONE_NEWNET) {
-            return None;
-        }
-        let ns = std::fs::File::open(format!("/proc/{}/ns/net", self.pid)).ok()?;
-        self.paired = true;
-        Some(OwnedFd::from(ns))
     }
 }
 
@@ -509,9 +507,10 @@ impl NetnsPool {
         Some(fd)
     }
 
-    /// Whether a namespace is to be made (none ready, and the spawner can make one); it is made
-    /// once no request has come for [`REFILL_AFTER`]. A request that comes first is served (its
-    /// clone makes its own namespace if none is ready).
+    /// Whether a namespace is to be made (none ready, and the spawner can make one): once the
+    /// supervisor has answered a start, or no request has come for [`REFILL_AFTER`]; not while
+    /// a start still wants the CPUs. A request that comes first is served (its clone makes its
+    /// own namespace if none is ready).
     fn wanted(&self) -> bool {
         self.ready.is_none() && self.host.is_some()
     }

@@ -8,8 +8,8 @@
 //! and only makes it its own and configures it ([`super::plug`]). A namespace so given is never
 //! given to a start without the bridge; a pair nobody takes goes with its namespace (the kernel
 //! deletes a pair with either end's namespace).
-use std::collections::HashSet;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::fs::File;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
@@ -19,23 +19,22 @@ use super::netlink::Netlink;
 use super::{veth, NetConfig};
 
 /// Host ends being made ahead right now: a start whose pair it is waits for it ([`settled`]).
-static MAKING: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+static MAKING: Mutex<Vec<String>> = Mutex::new(Vec::new());
 static MADE: Condvar = Condvar::new();
 
 /// The host end's name for the pair of the namespace `netns` on `bridge`: the pair made ahead
 /// has it, and so does one a start makes (it finds the one made ahead by that name). Unique
 /// while the namespace lives: a namespace's inode number is freed only after its links are gone,
 /// so no new pair meets a dying one of that name.
-pub(crate) fn host_name(bridge: &str, netns: BorrowedFd<'_>) -> std::io::Result<String> {
-    let ino = std::fs::File::from(netns.try_clone_to_owned()?).metadata()?.ino();
-    Ok(veth::host_name_of(bridge, ino))
+pub(crate) fn host_name(bridge: &str, netns: &File) -> std::io::Result<String> {
+    Ok(veth::host_name_of(bridge, netns.metadata()?.ino()))
 }
 
 /// Makes the pair of namespace `netns` on the network's bridge. Best effort: if the bridge is
 /// gone or a step fails, what was made is deleted and the start makes its pair on its path.
-pub fn make(cfg: &NetConfig, netns: BorrowedFd<'_>) {
+pub fn make(cfg: &NetConfig, netns: &File) {
     let Ok(name) = host_name(&cfg.bridge, netns) else { return };
-    MAKING.lock().get_or_insert_with(HashSet::new).insert(name.clone());
+    MAKING.lock().push(name.clone());
     if let Ok(mut nl) = Netlink::open() {
         if let Ok(Some(master)) = nl.link_by_name(&cfg.bridge) {
             // A placeholder address, locally administered: the start sets the one of its IP.
@@ -47,9 +46,7 @@ pub fn make(cfg: &NetConfig, netns: BorrowedFd<'_>) {
             }
         }
     }
-    if let Some(making) = MAKING.lock().as_mut() {
-        making.remove(&name);
-    }
+    MAKING.lock().retain(|n| *n != name);
     MADE.notify_all();
 }
 
@@ -58,7 +55,7 @@ pub fn make(cfg: &NetConfig, netns: BorrowedFd<'_>) {
 pub(crate) fn settled(host: &str) {
     let mut making = MAKING.lock();
     let deadline = std::time::Instant::now() + Duration::from_secs(1);
-    while making.as_ref().is_some_and(|m| m.contains(host)) {
+    while making.iter().any(|n| n == host) {
         if MADE.wait_until(&mut making, deadline).timed_out() {
             return;
         }

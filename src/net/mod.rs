@@ -136,8 +136,8 @@ pub fn reserve_with(
     // Checked first: a bad pid (or one sharing the host namespace) fails before anything is
     // changed. The pair is named after the namespace: the one made ahead has that name.
     let ns = netns::open(pid)?;
-    let host_veth = ahead::host_name(&cfg.bridge, std::os::fd::AsFd::as_fd(&ns))
-        .map_err(|source| NetError::Namespace { pid, step: "stat", source })?;
+    let host_veth =
+        ahead::host_name(&cfg.bridge, &ns).map_err(|source| NetError::Namespace { pid, step: "stat", source })?;
     if let Some(ip) = requested {
         // The address may still sit on the veth of its last holder, on its way out.
         janitor::settle(ip)?;

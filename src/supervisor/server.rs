@@ -222,7 +222,7 @@ fn serve_one(sup: &Supervisor, mut conn: UnixStream) {
         drop(conn);
         // A bridged start's: the next init's namespace, to make its veth pair in now.
         if let Some(netns) = crate::container::spawner::refill() {
-            crate::net::ahead::make(&sup.net, std::os::fd::AsFd::as_fd(&netns));
+            crate::net::ahead::make(&sup.net, &std::fs::File::from(netns));
         }
     }
 }
