@@ -102,7 +102,9 @@ fn for_each_record(
     file.seek(SeekFrom::Start(start))?;
     let mut pos = start;
     let mut pending: Vec<u8> = Vec::new();
-    let mut block = vec![0u8; READ_BLOCK];
+    // No bigger than what is to be read: `engine run` reads each few bytes of live output
+    // through here, and a 1 MiB zeroed block per call was most of its request thread's memset.
+    let mut block = vec![0u8; (end.saturating_sub(start) as usize).min(READ_BLOCK)];
     while pos < end {
         let want = ((end - pos) as usize).min(READ_BLOCK);
         let n = file.read(&mut block[..want])?;
