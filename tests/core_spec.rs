@@ -121,6 +121,7 @@ fn options(b: &Bundle, spec: Value, stdio: Stdio, mode: InitMode, gate: StartGat
         root_mount: None,
         cgroup_ahead: None,
         bridged: false,
+        rss_limited: false,
     }
 }
 

@@ -45,6 +45,7 @@ fn seeds() -> Vec<Vec<u8>> {
         root_mount: false,
         seccomp: None,
         madvise_denied: false,
+        rss_limited: true,
         trace: None,
     };
     let go = ToInit::Setup(Box::new(plan));

@@ -83,6 +83,9 @@ pub struct Plan {
     /// once the profile is on (see `init::let_go_of_code_pages`).
     #[serde(default)]
     pub madvise_denied: bool,
+    /// The kernel monitor counts the container's RSS against limits (`CreateOptions::rss_limited`).
+    #[serde(default)]
+    pub rss_limited: bool,
     /// ENGINE_STEP_TRACE: when the request came; the file the init appends its steps' times to
     /// follows on the channel (after the `tasks` files, before any preserved fds; see `trace`).
     #[serde(default)]

@@ -126,6 +126,10 @@ pub struct CreateOptions<'a> {
     /// The init's new network namespace goes on the supervisor's bridge: the spawner may give
     /// one made ahead with its veth pair (`net::ahead`); never one with a pair otherwise.
     pub bridged: bool,
+    /// The kernel monitor counts this container's RSS against limits, the init's with it: a
+    /// Reaper init lets go of its code pages before the command starts
+    /// (`init::let_go_of_code_pages`), not only once it has run a while.
+    pub rss_limited: bool,
 }
 
 /// What follows the Setup on the channel, in this order (closed here once sent).
@@ -389,6 +393,7 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
         root_mount: root_mount.is_some(),
         seccomp,
         madvise_denied,
+        rss_limited: opts.rss_limited,
         trace,
     };
     let maps = match gate {

@@ -14,6 +14,7 @@ pub mod kit;
 pub mod lifecycle;
 mod limits;
 pub mod name;
+mod netns_pool;
 pub mod pidfd;
 pub mod process;
 pub mod rootfs;

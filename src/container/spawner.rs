@@ -16,10 +16,10 @@
 //! the supervisor), its signal dispositions (reset by the init for the command, as after an
 //! exec). A new user namespace or a pid namespace joined by path keeps the exec path.
 //!
-//! The spawner also makes each init's network namespace ahead of time ([`NetnsPool`]): creating
-//! one is most of an init's clone (0.55 of 0.78 ms here, the kernel's per-namespace setup of
-//! every protocol), so once no request has come for a few milliseconds the spawner makes the
-//! next one; the next init is cloned inside it.
+//! The spawner also has each init's network namespace made ahead of time ([`NetnsPool`]):
+//! creating one is most of an init's clone (0.55 of 0.78 ms here, the kernel's per-namespace
+//! setup of every protocol), so once a start is answered its maker process makes the next one;
+//! the next init is cloned inside it.
 //!
 //! And an init whose output goes to pipes (every supervisor container without a terminal) is
 //! cloned ahead too ([`ReadyInit`]): with the namespaces the last such request asked for, its
@@ -38,6 +38,8 @@ use nix::sys::socket::{
     recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType,
 };
 use parking_lot::Mutex;
+
+use super::netns_pool::NetnsPool;
 
 /// The supervisor's end of the spawner's socket (one request at a time).
 static SPAWNER: OnceLock<Mutex<OwnedFd>> = OnceLock::new();
@@ -218,7 +220,7 @@ fn receive_raw(sock: &OwnedFd) -> Option<(i32, Vec<OwnedFd>)> {
 }
 
 /// The fds an SCM_RIGHTS message installed in this process, owned.
-fn received_fds(msg: &nix::sys::socket::RecvMsg<'_, '_, ()>) -> Vec<OwnedFd> {
+pub(super) fn received_fds(msg: &nix::sys::socket::RecvMsg<'_, '_, ()>) -> Vec<OwnedFd> {
     msg.cmsgs()
         .into_iter()
         .flatten()
@@ -278,7 +280,7 @@ fn serve(sock: OwnedFd, parent: i32) -> ! {
         let init_wanted = ready.is_none() && last_made.is_some();
         let wait = if refill_now { 0 } else { REFILL_AFTER.as_millis() as libc::c_int };
         refill_now = false;
-        if (init_wanted || netns.wanted()) && !request_within(&sock, wait) {
+        if (init_wanted || netns.wanted()) && !netns.request_within(&sock, wait) {
             if let (true, Some(flags)) = (init_wanted, last_made) {
                 let kit = holding.as_ref().filter(|_| last_fitted);
                 ready = ReadyInit::make(flags, &mut netns, Some(kit), last_bridged).ok();
@@ -287,10 +289,12 @@ fn serve(sock: OwnedFd, parent: i32) -> ! {
                     last_made = None;
                 }
             }
-            if !request_within(&sock, 0) {
+            if !netns.request_within(&sock, 0) {
                 netns.fill();
             }
         }
+        // The namespace asked of the maker is taken as it comes, while no request does.
+        netns.request_within(&sock, -1);
         let mut request = [0u8; MAX_REQUEST];
         let mut cmsg = nix::cmsg_space!([RawFd; MAX_FDS]);
         let mut iov = [IoSliceMut::new(&mut request)];
@@ -426,13 +430,6 @@ impl ReadyInit {
     }
 }
 
-/// Whether a request comes within `ms` milliseconds (0: is one waiting now).
-fn request_within(sock: &OwnedFd, ms: libc::c_int) -> bool {
-    let mut fds = [libc::pollfd { fd: sock.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
-    // SAFETY: one pollfd, valid for the call.
-    unsafe { libc::poll(fds.as_mut_ptr(), 1, ms) != 0 }
-}
-
 /// How long the spawner waits, idle, before making the next network namespace and init, unless
 /// the supervisor says its start is answered first ([`refill`]). That work began 1 ms after each
 /// request until the tenth session, while the request's own container was still starting: on two
@@ -450,89 +447,6 @@ pub fn refill() -> Option<OwnedFd> {
     request[8] = Stdio::Refill as u8;
     nix::sys::socket::send(sock.as_raw_fd(), &request, MsgFlags::MSG_NOSIGNAL).ok()?;
     receive_raw(&sock)?.1.into_iter().next()
-}
-
-/// One network namespace made ahead of the next init that asks for a new one: as the clone
-/// would make it (owned by the host's user namespace, only `lo`), with `lo` already up and IPv6
-/// off for links made later (eth0: engine's networks are IPv4 only). The
-/// spawner itself stays in the host's namespace between requests: an init that asks for no new
-/// network namespace is cloned there.
-struct NetnsPool {
-    /// The spawner's own (the host's) network namespace; None: no pool (the clone makes each).
-    host: Option<OwnedFd>,
-    ready: Option<MadeNetns>,
-}
-
-/// A network namespace made ahead.
-struct MadeNetns {
-    ns: OwnedFd,
-    /// Given to the supervisor to make a veth pair in (`crate::net::ahead`): for a bridged init
-    /// only.
-    paired: bool,
-}
-
-impl NetnsPool {
-    fn open() -> NetnsPool {
-        let host = std::fs::File::open("/proc/thread-self/ns/net").ok().map(OwnedFd::from);
-        NetnsPool { host, ready: None }
-    }
-
-    /// Makes the next namespace if there is none ready. A failure (no room for another
-    /// namespace, say) leaves the pool empty: the clone then makes one, and reports the error.
-    fn fill(&mut self) {
-        if self.ready.is_some() || self.host.is_none() {
-            return;
-        }
-        if nix::sched::unshare(CloneFlags::CLONE_NEWNET).is_err() {
-            return;
-        }
-        let made = std::fs::File::open("/proc/thread-self/ns/net").ok().map(OwnedFd::from);
-        if made.is_some() {
-            // A failure here only leaves the init to bring lo up itself, as it always tries.
-            let _ = super::init::loopback_up();
-            // eth0 (a bridged container's) is born without IPv6; a failure leaves the network's
-            // attach to turn it off, as it checks.
-            let _ = crate::net::disable_ipv6_by_default();
-        }
-        self.back_home();
-        self.ready = made.map(|ns| MadeNetns { ns, paired: false });
-    }
-
-    /// The ready namespace, for the supervisor to make a veth pair in, if `bridged` (the last
-    /// start was) and one is ready: a copy of its fd; it is marked as paired.
-    fn give_for_pair(&mut self, bridged: bool) -> Option<OwnedFd> {
-        let made = self.ready.as_mut().filter(|_| bridged)?;
-        let fd = made.ns.try_clone().ok()?;
-        made.paired = true;
-        Some(fd)
-    }
-
-    /// Whether a namespace is to be made (none ready, and the spawner can make one): once the
-    /// supervisor has answered a start, or no request has come for [`REFILL_AFTER`]; not while
-    /// a start still wants the CPUs. A request that comes first is served (its clone makes its
-    /// own namespace if none is ready).
-    fn wanted(&self) -> bool {
-        self.ready.is_none() && self.host.is_some()
-    }
-
-    /// Enters the ready namespace (for the next clone), if the init asks for a new one and one
-    /// is ready (one with a veth pair only for a `bridged` init; otherwise it is let go, and its
-    /// pair with it): whether it did, and whether that namespace has a pair.
-    fn enter(&mut self, bridged: bool) -> Option<bool> {
-        let made = self.ready.take().filter(|m| bridged || !m.paired)?;
-        nix::sched::setns(&made.ns, CloneFlags::CLONE_NEWNET).is_ok().then_some(made.paired)
-    }
-
-    /// Back to the host's namespace after [`NetnsPool::fill`] or [`NetnsPool::enter`]. The
-    /// spawner may not stay anywhere else (an init for the host's network would be cloned
-    /// there): if it cannot go back, it ends, and the supervisor takes the exec path.
-    fn back_home(&self) {
-        let Some(host) = &self.host else { return };
-        if nix::sched::setns(host, CloneFlags::CLONE_NEWNET).is_err() {
-            // SAFETY: ends this single-threaded process.
-            unsafe { libc::_exit(0) }
-        }
-    }
 }
 
 /// One init: cloned into the requested namespaces as the supervisor's child, fds wired, then
@@ -583,10 +497,7 @@ fn clone_init_with(flags: CloneFlags, fds: &[OwnedFd], ahead: Option<bool>) -> i
     let child = Box::new(move || -> isize {
         // SAFETY: this process is single-threaded; the child runs the init as after a fork.
         unsafe {
-            libc::prctl(libc::PR_SET_NAME, c"engine-init".as_ptr() as libc::c_ulong);
-            if let Some(&(start, end)) = ARGS.get() {
-                write_name(start, end, b"engine-init");
-            }
+            name_this_process(c"engine-init");
             super::spawn::wire_fds(stdio, chan, console, -1);
             libc::_exit(super::init::main_after_clone(ahead))
         }
@@ -626,6 +537,19 @@ fn blank_args_and_environment() {
         let _ = ARGS.set((arg_start, arg_end));
         // SAFETY: the argv area, bounds from the kernel.
         unsafe { write_name(arg_start, arg_end, b"engine-spawner") };
+    }
+}
+
+/// Names a process forked or cloned from the spawner: its comm and its argv area (what `ps`
+/// shows). Async-signal-safe (a prctl and plain stores).
+pub(super) fn name_this_process(name: &std::ffi::CStr) {
+    // SAFETY: prctl with a NUL-terminated name; ARGS holds this process's argv area (a copy of
+    // the spawner's, from /proc/self/stat).
+    unsafe {
+        libc::prctl(libc::PR_SET_NAME, name.as_ptr() as libc::c_ulong);
+        if let Some(&(start, end)) = ARGS.get() {
+            write_name(start, end, name.to_bytes());
+        }
     }
 }
 

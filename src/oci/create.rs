@@ -208,6 +208,8 @@ pub fn create_in(args: &Args, checked: Checked, c: &mut Container) -> Result<Mad
         root_mount: None,
         cgroup_ahead: None,
         bridged: false,
+        // Exec mode: the command replaces the init's memory.
+        rss_limited: false,
         hook_state: in_init_hooks.then(|| {
             let render: container::HookState<'_> = Box::new(|pid| {
                 // SpecState is plain data: encoding it cannot fail in practice.

@@ -233,6 +233,7 @@ fn launch(
         root_mount,
         cgroup_ahead: sup.cgroups_ahead.take(),
         bridged: spec.net == super::spec::NetMode::Bridge,
+        rss_limited: sup.monitor.is_some() && (spec.soft_bytes().is_some() || spec.hard_bytes().is_some()),
     });
     let mut pending = match created {
         Ok(p) => p,
