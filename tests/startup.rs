@@ -244,10 +244,7 @@ fn network_namespaces_are_made_by_a_process_of_their_own_not_the_spawner() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     });
     let spawner_lines: Vec<&String> = trace.iter().filter(|l| l.starts_with(&format!("{spawner} "))).collect();
-    assert!(
-        spawner_lines.iter().any(|l| l.contains("clone(")),
-        "the spawner cloned no init while traced: {trace:#?}"
-    );
+    assert!(spawner_lines.iter().any(|l| l.contains("clone(")), "the spawner cloned no init while traced: {trace:#?}");
     let unshared: Vec<_> = spawner_lines.iter().filter(|l| l.contains("unshare(")).collect();
     assert!(unshared.is_empty(), "the spawner made namespaces itself: {unshared:#?}");
     // Each init is still born in a namespace made ahead (not by its clone): see
@@ -915,11 +912,10 @@ fn an_init_without_counted_memory_limits_keeps_its_code_pages_until_its_command_
         let (code, _, err) = sup.run_with(&["--rm", "--net", "none"], "kept", &rootfs, &["/bin/true"]);
         assert_eq!(code, 0, "{err}");
     });
-    let exec = trace.iter().position(|l| l.contains("execve(\"/bin/true\"")).expect("the command's execve was not traced");
-    let dropped: Vec<_> = trace[..exec]
-        .iter()
-        .filter(|l| l.starts_with(&format!("{init} ")) && l.contains("MADV_DONTNEED"))
-        .collect();
+    let exec =
+        trace.iter().position(|l| l.contains("execve(\"/bin/true\"")).expect("the command's execve was not traced");
+    let dropped: Vec<_> =
+        trace[..exec].iter().filter(|l| l.starts_with(&format!("{init} ")) && l.contains("MADV_DONTNEED")).collect();
     assert!(dropped.is_empty(), "the init let go of its code pages before its command: {dropped:#?}");
 }
 
