@@ -430,11 +430,12 @@ impl ReadyInit {
     }
 }
 
-/// How long the spawner waits, idle, before making the next network namespace and init, unless
-/// the supervisor says its start is answered first ([`refill`]). That work began 1 ms after each
-/// request until the tenth session, while the request's own container was still starting: on two
-/// CPUs it took ~1 ms from it (step trace of idle runs). A start's answer is the moment to begin;
-/// this is for a start never answered (a `run` whose command runs on, a failure).
+/// How long the spawner waits, idle, before making the next init and asking its maker for the
+/// next network namespace, unless the supervisor says its start is answered first ([`refill`]).
+/// That work began 1 ms after each request until the tenth session, while the request's own
+/// container was still starting: on two CPUs it took ~1 ms from it (step trace of idle runs). A
+/// start's answer is the moment to begin; this is for a start never answered (a `run` whose
+/// command runs on, a failure).
 const REFILL_AFTER: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// The supervisor has answered a start: the spawner may make the next init and network
