@@ -212,6 +212,26 @@ fn the_spawner_dies_with_its_supervisor() {
     wait_until(std::time::Duration::from_secs(5), || gone_or_zombie(spawner) && gone_or_zombie(maker));
 }
 
+/// A maker that goes (killed here) is reaped by the spawner, which lives on without it: each
+/// clone then makes its own namespace, and starts go on.
+#[test]
+fn a_maker_that_dies_is_reaped_and_starts_go_on_without_it() {
+    let sup = Supervisor::start();
+    let rootfs = rootfs();
+    let spawner = spawner_of(&sup);
+    let maker = child_named(spawner, "engine-netns");
+    sup.run_with(&["--rm", "--net", "none"], "before", &rootfs, &["/bin/true"]);
+    // SAFETY: a signal to a process of the supervisor under test.
+    unsafe { libc::kill(maker, libc::SIGKILL) };
+    for name in ["after1", "after2", "after3"] {
+        let (code, out, err) = sup.run_with(&["--rm", "--net", "none"], name, &rootfs, &["/bin/echo", name]);
+        assert_eq!((code, out.trim()), (0, name), "{err}");
+    }
+    wait_until(std::time::Duration::from_secs(5), || !process_exists(maker));
+    assert!(!process_exists(maker), "the maker {maker} was left a zombie of the spawner");
+    assert!(process_exists(spawner) && !gone_or_zombie(spawner), "the spawner went with its maker");
+}
+
 /// Issue 14: the next init's network namespace is made by a process of its own (`engine-netns`,
 /// the spawner's child), never by the spawner: the spawner serves one request at a time, and
 /// the next start's request waited for its `unshare` (0.4-2.6 ms in the step trace of
@@ -908,10 +928,16 @@ fn an_init_without_counted_memory_limits_keeps_its_code_pages_until_its_command_
     sup.run_with(&["--rm", "--net", "none"], "warm", &rootfs, &["/bin/true"]);
     wait_until(std::time::Duration::from_secs(10), || idle_inits(&sup).len() == 1);
     let init = idle_inits(&sup)[0];
-    let trace = strace_supervisor(&sup, "madvise,execve", |_| {
+    let trace = strace_supervisor(&sup, "madvise,execve,wait4", |_| {
         let (code, _, err) = sup.run_with(&["--rm", "--net", "none"], "kept", &rootfs, &["/bin/true"]);
         assert_eq!(code, 0, "{err}");
     });
+    // The traced init is the one that ran the command (it reaped it): no other init's silence
+    // passes for this one's.
+    assert!(
+        trace.iter().any(|l| l.starts_with(&format!("{init} ")) && l.contains("wait4(")),
+        "the init {init} did not run the command: {trace:#?}"
+    );
     let exec =
         trace.iter().position(|l| l.contains("execve(\"/bin/true\"")).expect("the command's execve was not traced");
     let dropped: Vec<_> =

@@ -25,11 +25,29 @@ const MAKING_WAIT_MS: libc::c_int = 50;
 pub(super) struct NetnsPool {
     /// The spawner's own (the host's) network namespace; None: no pool (the clone makes each).
     host: Option<OwnedFd>,
-    /// The spawner's end of the maker's socket; None: no maker (gone, or never made).
-    maker: Option<OwnedFd>,
+    /// The maker; None: no maker (gone, or never made).
+    maker: Option<Maker>,
     /// A namespace was asked of the maker and has not come yet.
     asked: bool,
     ready: Option<MadeNetns>,
+}
+
+/// The maker process (the spawner's only child of its own) and the spawner's end of its socket.
+struct Maker {
+    sock: OwnedFd,
+    pid: libc::pid_t,
+}
+
+impl Drop for Maker {
+    /// A maker let go (gone, or answering nonsense) is killed and reaped: the spawner lives on,
+    /// and would otherwise keep its zombie.
+    fn drop(&mut self) {
+        // SAFETY: signals and reaps this process's own child, by the pid its fork returned.
+        unsafe {
+            libc::kill(self.pid, libc::SIGKILL);
+            libc::waitpid(self.pid, std::ptr::null_mut(), 0);
+        }
+    }
 }
 
 /// A network namespace made ahead.
@@ -56,7 +74,7 @@ impl NetnsPool {
             return;
         }
         let Some(maker) = &self.maker else { return };
-        match nix::unistd::write(maker, &[1]) {
+        match nix::unistd::write(&maker.sock, &[1]) {
             Ok(1) => self.asked = true,
             _ => self.maker = None,
         }
@@ -73,7 +91,7 @@ impl NetnsPool {
     pub(super) fn request_within(&mut self, sock: &OwnedFd, ms: libc::c_int) -> bool {
         let deadline = (ms > 0).then(|| std::time::Instant::now() + std::time::Duration::from_millis(ms as u64));
         loop {
-            let maker = self.maker.as_ref().filter(|_| self.asked).map_or(-1, AsRawFd::as_raw_fd);
+            let maker = self.maker.as_ref().filter(|_| self.asked).map_or(-1, |m| m.sock.as_raw_fd());
             let mut fds = [
                 libc::pollfd { fd: sock.as_raw_fd(), events: libc::POLLIN, revents: 0 },
                 libc::pollfd { fd: maker, events: libc::POLLIN, revents: 0 },
@@ -100,7 +118,7 @@ impl NetnsPool {
     /// began before the request that needs it.
     fn collect(&mut self) {
         let Some(maker) = self.maker.as_ref().filter(|_| self.asked && self.ready.is_none()) else { return };
-        let mut fds = [libc::pollfd { fd: maker.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
+        let mut fds = [libc::pollfd { fd: maker.sock.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
         // SAFETY: one pollfd, valid for the call.
         if unsafe { libc::poll(fds.as_mut_ptr(), 1, MAKING_WAIT_MS) } > 0 {
             self.take_made();
@@ -114,7 +132,7 @@ impl NetnsPool {
         let mut status = [0u8; 4];
         let mut cmsg = nix::cmsg_space!([RawFd; 1]);
         let mut iov = [IoSliceMut::new(&mut status)];
-        let received = recvmsg::<()>(maker.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC)
+        let received = recvmsg::<()>(maker.sock.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC)
             .map(|msg| (msg.bytes, super::spawner::received_fds(&msg)));
         self.asked = false;
         match received {
@@ -159,9 +177,9 @@ impl NetnsPool {
     }
 }
 
-/// Forks the maker (`engine-netns`); the spawner's end of its socket. The maker keeps only its
-/// end and `home`, and dies with the spawner.
-fn fork_maker(home: &OwnedFd) -> std::io::Result<OwnedFd> {
+/// Forks the maker (`engine-netns`). It keeps only its end of the socket and `home`, and dies
+/// with the spawner.
+fn fork_maker(home: &OwnedFd) -> std::io::Result<Maker> {
     let (ours, theirs) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)?;
     let parent = std::process::id() as libc::pid_t;
     // SAFETY: the spawner is single-threaded: the child may run anything after the fork.
@@ -190,7 +208,7 @@ fn fork_maker(home: &OwnedFd) -> std::io::Result<OwnedFd> {
                 make_on_request(sock, home)
             }
         }
-        _ => Ok(ours),
+        pid => Ok(Maker { sock: ours, pid }),
     }
 }
 

@@ -191,32 +191,10 @@ fn plug_links(
     let mut nl = Netlink::open()?;
     let bridge_index = bridge::ensure(&mut nl, &cfg.bridge, cfg.subnet, cfg.gateway)?;
 
-    // Made ahead in the namespace (`ahead`), or made here: in one request, the host end on the
-    // bridge and the peer born as eth0 inside the container's namespace, then IPv6 off on the
-    // host end before it is up (see veth::disable_ipv6).
-    ahead::settled(&att.host_veth);
-    let made_ahead = nl.link_by_name(&att.host_veth)?.is_some()
-        || match nl.create_veth(
-            &att.host_veth,
-            bridge_index,
-            veth::CONTAINER_IFNAME,
-            bridge::mac_for(att.ip),
-            ns.as_raw_fd(),
-        ) {
-            Ok(()) => false,
-            // Made ahead meanwhile (the refill's thread had the namespace but had not yet said
-            // it was making its pair): wait for it as above. (EEXIST is also an eth0 the
-            // namespace already has: then no host end of this name is there.)
-            Err(e @ NetError::Netlink { .. }) if e.errno() == Some(libc::EEXIST) => {
-                ahead::settled(&att.host_veth);
-                match nl.link_by_name(&att.host_veth)? {
-                    Some(_) => true,
-                    None => return Err(e),
-                }
-            }
-            Err(e) => return Err(e),
-        };
+    let made_ahead = take_or_make_pair(&mut nl, att, bridge_index, ns)?;
     *veth_created = true;
+    // IPv6 off on a host end made here before it is up (see veth::disable_ipv6); one made ahead
+    // was made so.
     if !made_ahead {
         veth::disable_ipv6(&att.host_veth)?;
     }
@@ -226,6 +204,28 @@ fn plug_links(
     let mac = bridge::mac_for(ip);
     netns::run_in(pid, ns, move || veth::configure_inside(ip, prefix, broadcast, gateway, mac))??;
     Ok(())
+}
+
+/// The container's veth pair: the one made ahead in its namespace (`ahead`), or made here (in one
+/// request, the host end on the bridge and the peer born as eth0 inside the namespace). Whether
+/// it was made ahead.
+fn take_or_make_pair(nl: &mut Netlink, att: &Attachment, bridge_index: u32, ns: &File) -> Result<bool, NetError> {
+    ahead::settled(&att.host_veth);
+    if nl.link_by_name(&att.host_veth)?.is_some() {
+        return Ok(true);
+    }
+    let mac = bridge::mac_for(att.ip);
+    match nl.create_veth(&att.host_veth, bridge_index, veth::CONTAINER_IFNAME, mac, ns.as_raw_fd()) {
+        Ok(()) => Ok(false),
+        // Made ahead meanwhile (the refill's thread had the namespace but had not yet said it was
+        // making its pair): wait for it as above. EEXIST is also an eth0 the namespace already
+        // has: then no host end of this name is there, and the error stands.
+        Err(e @ NetError::Netlink { .. }) if e.errno() == Some(libc::EEXIST) => {
+            ahead::settled(&att.host_veth);
+            nl.link_by_name(&att.host_veth)?.map(|_| true).ok_or(e)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Gives back the address of a container that has ended. Its veth pair is not deleted: it
