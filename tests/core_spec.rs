@@ -547,3 +547,70 @@ fn a_cgroup_mount_shows_the_containers_own_groups_only() {
     assert!(lines[1].split_whitespace().all(|p| p.parse::<u32>().is_ok_and(|p| p < 20)), "{out}");
     assert!(!out.contains("WRITABLE"), "{out}");
 }
+
+/// The init's pid in the `tasks` of every one of `paths` within `limit`.
+fn joined_within(paths: &[PathBuf], pid: i32, limit: std::time::Duration) -> bool {
+    let start = std::time::Instant::now();
+    let pid = pid.to_string();
+    let joined = |p: &PathBuf| std::fs::read_to_string(p.join("tasks")).is_ok_and(|t| t.lines().any(|l| l == pid));
+    while start.elapsed() < limit {
+        if paths.iter().all(joined) {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    false
+}
+
+/// The supervisor's hook (monitor, network, the /etc files they decide) runs while the init is
+/// already at work: the Setup goes first and the hook's files follow it. Seen from the hook: the
+/// init joins its cgroups meanwhile (it did so only after the hook returned before); seen from
+/// the container: the hook's file is its /etc/hostname. A hook that fails after the Setup went
+/// still leaves nothing: no init, no group.
+#[test]
+fn the_before_setup_hooks_files_follow_the_setup_the_init_has_begun_on() {
+    let b = Bundle::new();
+    let mut opts =
+        options(&b, config(&["/bin/cat", "/etc/hostname"]), Stdio::Pipes, InitMode::Reaper, StartGate::Channel);
+    let joined_meanwhile = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = joined_meanwhile.clone();
+    opts.before_setup = Some(Box::new(move |init: &container::InitHandle<'_>| {
+        let paths = init.cgroup.map(|c| c.paths()).unwrap_or_default();
+        assert!(!paths.is_empty(), "the hook is given the container's group");
+        let joined = joined_within(&paths, init.pid, std::time::Duration::from_secs(2));
+        seen.store(joined, std::sync::atomic::Ordering::SeqCst);
+        Ok(vec![container::EtcFile { target: "/etc/hostname".into(), content: "from-the-hook\n".into() }])
+    }));
+    let mut pending = container::create(opts).unwrap();
+    let (out, _err) = pending.take_output().unwrap();
+    let running = pending.ready().unwrap().start().unwrap();
+    assert_eq!(running.channel.as_ref().unwrap().wait_exited().unwrap(), Termination::Code(0));
+    assert_eq!(container::wait(running.pidfd.as_ref().unwrap()).unwrap(), Termination::Code(0));
+    container::delete(running.cgroup.unwrap()).unwrap();
+    assert_eq!(read_all(out), "from-the-hook\n");
+    assert!(
+        joined_meanwhile.load(std::sync::atomic::Ordering::SeqCst),
+        "the init had not joined its cgroups while the hook ran: the Setup waited for the hook"
+    );
+
+    // A hook that fails once the init has begun: create fails and takes everything back.
+    let mut opts = options(&b, config(&["/bin/true"]), Stdio::Pipes, InitMode::Reaper, StartGate::Channel);
+    let init_pid = std::sync::Arc::new(std::sync::atomic::AtomicI32::new(0));
+    let pid_seen = init_pid.clone();
+    opts.before_setup = Some(Box::new(move |init: &container::InitHandle<'_>| {
+        pid_seen.store(init.pid, std::sync::atomic::Ordering::SeqCst);
+        let paths = init.cgroup.map(|c| c.paths()).unwrap_or_default();
+        joined_within(&paths, init.pid, std::time::Duration::from_secs(2));
+        Err("the hook gives up".into())
+    }));
+    let e = container::create(opts).err().expect("a failing hook fails create");
+    assert!(e.to_string().contains("the hook gives up"), "{e}");
+    let pid = init_pid.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(pid > 0);
+    // The init was the test's child: reaped by create's clean-up, so no such process is left.
+    assert!(!Path::new(&format!("/proc/{pid}")).exists(), "the init {pid} is left");
+    let groups: Vec<_> = std::fs::read_dir(Path::new("/sys/fs/cgroup/memory").join(&b.cgroup_parent))
+        .map(|d| d.flatten().filter(|e| e.path().is_dir()).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(groups.is_empty(), "left behind: {groups:?}");
+}

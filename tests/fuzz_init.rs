@@ -33,7 +33,8 @@ fn seeds() -> Vec<Vec<u8>> {
             dir: "/nonexistent/overlay/fz".into(),
             throwaway: false,
         },
-        files,
+        files: files.clone(),
+        files_follow: false,
         mode: InitMode::Reaper,
         gate: StartGate::Channel,
         cgroup_paths: vec!["/sys/fs/cgroup/x".into()],
@@ -52,6 +53,7 @@ fn seeds() -> Vec<Vec<u8>> {
     let failed = InitFailure { step: "exec".into(), message: "x".into(), errno: Some(2), exit_code: 127 };
     vec![
         serde_json::to_vec(&go).unwrap(),
+        serde_json::to_vec(&ToInit::Files(files)).unwrap(),
         serde_json::to_vec(&ToInit::Start).unwrap(),
         serde_json::to_vec(&FromInit::Started { pid: 2 }).unwrap(),
         serde_json::to_vec(&FromInit::Failed(failed)).unwrap(),

@@ -945,6 +945,35 @@ fn an_init_without_counted_memory_limits_keeps_its_code_pages_until_its_command_
     assert!(dropped.is_empty(), "the init let go of its code pages before its command: {dropped:#?}");
 }
 
+/// Issue 14: what an init made ahead does whatever its Setup says is done before its Setup
+/// comes: the kernel's last capability read (/proc/sys/kernel/cap_last_cap, for the bounding
+/// set) and the no-op handlers that let a PID 1 be sent the signals it forwards. Its path from
+/// the Setup to the command has neither (nor does the command's clone make its stack there).
+#[test]
+fn an_init_made_ahead_has_read_cap_last_cap_and_set_its_handlers_before_its_setup() {
+    let sup = Supervisor::start();
+    let rootfs = rootfs();
+    sup.run_with(&["--rm", "--net", "none"], "warm", &rootfs, &["/bin/true"]);
+    wait_until(std::time::Duration::from_secs(10), || idle_inits(&sup).len() == 1);
+    let init = idle_inits(&sup)[0];
+    let trace = strace_supervisor(&sup, "openat,rt_sigaction,execve,wait4", |_| {
+        let (code, _, err) = sup.run_with(&["--rm", "--net", "none"], "ahead", &rootfs, &["/bin/true"]);
+        assert_eq!(code, 0, "{err}");
+    });
+    assert!(
+        trace.iter().any(|l| l.starts_with(&format!("{init} ")) && l.contains("wait4(")),
+        "the init {init} did not run the command: {trace:#?}"
+    );
+    let exec =
+        trace.iter().position(|l| l.contains("execve(\"/bin/true\"")).expect("the command's execve was not traced");
+    let on_path: Vec<_> = trace[..exec]
+        .iter()
+        .filter(|l| l.starts_with(&format!("{init} ")))
+        .filter(|l| l.contains("cap_last_cap") || l.contains("rt_sigaction("))
+        .collect();
+    assert!(on_path.is_empty(), "the init did this between its Setup and its command: {on_path:#?}");
+}
+
 /// The host pid of an init of `sup`'s spawner whose mount namespace is a copy of the holding one
 /// with a kit in it (made ahead, before its request: `container::kit`), if one is there yet.
 fn init_with_kit(sup: &Supervisor) -> Option<i32> {

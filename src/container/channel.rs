@@ -38,6 +38,11 @@ pub struct Plan {
     pub spec: Spec,
     pub root: RootSource,
     pub files: Vec<EtcFile>,
+    /// The /etc files come in a message of their own (`ToInit::Files`) after the Setup and its
+    /// fds, and `files` is empty: the parent works them out (its `before_setup` hook) while the
+    /// init wakes, reads its Setup and joins its cgroups, instead of before the Setup.
+    #[serde(default)]
+    pub files_follow: bool,
     pub mode: InitMode,
     pub gate: StartGate,
     /// The container's cgroup directories on the host (one on v2, one per hierarchy on v1): what
@@ -96,6 +101,8 @@ pub struct Plan {
 pub enum ToInit {
     /// Build the container's root and stop at the start gate; answer `Ready`.
     Setup(Box<Plan>),
+    /// The /etc files of a Setup with `files_follow`.
+    Files(Vec<EtcFile>),
     /// The parent is done (cgroup, record): run the command.
     Start,
 }
@@ -138,6 +145,7 @@ impl ToInit {
     fn name(&self) -> &'static str {
         match self {
             ToInit::Setup(_) => "Setup",
+            ToInit::Files(_) => "Files",
             ToInit::Start => "Start",
         }
     }
@@ -372,6 +380,15 @@ impl InitChannel {
         const AWAITED: &str = "Setup";
         match self.recv::<ToInit>(AWAITED)? {
             Some(ToInit::Setup(plan)) => Ok(*plan),
+            Some(other) => Err(ChannelError::Unexpected { awaited: AWAITED, got: other.name() }),
+            None => Err(ChannelError::Closed { awaited: AWAITED }),
+        }
+    }
+
+    pub fn wait_files(&self) -> Result<Vec<EtcFile>, ChannelError> {
+        const AWAITED: &str = "Files";
+        match self.recv::<ToInit>(AWAITED)? {
+            Some(ToInit::Files(files)) => Ok(files),
             Some(other) => Err(ChannelError::Unexpected { awaited: AWAITED, got: other.name() }),
             None => Err(ChannelError::Closed { awaited: AWAITED }),
         }

@@ -382,6 +382,7 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
         spec,
         root: opts.root,
         files: opts.files,
+        files_follow: false,
         mode: opts.mode,
         gate: opts.gate,
         cgroup_paths: Vec::new(),
@@ -457,12 +458,10 @@ impl Pending {
         plan.cgroup_tasks_sent = !tasks.is_empty();
         plan.cgroup_self_join = self_join;
         let cg = self.cgroup.insert(cg);
-        if let (Some(hook), Some(pidfd)) = (before_setup, self.pidfd.as_ref()) {
-            let handle = InitHandle { pid: self.pid, pidfd: pidfd.as_fd(), cgroup: Some(cg) };
-            let files = hook(&handle).map_err(CoreError::Caller)?;
-            plan.files.extend(files);
-            super::trace::step(&plan.id, "before_setup hook done");
-        }
+        // The hook's /etc files follow the Setup: the init begins (wakes, reads the Setup, joins
+        // its cgroups) while the hook runs; it waits for them before it builds its root.
+        let hook = before_setup.filter(|_| self.pidfd.is_some());
+        plan.files_follow = hook.is_some();
         let channel = self
             .channel
             .as_ref()
@@ -479,6 +478,7 @@ impl Pending {
         }
         let id = plan.id.clone();
         let trace_file = plan.trace.as_ref().and(super::trace::file());
+        let plan_files = if plan.files_follow { std::mem::take(&mut plan.files) } else { Vec::new() };
         channel.send(&ToInit::Setup(Box::new(plan)))?;
         if let Some(mount) = &fds.root_mount {
             channel.send_fds(&[mount.as_fd()])?;
@@ -493,6 +493,13 @@ impl Pending {
             channel.send_fds(&fds.preserve_fds.iter().map(AsFd::as_fd).collect::<Vec<_>>())?;
         }
         super::trace::step(&id, "Setup sent");
+        if let (Some(hook), Some(pidfd)) = (hook, self.pidfd.as_ref()) {
+            let handle = InitHandle { pid: self.pid, pidfd: pidfd.as_fd(), cgroup: Some(cg) };
+            let mut files = plan_files;
+            files.extend(hook(&handle).map_err(CoreError::Caller)?);
+            super::trace::step(&id, "before_setup hook done");
+            channel.send(&ToInit::Files(files))?;
+        }
         channel.set_timeout(Some(STEP_TIMEOUT))?;
         if self.gate == StartGate::Channel {
             if let Err(e) = join() {

@@ -92,8 +92,17 @@ pub fn default_mask() -> u64 {
     DEFAULT_CAPS.iter().fold(0, |m, &c| m | 1 << number(c))
 }
 
-fn last_cap() -> u32 {
-    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(40)
+/// The kernel's highest capability number, read once per process: an init made ahead reads it
+/// before its Setup (`init::warm_up_after_kit`), not on its start's path.
+pub(super) fn last_cap() -> u32 {
+    static LAST: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    if let Some(&n) = LAST.get() {
+        return n;
+    }
+    match std::fs::read_to_string("/proc/sys/kernel/cap_last_cap").ok().and_then(|s| s.trim().parse().ok()) {
+        Some(n) => *LAST.get_or_init(|| n),
+        None => 40,
+    }
 }
 
 /// Drops from the bounding set every capability outside `bounding` (needs CAP_SETPCAP, so it

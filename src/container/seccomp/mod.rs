@@ -22,33 +22,87 @@ pub use compile::compile;
 /// x32 calls are x86_64 calls with this bit set in their number.
 pub(crate) const X32_BIT: u32 = 0x4000_0000;
 
-/// A compiled profile, ready for [`install`]; sent to the init in its Setup as plain numbers.
+/// A compiled profile, ready for [`install`]; sent to the init in its Setup.
 #[derive(Clone, serde::Serialize, serde::Deserialize)]
-#[serde(from = "FilterWire", into = "FilterWire")]
+#[serde(try_from = "FilterWire", into = "FilterWire")]
 pub struct Filter {
     program: Vec<libc::sock_filter>,
     /// SECCOMP_FILTER_FLAG_* for seccomp(2).
     flags: libc::c_ulong,
 }
 
-/// [`Filter`] on the wire: each instruction as (code, jt, jf, k).
+/// [`Filter`] on the wire: the program as one hex string, each instruction's 8 bytes (code, jt,
+/// jf, k; little-endian) as 16 digits. Half of a default Setup is the program: as a JSON array
+/// of 4-tuples it was ~600 numbers for the init to parse on its start's path, as a string it
+/// is one token and a loop.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct FilterWire {
-    program: Vec<(u16, u8, u8, u32)>,
+    program: String,
     flags: libc::c_ulong,
 }
 
+const INSTRUCTION_DIGITS: usize = 16;
+
 impl From<Filter> for FilterWire {
     fn from(f: Filter) -> FilterWire {
-        let program = f.program.iter().map(|i| (i.code, i.jt, i.jf, i.k)).collect();
+        use std::fmt::Write;
+        let mut program = String::with_capacity(f.program.len() * INSTRUCTION_DIGITS);
+        for i in &f.program {
+            let bytes = instruction_bytes(i);
+            for b in bytes {
+                let _ = write!(program, "{b:02x}");
+            }
+        }
         FilterWire { program, flags: f.flags }
     }
 }
 
-impl From<FilterWire> for Filter {
-    fn from(w: FilterWire) -> Filter {
-        let program = w.program.into_iter().map(|(code, jt, jf, k)| libc::sock_filter { code, jt, jf, k }).collect();
-        Filter { program, flags: w.flags }
+impl TryFrom<FilterWire> for Filter {
+    type Error = String;
+
+    fn try_from(w: FilterWire) -> Result<Filter, String> {
+        let digits = w.program.as_bytes();
+        if !digits.len().is_multiple_of(INSTRUCTION_DIGITS) {
+            return Err(format!("a seccomp program of {} hex digits is not whole instructions", digits.len()));
+        }
+        let program = digits
+            .chunks_exact(INSTRUCTION_DIGITS)
+            .map(|chunk| {
+                let mut bytes = [0u8; 8];
+                for (b, pair) in bytes.iter_mut().zip(chunk.chunks_exact(2)) {
+                    *b = (hex_digit(pair[0])? << 4) | hex_digit(pair[1])?;
+                }
+                Some(instruction_from_bytes(bytes))
+            })
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| "a seccomp program with a digit that is not hex".to_string())?;
+        Ok(Filter { program, flags: w.flags })
+    }
+}
+
+fn instruction_bytes(i: &libc::sock_filter) -> [u8; 8] {
+    let mut bytes = [0u8; 8];
+    bytes[..2].copy_from_slice(&i.code.to_le_bytes());
+    bytes[2] = i.jt;
+    bytes[3] = i.jf;
+    bytes[4..].copy_from_slice(&i.k.to_le_bytes());
+    bytes
+}
+
+fn instruction_from_bytes(b: [u8; 8]) -> libc::sock_filter {
+    libc::sock_filter {
+        code: u16::from_le_bytes([b[0], b[1]]),
+        jt: b[2],
+        jf: b[3],
+        k: u32::from_le_bytes([b[4], b[5], b[6], b[7]]),
+    }
+}
+
+fn hex_digit(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
     }
 }
 

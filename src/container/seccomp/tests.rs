@@ -429,6 +429,14 @@ fn a_compiled_filter_crosses_the_init_channel_unchanged_and_each_profile_is_comp
     let back: Filter = serde_json::from_slice(&serde_json::to_vec(&filter).unwrap()).unwrap();
     assert_eq!(numbers(&back), numbers(&filter));
     assert_eq!(back.flags, filter.flags);
+    // One string, not an array of numbers; a program that is not whole hex instructions is refused.
+    let wire = serde_json::to_value(&filter).unwrap();
+    let digits = wire["program"].as_str().expect("the program is sent as a string");
+    assert_eq!(digits.len(), filter.len() * 16);
+    for bad in [&digits[..digits.len() - 2], &format!("{}zz", &digits[..digits.len() - 2])] {
+        let json = serde_json::json!({ "program": bad, "flags": 0 });
+        assert!(serde_json::from_value::<Filter>(json).is_err(), "a bad program was taken: {bad:.20}...");
+    }
     // Compiled on the first call, kept for the next.
     let key = serde_json::to_vec(&p).unwrap();
     let kept = || COMPILED.lock().iter().filter(|(k, _)| *k == key).count();
