@@ -403,6 +403,34 @@ fn the_step_trace_times_every_step_of_a_run_when_asked_for() {
     }
 }
 
+/// Issue 14: the Setup (the container's Plan as JSON, ~5 KB) is encoded while the spawner hands
+/// over the init, once the container's groups are made (they are in it): the request thread used
+/// to wait for the spawner's answer idle, then encode (~50-90 µs on the path, step trace).
+#[test]
+fn the_setup_is_encoded_while_the_spawner_hands_over_the_init() {
+    let mut sup = Supervisor::start();
+    sup.signal_and_wait(libc::SIGTERM);
+    let trace = sup.dir.path().join("steps");
+    sup.spawn_with_env(&[], &[("ENGINE_STEP_TRACE", trace.as_os_str())], std::process::Stdio::inherit());
+    for name in ["first", "second"] {
+        let (code, _, err) = sup.run_with(&["--rm", "--net", "none"], name, &rootfs(), &["/bin/true"]);
+        assert_eq!(code, 0, "{err}");
+    }
+    let mut text = String::new();
+    wait_until(std::time::Duration::from_secs(5), || {
+        text = std::fs::read_to_string(&trace).unwrap();
+        text.lines().any(|l| l.starts_with("second +") && l.contains("response sent"))
+    });
+    let at = |step: &str| {
+        let named = |l: &&str| l.ends_with(&format!(" {step}")) || l.contains(&format!(" {step} "));
+        let line = text.lines().find(|l| l.starts_with("second +") && named(l));
+        let line = line.unwrap_or_else(|| panic!("no {step:?} step in {text}"));
+        line["second +".len()..].split(' ').next().and_then(|n| n.parse::<u64>().ok()).expect(line)
+    };
+    let (encoded, cloned, sent) = (at("P Setup encoded"), at("init cloned"), at("Setup sent"));
+    assert!(encoded <= cloned && cloned <= sent, "encoded {encoded}, init cloned {cloned}, Setup sent {sent}: {text}");
+}
+
 /// VmRSS of `pid` in KiB.
 fn rss_kib(pid: i64) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();

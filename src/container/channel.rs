@@ -31,6 +31,15 @@ pub const MAX_MESSAGE: usize = 1 << 20;
 /// fds per SCM_RIGHTS message (the kernel's SCM_MAX_FD is 253).
 const FDS_PER_MESSAGE: usize = 250;
 
+/// A message as [`InitChannel::send`] puts it on the channel.
+pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, ChannelError> {
+    let bytes = serde_json::to_vec(msg).map_err(|e| ChannelError::Io { what: "encoding", source: e.into() })?;
+    if bytes.len() > MAX_MESSAGE {
+        return Err(ChannelError::TooLarge { size: bytes.len() });
+    }
+    Ok(bytes)
+}
+
 /// What the init needs to build the container: everything the parent decided.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Plan {
@@ -216,10 +225,11 @@ impl InitChannel {
     }
 
     pub fn send<T: Serialize>(&self, msg: &T) -> Result<(), ChannelError> {
-        let bytes = serde_json::to_vec(msg).map_err(|e| ChannelError::Io { what: "encoding", source: e.into() })?;
-        if bytes.len() > MAX_MESSAGE {
-            return Err(ChannelError::TooLarge { size: bytes.len() });
-        }
+        self.send_encoded(&encode(msg)?)
+    }
+
+    /// A message [`encode`] made (ahead of the moment it is sent).
+    pub fn send_encoded(&self, bytes: &[u8]) -> Result<(), ChannelError> {
         // A datagram must fit the send buffer whole (208 KiB by default).
         if bytes.len() > 128 << 10 {
             let size = (bytes.len() * 2) as libc::c_int;
@@ -233,7 +243,7 @@ impl InitChannel {
             }
         }
         loop {
-            match send(self.fd.as_raw_fd(), &bytes, MsgFlags::MSG_NOSIGNAL) {
+            match send(self.fd.as_raw_fd(), bytes, MsgFlags::MSG_NOSIGNAL) {
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(ChannelError::Io { what: "sending", source: e.into() }),
                 Ok(_) => return Ok(()),

@@ -141,6 +141,60 @@ struct AfterSetup {
     no_host_paths: bool,
 }
 
+/// The Setup as it goes on the channel, with what goes with it: encoded once the container's
+/// group is there, while the spawner clones (or hands over) the init when it can be (nothing in
+/// it then waits for the init's pid), else just before it is sent.
+struct SetupMessage {
+    id: String,
+    bytes: Vec<u8>,
+    /// The `tasks` files of the groups the init joins itself, which follow the Setup.
+    tasks: Vec<OwnedFd>,
+    /// The groups the parent moves the init into (cgroup v2, a new user namespace's init).
+    parent_joins: Vec<PathBuf>,
+    /// The Plan's /etc files, sent after the Setup with the hook's (`Plan::files_follow`).
+    files: Vec<EtcFile>,
+    files_follow: bool,
+    /// The step trace's file follows the Setup.
+    traced: bool,
+}
+
+impl SetupMessage {
+    /// `plan` completed with its group `cg` (whose `tasks` files it takes) and encoded.
+    fn prepare(
+        mut plan: Plan,
+        cg: &mut Cgroup,
+        new_user_ns: bool,
+        no_host_paths: bool,
+    ) -> Result<SetupMessage, CoreError> {
+        let tasks = cg.take_tasks_files();
+        let paths = cg.paths();
+        plan.cgroup_paths.clone_from(&paths);
+        // v1 hierarchies (they have `tasks`) the init joins itself, cheaply (see
+        // `Plan::cgroup_self_join`); the parent writes the pid into the others. A new user
+        // namespace's root is not the host's and may not write the host's cgroup files.
+        let (self_join, paths): (Vec<PathBuf>, Vec<PathBuf>) = match new_user_ns {
+            true => (Vec::new(), paths),
+            // Every v1 group has `tasks`; a v2 group has none.
+            false => match cg.version() {
+                crate::cgroup::Version::V1 => (paths, Vec::new()),
+                crate::cgroup::Version::V2 => (Vec::new(), paths),
+            },
+        };
+        // Its `tasks` files opened ahead, when they are the ones to join: the init writes to them.
+        let tasks = if !self_join.is_empty() && tasks.len() == self_join.len() { tasks } else { Vec::new() };
+        let (self_join, parent_joins) = match tasks.is_empty() && no_host_paths {
+            true => (Vec::new(), self_join.into_iter().chain(paths).collect()),
+            false => (self_join, paths),
+        };
+        plan.cgroup_tasks_sent = !tasks.is_empty();
+        plan.cgroup_self_join = self_join;
+        let files = if plan.files_follow { std::mem::take(&mut plan.files) } else { Vec::new() };
+        let (id, traced, files_follow) = (plan.id.clone(), plan.trace.is_some(), plan.files_follow);
+        let bytes = super::channel::encode(&ToInit::Setup(Box::new(plan)))?;
+        Ok(SetupMessage { id, bytes, tasks, parent_joins, files, files_follow, traced })
+    }
+}
+
 /// A created init still building its root.
 pub struct Pending {
     pid: i32,
@@ -317,15 +371,6 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
     let (stdio, binary) = (opts.stdio, opts.init_binary.as_deref());
     // The cgroup directories are made while the spawner clones the init (new namespaces take a
     // while): both were strictly one after the other.
-    let mut made: Option<Result<Cgroup, CoreError>> = None;
-    let mut ahead = opts.cgroup_ahead;
-    let mut make_group = || {
-        if made.is_none() {
-            super::trace::step(&opts.id, "P meanwhile begin");
-            made = Some(group.create(ahead.take()));
-            super::trace::step(&opts.id, "P meanwhile end");
-        }
-    };
     // A start an init with a kit could serve: a Spec the kit fits, and nothing the init would
     // reach by a host path (its namespace has nothing of the host's). Its root then goes to the
     // init as a mount: for a directory, a copy of its tree made here.
@@ -342,6 +387,53 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
         kit_fits = root_mount.is_some();
         super::trace::step(&opts.id, "P root copied");
     }
+    let mut spec = opts.spec;
+    if seccomp.is_some() {
+        // Sent compiled: the init never reads the profile.
+        if let Some(linux) = spec.linux_mut() {
+            linux.set_seccomp(None);
+        }
+    }
+    let new_user_ns = flags.contains(nix::sched::CloneFlags::CLONE_NEWUSER);
+    let mut plan = Some(Plan {
+        trace: super::trace::origin(&opts.id),
+        id: opts.id,
+        spec,
+        root: opts.root,
+        files: opts.files,
+        files_follow: opts.before_setup.is_some(),
+        mode: opts.mode,
+        gate: opts.gate.clone(),
+        cgroup_paths: Vec::new(),
+        cgroup_self_join: Vec::new(),
+        cgroup_tasks_sent: false,
+        hook_state: None,
+        preserve_fds: opts.preserve_fds.len(),
+        console,
+        root_mount: root_mount.is_some(),
+        seccomp,
+        madvise_denied,
+        rss_limited: opts.rss_limited,
+    });
+    // The cgroup directories are made while the spawner clones the init (new namespaces take a
+    // while): both were strictly one after the other. Then, unless it needs the init's pid (the
+    // OCI hooks' state), the Setup is encoded there too.
+    let encode_ahead = opts.hook_state.is_none() && !new_user_ns;
+    let mut made: Option<Result<Cgroup, CoreError>> = None;
+    let mut prepared: Option<Result<SetupMessage, CoreError>> = None;
+    let mut ahead = opts.cgroup_ahead;
+    let id = plan.as_ref().map(|p| p.id.clone()).unwrap_or_default();
+    let mut make_group = || {
+        if made.is_none() {
+            super::trace::step(&id, "P meanwhile begin");
+            made = Some(group.create(ahead.take()));
+            super::trace::step(&id, "P meanwhile end");
+            if let (true, Some(Ok(cg))) = (encode_ahead, made.as_mut()) {
+                prepared = plan.take().map(|plan| SetupMessage::prepare(plan, cg, new_user_ns, kit_fits));
+                super::trace::step(&id, "P Setup encoded");
+            }
+        }
+    };
     let child = match &pid_ns {
         Some(path) => spawn::in_pid_namespace(path, || {
             spawn::spawn_init_overlapped(flags, stdio, binary, kit_fits, opts.bridged, &mut make_group)
@@ -368,38 +460,13 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
         gate: opts.gate.clone(),
         host_root,
     };
-    let trace = super::trace::origin(&opts.id);
-    super::trace::step(&opts.id, "init cloned");
-    let mut spec = opts.spec;
-    if seccomp.is_some() {
-        // Sent compiled: the init never reads the profile.
-        if let Some(linux) = spec.linux_mut() {
-            linux.set_seccomp(None);
-        }
+    super::trace::step(&id, "init cloned");
+    if let (Some(render), Some(plan)) = (opts.hook_state, plan.as_mut()) {
+        plan.hook_state = Some(render(pending.pid));
     }
-    let plan = Plan {
-        id: opts.id,
-        spec,
-        root: opts.root,
-        files: opts.files,
-        files_follow: false,
-        mode: opts.mode,
-        gate: opts.gate,
-        cgroup_paths: Vec::new(),
-        cgroup_self_join: Vec::new(),
-        cgroup_tasks_sent: false,
-        hook_state: opts.hook_state.map(|render| render(pending.pid)),
-        preserve_fds: opts.preserve_fds.len(),
-        console,
-        root_mount: root_mount.is_some(),
-        seccomp,
-        madvise_denied,
-        rss_limited: opts.rss_limited,
-        trace,
-    };
-    let maps = match gate {
-        Some(gate) => spawn::write_id_maps(pending.pid, &plan.spec).and_then(|()| spawn::release(gate)),
-        None => Ok(()),
+    let maps = match (gate, plan.as_ref()) {
+        (Some(gate), Some(plan)) => spawn::write_id_maps(pending.pid, &plan.spec).and_then(|()| spawn::release(gate)),
+        _ => Ok(()),
     };
     if let Err(e) = maps {
         pending.destroy();
@@ -408,9 +475,13 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
         }
         return Err(e);
     }
-    let new_user_ns = flags.contains(nix::sched::CloneFlags::CLONE_NEWUSER);
     let fds = AfterSetup { root_mount, preserve_fds: opts.preserve_fds, no_host_paths: kit_fits };
-    match pending.setup(plan, &group, made, opts.before_setup, new_user_ns, fds) {
+    let setup = match (prepared, plan) {
+        (Some(prepared), _) => Ok(Setup::Prepared(prepared)),
+        (None, Some(plan)) => Ok(Setup::Plan(Box::new(plan))),
+        (None, None) => Err(CoreError::spec("Setup", "neither a Plan nor its message")),
+    };
+    match setup.and_then(|setup| pending.setup(setup, &group, made, opts.before_setup, new_user_ns, fds)) {
         Ok(()) => Ok(pending),
         Err(e) => {
             pending.destroy();
@@ -419,55 +490,47 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
     }
 }
 
+/// What `Pending::setup` sends: the Plan, or its message prepared while the spawner cloned.
+enum Setup {
+    Plan(Box<Plan>),
+    Prepared(Result<SetupMessage, CoreError>),
+}
+
 impl Pending {
     fn setup(
         &mut self,
-        mut plan: Plan,
+        setup: Setup,
         group: &GroupPlan,
         made: Option<Result<Cgroup, CoreError>>,
         before_setup: Option<BeforeSetup<'_>>,
         new_user_ns: bool,
         fds: AfterSetup,
     ) -> Result<(), CoreError> {
-        let mut cg = match made {
+        let cg = match made {
             Some(made) => made?,
             // Not made during the clone (no spawner): a group made ahead was dropped (removed).
             None => group.create(None)?,
         };
-        let tasks = cg.take_tasks_files();
-        super::trace::step(&plan.id, "cgroups made");
-        let paths = cg.paths();
-        plan.cgroup_paths.clone_from(&paths);
-        // v1 hierarchies (they have `tasks`) the init joins itself, cheaply (see
-        // `Plan::cgroup_self_join`); the parent writes the pid into the others. A new user
-        // namespace's root is not the host's and may not write the host's cgroup files.
-        let (self_join, paths): (Vec<PathBuf>, Vec<PathBuf>) = match new_user_ns {
-            true => (Vec::new(), paths),
-            // Every v1 group has `tasks`; a v2 group has none.
-            false => match cg.version() {
-                crate::cgroup::Version::V1 => (paths, Vec::new()),
-                crate::cgroup::Version::V2 => (Vec::new(), paths),
-            },
-        };
-        // Its `tasks` files opened ahead, when they are the ones to join: the init writes to them.
-        let tasks = if !self_join.is_empty() && tasks.len() == self_join.len() { tasks } else { Vec::new() };
-        let (self_join, paths) = match tasks.is_empty() && fds.no_host_paths {
-            true => (Vec::new(), self_join.into_iter().chain(paths).collect()),
-            false => (self_join, paths),
-        };
-        plan.cgroup_tasks_sent = !tasks.is_empty();
-        plan.cgroup_self_join = self_join;
+        // Ours from here: a failure removes it with the init (`destroy`).
         let cg = self.cgroup.insert(cg);
-        // The hook's /etc files follow the Setup: the init begins (wakes, reads the Setup, joins
-        // its cgroups) while the hook runs; it waits for them before it builds its root.
+        let message = match setup {
+            Setup::Prepared(prepared) => prepared?,
+            Setup::Plan(plan) => SetupMessage::prepare(*plan, cg, new_user_ns, fds.no_host_paths)?,
+        };
+        super::trace::step(&message.id, "cgroups made");
+        // The hook's /etc files follow the Setup (`SetupMessage::prepare`): the init begins
+        // (wakes, reads the Setup, joins its cgroups) while the hook runs.
         let hook = before_setup.filter(|_| self.pidfd.is_some());
-        plan.files_follow = hook.is_some();
+        if hook.is_some() != message.files_follow {
+            return Err(CoreError::spec("before_setup", "the Setup was prepared for another hook"));
+        }
         let channel = self
             .channel
             .as_ref()
             .ok_or(CoreError::Channel(super::channel::ChannelError::Closed { awaited: "Setup" }))?;
+        let paths = &message.parent_joins;
         let join = || {
-            crate::cgroup::add_pid_to(&paths, self.pid)
+            crate::cgroup::add_pid_to(paths, self.pid)
                 .map_err(|source| CoreError::Cgroup { path: group.path(), source })
         };
         // Fifo gate: the init applies the process (affinity, ...) before its gate, so it must be
@@ -476,28 +539,26 @@ impl Pending {
         if self.gate != StartGate::Channel {
             join()?;
         }
-        let id = plan.id.clone();
-        let trace_file = plan.trace.as_ref().and(super::trace::file());
-        let plan_files = if plan.files_follow { std::mem::take(&mut plan.files) } else { Vec::new() };
-        channel.send(&ToInit::Setup(Box::new(plan)))?;
+        let id = &message.id;
+        channel.send_encoded(&message.bytes)?;
         if let Some(mount) = &fds.root_mount {
             channel.send_fds(&[mount.as_fd()])?;
         }
-        if !tasks.is_empty() {
-            channel.send_fds(&tasks.iter().map(AsFd::as_fd).collect::<Vec<_>>())?;
+        if !message.tasks.is_empty() {
+            channel.send_fds(&message.tasks.iter().map(AsFd::as_fd).collect::<Vec<_>>())?;
         }
-        if let Some(file) = trace_file {
+        if let Some(file) = message.traced.then(super::trace::file).flatten() {
             channel.send_fds(&[file])?;
         }
         if !fds.preserve_fds.is_empty() {
             channel.send_fds(&fds.preserve_fds.iter().map(AsFd::as_fd).collect::<Vec<_>>())?;
         }
-        super::trace::step(&id, "Setup sent");
+        super::trace::step(id, "Setup sent");
         if let (Some(hook), Some(pidfd)) = (hook, self.pidfd.as_ref()) {
             let handle = InitHandle { pid: self.pid, pidfd: pidfd.as_fd(), cgroup: Some(cg) };
-            let mut files = plan_files;
+            let mut files = message.files;
             files.extend(hook(&handle).map_err(CoreError::Caller)?);
-            super::trace::step(&id, "before_setup hook done");
+            super::trace::step(id, "before_setup hook done");
             channel.send(&ToInit::Files(files))?;
         }
         channel.set_timeout(Some(STEP_TIMEOUT))?;
