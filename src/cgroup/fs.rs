@@ -51,6 +51,28 @@ pub fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
         .map_err(|source| CgroupError::Write { path: path.into(), value: value.into(), source })
 }
 
+/// A cgroup file kept open for several writes, each of which the kernel takes as one value.
+pub struct Writer {
+    path: std::path::PathBuf,
+    file: std::fs::File,
+}
+
+impl Writer {
+    pub fn open(path: &Path) -> Result<Writer, CgroupError> {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(|source| CgroupError::Write { path: path.into(), value: String::new(), source })?;
+        Ok(Writer { path: path.into(), file })
+    }
+
+    pub fn write(&mut self, value: &str) -> Result<(), CgroupError> {
+        self.file
+            .write_all(value.as_bytes())
+            .map_err(|source| CgroupError::Write { path: self.path.clone(), value: value.into(), source })
+    }
+}
+
 pub fn mkdir(path: &Path) -> Result<(), CgroupError> {
     std::fs::create_dir(path).map_err(|source| match source.kind() {
         std::io::ErrorKind::AlreadyExists => CgroupError::AlreadyExists { path: path.into() },
