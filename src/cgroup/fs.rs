@@ -59,17 +59,20 @@ pub struct Writer {
 
 impl Writer {
     pub fn open(path: &Path) -> Result<Writer, CgroupError> {
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .open(path)
-            .map_err(|source| CgroupError::Write { path: path.into(), value: String::new(), source })?;
+        let file = std::fs::OpenOptions::new().write(true).open(path).map_err(|source| CgroupError::Write {
+            path: path.into(),
+            value: String::new(),
+            source,
+        })?;
         Ok(Writer { path: path.into(), file })
     }
 
     pub fn write(&mut self, value: &str) -> Result<(), CgroupError> {
-        self.file
-            .write_all(value.as_bytes())
-            .map_err(|source| CgroupError::Write { path: self.path.clone(), value: value.into(), source })
+        self.file.write_all(value.as_bytes()).map_err(|source| CgroupError::Write {
+            path: self.path.clone(),
+            value: value.into(),
+            source,
+        })
     }
 }
 

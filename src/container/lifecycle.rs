@@ -369,8 +369,6 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
     super::trace::step(&opts.id, "P host root");
     let console = matches!(opts.stdio, Stdio::Console(_));
     let (stdio, binary) = (opts.stdio, opts.init_binary.as_deref());
-    // The cgroup directories are made while the spawner clones the init (new namespaces take a
-    // while): both were strictly one after the other.
     // A start an init with a kit could serve: a Spec the kit fits, and nothing the init would
     // reach by a host path (its namespace has nothing of the host's). Its root then goes to the
     // init as a mount: for a directory, a copy of its tree made here.
