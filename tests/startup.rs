@@ -378,26 +378,44 @@ fn a_trash_left_by_a_dead_supervisor_is_emptied_at_the_next_start() {
     assert!(!sup.root.join("trash").exists(), "the trash was not emptied at start");
 }
 
-#[test]
-fn the_step_trace_times_every_step_of_a_run_when_asked_for() {
+/// The step trace (ENGINE_STEP_TRACE) of a supervisor that ran `run --rm --net none NAME
+/// /bin/true` for each of `names` in turn, once the last run's last step is written (after its
+/// answer is on its way: the client can be faster).
+fn step_trace_of_runs(names: &[&str]) -> String {
     let mut sup = Supervisor::start();
     sup.signal_and_wait(libc::SIGTERM);
     let trace = sup.dir.path().join("steps");
     sup.spawn_with_env(&[], &[("ENGINE_STEP_TRACE", trace.as_os_str())], std::process::Stdio::inherit());
-    let (code, _, err) = sup.run_with(&["--rm", "--net", "none"], "timed", &rootfs(), &["/bin/true"]);
-    assert_eq!(code, 0, "{err}");
-    // The last step is written once the answer is on its way: the client can be faster.
+    for name in names {
+        let (code, _, err) = sup.run_with(&["--rm", "--net", "none"], name, &rootfs(), &["/bin/true"]);
+        assert_eq!(code, 0, "{err}");
+    }
+    let last = format!("{} +", names.last().expect("a run"));
     let mut text = String::new();
     wait_until(std::time::Duration::from_secs(5), || {
         text = std::fs::read_to_string(&trace).unwrap();
-        text.contains("response sent")
+        text.lines().any(|l| l.starts_with(&last) && l.contains("response sent"))
     });
-    // NAME +MICROSECONDS STEP [PID], the init's steps among the supervisor's, in time order.
+    text
+}
+
+/// When `step` of the run `name` came, in µs since its request: its line is `NAME +MICROSECONDS
+/// STEP [PID]`.
+fn step_at(text: &str, name: &str, step: &str) -> u64 {
+    let head = format!("{name} +");
+    let named = |l: &&str| l.ends_with(&format!(" {step}")) || l.contains(&format!(" {step} "));
+    let line = text.lines().find(|l| l.starts_with(&head) && named(l));
+    let line = line.unwrap_or_else(|| panic!("no {step:?} step in {text}"));
+    line[head.len()..].split(' ').next().and_then(|n| n.parse().ok()).expect(line)
+}
+
+#[test]
+fn the_step_trace_times_every_step_of_a_run_when_asked_for() {
+    let text = step_trace_of_runs(&["timed"]);
+    // The init's steps among the supervisor's, in time order.
     let mut last = 0u64;
     for step in ["request parsed", "init: Setup received", "init: root built", "Started received", "response sent"] {
-        let line = text.lines().find(|l| l.starts_with("timed +") && l.contains(step));
-        let line = line.unwrap_or_else(|| panic!("no {step:?} step in {text}"));
-        let us: u64 = line["timed +".len()..].split(' ').next().and_then(|n| n.parse().ok()).expect(line);
+        let us = step_at(&text, "timed", step);
         assert!(us >= last, "{step} at {us} µs, before the step ahead of it: {text}");
         last = us;
     }
@@ -408,25 +426,8 @@ fn the_step_trace_times_every_step_of_a_run_when_asked_for() {
 /// to wait for the spawner's answer idle, then encode (~50-90 µs on the path, step trace).
 #[test]
 fn the_setup_is_encoded_while_the_spawner_hands_over_the_init() {
-    let mut sup = Supervisor::start();
-    sup.signal_and_wait(libc::SIGTERM);
-    let trace = sup.dir.path().join("steps");
-    sup.spawn_with_env(&[], &[("ENGINE_STEP_TRACE", trace.as_os_str())], std::process::Stdio::inherit());
-    for name in ["first", "second"] {
-        let (code, _, err) = sup.run_with(&["--rm", "--net", "none"], name, &rootfs(), &["/bin/true"]);
-        assert_eq!(code, 0, "{err}");
-    }
-    let mut text = String::new();
-    wait_until(std::time::Duration::from_secs(5), || {
-        text = std::fs::read_to_string(&trace).unwrap();
-        text.lines().any(|l| l.starts_with("second +") && l.contains("response sent"))
-    });
-    let at = |step: &str| {
-        let named = |l: &&str| l.ends_with(&format!(" {step}")) || l.contains(&format!(" {step} "));
-        let line = text.lines().find(|l| l.starts_with("second +") && named(l));
-        let line = line.unwrap_or_else(|| panic!("no {step:?} step in {text}"));
-        line["second +".len()..].split(' ').next().and_then(|n| n.parse::<u64>().ok()).expect(line)
-    };
+    let text = step_trace_of_runs(&["first", "second"]);
+    let at = |step| step_at(&text, "second", step);
     let (encoded, cloned, sent) = (at("P Setup encoded"), at("init cloned"), at("Setup sent"));
     assert!(encoded <= cloned && cloned <= sent, "encoded {encoded}, init cloned {cloned}, Setup sent {sent}: {text}");
 }
@@ -945,31 +946,38 @@ fn the_init_joins_its_groups_through_files_opened_ahead() {
     sup.ok(&["rm", "-f", "joined"]);
 }
 
+/// The system calls `calls` the init made ahead makes from its Setup to its command's execve,
+/// traced over one `run --rm --net none NAME /bin/true` (after a warm-up run, so that an init
+/// waits idle for it): its lines of the trace (it is asserted to be the init that ran the
+/// command, so no other init's silence passes for this one's).
+fn calls_of_a_ready_init_before_its_command(calls: &str, name: &str) -> Vec<String> {
+    let sup = Supervisor::start();
+    let rootfs = rootfs();
+    sup.run_with(&["--rm", "--net", "none"], "warm", &rootfs, &["/bin/true"]);
+    wait_until(std::time::Duration::from_secs(10), || idle_inits(&sup).len() == 1);
+    let init = idle_inits(&sup)[0];
+    let trace = strace_supervisor(&sup, &format!("{calls},execve,wait4"), |_| {
+        let (code, _, err) = sup.run_with(&["--rm", "--net", "none"], name, &rootfs, &["/bin/true"]);
+        assert_eq!(code, 0, "{err}");
+    });
+    let of_init = |l: &&String| l.starts_with(&format!("{init} "));
+    assert!(
+        trace.iter().filter(of_init).any(|l| l.contains("wait4(")),
+        "the init {init} did not run the command: {trace:#?}"
+    );
+    let exec =
+        trace.iter().position(|l| l.contains("execve(\"/bin/true\"")).expect("the command's execve was not traced");
+    trace[..exec].iter().filter(of_init).cloned().collect()
+}
+
 /// Issue 14: an init lets go of the engine's code pages before its command starts only where the
 /// kernel monitor counts the container's RSS against limits (none here: no module on this host,
 /// no --hard-mib); otherwise only once the command has run a while (`LATE_DROP_AFTER`). The
 /// early drop was 0.15-0.27 ms of the init's path to the command.
 #[test]
 fn an_init_without_counted_memory_limits_keeps_its_code_pages_until_its_command_runs() {
-    let sup = Supervisor::start();
-    let rootfs = rootfs();
-    sup.run_with(&["--rm", "--net", "none"], "warm", &rootfs, &["/bin/true"]);
-    wait_until(std::time::Duration::from_secs(10), || idle_inits(&sup).len() == 1);
-    let init = idle_inits(&sup)[0];
-    let trace = strace_supervisor(&sup, "madvise,execve,wait4", |_| {
-        let (code, _, err) = sup.run_with(&["--rm", "--net", "none"], "kept", &rootfs, &["/bin/true"]);
-        assert_eq!(code, 0, "{err}");
-    });
-    // The traced init is the one that ran the command (it reaped it): no other init's silence
-    // passes for this one's.
-    assert!(
-        trace.iter().any(|l| l.starts_with(&format!("{init} ")) && l.contains("wait4(")),
-        "the init {init} did not run the command: {trace:#?}"
-    );
-    let exec =
-        trace.iter().position(|l| l.contains("execve(\"/bin/true\"")).expect("the command's execve was not traced");
-    let dropped: Vec<_> =
-        trace[..exec].iter().filter(|l| l.starts_with(&format!("{init} ")) && l.contains("MADV_DONTNEED")).collect();
+    let calls = calls_of_a_ready_init_before_its_command("madvise", "kept");
+    let dropped: Vec<_> = calls.iter().filter(|l| l.contains("MADV_DONTNEED")).collect();
     assert!(dropped.is_empty(), "the init let go of its code pages before its command: {dropped:#?}");
 }
 
@@ -979,26 +987,8 @@ fn an_init_without_counted_memory_limits_keeps_its_code_pages_until_its_command_
 /// the Setup to the command has neither (nor does the command's clone make its stack there).
 #[test]
 fn an_init_made_ahead_has_read_cap_last_cap_and_set_its_handlers_before_its_setup() {
-    let sup = Supervisor::start();
-    let rootfs = rootfs();
-    sup.run_with(&["--rm", "--net", "none"], "warm", &rootfs, &["/bin/true"]);
-    wait_until(std::time::Duration::from_secs(10), || idle_inits(&sup).len() == 1);
-    let init = idle_inits(&sup)[0];
-    let trace = strace_supervisor(&sup, "openat,rt_sigaction,execve,wait4", |_| {
-        let (code, _, err) = sup.run_with(&["--rm", "--net", "none"], "ahead", &rootfs, &["/bin/true"]);
-        assert_eq!(code, 0, "{err}");
-    });
-    assert!(
-        trace.iter().any(|l| l.starts_with(&format!("{init} ")) && l.contains("wait4(")),
-        "the init {init} did not run the command: {trace:#?}"
-    );
-    let exec =
-        trace.iter().position(|l| l.contains("execve(\"/bin/true\"")).expect("the command's execve was not traced");
-    let on_path: Vec<_> = trace[..exec]
-        .iter()
-        .filter(|l| l.starts_with(&format!("{init} ")))
-        .filter(|l| l.contains("cap_last_cap") || l.contains("rt_sigaction("))
-        .collect();
+    let calls = calls_of_a_ready_init_before_its_command("openat,rt_sigaction", "ahead");
+    let on_path: Vec<_> = calls.iter().filter(|l| l.contains("cap_last_cap") || l.contains("rt_sigaction(")).collect();
     assert!(on_path.is_empty(), "the init did this between its Setup and its command: {on_path:#?}");
 }
 
