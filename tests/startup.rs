@@ -984,7 +984,7 @@ fn an_init_without_counted_memory_limits_keeps_its_code_pages_until_its_command_
 /// Issue 14: what an init made ahead does whatever its Setup says is done before its Setup
 /// comes: the kernel's last capability read (/proc/sys/kernel/cap_last_cap, for the bounding
 /// set) and the no-op handlers that let a PID 1 be sent the signals it forwards. Its path from
-/// the Setup to the command has neither (nor does the command's clone make its stack there).
+/// the Setup to the command has neither.
 #[test]
 fn an_init_made_ahead_has_read_cap_last_cap_and_set_its_handlers_before_its_setup() {
     let calls = calls_of_a_ready_init_before_its_command("openat,rt_sigaction", "ahead");

@@ -141,21 +141,17 @@ pub fn from_oci(list: &[oci_spec::runtime::LinuxDeviceCgroup]) -> Result<Vec<Rul
 /// run before a process joins the group: a node already open stays open.
 pub fn apply_v1(dir: &Path, rules: &[Rule]) -> Result<(), CgroupError> {
     // Each file opened once for all its rules (a group's ~11 rules were as many opens of it).
-    let mut deny = fs::Writer::open(&dir.join("devices.deny"))?;
-    let mut allow: Option<fs::Writer> = None;
     // "a" clears the inherited allow-all and makes the group deny by default.
-    deny.write("a")?;
+    let mut deny = fs::Writer::first(&dir.join("devices.deny"), "a")?;
+    let mut allow: Option<fs::Writer> = None;
     for rule in rules {
-        let file = match rule.allow {
-            true => match &mut allow {
-                Some(file) => file,
-                None => allow.insert(fs::Writer::open(&dir.join("devices.allow"))?),
-            },
-            false => &mut deny,
-        };
         // One rule per write: the kernel parses each write as one line.
         for line in rule.v1_lines() {
-            file.write(&line)?;
+            match (rule.allow, &mut allow) {
+                (false, _) => deny.write(&line)?,
+                (true, Some(allow)) => allow.write(&line)?,
+                (true, None) => allow = Some(fs::Writer::first(&dir.join("devices.allow"), &line)?),
+            }
         }
     }
     Ok(())

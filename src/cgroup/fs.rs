@@ -44,11 +44,7 @@ pub fn read_key(path: &Path, key: &str) -> Result<Option<u64>, CgroupError> {
 /// Writes with one write(2) and no O_CREAT or O_TRUNC: cgroup files exist or the
 /// controller is absent, and the kernel parses each write as one value.
 pub fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(path)
-        .and_then(|mut f| f.write_all(value.as_bytes()))
-        .map_err(|source| CgroupError::Write { path: path.into(), value: value.into(), source })
+    Writer::first(path, value).map(drop)
 }
 
 /// A cgroup file kept open for several writes, each of which the kernel takes as one value.
@@ -58,13 +54,13 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub fn open(path: &Path) -> Result<Writer, CgroupError> {
-        let file = std::fs::OpenOptions::new().write(true).open(path).map_err(|source| CgroupError::Write {
-            path: path.into(),
-            value: String::new(),
-            source,
-        })?;
-        Ok(Writer { path: path.into(), file })
+    /// `path` opened, and `value` written to it.
+    pub fn first(path: &Path, value: &str) -> Result<Writer, CgroupError> {
+        let failed = |source| CgroupError::Write { path: path.into(), value: value.into(), source };
+        let file = std::fs::OpenOptions::new().write(true).open(path).map_err(failed)?;
+        let mut writer = Writer { path: path.into(), file };
+        writer.write(value)?;
+        Ok(writer)
     }
 
     pub fn write(&mut self, value: &str) -> Result<(), CgroupError> {

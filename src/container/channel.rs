@@ -40,6 +40,17 @@ pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, ChannelError> {
     Ok(bytes)
 }
 
+/// `ToInit::Setup(plan)` as [`encode`] puts it on the channel (`{"Setup":{...}}`), from a
+/// borrowed Plan: the parent encodes it ahead and keeps the Plan.
+pub fn encode_setup(plan: &Plan) -> Result<Vec<u8>, ChannelError> {
+    #[derive(Serialize)]
+    struct SetupRef<'a> {
+        #[serde(rename = "Setup")]
+        setup: &'a Plan,
+    }
+    encode(&SetupRef { setup: plan })
+}
+
 /// What the init needs to build the container: everything the parent decided.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Plan {
@@ -495,6 +506,45 @@ mod tests {
         // Exec mode: a message instead of the close is still unexpected.
         init.send(&FromInit::Ready).unwrap();
         assert!(parent.wait_started(InitMode::Exec).is_err());
+    }
+
+    /// The Setup encoded ahead from a borrowed Plan is the bytes `send` makes of
+    /// `ToInit::Setup`, and the init reads it, then the files that follow it.
+    #[test]
+    fn a_setup_encoded_ahead_is_a_setup_and_its_files_follow_it() {
+        let files = vec![EtcFile { target: "/etc/hostname".into(), content: "x\n".into() }];
+        let plan = Plan {
+            id: "ahead".into(),
+            spec: Spec::default(),
+            root: RootSource::Dir("/nonexistent".into()),
+            files: Vec::new(),
+            files_follow: true,
+            mode: InitMode::Reaper,
+            gate: StartGate::Channel,
+            cgroup_paths: vec!["/sys/fs/cgroup/x".into()],
+            cgroup_self_join: Vec::new(),
+            cgroup_tasks_sent: false,
+            hook_state: None,
+            preserve_fds: 0,
+            console: false,
+            root_mount: false,
+            seccomp: None,
+            madvise_denied: false,
+            rss_limited: false,
+            trace: None,
+        };
+        let ahead = encode_setup(&plan).unwrap();
+        assert_eq!(ahead, encode(&ToInit::Setup(Box::new(plan.clone()))).unwrap());
+        let (parent, init) = InitChannel::pair().unwrap();
+        parent.send_encoded(&ahead).unwrap();
+        parent.send(&ToInit::Files(files)).unwrap();
+        let got = init.wait_setup().unwrap();
+        assert_eq!((got.id.as_str(), got.files_follow), ("ahead", true));
+        assert_eq!(init.wait_files().unwrap()[0].target, "/etc/hostname");
+        // Files where a Setup is awaited (or the reverse) is refused, not taken for it.
+        parent.send(&ToInit::Files(Vec::new())).unwrap();
+        let e = init.wait_setup().unwrap_err();
+        assert!(matches!(e, ChannelError::Unexpected { awaited: "Setup", got: "Files" }), "{e}");
     }
 
     #[test]

@@ -599,7 +599,15 @@ fn install_forwarding_handlers(signals: &SigSet) {
 /// The stack the command's clone runs on until its execve (`spawn_vfork`): made and faulted in
 /// ahead by an init made ahead (`warm_up_after_kit`), else at the spawn.
 static SPAWN_STACK: parking_lot::Mutex<Vec<u8>> = parking_lot::Mutex::new(Vec::new());
-const SPAWN_STACK_BYTES: usize = 64 * 1024;
+
+/// [`SPAWN_STACK`], 64 KiB, made on first use.
+fn spawn_stack() -> parking_lot::MutexGuard<'static, Vec<u8>> {
+    let mut stack = SPAWN_STACK.lock();
+    if stack.is_empty() {
+        *stack = vec![0u8; 64 * 1024];
+    }
+    stack
+}
 
 fn start_command(process: &Process, signals: &SigSet) -> Result<Pid, CoreError> {
     let args = process.args().as_deref().unwrap_or_default();
@@ -657,10 +665,7 @@ fn spawn_vfork(process: &Process) -> Result<Pid, CoreError> {
         env.iter().map(|e| e.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
     // The child's errno when its execve (or setpgid) failed; 0: it exec'd.
     let failed = std::sync::atomic::AtomicI32::new(0);
-    let mut stack = SPAWN_STACK.lock();
-    if stack.is_empty() {
-        *stack = vec![0u8; SPAWN_STACK_BYTES];
-    }
+    let mut stack = spawn_stack();
     let last_signal = libc::SIGRTMAX();
     let child = Box::new(|| -> isize {
         // SAFETY: raw system calls on memory prepared above, which outlives the child's use of
@@ -744,10 +749,8 @@ fn warm_up() {
 /// to a PID 1 (`start_command`). ~40 system calls and ~16 page faults off the path.
 fn warm_up_after_kit() {
     let _ = super::security::last_cap();
-    let mut stack = SPAWN_STACK.lock();
-    if stack.is_empty() {
-        *stack = vec![1u8; SPAWN_STACK_BYTES];
-    }
+    // Written through: every page faulted in now.
+    spawn_stack().fill(1);
     install_forwarding_handlers(&forwarded_signals());
 }
 

@@ -145,7 +145,6 @@ struct AfterSetup {
 /// group is there, while the spawner clones (or hands over) the init when it can be (nothing in
 /// it then waits for the init's pid), else just before it is sent.
 struct SetupMessage {
-    id: String,
     bytes: Vec<u8>,
     /// The `tasks` files of the groups the init joins itself, which follow the Setup.
     tasks: Vec<OwnedFd>,
@@ -153,25 +152,19 @@ struct SetupMessage {
     parent_joins: Vec<PathBuf>,
     /// The Plan's /etc files, sent after the Setup with the hook's (`Plan::files_follow`).
     files: Vec<EtcFile>,
-    files_follow: bool,
-    /// The step trace's file follows the Setup.
-    traced: bool,
 }
 
 impl SetupMessage {
-    /// `plan` completed with its group `cg` (whose `tasks` files it takes) and encoded.
-    fn prepare(
-        mut plan: Plan,
-        cg: &mut Cgroup,
-        new_user_ns: bool,
-        no_host_paths: bool,
-    ) -> Result<SetupMessage, CoreError> {
+    /// `plan` completed with its group `cg` (whose `tasks` files it takes) and encoded; later
+    /// changes to `plan` are not in it.
+    fn prepare(plan: &mut Plan, cg: &mut Cgroup, no_host_paths: bool) -> Result<SetupMessage, CoreError> {
         let tasks = cg.take_tasks_files();
         let paths = cg.paths();
         plan.cgroup_paths.clone_from(&paths);
         // v1 hierarchies (they have `tasks`) the init joins itself, cheaply (see
         // `Plan::cgroup_self_join`); the parent writes the pid into the others. A new user
         // namespace's root is not the host's and may not write the host's cgroup files.
+        let new_user_ns = rootfs::has_new_namespace(&plan.spec, oci_spec::runtime::LinuxNamespaceType::User);
         let (self_join, paths): (Vec<PathBuf>, Vec<PathBuf>) = match new_user_ns {
             true => (Vec::new(), paths),
             // Every v1 group has `tasks`; a v2 group has none.
@@ -189,9 +182,8 @@ impl SetupMessage {
         plan.cgroup_tasks_sent = !tasks.is_empty();
         plan.cgroup_self_join = self_join;
         let files = if plan.files_follow { std::mem::take(&mut plan.files) } else { Vec::new() };
-        let (id, traced, files_follow) = (plan.id.clone(), plan.trace.is_some(), plan.files_follow);
-        let bytes = super::channel::encode(&ToInit::Setup(Box::new(plan)))?;
-        Ok(SetupMessage { id, bytes, tasks, parent_joins, files, files_follow, traced })
+        let bytes = super::channel::encode_setup(plan)?;
+        Ok(SetupMessage { bytes, tasks, parent_joins, files })
     }
 }
 
@@ -393,7 +385,7 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
         }
     }
     let new_user_ns = flags.contains(nix::sched::CloneFlags::CLONE_NEWUSER);
-    let mut plan = Some(Plan {
+    let mut plan = Plan {
         trace: super::trace::origin(&opts.id),
         id: opts.id,
         spec,
@@ -412,7 +404,7 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
         seccomp,
         madvise_denied,
         rss_limited: opts.rss_limited,
-    });
+    };
     // The cgroup directories are made while the spawner clones the init (new namespaces take a
     // while): both were strictly one after the other. Then, unless it needs the init's pid (the
     // OCI hooks' state), the Setup is encoded there too.
@@ -420,14 +412,14 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
     let mut made: Option<Result<Cgroup, CoreError>> = None;
     let mut prepared: Option<Result<SetupMessage, CoreError>> = None;
     let mut ahead = opts.cgroup_ahead;
-    let id = plan.as_ref().map(|p| p.id.clone()).unwrap_or_default();
+    let id = plan.id.clone();
     let mut make_group = || {
         if made.is_none() {
             super::trace::step(&id, "P meanwhile begin");
             made = Some(group.create(ahead.take()));
             super::trace::step(&id, "P meanwhile end");
             if let (true, Some(Ok(cg))) = (encode_ahead, made.as_mut()) {
-                prepared = plan.take().map(|plan| SetupMessage::prepare(plan, cg, new_user_ns, kit_fits));
+                prepared = Some(SetupMessage::prepare(&mut plan, cg, kit_fits));
                 super::trace::step(&id, "P Setup encoded");
             }
         }
@@ -459,12 +451,12 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
         host_root,
     };
     super::trace::step(&id, "init cloned");
-    if let (Some(render), Some(plan)) = (opts.hook_state, plan.as_mut()) {
+    if let Some(render) = opts.hook_state {
         plan.hook_state = Some(render(pending.pid));
     }
-    let maps = match (gate, plan.as_ref()) {
-        (Some(gate), Some(plan)) => spawn::write_id_maps(pending.pid, &plan.spec).and_then(|()| spawn::release(gate)),
-        _ => Ok(()),
+    let maps = match gate {
+        Some(gate) => spawn::write_id_maps(pending.pid, &plan.spec).and_then(|()| spawn::release(gate)),
+        None => Ok(()),
     };
     if let Err(e) = maps {
         pending.destroy();
@@ -474,12 +466,7 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
         return Err(e);
     }
     let fds = AfterSetup { root_mount, preserve_fds: opts.preserve_fds, no_host_paths: kit_fits };
-    let setup = match (prepared, plan) {
-        (Some(prepared), _) => Ok(Setup::Prepared(prepared)),
-        (None, Some(plan)) => Ok(Setup::Plan(Box::new(plan))),
-        (None, None) => Err(CoreError::spec("Setup", "neither a Plan nor its message")),
-    };
-    match setup.and_then(|setup| pending.setup(setup, &group, made, opts.before_setup, new_user_ns, fds)) {
+    match pending.setup(plan, prepared, &group, made, opts.before_setup, fds) {
         Ok(()) => Ok(pending),
         Err(e) => {
             pending.destroy();
@@ -488,20 +475,15 @@ pub fn create(opts: CreateOptions<'_>) -> Result<Pending, CoreError> {
     }
 }
 
-/// What `Pending::setup` sends: the Plan, or its message prepared while the spawner cloned.
-enum Setup {
-    Plan(Box<Plan>),
-    Prepared(Result<SetupMessage, CoreError>),
-}
-
 impl Pending {
+    /// `prepared`: the Setup's message made from `plan` while the spawner cloned, if it was.
     fn setup(
         &mut self,
-        setup: Setup,
+        mut plan: Plan,
+        prepared: Option<Result<SetupMessage, CoreError>>,
         group: &GroupPlan,
         made: Option<Result<Cgroup, CoreError>>,
         before_setup: Option<BeforeSetup<'_>>,
-        new_user_ns: bool,
         fds: AfterSetup,
     ) -> Result<(), CoreError> {
         let cg = match made {
@@ -511,17 +493,11 @@ impl Pending {
         };
         // Ours from here: a failure removes it with the init (`destroy`).
         let cg = self.cgroup.insert(cg);
-        let message = match setup {
-            Setup::Prepared(prepared) => prepared?,
-            Setup::Plan(plan) => SetupMessage::prepare(*plan, cg, new_user_ns, fds.no_host_paths)?,
+        let message = match prepared {
+            Some(prepared) => prepared?,
+            None => SetupMessage::prepare(&mut plan, cg, fds.no_host_paths)?,
         };
-        super::trace::step(&message.id, "cgroups made");
-        // The hook's /etc files follow the Setup (`SetupMessage::prepare`): the init begins
-        // (wakes, reads the Setup, joins its cgroups) while the hook runs.
-        let hook = before_setup.filter(|_| self.pidfd.is_some());
-        if hook.is_some() != message.files_follow {
-            return Err(CoreError::spec("before_setup", "the Setup was prepared for another hook"));
-        }
+        super::trace::step(&plan.id, "cgroups made");
         let channel = self
             .channel
             .as_ref()
@@ -537,7 +513,6 @@ impl Pending {
         if self.gate != StartGate::Channel {
             join()?;
         }
-        let id = &message.id;
         channel.send_encoded(&message.bytes)?;
         if let Some(mount) = &fds.root_mount {
             channel.send_fds(&[mount.as_fd()])?;
@@ -545,18 +520,22 @@ impl Pending {
         if !message.tasks.is_empty() {
             channel.send_fds(&message.tasks.iter().map(AsFd::as_fd).collect::<Vec<_>>())?;
         }
-        if let Some(file) = message.traced.then(super::trace::file).flatten() {
+        if let Some(file) = plan.trace.as_ref().and(super::trace::file()) {
             channel.send_fds(&[file])?;
         }
         if !fds.preserve_fds.is_empty() {
             channel.send_fds(&fds.preserve_fds.iter().map(AsFd::as_fd).collect::<Vec<_>>())?;
         }
-        super::trace::step(id, "Setup sent");
-        if let (Some(hook), Some(pidfd)) = (hook, self.pidfd.as_ref()) {
-            let handle = InitHandle { pid: self.pid, pidfd: pidfd.as_fd(), cgroup: Some(cg) };
+        super::trace::step(&plan.id, "Setup sent");
+        // The hook's /etc files follow the Setup: the init begins (wakes, reads the Setup, joins
+        // its cgroups) while the hook runs; it waits for them whenever `files_follow` says so.
+        if plan.files_follow {
             let mut files = message.files;
-            files.extend(hook(&handle).map_err(CoreError::Caller)?);
-            super::trace::step(id, "before_setup hook done");
+            if let (Some(hook), Some(pidfd)) = (before_setup, self.pidfd.as_ref()) {
+                let handle = InitHandle { pid: self.pid, pidfd: pidfd.as_fd(), cgroup: Some(cg) };
+                files.extend(hook(&handle).map_err(CoreError::Caller)?);
+                super::trace::step(&plan.id, "before_setup hook done");
+            }
             channel.send(&ToInit::Files(files))?;
         }
         channel.set_timeout(Some(STEP_TIMEOUT))?;
