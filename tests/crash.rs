@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{pids_matching, rootfs, wait_until, Supervisor, ENGINE};
+use common::{pids_matching, rootfs, top_cgroups, wait_until, Supervisor, ENGINE};
 
 /// A `sleep` argument no other test uses, so its processes can be counted.
 fn unique_secs(salt: u32) -> String {
@@ -273,19 +273,6 @@ fn bridges() -> BTreeSet<String> {
         .filter(|e| e.path().join("bridge").exists())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect()
-}
-
-fn top_cgroups() -> BTreeSet<PathBuf> {
-    let mut out = BTreeSet::new();
-    for ctrl in ["", "memory", "cpu", "cpuacct", "pids", "cpuset", "blkio", "devices", "freezer", "unified"] {
-        for e in std::fs::read_dir(Path::new("/sys/fs/cgroup").join(ctrl)).into_iter().flatten().flatten() {
-            let n = e.file_name().to_string_lossy().into_owned();
-            if n.starts_with("engine") && !n.starts_with("engine-test-") && e.path().is_dir() {
-                out.insert(e.path());
-            }
-        }
-    }
-    out
 }
 
 /// Removes the bridges and cgroup parents that default-named supervisors made during a test

@@ -99,6 +99,7 @@ fn socket_and_root_are_private_and_single_owner() {
 
 #[test]
 fn detach_returns_once_ready_and_the_env_socket_is_used() {
+    let groups_before = top_cgroups();
     let dir = tempfile::Builder::new().prefix("engine-test-").tempdir_in("/tmp").unwrap();
     let socket = dir.path().join("d.sock");
     let out = std::process::Command::new(ENGINE)
@@ -113,8 +114,17 @@ fn detach_returns_once_ready_and_the_env_socket_is_used() {
     assert!(ps.status.success(), "{}", describe(&ps));
     let pid = pids_matching(&format!("--socket {}", socket.display()));
     assert_eq!(pid.len(), 1);
+    // Default names (from the root): its cgroup parent is one it made, and goes when it stops.
+    // (Its groups made ahead come from a thread of its own: wait for them.)
+    wait_until(Duration::from_secs(5), || top_cgroups().len() > groups_before.len());
+    let made: Vec<_> = top_cgroups().difference(&groups_before).cloned().collect();
     unsafe { libc::kill(pid[0], libc::SIGTERM) };
     wait_until(Duration::from_secs(5), || !socket.exists() && !process_exists(pid[0]));
+    let left: Vec<_> = made.iter().filter(|d| d.exists()).collect();
+    for d in &left {
+        let _ = std::fs::remove_dir(d);
+    }
+    assert!(left.is_empty(), "a stopped supervisor left the cgroup parent it made: {left:?}");
 }
 
 #[test]

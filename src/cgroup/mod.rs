@@ -226,6 +226,39 @@ impl Cgroup {
     }
 }
 
+/// The directories of `parent` (and of its missing ancestors) that do not exist yet in any of
+/// this host's hierarchies, deepest last: what a supervisor about to use `parent` will make, and
+/// so may remove when it stops. A parent it found stays, with whatever limits its owner set.
+pub fn missing_parent_dirs(parent: &str) -> Vec<PathBuf> {
+    if check_parent(parent).is_err() {
+        return Vec::new();
+    }
+    let mounts: std::collections::BTreeSet<PathBuf> = match layout::detect() {
+        Ok(Layout::V2 { mount }) => [mount].into(),
+        Ok(Layout::V1 { mounts }) => mounts.into_values().collect(),
+        Err(_) => return Vec::new(),
+    };
+    let mut missing = Vec::new();
+    for mount in mounts {
+        let mut dir = mount;
+        for part in parent.split('/') {
+            dir.push(part);
+            if !dir.exists() {
+                missing.push(dir.clone());
+            }
+        }
+    }
+    missing
+}
+
+/// Removes the directories of `dirs` that are empty, deepest first: `rmdir` refuses a group
+/// that still holds a group or a process, and that one stays.
+pub fn remove_if_empty(dirs: &[PathBuf]) {
+    for dir in dirs.iter().rev() {
+        let _ = std::fs::remove_dir(dir);
+    }
+}
+
 /// Moves `pid` into the groups at `paths` (what [`Cgroup::paths`] gave), for a caller that has
 /// handed the `Cgroup` on: the move can take a while (v1: one RCU grace period, ~20 ms here), and
 /// the supervisor overlaps it with the init's own setup.

@@ -115,6 +115,9 @@ pub struct Supervisor {
     /// `--restart`'s back-off per container.
     pub restarts: restart::Restarter,
     pub cgroup_parent: String,
+    /// The directories of the cgroup parent this supervisor made: removed when it stops with
+    /// nothing left in them, so a supervisor leaves the hierarchies as it found them.
+    made_parent_dirs: Vec<PathBuf>,
     pub net: crate::net::NetConfig,
     /// Host ports published by live containers (`-p`), taken before a start makes anything.
     pub ports: crate::net::firewall::Claims,
@@ -211,6 +214,9 @@ impl Supervisor {
         self.ahead.clear();
         self.fresh.clear();
         self.cgroups_ahead.clear();
+        if left.is_empty() {
+            crate::cgroup::remove_if_empty(&self.made_parent_dirs);
+        }
         self.activation.notify("STOPPING=1");
         if !self.socket_activated {
             let _ = fs::remove_file(&self.socket);
@@ -509,6 +515,7 @@ pub fn run(config: Config, ready: impl FnOnce()) -> anyhow::Result<()> {
         }
     };
     let ahead = overlay_ahead::Ahead::start(&root);
+    let made_parent_dirs = crate::cgroup::missing_parent_dirs(&names.cgroup_parent);
     let cgroups_ahead = cgroups_ahead::CgroupsAhead::start(&names.cgroup_parent);
     let sup = Arc::new(Supervisor {
         root,
@@ -519,6 +526,7 @@ pub fn run(config: Config, ready: impl FnOnce()) -> anyhow::Result<()> {
         softlimits: softlimit::Watcher::new().context("creating the soft-limit watcher's eventfd")?,
         restarts: restart::Restarter::default(),
         cgroup_parent: names.cgroup_parent,
+        made_parent_dirs,
         net,
         ports: crate::net::firewall::Claims::new(),
         shutting_down: AtomicBool::new(false),

@@ -295,3 +295,18 @@ pub fn bridge_ports(bridge: &str) -> std::collections::BTreeMap<String, String> 
         })
         .collect()
 }
+
+/// The top-level groups named `engine*` (but not `engine-test-*`) in every hierarchy: those of
+/// supervisors started with the default names, which derive from their roots.
+pub fn top_cgroups() -> std::collections::BTreeSet<PathBuf> {
+    let mut out = std::collections::BTreeSet::new();
+    for ctrl in ["", "memory", "cpu", "cpuacct", "pids", "cpuset", "blkio", "devices", "freezer", "unified"] {
+        for e in std::fs::read_dir(Path::new("/sys/fs/cgroup").join(ctrl)).into_iter().flatten().flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.starts_with("engine") && !n.starts_with("engine-test-") && e.path().is_dir() {
+                out.insert(e.path());
+            }
+        }
+    }
+    out
+}
