@@ -73,6 +73,62 @@ pub fn clone_tree(path: &std::path::Path) -> io::Result<std::os::fd::OwnedFd> {
     Ok(tree)
 }
 
+/// `chattr +T`'s flag (FS_TOPDIR_FL): the directory is the top of unrelated trees.
+const FS_TOPDIR_FL: libc::c_int = 0x0002_0000;
+
+/// Marks `dir` as the top of unrelated directory trees (`chattr +T`): ext2/3/4's Orlov allocator
+/// then spreads its subdirectories (and what is made in them) over the block groups instead of
+/// packing each next to it. For the directories under which each container gets its own layer:
+/// on ext4 without a journal, every new inode scans past the inodes of its group freed in the
+/// last minutes, so packed layers that come and go make each start's inodes dearer. Other
+/// filesystems refuse the flag (an error the caller may ignore) or keep it without effect.
+pub fn spread_subdirs(dir: &std::path::Path) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW).open(dir)?;
+    let mut flags: libc::c_int = 0;
+    // SAFETY: the kernel writes one int through the pointer, which outlives the call.
+    check(unsafe { libc::ioctl(file.as_raw_fd(), libc::FS_IOC_GETFLAGS, &mut flags) })?;
+    if flags & FS_TOPDIR_FL == 0 {
+        flags |= FS_TOPDIR_FL;
+        // SAFETY: the kernel reads one int through the pointer, which outlives the call.
+        check(unsafe { libc::ioctl(file.as_raw_fd(), libc::FS_IOC_SETFLAGS, &flags) })?;
+    }
+    Ok(())
+}
+
+/// Whether `dir` has [`spread_subdirs`]'s flag.
+pub fn spreads_subdirs(dir: &std::path::Path) -> io::Result<bool> {
+    Ok(inode_flags(dir)? & FS_TOPDIR_FL != 0)
+}
+
+/// The inode flags of `path` (`lsattr`), without following a symlink.
+pub fn inode_flags(path: &std::path::Path) -> io::Result<libc::c_int> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path)?;
+    let mut flags: libc::c_int = 0;
+    // SAFETY: the kernel writes one int through the pointer, which outlives the call.
+    check(unsafe { libc::ioctl(file.as_raw_fd(), libc::FS_IOC_GETFLAGS, &mut flags) })?;
+    Ok(flags)
+}
+
+/// Removes every extended attribute of `path` (ACLs and overlayfs's own included), without
+/// following a symlink.
+pub fn remove_xattrs(path: &std::path::Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(io::Error::other)?;
+    let mut names = vec![0u8; 4096];
+    // SAFETY: the kernel writes at most `names.len()` bytes into the buffer.
+    let len = check(unsafe { libc::llistxattr(c.as_ptr(), names.as_mut_ptr().cast(), names.len()) })?;
+    for name in names[..len as usize].split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        let name = std::ffi::CString::new(name).map_err(io::Error::other)?;
+        // SAFETY: two C strings that outlive the call.
+        check(unsafe { libc::lremovexattr(c.as_ptr(), name.as_ptr()) })?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,5 +139,38 @@ mod tests {
         let rc = unsafe { libc::close(-1) };
         assert_eq!(check(rc).unwrap_err().raw_os_error(), Some(libc::EBADF));
         assert_eq!(check(3i64).unwrap(), 3);
+    }
+
+    /// On ext4 (this host's /tmp and /var/lib) the flag sticks.
+    #[test]
+    fn a_spread_directory_keeps_its_flag_on_ext4() {
+        let dir = tempfile::Builder::new().prefix("engine-test-").tempdir_in("/tmp").unwrap();
+        // SAFETY: a zeroed statfs is valid; the path is a C string that outlives the call.
+        let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+        let path = std::ffi::CString::new(dir.path().to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::statfs(path.as_ptr(), &mut st) }, 0);
+        const EXT4_SUPER_MAGIC: libc::c_long = 0xEF53;
+        assert_eq!(st.f_type, EXT4_SUPER_MAGIC, "/tmp is not ext4 here: this test needs an ext4 /tmp");
+        assert!(!spreads_subdirs(dir.path()).unwrap());
+        spread_subdirs(dir.path()).unwrap();
+        assert!(spreads_subdirs(dir.path()).unwrap());
+        // Again: nothing to change.
+        spread_subdirs(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn every_extended_attribute_is_removed() {
+        let dir = tempfile::Builder::new().prefix("engine-test-").tempdir_in("/tmp").unwrap();
+        let c = std::ffi::CString::new(dir.path().to_str().unwrap()).unwrap();
+        for (name, value) in [(c"user.a", "1"), (c"trusted.overlay.opaque", "y"), (c"user.b", "2")] {
+            // SAFETY: C strings and a buffer that outlive the call.
+            let rc = unsafe { libc::lsetxattr(c.as_ptr(), name.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+            assert_eq!(rc, 0, "{name:?}: {}", std::io::Error::last_os_error());
+        }
+        remove_xattrs(dir.path()).unwrap();
+        let mut buf = [0u8; 256];
+        // SAFETY: as above.
+        let len = unsafe { libc::llistxattr(c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        assert_eq!(len, 0, "left: {:?}", String::from_utf8_lossy(&buf[..len.max(0) as usize]));
     }
 }

@@ -341,11 +341,12 @@ fn each_init_is_born_in_a_network_namespace_the_spawner_made_ahead_for_it_alone(
 }
 
 #[test]
-fn a_run_rm_record_is_never_fsynced_and_its_layer_is_deleted_through_the_trash() {
+fn a_run_rm_record_is_never_fsynced_and_its_written_layer_is_deleted_through_the_trash() {
     let sup = Supervisor::start();
     let rootfs = rootfs();
     let text = strace_supervisor(&sup, "fsync,fdatasync,syncfs,sync_file_range,rename", |trace| {
-        let (code, _, err) = sup.run_with(&["--rm"], "gone", &rootfs, &["/bin/true"]);
+        // It writes to its root: its layer is not one to reuse.
+        let (code, _, err) = sup.run_with(&["--rm"], "gone", &rootfs, &["/bin/touch", "/written"]);
         assert_eq!(code, 0, "{err}");
         // Later than the record syncer's round would come (a few ms after the last save).
         std::thread::sleep(std::time::Duration::from_millis(300));
@@ -365,6 +366,64 @@ fn a_run_rm_record_is_never_fsynced_and_its_layer_is_deleted_through_the_trash()
     // The name is free at once.
     let (code, _, err) = sup.run_with(&["--rm"], "gone", &rootfs, &["/bin/true"]);
     assert_eq!(code, 0, "{err}");
+}
+
+/// A `run --rm` that wrote no file leaves its layer in the trash for the next spare overlay,
+/// which gets it with its root as new: a container that changed its root's mode does not pass
+/// that on (nor its root's times or extended attributes: see overlay_ahead's unit tests).
+#[test]
+fn an_unwritten_run_rm_layer_is_reused_with_its_root_as_new() {
+    use std::os::unix::fs::MetadataExt;
+    let sup = Supervisor::start();
+    let rootfs = rootfs();
+    let want = format!("{:o}", std::fs::metadata(&rootfs).unwrap().mode() & 0o7777);
+    assert_ne!(want, "700");
+    let (code, _, err) = sup.run_with(&["--rm"], "a", &rootfs, &["/bin/chmod", "0700", "/"]);
+    assert_eq!(code, 0, "{err}");
+    // Kept, not deleted.
+    let mut kept = None;
+    wait_until(std::time::Duration::from_secs(5), || {
+        kept = std::fs::read_dir(sup.root.join("trash")).ok().and_then(|mut d| d.next()).and_then(|e| e.ok());
+        kept.is_some()
+    });
+    let kept = kept.unwrap().path();
+    let ino = std::fs::metadata(&kept).unwrap().ino();
+    assert_eq!(std::fs::metadata(kept.join("upper")).unwrap().mode() & 0o7777, 0o700);
+    // Later `run --rm`s (the same layers, so the same spares): one gets it, and sees its root
+    // as the rootfs has it. Each runs a moment, for its layer's directory to be looked at.
+    let mut reused = Vec::new();
+    for i in 0..8 {
+        let name = format!("b{i}");
+        let child = sup
+            .cmd(&["run", "--rm", &name, rootfs.to_str().unwrap(), "/bin/sh", "-c", "stat -c %a /; sleep 0.3"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let layer = sup.root.join("overlay").join(&name);
+        let mut seen = None;
+        wait_until(std::time::Duration::from_secs(5), || {
+            seen = std::fs::metadata(&layer).ok().map(|m| m.ino());
+            seen.is_some()
+        });
+        if seen == Some(ino) {
+            reused.push(name.clone());
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{name}: {}", describe(&out));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            want,
+            "{name} saw its root's mode as the last container left it"
+        );
+        if !reused.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(reused.len(), 1, "the ended layer was not reused exactly once: {reused:?}");
+    // Where layers and fresh files are made, their directories are spread over the filesystem.
+    for dir in ["overlay", "ahead", "fresh"] {
+        assert!(engine::sys::spreads_subdirs(&sup.root.join(dir)).unwrap(), "{dir} is not chattr +T");
+    }
 }
 
 #[test]
@@ -682,8 +741,11 @@ fn a_start_takes_a_cgroup_made_ahead_with_the_default_device_rules_and_its_own_l
     for ctrl in ["memory", "cpu", "cpuset", "devices", "pids"] {
         assert_eq!(cgroups_ahead(&sup, ctrl).len(), 0, "groups made ahead left in {ctrl} after the supervisor stopped");
     }
-    let left = std::path::Path::new("/sys/fs/cgroup/memory").join(&sup.cgroup_parent).join(".ahead-999");
-    std::fs::create_dir(&left).unwrap();
+    // Nor the parent it made for them.
+    let parent = std::path::Path::new("/sys/fs/cgroup/memory").join(&sup.cgroup_parent);
+    assert!(!parent.exists(), "the stopped supervisor left the cgroup parent it made");
+    let left = parent.join(".ahead-999");
+    std::fs::create_dir_all(&left).unwrap();
     sup.spawn();
     assert!(!left.exists(), "a dead supervisor's group made ahead was kept");
 }

@@ -379,24 +379,27 @@ pub(super) fn make_layer_dirs(
     Ok(())
 }
 
+/// The upper directory of a layer used again over `top`: `top`'s owner and mode, as
+/// [`make_layer_dirs`] gives a new one.
+pub(super) fn set_upper_owner(
+    upper: &std::path::Path,
+    top: &std::path::Path,
+) -> Result<(), (&'static str, std::io::Error)> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let lower = std::fs::metadata(top).map_err(|e| ("reading the rootfs", e))?;
+    std::os::unix::fs::chown(upper, Some(lower.uid()), Some(lower.gid()))
+        .map_err(|e| ("setting the upper directory's owner", e))?;
+    std::fs::set_permissions(upper, std::fs::Permissions::from_mode(lower.mode() & 0o7777))
+        .map_err(|e| ("setting the upper directory's mode", e))
+}
+
 /// `run --rm`'s removal of the layer, off the path of the answer: renamed at once into
-/// `<root>/trash/` (the name is free for a new container of that name as soon as this returns),
-/// deleted by a thread of its own. A supervisor that dies first leaves it in `trash/`, which the
-/// next one empties at its start (`remove_orphan_files`). Falls back to [`remove_overlay`].
+/// `<root>/trash/` (the name is free for a new container of that name as soon as this returns);
+/// once nothing has it mounted, kept for the next spare overlay (see
+/// `overlay_ahead::Ahead::recycle`) or deleted by the trash thread. A supervisor that dies first
+/// leaves it in `trash/`, which the next one empties at its start (`remove_orphan_files`). Falls
+/// back to [`remove_overlay`].
 pub fn discard_overlay(sup: &Supervisor, name: &str) {
-    static TRASH: std::sync::OnceLock<Option<parking_lot::Mutex<std::sync::mpsc::Sender<std::path::PathBuf>>>> =
-        std::sync::OnceLock::new();
-    let worker = TRASH.get_or_init(|| {
-        let (tx, rx) = std::sync::mpsc::channel::<std::path::PathBuf>();
-        let spawned = std::thread::Builder::new().name("trash".into()).spawn(move || {
-            for dir in rx {
-                if let Err(e) = std::fs::remove_dir_all(&dir) {
-                    crate::warn!("removing {}: {e}", dir.display());
-                }
-            }
-        });
-        spawned.ok().map(|_| parking_lot::Mutex::new(tx))
-    });
     let dir = sup.overlay_dir(name);
     let trash_dir = sup.root.join(TRASH_DIR);
     let nonce = crate::container::trace::now_ns();
@@ -410,16 +413,10 @@ pub fn discard_overlay(sup: &Supervisor, name: &str) {
         }
         other => other,
     };
-    let delete = move || match worker {
-        Some(tx) => {
-            if let Err(std::sync::mpsc::SendError(trash)) = tx.lock().send(trash) {
-                let _ = std::fs::remove_dir_all(trash);
-            }
-        }
-        None => {
-            if let Err(e) = std::fs::remove_dir_all(&trash) {
-                crate::warn!("removing {}: {e}", trash.display());
-            }
+    let ahead = sup.ahead.clone();
+    let delete = move || {
+        if let Err(trash) = ahead.recycle(trash) {
+            super::trash::delete_later(trash);
         }
     };
     match renamed {
@@ -435,8 +432,7 @@ pub fn discard_overlay(sup: &Supervisor, name: &str) {
     }
 }
 
-/// Below the supervisor's root: layers of ended `--rm` containers being deleted.
-pub const TRASH_DIR: &str = "trash";
+pub use super::trash::TRASH_DIR;
 
 /// The supervisor's umask (from /proc/self/status once: umask(2) cannot read it without
 /// setting it, which would race with the other threads); None if unknown.

@@ -25,6 +25,7 @@ mod stats;
 pub mod store;
 mod systemd;
 pub mod to_oci;
+mod trash;
 pub mod volumes;
 mod workers;
 
@@ -331,6 +332,12 @@ fn secure_root(root: &Path) -> anyhow::Result<()> {
             .mode(0o700)
             .create(root.join(dir))
             .with_context(|| format!("creating {}", root.join(dir).display()))?;
+    }
+    // Each container's layer is a tree of its own (see sys::spread_subdirs); best effort.
+    if let Err(e) = crate::sys::spread_subdirs(&root.join("overlay")) {
+        if !matches!(e.raw_os_error(), Some(libc::ENOTTY | libc::EOPNOTSUPP | libc::EINVAL)) {
+            crate::warn!("marking {}/overlay as the top of unrelated trees: {e}", root.display());
+        }
     }
     let mode = fs::metadata(root).with_context(|| format!("reading {}", root.display()))?.permissions().mode() & 0o7777;
     if mode & 0o077 != 0 {

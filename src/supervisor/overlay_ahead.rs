@@ -12,6 +12,13 @@
 //! A spare is one container's alone: it is taken once, and its directories become that
 //! container's. It is dropped, not used, if a layer's directory is no longer the one it was
 //! made over (replaced or deleted since), so a container never sees a stale root.
+//!
+//! The directories of an ended `run --rm` container whose upper stayed empty are made the next
+//! spare's (`recycle`), instead of being deleted while new ones are made: on this host's ext4,
+//! mounted with `discard` and no journal, each directory freed is a discard sent to the disk at
+//! once, and the 7 of each start were ~0.3-0.4 ms of every back-to-back start. Only the work
+//! directory's inner tree (which overlayfs makes at each mount) is deleted; the upper's owner,
+//! mode, times and extended attributes are set anew, and any doubt deletes it instead.
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -29,6 +36,8 @@ const PER_KEY: usize = 2;
 pub(super) const MAKE_AFTER: std::time::Duration = std::time::Duration::from_millis(1);
 /// Sets of layers whose overlay could not be made detached are not tried again; at most this many.
 const REFUSED_KEPT: usize = 16;
+/// Ended layers kept for reuse at most (more are deleted).
+const RECYCLED_KEPT: usize = 4;
 
 /// What a spare fits: the same layers, and whether the layer is thrown away at the end
 /// (`volatile`, see `rootfs::mount_overlay`).
@@ -67,6 +76,8 @@ pub struct Ahead {
     /// To the thread that makes spares (a send fails if it could not be started: starts go on
     /// without spares).
     wanted: Mutex<std::sync::mpsc::Sender<Key>>,
+    /// Directories of ended layers (in `<root>/trash/`), mounted by no one, for the next spares.
+    recycled: Mutex<Vec<PathBuf>>,
 }
 
 impl Ahead {
@@ -80,6 +91,7 @@ impl Ahead {
             spares: Mutex::new(Spares::default()),
             work: Mutex::new(false),
             wanted: Mutex::new(tx),
+            recycled: Mutex::new(Vec::new()),
         });
         let weak = std::sync::Arc::downgrade(&ahead);
         let spawned = std::thread::Builder::new().name("overlay-ahead".into()).spawn(move || {
@@ -134,13 +146,29 @@ impl Ahead {
         None
     }
 
-    /// Drops every spare (the supervisor is stopping).
+    /// Keeps `dir`, an ended container's layer that nothing has mounted any more, for the next
+    /// spare (checked and reset then, on the thread); gives it back if none is wanted.
+    pub fn recycle(&self, dir: PathBuf) -> Result<(), PathBuf> {
+        // One the container wrote to is deleted at once, not kept to be found out later.
+        let unwritten = std::fs::read_dir(dir.join("upper")).is_ok_and(|mut d| d.next().is_none());
+        let mut recycled = self.recycled.lock();
+        if !unwritten || recycled.len() >= RECYCLED_KEPT {
+            return Err(dir);
+        }
+        recycled.push(dir);
+        Ok(())
+    }
+
+    /// Drops every spare and every layer kept for reuse (the supervisor is stopping).
     pub fn clear(&self) {
         // After the spare being made, if any: it is kept, then dropped here with the others.
         let mut stopped = self.work.lock();
         *stopped = true;
         let kept = std::mem::take(&mut self.spares.lock().kept);
         kept.into_iter().for_each(discard);
+        for dir in std::mem::take(&mut *self.recycled.lock()) {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 
     /// Makes a spare over `key`'s layers (the thread's work).
@@ -158,7 +186,12 @@ impl Ahead {
             spares.next
         };
         let dir = self.dir.join(seq.to_string());
-        let made = make_spare(&self.dir, &dir, &key);
+        // The longest ended first.
+        let recycled = {
+            let mut recycled = self.recycled.lock();
+            (!recycled.is_empty()).then(|| recycled.remove(0))
+        };
+        let made = make_spare(&self.dir, &dir, &key, recycled);
         if let Err(e) = &made {
             crate::warn!("no overlay made ahead over {:?} (each start mounts its own): {e}", key.lowers);
             let _ = std::fs::remove_dir_all(&dir);
@@ -213,17 +246,70 @@ fn identities(dirs: &[PathBuf]) -> std::io::Result<Vec<(u64, u64)>> {
     dirs.iter().map(|d| std::fs::metadata(d).map(|m| (m.dev(), m.ino()))).collect()
 }
 
-fn make_spare(parent: &Path, dir: &Path, key: &Key) -> std::io::Result<(OwnedFd, Vec<(u64, u64)>)> {
+fn make_spare(
+    parent: &Path,
+    dir: &Path,
+    key: &Key,
+    recycled: Option<PathBuf>,
+) -> std::io::Result<(OwnedFd, Vec<(u64, u64)>)> {
     use std::os::unix::fs::DirBuilderExt;
     let top = key.lowers.first().ok_or_else(|| std::io::Error::other("no layers"))?;
     match std::fs::DirBuilder::new().mode(0o700).create(parent) {
         Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
-        _ => {}
+        // Each spare is a tree of its own: spread over the filesystem (see sys::spread_subdirs).
+        Ok(()) => drop(crate::sys::spread_subdirs(parent)),
+        Err(_) => {}
     }
     let layers = identities(&key.lowers)?;
-    super::launch::make_layer_dirs(dir, top).map_err(|(what, e)| std::io::Error::other(format!("{what}: {e}")))?;
+    let reused = recycled.is_some_and(|old| match reuse_layer(&old, dir, top) {
+        Ok(()) => true,
+        Err(_) => {
+            super::trash::delete_later(old);
+            false
+        }
+    });
+    if !reused {
+        super::launch::make_layer_dirs(dir, top).map_err(|(what, e)| std::io::Error::other(format!("{what}: {e}")))?;
+    }
     let mount = mount_detached(&key.lowers, dir, key.throwaway)?;
     Ok((mount, layers))
+}
+
+/// Makes `old`, an ended container's layer directory, the fresh one at `dir` over `top`, or
+/// fails (the caller deletes it): its upper must be empty, and comes back with `top`'s owner and
+/// mode, the time now, no extended attribute and the inode flags of a new directory (those of
+/// `work`, which no container reaches); `merged` must be empty; of `work`, what overlayfs made in
+/// it goes (the next mount refuses a volatile one's).
+fn reuse_layer(old: &Path, dir: &Path, top: &Path) -> std::io::Result<()> {
+    let refuse = |what: &str| Err(std::io::Error::other(format!("{}: {what}", old.display())));
+    let entries = |d: &Path| -> std::io::Result<Vec<std::ffi::OsString>> {
+        std::fs::read_dir(d)?.map(|e| e.map(|e| e.file_name())).collect()
+    };
+    for sub in ["upper", "work", "merged"] {
+        if !std::fs::symlink_metadata(old.join(sub))?.is_dir() {
+            return refuse("not a directory");
+        }
+    }
+    let upper = old.join("upper");
+    if !entries(&upper)?.is_empty() || !entries(&old.join("merged"))?.is_empty() {
+        return refuse("written to");
+    }
+    match entries(&old.join("work"))?.as_slice() {
+        [] => {}
+        [only] if only == "work" => std::fs::remove_dir_all(old.join("work/work"))?,
+        _ => return refuse("unexpected entries in work"),
+    }
+    if crate::sys::inode_flags(&upper).ok() != crate::sys::inode_flags(&old.join("work")).ok() {
+        return refuse("inode flags changed");
+    }
+    crate::sys::remove_xattrs(&upper)?;
+    super::fresh_files::rename_noreplace(old, dir)?;
+    super::launch::set_upper_owner(&dir.join("upper"), top)
+        .map_err(|(what, e)| std::io::Error::other(format!("{what}: {e}")))?;
+    // The time now, as a new directory's (the last container's last change is not the next's).
+    let now =
+        std::fs::FileTimes::new().set_accessed(std::time::SystemTime::now()).set_modified(std::time::SystemTime::now());
+    std::fs::File::open(dir.join("upper"))?.set_times(now)
 }
 
 /// The overlay over `lowers` with `dir`'s upper and work, mounted nowhere (fsmount): the same
@@ -250,4 +336,75 @@ pub(super) fn mount_detached(lowers: &[PathBuf], dir: &Path, throwaway: bool) ->
         options.push(("volatile", None));
     }
     crate::sys::mount_detached(c"overlay", &options)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    /// An ended layer as a volatile mount leaves it, in a fresh directory; and a "rootfs" to reuse it over.
+    fn ended_layer() -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let tmp = tempfile::Builder::new().prefix("engine-test-").tempdir_in("/tmp").unwrap();
+        let top = tmp.path().join("rootfs");
+        std::fs::create_dir(&top).unwrap();
+        let old = tmp.path().join("old");
+        super::super::launch::make_layer_dirs(&old, &top).unwrap();
+        std::fs::create_dir_all(old.join("work/work/incompat/volatile")).unwrap();
+        std::fs::write(old.join("work/work/incompat/volatile/dirty"), "").unwrap();
+        (tmp, old, top)
+    }
+
+    fn xattrs(path: &Path) -> usize {
+        let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        // SAFETY: a C string; a null buffer asks for the size only.
+        unsafe { libc::llistxattr(c.as_ptr(), std::ptr::null_mut(), 0) as usize }
+    }
+
+    #[test]
+    fn a_reused_layer_has_its_upper_as_new_and_overlayfs_work_gone() {
+        let (tmp, old, top) = ended_layer();
+        let upper = old.join("upper");
+        std::fs::set_permissions(&upper, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let c = std::ffi::CString::new(upper.to_str().unwrap()).unwrap();
+        for name in [c"user.left", c"trusted.overlay.opaque"] {
+            // SAFETY: C strings and a buffer that outlive the call.
+            assert_eq!(unsafe { libc::lsetxattr(c.as_ptr(), name.as_ptr(), c"y".as_ptr().cast(), 1, 0) }, 0);
+        }
+        let long_ago = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        std::fs::File::open(&upper).unwrap().set_times(std::fs::FileTimes::new().set_modified(long_ago)).unwrap();
+        let dir = tmp.path().join("new");
+        reuse_layer(&old, &dir, &top).unwrap();
+        assert!(!old.exists());
+        let (upper, want) = (std::fs::metadata(dir.join("upper")).unwrap(), std::fs::metadata(&top).unwrap());
+        assert_eq!((upper.mode(), upper.uid(), upper.gid()), (want.mode(), want.uid(), want.gid()));
+        assert!(upper.modified().unwrap() > long_ago + std::time::Duration::from_secs(86400 * 365));
+        assert_eq!(xattrs(&dir.join("upper")), 0);
+        assert_eq!(std::fs::read_dir(dir.join("work")).unwrap().count(), 0, "overlayfs's work tree was left");
+        assert!(dir.join("merged").is_dir());
+    }
+
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_layer_written_to_or_changed_oddly_is_not_reused() {
+        type Spoil = fn(&Path);
+        let spoils: [(&str, Spoil); 5] = [
+            ("a file in upper", |old| std::fs::write(old.join("upper/f"), "x").unwrap()),
+            ("a file in merged", |old| std::fs::write(old.join("merged/f"), "x").unwrap()),
+            ("upper a symlink", |old| {
+                std::fs::remove_dir(old.join("upper")).unwrap();
+                std::os::unix::fs::symlink("/etc", old.join("upper")).unwrap();
+            }),
+            ("an unknown entry in work", |old| std::fs::create_dir(old.join("work/index")).unwrap()),
+            ("upper's inode flags", |old| crate::sys::spread_subdirs(&old.join("upper")).unwrap()),
+        ];
+        for (what, spoil) in spoils {
+            let (tmp, old, top) = ended_layer();
+            spoil(&old);
+            let dir = tmp.path().join("new");
+            assert!(reuse_layer(&old, &dir, &top).is_err(), "reused with {what}");
+            assert!(old.exists() && !dir.exists(), "{what}: moved though refused");
+        }
+    }
 }
