@@ -133,36 +133,26 @@ class Soak:
             self.note("rm -f", r.stderr.strip())
 
     def fds(self):
-        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+        """The supervisor's open fds once its threads have made what they keep ready (spare
+        overlays, cgroups made ahead: each holds fds), i.e. once the count held for 0.5 s."""
+        count = lambda: len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+        last, since, deadline = count(), time.monotonic(), time.monotonic() + 10
+        while time.monotonic() - since < 0.5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            now = count()
+            if now != last:
+                last, since = now, time.monotonic()
+        return last
 
     def audit(self, fd_before, fd_after):
+        """What the live supervisor shows (records, ps, files, fds), then what is left once it has
+        stopped (SIGTERM): processes, cgroups (its groups made ahead are its own while it runs),
+        veths (the kernel deletes a pair with its namespace, in the background: given 5 s), mounts."""
         checks = []
 
         def check(what, leaked):
             checks.append((what, "ok" if not leaked else f"LEAK: {leaked}"))
 
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and (any(alive(p, t) for p, t in self.inits) or cmdline_pids(f"sleep {self.secs}")):
-            time.sleep(0.1)
-        check("container inits of killed supervisors", [p for p, t in self.inits if alive(p, t)])
-        check("container commands", cmdline_pids(f"sleep {self.secs}"))
-        groups = []
-        for ctrl in os.listdir("/sys/fs/cgroup") + [""]:
-            d = os.path.join("/sys/fs/cgroup", ctrl, self.parent)
-            if os.path.isdir(d):
-                groups += [os.path.join(d, e) for e in os.listdir(d) if os.path.isdir(os.path.join(d, e))]
-        check("cgroups", sorted(set(groups)))
-        veths = []
-        for link in os.listdir("/sys/class/net"):
-            try:
-                with open(f"/sys/class/net/{link}/ifalias") as f:
-                    if f.read().startswith(f"engine:{self.bridge}:"):
-                        veths.append(link)
-            except OSError:
-                pass
-        check("veths", veths)
-        with open("/proc/self/mountinfo") as f:
-            check("mounts", [line.split()[4] for line in f if self.dir in line])
         records = {}
         cdir = os.path.join(self.root, "containers")
         for e in os.listdir(cdir):
@@ -185,9 +175,40 @@ class Soak:
         check("files without a record", files)
         check(f"supervisor fds over {self.args.fd_cycles} cycles without kills ({fd_before} before)",
               [] if fd_after <= fd_before else [f"{fd_after} after"])
+
+        self.stop()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and (any(alive(p, t) for p, t in self.inits) or cmdline_pids(f"sleep {self.secs}")):
+            time.sleep(0.1)
+        check("container inits of killed supervisors", [p for p, t in self.inits if alive(p, t)])
+        check("container commands", cmdline_pids(f"sleep {self.secs}"))
+        groups = []
+        for ctrl in os.listdir("/sys/fs/cgroup") + [""]:
+            d = os.path.join("/sys/fs/cgroup", ctrl, self.parent)
+            if os.path.isdir(d):
+                groups += [os.path.join(d, e) for e in os.listdir(d) if os.path.isdir(os.path.join(d, e))]
+        check("cgroups (after the supervisor stopped)", sorted(set(groups)))
+
+        def veths():
+            found = []
+            for link in os.listdir("/sys/class/net"):
+                try:
+                    with open(f"/sys/class/net/{link}/ifalias") as f:
+                        if f.read().startswith(f"engine:{self.bridge}:"):
+                            found.append(link)
+                except OSError:
+                    pass
+            return found
+
+        deadline = time.monotonic() + 5
+        while veths() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        check("veths (after the supervisor stopped)", veths())
+        with open("/proc/self/mountinfo") as f:
+            check("mounts", [line.split()[4] for line in f if self.dir in line])
         return checks
 
-    def cleanup(self):
+    def stop(self):
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -195,6 +216,9 @@ class Soak:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+    def cleanup(self):
+        self.stop()
         subprocess.run(["ip", "link", "del", self.bridge], stderr=subprocess.DEVNULL)
         for ctrl in os.listdir("/sys/fs/cgroup") + [""]:
             try:

@@ -19,12 +19,9 @@ use super::made_ahead::MadeAhead;
 pub const FRESH_DIR: &str = "fresh";
 /// Files kept ready: a start takes three (four with a bridge).
 const KEPT: usize = 12;
-/// Files made in one directory before the next is made.
-const PER_DIR: u64 = KEPT as u64;
 
 pub struct FreshFiles {
     files: Arc<MadeAhead<PathBuf>>,
-    dir: PathBuf,
 }
 
 impl FreshFiles {
@@ -32,33 +29,19 @@ impl FreshFiles {
     pub fn start(root: &Path) -> Arc<FreshFiles> {
         let dir = root.join(FRESH_DIR);
         super::overlay_ahead::remove_leftovers(&dir);
-        let fresh_dir = dir.clone();
         let mut next = 0u64;
-        // The directory new files are made in, and earlier ones not yet emptied.
-        let (mut current, mut earlier) = (None::<PathBuf>, Vec::<PathBuf>::new());
         let files = MadeAhead::start("fresh-files", KEPT, move || {
             use std::os::unix::fs::DirBuilderExt;
-            let mkdir = |d: &Path| std::fs::DirBuilder::new().mode(0o700).create(d);
-            match mkdir(&dir) {
+            match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
                 Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return None,
-                Ok(()) => drop(crate::sys::spread_subdirs(&dir)),
-                Err(_) => {}
-            }
-            // Every PER_DIR files, a new directory: the allocator puts it (and so the inodes of
-            // the files made in it) elsewhere on the filesystem, and an inode made there scans
-            // past fewer freed ones (see sys::spread_subdirs). Emptied ones go.
-            if current.is_none() || next.is_multiple_of(PER_DIR) {
-                earlier.retain(|d| std::fs::remove_dir(d).is_err());
-                let sub = dir.join(format!("d{next}"));
-                mkdir(&sub).ok()?;
-                earlier.extend(current.replace(sub));
+                _ => {}
             }
             next += 1;
-            let path = current.as_ref()?.join(next.to_string());
+            let path = dir.join(next.to_string());
             let made = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path);
             made.ok().map(|_| path)
         });
-        Arc::new(FreshFiles { files, dir: fresh_dir })
+        Arc::new(FreshFiles { files })
     }
 
     /// Puts an empty file (0600) at `target`, which must not exist, without making an inode;
@@ -74,13 +57,10 @@ impl FreshFiles {
         }
     }
 
-    /// Deletes the files still ready and their directories (the supervisor is stopping).
+    /// Deletes the files still ready (the supervisor is stopping).
     pub fn clear(&self) {
         for file in self.files.clear() {
-            let _ = std::fs::remove_file(&file);
-        }
-        for sub in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
-            let _ = std::fs::remove_dir(sub.path());
+            let _ = std::fs::remove_file(file);
         }
     }
 }
