@@ -303,13 +303,13 @@ fn reuse_layer(old: &Path, dir: &Path, top: &Path) -> std::io::Result<()> {
         return refuse("inode flags changed");
     }
     crate::sys::remove_xattrs(&upper)?;
-    super::fresh_files::rename_noreplace(old, dir)?;
-    super::launch::set_upper_owner(&dir.join("upper"), top)
-        .map_err(|(what, e)| std::io::Error::other(format!("{what}: {e}")))?;
+    super::launch::set_upper_owner(&upper, top).map_err(|(what, e)| std::io::Error::other(format!("{what}: {e}")))?;
     // The time now, as a new directory's (the last container's last change is not the next's).
     let now =
         std::fs::FileTimes::new().set_accessed(std::time::SystemTime::now()).set_modified(std::time::SystemTime::now());
-    std::fs::File::open(dir.join("upper"))?.set_times(now)
+    std::fs::File::open(&upper)?.set_times(now)?;
+    // Last: a failure before it leaves `old` where it was, for the caller to delete.
+    super::fresh_files::rename_noreplace(old, dir)
 }
 
 /// The overlay over `lowers` with `dir`'s upper and work, mounted nowhere (fsmount): the same
@@ -406,5 +406,16 @@ mod tests {
             assert!(reuse_layer(&old, &dir, &top).is_err(), "reused with {what}");
             assert!(old.exists() && !dir.exists(), "{what}: moved though refused");
         }
+    }
+
+    /// A reset that fails (here: the rootfs is gone) leaves the layer where it was, for the
+    /// caller to delete, and the spare's name free for new directories.
+    #[test]
+    fn a_failed_reset_leaves_the_layer_in_place() {
+        let (tmp, old, top) = ended_layer();
+        std::fs::remove_dir(&top).unwrap();
+        let dir = tmp.path().join("new");
+        assert!(reuse_layer(&old, &dir, &top).is_err());
+        assert!(old.exists() && !dir.exists());
     }
 }
