@@ -426,6 +426,43 @@ fn an_unwritten_run_rm_layer_is_reused_with_its_root_as_new() {
     }
 }
 
+/// `engine rm` hands its layer to the trash too (off its answer's path): an unwritten one is kept
+/// there for the next spare, a written one deleted by the trash thread.
+#[test]
+fn an_rm_leaves_its_layer_to_the_trash() {
+    let sup = Supervisor::start();
+    let rootfs = rootfs();
+    for (name, cmd) in [("clean", "/bin/true"), ("written", "/bin/touch /written")] {
+        let mut args = vec!["start", "--net", "none", name, rootfs.to_str().unwrap()];
+        args.extend(cmd.split(' '));
+        sup.ok(&args);
+        assert_eq!(sup.wait_exit(name), 0);
+    }
+    let trash = |prefix: &str| -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(sup.root.join("trash"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+            .map(|e| e.path())
+            .collect()
+    };
+    use std::os::unix::fs::MetadataExt;
+    let ino = std::fs::metadata(sup.root.join("overlay/clean")).unwrap().ino();
+    sup.ok(&["rm", "clean"]);
+    assert!(!sup.root.join("overlay/clean").exists());
+    // Kept in the trash, or already made a spare in ahead/ (its thread may have run since).
+    let kept: Vec<_> = ["trash", "ahead"]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(sup.root.join(d)).into_iter().flatten().flatten())
+        .filter(|e| e.metadata().is_ok_and(|m| m.ino() == ino))
+        .collect();
+    assert_eq!(kept.len(), 1, "the unwritten layer was deleted, not kept");
+    sup.ok(&["rm", "written"]);
+    assert!(!sup.root.join("overlay/written").exists());
+    wait_until(std::time::Duration::from_secs(5), || trash("written.").is_empty());
+}
+
 #[test]
 fn a_trash_left_by_a_dead_supervisor_is_emptied_at_the_next_start() {
     let mut sup = Supervisor::start();

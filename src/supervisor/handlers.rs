@@ -45,7 +45,7 @@ pub fn run(sup: &Supervisor, conn: &mut UnixStream, spec: ContainerSpec, remove:
     crate::container::trace::step(&name, "wait settled");
     if remove {
         let record = sup.registry.remove_ended(&name)?;
-        forget_container(sup, &name, record, launch::discard_overlay)?;
+        forget_container(sup, &name, record)?;
         crate::container::trace::step(&name, "removed");
     }
     if streamed.is_ok() {
@@ -148,24 +148,16 @@ pub fn rm(sup: &Supervisor, conn: &mut UnixStream, name: &str, force: bool) -> R
     if force && !record.state.is_terminal() {
         launch::stop(sup, name, Duration::ZERO)?;
     }
-    remove_container(sup, name, launch::remove_overlay)?;
+    let record = sup.registry.remove(name)?;
+    forget_container(sup, name, record)?;
     send(conn, &Response::Done)
 }
 
-fn remove_container(sup: &Supervisor, name: &str, remove_overlay: fn(&Supervisor, &str)) -> Reply {
-    let record = sup.registry.remove(name)?;
-    forget_container(sup, name, record, remove_overlay)
-}
-
-/// What outlives a removed record: its restart back-off, its layer, its log files.
-fn forget_container(
-    sup: &Supervisor,
-    name: &str,
-    record: super::record::ContainerRecord,
-    remove_overlay: fn(&Supervisor, &str),
-) -> Reply {
+/// What outlives a removed record: its restart back-off, its layer (deleted off the request's
+/// path, or kept for the next spare overlay: see `launch::discard_overlay`), its log files.
+fn forget_container(sup: &Supervisor, name: &str, record: super::record::ContainerRecord) -> Reply {
     sup.restarts.forget(name);
-    remove_overlay(sup, name);
+    launch::discard_overlay(sup, name);
     super::logs::rotate::remove_all(&record.log_path)
         .map_err(|e| Failure::engine(format!("removing the log files {}*: {e}", record.log_path.display())))
 }

@@ -393,7 +393,7 @@ pub(super) fn set_upper_owner(
         .map_err(|e| ("setting the upper directory's mode", e))
 }
 
-/// `run --rm`'s removal of the layer, off the path of the answer: renamed at once into
+/// The removal of a layer (`run --rm`'s, `rm`'s), off the path of the answer: renamed at once into
 /// `<root>/trash/` (the name is free for a new container of that name as soon as this returns);
 /// once nothing has it mounted, kept for the next spare overlay (see
 /// `overlay_ahead::Ahead::recycle`) or deleted by the trash thread. A supervisor that dies first
