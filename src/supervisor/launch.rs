@@ -401,7 +401,7 @@ pub(super) fn set_upper_owner(
 /// back to [`remove_overlay`].
 pub fn discard_overlay(sup: &Supervisor, name: &str) {
     let dir = sup.overlay_dir(name);
-    let trash_dir = sup.root.join(TRASH_DIR);
+    let trash_dir = sup.root.join(super::trash::TRASH_DIR);
     let nonce = crate::container::trace::now_ns();
     let trash = trash_dir.join(format!("{name}.{nonce}"));
     let renamed = match std::fs::rename(&dir, &trash) {
@@ -431,8 +431,6 @@ pub fn discard_overlay(sup: &Supervisor, name: &str) {
         Err(_) => remove_overlay(sup, name),
     }
 }
-
-pub use super::trash::TRASH_DIR;
 
 /// The supervisor's umask (from /proc/self/status once: umask(2) cannot read it without
 /// setting it, which would race with the other threads); None if unknown.

@@ -368,7 +368,7 @@ fn remove_orphan_files(root: &Path, registry: &registry::Registry) {
             .collect()
     };
     // Layers of `--rm` containers a previous supervisor had not finished deleting.
-    match fs::remove_dir_all(root.join(launch::TRASH_DIR)) {
+    match fs::remove_dir_all(root.join(trash::TRASH_DIR)) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => crate::warn!("emptying the trash: {e}"),
         _ => {}
     }

@@ -77,7 +77,7 @@ pub struct Ahead {
     /// without spares).
     wanted: Mutex<std::sync::mpsc::Sender<Key>>,
     /// Directories of ended layers (in `<root>/trash/`), mounted by no one, for the next spares.
-    recycled: Mutex<Vec<PathBuf>>,
+    recycled: Mutex<std::collections::VecDeque<PathBuf>>,
 }
 
 impl Ahead {
@@ -91,7 +91,7 @@ impl Ahead {
             spares: Mutex::new(Spares::default()),
             work: Mutex::new(false),
             wanted: Mutex::new(tx),
-            recycled: Mutex::new(Vec::new()),
+            recycled: Mutex::new(std::collections::VecDeque::new()),
         });
         let weak = std::sync::Arc::downgrade(&ahead);
         let spawned = std::thread::Builder::new().name("overlay-ahead".into()).spawn(move || {
@@ -150,12 +150,12 @@ impl Ahead {
     /// spare (checked and reset then, on the thread); gives it back if none is wanted.
     pub fn recycle(&self, dir: PathBuf) -> Result<(), PathBuf> {
         // One the container wrote to is deleted at once, not kept to be found out later.
-        let unwritten = std::fs::read_dir(dir.join("upper")).is_ok_and(|mut d| d.next().is_none());
+        let unwritten = is_empty_dir(&dir.join("upper")).unwrap_or(false);
         let mut recycled = self.recycled.lock();
         if !unwritten || recycled.len() >= RECYCLED_KEPT {
             return Err(dir);
         }
-        recycled.push(dir);
+        recycled.push_back(dir);
         Ok(())
     }
 
@@ -187,10 +187,7 @@ impl Ahead {
         };
         let dir = self.dir.join(seq.to_string());
         // The longest ended first.
-        let recycled = {
-            let mut recycled = self.recycled.lock();
-            (!recycled.is_empty()).then(|| recycled.remove(0))
-        };
+        let recycled = self.recycled.lock().pop_front();
         let made = make_spare(&self.dir, &dir, &key, recycled);
         if let Err(e) = &made {
             crate::warn!("no overlay made ahead over {:?} (each start mounts its own): {e}", key.lowers);
@@ -275,6 +272,11 @@ fn make_spare(
     Ok((mount, layers))
 }
 
+/// Whether the directory `dir` has no entry (one getdents: no list is made).
+fn is_empty_dir(dir: &Path) -> std::io::Result<bool> {
+    Ok(std::fs::read_dir(dir)?.next().is_none())
+}
+
 /// Makes `old`, an ended container's layer directory, the fresh one at `dir` over `top`, or
 /// fails (the caller deletes it): its upper must be empty, and comes back with `top`'s owner and
 /// mode, the time now, no extended attribute and the inode flags of a new directory (those of
@@ -282,19 +284,18 @@ fn make_spare(
 /// it goes (the next mount refuses a volatile one's).
 fn reuse_layer(old: &Path, dir: &Path, top: &Path) -> std::io::Result<()> {
     let refuse = |what: &str| Err(std::io::Error::other(format!("{}: {what}", old.display())));
-    let entries = |d: &Path| -> std::io::Result<Vec<std::ffi::OsString>> {
-        std::fs::read_dir(d)?.map(|e| e.map(|e| e.file_name())).collect()
-    };
     for sub in ["upper", "work", "merged"] {
         if !std::fs::symlink_metadata(old.join(sub))?.is_dir() {
             return refuse("not a directory");
         }
     }
     let upper = old.join("upper");
-    if !entries(&upper)?.is_empty() || !entries(&old.join("merged"))?.is_empty() {
+    if !is_empty_dir(&upper)? || !is_empty_dir(&old.join("merged"))? {
         return refuse("written to");
     }
-    match entries(&old.join("work"))?.as_slice() {
+    let work: Vec<std::ffi::OsString> =
+        std::fs::read_dir(old.join("work"))?.map(|e| e.map(|e| e.file_name())).collect::<Result<_, _>>()?;
+    match work.as_slice() {
         [] => {}
         [only] if only == "work" => std::fs::remove_dir_all(old.join("work/work"))?,
         _ => return refuse("unexpected entries in work"),
